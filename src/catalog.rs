@@ -1,0 +1,304 @@
+//! Catalog lookups over SPI: tables, columns, unique keys, privileges, and TimescaleDB's
+//! public views (`timescaledb_information.*`, `_timescaledb_functions.chunk_status`).
+//! Never `_timescaledb_catalog`, whose tables change between releases.
+
+use crate::columns::{Column, UniqueKey};
+use crate::error::{BackfillError, Code};
+use crate::ident::{parse_qualified_name, quote_ident, quote_qualified, QualifiedName};
+use crate::plan::{parse_space_check, Chunk, TimeKind};
+use crate::spi::{self, col, p, query, query_one, raise};
+
+/// A resolved table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub oid: u32,
+    pub name: QualifiedName,
+    /// `pg_class.relkind`: r table, p partitioned table, v view, ...
+    pub relkind: String,
+}
+
+/// Where TimescaleDB is installed, when it is, with compression and jobs.
+#[derive(Debug, Clone)]
+pub struct Timescale {
+    /// The quoted schema of its user-facing functions (`add_job`, `compress_chunk`, ...).
+    pub schema: String,
+    pub version: String,
+}
+
+impl Timescale {
+    pub fn func(&self, name: &str) -> String {
+        format!("{}.{}", self.schema, quote_ident(name))
+    }
+}
+
+pub const CHUNK_STATUS_FN: &str = "_timescaledb_functions.chunk_status";
+pub const HASH_FN: &str = "_timescaledb_functions.get_partition_hash";
+
+/// TimescaleDB, if installed in this database with its compression and job API.
+pub fn timescale() -> Option<Timescale> {
+    query_one(
+        "SELECT n.nspname::text, e.extversion::text, \
+                coalesce(current_setting('timescaledb.license', true), 'timescale') = 'timescale' \
+         FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+         WHERE e.extname = 'timescaledb'",
+        &[],
+        |r| (col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap(), col::<bool>(r, 3).unwrap_or(false)),
+    )
+    .filter(|(_, _, full)| *full)
+    .map(|(schema, version, _)| Timescale { schema: quote_ident(&schema), version })
+}
+
+/// Resolves a table name given under config key `key` (`role` names it in messages).
+pub fn resolve_table(key: &str, role: &str, text: &str) -> Table {
+    let Some((schema, name)) = parse_qualified_name(text) else {
+        raise(
+            BackfillError::new(Code::InvalidName, format!("config key \"{key}\": \"{text}\" is not a valid table name"))
+                .hint("write table or schema.table; quote names with capitals or special characters, e.g. \"\\\"My Table\\\"\""),
+        )
+    };
+    let quoted = match &schema {
+        Some(s) => quote_qualified(s, &name),
+        None => quote_ident(&name),
+    };
+    let found = query_one(
+        "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[p(quoted)],
+        |r| Table {
+            oid: col::<i64>(r, 1).unwrap() as u32,
+            name: QualifiedName::new(col::<String>(r, 2).unwrap(), col::<String>(r, 3).unwrap()),
+            relkind: col::<String>(r, 4).unwrap(),
+        },
+    );
+    match found {
+        Some(t) => t,
+        None => {
+            let path = query_one("SELECT pg_catalog.current_setting('search_path')", &[], |r| col::<String>(r, 1))
+                .flatten()
+                .unwrap_or_default();
+            raise(
+                BackfillError::new(Code::UndefinedTable, format!("{role} \"{text}\" (config key \"{key}\") does not exist"))
+                    .hint(format!("create it or correct the name; an unqualified name is looked up in search_path ({path})")),
+            )
+        }
+    }
+}
+
+/// The text form of a regclass, for procedures that take `regclass` arguments.
+pub fn regclass_text(oid: u32) -> String {
+    query_one("SELECT $1::oid::regclass::text", &[p(oid.to_string())], |r| col::<String>(r, 1))
+        .flatten()
+        .unwrap_or_else(|| raise(BackfillError::new(Code::UndefinedTable, format!("relation with OID {oid} does not exist"))))
+}
+
+/// The table's live columns in order.
+pub fn columns(oid: u32) -> Vec<Column> {
+    query(
+        "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid::int8, \
+                a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> '' \
+         FROM pg_catalog.pg_attribute a \
+         WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        &[p(oid.to_string())],
+        |r| Column {
+            name: col(r, 1).unwrap(),
+            type_name: col(r, 2).unwrap(),
+            type_oid: col::<i64>(r, 3).unwrap() as u32,
+            not_null: col(r, 4).unwrap(),
+            has_default: col(r, 5).unwrap(),
+            generated: col(r, 6).unwrap(),
+            identity: col(r, 7).unwrap(),
+        },
+    )
+}
+
+/// Whether a value of type `from` can be stored into a column of type `to`.
+pub fn castable(from: u32, to: u32) -> bool {
+    query_one(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_cast \
+                        WHERE castsource = $1::oid AND casttarget = $2::oid AND castcontext IN ('a', 'i'))",
+        &[p(from.to_string()), p(to.to_string())],
+        |r| col::<bool>(r, 1),
+    )
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// Unique indexes that can serve as ON CONFLICT targets, primary key first.
+pub fn unique_keys(oid: u32) -> Vec<UniqueKey> {
+    query(
+        "SELECT coalesce(con.conname, ic.relname)::text, i.indisprimary, \
+                ARRAY(SELECT a.attname::text \
+                      FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(num, ord) \
+                      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num \
+                      ORDER BY k.ord) \
+         FROM pg_catalog.pg_index i \
+         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+         LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid \
+         WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
+         ORDER BY i.indisprimary DESC, 1",
+        &[p(oid.to_string())],
+        |r| UniqueKey { name: col(r, 1).unwrap(), primary: col(r, 2).unwrap(), columns: col::<Vec<String>>(r, 3).unwrap() },
+    )
+}
+
+/// Raises 42501 unless the current role has `privs` on the table.
+pub fn require_privileges(t: &Table, role: &str, privs: &str) {
+    let ok = query_one(
+        "SELECT pg_catalog.has_table_privilege($1::oid, $2)",
+        &[p(t.oid.to_string()), p(privs)],
+        |r| col::<bool>(r, 1),
+    )
+    .flatten()
+    .unwrap_or(false);
+    if !ok {
+        raise(
+            BackfillError::new(Code::InsufficientPrivilege, format!("role \"{}\" lacks {privs} on {role} {}", current_user(), t.name))
+                .hint(format!("GRANT {privs} ON {} TO the role that runs the job", t.name.quoted())),
+        );
+    }
+}
+
+/// Raises 42501 unless the current role owns the table (needed to decompress chunks).
+pub fn require_owner(t: &Table, why: &str) {
+    let ok = query_one(
+        "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $1::oid",
+        &[p(t.oid.to_string())],
+        |r| col::<bool>(r, 1),
+    )
+    .flatten()
+    .unwrap_or(false);
+    if !ok {
+        raise(
+            BackfillError::new(Code::InsufficientPrivilege, format!("role \"{}\" must own hypertable {} {why}", current_user(), t.name))
+                .hint("run the job as the hypertable's owner (alter_job(..., owner => ...)) or grant the owner role to this one"),
+        );
+    }
+}
+
+pub fn current_user() -> String {
+    query_one("SELECT current_user::text", &[], |r| col::<String>(r, 1)).flatten().unwrap_or_default()
+}
+
+/// A hypertable's primary dimension.
+#[derive(Debug, Clone)]
+pub struct Hypertable {
+    pub time_column: String,
+    pub kind: TimeKind,
+    pub dimensions: i64,
+}
+
+/// The hypertable behind `t`, if it is one.
+pub fn hypertable(t: &Table) -> Option<Hypertable> {
+    let row = query_one(
+        "SELECT d.column_name::text, d.column_type::text, \
+                (SELECT count(*) FROM timescaledb_information.dimensions x \
+                 WHERE x.hypertable_schema = d.hypertable_schema AND x.hypertable_name = d.hypertable_name)::int8 \
+         FROM timescaledb_information.dimensions d \
+         WHERE d.hypertable_schema = $1 AND d.hypertable_name = $2 ORDER BY d.dimension_number LIMIT 1",
+        &[p(&t.name.schema), p(&t.name.name)],
+        |r| (col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap(), col::<i64>(r, 3).unwrap()),
+    )?;
+    let kind = TimeKind::from_type_name(&row.1).unwrap_or_else(|| {
+        raise(
+            BackfillError::new(
+                Code::WrongObjectType,
+                format!("hypertable {} is partitioned by \"{}\" of type {}, which backfill_ext does not support", t.name, row.0, row.1),
+            )
+            .hint("supported time column types: timestamptz, timestamp, date, smallint, integer, bigint"),
+        )
+    });
+    Some(Hypertable { time_column: row.0, kind, dimensions: row.2 })
+}
+
+/// A compression policy job and its schedule as it was before the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub job_id: i32,
+    pub next_start: Option<String>,
+    pub scheduled: bool,
+}
+
+pub fn compression_policies(t: &Table) -> Vec<Policy> {
+    query(
+        "SELECT j.job_id, j.next_start::text, j.scheduled FROM timescaledb_information.jobs j \
+         WHERE j.hypertable_schema = $1 AND j.hypertable_name = $2 AND j.proc_name = 'policy_compression' \
+         ORDER BY j.job_id",
+        &[p(&t.name.schema), p(&t.name.name)],
+        |r| Policy { job_id: col(r, 1).unwrap(), next_start: col(r, 2), scheduled: col(r, 3).unwrap_or(true) },
+    )
+}
+
+/// Chunks whose time range meets the staging span `[min, max]`, with status and space ranges.
+pub fn chunks_overlapping(t: &Table, ht: &Hypertable, min: &str, max: &str) -> Vec<Chunk> {
+    let sql = crate::sql::chunks_overlapping(ht.kind, CHUNK_STATUS_FN);
+    let mut chunks = query(&sql, &[p(&t.name.schema), p(&t.name.name), p(min), p(max)], |r| Chunk {
+        name: QualifiedName::new(col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap()),
+        lo: col(r, 3),
+        hi: col(r, 4),
+        space: vec![],
+        status: col::<i32>(r, 5).unwrap_or(0),
+    });
+    if ht.dimensions > 1 {
+        for c in &mut chunks {
+            c.space = space_ranges(&c.name);
+        }
+    }
+    chunks
+}
+
+/// The hash ranges a chunk's CHECK constraints give its space dimensions; empty when
+/// any of them cannot be read (then the chunk is matched on time alone).
+fn space_ranges(chunk: &QualifiedName) -> Vec<crate::plan::SpaceRange> {
+    let defs: Vec<String> = query(
+        "SELECT pg_catalog.pg_get_constraintdef(con.oid) FROM pg_catalog.pg_constraint con \
+         WHERE con.conrelid = pg_catalog.to_regclass($1) AND con.contype = 'c' \
+           AND pg_catalog.pg_get_constraintdef(con.oid) LIKE '%get_partition_hash(%'",
+        &[p(chunk.quoted())],
+        |r| col::<String>(r, 1).unwrap_or_default(),
+    );
+    let parsed: Vec<_> = defs.iter().map(|d| parse_space_check(d)).collect();
+    if parsed.iter().all(|s| s.is_some()) {
+        parsed.into_iter().flatten().collect()
+    } else {
+        vec![]
+    }
+}
+
+/// Every chunk of the hypertable with its status bits.
+pub fn chunk_statuses(t: &Table) -> Vec<(QualifiedName, i32)> {
+    query(
+        &format!(
+            "SELECT c.chunk_schema::text, c.chunk_name::text, {CHUNK_STATUS_FN}(format('%I.%I', c.chunk_schema, c.chunk_name)::regclass) \
+             FROM timescaledb_information.chunks c WHERE c.hypertable_schema = $1 AND c.hypertable_name = $2"
+        ),
+        &[p(&t.name.schema), p(&t.name.name)],
+        |r| (QualifiedName::new(col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap()), col::<i32>(r, 3).unwrap_or(0)),
+    )
+}
+
+/// Validates an interval given under a config key; returns its text form.
+pub fn check_interval(key: &str, text: &str) -> String {
+    let r = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+        query_one("SELECT $1::interval::text, $1::interval < '0'::interval, $1::interval > '100 years'::interval", &[p(text)], |r| {
+            (col::<String>(r, 1).unwrap(), col::<bool>(r, 2).unwrap(), col::<bool>(r, 3).unwrap())
+        })
+        .unwrap()
+    }));
+    match r {
+        Ok((_, true, _)) => raise(
+            BackfillError::new(Code::InvalidParameterValue, format!("config key \"{key}\" must not be negative, got \"{text}\""))
+                .hint("give a positive interval such as '1 day'"),
+        ),
+        Ok((_, _, true)) => raise(
+            BackfillError::new(Code::InvalidParameterValue, format!("config key \"{key}\" is too large: \"{text}\""))
+                .hint("give an interval of at most 100 years, such as '1 day'"),
+        ),
+        Ok((v, _, _)) => v,
+        Err(e) => raise(
+            BackfillError::new(Code::InvalidParameterValue, format!("config key \"{key}\" is not an interval: \"{text}\""))
+                .detail(spi::caught_message(&e))
+                .hint("give an interval such as '1 day' or '12 hours'"),
+        ),
+    }
+}

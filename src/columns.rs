@@ -1,0 +1,375 @@
+//! Matching staging columns to destination columns by name, and resolving the conflict
+//! target and update columns. Pure: fed with what the catalog lookups read.
+
+use crate::config::{Config, ConflictAction, ConflictTarget};
+use crate::error::{BackfillError, Code, Result};
+use crate::sql::Conflict;
+
+/// A column as read from `pg_attribute`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// `format_type()` text, for messages.
+    pub type_name: String,
+    pub type_oid: u32,
+    pub not_null: bool,
+    pub has_default: bool,
+    pub generated: bool,
+    pub identity: bool,
+}
+
+/// A unique index usable as an ON CONFLICT target (no expressions, no predicate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueKey {
+    /// The constraint's name, or the index's name when no constraint owns it.
+    pub name: String,
+    pub primary: bool,
+    pub columns: Vec<String>,
+}
+
+/// Names of the two tables, for messages.
+pub struct Names<'a> {
+    pub staging: &'a str,
+    pub destination: &'a str,
+}
+
+/// Checks the staging columns against the destination's and returns the columns to
+/// copy (staging's, in staging's order). `castable(from, to)` says whether a staging
+/// type can be stored into a destination type by assignment.
+pub fn match_columns(
+    staging: &[Column],
+    dest: &[Column],
+    names: &Names,
+    castable: &dyn Fn(u32, u32) -> bool,
+) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(staging.len());
+    for s in staging {
+        let Some(d) = dest.iter().find(|d| d.name == s.name) else {
+            return Err(BackfillError::new(
+                Code::UndefinedColumn,
+                format!("column \"{}\" of staging table {} does not exist in destination {}", s.name, names.staging, names.destination),
+            )
+            .hint("columns are matched by name: drop or rename the staging column"));
+        };
+        if d.generated {
+            return Err(BackfillError::new(
+                Code::GeneratedAlways,
+                format!("column \"{}\" of destination {} is generated and cannot be written from staging table {}", d.name, names.destination, names.staging),
+            )
+            .hint("drop the column from the staging table; the destination computes it"));
+        }
+        if s.type_oid != d.type_oid && !castable(s.type_oid, d.type_oid) {
+            return Err(BackfillError::new(
+                Code::DatatypeMismatch,
+                format!(
+                    "column \"{}\" is {} in staging table {} but {} in destination {}",
+                    s.name, s.type_name, names.staging, d.type_name, names.destination
+                ),
+            )
+            .hint(format!("change the staging column's type: ALTER TABLE ... ALTER COLUMN ... TYPE {}", d.type_name)));
+        }
+        out.push(s.name.clone());
+    }
+    for d in dest {
+        let given = staging.iter().any(|s| s.name == d.name);
+        if !given && d.not_null && !d.has_default && !d.generated && !d.identity {
+            return Err(BackfillError::new(
+                Code::NotNullViolation,
+                format!(
+                    "column \"{}\" of destination {} is NOT NULL without a default, but staging table {} has no such column",
+                    d.name, names.destination, names.staging
+                ),
+            )
+            .hint("add the column to the staging table"));
+        }
+    }
+    if out.is_empty() {
+        return Err(BackfillError::new(Code::UndefinedColumn, format!("staging table {} has no columns", names.staging))
+            .hint("give the staging table the destination's columns"));
+    }
+    Ok(out)
+}
+
+fn describe_keys(keys: &[UniqueKey]) -> String {
+    if keys.is_empty() {
+        return "it has no primary key or unique constraint".to_string();
+    }
+    let list: Vec<String> = keys.iter().map(|k| format!("{} ({})", k.name, k.columns.join(", "))).collect();
+    format!("its unique constraints are: {}", list.join("; "))
+}
+
+fn key_for_columns<'k>(keys: &'k [UniqueKey], cols: &[String]) -> Option<&'k UniqueKey> {
+    keys.iter().find(|k| k.columns.len() == cols.len() && cols.iter().all(|c| k.columns.contains(c)))
+}
+
+/// Resolves the conflict handling for the run.
+pub fn resolve_conflict(
+    cfg: &Config,
+    copied: &[String],
+    dest: &[Column],
+    keys: &[UniqueKey],
+    names: &Names,
+) -> Result<Conflict> {
+    let dest_has = |c: &str| dest.iter().any(|d| d.name == c);
+    let target: Vec<String> = match &cfg.conflict_target {
+        ConflictTarget::Default => {
+            let pk = keys.iter().find(|k| k.primary);
+            match (pk, keys.len(), cfg.on_conflict) {
+                (Some(pk), _, _) => pk.columns.clone(),
+                (None, 1, _) => keys[0].columns.clone(),
+                (None, 0, _) => vec![],
+                // several unique keys: DO NOTHING needs no target; the others do
+                (None, _, ConflictAction::Nothing) => vec![],
+                (None, n, action) => {
+                    return Err(BackfillError::new(
+                        Code::InvalidColumnReference,
+                        format!("destination {} has {n} unique constraints and no primary key; {} needs to know which one to use", names.destination, action.as_str()),
+                    )
+                    .hint(format!("set \"on_conflict_target\" in the config; {}", describe_keys(keys))))
+                }
+            }
+        }
+        ConflictTarget::Columns(cols) => {
+            if let Some(c) = cols.iter().find(|c| !dest_has(c)) {
+                return Err(BackfillError::new(
+                    Code::UndefinedColumn,
+                    format!("column \"{c}\" in \"on_conflict_target\" does not exist in destination {}", names.destination),
+                )
+                .hint("list the columns of a primary key or unique constraint of the destination"));
+            }
+            match key_for_columns(keys, cols) {
+                Some(k) => k.columns.clone(),
+                None => {
+                    return Err(BackfillError::new(
+                        Code::InvalidColumnReference,
+                        format!("there is no unique or primary key constraint on ({}) in destination {}", cols.join(", "), names.destination),
+                    )
+                    .hint(format!("name the columns of an existing one; {}", describe_keys(keys))))
+                }
+            }
+        }
+        ConflictTarget::NameOrColumn(n) => {
+            if let Some(k) = keys.iter().find(|k| &k.name == n) {
+                k.columns.clone()
+            } else if dest_has(n) {
+                match key_for_columns(keys, std::slice::from_ref(n)) {
+                    Some(k) => k.columns.clone(),
+                    None => {
+                        return Err(BackfillError::new(
+                            Code::InvalidColumnReference,
+                            format!("there is no unique or primary key constraint on ({n}) in destination {}", names.destination),
+                        )
+                        .hint(format!("name an existing constraint or its columns; {}", describe_keys(keys))))
+                    }
+                }
+            } else {
+                return Err(BackfillError::new(
+                    Code::InvalidColumnReference,
+                    format!("\"on_conflict_target\" \"{n}\" is neither a constraint nor a column of destination {}", names.destination),
+                )
+                .hint(format!("name a constraint or list its columns; {}", describe_keys(keys))));
+            }
+        }
+    };
+    if let Some(c) = target.iter().find(|c| !copied.contains(c)) {
+        if cfg.on_conflict != ConflictAction::Nothing || cfg.conflict_target != ConflictTarget::Default {
+            return Err(BackfillError::new(
+                Code::UndefinedColumn,
+                format!("conflict target column \"{c}\" is missing from staging table {}", names.staging),
+            )
+            .hint("add the column to the staging table, or choose another on_conflict_target"));
+        }
+    }
+    let update_columns = if cfg.on_conflict != ConflictAction::Update {
+        vec![]
+    } else if target.is_empty() {
+        return Err(BackfillError::new(
+            Code::InvalidColumnReference,
+            format!("\"on_conflict_action\": \"UPDATE\" needs a unique constraint, but destination {} has none", names.destination),
+        )
+        .hint("add a primary key or unique constraint to the destination, or use NOTHING"));
+    } else if cfg.update_columns.is_empty() {
+        copied.iter().filter(|c| !target.contains(c)).cloned().collect()
+    } else {
+        for c in &cfg.update_columns {
+            if !dest_has(c) {
+                return Err(BackfillError::new(
+                    Code::UndefinedColumn,
+                    format!("column \"{c}\" in \"on_conflict_update_columns\" does not exist in destination {}", names.destination),
+                )
+                .hint("list columns of the destination that the staging table also has"));
+            }
+            if !copied.contains(c) {
+                return Err(BackfillError::new(
+                    Code::UndefinedColumn,
+                    format!("column \"{c}\" in \"on_conflict_update_columns\" is missing from staging table {}", names.staging),
+                )
+                .hint("an updated column takes its value from the staging row: add it to the staging table"));
+            }
+            if target.contains(c) {
+                return Err(BackfillError::new(
+                    Code::InvalidParameterValue,
+                    format!("column \"{c}\" is in the conflict target and cannot be in \"on_conflict_update_columns\""),
+                )
+                .hint("a conflict target column identifies the row; it cannot be overwritten"));
+            }
+        }
+        cfg.update_columns.clone()
+    };
+    // a default target for DO NOTHING is left out, so every unique constraint counts
+    let target = if cfg.on_conflict == ConflictAction::Nothing && cfg.conflict_target == ConflictTarget::Default {
+        vec![]
+    } else {
+        target
+    };
+    Ok(Conflict { action: cfg.on_conflict, target, update_columns })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn col(name: &str, ty: u32) -> Column {
+        Column { name: name.into(), type_name: format!("type{ty}"), type_oid: ty, not_null: false, has_default: false, generated: false, identity: false }
+    }
+    fn dest() -> Vec<Column> {
+        let mut t = col("time", 1184);
+        t.not_null = true;
+        let mut d = col("device_id", 23);
+        d.not_null = true;
+        vec![t, d, col("value", 701), col("note", 25)]
+    }
+    fn names() -> Names<'static> {
+        Names { staging: "public.stage", destination: "public.event_data" }
+    }
+    fn no_cast(_: u32, _: u32) -> bool {
+        false
+    }
+    fn pk() -> Vec<UniqueKey> {
+        vec![UniqueKey { name: "event_data_pkey".into(), primary: true, columns: vec!["device_id".into(), "time".into()] }]
+    }
+    fn cfg(extra: serde_json::Value) -> Config {
+        let mut v = json!({"staging_table": "stage", "destination_hypertable": "event_data"});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        Config::from_json(Some(&v)).unwrap()
+    }
+
+    #[test]
+    fn columns_match_by_name_in_any_order() {
+        let st = vec![col("value", 701), col("time", 1184), col("device_id", 23)];
+        assert_eq!(match_columns(&st, &dest(), &names(), &no_cast).unwrap(), ["value", "time", "device_id"]);
+    }
+
+    #[test]
+    fn extra_staging_column_is_named() {
+        let st = vec![col("time", 1184), col("device_id", 23), col("extra", 25)];
+        let e = match_columns(&st, &dest(), &names(), &no_cast).unwrap_err();
+        assert_eq!(e.code.sqlstate(), "42703");
+        assert_eq!(e.message, "column \"extra\" of staging table public.stage does not exist in destination public.event_data");
+    }
+
+    #[test]
+    fn incompatible_type_is_named_and_casts_are_allowed() {
+        let st = vec![col("time", 1184), col("device_id", 20)];
+        let e = match_columns(&st, &dest(), &names(), &no_cast).unwrap_err();
+        assert_eq!(e.code.sqlstate(), "42804");
+        assert_eq!(e.message, "column \"device_id\" is type20 in staging table public.stage but type23 in destination public.event_data");
+        assert!(match_columns(&st, &dest(), &names(), &|a, b| a == 20 && b == 23).is_ok());
+    }
+
+    #[test]
+    fn required_destination_column_missing() {
+        let st = vec![col("time", 1184), col("value", 701)];
+        let e = match_columns(&st, &dest(), &names(), &no_cast).unwrap_err();
+        assert_eq!(e.code.sqlstate(), "23502");
+        assert_eq!(e.message, "column \"device_id\" of destination public.event_data is NOT NULL without a default, but staging table public.stage has no such column");
+    }
+
+    #[test]
+    fn generated_column_and_empty_staging() {
+        let mut d = dest();
+        d[3].generated = true;
+        let st = vec![col("time", 1184), col("device_id", 23), col("note", 25)];
+        let e = match_columns(&st, &d, &names(), &no_cast).unwrap_err();
+        assert_eq!(e.code.sqlstate(), "428C9");
+        let e = match_columns(&[], &[], &names(), &no_cast).unwrap_err();
+        assert_eq!(e.message, "staging table public.stage has no columns");
+    }
+
+    #[test]
+    fn default_target_for_each_action() {
+        let copied: Vec<String> = ["time", "device_id", "value"].map(String::from).to_vec();
+        let c = resolve_conflict(&cfg(json!({})), &copied, &dest(), &pk(), &names()).unwrap();
+        assert!(c.target.is_empty(), "DO NOTHING takes every unique constraint");
+        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE"})), &copied, &dest(), &pk(), &names()).unwrap();
+        assert_eq!(c.target, ["device_id", "time"]);
+        assert_eq!(c.update_columns, ["value"]);
+        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "RESTRICT"})), &copied, &dest(), &pk(), &names()).unwrap();
+        assert_eq!(c.target, ["device_id", "time"]);
+        assert!(c.update_columns.is_empty());
+    }
+
+    #[test]
+    fn update_without_unique_constraint() {
+        let copied: Vec<String> = ["time", "device_id"].map(String::from).to_vec();
+        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE"})), &copied, &dest(), &[], &names()).unwrap_err();
+        assert_eq!(e.code.sqlstate(), "42P10");
+        assert_eq!(e.message, "\"on_conflict_action\": \"UPDATE\" needs a unique constraint, but destination public.event_data has none");
+    }
+
+    #[test]
+    fn several_unique_keys_need_a_choice() {
+        let keys = vec![
+            UniqueKey { name: "a_key".into(), primary: false, columns: vec!["time".into(), "device_id".into()] },
+            UniqueKey { name: "b_key".into(), primary: false, columns: vec!["time".into(), "note".into()] },
+        ];
+        let copied: Vec<String> = ["time", "device_id", "note"].map(String::from).to_vec();
+        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE"})), &copied, &dest(), &keys, &names()).unwrap_err();
+        assert_eq!(e.message, "destination public.event_data has 2 unique constraints and no primary key; UPDATE needs to know which one to use");
+        assert!(e.hint.unwrap().contains("a_key (time, device_id); b_key (time, note)"));
+        assert!(resolve_conflict(&cfg(json!({})), &copied, &dest(), &keys, &names()).is_ok());
+        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_target": "b_key"})), &copied, &dest(), &keys, &names()).unwrap();
+        assert_eq!(c.target, ["time", "note"]);
+        assert_eq!(c.update_columns, ["device_id"]);
+    }
+
+    #[test]
+    fn explicit_targets() {
+        let copied: Vec<String> = ["time", "device_id", "value"].map(String::from).to_vec();
+        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_target": ["time", "device_id"]})), &copied, &dest(), &pk(), &names()).unwrap();
+        assert_eq!(c.target, ["device_id", "time"]);
+        let e = resolve_conflict(&cfg(json!({"on_conflict_target": ["time"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
+        assert_eq!(e.message, "there is no unique or primary key constraint on (time) in destination public.event_data");
+        let e = resolve_conflict(&cfg(json!({"on_conflict_target": ["nope"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
+        assert_eq!(e.message, "column \"nope\" in \"on_conflict_target\" does not exist in destination public.event_data");
+        let e = resolve_conflict(&cfg(json!({"on_conflict_target": "nope"})), &copied, &dest(), &pk(), &names()).unwrap_err();
+        assert_eq!(e.message, "\"on_conflict_target\" \"nope\" is neither a constraint nor a column of destination public.event_data");
+        let e = resolve_conflict(&cfg(json!({"on_conflict_target": "value"})), &copied, &dest(), &pk(), &names()).unwrap_err();
+        assert_eq!(e.message, "there is no unique or primary key constraint on (value) in destination public.event_data");
+        let c = resolve_conflict(&cfg(json!({"on_conflict_target": "event_data_pkey"})), &copied, &dest(), &pk(), &names()).unwrap();
+        assert_eq!(c.target, ["device_id", "time"]);
+    }
+
+    #[test]
+    fn target_column_missing_from_staging() {
+        let copied: Vec<String> = ["time", "value"].map(String::from).to_vec();
+        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "RESTRICT"})), &copied, &dest(), &pk(), &names()).unwrap_err();
+        assert_eq!(e.message, "conflict target column \"device_id\" is missing from staging table public.stage");
+    }
+
+    #[test]
+    fn update_column_checks() {
+        let copied: Vec<String> = ["time", "device_id", "value"].map(String::from).to_vec();
+        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["zzz"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
+        assert_eq!(e.message, "column \"zzz\" in \"on_conflict_update_columns\" does not exist in destination public.event_data");
+        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["note"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
+        assert_eq!(e.message, "column \"note\" in \"on_conflict_update_columns\" is missing from staging table public.stage");
+        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["time"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
+        assert_eq!(e.message, "column \"time\" is in the conflict target and cannot be in \"on_conflict_update_columns\"");
+        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["value"]})), &copied, &dest(), &pk(), &names()).unwrap();
+        assert_eq!(c.update_columns, ["value"]);
+    }
+}

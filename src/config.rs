@@ -1,0 +1,533 @@
+//! The job's configuration: parsed from the `config jsonb` that `add_job` stores, or
+//! built from `decompress_backfill`'s arguments. Pure: no Postgres needed to test it.
+//!
+//! What can be checked without the database is checked here (keys, JSON types,
+//! values of enumerations, combinations). Names are resolved and intervals parsed by
+//! the SPI layer, which reports its errors against the same key names.
+
+use crate::error::{BackfillError, Code, Result};
+use serde_json::{Map, Value};
+
+/// What to do when a staging row's key already exists in the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictAction {
+    /// Keep the existing row, drop the staging row (`ON CONFLICT DO NOTHING`).
+    Nothing,
+    /// Overwrite the existing row's columns with the staging row's.
+    Update,
+    /// Stop with a unique-violation error naming the chunk and the key.
+    Restrict,
+}
+
+impl ConflictAction {
+    pub fn parse(text: &str) -> Option<ConflictAction> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "NOTHING" | "DO NOTHING" => Some(ConflictAction::Nothing),
+            "UPDATE" | "DO UPDATE" => Some(ConflictAction::Update),
+            "RESTRICT" => Some(ConflictAction::Restrict),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictAction::Nothing => "NOTHING",
+            ConflictAction::Update => "UPDATE",
+            ConflictAction::Restrict => "RESTRICT",
+        }
+    }
+}
+
+/// How the conflict target was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictTarget {
+    /// Not given: the destination's primary key, or its only unique constraint.
+    Default,
+    /// An explicit column list.
+    Columns(Vec<String>),
+    /// One word: a constraint name on the destination, or else a single column.
+    NameOrColumn(String),
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub staging_table: String,
+    pub destination: String,
+    pub on_conflict: ConflictAction,
+    /// Empty means "every column not in the conflict target" (for UPDATE).
+    pub update_columns: Vec<String>,
+    pub conflict_target: ConflictTarget,
+    pub delete_from_staging: bool,
+    /// An interval in PostgreSQL's text form, checked by the database.
+    pub push_interval: String,
+    pub skip_empty_ranges: bool,
+    /// `work_mem` for the run's statements, in PostgreSQL's text form.
+    pub work_mem: Option<String>,
+}
+
+pub const DEFAULT_PUSH_INTERVAL: &str = "1 day";
+
+/// Every key the config may hold, with a line for error hints and the README.
+pub const KEYS: &[(&str, &str)] = &[
+    ("staging_table", "text, required: the table late rows arrive in"),
+    ("destination_hypertable", "text, required: the hypertable (or table) they belong in"),
+    ("on_conflict_action", "text: NOTHING (default), UPDATE or RESTRICT"),
+    ("on_conflict_update_columns", "array of text: columns UPDATE overwrites"),
+    ("on_conflict_target", "array of text, or text: conflict columns or a constraint name"),
+    ("delete_from_staging", "boolean, default true"),
+    ("compression_job_push_interval", "interval text, default '1 day'"),
+    ("skip_empty_ranges", "boolean, accepted for compatibility"),
+    ("work_mem", "text or integer (kB): work_mem for the run's statements"),
+];
+
+fn key_list() -> String {
+    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
+fn invalid(msg: impl Into<String>) -> BackfillError {
+    BackfillError::new(Code::InvalidParameterValue, msg)
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = if ca == *cb { 0 } else { 1 };
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known key closest to `key`, if it is plausibly a misspelling.
+pub fn suggest_key(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    KEYS.iter()
+        .map(|(k, _)| (*k, distance(&lower, k)))
+        .filter(|(k, d)| *d <= 3.max(k.len() / 4))
+        .min_by_key(|(_, d)| *d)
+        .map(|(k, _)| k)
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn wrong_type(key: &str, want: &str, got: &Value) -> BackfillError {
+    invalid(format!("config key \"{key}\" must be {want}, not {}", type_name(got)))
+        .hint(format!("for example: {}", example_for(key)))
+}
+
+fn example_for(key: &str) -> &'static str {
+    match key {
+        "staging_table" => "\"staging_table\": \"backfill_event_data\"",
+        "destination_hypertable" => "\"destination_hypertable\": \"event_data\"",
+        "on_conflict_action" => "\"on_conflict_action\": \"UPDATE\"",
+        "on_conflict_update_columns" => "\"on_conflict_update_columns\": [\"value\"]",
+        "on_conflict_target" => "\"on_conflict_target\": [\"device_id\", \"time\"]",
+        "delete_from_staging" | "skip_empty_ranges" => "true or false",
+        "compression_job_push_interval" => "\"compression_job_push_interval\": \"2 days\"",
+        "work_mem" => "\"work_mem\": \"256MB\"",
+        _ => "see the configuration reference in the README",
+    }
+}
+
+fn required_name(obj: &Map<String, Value>, key: &str) -> Result<String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Err(invalid(format!("config key \"{key}\" is required"))
+            .hint(format!("add it to the job's config, for example {}", example_for(key)))),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            Err(invalid(format!("config key \"{key}\" must not be empty")).hint(format!("for example {}", example_for(key))))
+        }
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(wrong_type(key, "a table name (string)", other)),
+    }
+}
+
+fn opt_bool(obj: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(wrong_type(key, "a boolean", other)),
+    }
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(wrong_type(key, "a string", other)),
+    }
+}
+
+/// A column name as written in the config: `"Name"` quoted keeps its text, anything
+/// else is taken as written (config arrays hold names, not SQL).
+pub fn column_name(raw: &str) -> String {
+    let t = raw.trim();
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+        t[1..t.len() - 1].replace("\"\"", "\"")
+    } else {
+        t.to_string()
+    }
+}
+
+fn string_array(key: &str, v: &Value) -> Result<Vec<String>> {
+    let Value::Array(items) = v else {
+        return Err(wrong_type(key, "an array of column names", v));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::String(s) if !s.trim().is_empty() => {
+                let name = column_name(s);
+                if out.contains(&name) {
+                    return Err(invalid(format!("config key \"{key}\" names column \"{name}\" twice"))
+                        .hint("list each column once"));
+                }
+                out.push(name)
+            }
+            Value::String(_) => {
+                return Err(invalid(format!("config key \"{key}\" holds an empty column name"))
+                    .hint("remove the empty entry"))
+            }
+            other => return Err(wrong_type(key, "an array of column names (strings)", other)),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `on_conflict_target` given as text: `(a, b)` or `a, b` is a column list,
+/// one word is a constraint name or a column.
+pub fn parse_target_text(text: &str) -> Result<ConflictTarget> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(ConflictTarget::Default);
+    }
+    let (inner, parenthesised) = match t.strip_prefix('(') {
+        Some(rest) => match rest.strip_suffix(')') {
+            Some(inner) => (inner, true),
+            None => {
+                return Err(invalid(format!("config key \"on_conflict_target\" has an unclosed parenthesis: {t}"))
+                    .hint("write a column list as (col1, col2) or as a JSON array"))
+            }
+        },
+        None => (t, false),
+    };
+    let parts: Vec<String> = split_names(inner).into_iter().map(|p| column_name(&p)).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(invalid(format!("config key \"on_conflict_target\" holds an empty column name: {t}"))
+            .hint("write a column list as (col1, col2) or as a JSON array"));
+    }
+    if parts.len() == 1 && !parenthesised {
+        Ok(ConflictTarget::NameOrColumn(parts.into_iter().next().unwrap()))
+    } else {
+        Ok(ConflictTarget::Columns(parts))
+    }
+}
+
+/// Splits `a, "b,c", d` on commas outside double quotes.
+fn split_names(text: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                parts.last_mut().unwrap().push(c);
+            }
+            ',' if !quoted => parts.push(String::new()),
+            _ => parts.last_mut().unwrap().push(c),
+        }
+    }
+    parts.into_iter().map(|p| p.trim().to_string()).collect()
+}
+
+impl Config {
+    /// Parses and checks the job config. `None` is SQL NULL.
+    pub fn from_json(value: Option<&Value>) -> Result<Config> {
+        let obj = match value {
+            None | Some(Value::Null) => {
+                return Err(BackfillError::new(Code::NullValueNotAllowed, "the backfill job's config is NULL")
+                    .hint("give a config such as {\"staging_table\":\"backfill_event_data\",\"destination_hypertable\":\"event_data\"}"))
+            }
+            Some(Value::Object(obj)) => obj,
+            Some(other) => {
+                return Err(invalid(format!("the backfill job's config must be a JSON object, not {}", type_name(other)))
+                    .hint("give a config such as {\"staging_table\":\"backfill_event_data\",\"destination_hypertable\":\"event_data\"}"))
+            }
+        };
+        for key in obj.keys() {
+            if !KEYS.iter().any(|(k, _)| k == key) {
+                let mut err = invalid(format!("unknown config key \"{key}\""));
+                err = match suggest_key(key) {
+                    Some(s) => err.hint(format!("did you mean \"{s}\"? Known keys: {}", key_list())),
+                    None => err.hint(format!("known keys: {}", key_list())),
+                };
+                return Err(err);
+            }
+        }
+        let staging_table = required_name(obj, "staging_table")?;
+        let destination = required_name(obj, "destination_hypertable")?;
+
+        let on_conflict = match opt_string(obj, "on_conflict_action")? {
+            None => ConflictAction::Nothing,
+            Some(s) => ConflictAction::parse(&s).ok_or_else(|| {
+                invalid(format!("config key \"on_conflict_action\" must be NOTHING, UPDATE or RESTRICT, not \"{s}\""))
+                    .hint("NOTHING keeps existing rows, UPDATE overwrites them, RESTRICT stops at the first conflict")
+            })?,
+        };
+        let update_columns = match obj.get("on_conflict_update_columns") {
+            None | Some(Value::Null) => vec![],
+            Some(v) => string_array("on_conflict_update_columns", v)?,
+        };
+        let conflict_target = match obj.get("on_conflict_target") {
+            None | Some(Value::Null) => ConflictTarget::Default,
+            Some(Value::String(s)) => parse_target_text(s)?,
+            Some(v @ Value::Array(_)) => {
+                let cols = string_array("on_conflict_target", v)?;
+                if cols.is_empty() { ConflictTarget::Default } else { ConflictTarget::Columns(cols) }
+            }
+            Some(other) => return Err(wrong_type("on_conflict_target", "an array of column names or a constraint name", other)),
+        };
+        let delete_from_staging = opt_bool(obj, "delete_from_staging", true)?;
+        let skip_empty_ranges = opt_bool(obj, "skip_empty_ranges", false)?;
+        let push_interval = match opt_string(obj, "compression_job_push_interval")? {
+            None => DEFAULT_PUSH_INTERVAL.to_string(),
+            Some(s) if s.trim().is_empty() => {
+                return Err(invalid("config key \"compression_job_push_interval\" must not be empty")
+                    .hint(format!("for example {}", example_for("compression_job_push_interval"))))
+            }
+            Some(s) => s,
+        };
+        let work_mem = match obj.get("work_mem") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|k| k > 0) => Some(format!("{}kB", n.as_u64().unwrap())),
+            Some(other) => return Err(wrong_type("work_mem", "a memory size such as \"256MB\" or a positive number of kB", other)),
+        };
+        let cfg = Config {
+            staging_table,
+            destination,
+            on_conflict,
+            update_columns,
+            conflict_target,
+            delete_from_staging,
+            push_interval,
+            skip_empty_ranges,
+            work_mem,
+        };
+        cfg.check_combinations()?;
+        Ok(cfg)
+    }
+
+    /// Rules that involve more than one key.
+    pub fn check_combinations(&self) -> Result<()> {
+        if !self.update_columns.is_empty() && self.on_conflict != ConflictAction::Update {
+            return Err(invalid(format!(
+                "config key \"on_conflict_update_columns\" needs \"on_conflict_action\": \"UPDATE\", but it is {}",
+                self.on_conflict.as_str()
+            ))
+            .hint("set \"on_conflict_action\" to \"UPDATE\" or remove \"on_conflict_update_columns\""));
+        }
+        if let ConflictTarget::Columns(cols) = &self.conflict_target {
+            if let Some(c) = self.update_columns.iter().find(|c| cols.contains(c)) {
+                return Err(invalid(format!(
+                    "column \"{c}\" is in both \"on_conflict_target\" and \"on_conflict_update_columns\""
+                ))
+                .hint("a conflict target column identifies the row; it cannot be overwritten"));
+            }
+        }
+        if !self.delete_from_staging && self.on_conflict == ConflictAction::Restrict {
+            // a second run would conflict with the rows the first one copied
+            return Err(invalid("\"delete_from_staging\": false cannot be combined with \"on_conflict_action\": \"RESTRICT\"")
+                .hint("rows left in staging would conflict with themselves on the next run; use NOTHING or UPDATE"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Config> {
+        Config::from_json(Some(&v))
+    }
+    fn err(v: Value) -> BackfillError {
+        parse(v).expect_err("config should be rejected")
+    }
+    fn base() -> Value {
+        json!({"staging_table": "backfill_event_data", "destination_hypertable": "event_data"})
+    }
+    fn with(key: &str, v: Value) -> Value {
+        let mut b = base();
+        b.as_object_mut().unwrap().insert(key.into(), v);
+        b
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = parse(base()).unwrap();
+        assert_eq!(c.staging_table, "backfill_event_data");
+        assert_eq!(c.destination, "event_data");
+        assert_eq!(c.on_conflict, ConflictAction::Nothing);
+        assert!(c.update_columns.is_empty());
+        assert_eq!(c.conflict_target, ConflictTarget::Default);
+        assert!(c.delete_from_staging);
+        assert_eq!(c.push_interval, "1 day");
+        assert!(!c.skip_empty_ranges);
+        assert_eq!(c.work_mem, None);
+    }
+
+    #[test]
+    fn full_config() {
+        let c = parse(json!({
+            "staging_table": "s.\"Stage\"", "destination_hypertable": "d",
+            "on_conflict_action": "update", "on_conflict_update_columns": ["value", "\"Note\""],
+            "on_conflict_target": ["device_id", "time"], "delete_from_staging": false,
+            "compression_job_push_interval": "2 days", "skip_empty_ranges": true, "work_mem": 65536
+        }))
+        .unwrap();
+        assert_eq!(c.staging_table, "s.\"Stage\"");
+        assert_eq!(c.on_conflict, ConflictAction::Update);
+        assert_eq!(c.update_columns, vec!["value", "Note"]);
+        assert_eq!(c.conflict_target, ConflictTarget::Columns(vec!["device_id".into(), "time".into()]));
+        assert!(!c.delete_from_staging);
+        assert_eq!(c.push_interval, "2 days");
+        assert!(c.skip_empty_ranges);
+        assert_eq!(c.work_mem.as_deref(), Some("65536kB"));
+    }
+
+    #[test]
+    fn null_and_non_object() {
+        let e = Config::from_json(None).unwrap_err();
+        assert_eq!(e.code, Code::NullValueNotAllowed);
+        assert_eq!(e.message, "the backfill job's config is NULL");
+        let e = err(json!([1, 2]));
+        assert_eq!(e.message, "the backfill job's config must be a JSON object, not array");
+        assert!(e.hint.unwrap().contains("staging_table"));
+        assert_eq!(err(json!("x")).message, "the backfill job's config must be a JSON object, not string");
+    }
+
+    #[test]
+    fn missing_required_keys() {
+        let e = err(json!({"destination_hypertable": "d"}));
+        assert_eq!(e.message, "config key \"staging_table\" is required");
+        assert_eq!(e.code.sqlstate(), "22023");
+        let e = err(json!({"staging_table": "s"}));
+        assert_eq!(e.message, "config key \"destination_hypertable\" is required");
+        let e = err(json!({"staging_table": "s", "destination_hypertable": null}));
+        assert_eq!(e.message, "config key \"destination_hypertable\" is required");
+        let e = err(json!({"staging_table": "  ", "destination_hypertable": "d"}));
+        assert_eq!(e.message, "config key \"staging_table\" must not be empty");
+    }
+
+    #[test]
+    fn misspelled_key_is_named_with_suggestion() {
+        let e = err(with("staging_tabel", json!("x")));
+        assert_eq!(e.message, "unknown config key \"staging_tabel\"");
+        assert!(e.hint.as_deref().unwrap().starts_with("did you mean \"staging_table\"?"), "{:?}", e.hint);
+        let e = err(with("destination_table", json!("x")));
+        assert!(e.hint.as_deref().unwrap().contains("destination_hypertable"));
+        let e = err(with("zzz", json!(1)));
+        assert_eq!(e.message, "unknown config key \"zzz\"");
+        assert!(e.hint.as_deref().unwrap().starts_with("known keys: staging_table"));
+        let e = err(with("", json!(1)));
+        assert_eq!(e.message, "unknown config key \"\"");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let cases = [
+            ("staging_table", json!(5), "config key \"staging_table\" must be a table name (string), not number"),
+            ("destination_hypertable", json!(["x"]), "config key \"destination_hypertable\" must be a table name (string), not array"),
+            ("on_conflict_action", json!(true), "config key \"on_conflict_action\" must be a string, not boolean"),
+            ("on_conflict_update_columns", json!("value"), "config key \"on_conflict_update_columns\" must be an array of column names, not string"),
+            ("on_conflict_update_columns", json!([1]), "config key \"on_conflict_update_columns\" must be an array of column names (strings), not number"),
+            ("on_conflict_target", json!(7), "config key \"on_conflict_target\" must be an array of column names or a constraint name, not number"),
+            ("delete_from_staging", json!("yes"), "config key \"delete_from_staging\" must be a boolean, not string"),
+            ("skip_empty_ranges", json!(1), "config key \"skip_empty_ranges\" must be a boolean, not number"),
+            ("compression_job_push_interval", json!(86400), "config key \"compression_job_push_interval\" must be a string, not number"),
+            ("work_mem", json!(-1), "config key \"work_mem\" must be a memory size such as \"256MB\" or a positive number of kB, not number"),
+            ("work_mem", json!({}), "config key \"work_mem\" must be a memory size such as \"256MB\" or a positive number of kB, not object"),
+        ];
+        for (key, v, msg) in cases {
+            let e = err(with(key, v));
+            assert_eq!(e.message, msg, "key {key}");
+            assert_eq!(e.code, Code::InvalidParameterValue);
+            assert!(e.hint.is_some(), "key {key} has a hint");
+        }
+    }
+
+    #[test]
+    fn conflict_action_values() {
+        for (t, a) in [("NOTHING", ConflictAction::Nothing), ("nothing", ConflictAction::Nothing), ("Update", ConflictAction::Update), ("RESTRICT", ConflictAction::Restrict), ("do update", ConflictAction::Update)] {
+            assert_eq!(parse(with("on_conflict_action", json!(t))).unwrap().on_conflict, a);
+        }
+        let e = err(with("on_conflict_action", json!("IGNORE")));
+        assert_eq!(e.message, "config key \"on_conflict_action\" must be NOTHING, UPDATE or RESTRICT, not \"IGNORE\"");
+    }
+
+    #[test]
+    fn update_columns_rules() {
+        let e = err(with("on_conflict_update_columns", json!(["v"])));
+        assert_eq!(e.message, "config key \"on_conflict_update_columns\" needs \"on_conflict_action\": \"UPDATE\", but it is NOTHING");
+        let mut v = with("on_conflict_action", json!("UPDATE"));
+        v["on_conflict_update_columns"] = json!(["v", "v"]);
+        assert_eq!(err(v).message, "config key \"on_conflict_update_columns\" names column \"v\" twice");
+        let mut v = with("on_conflict_action", json!("UPDATE"));
+        v["on_conflict_update_columns"] = json!(["v", ""]);
+        assert_eq!(err(v).message, "config key \"on_conflict_update_columns\" holds an empty column name");
+        let mut v = with("on_conflict_action", json!("UPDATE"));
+        v["on_conflict_update_columns"] = json!(["time"]);
+        v["on_conflict_target"] = json!(["device_id", "time"]);
+        assert_eq!(err(v).message, "column \"time\" is in both \"on_conflict_target\" and \"on_conflict_update_columns\"");
+    }
+
+    #[test]
+    fn restrict_needs_delete() {
+        let mut v = with("on_conflict_action", json!("RESTRICT"));
+        v["delete_from_staging"] = json!(false);
+        assert_eq!(err(v).message, "\"delete_from_staging\": false cannot be combined with \"on_conflict_action\": \"RESTRICT\"");
+    }
+
+    #[test]
+    fn push_interval_must_not_be_empty() {
+        let e = err(with("compression_job_push_interval", json!(" ")));
+        assert_eq!(e.message, "config key \"compression_job_push_interval\" must not be empty");
+    }
+
+    #[test]
+    fn conflict_target_text_forms() {
+        assert_eq!(parse_target_text("").unwrap(), ConflictTarget::Default);
+        assert_eq!(parse_target_text("event_data_pkey").unwrap(), ConflictTarget::NameOrColumn("event_data_pkey".into()));
+        assert_eq!(parse_target_text("(device_id, time)").unwrap(), ConflictTarget::Columns(vec!["device_id".into(), "time".into()]));
+        assert_eq!(parse_target_text("a,b").unwrap(), ConflictTarget::Columns(vec!["a".into(), "b".into()]));
+        assert_eq!(parse_target_text("(\"A,b\", c)").unwrap(), ConflictTarget::Columns(vec!["A,b".into(), "c".into()]));
+        assert_eq!(parse_target_text("(x)").unwrap(), ConflictTarget::Columns(vec!["x".into()]));
+        assert_eq!(parse_target_text("(a,").unwrap_err().message, "config key \"on_conflict_target\" has an unclosed parenthesis: (a,");
+        assert_eq!(parse_target_text("a,,b").unwrap_err().message, "config key \"on_conflict_target\" holds an empty column name: a,,b");
+        assert_eq!(parse(with("on_conflict_target", json!([]))).unwrap().conflict_target, ConflictTarget::Default);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest_key("on_conflict_actoin"), Some("on_conflict_action"));
+        assert_eq!(suggest_key("STAGING_TABLE"), Some("staging_table"));
+        assert_eq!(suggest_key("workmem"), Some("work_mem"));
+        assert_eq!(suggest_key("completely_different"), None);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+}

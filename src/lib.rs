@@ -1,0 +1,39 @@
+//! backfill_ext: moves late-arriving rows from a staging table into a TimescaleDB
+//! hypertable whose old chunks are compressed, one chunk per transaction.
+//!
+//! Pure modules (no Postgres needed to test): `config`, `columns`, `plan`, `sql`,
+//! `ident`, `error`. The SPI layer: `spi`, `catalog`, `run`. SQL entry points: `api`.
+
+use pgrx::prelude::*;
+
+pub mod columns;
+pub mod config;
+pub mod error;
+pub mod ident;
+pub mod plan;
+pub mod sql;
+
+pub mod api;
+pub mod catalog;
+pub mod run;
+pub mod spi;
+
+::pgrx::pg_module_magic!();
+
+extension_sql_file!("../sql/internal.sql", name = "internal", bootstrap);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    include!("pg_tests.rs");
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

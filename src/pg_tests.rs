@@ -1,0 +1,1 @@
+// #[pg_test]s: catalog lookups and planning inside a rolled-back transaction.

@@ -1,0 +1,504 @@
+//! One backfill run: validate, hold the compression policy, move chunk by chunk
+//! (each in its own transaction when the call may commit), put the policy back.
+
+use crate::catalog::{self, Hypertable, Policy, Table, Timescale, HASH_FN};
+use crate::columns::{self, Names};
+use crate::config::{Config, ConflictAction};
+use crate::error::{BackfillError, Code};
+use crate::ident::QualifiedName;
+use crate::plan::{self, status, Candidate, Chunk, Plan};
+use crate::spi::{self, col, p, query, query_one, raise, run as exec, Session};
+use crate::sql::{self, MoveSpec, RowFilter};
+use pgrx::notice;
+use std::collections::HashSet;
+use std::time::Instant;
+
+/// Everything validated before the run touches anything.
+pub struct Prepared {
+    pub cfg: Config,
+    pub staging: Table,
+    pub dest: Table,
+    pub ts: Option<Timescale>,
+    pub ht: Option<Hypertable>,
+    pub spec: MoveSpec,
+    pub push_interval: String,
+}
+
+impl Prepared {
+    fn filter_for(&self, c: &Chunk) -> RowFilter {
+        let ht = self.ht.as_ref().expect("chunks belong to a hypertable");
+        RowFilter {
+            time_column: ht.time_column.clone(),
+            kind: ht.kind,
+            lo: c.lo.clone(),
+            hi: c.hi.clone(),
+            space: c.space.clone(),
+            hash_function: HASH_FN.to_string(),
+        }
+    }
+}
+
+/// Resolves and checks everything; raises (having changed nothing) on any problem.
+pub fn prepare(cfg: Config) -> Prepared {
+    let staging = catalog::resolve_table("staging_table", "staging table", &cfg.staging_table);
+    if staging.relkind != "r" && staging.relkind != "p" {
+        raise(
+            BackfillError::new(Code::WrongObjectType, format!("staging table {} is not a table ({})", staging.name, relkind_name(&staging.relkind)))
+                .hint("rows are deleted from the staging table as they move: give a table"),
+        );
+    }
+    let dest = catalog::resolve_table("destination_hypertable", "destination", &cfg.destination);
+    if dest.relkind != "r" && dest.relkind != "p" {
+        raise(
+            BackfillError::new(Code::WrongObjectType, format!("destination {} is not a table ({})", dest.name, relkind_name(&dest.relkind)))
+                .hint("give a hypertable, or a plain or partitioned table"),
+        );
+    }
+    if staging.oid == dest.oid {
+        raise(
+            BackfillError::new(Code::InvalidParameterValue, format!("staging table and destination are the same table, {}", dest.name))
+                .hint("the staging table is a separate table with the destination's columns"),
+        );
+    }
+    let ts = catalog::timescale();
+    let ht = ts.as_ref().and_then(|_| catalog::hypertable(&dest));
+
+    let names_s = staging.name.to_string();
+    let names_d = dest.name.to_string();
+    let names = Names { staging: &names_s, destination: &names_d };
+    let st_cols = catalog::columns(staging.oid);
+    let d_cols = catalog::columns(dest.oid);
+    let copied = spi::check(columns::match_columns(&st_cols, &d_cols, &names, &catalog::castable));
+    let keys = catalog::unique_keys(dest.oid);
+    let conflict = spi::check(columns::resolve_conflict(&cfg, &copied, &d_cols, &keys, &names));
+    let push_interval = catalog::check_interval("compression_job_push_interval", &cfg.push_interval);
+    if let Some(wm) = &cfg.work_mem {
+        set_work_mem(wm);
+    }
+
+    let mut st_privs = vec!["SELECT"];
+    if cfg.delete_from_staging {
+        st_privs.push("DELETE");
+    }
+    catalog::require_privileges(&staging, "staging table", &st_privs.join(", "));
+    let d_privs = match conflict.action {
+        ConflictAction::Nothing => "INSERT",
+        ConflictAction::Update => "SELECT, INSERT, UPDATE",
+        ConflictAction::Restrict => "SELECT, INSERT",
+    };
+    catalog::require_privileges(&dest, "destination", d_privs);
+    if let Some(h) = &ht {
+        if !copied.contains(&h.time_column) {
+            raise(
+                BackfillError::new(Code::UndefinedColumn, format!("staging table {} has no column \"{}\", the time column of hypertable {}", staging.name, h.time_column, dest.name))
+                    .hint("add the time column to the staging table"),
+            );
+        }
+        let nulls = query_one(
+            &format!("SELECT count(*)::int8 FROM {} AS s WHERE s.{} IS NULL", staging.name.quoted(), crate::ident::quote_ident(&h.time_column)),
+            &[],
+            |r| col::<i64>(r, 1).unwrap_or(0),
+        )
+        .unwrap_or(0);
+        if nulls > 0 {
+            raise(
+                BackfillError::new(Code::NotNullViolation, format!("{nulls} rows of staging table {} have NULL in the time column \"{}\"", staging.name, h.time_column))
+                    .hint(format!("correct or delete them: DELETE FROM {} WHERE {} IS NULL", staging.name.quoted(), crate::ident::quote_ident(&h.time_column))),
+            );
+        }
+    }
+    let spec = MoveSpec {
+        staging: staging.name.clone(),
+        destination: dest.name.clone(),
+        columns: copied,
+        conflict,
+        delete_from_staging: cfg.delete_from_staging,
+    };
+    Prepared { cfg, staging, dest, ts, ht, spec, push_interval }
+}
+
+fn relkind_name(k: &str) -> &'static str {
+    match k {
+        "v" => "a view",
+        "m" => "a materialized view",
+        "f" => "a foreign table",
+        "S" => "a sequence",
+        "i" | "I" => "an index",
+        "c" => "a composite type",
+        "t" => "a TOAST table",
+        _ => "not a table",
+    }
+}
+
+fn set_work_mem(wm: &str) {
+    let r = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| exec("SELECT pg_catalog.set_config('work_mem', $1, true)", &[p(wm)])));
+    if let Err(e) = r {
+        raise(
+            BackfillError::new(Code::InvalidParameterValue, format!("config key \"work_mem\" is not a valid memory size: \"{wm}\""))
+                .detail(spi::caught_message(&e))
+                .hint("give a size such as \"256MB\""),
+        );
+    }
+}
+
+/// Staging rows and their time span.
+pub struct Span {
+    pub min: Option<String>,
+    pub max: Option<String>,
+    pub rows: i64,
+}
+
+pub fn staging_span(prep: &Prepared) -> Span {
+    match &prep.ht {
+        Some(h) => query_one(&sql::staging_span(&prep.staging.name, &h.time_column), &[], |r| Span {
+            min: col(r, 1),
+            max: col(r, 2),
+            rows: col::<i64>(r, 3).unwrap_or(0),
+        })
+        .unwrap(),
+        None => Span {
+            min: None,
+            max: None,
+            rows: query_one(&format!("SELECT count(*)::int8 FROM {}", prep.staging.name.quoted()), &[], |r| col::<i64>(r, 1).unwrap_or(0))
+                .unwrap_or(0),
+        },
+    }
+}
+
+/// The plan: chunks that receive rows, counted per chunk.
+pub fn make_plan(prep: &Prepared) -> Plan {
+    let span = staging_span(prep);
+    let (Some(ht), Some(min), Some(max)) = (&prep.ht, &span.min, &span.max) else {
+        return plan::plan(vec![], span.rows);
+    };
+    let _ = ht;
+    let chunks = catalog::chunks_overlapping(&prep.dest, prep.ht.as_ref().unwrap(), min, max);
+    let candidates = chunks
+        .into_iter()
+        .map(|chunk| {
+            let (q, params) = sql::count_rows(&prep.staging.name, &prep.filter_for(&chunk));
+            let params: Vec<_> = params.into_iter().map(Some).collect();
+            let staging_rows = query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0);
+            Candidate { chunk, staging_rows }
+        })
+        .collect();
+    plan::plan(candidates, span.rows)
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone)]
+pub struct StepResult {
+    pub moved: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub decompressed: bool,
+    pub recompressed: bool,
+    pub decompress_ms: f64,
+    pub insert_ms: f64,
+    pub recompress_ms: f64,
+}
+
+impl StepResult {
+    pub fn conflicts(&self) -> i64 {
+        self.moved - self.inserted
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+fn chunk_status(c: &QualifiedName) -> i32 {
+    query_one(&format!("SELECT {}($1::regclass)", catalog::CHUNK_STATUS_FN), &[p(c.quoted())], |r| col::<i32>(r, 1).unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn move_rows(prep: &Prepared, filter: &RowFilter, chunk_label: &str) -> (i64, i64, i64) {
+    if prep.spec.conflict.action == ConflictAction::Restrict && !prep.spec.conflict.target.is_empty() {
+        let (q, params) = sql::restrict_probe(&prep.spec, filter);
+        let params: Vec<_> = params.into_iter().map(Some).collect();
+        if let Some(key) = query_one(&q, &params, |r| col::<String>(r, 1)).flatten() {
+            raise(
+                BackfillError::new(Code::UniqueViolation, format!("key {key} already exists in {chunk_label} of destination {}", prep.dest.name))
+                    .detail("on_conflict_action is RESTRICT; this chunk was rolled back and its rows stay in the staging table")
+                    .hint("remove the conflicting staging rows, or use on_conflict_action NOTHING or UPDATE"),
+            );
+        }
+    }
+    let (q, params) = sql::move_rows(&prep.spec, filter);
+    let params: Vec<_> = params.into_iter().map(Some).collect();
+    query_one(&q, &params, |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0))).unwrap()
+}
+
+/// Decompresses the chunk if it is compressed, moves its rows, compresses it again.
+pub fn run_step(prep: &Prepared, chunk: &Chunk) -> StepResult {
+    let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
+    if let Some(wm) = &prep.cfg.work_mem {
+        set_work_mem(wm);
+    }
+    let mut r = StepResult::default();
+    let compressed = status::is_compressed(chunk_status(&chunk.name));
+    let t = Instant::now();
+    if compressed {
+        catalog::require_owner(&prep.dest, "to decompress its chunks");
+        exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
+        r.decompressed = true;
+    }
+    r.decompress_ms = ms(t);
+    let t = Instant::now();
+    (r.moved, r.inserted, r.updated) = move_rows(prep, &prep.filter_for(chunk), &format!("chunk {}", chunk.name));
+    r.insert_ms = ms(t);
+    let t = Instant::now();
+    if compressed {
+        exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(chunk.name.quoted())]);
+        r.recompressed = true;
+    }
+    r.recompress_ms = ms(t);
+    r
+}
+
+/// Moves the rows no chunk step took (they create new chunks, or the destination is
+/// not a hypertable), then compresses again any chunk that this left partial.
+pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<QualifiedName>) -> (StepResult, i64) {
+    if let Some(wm) = &prep.cfg.work_mem {
+        set_work_mem(wm);
+    }
+    let before = prep.ht.as_ref().map(|_| catalog::chunk_statuses(&prep.dest).len() as i64).unwrap_or(0);
+    let mut r = StepResult::default();
+    let t = Instant::now();
+    let filter = match &prep.ht {
+        Some(h) => RowFilter::everything(&h.time_column, h.kind),
+        None => RowFilter::everything("", crate::plan::TimeKind::Integer),
+    };
+    if prep.cfg.delete_from_staging {
+        (r.moved, r.inserted, r.updated) = move_rows(prep, &filter, "the new chunks");
+    } else {
+        // rows stay in staging: take only those no chunk step took
+        let steps: Vec<RowFilter> = plan.steps.iter().map(|s| prep.filter_for(&s.chunk)).collect();
+        (r.moved, r.inserted, r.updated) = move_rows_excluding(prep, &filter, &steps);
+    }
+    r.insert_ms = ms(t);
+    let mut new_chunks = 0;
+    if let (Some(ts), Some(_)) = (&prep.ts, &prep.ht) {
+        let t = Instant::now();
+        let now = catalog::chunk_statuses(&prep.dest);
+        new_chunks = (now.len() as i64 - before).max(0);
+        for (name, st) in now {
+            if status::is_compressed(st) && !status::is_fully_compressed(st) && !partial_before.contains(&name) {
+                exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(name.quoted())]);
+                r.recompressed = true;
+            }
+        }
+        r.recompress_ms = ms(t);
+    }
+    (r, new_chunks)
+}
+
+fn move_rows_excluding(prep: &Prepared, base: &RowFilter, exclude: &[RowFilter]) -> (i64, i64, i64) {
+    if exclude.is_empty() {
+        return move_rows(prep, base, "the new chunks");
+    }
+    let (q, params) = sql::move_rows_excluding(&prep.spec, base, exclude);
+    let params: Vec<_> = params.into_iter().map(Some).collect();
+    query_one(&q, &params, |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0))).unwrap()
+}
+
+/// Advisory lock key for a destination: one run at a time per destination.
+fn lock_key(dest: &Table) -> String {
+    ((0x6266_696cu64 << 32) | dest.oid as u64).to_string()
+}
+
+fn try_lock(dest: &Table, session: &Session) -> bool {
+    let f = if session.nonatomic() { "pg_try_advisory_lock" } else { "pg_try_advisory_xact_lock" };
+    query_one(&format!("SELECT pg_catalog.{f}($1::int8)"), &[p(lock_key(dest))], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+}
+
+fn unlock(dest: &Table, session: &Session) {
+    if session.nonatomic() {
+        exec("SELECT pg_catalog.pg_advisory_unlock($1::int8)", &[p(lock_key(dest))]);
+    }
+}
+
+fn lock_holder(dest: &Table) -> String {
+    let key: u64 = lock_key(dest).parse().unwrap();
+    query_one(
+        "SELECT string_agg(l.pid::text, ', ') FROM pg_catalog.pg_locks l \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 1",
+        &[p((key >> 32).to_string()), p((key & 0xffff_ffff).to_string())],
+        |r| col::<String>(r, 1),
+    )
+    .flatten()
+    .unwrap_or_else(|| "another session".into())
+}
+
+/// Pushes the compression policies out for the run, remembering (durably, in the
+/// same transaction) their schedule from before: a run that was interrupted left its
+/// record, and the original schedule stays the one recorded first.
+pub fn hold_policies(prep: &Prepared) -> Vec<Policy> {
+    let (Some(ts), Some(_)) = (&prep.ts, &prep.ht) else { return vec![] };
+    let policies = catalog::compression_policies(&prep.dest);
+    for pol in &policies {
+        exec(
+            "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled) \
+             VALUES ($1::int, $2::oid::regclass, $3::timestamptz, $4::bool) ON CONFLICT (job_id) DO NOTHING",
+            &[p(pol.job_id.to_string()), p(prep.dest.oid.to_string()), pol.next_start.clone(), p(pol.scheduled.to_string())],
+        );
+        exec(
+            &format!("SELECT {}($1::int, next_start => pg_catalog.now() + $2::interval)", ts.func("alter_job")),
+            &[p(pol.job_id.to_string()), p(&prep.push_interval)],
+        );
+    }
+    policies
+}
+
+/// Puts back every policy schedule held for the destination and forgets the hold.
+pub fn release_policies(prep: &Prepared) {
+    let Some(ts) = &prep.ts else { return };
+    let held: Vec<(i32, Option<String>)> = query(
+        "DELETE FROM _backfill_ext.policy_hold WHERE hypertable = $1::oid::regclass RETURNING job_id, original_next_start::text",
+        &[p(prep.dest.oid.to_string())],
+        |r| (col::<i32>(r, 1).unwrap(), col::<String>(r, 2)),
+    );
+    for (job_id, next_start) in held {
+        let exists = query_one("SELECT count(*)::int8 FROM timescaledb_information.jobs WHERE job_id = $1::int", &[p(job_id.to_string())], |r| {
+            col::<i64>(r, 1).unwrap_or(0)
+        })
+        .unwrap_or(0)
+            > 0;
+        if exists && next_start.is_some() {
+            exec(&format!("SELECT {}($1::int, next_start => $2::timestamptz)", ts.func("alter_job")), &[p(job_id.to_string()), next_start]);
+        }
+    }
+}
+
+/// Totals of a run.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub moved: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub conflicts: i64,
+    pub chunks: i64,
+    pub decompressed: i64,
+    pub recompressed: i64,
+    pub new_chunks: i64,
+}
+
+impl Totals {
+    fn add(&mut self, r: &StepResult) {
+        self.moved += r.moved;
+        self.inserted += r.inserted;
+        self.updated += r.updated;
+        self.conflicts += r.conflicts();
+        self.decompressed += r.decompressed as i64;
+        self.recompressed += r.recompressed as i64;
+    }
+}
+
+/// Runs `f` so that an error leaves nothing held: in a non-atomic call the failed
+/// step is rolled back, the policy schedule put back and the lock released, that is
+/// committed, and then the error is raised. In an atomic call the error aborts it all.
+fn guarded<T>(session: &Session, prep: &Prepared, f: impl FnOnce() -> T) -> T {
+    if !session.nonatomic() {
+        return f();
+    }
+    match spi::in_subtransaction(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(e) => {
+            if let Err(cleanup) = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| release_policies(prep))) {
+                pgrx::warning!(
+                    "backfill_ext: could not put back the compression policy schedule of {} ({}); the next run will",
+                    prep.dest.name,
+                    spi::caught_message(&cleanup)
+                );
+            }
+            unlock(&prep.dest, session);
+            session.commit();
+            e.rethrow()
+        }
+    }
+}
+
+/// The whole run.
+pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
+    let started = Instant::now();
+    let prep = prepare(cfg);
+    if !try_lock(&prep.dest, session) {
+        notice!(
+            "backfill_ext: another backfill run (backend {}) is working on {}; this run{} exits without changes",
+            lock_holder(&prep.dest),
+            prep.dest.name,
+            job_id.map(|j| format!(" of job {j}")).unwrap_or_default()
+        );
+        return Totals::default();
+    }
+    let mut totals = Totals::default();
+    let (plan, partial_before) = guarded(session, &prep, || {
+        let plan = make_plan(&prep);
+        let partial_before: HashSet<QualifiedName> = match &prep.ht {
+            Some(_) => catalog::chunk_statuses(&prep.dest)
+                .into_iter()
+                .filter(|(_, s)| !status::is_fully_compressed(*s))
+                .map(|(n, _)| n)
+                .collect(),
+            None => HashSet::new(),
+        };
+        if plan.steps.iter().any(|s| s.decompress) {
+            catalog::require_owner(&prep.dest, "to decompress its chunks");
+        }
+        hold_policies(&prep);
+        (plan, partial_before)
+    });
+    session.commit();
+    for step in &plan.steps {
+        let r = guarded(session, &prep, || run_step(&prep, &step.chunk));
+        session.commit();
+        totals.add(&r);
+        totals.chunks += 1;
+        notice!(
+            "backfill_ext: chunk {}: {} rows moved, {} conflicts{}{}, {:.0} ms",
+            step.chunk.name,
+            r.moved,
+            r.conflicts(),
+            if r.decompressed { ", decompressed" } else { "" },
+            if r.recompressed { ", recompressed" } else { "" },
+            r.decompress_ms + r.insert_ms + r.recompress_ms
+        );
+    }
+    let (rest, new_chunks) = guarded(session, &prep, || run_rest(&prep, &plan, &partial_before));
+    session.commit();
+    if rest.moved > 0 || rest.recompressed {
+        notice!(
+            "backfill_ext: rows outside existing chunks: {} rows moved, {} conflicts, {} new chunks, {:.0} ms",
+            rest.moved,
+            rest.conflicts(),
+            new_chunks,
+            rest.insert_ms + rest.recompress_ms
+        );
+    }
+    totals.moved += rest.moved;
+    totals.inserted += rest.inserted;
+    totals.updated += rest.updated;
+    totals.conflicts += rest.conflicts();
+    totals.new_chunks = new_chunks;
+    guarded(session, &prep, || {
+        release_policies(&prep);
+        unlock(&prep.dest, session);
+    });
+    session.commit();
+    notice!(
+        "backfill_ext: moved {} rows from {} into {} ({} inserted, {} updated, {} conflicts), {} chunks ({} decompressed, {} recompressed), {} new chunks, {:.0} ms",
+        totals.moved,
+        prep.staging.name,
+        prep.dest.name,
+        totals.inserted,
+        totals.updated,
+        totals.conflicts,
+        totals.chunks,
+        totals.decompressed,
+        totals.recompressed,
+        totals.new_chunks,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    totals
+}

@@ -1,0 +1,186 @@
+//! The thin layer over SPI: running text-parameter queries, raising `BackfillError`s
+//! with their SQLSTATE, non-atomic transaction control and subtransactions.
+
+use crate::error::{BackfillError, Code};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::prelude::*;
+use pgrx::spi::{SpiHeapTupleData, SpiTupleTable};
+
+fn pg_code(c: Code) -> PgSqlErrorCode {
+    use PgSqlErrorCode::*;
+    match c {
+        Code::InvalidParameterValue => ERRCODE_INVALID_PARAMETER_VALUE,
+        Code::NullValueNotAllowed => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        Code::UndefinedTable => ERRCODE_UNDEFINED_TABLE,
+        Code::WrongObjectType => ERRCODE_WRONG_OBJECT_TYPE,
+        Code::UndefinedColumn => ERRCODE_UNDEFINED_COLUMN,
+        Code::DatatypeMismatch => ERRCODE_DATATYPE_MISMATCH,
+        Code::InvalidColumnReference => ERRCODE_INVALID_COLUMN_REFERENCE,
+        Code::UniqueViolation => ERRCODE_UNIQUE_VIOLATION,
+        Code::NotNullViolation => ERRCODE_NOT_NULL_VIOLATION,
+        Code::InsufficientPrivilege => ERRCODE_INSUFFICIENT_PRIVILEGE,
+        Code::ObjectNotInPrerequisiteState => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        Code::InvalidName => ERRCODE_INVALID_NAME,
+        Code::GeneratedAlways => ERRCODE_GENERATED_ALWAYS,
+    }
+}
+
+/// Raises `e` as an ERROR with its SQLSTATE, detail and hint.
+pub fn raise(e: BackfillError) -> ! {
+    let mut r = ErrorReport::new(pg_code(e.code), format!("backfill_ext: {}", e.message), "backfill_ext");
+    if let Some(h) = e.hint {
+        r = r.set_hint(h);
+    }
+    if let Some(d) = e.detail {
+        r = r.set_detail(d);
+    }
+    r.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Unwraps a pure result, raising its error.
+pub fn check<T>(r: crate::error::Result<T>) -> T {
+    r.unwrap_or_else(|e| raise(e))
+}
+
+/// A query parameter: text or NULL; every query casts its parameters itself.
+pub type Param = Option<String>;
+
+fn datums(params: &[Param]) -> Vec<DatumWithOid<'static>> {
+    params
+        .iter()
+        .map(|p| match p {
+            Some(s) => DatumWithOid::from(s.clone()),
+            None => DatumWithOid::null::<String>(),
+        })
+        .collect()
+}
+
+fn spi_fail(sql: &str, e: pgrx::spi::SpiError) -> ! {
+    raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("internal query failed: {e}")).detail(sql.to_string()))
+}
+
+/// Runs a statement and maps every result row with `f`.
+pub fn query<T>(sql: &str, params: &[Param], mut f: impl FnMut(&SpiHeapTupleData) -> T) -> Vec<T> {
+    let args = datums(params);
+    Spi::connect_mut(|client| {
+        let table: SpiTupleTable = client.update(sql, None, &args).unwrap_or_else(|e| spi_fail(sql, e));
+        table.map(|row| f(&row)).collect()
+    })
+}
+
+/// The first row, if any.
+pub fn query_one<T>(sql: &str, params: &[Param], f: impl FnMut(&SpiHeapTupleData) -> T) -> Option<T> {
+    query(sql, params, f).into_iter().next()
+}
+
+/// Runs a statement for its effect.
+pub fn run(sql: &str, params: &[Param]) {
+    query(sql, params, |_| ());
+}
+
+/// Reads column `i` (1-based) of a row; SQL NULL is `None`.
+pub fn col<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, i: usize) -> Option<T> {
+    row.get::<T>(i).unwrap_or_else(|e| raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("internal result column {i}: {e}"))))
+}
+
+/// Shorthand for a text parameter.
+pub fn p(s: impl Into<String>) -> Param {
+    Some(s.into())
+}
+
+/// The procedure's transaction context: whether it may COMMIT between steps.
+pub struct Session {
+    nonatomic: bool,
+}
+
+impl Session {
+    /// Connects SPI for the procedure call behind `fcinfo`: non-atomic when called by
+    /// `CALL` outside a transaction block (or by TimescaleDB's scheduler), so it commits.
+    ///
+    /// # Safety
+    /// `fcinfo` must be the call's valid `FunctionCallInfo`.
+    pub unsafe fn open(fcinfo: pg_sys::FunctionCallInfo) -> Session {
+        let ctx = unsafe { (*fcinfo).context };
+        let nonatomic = !ctx.is_null()
+            && unsafe { pgrx::is_a(ctx, pg_sys::NodeTag::T_CallContext) }
+            && !unsafe { (*(ctx as *mut pg_sys::CallContext)).atomic };
+        let opts = if nonatomic { pg_sys::SPI_OPT_NONATOMIC as i32 } else { 0 };
+        let rc = unsafe { pg_sys::SPI_connect_ext(opts) };
+        if rc != pg_sys::SPI_OK_CONNECT as i32 {
+            raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("SPI_connect_ext failed: {rc}")));
+        }
+        Session { nonatomic }
+    }
+
+    /// A session for a plain function call: never commits.
+    pub fn atomic() -> Session {
+        Session { nonatomic: false }
+    }
+
+    pub fn nonatomic(&self) -> bool {
+        self.nonatomic
+    }
+
+    /// Commits the work so far and starts a new transaction; a no-op when atomic.
+    pub fn commit(&self) {
+        if self.nonatomic {
+            unsafe { pg_sys::SPI_commit() };
+        }
+    }
+
+    /// Disconnects SPI (for sessions made by `open`).
+    pub fn close(self) {
+        if self.nonatomic {
+            unsafe { pg_sys::SPI_finish() };
+        }
+    }
+}
+
+/// Runs `f` in a subtransaction. On error the subtransaction is rolled back (its
+/// locks, writes and memory released) and the error is handed back, so the caller can
+/// clean up in a transaction that still works before raising it again.
+pub fn in_subtransaction<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, CaughtError> {
+    unsafe {
+        let old_cx = pg_sys::CurrentMemoryContext;
+        let old_owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(old_cx);
+        let result = PgTryBuilder::new(|| Ok(f())).catch_others(Err).execute();
+        match result {
+            Ok(v) => {
+                pg_sys::ReleaseCurrentSubTransaction();
+                pg_sys::MemoryContextSwitchTo(old_cx);
+                pg_sys::CurrentResourceOwner = old_owner;
+                Ok(v)
+            }
+            Err(e) => {
+                pg_sys::MemoryContextSwitchTo(old_cx);
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+                pg_sys::MemoryContextSwitchTo(old_cx);
+                pg_sys::CurrentResourceOwner = old_owner;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The SQLSTATE text of a caught error.
+pub fn caught_sqlstate(e: &CaughtError) -> String {
+    let code = match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.sql_error_code(),
+        CaughtError::RustPanic { ereport, .. } => ereport.sql_error_code(),
+    } as i32;
+    // unpack PGSIXBIT encoding
+    (0..5).map(|i| (((code >> (6 * i)) & 0x3f) as u8 + b'0') as char).collect()
+}
+
+/// The message of a caught error.
+pub fn caught_message(e: &CaughtError) -> String {
+    match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.message().to_string(),
+        CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+    }
+}

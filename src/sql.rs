@@ -1,0 +1,366 @@
+//! SQL text builders. Pure: every identifier goes through `ident`, every value is a
+//! `$n` parameter (always passed as text and cast here), so these are unit-tested as text.
+
+use crate::config::ConflictAction;
+use crate::ident::{quote_ident, quote_list, QualifiedName};
+use crate::plan::{SpaceRange, TimeKind};
+
+/// Which rows of the staging table a step takes: a time range and, on a
+/// space-partitioned hypertable, hash ranges. Bounds are text parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFilter {
+    pub time_column: String,
+    pub kind: TimeKind,
+    pub lo: Option<String>,
+    pub hi: Option<String>,
+    pub space: Vec<SpaceRange>,
+    /// Schema TimescaleDB's internal functions live in (for the hash function).
+    pub hash_function: String,
+}
+
+impl RowFilter {
+    /// A filter that takes every row.
+    pub fn everything(time_column: &str, kind: TimeKind) -> RowFilter {
+        RowFilter {
+            time_column: time_column.to_string(),
+            kind,
+            lo: None,
+            hi: None,
+            space: vec![],
+            hash_function: String::new(),
+        }
+    }
+
+    /// A chunk range bound (text of the view's range column) as a value comparable to
+    /// the time column. TimescaleDB keeps `timestamp` and `date` ranges as if in UTC.
+    fn bound(kind: TimeKind, param: usize) -> String {
+        match kind {
+            TimeKind::TimestampTz => format!("${param}::timestamptz"),
+            TimeKind::Timestamp | TimeKind::Date => format!("(${param}::timestamptz AT TIME ZONE 'UTC')"),
+            TimeKind::Integer => format!("${param}::bigint"),
+        }
+    }
+
+    /// The WHERE condition, with parameters numbered from `first`; returns the text and
+    /// the values to bind in order.
+    pub fn render(&self, alias: &str, first: usize) -> (String, Vec<String>) {
+        let col = format!("{alias}.{}", quote_ident(&self.time_column));
+        let mut parts = Vec::new();
+        let mut params = Vec::new();
+        let mut n = first;
+        if let Some(lo) = &self.lo {
+            parts.push(format!("{col} >= {}", Self::bound(self.kind, n)));
+            params.push(lo.clone());
+            n += 1;
+        }
+        if let Some(hi) = &self.hi {
+            parts.push(format!("{col} < {}", Self::bound(self.kind, n)));
+            params.push(hi.clone());
+            n += 1;
+        }
+        for s in &self.space {
+            let hash = format!("{}({alias}.{})", self.hash_function, quote_ident(&s.column));
+            if let Some(lo) = s.lo {
+                parts.push(format!("{hash} >= ${n}::integer"));
+                params.push(lo.to_string());
+                n += 1;
+            }
+            if let Some(hi) = s.hi {
+                parts.push(format!("{hash} < ${n}::integer"));
+                params.push(hi.to_string());
+                n += 1;
+            }
+        }
+        if parts.is_empty() {
+            ("true".to_string(), params)
+        } else {
+            (parts.join(" AND "), params)
+        }
+    }
+}
+
+/// How the insert treats rows whose key exists: resolved against the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub action: ConflictAction,
+    /// Columns of the unique constraint the target names; empty: no unique constraint.
+    pub target: Vec<String>,
+    /// Columns UPDATE overwrites.
+    pub update_columns: Vec<String>,
+}
+
+/// Everything one move statement needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveSpec {
+    pub staging: QualifiedName,
+    pub destination: QualifiedName,
+    /// Columns copied, by name, in the order they are listed.
+    pub columns: Vec<String>,
+    pub conflict: Conflict,
+    pub delete_from_staging: bool,
+}
+
+/// The statement that moves one step's rows: it deletes them from staging and inserts
+/// them into the destination in one statement, so a row is never lost nor in both.
+/// It returns three bigints: rows taken from staging, rows inserted, rows updated.
+pub fn move_rows(spec: &MoveSpec, filter: &RowFilter) -> (String, Vec<String>) {
+    let (cond, params) = filter.render("s", 1);
+    (move_rows_where(spec, &cond), params)
+}
+
+/// Like `move_rows`, for the rows `base` takes that none of `exclude` takes.
+pub fn move_rows_excluding(spec: &MoveSpec, base: &RowFilter, exclude: &[RowFilter]) -> (String, Vec<String>) {
+    let (mut cond, mut params) = base.render("s", 1);
+    for f in exclude {
+        let (c, p) = f.render("s", params.len() + 1);
+        cond = format!("{cond} AND NOT ({c})");
+        params.extend(p);
+    }
+    (move_rows_where(spec, &cond), params)
+}
+
+fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
+    let cols = quote_list(&spec.columns, None);
+    let scols = quote_list(&spec.columns, Some("s"));
+    let take = if spec.delete_from_staging {
+        format!("DELETE FROM {} AS s WHERE {cond} RETURNING {scols}", spec.staging.quoted())
+    } else {
+        format!("SELECT {scols} FROM {} AS s WHERE {cond}", spec.staging.quoted())
+    };
+    let c = &spec.conflict;
+    let upsert = c.action == ConflictAction::Update && !c.target.is_empty() && !c.update_columns.is_empty();
+    // one row per key: ON CONFLICT DO UPDATE cannot touch a row twice in one statement
+    let source = if upsert {
+        format!("SELECT DISTINCT ON ({}) {cols} FROM moved", quote_list(&c.target, None))
+    } else {
+        format!("SELECT {cols} FROM moved")
+    };
+    let on_conflict = match c.action {
+        ConflictAction::Restrict => String::new(),
+        ConflictAction::Nothing if c.target.is_empty() => " ON CONFLICT DO NOTHING".to_string(),
+        _ if c.target.is_empty() => " ON CONFLICT DO NOTHING".to_string(),
+        ConflictAction::Update if upsert => format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            quote_list(&c.target, None),
+            c.update_columns
+                .iter()
+                .map(|u| format!("{q} = EXCLUDED.{q}", q = quote_ident(u)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => format!(" ON CONFLICT ({}) DO NOTHING", quote_list(&c.target, None)),
+    };
+    let sql = format!(
+        "WITH moved AS ({take}), \
+         ins AS (INSERT INTO {dest} AS d ({cols}) {source}{on_conflict} RETURNING (d.xmax::text <> '0') AS updated) \
+         SELECT (SELECT count(*) FROM moved)::bigint, \
+         (SELECT count(*) FILTER (WHERE NOT updated) FROM ins)::bigint, \
+         (SELECT count(*) FILTER (WHERE updated) FROM ins)::bigint",
+        dest = spec.destination.quoted(),
+    );
+    sql
+}
+
+/// For RESTRICT: the first key among the step's staging rows that already exists in the
+/// destination or appears twice in staging, as `(col, ...)=(value, ...)` text; no row
+/// when there is none.
+pub fn restrict_probe(spec: &MoveSpec, filter: &RowFilter) -> (String, Vec<String>) {
+    let (cond, params) = filter.render("s", 1);
+    let t = &spec.conflict.target;
+    let keys = quote_list(t, Some("s"));
+    let join = t
+        .iter()
+        .map(|k| format!("d.{q} = s.{q}", q = quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let label = format!("({})", t.iter().map(|k| k.replace('\'', "''")).collect::<Vec<_>>().join(", "));
+    let sql = format!(
+        "SELECT '{label}=' || k FROM (\
+         (SELECT ROW({keys})::text AS k FROM {st} AS s WHERE {cond} AND EXISTS (SELECT 1 FROM {dest} AS d WHERE {join}) LIMIT 1) \
+         UNION ALL \
+         (SELECT ROW({keys})::text FROM {st} AS s WHERE {cond} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1)\
+         ) probe LIMIT 1",
+        st = spec.staging.quoted(),
+        dest = spec.destination.quoted(),
+    );
+    (sql, params)
+}
+
+/// Counts the staging rows a filter takes.
+pub fn count_rows(staging: &QualifiedName, filter: &RowFilter) -> (String, Vec<String>) {
+    let (cond, params) = filter.render("s", 1);
+    (format!("SELECT count(*)::bigint FROM {} AS s WHERE {cond}", staging.quoted()), params)
+}
+
+/// The staging table's time span and its rows with a NULL time, as text.
+pub fn staging_span(staging: &QualifiedName, time_column: &str) -> String {
+    let t = format!("s.{}", quote_ident(time_column));
+    format!(
+        "SELECT min({t})::text, max({t})::text, count(*)::bigint, (count(*) - count({t}))::bigint FROM {} AS s",
+        staging.quoted()
+    )
+}
+
+/// The destination's chunks whose time range meets `[$3, $4]` (the staging span, in the
+/// time column's type), with their status. `$1`, `$2`: hypertable schema and name.
+pub fn chunks_overlapping(kind: TimeKind, timescale_schema_fn: &str) -> String {
+    let (lo_col, hi_col, min, max) = match kind {
+        TimeKind::Integer => ("range_start_integer", "range_end_integer", "$3::bigint".to_string(), "$4::bigint".to_string()),
+        TimeKind::TimestampTz => ("range_start", "range_end", "$3::timestamptz".to_string(), "$4::timestamptz".to_string()),
+        TimeKind::Timestamp | TimeKind::Date => (
+            "range_start",
+            "range_end",
+            "($3::timestamp AT TIME ZONE 'UTC')".to_string(),
+            "($4::timestamp AT TIME ZONE 'UTC')".to_string(),
+        ),
+    };
+    format!(
+        "SELECT c.chunk_schema::text, c.chunk_name::text, c.{lo_col}::text, c.{hi_col}::text, \
+         {timescale_schema_fn}(format('%I.%I', c.chunk_schema, c.chunk_name)::regclass) \
+         FROM timescaledb_information.chunks AS c \
+         WHERE c.hypertable_schema = $1 AND c.hypertable_name = $2 \
+         AND (c.{hi_col} IS NULL OR c.{hi_col} > {min}) AND (c.{lo_col} IS NULL OR c.{lo_col} <= {max}) \
+         ORDER BY c.{lo_col}, c.chunk_name"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConflictAction;
+
+    fn spec(action: ConflictAction, target: &[&str], update: &[&str], delete: bool) -> MoveSpec {
+        MoveSpec {
+            staging: QualifiedName::new("public", "backfill_event_data"),
+            destination: QualifiedName::new("public", "event_data"),
+            columns: vec!["time".into(), "device_id".into(), "value".into()],
+            conflict: Conflict {
+                action,
+                target: target.iter().map(|s| s.to_string()).collect(),
+                update_columns: update.iter().map(|s| s.to_string()).collect(),
+            },
+            delete_from_staging: delete,
+        }
+    }
+
+    fn day_filter(kind: TimeKind) -> RowFilter {
+        RowFilter {
+            time_column: "time".into(),
+            kind,
+            lo: Some("2024-01-01 00:00:00+00".into()),
+            hi: Some("2024-01-02 00:00:00+00".into()),
+            space: vec![],
+            hash_function: "_timescaledb_functions.get_partition_hash".into(),
+        }
+    }
+
+    #[test]
+    fn filter_by_time_kind() {
+        let (c, p) = day_filter(TimeKind::TimestampTz).render("s", 1);
+        assert_eq!(c, "s.\"time\" >= $1::timestamptz AND s.\"time\" < $2::timestamptz");
+        assert_eq!(p, ["2024-01-01 00:00:00+00", "2024-01-02 00:00:00+00"]);
+        let (c, _) = day_filter(TimeKind::Timestamp).render("s", 3);
+        assert_eq!(c, "s.\"time\" >= ($3::timestamptz AT TIME ZONE 'UTC') AND s.\"time\" < ($4::timestamptz AT TIME ZONE 'UTC')");
+        let (c, _) = day_filter(TimeKind::Integer).render("x", 1);
+        assert_eq!(c, "x.\"time\" >= $1::bigint AND x.\"time\" < $2::bigint");
+        let (c, p) = RowFilter::everything("time", TimeKind::Date).render("s", 1);
+        assert_eq!((c.as_str(), p.len()), ("true", 0));
+    }
+
+    #[test]
+    fn filter_with_space_ranges() {
+        let mut f = day_filter(TimeKind::TimestampTz);
+        f.hi = None;
+        f.space = vec![SpaceRange { column: "device id".into(), lo: Some(10), hi: Some(20) }];
+        let (c, p) = f.render("s", 1);
+        assert_eq!(
+            c,
+            "s.\"time\" >= $1::timestamptz AND _timescaledb_functions.get_partition_hash(s.\"device id\") >= $2::integer AND _timescaledb_functions.get_partition_hash(s.\"device id\") < $3::integer"
+        );
+        assert_eq!(p, ["2024-01-01 00:00:00+00", "10", "20"]);
+    }
+
+    #[test]
+    fn move_do_nothing_with_target() {
+        let (sql, p) = move_rows(&spec(ConflictAction::Nothing, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz));
+        assert_eq!(p.len(), 2);
+        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.\"time\" >= $1::timestamptz AND s.\"time\" < $2::timestamptz RETURNING s.\"time\", s.\"device_id\", s.\"value\"), "), "{sql}");
+        assert!(sql.contains("INSERT INTO \"public\".\"event_data\" AS d (\"time\", \"device_id\", \"value\") SELECT \"time\", \"device_id\", \"value\" FROM moved ON CONFLICT (\"device_id\", \"time\") DO NOTHING RETURNING"), "{sql}");
+    }
+
+    #[test]
+    fn move_do_nothing_without_unique_constraint() {
+        let (sql, _) = move_rows(&spec(ConflictAction::Nothing, &[], &[], true), &day_filter(TimeKind::TimestampTz));
+        assert!(sql.contains("FROM moved ON CONFLICT DO NOTHING RETURNING"), "{sql}");
+    }
+
+    #[test]
+    fn move_update_dedups_and_sets_columns() {
+        let (sql, _) = move_rows(&spec(ConflictAction::Update, &["device_id", "time"], &["value"], true), &day_filter(TimeKind::TimestampTz));
+        assert!(sql.contains("SELECT DISTINCT ON (\"device_id\", \"time\") \"time\", \"device_id\", \"value\" FROM moved ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\" RETURNING"), "{sql}");
+    }
+
+    #[test]
+    fn move_update_with_nothing_to_update_is_do_nothing() {
+        let (sql, _) = move_rows(&spec(ConflictAction::Update, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz));
+        assert!(sql.contains("FROM moved ON CONFLICT (\"device_id\", \"time\") DO NOTHING"), "{sql}");
+    }
+
+    #[test]
+    fn move_restrict_has_no_on_conflict() {
+        let (sql, _) = move_rows(&spec(ConflictAction::Restrict, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz));
+        assert!(!sql.contains("ON CONFLICT"), "{sql}");
+    }
+
+    #[test]
+    fn move_keep_staging_selects() {
+        let (sql, _) = move_rows(&spec(ConflictAction::Nothing, &[], &[], false), &day_filter(TimeKind::TimestampTz));
+        assert!(sql.starts_with("WITH moved AS (SELECT s.\"time\", s.\"device_id\", s.\"value\" FROM \"public\".\"backfill_event_data\" AS s WHERE"), "{sql}");
+        assert!(!sql.contains("DELETE"));
+    }
+
+    #[test]
+    fn hostile_names_stay_quoted() {
+        let mut s = spec(ConflictAction::Nothing, &["k\"; DROP TABLE x; --"], &[], true);
+        s.staging = QualifiedName::new("we\"ird", "x; DROP TABLE y");
+        let (sql, _) = move_rows(&s, &day_filter(TimeKind::TimestampTz));
+        assert!(sql.contains("DELETE FROM \"we\"\"ird\".\"x; DROP TABLE y\" AS s"), "{sql}");
+        assert!(sql.contains("ON CONFLICT (\"k\"\"; DROP TABLE x; --\")"), "{sql}");
+    }
+
+    #[test]
+    fn move_excluding_numbers_parameters_on() {
+        let mut a = day_filter(TimeKind::TimestampTz);
+        a.space = vec![SpaceRange { column: "d".into(), lo: Some(1), hi: None }];
+        let b = day_filter(TimeKind::TimestampTz);
+        let (sql, p) = move_rows_excluding(&spec(ConflictAction::Nothing, &[], &[], false), &RowFilter::everything("time", TimeKind::TimestampTz), &[a, b]);
+        assert!(sql.contains("WHERE true AND NOT (s.\"time\" >= $1::timestamptz AND s.\"time\" < $2::timestamptz AND _timescaledb_functions.get_partition_hash(s.\"d\") >= $3::integer) AND NOT (s.\"time\" >= $4::timestamptz AND s.\"time\" < $5::timestamptz)"), "{sql}");
+        assert_eq!(p.len(), 5);
+    }
+
+    #[test]
+    fn restrict_probe_text() {
+        let (sql, p) = restrict_probe(&spec(ConflictAction::Restrict, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz));
+        assert_eq!(p.len(), 2);
+        assert!(sql.starts_with("SELECT '(device_id, time)=' || k FROM ((SELECT ROW(s.\"device_id\", s.\"time\")::text AS k FROM \"public\".\"backfill_event_data\" AS s WHERE"), "{sql}");
+        assert!(sql.contains("EXISTS (SELECT 1 FROM \"public\".\"event_data\" AS d WHERE d.\"device_id\" = s.\"device_id\" AND d.\"time\" = s.\"time\")"), "{sql}");
+        assert!(sql.contains("GROUP BY s.\"device_id\", s.\"time\" HAVING count(*) > 1"), "{sql}");
+        // a quote in a column name cannot end the label literal
+        let (sql, _) = restrict_probe(&spec(ConflictAction::Restrict, &["o'k"], &[], true), &day_filter(TimeKind::TimestampTz));
+        assert!(sql.starts_with("SELECT '(o''k)=' || k"), "{sql}");
+    }
+
+    #[test]
+    fn span_and_chunk_queries() {
+        let q = staging_span(&QualifiedName::new("public", "st"), "time");
+        assert_eq!(q, "SELECT min(s.\"time\")::text, max(s.\"time\")::text, count(*)::bigint, (count(*) - count(s.\"time\"))::bigint FROM \"public\".\"st\" AS s");
+        let q = chunks_overlapping(TimeKind::Integer, "_timescaledb_functions.chunk_status");
+        assert!(q.contains("c.range_end_integer > $3::bigint"), "{q}");
+        let q = chunks_overlapping(TimeKind::Date, "_timescaledb_functions.chunk_status");
+        assert!(q.contains("c.range_start <= ($4::timestamp AT TIME ZONE 'UTC')"), "{q}");
+        assert!(q.contains("FROM timescaledb_information.chunks AS c"));
+        let (q, p) = count_rows(&QualifiedName::new("public", "st"), &day_filter(TimeKind::TimestampTz));
+        assert!(q.starts_with("SELECT count(*)::bigint FROM \"public\".\"st\" AS s WHERE s.\"time\" >= $1::timestamptz"));
+        assert_eq!(p.len(), 2);
+    }
+}
