@@ -113,6 +113,7 @@ pub fn prepare(cfg: Config) -> Prepared {
         columns: copied,
         conflict,
         delete_from_staging: cfg.delete_from_staging,
+        dest_partitioned: dest.relkind == "p",
     };
     Prepared { cfg, staging, dest, ts, ht, spec, push_interval }
 }
@@ -365,8 +366,10 @@ pub fn release_policies(prep: &Prepared) {
         })
         .unwrap_or(0)
             > 0;
-        if exists && next_start.is_some() {
-            exec(&format!("SELECT {}($1::int, next_start => $2::timestamptz)", ts.func("alter_job")), &[p(job_id.to_string()), next_start]);
+        if exists {
+            // no schedule recorded (the policy had not run yet): it is due now, as it was
+            let next_start = next_start.unwrap_or_else(|| "now".to_string());
+            exec(&format!("SELECT {}($1::int, next_start => $2::timestamptz)", ts.func("alter_job")), &[p(job_id.to_string()), p(next_start)]);
         }
     }
 }

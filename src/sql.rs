@@ -98,6 +98,9 @@ pub struct MoveSpec {
     pub columns: Vec<String>,
     pub conflict: Conflict,
     pub delete_from_staging: bool,
+    /// A natively partitioned destination cannot return system columns, so updates
+    /// are told from inserts by looking the keys up before the insert.
+    pub dest_partitioned: bool,
 }
 
 /// The statement that moves one step's rows: it deletes them from staging and inserts
@@ -150,15 +153,32 @@ fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
         ),
         _ => format!(" ON CONFLICT ({}) DO NOTHING", quote_list(&c.target, None)),
     };
-    let sql = format!(
+    let dest = spec.destination.quoted();
+    // inserted and updated rows: an updated row version has a transaction id in xmax
+    let (returning, counts) = if !upsert {
+        ("true", "(SELECT count(*) FROM ins)::bigint, 0::bigint".to_string())
+    } else if !spec.dest_partitioned {
+        (
+            "(d.xmax::text <> '0')",
+            "(SELECT count(*) FILTER (WHERE NOT updated) FROM ins)::bigint, (SELECT count(*) FILTER (WHERE updated) FROM ins)::bigint"
+                .to_string(),
+        )
+    } else {
+        let join = c.target.iter().map(|k| format!("e.{q} = m.{q}", q = quote_ident(k))).collect::<Vec<_>>().join(" AND ");
+        let keys = quote_list(&c.target, Some("m"));
+        (
+            "true",
+            format!(
+                "(SELECT count(*) FROM ins)::bigint - (SELECT count(DISTINCT ROW({keys})) FROM moved AS m WHERE EXISTS (SELECT 1 FROM {dest} AS e WHERE {join}))::bigint, \
+                 (SELECT count(DISTINCT ROW({keys})) FROM moved AS m WHERE EXISTS (SELECT 1 FROM {dest} AS e WHERE {join}))::bigint"
+            ),
+        )
+    };
+    format!(
         "WITH moved AS ({take}), \
-         ins AS (INSERT INTO {dest} AS d ({cols}) {source}{on_conflict} RETURNING (d.xmax::text <> '0') AS updated) \
-         SELECT (SELECT count(*) FROM moved)::bigint, \
-         (SELECT count(*) FILTER (WHERE NOT updated) FROM ins)::bigint, \
-         (SELECT count(*) FILTER (WHERE updated) FROM ins)::bigint",
-        dest = spec.destination.quoted(),
-    );
-    sql
+         ins AS (INSERT INTO {dest} AS d ({cols}) {source}{on_conflict} RETURNING {returning} AS updated) \
+         SELECT (SELECT count(*) FROM moved)::bigint, {counts}"
+    )
 }
 
 /// For RESTRICT: the first key among the step's staging rows that already exists in the
@@ -240,6 +260,7 @@ mod tests {
                 update_columns: update.iter().map(|s| s.to_string()).collect(),
             },
             delete_from_staging: delete,
+            dest_partitioned: false,
         }
     }
 
@@ -304,6 +325,19 @@ mod tests {
     fn move_update_with_nothing_to_update_is_do_nothing() {
         let (sql, _) = move_rows(&spec(ConflictAction::Update, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz));
         assert!(sql.contains("FROM moved ON CONFLICT (\"device_id\", \"time\") DO NOTHING"), "{sql}");
+    }
+
+    #[test]
+    fn move_counts_inserts_and_updates() {
+        let (sql, _) = move_rows(&spec(ConflictAction::Nothing, &[], &[], true), &day_filter(TimeKind::TimestampTz));
+        assert!(sql.ends_with("SELECT (SELECT count(*) FROM moved)::bigint, (SELECT count(*) FROM ins)::bigint, 0::bigint"), "{sql}");
+        let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
+        let (sql, _) = move_rows(&s, &day_filter(TimeKind::TimestampTz));
+        assert!(sql.contains("RETURNING (d.xmax::text <> '0') AS updated"), "{sql}");
+        s.dest_partitioned = true;
+        let (sql, _) = move_rows(&s, &day_filter(TimeKind::TimestampTz));
+        assert!(!sql.contains("xmax"), "{sql}");
+        assert!(sql.contains("count(DISTINCT ROW(m.\"device_id\", m.\"time\")) FROM moved AS m WHERE EXISTS (SELECT 1 FROM \"public\".\"event_data\" AS e WHERE e.\"device_id\" = m.\"device_id\" AND e.\"time\" = m.\"time\")"), "{sql}");
     }
 
     #[test]

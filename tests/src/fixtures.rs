@@ -1,0 +1,105 @@
+//! Datasets shared by the client tests, the demo and the benchmark.
+
+use crate::{scalar, Client};
+
+/// What a TimescaleDB dataset looks like.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub days: i32,
+    pub devices: i32,
+    /// Minutes between readings.
+    pub step_minutes: i32,
+    /// The time column's type: timestamptz, timestamp, date is not used here.
+    pub time_type: &'static str,
+    /// Hash partitions on device_id (0: none).
+    pub space_partitions: i32,
+}
+
+impl Default for Dataset {
+    fn default() -> Self {
+        Dataset { days: 5, devices: 5, step_minutes: 10, time_type: "timestamptz", space_partitions: 0 }
+    }
+}
+
+pub const START: &str = "2024-01-01 00:00:00+00";
+
+/// Creates hypertable `event_data` (1-day chunks, segmented by device_id, every chunk
+/// compressed, a compression policy whose next start is pinned) and an empty staging
+/// table `backfill_event_data` with the same columns.
+pub fn timescale_dataset(c: &mut Client, d: &Dataset) {
+    let tt = d.time_type;
+    c.batch_execute(&format!(
+        "CREATE TABLE event_data (time {tt} NOT NULL, device_id int NOT NULL, value double precision, note text,
+                                  PRIMARY KEY (device_id, time));
+         SELECT create_hypertable('event_data', 'time', chunk_time_interval => interval '1 day');"
+    ))
+    .unwrap();
+    if d.space_partitions > 0 {
+        c.batch_execute(&format!("SELECT add_dimension('event_data', 'device_id', number_partitions => {})", d.space_partitions))
+            .unwrap();
+    }
+    c.batch_execute(&format!(
+        "ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id',
+                                     timescaledb.compress_orderby = 'time');
+         INSERT INTO event_data (time, device_id, value)
+           SELECT t::{tt}, dev, round((dev * 1000 + extract(epoch FROM t) / 60)::numeric % 997, 2)
+           FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '{} days' - interval '1 minute',
+                                interval '{} minutes') t,
+                generate_series(1, {}) dev;
+         SELECT count(compress_chunk(ch)) FROM show_chunks('event_data') ch;
+         CREATE TABLE backfill_event_data (LIKE event_data);",
+        d.days, d.step_minutes, d.devices
+    ))
+    .unwrap();
+    add_pinned_policy(c, "event_data");
+}
+
+/// Adds a compression policy whose schedule is pinned far ahead, so it never runs
+/// during a test and its `next_start` is a known value to compare with.
+pub fn add_pinned_policy(c: &mut Client, table: &str) -> i32 {
+    let job: i32 = scalar(c, &format!("SELECT add_compression_policy('{table}', interval '7 days')"));
+    c.batch_execute(&format!("SELECT alter_job({job}, next_start => '2099-01-01 00:00:00+00')")).unwrap();
+    job
+}
+
+/// The state a backfill promises things about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub dest_rows: i64,
+    pub staging_rows: i64,
+    /// (chunk, status) for every chunk, by name.
+    pub chunks: Vec<(String, i32)>,
+    /// (next_start, scheduled) of each compression policy.
+    pub policies: Vec<(String, bool)>,
+}
+
+pub fn state(c: &mut Client, dest: &str, staging: &str) -> State {
+    let dest_rows: i64 = scalar(c, &format!("SELECT count(*) FROM {dest}"));
+    let staging_rows: i64 = scalar(c, &format!("SELECT count(*) FROM {staging}"));
+    let chunks = c
+        .query(
+            "SELECT chunk_name::text, _timescaledb_functions.chunk_status(format('%I.%I', chunk_schema, chunk_name)::regclass)
+             FROM timescaledb_information.chunks WHERE hypertable_name = $1 ORDER BY chunk_name",
+            &[&dest],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let policies = c
+        .query(
+            "SELECT coalesce(next_start::text, 'null'), scheduled FROM timescaledb_information.jobs
+             WHERE hypertable_name = $1 AND proc_name = 'policy_compression' ORDER BY job_id",
+            &[&dest],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    State { dest_rows, staging_rows, chunks, policies }
+}
+
+/// Chunks that are not fully compressed (status other than exactly 1), by name.
+pub fn not_fully_compressed(s: &State) -> Vec<(String, i32)> {
+    s.chunks.iter().filter(|(_, st)| *st != 1).cloned().collect()
+}

@@ -1,0 +1,250 @@
+//! The TimescaleDB tier: real hypertables with compressed chunks, the real job
+//! scheduler. Runs whenever a full TimescaleDB (with compression and add_job) is
+//! installed; otherwise each test prints one SKIPPED line and returns.
+
+use backfill_ext_client_tests::fixtures::{not_fully_compressed, state, timescale_dataset, Dataset, START};
+use backfill_ext_client_tests::{expect_error, scalar, timescale_installed, wait_for, Client, Cluster, Options};
+use std::time::Duration;
+
+fn cluster(test: &str) -> Option<Cluster> {
+    if !timescale_installed() {
+        println!("SKIPPED: {test}: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
+        return None;
+    }
+    Some(Cluster::start(Options { timescale: true, ..Default::default() }))
+}
+
+const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
+
+/// Late rows: a new device every 10 minutes over days 2-3 (2 chunks), 30 exact
+/// duplicates of existing rows, and rows before the first and after the last chunk.
+fn stage_late_rows(c: &mut Client) -> i64 {
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 99, 1.5 FROM generate_series(timestamptz '{START}' + interval '1 day',
+                                                  timestamptz '{START}' + interval '3 days' - interval '1 minute', interval '10 minutes') t;
+         INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT time, device_id, value FROM event_data WHERE device_id = 2 ORDER BY time LIMIT 30;
+         INSERT INTO backfill_event_data (time, device_id, value) VALUES
+           (timestamptz '{START}' - interval '3 days', 1, 0), (timestamptz '{START}' + interval '40 days', 1, 0);"
+    ))
+    .unwrap();
+    288 + 2 // new rows; the 30 duplicates are kept once
+}
+
+fn assert_promises(c: &mut Client, before: &backfill_ext_client_tests::fixtures::State, added: i64) {
+    let after = state(c, "event_data", "backfill_event_data");
+    assert_eq!(after.staging_rows, 0, "staging is empty");
+    assert_eq!(after.dest_rows, before.dest_rows + added, "every staging row is in, duplicates once");
+    for (name, st) in &before.chunks {
+        let now = after.chunks.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
+        if *st == 1 {
+            assert_eq!(now, Some(1), "chunk {name} was compressed before and is fully compressed after");
+        }
+    }
+    assert_eq!(after.policies, before.policies, "the compression policy's next_start and scheduled are as before");
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+}
+
+#[test]
+fn add_job_as_users_type_it_runs_on_the_scheduler() {
+    let Some(cl) = cluster("add_job_as_users_type_it_runs_on_the_scheduler") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let added = stage_late_rows(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    assert!(not_fully_compressed(&before).is_empty());
+    let job: i32 = scalar(&mut c, &format!("SELECT add_job('backfill_on_schedule', '10 days', '{CONFIG}', NOW())"));
+    let (ok, failed): (i64, i64) = wait_for("the scheduler to run the backfill job", Duration::from_secs(120), || {
+        let r = c
+            .query_opt("SELECT total_successes, total_failures FROM timescaledb_information.job_stats WHERE job_id = $1", &[&job])
+            .unwrap()?;
+        let (s, f): (i64, i64) = (r.get(0), r.get(1));
+        (s + f > 0).then_some((s, f))
+    });
+    if failed > 0 {
+        let errs: Vec<String> = c
+            .query("SELECT coalesce(err_message, '') FROM timescaledb_information.job_errors WHERE job_id = $1", &[&job])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        panic!("the job failed: {errs:?}\n{}", cl.server_log());
+    }
+    assert_eq!(ok, 1);
+    assert_promises(&mut c, &before, added);
+    // the job stays scheduled for its next run
+    assert_eq!(scalar::<bool>(&mut c, &format!("SELECT scheduled FROM timescaledb_information.jobs WHERE job_id = {job}")), true);
+}
+
+#[test]
+fn run_job_commits_chunk_by_chunk_and_reports_each() {
+    let Some(cl) = cluster("run_job_commits_chunk_by_chunk_and_reports_each") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let added = stage_late_rows(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let job: i32 = scalar(&mut c, &format!("SELECT add_job('backfill_on_schedule', '10 days', '{CONFIG}', scheduled => false)"));
+    let (mut c2, notices) = cl.connect_with_notices("t");
+    c2.batch_execute(&format!("CALL run_job({job})")).unwrap();
+    assert_promises(&mut c, &before, added);
+    let notices = notices.lock().unwrap().clone();
+    let chunk_lines: Vec<&String> = notices.iter().filter(|n| n.starts_with("backfill_ext: chunk ")).collect();
+    // days 1-2 get the new device, day 0 the duplicates: three compressed chunks, nothing else touched
+    assert_eq!(chunk_lines.len(), 3, "{notices:#?}");
+    assert!(chunk_lines.iter().all(|l| l.contains("decompressed, recompressed")), "{notices:#?}");
+    assert!(chunk_lines[0].contains(": 30 rows moved, 30 conflicts"), "{notices:#?}");
+    assert!(chunk_lines[1].contains(": 144 rows moved, 0 conflicts"), "{notices:#?}");
+    assert!(notices.iter().any(|n| n.contains("rows outside existing chunks: 2 rows moved, 0 conflicts, 2 new chunks")), "{notices:#?}");
+}
+
+#[test]
+fn update_overwrites_values_in_compressed_chunks() {
+    let Some(cl) = cluster("update_overwrites_values_in_compressed_chunks") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value, note)
+           SELECT time, device_id, -1, 'corrected' FROM event_data WHERE time < timestamptz '{START}' + interval '2 days'"
+    ))
+    .unwrap();
+    let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    c.batch_execute(
+        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
+                                          "on_conflict_action":"UPDATE","on_conflict_update_columns":["value"]}')"#,
+    )
+    .unwrap();
+    assert_promises(&mut c, &before, 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value = -1"), staged);
+    // only the listed column was overwritten
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE note IS NOT NULL"), 0);
+}
+
+#[test]
+fn restrict_fails_in_the_middle_and_loses_nothing() {
+    let Some(cl) = cluster("restrict_fails_in_the_middle_and_loses_nothing") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    // new rows in days 0, 1, 3 and 4; one conflicting row in day 2
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 77, 0 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '5 days' - interval '1 minute',
+                                                interval '1 hour') t
+           WHERE t < timestamptz '{START}' + interval '2 days' OR t >= timestamptz '{START}' + interval '3 days';
+         INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT time, device_id, value FROM event_data WHERE device_id = 3 AND time >= timestamptz '{START}' + interval '2 days' LIMIT 1;
+         INSERT INTO backfill_event_data (time, device_id, value)
+           VALUES (timestamptz '{START}' + interval '2 days 1 minute', 78, 0);"
+    ))
+    .unwrap();
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let (code, msg, hint) = expect_error(
+        &mut c,
+        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"RESTRICT"}')"#,
+    );
+    assert_eq!(code, "23505");
+    assert!(msg.contains("key (device_id, time)=(3,") && msg.contains("already exists in chunk _timescaledb_internal."), "{msg}");
+    assert!(hint.is_some());
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    // days 0 and 1 are done and committed; day 2 rolled back; days 3, 4 not started
+    assert_eq!(after.dest_rows, before.dest_rows + 48);
+    assert_eq!(after.staging_rows, before.staging_rows - 48);
+    assert!(not_fully_compressed(&after).is_empty(), "no chunk left decompressed: {:?}", after.chunks);
+    assert_eq!(after.policies, before.policies, "policy schedule restored on the error path");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+    // with the conflict removed, the next run finishes the job
+    c.batch_execute("DELETE FROM backfill_event_data WHERE device_id = 3").unwrap();
+    c.batch_execute(
+        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"RESTRICT"}')"#,
+    )
+    .unwrap();
+    assert_promises(&mut c, &before, 24 * 4 + 1);
+}
+
+#[test]
+fn staging_columns_in_another_order_and_omitted() {
+    let Some(cl) = cluster("staging_columns_in_another_order_and_omitted") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    c.batch_execute(&format!(
+        "DROP TABLE backfill_event_data;
+         CREATE TABLE backfill_event_data (value double precision, device_id int, time timestamptz);
+         INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 50, 5 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '1 day', interval '1 hour') t;"
+    ))
+    .unwrap();
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    c.batch_execute("CALL decompress_backfill('backfill_event_data', 'event_data')").unwrap();
+    assert_promises(&mut c, &before, 25);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 50 AND value = 5 AND note IS NULL"), 25);
+}
+
+#[test]
+fn integer_time_hypertable() {
+    let Some(cl) = cluster("integer_time_hypertable") else { return };
+    let mut c = cl.create_db("t");
+    c.batch_execute(
+        "CREATE TABLE m (t bigint NOT NULL, k int NOT NULL, v int, UNIQUE (k, t));
+         SELECT create_hypertable('m', 't', chunk_time_interval => 1000);
+         ALTER TABLE m SET (timescaledb.compress, timescaledb.compress_segmentby = 'k');
+         INSERT INTO m SELECT t, k, t FROM generate_series(0, 4999, 5) t, generate_series(1, 3) k;
+         SELECT count(compress_chunk(ch)) FROM show_chunks('m') ch;
+         CREATE TABLE s (LIKE m);
+         INSERT INTO s SELECT t, 9, 0 FROM generate_series(2000, 2999, 10) t;
+         INSERT INTO s SELECT t, 1, 0 FROM generate_series(1000, 1099, 5) t;
+         INSERT INTO s VALUES (-500, 1, 1), (9000, 1, 1);",
+    )
+    .unwrap();
+    let before = state(&mut c, "m", "s");
+    c.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"s","destination_hypertable":"m"}')"#).unwrap();
+    let after = state(&mut c, "m", "s");
+    assert_eq!(after.staging_rows, 0);
+    assert_eq!(after.dest_rows, before.dest_rows + 100 + 2);
+    assert_eq!(not_fully_compressed(&after).len(), 2, "only the two new chunks are uncompressed: {:?}", after.chunks);
+    assert_eq!(after.chunks.len(), before.chunks.len() + 2);
+}
+
+#[test]
+fn space_partitioned_hypertable_touches_only_receiving_chunks() {
+    let Some(cl) = cluster("space_partitioned_hypertable_touches_only_receiving_chunks") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset { space_partitions: 2, devices: 8, ..Default::default() });
+    // one device's rows land in exactly one space partition per day
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 1, 0.5 FROM generate_series(timestamptz '{START}' + interval '1 day', timestamptz '{START}' + interval '2 days' - interval '1 minute', interval '1 minute') t
+           ON CONFLICT DO NOTHING;"
+    ))
+    .unwrap();
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!(before.chunks.len(), 10);
+    let (mut c2, notices) = cl.connect_with_notices("t");
+    c2.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    let notices = notices.lock().unwrap().clone();
+    let chunk_lines: Vec<&String> = notices.iter().filter(|n| n.starts_with("backfill_ext: chunk ")).collect();
+    assert_eq!(chunk_lines.len(), 1, "one chunk of the two in that day: {notices:#?}");
+    assert!(chunk_lines[0].contains(": 1440 rows moved, 144 conflicts, decompressed, recompressed"), "{notices:#?}");
+    assert_promises(&mut c, &before, 1440 - 144);
+}
+
+#[test]
+fn timestamp_without_time_zone_in_a_non_utc_session() {
+    let Some(cl) = cluster("timestamp_without_time_zone_in_a_non_utc_session") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset { time_type: "timestamp", ..Default::default() });
+    c.batch_execute(
+        "ALTER DATABASE t SET timezone = 'America/Los_Angeles';
+         INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 42, 1 FROM generate_series(timestamp '2024-01-02 00:00', timestamp '2024-01-02 23:59', interval '1 minute') t;",
+    )
+    .unwrap();
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let (mut c2, notices) = cl.connect_with_notices("t");
+    c2.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    let notices = notices.lock().unwrap().clone();
+    let chunk_lines: Vec<&String> = notices.iter().filter(|n| n.starts_with("backfill_ext: chunk ")).collect();
+    assert_eq!(chunk_lines.len(), 1, "exactly the chunk of 2024-01-02: {notices:#?}");
+    assert!(chunk_lines[0].contains(": 1440 rows moved"), "{notices:#?}");
+    assert_promises(&mut c, &before, 1440);
+}
