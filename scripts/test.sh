@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests and #[pg_test]s (cargo pgrx test), then the client
+# tests over libpq (plain PostgreSQL, then the TimescaleDB tier when a full
+# TimescaleDB is installed). Does all set-up first; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="--sudo"; fi
+
+echo "==> unit tests and #[pg_test]s"
+pgdata=$(mktemp -d /tmp/backfill_ext_pgrx.XXXXXX)
+chown postgres "$pgdata" 2>/dev/null || true
+trap 'rm -rf "$pgdata"' EXIT
+cargo pgrx test pg15 --runas postgres --pgdata "$pgdata"
+
+echo "==> installing backfill_ext into $(pg_config --sharedir)"
+cargo pgrx install --pg-config "$(command -v pg_config)" $SUDO
+
+echo "==> client tests on plain PostgreSQL"
+cargo test -p backfill_ext_client_tests --test client -- --test-threads=2
+
+if ls "$(pg_config --pkglibdir)"/timescaledb-tsl-*.so >/dev/null 2>&1; then
+  echo "==> TimescaleDB tier ($(basename "$(ls "$(pg_config --pkglibdir)"/timescaledb-tsl-*.so | head -1)" .so))"
+  cargo test -p backfill_ext_client_tests --test timescale -- --test-threads=2
+else
+  echo "SKIPPED: TimescaleDB tier: no full TimescaleDB (timescaledb-tsl with compression and add_job) is installed in $(pg_config --pkglibdir)"
+fi
