@@ -417,7 +417,11 @@ fn guarded<T>(session: &Session, prep: &Prepared, f: impl FnOnce() -> T) -> T {
             }
             unlock(&prep.dest, session);
             session.commit();
-            e.rethrow()
+            spi::reraise_with_hint(
+                e,
+                "the failed step was rolled back: its rows are still in the staging table, chunks are compressed as before \
+                 and the compression policy's schedule is restored; fix the cause and run again",
+            )
         }
     }
 }

@@ -184,3 +184,21 @@ pub fn caught_message(e: &CaughtError) -> String {
         CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
     }
 }
+
+/// Raises a caught error again; one that has no hint of its own gets `hint`, so
+/// every error a run raises tells the user what state things are in.
+pub fn reraise_with_hint(e: CaughtError, hint: &str) -> ! {
+    let r = match &e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    if r.hint().is_some() {
+        e.rethrow()
+    }
+    let mut report = ErrorReport::new(r.sql_error_code(), r.message().to_string(), "backfill_ext").set_hint(hint);
+    if let Some(d) = r.detail() {
+        report = report.set_detail(d.to_string());
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}

@@ -96,6 +96,13 @@ fn partitioned_destination_and_quoted_names() {
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM \"Odd Schema\".\"Metrics\""), 200);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM \"Odd Schema\".m2025"), 94);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM \"late \"\"rows\"\"\""), 0);
+    // a row no partition takes: PostgreSQL's error, with a hint saying nothing was lost
+    c.batch_execute("INSERT INTO \"late \"\"rows\"\"\" VALUES (1, '2031-01-01', 1)").unwrap();
+    let (code, msg, hint) = expect_error(&mut c, r#"CALL decompress_backfill('"late ""rows"""', '"Odd Schema"."Metrics"')"#);
+    assert_eq!(code, "23514", "{msg}");
+    assert!(hint.unwrap().contains("its rows are still in the staging table"));
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM \"late \"\"rows\"\"\""), 1);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM \"Odd Schema\".\"Metrics\""), 200);
 }
 
 #[test]
