@@ -17,3 +17,46 @@ CREATE INDEX ON _backfill_ext.policy_hold (hypertable);
 
 GRANT USAGE ON SCHEMA _backfill_ext TO PUBLIC;
 GRANT SELECT, INSERT, DELETE ON _backfill_ext.policy_hold TO PUBLIC;
+
+-- Run history: one row per run, however it was started, updated (and committed)
+-- after every chunk so another session can watch a run live.
+CREATE TABLE _backfill_ext.run (
+    id                  bigserial PRIMARY KEY,
+    job_id              integer,
+    started             timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished            timestamptz,
+    status              text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'succeeded', 'failed')),
+    staging             text NOT NULL,
+    destination         text NOT NULL,
+    destination_oid     oid,
+    pid                 integer NOT NULL DEFAULT pg_backend_pid(),
+    rows_moved          bigint NOT NULL DEFAULT 0,
+    conflicts           bigint NOT NULL DEFAULT 0,
+    chunks_decompressed integer NOT NULL DEFAULT 0,
+    chunks_recompressed integer NOT NULL DEFAULT 0,
+    new_chunks          integer NOT NULL DEFAULT 0,
+    sqlstate            text,
+    error               text
+);
+CREATE INDEX ON _backfill_ext.run (destination_oid, started DESC);
+CREATE INDEX ON _backfill_ext.run (started);
+
+-- One row per chunk a run finished, committed with the chunk.
+CREATE TABLE _backfill_ext.run_chunk (
+    run_id        bigint NOT NULL REFERENCES _backfill_ext.run (id) ON DELETE CASCADE,
+    chunk         text NOT NULL,
+    range_start   text,
+    range_end     text,
+    rows_moved    bigint NOT NULL,
+    conflicts     bigint NOT NULL,
+    decompressed  boolean NOT NULL,
+    recompressed  boolean NOT NULL,
+    decompress_ms double precision NOT NULL,
+    insert_ms     double precision NOT NULL,
+    recompress_ms double precision NOT NULL,
+    finished      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON _backfill_ext.run_chunk (run_id);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run, _backfill_ext.run_chunk TO PUBLIC;
+GRANT USAGE ON SEQUENCE _backfill_ext.run_id_seq TO PUBLIC;

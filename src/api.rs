@@ -80,9 +80,129 @@ fn decompress_backfill(
         push_interval: compression_job_push_interval.map(|i| i.to_iso_string()).unwrap_or_else(|| crate::config::DEFAULT_PUSH_INTERVAL.into()),
         skip_empty_ranges: skip_empty_ranges.unwrap_or(false),
         work_mem: None,
+        history_retention: crate::config::DEFAULT_HISTORY_RETENTION.into(),
+        lock_wait: crate::config::DEFAULT_LOCK_WAIT.into(),
     };
     spi::check(cfg.check_combinations());
     let session = unsafe { Session::open(fcinfo) };
     crate::run::run(&session, None, cfg);
     session.close();
+}
+
+/// `backfill_check_config(config)`: the validator the procedure runs, for
+/// `add_job(..., check_config => 'backfill_check_config')` and `alter_job`. With
+/// TimescaleDB installed, a job for its scheduler must target a hypertable.
+#[pg_extern(sql = "
+CREATE FUNCTION backfill_check_config(config jsonb) RETURNS void
+LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION backfill_check_config(jsonb) IS
+'Raises an error for any config backfill_on_schedule would reject; use as add_job(..., check_config => ''backfill_check_config'')';
+")]
+fn backfill_check_config(config: Option<JsonB>) {
+    let cfg = spi::check(Config::from_json(config.as_ref().map(|j| &j.0)));
+    let prep = crate::run::prepare(cfg);
+    if prep.ts.is_some() && prep.ht.is_none() {
+        spi::raise(
+            BackfillError::new(Code::WrongObjectType, format!("destination {} is not a hypertable", prep.dest.name))
+                .hint("a TimescaleDB job backfills a hypertable; to backfill a plain table, CALL backfill_on_schedule directly"),
+        );
+    }
+}
+
+/// `schedule_backfill(...)`: registers the backfill with TimescaleDB's scheduler, or
+/// with pg_cron where TimescaleDB's job API is absent. Returns the job id.
+#[pg_extern(sql = "
+CREATE FUNCTION schedule_backfill(
+    staging_table regclass,
+    destination regclass,
+    schedule_interval interval DEFAULT '10 days',
+    config jsonb DEFAULT '{}',
+    initial_start timestamptz DEFAULT now()) RETURNS integer
+LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION schedule_backfill(regclass, regclass, interval, jsonb, timestamptz) IS
+'Schedules backfill_on_schedule with TimescaleDB''s job scheduler (or pg_cron) and returns the job id';
+")]
+fn schedule_backfill(
+    staging_table: Option<pg_sys::Oid>,
+    destination: Option<pg_sys::Oid>,
+    schedule_interval: Option<Interval>,
+    config: Option<JsonB>,
+    initial_start: Option<pgrx::datum::TimestampWithTimeZone>,
+) -> i32 {
+    let null = |name: &str| -> ! {
+        spi::raise(BackfillError::new(Code::NullValueNotAllowed, format!("argument {name} of schedule_backfill is NULL")).hint("give a value"))
+    };
+    let staging = crate::catalog::regclass_text(staging_table.unwrap_or_else(|| null("staging_table")).to_u32());
+    let dest = crate::catalog::regclass_text(destination.unwrap_or_else(|| null("destination")).to_u32());
+    let interval = schedule_interval.unwrap_or_else(|| null("schedule_interval")).to_iso_string();
+    let mut cfg_json = match config.map(|j| j.0) {
+        None | Some(serde_json::Value::Null) => serde_json::json!({}),
+        Some(v @ serde_json::Value::Object(_)) => v,
+        Some(_) => spi::raise(
+            BackfillError::new(Code::InvalidParameterValue, "config of schedule_backfill must be a JSON object")
+                .hint("give the extra keys, such as '{\"on_conflict_action\":\"UPDATE\"}'"),
+        ),
+    };
+    cfg_json["staging_table"] = serde_json::Value::String(staging.clone());
+    cfg_json["destination_hypertable"] = serde_json::Value::String(dest.clone());
+    crate::jobs::schedule(&staging, &dest, &interval, &cfg_json, initial_start.map(|t| t.to_iso_string()))
+}
+
+/// `unschedule_backfill(job_id)`: removes a job `schedule_backfill` made, of either kind.
+#[pg_extern(sql = "
+CREATE FUNCTION unschedule_backfill(job_id integer) RETURNS void
+LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION unschedule_backfill(integer) IS 'Removes a backfill job from TimescaleDB''s scheduler or pg_cron';
+")]
+fn unschedule_backfill(job_id: Option<i32>) {
+    let id = job_id.unwrap_or_else(|| {
+        spi::raise(BackfillError::new(Code::NullValueNotAllowed, "argument job_id of unschedule_backfill is NULL").hint("give the job id"))
+    });
+    crate::jobs::unschedule(id);
+}
+
+/// `backfill_plan(staging_table, destination)`: a dry run. One row per chunk a run
+/// would touch, and one for the rows that would create new chunks. Changes nothing.
+#[pg_extern(sql = "
+CREATE FUNCTION backfill_plan(staging_table regclass, destination regclass)
+RETURNS TABLE (chunk text, range_start text, range_end text, compressed boolean, staging_rows bigint, action text)
+LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION backfill_plan(regclass, regclass) IS 'What a backfill run would do, chunk by chunk; changes nothing';
+")]
+#[allow(clippy::type_complexity)]
+fn backfill_plan(
+    staging_table: Option<pg_sys::Oid>,
+    destination: Option<pg_sys::Oid>,
+) -> TableIterator<
+    'static,
+    (
+        name!(chunk, Option<String>),
+        name!(range_start, Option<String>),
+        name!(range_end, Option<String>),
+        name!(compressed, Option<bool>),
+        name!(staging_rows, i64),
+        name!(action, String),
+    ),
+> {
+    let null = |name: &str| -> ! {
+        spi::raise(BackfillError::new(Code::NullValueNotAllowed, format!("argument {name} of backfill_plan is NULL")).hint("give a table"))
+    };
+    let staging = crate::catalog::regclass_text(staging_table.unwrap_or_else(|| null("staging_table")).to_u32());
+    let dest = crate::catalog::regclass_text(destination.unwrap_or_else(|| null("destination")).to_u32());
+    let cfg = spi::check(Config::from_json(Some(&serde_json::json!({"staging_table": staging, "destination_hypertable": dest}))));
+    let prep = crate::run::prepare(cfg);
+    let plan = crate::run::make_plan(&prep);
+    let mut rows: Vec<_> = plan
+        .steps
+        .into_iter()
+        .map(|s| {
+            let action = if s.decompress { "decompress, insert, recompress" } else { "insert" };
+            (Some(s.chunk.name.to_string()), s.chunk.lo, s.chunk.hi, Some(s.decompress), s.staging_rows, action.to_string())
+        })
+        .collect();
+    if plan.rows_for_new_chunks > 0 {
+        let action = if prep.ht.is_some() { "insert, creating new chunks" } else { "insert" };
+        rows.push((None, None, None, None, plan.rows_for_new_chunks, action.to_string()));
+    }
+    TableIterator::new(rows)
 }

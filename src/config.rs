@@ -63,9 +63,15 @@ pub struct Config {
     pub skip_empty_ranges: bool,
     /// `work_mem` for the run's statements, in PostgreSQL's text form.
     pub work_mem: Option<String>,
+    /// How long run history is kept (interval text).
+    pub history_retention: String,
+    /// How long a run waits for another run on the same destination (interval text).
+    pub lock_wait: String,
 }
 
 pub const DEFAULT_PUSH_INTERVAL: &str = "1 day";
+pub const DEFAULT_HISTORY_RETENTION: &str = "30 days";
+pub const DEFAULT_LOCK_WAIT: &str = "1 minute";
 
 /// Every key the config may hold, with a line for error hints and the README.
 pub const KEYS: &[(&str, &str)] = &[
@@ -78,6 +84,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("compression_job_push_interval", "interval text, default '1 day'"),
     ("skip_empty_ranges", "boolean, accepted for compatibility"),
     ("work_mem", "text or integer (kB): work_mem for the run's statements"),
+    ("history_retention", "interval text, default '30 days': how long run history is kept"),
+    ("lock_wait", "interval text, default '1 minute': how long to wait for another run on the destination"),
 ];
 
 fn key_list() -> String {
@@ -139,6 +147,8 @@ fn example_for(key: &str) -> &'static str {
         "delete_from_staging" | "skip_empty_ranges" => "true or false",
         "compression_job_push_interval" => "\"compression_job_push_interval\": \"2 days\"",
         "work_mem" => "\"work_mem\": \"256MB\"",
+        "history_retention" => "\"history_retention\": \"90 days\"",
+        "lock_wait" => "\"lock_wait\": \"5 minutes\"",
         _ => "see the configuration reference in the README",
     }
 }
@@ -205,6 +215,17 @@ fn string_array(key: &str, v: &Value) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// An interval given as text (checked by the database later), or its default.
+fn interval_key(obj: &Map<String, Value>, key: &str, default: &str) -> Result<String> {
+    match opt_string(obj, key)? {
+        None => Ok(default.to_string()),
+        Some(s) if s.trim().is_empty() => {
+            Err(invalid(format!("config key \"{key}\" must not be empty")).hint(format!("for example {}", example_for(key))))
+        }
+        Some(s) => Ok(s),
+    }
 }
 
 /// Parses `on_conflict_target` given as text: `(a, b)` or `a, b` is a column list,
@@ -302,14 +323,9 @@ impl Config {
         };
         let delete_from_staging = opt_bool(obj, "delete_from_staging", true)?;
         let skip_empty_ranges = opt_bool(obj, "skip_empty_ranges", false)?;
-        let push_interval = match opt_string(obj, "compression_job_push_interval")? {
-            None => DEFAULT_PUSH_INTERVAL.to_string(),
-            Some(s) if s.trim().is_empty() => {
-                return Err(invalid("config key \"compression_job_push_interval\" must not be empty")
-                    .hint(format!("for example {}", example_for("compression_job_push_interval"))))
-            }
-            Some(s) => s,
-        };
+        let push_interval = interval_key(obj, "compression_job_push_interval", DEFAULT_PUSH_INTERVAL)?;
+        let history_retention = interval_key(obj, "history_retention", DEFAULT_HISTORY_RETENTION)?;
+        let lock_wait = interval_key(obj, "lock_wait", DEFAULT_LOCK_WAIT)?;
         let work_mem = match obj.get("work_mem") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -326,6 +342,8 @@ impl Config {
             push_interval,
             skip_empty_ranges,
             work_mem,
+            history_retention,
+            lock_wait,
         };
         cfg.check_combinations()?;
         Ok(cfg)
@@ -389,6 +407,8 @@ mod tests {
         assert_eq!(c.push_interval, "1 day");
         assert!(!c.skip_empty_ranges);
         assert_eq!(c.work_mem, None);
+        assert_eq!(c.history_retention, "30 days");
+        assert_eq!(c.lock_wait, "1 minute");
     }
 
     #[test]
@@ -504,9 +524,15 @@ mod tests {
     }
 
     #[test]
-    fn push_interval_must_not_be_empty() {
-        let e = err(with("compression_job_push_interval", json!(" ")));
-        assert_eq!(e.message, "config key \"compression_job_push_interval\" must not be empty");
+    fn intervals_must_not_be_empty() {
+        for key in ["compression_job_push_interval", "history_retention", "lock_wait"] {
+            let e = err(with(key, json!(" ")));
+            assert_eq!(e.message, format!("config key \"{key}\" must not be empty"));
+            let e = err(with(key, json!(5)));
+            assert_eq!(e.message, format!("config key \"{key}\" must be a string, not number"));
+        }
+        let c = parse(with("lock_wait", json!("10 seconds"))).unwrap();
+        assert_eq!(c.lock_wait, "10 seconds");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum Code {
     InvalidName,
     /// 428C9: a staging column would write a generated destination column.
     GeneratedAlways,
+    /// 42704: a job that does not exist.
+    UndefinedObject,
 }
 
 impl Code {
@@ -50,6 +52,7 @@ impl Code {
             Code::ObjectNotInPrerequisiteState => "55000",
             Code::InvalidName => "42602",
             Code::GeneratedAlways => "428C9",
+            Code::UndefinedObject => "42704",
         }
     }
 }

@@ -11,16 +11,20 @@ pub mod config;
 pub mod error;
 pub mod ident;
 pub mod plan;
+pub mod schedule;
 pub mod sql;
 
 pub mod api;
 pub mod catalog;
+pub mod history;
+pub mod jobs;
 pub mod run;
 pub mod spi;
 
 ::pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/internal.sql", name = "internal", bootstrap);
+extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

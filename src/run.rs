@@ -22,6 +22,7 @@ pub struct Prepared {
     pub ht: Option<Hypertable>,
     pub spec: MoveSpec,
     pub push_interval: String,
+    pub history_retention: String,
 }
 
 impl Prepared {
@@ -72,6 +73,8 @@ pub fn prepare(cfg: Config) -> Prepared {
     let keys = catalog::unique_keys(dest.oid);
     let conflict = spi::check(columns::resolve_conflict(&cfg, &copied, &d_cols, &keys, &names));
     let push_interval = catalog::check_interval("compression_job_push_interval", &cfg.push_interval);
+    let history_retention = catalog::check_interval("history_retention", &cfg.history_retention);
+    catalog::check_interval("lock_wait", &cfg.lock_wait);
     if let Some(wm) = &cfg.work_mem {
         set_work_mem(wm);
     }
@@ -115,7 +118,7 @@ pub fn prepare(cfg: Config) -> Prepared {
         delete_from_staging: cfg.delete_from_staging,
         dest_partitioned: dest.relkind == "p",
     };
-    Prepared { cfg, staging, dest, ts, ht, spec, push_interval }
+    Prepared { cfg, staging, dest, ts, ht, spec, push_interval, history_retention }
 }
 
 fn relkind_name(k: &str) -> &'static str {
@@ -314,6 +317,22 @@ fn try_lock(dest: &Table, session: &Session) -> bool {
     query_one(&format!("SELECT pg_catalog.{f}($1::int8)"), &[p(lock_key(dest))], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
 }
 
+/// Takes the destination's lock, waiting up to `lock_wait` for a run that holds it.
+fn acquire_lock(prep: &Prepared, session: &Session) -> bool {
+    let wait_s = query_one("SELECT extract(epoch FROM $1::interval)::float8", &[p(&prep.cfg.lock_wait)], |r| col::<f64>(r, 1).unwrap_or(0.0))
+        .unwrap_or(0.0);
+    let start = Instant::now();
+    loop {
+        if try_lock(&prep.dest, session) {
+            return true;
+        }
+        if start.elapsed().as_secs_f64() >= wait_s {
+            return false;
+        }
+        exec("SELECT pg_catalog.pg_sleep(0.2)", &[]);
+    }
+}
+
 fn unlock(dest: &Table, session: &Session) {
     if session.nonatomic() {
         exec("SELECT pg_catalog.pg_advisory_unlock($1::int8)", &[p(lock_key(dest))]);
@@ -321,9 +340,12 @@ fn unlock(dest: &Table, session: &Session) {
 }
 
 fn lock_holder(dest: &Table) -> String {
+    if let Some(run) = crate::history::holder(dest.oid) {
+        return run;
+    }
     let key: u64 = lock_key(dest).parse().unwrap();
     query_one(
-        "SELECT string_agg(l.pid::text, ', ') FROM pg_catalog.pg_locks l \
+        "SELECT 'backend ' || string_agg(l.pid::text, ', ') FROM pg_catalog.pg_locks l \
          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 1",
         &[p((key >> 32).to_string()), p((key & 0xffff_ffff).to_string())],
         |r| col::<String>(r, 1),
@@ -399,9 +421,10 @@ impl Totals {
 }
 
 /// Runs `f` so that an error leaves nothing held: in a non-atomic call the failed
-/// step is rolled back, the policy schedule put back and the lock released, that is
-/// committed, and then the error is raised. In an atomic call the error aborts it all.
-fn guarded<T>(session: &Session, prep: &Prepared, f: impl FnOnce() -> T) -> T {
+/// step is rolled back, the policy schedule put back, the run recorded as failed and
+/// the lock released; that is committed, and then the error is raised. In an atomic
+/// call the error aborts it all, history included.
+fn guarded<T>(session: &Session, prep: &Prepared, run_id: Option<i64>, f: impl FnOnce() -> T) -> T {
     if !session.nonatomic() {
         return f();
     }
@@ -415,6 +438,10 @@ fn guarded<T>(session: &Session, prep: &Prepared, f: impl FnOnce() -> T) -> T {
                     spi::caught_message(&cleanup)
                 );
             }
+            if let Some(id) = run_id {
+                let (state, msg) = (spi::caught_sqlstate(&e), spi::caught_message(&e));
+                let _ = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| crate::history::fail(id, &state, &msg)));
+            }
             unlock(&prep.dest, session);
             session.commit();
             spi::reraise_with_hint(
@@ -426,21 +453,46 @@ fn guarded<T>(session: &Session, prep: &Prepared, f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Validates; in a non-atomic call a failure is recorded in the run history.
+fn prepare_recorded(session: &Session, job_id: Option<i32>, cfg: Config) -> Prepared {
+    if !session.nonatomic() {
+        return prepare(cfg);
+    }
+    let (staging, destination) = (cfg.staging_table.clone(), cfg.destination.clone());
+    match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| prepare(cfg))) {
+        Ok(p) => p,
+        Err(e) => {
+            let (state, msg) = (spi::caught_sqlstate(&e), spi::caught_message(&e));
+            let _ = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+                crate::history::failed_start(job_id, &staging, &destination, &state, &msg)
+            }));
+            session.commit();
+            spi::reraise_with_hint(e, "nothing was changed; correct the job's config or tables and run again")
+        }
+    }
+}
+
 /// The whole run.
 pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     let started = Instant::now();
-    let prep = prepare(cfg);
-    if !try_lock(&prep.dest, session) {
+    let prep = prepare_recorded(session, job_id, cfg);
+    if !acquire_lock(&prep, session) {
         notice!(
-            "backfill_ext: another backfill run (backend {}) is working on {}; this run{} exits without changes",
+            "backfill_ext: {} is working on {}; this run{} waited {} and exits without changes",
             lock_holder(&prep.dest),
             prep.dest.name,
-            job_id.map(|j| format!(" of job {j}")).unwrap_or_default()
+            job_id.map(|j| format!(" of job {j}")).unwrap_or_default(),
+            prep.cfg.lock_wait
         );
         return Totals::default();
     }
+    let run_id = guarded(session, &prep, None, || {
+        crate::history::start(job_id, &prep.staging.name.to_string(), &prep.dest.name.to_string(), prep.dest.oid, &prep.history_retention)
+    });
+    session.commit();
+    let rid = Some(run_id);
     let mut totals = Totals::default();
-    let (plan, partial_before) = guarded(session, &prep, || {
+    let (plan, partial_before) = guarded(session, &prep, rid, || {
         let plan = make_plan(&prep);
         let partial_before: HashSet<QualifiedName> = match &prep.ht {
             Some(_) => catalog::chunk_statuses(&prep.dest)
@@ -458,7 +510,11 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     });
     session.commit();
     for step in &plan.steps {
-        let r = guarded(session, &prep, || run_step(&prep, &step.chunk));
+        let r = guarded(session, &prep, rid, || {
+            let r = run_step(&prep, &step.chunk);
+            crate::history::chunk(run_id, &step.chunk, &r);
+            r
+        });
         session.commit();
         totals.add(&r);
         totals.chunks += 1;
@@ -472,7 +528,11 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
             r.decompress_ms + r.insert_ms + r.recompress_ms
         );
     }
-    let (rest, new_chunks) = guarded(session, &prep, || run_rest(&prep, &plan, &partial_before));
+    let (rest, new_chunks) = guarded(session, &prep, rid, || {
+        let (rest, new_chunks) = run_rest(&prep, &plan, &partial_before);
+        crate::history::add(run_id, &rest, new_chunks);
+        (rest, new_chunks)
+    });
     session.commit();
     if rest.moved > 0 || rest.recompressed {
         notice!(
@@ -488,13 +548,14 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     totals.updated += rest.updated;
     totals.conflicts += rest.conflicts();
     totals.new_chunks = new_chunks;
-    guarded(session, &prep, || {
+    guarded(session, &prep, rid, || {
         release_policies(&prep);
+        crate::history::succeed(run_id);
         unlock(&prep.dest, session);
     });
     session.commit();
     notice!(
-        "backfill_ext: moved {} rows from {} into {} ({} inserted, {} updated, {} conflicts), {} chunks ({} decompressed, {} recompressed), {} new chunks, {:.0} ms",
+        "backfill_ext: run {run_id}: moved {} rows from {} into {} ({} inserted, {} updated, {} conflicts), {} chunks ({} decompressed, {} recompressed), {} new chunks, {:.0} ms",
         totals.moved,
         prep.staging.name,
         prep.dest.name,

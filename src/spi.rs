@@ -24,6 +24,7 @@ fn pg_code(c: Code) -> PgSqlErrorCode {
         Code::ObjectNotInPrerequisiteState => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         Code::InvalidName => ERRCODE_INVALID_NAME,
         Code::GeneratedAlways => ERRCODE_GENERATED_ALWAYS,
+        Code::UndefinedObject => ERRCODE_UNDEFINED_OBJECT,
     }
 }
 

@@ -157,10 +157,110 @@ fn procedures_land_in_the_extension_schema_and_state_in_its_own() {
             ("decompress_backfill".into(), "public".into(), "p".into())
         ]
     );
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM pg_tables WHERE schemaname = '_backfill_ext'"), 1);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM pg_tables WHERE schemaname = '_backfill_ext'"), 3);
     // the procedures must be callable non-atomically: no SET clause, not SECURITY DEFINER
     assert_eq!(
         scalar::<i64>(&mut c, "SELECT count(*) FROM pg_proc WHERE proname IN ('backfill_on_schedule', 'decompress_backfill') AND (prosecdef OR proconfig IS NOT NULL)"),
         0
     );
+}
+
+#[test]
+fn run_history_records_successes_failures_and_the_plan() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    c.batch_execute(PLAIN).unwrap();
+    c.batch_execute("INSERT INTO staging SELECT 0, timestamptz '2025-01-01' + i * interval '1 hour', i FROM generate_series(1, 10) i")
+        .unwrap();
+    let plan = c.query("SELECT chunk, staging_rows, action FROM backfill_plan('staging', 'readings')", &[]).unwrap();
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0].get::<_, Option<String>>(0), None);
+    assert_eq!(plan[0].get::<_, i64>(1), 10);
+    assert_eq!(plan[0].get::<_, String>(2), "insert");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 10, "the plan changes nothing");
+
+    c.batch_execute("CALL backfill_on_schedule(7, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')").unwrap();
+    let r = c
+        .query_one("SELECT job_id, status, rows_moved, conflicts, staging, destination, finished IS NOT NULL FROM backfill_status", &[])
+        .unwrap();
+    assert_eq!(r.get::<_, Option<i32>>(0), Some(7));
+    assert_eq!(r.get::<_, String>(1), "succeeded");
+    assert_eq!(r.get::<_, i64>(2), 10);
+    assert_eq!(r.get::<_, i64>(3), 0);
+    assert_eq!(r.get::<_, String>(4), "public.staging");
+    assert_eq!(r.get::<_, String>(5), "public.readings");
+    assert!(r.get::<_, bool>(6));
+
+    // a failing run is recorded with its SQLSTATE, and is the latest status
+    c.batch_execute("INSERT INTO staging VALUES (0, timestamptz '2024-01-01' + interval '5 hours', 5)").unwrap();
+    let (code, _, _) = expect_error(
+        &mut c,
+        "CALL backfill_on_schedule(8, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"on_conflict_action\":\"RESTRICT\"}')",
+    );
+    assert_eq!(code, "23505");
+    let r = c.query_one("SELECT job_id, status, sqlstate, error FROM backfill_status", &[]).unwrap();
+    assert_eq!(r.get::<_, Option<i32>>(0), Some(8));
+    assert_eq!(r.get::<_, String>(1), "failed");
+    assert_eq!(r.get::<_, Option<String>>(2).as_deref(), Some("23505"));
+    assert!(r.get::<_, Option<String>>(3).unwrap().contains("already exists"));
+    // a config that fails validation is recorded too
+    let (code, _, _) = expect_error(&mut c, "CALL backfill_on_schedule(9, '{\"staging_table\":\"nope\",\"destination_hypertable\":\"readings\"}')");
+    assert_eq!(code, "42P01");
+    let r = c.query_one("SELECT status, sqlstate FROM backfill_runs WHERE job_id = 9", &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, Option<String>>(1)), ("failed".to_string(), Some("42P01".to_string())));
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_runs"), 3);
+}
+
+#[test]
+fn history_is_pruned_after_the_retention() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    c.batch_execute(PLAIN).unwrap();
+    c.batch_execute(
+        "INSERT INTO _backfill_ext.run (job_id, started, finished, status, staging, destination)
+           VALUES (1, now() - interval '40 days', now() - interval '40 days', 'succeeded', 's', 'd'),
+                  (2, now() - interval '10 days', now() - interval '10 days', 'succeeded', 's', 'd');",
+    )
+    .unwrap();
+    c.batch_execute("CALL backfill_on_schedule(3, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')").unwrap();
+    let jobs: Vec<i32> = c.query("SELECT job_id FROM backfill_runs ORDER BY job_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(jobs, [2, 3], "the 40-day-old run is pruned with the default 30 days");
+    c.batch_execute("CALL backfill_on_schedule(4, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"history_retention\":\"5 days\"}')")
+        .unwrap();
+    let jobs: Vec<i32> = c.query("SELECT job_id FROM backfill_runs ORDER BY job_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(jobs, [3, 4]);
+}
+
+#[test]
+fn a_second_run_waits_then_exits_naming_the_run_that_holds_the_destination() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    c.batch_execute(PLAIN).unwrap();
+    c.batch_execute("INSERT INTO staging SELECT 0, timestamptz '2025-01-01' + i * interval '1 hour', i FROM generate_series(1, 10) i")
+        .unwrap();
+    // a blocker holds a row lock the first run needs, so it stays in flight
+    let mut blocker = cl.connect("t");
+    blocker.batch_execute("BEGIN; LOCK TABLE readings IN SHARE MODE;").unwrap();
+    let conn = cl.conn_string("t");
+    let first = std::thread::spawn(move || {
+        let mut c1 = backfill_ext_client_tests::Client::connect(&conn, backfill_ext_client_tests::NoTls).unwrap();
+        c1.batch_execute("CALL backfill_on_schedule(1, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')")
+    });
+    backfill_ext_client_tests::wait_for("the first run to start", std::time::Duration::from_secs(30), || {
+        (scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_runs WHERE status = 'running'") == 1).then_some(())
+    });
+    let (mut c2, notices) = cl.connect_with_notices("t");
+    let t = std::time::Instant::now();
+    c2.batch_execute(
+        "CALL backfill_on_schedule(2, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"lock_wait\":\"1 second\"}')",
+    )
+    .unwrap();
+    assert!(t.elapsed() >= std::time::Duration::from_millis(900), "it waited lock_wait");
+    let n = notices.lock().unwrap().clone();
+    assert!(n.iter().any(|m| m.contains("(job 1, backend") && m.contains("is working on public.readings; this run of job 2 waited 1 second and exits without changes")), "{n:#?}");
+    blocker.batch_execute("COMMIT").unwrap();
+    first.join().unwrap().unwrap();
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 110);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_runs"), 1, "the run that exited is not a run");
 }

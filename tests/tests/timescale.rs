@@ -248,3 +248,159 @@ fn timestamp_without_time_zone_in_a_non_utc_session() {
     assert!(chunk_lines[0].contains(": 1440 rows moved"), "{notices:#?}");
     assert_promises(&mut c, &before, 1440);
 }
+
+#[test]
+fn check_config_rejects_bad_configs_at_registration() {
+    let Some(cl) = cluster("check_config_rejects_bad_configs_at_registration") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    c.batch_execute("CREATE TABLE plain_copy (LIKE event_data); CREATE TABLE odd (time timestamptz, device_id text);").unwrap();
+    let add = |cfg: &str| format!("SELECT add_job('backfill_on_schedule', '10 days', config => '{cfg}', check_config => 'backfill_check_config')");
+    let bad: &[(&str, &str, &str)] = &[
+        (r#"{"destination_hypertable":"event_data"}"#, "22023", "config key \"staging_table\" is required"),
+        (r#"{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict":"UPDATE"}"#, "22023", "unknown config key \"on_conflict\""),
+        (r#"{"staging_table":"no_such_table","destination_hypertable":"event_data"}"#, "42P01", "staging table \"no_such_table\" (config key \"staging_table\") does not exist"),
+        (r#"{"staging_table":"backfill_event_data","destination_hypertable":"plain_copy"}"#, "42809", "destination public.plain_copy is not a hypertable"),
+        (r#"{"staging_table":"odd","destination_hypertable":"event_data"}"#, "42804", "column \"device_id\" is text in staging table public.odd but integer in destination public.event_data"),
+    ];
+    for (cfg, code, msg) in bad {
+        let (got, m, hint) = expect_error(&mut c, &add(cfg));
+        assert_eq!(&got, code, "{cfg}: {m}");
+        assert!(m.contains(msg), "{cfg}: {m}");
+        assert!(hint.is_some(), "{cfg}");
+    }
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'backfill_on_schedule'"), 0);
+    // a good config registers; alter_job re-checks a new config
+    let job: i32 = scalar(&mut c, &add(CONFIG));
+    let (code, msg, _) = expect_error(
+        &mut c,
+        &format!(r#"SELECT alter_job({job}, config => '{{"staging_table":"backfill_event_data","destination_hypertable":"nope"}}')"#),
+    );
+    assert_eq!(code, "42P01", "{msg}");
+    // and the scheduler runs it
+    c.batch_execute(&format!("INSERT INTO backfill_event_data (time, device_id, value) VALUES ('{START}'::timestamptz + interval '1 hour 1 minute', 9, 1)"))
+        .unwrap();
+    c.batch_execute(&format!("SELECT alter_job({job}, next_start => now())")).unwrap();
+    wait_for("the scheduler to run the checked job", Duration::from_secs(120), || {
+        (scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data") == 0).then_some(())
+    });
+    assert_eq!(scalar::<String>(&mut c, "SELECT status FROM backfill_status"), "succeeded");
+}
+
+#[test]
+fn schedule_backfill_registers_a_named_checked_job() {
+    let Some(cl) = cluster("schedule_backfill_registers_a_named_checked_job") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let (mut c2, notices) = cl.connect_with_notices("t");
+    let job: i32 = c2
+        .query_one(
+            "SELECT schedule_backfill('backfill_event_data', 'event_data', '1 day', '{\"on_conflict_action\":\"UPDATE\"}', now() + interval '1 hour')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(notices.lock().unwrap().iter().any(|n| n.contains(&format!("scheduled with TimescaleDB's job scheduler as job {job}"))));
+    let r = c
+        .query_one(
+            "SELECT proc_name::text, check_name::text, schedule_interval::text, config->>'on_conflict_action',
+                    config->>'staging_table', config->>'destination_hypertable', application_name::text
+             FROM timescaledb_information.jobs WHERE job_id = $1",
+            &[&job],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "backfill_on_schedule");
+    assert_eq!(r.get::<_, String>(1), "backfill_check_config");
+    assert_eq!(r.get::<_, String>(2), "1 day");
+    assert_eq!(r.get::<_, String>(3), "UPDATE");
+    assert_eq!(r.get::<_, String>(4), "backfill_event_data");
+    assert_eq!(r.get::<_, String>(5), "event_data");
+    assert!(r.get::<_, String>(6).contains("backfill backfill_event_data -> event_data"), "{}", r.get::<_, String>(6));
+    // a bad extra key is refused before anything is registered
+    let (code, msg, _) = expect_error(&mut c, "SELECT schedule_backfill('backfill_event_data', 'event_data', '1 day', '{\"bogus\":1}')");
+    assert_eq!(code, "22023", "{msg}");
+    c.batch_execute(&format!("SELECT unschedule_backfill({job})")).unwrap();
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'backfill_on_schedule'"), 0);
+    let (code, _, _) = expect_error(&mut c, &format!("SELECT unschedule_backfill({job})"));
+    assert_eq!(code, "42704");
+}
+
+#[test]
+fn progress_is_visible_live_and_the_plan_matches_the_run() {
+    let Some(cl) = cluster("progress_is_visible_live_and_the_plan_matches_the_run") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let added = stage_late_rows(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let plan: Vec<(Option<String>, i64, String)> = c
+        .query("SELECT chunk, staging_rows, action FROM backfill_plan('backfill_event_data', 'event_data')", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(plan.len(), 4, "{plan:?}");
+    assert!(plan[..3].iter().all(|p| p.2 == "decompress, insert, recompress"), "{plan:?}");
+    assert_eq!(plan[3], (None, 2, "insert, creating new chunks".to_string()));
+    assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "the plan changed nothing");
+    // hold the third chunk so the run stops there, in flight, after committing two
+    let third = plan[2].0.clone().unwrap();
+    let mut locker = cl.connect("t");
+    locker.batch_execute("BEGIN").unwrap();
+    locker.batch_execute(&format!("LOCK TABLE {third} IN EXCLUSIVE MODE")).unwrap();
+    let conn = cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut c1 = backfill_ext_client_tests::Client::connect(&conn, backfill_ext_client_tests::NoTls).unwrap();
+        c1.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"))
+    });
+    let done: Vec<(String, i64)> = wait_for("two chunks to be reported while the run is in flight", Duration::from_secs(60), || {
+        let rows: Vec<(String, i64)> = c
+            .query("SELECT chunk, rows_moved FROM backfill_run_chunks ORDER BY finished", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        (rows.len() == 2).then_some(rows)
+    });
+    let live = c.query_one("SELECT status, rows_moved, chunks_done FROM backfill_status", &[]).unwrap();
+    assert_eq!(live.get::<_, String>(0), "running");
+    assert_eq!(live.get::<_, i64>(1), done.iter().map(|d| d.1).sum::<i64>());
+    assert_eq!(live.get::<_, i64>(2), 2);
+    locker.batch_execute("COMMIT").unwrap();
+    run.join().unwrap().unwrap();
+    assert_promises(&mut c, &before, added);
+    let touched: Vec<String> = c.query("SELECT chunk FROM backfill_run_chunks ORDER BY finished", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let planned: Vec<String> = plan[..3].iter().map(|p| p.0.clone().unwrap()).collect();
+    assert_eq!(touched, planned, "the run touched exactly the planned chunks");
+    let r = c.query_one("SELECT status, rows_moved, conflicts, chunks_decompressed, chunks_recompressed, new_chunks FROM backfill_status", &[]).unwrap();
+    assert_eq!(r.get::<_, String>(0), "succeeded");
+    assert_eq!(r.get::<_, i64>(1), added + 30);
+    assert_eq!(r.get::<_, i64>(2), 30);
+    assert_eq!((r.get::<_, i32>(3), r.get::<_, i32>(4), r.get::<_, i32>(5)), (3, 3, 2));
+}
+
+#[test]
+fn two_runs_started_together_give_the_result_of_one() {
+    let Some(cl) = cluster("two_runs_started_together_give_the_result_of_one") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let added = stage_late_rows(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let a: i32 = scalar(&mut c, &format!("SELECT add_job('backfill_on_schedule', '10 days', '{CONFIG}', scheduled => false)"));
+    let b: i32 = scalar(&mut c, &format!("SELECT add_job('backfill_on_schedule', '10 days', '{CONFIG}', scheduled => false)"));
+    let handles: Vec<_> = [a, b]
+        .into_iter()
+        .map(|job| {
+            let conn = cl.conn_string("t");
+            std::thread::spawn(move || {
+                let mut c1 = backfill_ext_client_tests::Client::connect(&conn, backfill_ext_client_tests::NoTls).unwrap();
+                c1.batch_execute(&format!("CALL run_job({job})"))
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    assert_promises(&mut c, &before, added);
+    let moved: i64 = scalar(&mut c, "SELECT coalesce(sum(rows_moved), 0)::int8 FROM backfill_runs WHERE status = 'succeeded'");
+    assert_eq!(moved, added + 30, "every row moved once, by one run or split between them");
+}

@@ -1,0 +1,113 @@
+//! Run history in `_backfill_ext.run` / `_backfill_ext.run_chunk`: written by every
+//! run, in the same transactions as its work, so what it shows was committed.
+
+use crate::plan::Chunk;
+use crate::run::StepResult;
+use crate::spi::{col, p, query_one, run as exec, Param};
+
+/// Starts a run's record; first marks runs of this destination that are still
+/// "running" as failed (the caller holds the destination's lock, so they were
+/// interrupted) and prunes history older than the retention.
+pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u32, retention: &str) -> i64 {
+    exec(
+        "UPDATE _backfill_ext.run SET status = 'failed', finished = clock_timestamp(), sqlstate = '57P01',
+                error = 'interrupted: the backend running it ended before it finished'
+         WHERE destination_oid = $1::oid AND status = 'running'",
+        &[p(dest_oid.to_string())],
+    );
+    exec(
+        "DELETE FROM _backfill_ext.run WHERE started < now() - $1::interval AND status <> 'running'",
+        &[p(retention)],
+    );
+    query_one(
+        "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid)
+         VALUES ($1::int, $2, $3, $4::oid) RETURNING id",
+        &[job_id.map(|j| j.to_string()), p(staging), p(destination), p(dest_oid.to_string())],
+        |r| col::<i64>(r, 1).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Records a chunk the run finished, and adds it to the run's totals.
+pub fn chunk(run_id: i64, c: &Chunk, r: &StepResult) {
+    exec(
+        "INSERT INTO _backfill_ext.run_chunk (run_id, chunk, range_start, range_end, rows_moved, conflicts,
+                decompressed, recompressed, decompress_ms, insert_ms, recompress_ms)
+         VALUES ($1::int8, $2, $3, $4, $5::int8, $6::int8, $7::bool, $8::bool, $9::float8, $10::float8, $11::float8)",
+        &[
+            p(run_id.to_string()),
+            p(c.name.to_string()),
+            c.lo.clone(),
+            c.hi.clone(),
+            p(r.moved.to_string()),
+            p(r.conflicts().to_string()),
+            p(r.decompressed.to_string()),
+            p(r.recompressed.to_string()),
+            p(r.decompress_ms.to_string()),
+            p(r.insert_ms.to_string()),
+            p(r.recompress_ms.to_string()),
+        ],
+    );
+    add(run_id, r, 0);
+}
+
+/// Adds what a step did to the run's totals.
+pub fn add(run_id: i64, r: &StepResult, new_chunks: i64) {
+    exec(
+        "UPDATE _backfill_ext.run SET rows_moved = rows_moved + $2::int8, conflicts = conflicts + $3::int8,
+                chunks_decompressed = chunks_decompressed + $4::int, chunks_recompressed = chunks_recompressed + $5::int,
+                new_chunks = new_chunks + $6::int
+         WHERE id = $1::int8",
+        &[
+            p(run_id.to_string()),
+            p(r.moved.to_string()),
+            p(r.conflicts().to_string()),
+            p((r.decompressed as i32).to_string()),
+            p((r.recompressed as i32).to_string()),
+            p(new_chunks.to_string()),
+        ],
+    );
+}
+
+pub fn succeed(run_id: i64) {
+    exec(
+        "UPDATE _backfill_ext.run SET status = 'succeeded', finished = clock_timestamp() WHERE id = $1::int8",
+        &[p(run_id.to_string())],
+    );
+}
+
+pub fn fail(run_id: i64, sqlstate: &str, message: &str) {
+    exec(
+        "UPDATE _backfill_ext.run SET status = 'failed', finished = clock_timestamp(), sqlstate = $2, error = $3
+         WHERE id = $1::int8",
+        &[p(run_id.to_string()), p(sqlstate), p(message)],
+    );
+}
+
+/// Records a run that failed before it could start (its config or tables are wrong).
+pub fn failed_start(job_id: Option<i32>, staging: &str, destination: &str, sqlstate: &str, message: &str) {
+    let quoted = crate::ident::parse_qualified_name(destination).map(|(schema, name)| match schema {
+        Some(s) => crate::ident::quote_qualified(&s, &name),
+        None => crate::ident::quote_ident(&name),
+    });
+    let dest_oid: Param = match quoted {
+        Some(q) => query_one("SELECT pg_catalog.to_regclass($1)::oid::text", &[p(q)], |r| col::<String>(r, 1)).flatten(),
+        None => None,
+    };
+    exec(
+        "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, sqlstate, error)
+         VALUES ($1::int, $2, $3, $4::oid, 'failed', clock_timestamp(), $5, $6)",
+        &[job_id.map(|j| j.to_string()), p(staging), p(destination), dest_oid, p(sqlstate), p(message)],
+    );
+}
+
+/// The run holding a destination, as "run N (job J, backend P, started T)".
+pub fn holder(dest_oid: u32) -> Option<String> {
+    query_one(
+        "SELECT format('run %s (%sbackend %s, started %s)', id, coalesce('job ' || job_id || ', ', ''), pid, started)
+         FROM _backfill_ext.run WHERE destination_oid = $1::oid AND status = 'running' ORDER BY started DESC LIMIT 1",
+        &[p(dest_oid.to_string())],
+        |r| col::<String>(r, 1),
+    )
+    .flatten()
+}
