@@ -19,8 +19,8 @@ cargo pgrx test pg15 --runas postgres --pgdata "$pgdata"
 echo "==> installing backfill_ext into $(pg_config --sharedir)"
 cargo pgrx install --pg-config "$(command -v pg_config)" $SUDO
 
-echo "==> client tests on plain PostgreSQL"
-cargo test -p backfill_ext_client_tests --test client -- --test-threads=2
+echo "==> client tests on plain PostgreSQL, and pg_cron"
+cargo test -p backfill_ext_client_tests --test client --test pg_cron -- --test-threads=2
 
 if ls "$(pg_config --pkglibdir)"/timescaledb-tsl-*.so >/dev/null 2>&1; then
   echo "==> TimescaleDB tier ($(basename "$(ls "$(pg_config --pkglibdir)"/timescaledb-tsl-*.so | head -1)" .so))"

@@ -74,7 +74,8 @@ pub fn schedule(staging: &str, dest: &str, interval: &str, cfg_json: &serde_json
     crate::run::prepare(cfg);
     let secs = query_one("SELECT extract(epoch FROM $1::interval)::int8", &[p(interval)], |r| col::<i64>(r, 1)).flatten().unwrap_or(0);
     let with_seconds = query_one(
-        "SELECT string_to_array(extversion, '.')::int[] >= '{1,5}' FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'",
+        "SELECT ARRAY[m[1]::int, m[2]::int] >= ARRAY[1, 5]
+         FROM pg_catalog.pg_extension, regexp_match(extversion, '^([0-9]+)[.]([0-9]+)') AS m WHERE extname = 'pg_cron'",
         &[],
         |r| col::<bool>(r, 1),
     )
