@@ -17,6 +17,11 @@ CREATE INDEX ON _backfill_ext.policy_hold (hypertable);
 
 GRANT USAGE ON SCHEMA _backfill_ext TO PUBLIC;
 GRANT SELECT, INSERT, DELETE ON _backfill_ext.policy_hold TO PUBLIC;
+-- a role sees and changes only holds on hypertables it owns (or whose owner it is a member of)
+ALTER TABLE _backfill_ext.policy_hold ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_only ON _backfill_ext.policy_hold
+    USING (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = hypertable), 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = hypertable), 'USAGE'));
 
 -- Run history: one row per run, however it was started, updated (and committed)
 -- after every chunk so another session can watch a run live.
@@ -35,8 +40,10 @@ CREATE TABLE _backfill_ext.run (
     chunks_decompressed integer NOT NULL DEFAULT 0,
     chunks_recompressed integer NOT NULL DEFAULT 0,
     new_chunks          integer NOT NULL DEFAULT 0,
+    stopped_early       boolean NOT NULL DEFAULT false,
     sqlstate            text,
-    error               text
+    error               text,
+    run_by              name NOT NULL DEFAULT current_user
 );
 CREATE INDEX ON _backfill_ext.run (destination_oid, started DESC);
 CREATE INDEX ON _backfill_ext.run (started);
@@ -60,3 +67,13 @@ CREATE INDEX ON _backfill_ext.run_chunk (run_id);
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run, _backfill_ext.run_chunk TO PUBLIC;
 GRANT USAGE ON SEQUENCE _backfill_ext.run_id_seq TO PUBLIC;
+-- a role sees the runs it made, and the runs on destinations it owns
+ALTER TABLE _backfill_ext.run ENABLE ROW LEVEL SECURITY;
+CREATE POLICY runner_or_owner ON _backfill_ext.run
+    USING (pg_catalog.pg_has_role(run_by, 'USAGE')
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                      WHERE c.oid = destination_oid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')))
+    WITH CHECK (pg_catalog.pg_has_role(run_by, 'USAGE'));
+ALTER TABLE _backfill_ext.run_chunk ENABLE ROW LEVEL SECURITY;
+CREATE POLICY of_visible_runs ON _backfill_ext.run_chunk
+    USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));

@@ -1,19 +1,19 @@
 -- User-facing views over the run history (in the extension's schema).
-CREATE VIEW backfill_runs AS
+CREATE VIEW backfill_runs WITH (security_invoker = true) AS
 SELECT id AS run_id, job_id, started, finished, status, staging, destination, rows_moved, conflicts,
-       chunks_decompressed, chunks_recompressed, new_chunks, sqlstate, error,
+       chunks_decompressed, chunks_recompressed, new_chunks, stopped_early, sqlstate, error, run_by,
        coalesce(finished, clock_timestamp()) - started AS duration
 FROM _backfill_ext.run;
 COMMENT ON VIEW backfill_runs IS 'Every backfill run, newest last; kept for history_retention (default 30 days)';
 
-CREATE VIEW backfill_run_chunks AS
+CREATE VIEW backfill_run_chunks WITH (security_invoker = true) AS
 SELECT run_id, chunk, range_start, range_end, rows_moved, conflicts, decompressed, recompressed,
        round(decompress_ms::numeric, 1) AS decompress_ms, round(insert_ms::numeric, 1) AS insert_ms,
        round(recompress_ms::numeric, 1) AS recompress_ms, finished
 FROM _backfill_ext.run_chunk;
 COMMENT ON VIEW backfill_run_chunks IS 'What each backfill run did to each chunk';
 
-CREATE VIEW backfill_status AS
+CREATE VIEW backfill_status WITH (security_invoker = true) AS
 SELECT DISTINCT ON (destination) destination, staging, run_id, job_id, status, started, finished, duration, rows_moved,
        conflicts, chunks_decompressed, chunks_recompressed, new_chunks,
        (SELECT count(*) FROM _backfill_ext.run_chunk c WHERE c.run_id = r.run_id) AS chunks_done,

@@ -82,6 +82,7 @@ fn decompress_backfill(
         work_mem: None,
         history_retention: crate::config::DEFAULT_HISTORY_RETENTION.into(),
         lock_wait: crate::config::DEFAULT_LOCK_WAIT.into(),
+        max_runtime: None,
     };
     spi::check(cfg.check_combinations());
     let session = unsafe { Session::open(fcinfo) };
@@ -100,7 +101,9 @@ COMMENT ON FUNCTION backfill_check_config(jsonb) IS
 ")]
 fn backfill_check_config(config: Option<JsonB>) {
     let cfg = spi::check(Config::from_json(config.as_ref().map(|j| &j.0)));
+    let path = spi::harden_search_path();
     let prep = crate::run::prepare(cfg);
+    spi::restore_search_path(&path);
     if prep.ts.is_some() && prep.ht.is_none() {
         spi::raise(
             BackfillError::new(Code::WrongObjectType, format!("destination {} is not a hypertable", prep.dest.name))
@@ -145,7 +148,10 @@ fn schedule_backfill(
     };
     cfg_json["staging_table"] = serde_json::Value::String(staging.clone());
     cfg_json["destination_hypertable"] = serde_json::Value::String(dest.clone());
-    crate::jobs::schedule(&staging, &dest, &interval, &cfg_json, initial_start.map(|t| t.to_iso_string()))
+    let path = spi::harden_search_path();
+    let id = crate::jobs::schedule(&staging, &dest, &interval, &cfg_json, initial_start.map(|t| t.to_iso_string()));
+    spi::restore_search_path(&path);
+    id
 }
 
 /// `unschedule_backfill(job_id)`: removes a job `schedule_backfill` made, of either kind.
@@ -158,7 +164,9 @@ fn unschedule_backfill(job_id: Option<i32>) {
     let id = job_id.unwrap_or_else(|| {
         spi::raise(BackfillError::new(Code::NullValueNotAllowed, "argument job_id of unschedule_backfill is NULL").hint("give the job id"))
     });
+    let path = spi::harden_search_path();
     crate::jobs::unschedule(id);
+    spi::restore_search_path(&path);
 }
 
 /// `backfill_plan(staging_table, destination)`: a dry run. One row per chunk a run
@@ -190,8 +198,10 @@ fn backfill_plan(
     let staging = crate::catalog::regclass_text(staging_table.unwrap_or_else(|| null("staging_table")).to_u32());
     let dest = crate::catalog::regclass_text(destination.unwrap_or_else(|| null("destination")).to_u32());
     let cfg = spi::check(Config::from_json(Some(&serde_json::json!({"staging_table": staging, "destination_hypertable": dest}))));
+    let path = spi::harden_search_path();
     let prep = crate::run::prepare(cfg);
     let plan = crate::run::make_plan(&prep);
+    spi::restore_search_path(&path);
     let mut rows: Vec<_> = plan
         .steps
         .into_iter()

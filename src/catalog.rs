@@ -176,6 +176,24 @@ pub fn require_owner(t: &Table, why: &str) {
     }
 }
 
+/// Raises 42501 unless the current role may alter the job (owns it, or is a member of its owner).
+pub fn require_job_owner(job_id: i32) {
+    let owner = query_one(
+        "SELECT owner::text, pg_catalog.pg_has_role(owner, 'USAGE') FROM timescaledb_information.jobs WHERE job_id = $1::int",
+        &[p(job_id.to_string())],
+        |r| (col::<String>(r, 1).unwrap_or_default(), col::<bool>(r, 2).unwrap_or(false)),
+    );
+    if let Some((owner, false)) = owner {
+        raise(
+            BackfillError::new(
+                Code::InsufficientPrivilege,
+                format!("role \"{}\" cannot postpone compression policy job {job_id}, which is owned by \"{owner}\"", current_user()),
+            )
+            .hint("run the backfill as the owner of the hypertable and its compression policy"),
+        );
+    }
+}
+
 pub fn current_user() -> String {
     query_one("SELECT current_user::text", &[], |r| col::<String>(r, 1)).flatten().unwrap_or_default()
 }

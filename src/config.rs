@@ -67,6 +67,8 @@ pub struct Config {
     pub history_retention: String,
     /// How long a run waits for another run on the same destination (interval text).
     pub lock_wait: String,
+    /// Stop cleanly between chunks once a run has taken this long (interval text).
+    pub max_runtime: Option<String>,
 }
 
 pub const DEFAULT_PUSH_INTERVAL: &str = "1 day";
@@ -86,6 +88,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("work_mem", "text or integer (kB): work_mem for the run's statements"),
     ("history_retention", "interval text, default '30 days': how long run history is kept"),
     ("lock_wait", "interval text, default '1 minute': how long to wait for another run on the destination"),
+    ("max_runtime", "interval text: stop cleanly between chunks after this long; the next run continues"),
 ];
 
 fn key_list() -> String {
@@ -149,6 +152,7 @@ fn example_for(key: &str) -> &'static str {
         "work_mem" => "\"work_mem\": \"256MB\"",
         "history_retention" => "\"history_retention\": \"90 days\"",
         "lock_wait" => "\"lock_wait\": \"5 minutes\"",
+        "max_runtime" => "\"max_runtime\": \"2 hours\"",
         _ => "see the configuration reference in the README",
     }
 }
@@ -326,6 +330,10 @@ impl Config {
         let push_interval = interval_key(obj, "compression_job_push_interval", DEFAULT_PUSH_INTERVAL)?;
         let history_retention = interval_key(obj, "history_retention", DEFAULT_HISTORY_RETENTION)?;
         let lock_wait = interval_key(obj, "lock_wait", DEFAULT_LOCK_WAIT)?;
+        let max_runtime = match obj.get("max_runtime") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(interval_key(obj, "max_runtime", "")?),
+        };
         let work_mem = match obj.get("work_mem") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -344,6 +352,7 @@ impl Config {
             work_mem,
             history_retention,
             lock_wait,
+            max_runtime,
         };
         cfg.check_combinations()?;
         Ok(cfg)
@@ -409,6 +418,7 @@ mod tests {
         assert_eq!(c.work_mem, None);
         assert_eq!(c.history_retention, "30 days");
         assert_eq!(c.lock_wait, "1 minute");
+        assert_eq!(c.max_runtime, None);
     }
 
     #[test]
@@ -525,7 +535,7 @@ mod tests {
 
     #[test]
     fn intervals_must_not_be_empty() {
-        for key in ["compression_job_push_interval", "history_retention", "lock_wait"] {
+        for key in ["compression_job_push_interval", "history_retention", "lock_wait", "max_runtime"] {
             let e = err(with(key, json!(" ")));
             assert_eq!(e.message, format!("config key \"{key}\" must not be empty"));
             let e = err(with(key, json!(5)));

@@ -69,10 +69,11 @@ pub fn add(run_id: i64, r: &StepResult, new_chunks: i64) {
     );
 }
 
-pub fn succeed(run_id: i64) {
+/// Marks a run succeeded; `stopped_early` when max_runtime left chunks for the next run.
+pub fn succeed(run_id: i64, stopped_early: bool) {
     exec(
-        "UPDATE _backfill_ext.run SET status = 'succeeded', finished = clock_timestamp() WHERE id = $1::int8",
-        &[p(run_id.to_string())],
+        "UPDATE _backfill_ext.run SET status = 'succeeded', finished = clock_timestamp(), stopped_early = $2::bool WHERE id = $1::int8",
+        &[p(run_id.to_string()), p(stopped_early.to_string())],
     );
 }
 

@@ -23,6 +23,8 @@ pub struct Prepared {
     pub spec: MoveSpec,
     pub push_interval: String,
     pub history_retention: String,
+    /// `max_runtime` in seconds, if set.
+    pub max_runtime_s: Option<f64>,
 }
 
 impl Prepared {
@@ -75,6 +77,10 @@ pub fn prepare(cfg: Config) -> Prepared {
     let push_interval = catalog::check_interval("compression_job_push_interval", &cfg.push_interval);
     let history_retention = catalog::check_interval("history_retention", &cfg.history_retention);
     catalog::check_interval("lock_wait", &cfg.lock_wait);
+    let max_runtime_s = cfg.max_runtime.as_ref().map(|m| {
+        let text = catalog::check_interval("max_runtime", m);
+        query_one("SELECT extract(epoch FROM $1::interval)::float8", &[p(text)], |r| col::<f64>(r, 1).unwrap_or(0.0)).unwrap_or(0.0)
+    });
     if let Some(wm) = &cfg.work_mem {
         set_work_mem(wm);
     }
@@ -118,7 +124,7 @@ pub fn prepare(cfg: Config) -> Prepared {
         delete_from_staging: cfg.delete_from_staging,
         dest_partitioned: dest.relkind == "p",
     };
-    Prepared { cfg, staging, dest, ts, ht, spec, push_interval, history_retention }
+    Prepared { cfg, staging, dest, ts, ht, spec, push_interval, history_retention, max_runtime_s }
 }
 
 fn relkind_name(k: &str) -> &'static str {
@@ -247,11 +253,13 @@ pub fn run_step(prep: &Prepared, chunk: &Chunk) -> StepResult {
         catalog::require_owner(&prep.dest, "to decompress its chunks");
         exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
         r.decompressed = true;
+        spi::pause_point("after_decompress");
     }
     r.decompress_ms = ms(t);
     let t = Instant::now();
     (r.moved, r.inserted, r.updated) = move_rows(prep, &prep.filter_for(chunk), &format!("chunk {}", chunk.name));
     r.insert_ms = ms(t);
+    spi::pause_point("after_insert");
     let t = Instant::now();
     if compressed {
         exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(chunk.name.quoted())]);
@@ -361,6 +369,7 @@ pub fn hold_policies(prep: &Prepared) -> Vec<Policy> {
     let (Some(ts), Some(_)) = (&prep.ts, &prep.ht) else { return vec![] };
     let policies = catalog::compression_policies(&prep.dest);
     for pol in &policies {
+        catalog::require_job_owner(pol.job_id);
         exec(
             "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled) \
              VALUES ($1::int, $2::oid::regclass, $3::timestamptz, $4::bool) ON CONFLICT (job_id) DO NOTHING",
@@ -509,7 +518,22 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         (plan, partial_before)
     });
     session.commit();
-    for step in &plan.steps {
+    spi::pause_point("after_hold");
+    let max_runtime_s = prep.max_runtime_s;
+    let mut stopped_early = false;
+    for (i, step) in plan.steps.iter().enumerate() {
+        if i > 0 {
+            spi::pause_point("between_chunks");
+        }
+        if max_runtime_s.is_some_and(|m| started.elapsed().as_secs_f64() >= m) {
+            notice!(
+                "backfill_ext: max_runtime ({}) reached after {i} chunks; the remaining {} chunks are left for the next run",
+                prep.cfg.max_runtime.as_deref().unwrap_or_default(),
+                plan.steps.len() - i
+            );
+            stopped_early = true;
+            break;
+        }
         let r = guarded(session, &prep, rid, || {
             let r = run_step(&prep, &step.chunk);
             crate::history::chunk(run_id, &step.chunk, &r);
@@ -528,12 +552,18 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
             r.decompress_ms + r.insert_ms + r.recompress_ms
         );
     }
-    let (rest, new_chunks) = guarded(session, &prep, rid, || {
-        let (rest, new_chunks) = run_rest(&prep, &plan, &partial_before);
-        crate::history::add(run_id, &rest, new_chunks);
-        (rest, new_chunks)
-    });
-    session.commit();
+    let (rest, new_chunks) = if stopped_early {
+        (StepResult::default(), 0)
+    } else {
+        let r = guarded(session, &prep, rid, || {
+            let (rest, new_chunks) = run_rest(&prep, &plan, &partial_before);
+            crate::history::add(run_id, &rest, new_chunks);
+            (rest, new_chunks)
+        });
+        session.commit();
+        r
+    };
+    spi::pause_point("before_restore");
     if rest.moved > 0 || rest.recompressed {
         notice!(
             "backfill_ext: rows outside existing chunks: {} rows moved, {} conflicts, {} new chunks, {:.0} ms",
@@ -550,7 +580,7 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     totals.new_chunks = new_chunks;
     guarded(session, &prep, rid, || {
         release_policies(&prep);
-        crate::history::succeed(run_id);
+        crate::history::succeed(run_id, stopped_early);
         unlock(&prep.dest, session);
     });
     session.commit();

@@ -92,9 +92,41 @@ pub fn p(s: impl Into<String>) -> Param {
     Some(s.into())
 }
 
+/// Puts `pg_catalog` first in `search_path` for the current transaction, keeping the
+/// caller's schemas after it (their triggers and defaults still resolve), so that
+/// functions or operators a user creates in `public` cannot stand in for built-ins.
+/// Every name of a table this extension uses is schema-qualified. Returns the path
+/// that was in force.
+pub fn harden_search_path() -> String {
+    query_one(
+        "SELECT pg_catalog.current_setting('search_path'),
+                pg_catalog.set_config('search_path', 'pg_catalog, ' || pg_catalog.current_setting('search_path'), true)",
+        &[],
+        |r| col::<String>(r, 1).unwrap_or_default(),
+    )
+    .unwrap_or_default()
+}
+
+/// Restores a `search_path` saved by `harden_search_path` (for calls that do not commit).
+pub fn restore_search_path(path: &str) {
+    run("SELECT pg_catalog.set_config('search_path', $1, true)", &[p(path)]);
+}
+
+/// A test hook: when the setting `backfill_ext.debug_pause_at` names `point`, the run
+/// stops there (in `pg_sleep`, so it can be cancelled or terminated) as if it were slow.
+/// Crash tests use it to kill a run at a precise step.
+pub fn pause_point(point: &str) {
+    let at = query_one("SELECT pg_catalog.current_setting('backfill_ext.debug_pause_at', true)", &[], |r| col::<String>(r, 1)).flatten();
+    if at.as_deref() == Some(point) {
+        pgrx::log!("backfill_ext: pausing at {point} (backfill_ext.debug_pause_at)");
+        run("SELECT pg_catalog.pg_sleep(3600)", &[]);
+    }
+}
+
 /// The procedure's transaction context: whether it may COMMIT between steps.
 pub struct Session {
     nonatomic: bool,
+    saved_path: String,
 }
 
 impl Session {
@@ -113,12 +145,8 @@ impl Session {
         if rc != pg_sys::SPI_OK_CONNECT as i32 {
             raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("SPI_connect_ext failed: {rc}")));
         }
-        Session { nonatomic }
-    }
-
-    /// A session for a plain function call: never commits.
-    pub fn atomic() -> Session {
-        Session { nonatomic: false }
+        let saved_path = harden_search_path();
+        Session { nonatomic, saved_path }
     }
 
     pub fn nonatomic(&self) -> bool {
@@ -129,14 +157,14 @@ impl Session {
     pub fn commit(&self) {
         if self.nonatomic {
             unsafe { pg_sys::SPI_commit() };
+            harden_search_path();
         }
     }
 
-    /// Disconnects SPI (for sessions made by `open`).
+    /// Puts the caller's search_path back and disconnects SPI.
     pub fn close(self) {
-        if self.nonatomic {
-            unsafe { pg_sys::SPI_finish() };
-        }
+        restore_search_path(&self.saved_path);
+        unsafe { pg_sys::SPI_finish() };
     }
 }
 
