@@ -284,6 +284,7 @@ pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<Qualified
     };
     if prep.cfg.delete_from_staging {
         (r.moved, r.inserted, r.updated) = move_rows(prep, &filter, "the new chunks");
+        spi::pause_point("after_insert");
     } else {
         // rows stay in staging: take only those no chunk step took
         let steps: Vec<RowFilter> = plan.steps.iter().map(|s| prep.filter_for(&s.chunk)).collect();

@@ -105,7 +105,9 @@ impl Cluster {
             format!("unix_socket_directories = '{}'", c.dir.display()),
             format!("shared_preload_libraries = '{}'", preload.join(",")),
             "fsync = off".into(),
-            "synchronous_commit = off".into(),
+            // commits survive `pg_ctl stop -m immediate` (crash tests); fsync off only
+            // skips flushes to disk, which a process crash does not need
+            "synchronous_commit = on".into(),
             "full_page_writes = off".into(),
             "max_worker_processes = 24".into(),
             "max_connections = 50".into(),
@@ -166,7 +168,16 @@ impl Cluster {
     }
 
     pub fn conn_string(&self, db: &str) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname={db} connect_timeout=10", self.port)
+        self.conn_string_as(db, "postgres")
+    }
+
+    pub fn conn_string_as(&self, db: &str, user: &str) -> String {
+        format!("host=127.0.0.1 port={} user={user} dbname={db} connect_timeout=10", self.port)
+    }
+
+    /// A connection as another role (the cluster trusts local connections).
+    pub fn connect_as(&self, db: &str, user: &str) -> Client {
+        Client::connect(&self.conn_string_as(db, user), NoTls).unwrap_or_else(|e| panic!("connect to {db} as {user}: {e}"))
     }
 
     pub fn connect(&self, db: &str) -> Client {

@@ -1,0 +1,174 @@
+//! Kill a run at every step, then run again: every staging row ends in the
+//! destination exactly once, staging is empty, every chunk compressed before is fully
+//! compressed, and the compression policy's schedule is what it was before the first
+//! run. A run is stopped at a step with the `backfill_ext.debug_pause_at` hook (or,
+//! mid-insert, by a lock), then its backend is terminated or the server is stopped
+//! with `-m immediate` and restarted.
+//!
+//! The TimescaleDB variants run when a full TimescaleDB is installed; the
+//! plain-PostgreSQL variants run everywhere.
+
+use backfill_ext_client_tests::fixtures::{not_fully_compressed, state, timescale_dataset, Dataset, State, START};
+use backfill_ext_client_tests::{scalar, timescale_installed, wait_for, Client, Cluster, NoTls, Options};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    /// `pg_terminate_backend` on the run's backend.
+    Terminate,
+    /// The server stopped with `-m immediate` (a crash) and started again.
+    Crash,
+}
+
+const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
+
+/// Staging rows that are not (by key) in the destination, plus destination rows:
+/// constant while nothing is lost or doubled.
+fn rows_accounted(c: &mut Client) -> i64 {
+    scalar(
+        c,
+        "SELECT (SELECT count(*) FROM event_data)
+              + (SELECT count(*) FROM (SELECT DISTINCT time, device_id FROM backfill_event_data s
+                                       WHERE NOT EXISTS (SELECT 1 FROM event_data e WHERE e.time = s.time AND e.device_id = s.device_id)) x)",
+    )
+}
+
+fn plain_setup(c: &mut Client) {
+    c.batch_execute(&format!(
+        "CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value double precision, note text,
+                                  PRIMARY KEY (device_id, time));
+         INSERT INTO event_data (time, device_id, value)
+           SELECT t, d, 1 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '5 days' - interval '1 minute',
+                                                 interval '10 minutes') t, generate_series(1, 5) d;
+         CREATE TABLE backfill_event_data (LIKE event_data);"
+    ))
+    .unwrap();
+}
+
+fn stage(c: &mut Client) {
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 99, 1.5 FROM generate_series(timestamptz '{START}' + interval '1 day',
+                                                  timestamptz '{START}' + interval '3 days' - interval '1 minute', interval '10 minutes') t;
+         INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT time, device_id, value FROM event_data WHERE device_id = 2 ORDER BY time LIMIT 30;
+         INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz '{START}' + interval '40 days', 1, 0);"
+    ))
+    .unwrap();
+}
+
+fn pid_of_run(c: &mut Client, waiting_on: &str) -> i32 {
+    wait_for(&format!("the run to stop at {waiting_on}"), Duration::from_secs(60), || {
+        c.query_opt(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND wait_event = $1",
+            &[&waiting_on],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+    })
+}
+
+fn scenario(timescale: bool, point: &str, kill: Kill) {
+    let name = format!("{}kill_{point}_{kill:?}", if timescale { "timescale_" } else { "plain_" });
+    if timescale && !timescale_installed() {
+        println!("SKIPPED: {name}: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
+        return;
+    }
+    let mut cl = Cluster::start(Options { timescale, ..Default::default() });
+    let mut c = cl.create_db("t");
+    if timescale {
+        timescale_dataset(&mut c, &Dataset::default());
+    } else {
+        plain_setup(&mut c);
+    }
+    stage(&mut c);
+    let expected = rows_accounted(&mut c);
+    let before: Option<State> = timescale.then(|| state(&mut c, "event_data", "backfill_event_data"));
+
+    // stop the run at the step
+    let mut blocker = None;
+    if point == "mid_insert" {
+        // the move's DELETE from staging waits for this lock, inside the chunk's transaction
+        let mut b = cl.connect("t");
+        b.batch_execute("BEGIN; LOCK TABLE backfill_event_data IN SHARE MODE;").unwrap();
+        blocker = Some(b);
+    } else {
+        c.batch_execute(&format!("ALTER DATABASE t SET backfill_ext.debug_pause_at = '{point}'")).unwrap();
+    }
+    let conn = cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).map_err(|e| e.to_string())
+    });
+    let pid = pid_of_run(&mut c, if point == "mid_insert" { "relation" } else { "PgSleep" });
+    match kill {
+        Kill::Terminate => {
+            c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+        }
+        Kill::Crash => cl.restart("immediate"),
+    }
+    let outcome = run.join().unwrap();
+    assert!(outcome.is_err(), "the run was killed at {point}");
+    drop(blocker);
+
+    let mut c = cl.connect("t");
+    c.batch_execute("ALTER DATABASE t RESET backfill_ext.debug_pause_at").unwrap();
+    assert_eq!(rows_accounted(&mut c), expected, "after the kill at {point}, every row is in staging or the destination, once");
+    if let Some(before) = &before {
+        // the chunk being worked on was rolled back with its decompression
+        let now = state(&mut c, "event_data", "backfill_event_data");
+        let was_compressed: Vec<_> = not_fully_compressed(&now).into_iter().filter(|(n, _)| before.chunks.iter().any(|(b, s)| b == n && *s == 1)).collect();
+        assert!(was_compressed.is_empty(), "no chunk left decompressed at {point}: {:?}", now.chunks);
+    }
+
+    // the next run repairs and finishes
+    let mut c = cl.connect("t");
+    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0, "staging is empty");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data"), expected, "every row once");
+    if let Some(before) = before {
+        let after = state(&mut c, "event_data", "backfill_event_data");
+        for (chunk, st) in &before.chunks {
+            if *st == 1 {
+                let now = after.chunks.iter().find(|(n, _)| n == chunk).map(|(_, s)| *s);
+                assert_eq!(now, Some(1), "chunk {chunk} fully compressed after a kill at {point}");
+            }
+        }
+        assert_eq!(after.policies, before.policies, "the policy schedule is as before the first run (kill at {point})");
+    }
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+    let statuses: Vec<String> = c.query("SELECT status FROM backfill_runs ORDER BY run_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(statuses, ["failed", "succeeded"], "the killed run is recorded as failed by the next one");
+}
+
+macro_rules! kill_tests {
+    ($($name:ident: $ts:expr, $point:expr, $kill:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            scenario($ts, $point, $kill);
+        }
+    )*};
+}
+
+kill_tests! {
+    timescale_after_policy_postponed_terminate: true, "after_hold", Kill::Terminate;
+    timescale_after_policy_postponed_crash: true, "after_hold", Kill::Crash;
+    timescale_after_decompress_terminate: true, "after_decompress", Kill::Terminate;
+    timescale_after_decompress_crash: true, "after_decompress", Kill::Crash;
+    timescale_mid_insert_terminate: true, "mid_insert", Kill::Terminate;
+    timescale_mid_insert_crash: true, "mid_insert", Kill::Crash;
+    timescale_after_insert_before_recompress_terminate: true, "after_insert", Kill::Terminate;
+    timescale_after_insert_before_recompress_crash: true, "after_insert", Kill::Crash;
+    timescale_between_chunks_terminate: true, "between_chunks", Kill::Terminate;
+    timescale_between_chunks_crash: true, "between_chunks", Kill::Crash;
+    timescale_before_policy_restored_terminate: true, "before_restore", Kill::Terminate;
+    timescale_before_policy_restored_crash: true, "before_restore", Kill::Crash;
+    plain_after_start_terminate: false, "after_hold", Kill::Terminate;
+    plain_after_start_crash: false, "after_hold", Kill::Crash;
+    plain_mid_insert_terminate: false, "mid_insert", Kill::Terminate;
+    plain_mid_insert_crash: false, "mid_insert", Kill::Crash;
+    plain_after_insert_terminate: false, "after_insert", Kill::Terminate;
+    plain_after_insert_crash: false, "after_insert", Kill::Crash;
+    plain_before_restore_terminate: false, "before_restore", Kill::Terminate;
+    plain_before_restore_crash: false, "before_restore", Kill::Crash;
+}
