@@ -15,7 +15,7 @@ COMMENT ON VIEW backfill_run_chunks IS 'What each backfill run did to each chunk
 
 CREATE VIEW backfill_status WITH (security_invoker = true) AS
 SELECT DISTINCT ON (destination) destination, staging, run_id, job_id, status, started, finished, duration, rows_moved,
-       conflicts, chunks_decompressed, chunks_recompressed, new_chunks,
+       conflicts, chunks_decompressed, chunks_recompressed, new_chunks, stopped_early,
        (SELECT count(*) FROM _backfill_ext.run_chunk c WHERE c.run_id = r.run_id) AS chunks_done,
        sqlstate, error
 FROM backfill_runs r

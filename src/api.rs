@@ -83,6 +83,7 @@ fn decompress_backfill(
         history_retention: crate::config::DEFAULT_HISTORY_RETENTION.into(),
         lock_wait: crate::config::DEFAULT_LOCK_WAIT.into(),
         max_runtime: None,
+        lock_timeout: crate::config::DEFAULT_LOCK_TIMEOUT.into(),
     };
     spi::check(cfg.check_combinations());
     let session = unsafe { Session::open(fcinfo) };

@@ -142,19 +142,27 @@ pub fn unique_keys(oid: u32) -> Vec<UniqueKey> {
     )
 }
 
-/// Raises 42501 unless the current role has `privs` on the table.
-pub fn require_privileges(t: &Table, role: &str, privs: &str) {
-    let ok = query_one(
-        "SELECT pg_catalog.has_table_privilege($1::oid, $2)",
-        &[p(t.oid.to_string()), p(privs)],
-        |r| col::<bool>(r, 1),
-    )
-    .flatten()
-    .unwrap_or(false);
-    if !ok {
+/// Raises 42501 unless the current role has every one of `privs` on the table,
+/// naming the ones it lacks.
+pub fn require_privileges(t: &Table, role: &str, privs: &[&str]) {
+    let missing: Vec<&str> = privs
+        .iter()
+        .copied()
+        .filter(|priv_| {
+            !query_one(
+                "SELECT pg_catalog.has_table_privilege($1::oid, $2)",
+                &[p(t.oid.to_string()), p(*priv_)],
+                |r| col::<bool>(r, 1),
+            )
+            .flatten()
+            .unwrap_or(false)
+        })
+        .collect();
+    if !missing.is_empty() {
+        let list = missing.join(", ");
         raise(
-            BackfillError::new(Code::InsufficientPrivilege, format!("role \"{}\" lacks {privs} on {role} {}", current_user(), t.name))
-                .hint(format!("GRANT {privs} ON {} TO the role that runs the job", t.name.quoted())),
+            BackfillError::new(Code::InsufficientPrivilege, format!("role \"{}\" lacks {list} on {role} {}", current_user(), t.name))
+                .hint(format!("GRANT {list} ON {} TO the role that runs the job", t.name.quoted())),
         );
     }
 }

@@ -69,11 +69,14 @@ pub struct Config {
     pub lock_wait: String,
     /// Stop cleanly between chunks once a run has taken this long (interval text).
     pub max_runtime: Option<String>,
+    /// How long a statement of the run waits for a lock before the run fails (interval text).
+    pub lock_timeout: String,
 }
 
 pub const DEFAULT_PUSH_INTERVAL: &str = "1 day";
 pub const DEFAULT_HISTORY_RETENTION: &str = "30 days";
 pub const DEFAULT_LOCK_WAIT: &str = "1 minute";
+pub const DEFAULT_LOCK_TIMEOUT: &str = "5 minutes";
 
 /// Every key the config may hold, with a line for error hints and the README.
 pub const KEYS: &[(&str, &str)] = &[
@@ -89,6 +92,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("history_retention", "interval text, default '30 days': how long run history is kept"),
     ("lock_wait", "interval text, default '1 minute': how long to wait for another run on the destination"),
     ("max_runtime", "interval text: stop cleanly between chunks after this long; the next run continues"),
+    ("lock_timeout", "interval text, default '5 minutes': how long a step waits for a lock before the run fails cleanly"),
 ];
 
 fn key_list() -> String {
@@ -153,6 +157,7 @@ fn example_for(key: &str) -> &'static str {
         "history_retention" => "\"history_retention\": \"90 days\"",
         "lock_wait" => "\"lock_wait\": \"5 minutes\"",
         "max_runtime" => "\"max_runtime\": \"2 hours\"",
+        "lock_timeout" => "\"lock_timeout\": \"30 seconds\"",
         _ => "see the configuration reference in the README",
     }
 }
@@ -330,6 +335,7 @@ impl Config {
         let push_interval = interval_key(obj, "compression_job_push_interval", DEFAULT_PUSH_INTERVAL)?;
         let history_retention = interval_key(obj, "history_retention", DEFAULT_HISTORY_RETENTION)?;
         let lock_wait = interval_key(obj, "lock_wait", DEFAULT_LOCK_WAIT)?;
+        let lock_timeout = interval_key(obj, "lock_timeout", DEFAULT_LOCK_TIMEOUT)?;
         let max_runtime = match obj.get("max_runtime") {
             None | Some(Value::Null) => None,
             Some(_) => Some(interval_key(obj, "max_runtime", "")?),
@@ -353,6 +359,7 @@ impl Config {
             history_retention,
             lock_wait,
             max_runtime,
+            lock_timeout,
         };
         cfg.check_combinations()?;
         Ok(cfg)
@@ -419,6 +426,7 @@ mod tests {
         assert_eq!(c.history_retention, "30 days");
         assert_eq!(c.lock_wait, "1 minute");
         assert_eq!(c.max_runtime, None);
+        assert_eq!(c.lock_timeout, "5 minutes");
     }
 
     #[test]
@@ -535,7 +543,7 @@ mod tests {
 
     #[test]
     fn intervals_must_not_be_empty() {
-        for key in ["compression_job_push_interval", "history_retention", "lock_wait", "max_runtime"] {
+        for key in ["compression_job_push_interval", "history_retention", "lock_wait", "max_runtime", "lock_timeout"] {
             let e = err(with(key, json!(" ")));
             assert_eq!(e.message, format!("config key \"{key}\" must not be empty"));
             let e = err(with(key, json!(5)));

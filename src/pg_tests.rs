@@ -105,7 +105,7 @@ fn negative_interval_is_rejected() {
     catalog::check_interval("compression_job_push_interval", "-1 day");
 }
 
-#[pg_test(error = "backfill_ext: config key \"work_mem\" is not a valid memory size: \"lots\"")]
+#[pg_test(error = "backfill_ext: config key \"work_mem\" is not valid: \"lots\"")]
 fn bad_work_mem_is_rejected() {
     setup_plain();
     let cfg = Config::from_json(Some(&serde_json::json!({

@@ -77,23 +77,22 @@ pub fn prepare(cfg: Config) -> Prepared {
     let push_interval = catalog::check_interval("compression_job_push_interval", &cfg.push_interval);
     let history_retention = catalog::check_interval("history_retention", &cfg.history_retention);
     catalog::check_interval("lock_wait", &cfg.lock_wait);
+    catalog::check_interval("lock_timeout", &cfg.lock_timeout);
     let max_runtime_s = cfg.max_runtime.as_ref().map(|m| {
         let text = catalog::check_interval("max_runtime", m);
         query_one("SELECT extract(epoch FROM $1::interval)::float8", &[p(text)], |r| col::<f64>(r, 1).unwrap_or(0.0)).unwrap_or(0.0)
     });
-    if let Some(wm) = &cfg.work_mem {
-        set_work_mem(wm);
-    }
+    apply_settings(&cfg);
 
     let mut st_privs = vec!["SELECT"];
     if cfg.delete_from_staging {
         st_privs.push("DELETE");
     }
-    catalog::require_privileges(&staging, "staging table", &st_privs.join(", "));
-    let d_privs = match conflict.action {
-        ConflictAction::Nothing => "INSERT",
-        ConflictAction::Update => "SELECT, INSERT, UPDATE",
-        ConflictAction::Restrict => "SELECT, INSERT",
+    catalog::require_privileges(&staging, "staging table", &st_privs);
+    let d_privs: &[&str] = match conflict.action {
+        ConflictAction::Nothing => &["INSERT"],
+        ConflictAction::Update => &["SELECT", "INSERT", "UPDATE"],
+        ConflictAction::Restrict => &["SELECT", "INSERT"],
     };
     catalog::require_privileges(&dest, "destination", d_privs);
     if let Some(h) = &ht {
@@ -140,14 +139,31 @@ fn relkind_name(k: &str) -> &'static str {
     }
 }
 
-fn set_work_mem(wm: &str) {
-    let r = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| exec("SELECT pg_catalog.set_config('work_mem', $1, true)", &[p(wm)])));
-    if let Err(e) = r {
-        raise(
-            BackfillError::new(Code::InvalidParameterValue, format!("config key \"work_mem\" is not a valid memory size: \"{wm}\""))
-                .detail(spi::caught_message(&e))
-                .hint("give a size such as \"256MB\""),
-        );
+/// Sets the run's `work_mem` and `lock_timeout` for the current transaction.
+fn apply_settings(cfg: &Config) {
+    let mut settings = vec![("lock_timeout", cfg.lock_timeout.as_str(), "an interval such as \"30 seconds\"")];
+    if let Some(wm) = &cfg.work_mem {
+        settings.push(("work_mem", wm, "a size such as \"256MB\""));
+    }
+    for (name, value, example) in settings {
+        let r = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+            if name == "lock_timeout" {
+                // the setting takes milliseconds; the config, an interval
+                exec(
+                    "SELECT pg_catalog.set_config('lock_timeout', (extract(epoch FROM $1::interval) * 1000)::int8::text, true)",
+                    &[p(value)],
+                )
+            } else {
+                exec("SELECT pg_catalog.set_config($1, $2, true)", &[p(name), p(value)])
+            }
+        }));
+        if let Err(e) = r {
+            raise(
+                BackfillError::new(Code::InvalidParameterValue, format!("config key \"{name}\" is not valid: \"{value}\""))
+                    .detail(spi::caught_message(&e))
+                    .hint(format!("give {example}")),
+            );
+        }
     }
 }
 
@@ -243,9 +259,7 @@ fn move_rows(prep: &Prepared, filter: &RowFilter, chunk_label: &str) -> (i64, i6
 /// Decompresses the chunk if it is compressed, moves its rows, compresses it again.
 pub fn run_step(prep: &Prepared, chunk: &Chunk) -> StepResult {
     let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
-    if let Some(wm) = &prep.cfg.work_mem {
-        set_work_mem(wm);
-    }
+    apply_settings(&prep.cfg);
     let mut r = StepResult::default();
     let compressed = status::is_compressed(chunk_status(&chunk.name));
     let t = Instant::now();
@@ -272,9 +286,7 @@ pub fn run_step(prep: &Prepared, chunk: &Chunk) -> StepResult {
 /// Moves the rows no chunk step took (they create new chunks, or the destination is
 /// not a hypertable), then compresses again any chunk that this left partial.
 pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<QualifiedName>) -> (StepResult, i64) {
-    if let Some(wm) = &prep.cfg.work_mem {
-        set_work_mem(wm);
-    }
+    apply_settings(&prep.cfg);
     let before = prep.ht.as_ref().map(|_| catalog::chunk_statuses(&prep.dest).len() as i64).unwrap_or(0);
     let mut r = StepResult::default();
     let t = Instant::now();
@@ -503,6 +515,7 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     let rid = Some(run_id);
     let mut totals = Totals::default();
     let (plan, partial_before) = guarded(session, &prep, rid, || {
+        apply_settings(&prep.cfg);
         let plan = make_plan(&prep);
         let partial_before: HashSet<QualifiedName> = match &prep.ht {
             Some(_) => catalog::chunk_statuses(&prep.dest)
@@ -526,7 +539,8 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         if i > 0 {
             spi::pause_point("between_chunks");
         }
-        if max_runtime_s.is_some_and(|m| started.elapsed().as_secs_f64() >= m) {
+        // at least one chunk per run, so runs cut short still make progress
+        if i > 0 && max_runtime_s.is_some_and(|m| started.elapsed().as_secs_f64() >= m) {
             notice!(
                 "backfill_ext: max_runtime ({}) reached after {i} chunks; the remaining {} chunks are left for the next run",
                 prep.cfg.max_runtime.as_deref().unwrap_or_default(),

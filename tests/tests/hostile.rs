@@ -75,6 +75,8 @@ fn cases() -> Vec<Case> {
         c("negative max_runtime", base(r#""max_runtime":"-1 hour""#), "22023"),
         c("work_mem nonsense", base(r#""work_mem":"lots""#), "22023"),
         c("work_mem negative", base(r#""work_mem":-1"#), "22023"),
+        c("lock_timeout not an interval", base(r#""lock_timeout":"a while""#), "22023"),
+        c("lock_timeout beyond what PostgreSQL takes", base(r#""lock_timeout":"90 days""#), "22023"),
         c("injection in staging name", tables(r#""x; DROP TABLE readings""#, r#""readings""#), "42602"),
         c("injection after a schema", tables(r#""public.staging; DROP TABLE readings""#, r#""readings""#), "42602"),
         c("unquoted name with a space", tables(r#""my table""#, r#""readings""#), "42602"),

@@ -1,0 +1,243 @@
+//! Timeouts, locks, max_runtime, concurrent writers and privileges. The TimescaleDB
+//! cases run when a full TimescaleDB is installed; the plain ones everywhere.
+
+use backfill_ext_client_tests::fixtures::{state, timescale_dataset, Dataset, State, START};
+use backfill_ext_client_tests::{expect_error, scalar, timescale_installed, Client, Cluster, NoTls, Options};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn ts_cluster(test: &str) -> Option<Cluster> {
+    if !timescale_installed() {
+        println!("SKIPPED: {test}: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
+        return None;
+    }
+    Some(Cluster::start(Options { timescale: true, ..Default::default() }))
+}
+
+const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
+
+/// 144 new rows in each of days 1, 2 and 3, and one row after the last chunk.
+fn stage(c: &mut Client) -> i64 {
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 99, 1 FROM generate_series(timestamptz '{START}' + interval '1 day',
+                                                timestamptz '{START}' + interval '4 days' - interval '1 minute', interval '10 minutes') t;
+         INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz '{START}' + interval '30 days', 1, 0);"
+    ))
+    .unwrap();
+    3 * 144 + 1
+}
+
+/// Nothing lost, nothing half-done: rows are in staging or the destination, chunks
+/// compressed before are compressed, the policy schedule is as before.
+fn assert_clean(c: &mut Client, before: &State, moved_so_far: i64) {
+    let now = state(c, "event_data", "backfill_event_data");
+    assert_eq!(now.dest_rows, before.dest_rows + moved_so_far);
+    assert_eq!(now.staging_rows, before.staging_rows - moved_so_far);
+    for (chunk, st) in &before.chunks {
+        if *st == 1 {
+            assert_eq!(now.chunks.iter().find(|(n, _)| n == chunk).map(|(_, s)| *s), Some(1), "chunk {chunk}");
+        }
+    }
+    assert_eq!(now.policies, before.policies);
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+}
+
+#[test]
+fn statement_timeout_ends_the_run_cleanly() {
+    let Some(cl) = ts_cluster("statement_timeout_ends_the_run_cleanly") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let staged = stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    // the second chunk is slow (paused after its decompression); the statement times out there
+    let mut r = cl.connect("t");
+    r.batch_execute("SET backfill_ext.debug_pause_at = 'after_decompress'; SET statement_timeout = '3s'").unwrap();
+    let (code, msg, hint) = expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
+    assert_eq!(code, "57014", "{msg}");
+    assert!(hint.as_deref().is_some_and(|h| h.contains("rolled back")), "{msg} {hint:?}");
+    assert_clean(&mut c, &before, 0);
+    assert_eq!(scalar::<String>(&mut c, "SELECT status || ' ' || sqlstate FROM backfill_status"), "failed 57014");
+    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    assert_clean(&mut c, &before, staged);
+}
+
+#[test]
+fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
+    let Some(cl) = ts_cluster("lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let staged = stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let second: String = scalar(
+        &mut c,
+        "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks
+         WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
+    );
+    // a long transaction reads the chunk of day 2 and keeps its lock
+    let mut long = cl.connect("t");
+    long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN ACCESS SHARE MODE; SELECT count(*) FROM {second};")).unwrap();
+    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms"}"#;
+    let (code, msg, hint) = expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+    assert_eq!(code, "55P03", "{msg}");
+    assert!(hint.is_some());
+    // day 1 was done and committed; day 2 was rolled back
+    assert_clean(&mut c, &before, 144);
+    // a session's own lock_timeout ends it the same way
+    let mut r = cl.connect("t");
+    let (code, _, _) = expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+    assert_eq!(code, "55P03");
+    assert_clean(&mut c, &before, 144);
+    long.batch_execute("COMMIT").unwrap();
+    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    assert_clean(&mut c, &before, staged);
+}
+
+#[test]
+fn max_runtime_stops_between_chunks_and_the_next_run_continues() {
+    let Some(cl) = ts_cluster("max_runtime_stops_between_chunks_and_the_next_run_continues") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let staged = stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "max_runtime":"1 millisecond"}"#;
+    for run in 1..=3 {
+        let (mut r, notices) = cl.connect_with_notices("t");
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap();
+        let n = notices.lock().unwrap().clone();
+        let last = run == 3;
+        assert_eq!(
+            n.iter().any(|m| m.contains("max_runtime (1 millisecond) reached after 1 chunks")),
+            !last,
+            "run {run}: {n:#?}"
+        );
+        let moved = if last { staged } else { 144 * run };
+        assert_clean(&mut c, &before, moved);
+        let r = c.query_one("SELECT status, stopped_early FROM backfill_status", &[]).unwrap();
+        assert_eq!((r.get::<_, String>(0), r.get::<_, bool>(1)), ("succeeded".to_string(), !last));
+    }
+}
+
+#[test]
+fn writers_on_both_tables_during_runs_lose_nothing() {
+    let Some(cl) = ts_cluster("writers_on_both_tables_during_runs_lose_nothing") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let staged = stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let stop = Arc::new(AtomicBool::new(false));
+    // writer 1 adds late rows to staging across every day; writer 2 adds live rows
+    // to the destination after the last chunk; writer 3 reads the destination
+    let writer = |sql: &'static str| {
+        let conn = cl.conn_string("t");
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut w = Client::connect(&conn, NoTls).unwrap();
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                w.execute(sql, &[&n]).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let w1 = writer(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+         VALUES (timestamptz '2024-01-01' + ($1::int8 % 5) * interval '1 day' + ($1::int8 / 5) * interval '1 second', 1000, 1)",
+    );
+    let w2 = writer("INSERT INTO event_data (time, device_id, value) VALUES (timestamptz '2024-03-01' + $1::int8 * interval '1 second', 2000, 1)");
+    let w3 = writer("SELECT count(*) FROM event_data WHERE device_id = $1::int8::int % 5");
+    for _ in 0..4 {
+        c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (n1, n2, _) = (w1.join().unwrap(), w2.join().unwrap(), w3.join().unwrap());
+    assert!(n1 > 0 && n2 > 0, "the writers wrote ({n1}, {n2})");
+    // rows written to staging during a run were moved by it or are left for the next
+    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!(after.staging_rows, 0);
+    assert_eq!(after.dest_rows, before.dest_rows + staged + n1 + n2, "every row once");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 1000"), n1);
+    for (chunk, st) in &before.chunks {
+        if *st == 1 {
+            assert_eq!(after.chunks.iter().find(|(n, _)| n == chunk).map(|(_, s)| *s), Some(1), "chunk {chunk}");
+        }
+    }
+    assert_eq!(after.policies, before.policies);
+}
+
+fn plain_tables(c: &mut Client) {
+    c.batch_execute(
+        "CREATE TABLE readings (id int NOT NULL, ts timestamptz NOT NULL, value float8, PRIMARY KEY (id, ts));
+         CREATE TABLE staging (LIKE readings);
+         INSERT INTO staging SELECT i, now(), i FROM generate_series(1, 20) i;",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_non_superuser_installs_and_runs_it_and_missing_privileges_are_named_first() {
+    let cl = Cluster::start(Options::default());
+    let mut admin = cl.connect("postgres");
+    admin
+        .batch_execute("CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;")
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE t OWNER alice").unwrap();
+    // the extension is trusted: the database owner installs it without superuser
+    let mut alice = cl.connect_as("t", "alice");
+    alice.batch_execute("CREATE EXTENSION backfill_ext").unwrap();
+    plain_tables(&mut alice);
+    alice.batch_execute("CALL backfill_on_schedule(1, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')").unwrap();
+    assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM readings"), 20);
+    alice.batch_execute("INSERT INTO staging SELECT i, now(), i FROM generate_series(21, 30) i").unwrap();
+
+    let mut bob = cl.connect_as("t", "bob");
+    let call = "CALL backfill_on_schedule(2, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')";
+    let steps: &[(&str, &str)] = &[
+        ("", "role \"bob\" lacks SELECT, DELETE on staging table public.staging"),
+        ("GRANT SELECT ON staging TO bob", "role \"bob\" lacks DELETE on staging table public.staging"),
+        ("GRANT DELETE ON staging TO bob", "role \"bob\" lacks INSERT on destination public.readings"),
+    ];
+    for (grant, msg) in steps {
+        if !grant.is_empty() {
+            alice.batch_execute(grant).unwrap();
+        }
+        let (code, m, hint) = expect_error(&mut bob, call);
+        assert_eq!(code, "42501", "{m}");
+        assert!(m.contains(msg), "{m}");
+        assert!(hint.unwrap().starts_with("GRANT "));
+        assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM staging"), 10, "nothing changed");
+    }
+    alice.batch_execute("GRANT INSERT ON readings TO bob").unwrap();
+    bob.batch_execute(call).unwrap();
+    assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM readings"), 30);
+    // each sees the runs it made, and the owner of the destination sees all of them
+    assert_eq!(scalar::<i64>(&mut bob, "SELECT count(*) FROM backfill_runs"), 4, "its three refused runs and the one that worked");
+    assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM backfill_runs"), 5);
+    // bob cannot plant a policy hold for alice's table
+    let (code, _, _) = expect_error(&mut bob, "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable) VALUES (1, 'readings')");
+    assert_eq!(code, "42501");
+    // nothing runs as SECURITY DEFINER
+    assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid JOIN pg_extension e ON e.oid = d.refobjid WHERE e.extname = 'backfill_ext' AND p.prosecdef"), 0);
+}
+
+#[test]
+fn a_job_owner_who_does_not_own_the_hypertable_is_stopped_before_anything_changes() {
+    let Some(cl) = ts_cluster("a_job_owner_who_does_not_own_the_hypertable_is_stopped_before_anything_changes") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    c.batch_execute(
+        "CREATE ROLE bob LOGIN;
+         GRANT SELECT, DELETE ON backfill_event_data TO bob; GRANT SELECT, INSERT ON event_data TO bob;",
+    )
+    .unwrap();
+    let mut bob = cl.connect_as("t", "bob");
+    let (code, msg, hint) = expect_error(&mut bob, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
+    assert_eq!(code, "42501", "{msg}");
+    assert!(msg.contains("role \"bob\" must own hypertable public.event_data to decompress its chunks"), "{msg}");
+    assert!(hint.is_some());
+    assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
+}
