@@ -13,7 +13,7 @@ pkg_ok() { # name [version]
   local v
   v=$(dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null || true)
   case "$v" in
-    "install ok installed "*) [ -z "${2:-}" ] || [ "${v##* }" = "$2" ] ;;
+    "install ok installed "*|"hold ok installed "*) [ -z "${2:-}" ] || [ "${v##* }" = "$2" ] ;;
     *) return 1 ;;
   esac
 }
