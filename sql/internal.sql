@@ -61,6 +61,7 @@ CREATE TABLE _backfill_ext.run_chunk (
     decompress_ms double precision NOT NULL,
     insert_ms     double precision NOT NULL,
     recompress_ms double precision NOT NULL,
+    strategy      text NOT NULL DEFAULT 'decompress',
     finished      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX ON _backfill_ext.run_chunk (run_id);

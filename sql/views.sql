@@ -7,7 +7,7 @@ FROM _backfill_ext.run;
 COMMENT ON VIEW backfill_runs IS 'Every backfill run, newest last; kept for history_retention (default 30 days)';
 
 CREATE VIEW backfill_run_chunks WITH (security_invoker = true) AS
-SELECT run_id, chunk, range_start, range_end, rows_moved, conflicts, decompressed, recompressed,
+SELECT run_id, chunk, range_start, range_end, rows_moved, conflicts, strategy, decompressed, recompressed,
        round(decompress_ms::numeric, 1) AS decompress_ms, round(insert_ms::numeric, 1) AS insert_ms,
        round(recompress_ms::numeric, 1) AS recompress_ms, finished
 FROM _backfill_ext.run_chunk;

@@ -84,6 +84,7 @@ fn decompress_backfill(
         lock_wait: crate::config::DEFAULT_LOCK_WAIT.into(),
         max_runtime: None,
         lock_timeout: crate::config::DEFAULT_LOCK_TIMEOUT.into(),
+        strategy: crate::plan::StrategyChoice::Auto,
     };
     spi::check(cfg.check_combinations());
     let session = unsafe { Session::open(fcinfo) };
@@ -207,8 +208,13 @@ fn backfill_plan(
         .steps
         .into_iter()
         .map(|s| {
-            let action = if s.decompress { "decompress, insert, recompress" } else { "insert" };
-            (Some(s.chunk.name.to_string()), s.chunk.lo, s.chunk.hi, Some(s.decompress), s.staging_rows, action.to_string())
+            let compressed = s.strategy != crate::plan::Strategy::Insert;
+            let action = match s.strategy {
+                crate::plan::Strategy::Decompress => "decompress, insert, recompress",
+                crate::plan::Strategy::Direct => "insert into the compressed chunk, recompress what became partial",
+                crate::plan::Strategy::Insert => "insert",
+            };
+            (Some(s.chunk.name.to_string()), s.chunk.lo, s.chunk.hi, Some(compressed), s.staging_rows, action.to_string())
         })
         .collect();
     if plan.rows_for_new_chunks > 0 {

@@ -328,3 +328,24 @@ pub fn check_interval(key: &str, text: &str) -> String {
         ),
     }
 }
+
+/// The hypertable's segmentby columns, in order.
+pub fn segmentby(t: &Table) -> Vec<String> {
+    query(
+        "SELECT attname::text FROM timescaledb_information.compression_settings
+         WHERE hypertable_schema = $1 AND hypertable_name = $2 AND segmentby_column_index IS NOT NULL
+         ORDER BY segmentby_column_index",
+        &[p(&t.name.schema), p(&t.name.name)],
+        |r| col::<String>(r, 1).unwrap_or_default(),
+    )
+}
+
+/// TimescaleDB's limit on rows one DML transaction may decompress (0: none).
+pub fn decompress_limit() -> i64 {
+    query_one(
+        "SELECT coalesce(nullif(pg_catalog.current_setting('timescaledb.max_tuples_decompressed_per_dml_transaction', true), ''), '0')::int8",
+        &[],
+        |r| col::<i64>(r, 1).unwrap_or(0),
+    )
+    .unwrap_or(0)
+}

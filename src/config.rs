@@ -6,6 +6,7 @@
 //! the SPI layer, which reports its errors against the same key names.
 
 use crate::error::{BackfillError, Code, Result};
+use crate::plan::StrategyChoice;
 use serde_json::{Map, Value};
 
 /// What to do when a staging row's key already exists in the destination.
@@ -71,6 +72,8 @@ pub struct Config {
     pub max_runtime: Option<String>,
     /// How long a statement of the run waits for a lock before the run fails (interval text).
     pub lock_timeout: String,
+    /// How compressed chunks take their rows.
+    pub strategy: StrategyChoice,
 }
 
 pub const DEFAULT_PUSH_INTERVAL: &str = "1 day";
@@ -93,6 +96,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("lock_wait", "interval text, default '1 minute': how long to wait for another run on the destination"),
     ("max_runtime", "interval text: stop cleanly between chunks after this long; the next run continues"),
     ("lock_timeout", "interval text, default '5 minutes': how long a step waits for a lock before the run fails cleanly"),
+    ("strategy", "text: auto (default), direct or decompress: how compressed chunks take their rows"),
 ];
 
 fn key_list() -> String {
@@ -158,6 +162,7 @@ fn example_for(key: &str) -> &'static str {
         "lock_wait" => "\"lock_wait\": \"5 minutes\"",
         "max_runtime" => "\"max_runtime\": \"2 hours\"",
         "lock_timeout" => "\"lock_timeout\": \"30 seconds\"",
+        "strategy" => "\"strategy\": \"decompress\"",
         _ => "see the configuration reference in the README",
     }
 }
@@ -336,6 +341,13 @@ impl Config {
         let history_retention = interval_key(obj, "history_retention", DEFAULT_HISTORY_RETENTION)?;
         let lock_wait = interval_key(obj, "lock_wait", DEFAULT_LOCK_WAIT)?;
         let lock_timeout = interval_key(obj, "lock_timeout", DEFAULT_LOCK_TIMEOUT)?;
+        let strategy = match opt_string(obj, "strategy")? {
+            None => StrategyChoice::Auto,
+            Some(s) => StrategyChoice::parse(&s).ok_or_else(|| {
+                invalid(format!("config key \"strategy\" must be auto, direct or decompress, not \"{s}\""))
+                    .hint("auto chooses per chunk; direct inserts into compressed chunks; decompress decompresses each chunk whole")
+            })?,
+        };
         let max_runtime = match obj.get("max_runtime") {
             None | Some(Value::Null) => None,
             Some(_) => Some(interval_key(obj, "max_runtime", "")?),
@@ -360,6 +372,7 @@ impl Config {
             lock_wait,
             max_runtime,
             lock_timeout,
+            strategy,
         };
         cfg.check_combinations()?;
         Ok(cfg)
@@ -427,6 +440,17 @@ mod tests {
         assert_eq!(c.lock_wait, "1 minute");
         assert_eq!(c.max_runtime, None);
         assert_eq!(c.lock_timeout, "5 minutes");
+        assert_eq!(c.strategy, StrategyChoice::Auto);
+    }
+
+    #[test]
+    fn strategy_values() {
+        assert_eq!(parse(with("strategy", json!("direct"))).unwrap().strategy, StrategyChoice::Direct);
+        assert_eq!(parse(with("strategy", json!("Decompress"))).unwrap().strategy, StrategyChoice::Decompress);
+        let e = err(with("strategy", json!("fast")));
+        assert_eq!(e.message, "config key \"strategy\" must be auto, direct or decompress, not \"fast\"");
+        let e = err(with("strategy", json!(1)));
+        assert_eq!(e.message, "config key \"strategy\" must be a string, not number");
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u3
 pub fn chunk(run_id: i64, c: &Chunk, r: &StepResult) {
     exec(
         "INSERT INTO _backfill_ext.run_chunk (run_id, chunk, range_start, range_end, rows_moved, conflicts,
-                decompressed, recompressed, decompress_ms, insert_ms, recompress_ms)
-         VALUES ($1::int8, $2, $3, $4, $5::int8, $6::int8, $7::bool, $8::bool, $9::float8, $10::float8, $11::float8)",
+                decompressed, recompressed, decompress_ms, insert_ms, recompress_ms, strategy)
+         VALUES ($1::int8, $2, $3, $4, $5::int8, $6::int8, $7::bool, $8::bool, $9::float8, $10::float8, $11::float8, $12)",
         &[
             p(run_id.to_string()),
             p(c.name.to_string()),
@@ -46,6 +46,7 @@ pub fn chunk(run_id: i64, c: &Chunk, r: &StepResult) {
             p(r.decompress_ms.to_string()),
             p(r.insert_ms.to_string()),
             p(r.recompress_ms.to_string()),
+            p(format!("{}{}", r.strategy.map(|s| s.as_str()).unwrap_or("insert"), if r.fell_back { " (fell back)" } else { "" })),
         ],
     );
     add(run_id, r, 0);

@@ -71,6 +71,101 @@ pub struct Chunk {
 pub struct Candidate {
     pub chunk: Chunk,
     pub staging_rows: i64,
+    /// For a compressed chunk under `auto`: what the strategy is chosen from.
+    pub estimate: Option<Estimate>,
+}
+
+/// How a chunk's rows go in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The chunk is not compressed: an ordinary insert.
+    Insert,
+    /// Insert into the compressed chunk (TimescaleDB decompresses only the batches a
+    /// conflict check needs), then compress again what became partial.
+    Direct,
+    /// Decompress the whole chunk, insert, compress it.
+    Decompress,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Insert => "insert",
+            Strategy::Direct => "direct",
+            Strategy::Decompress => "decompress",
+        }
+    }
+}
+
+/// The `strategy` config key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyChoice {
+    Auto,
+    Direct,
+    Decompress,
+}
+
+impl StrategyChoice {
+    pub fn parse(text: &str) -> Option<StrategyChoice> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(StrategyChoice::Auto),
+            "direct" => Some(StrategyChoice::Direct),
+            "decompress" => Some(StrategyChoice::Decompress),
+            _ => None,
+        }
+    }
+}
+
+/// What the plan knows of a compressed chunk to choose a strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Rows in the chunk.
+    pub chunk_rows: i64,
+    /// Staging rows whose segment (segmentby values) already has batches in the chunk:
+    /// each may make a conflict check decompress a batch.
+    pub rows_meeting_batches: i64,
+    /// Whether the destination has a unique index, so inserts check for conflicts.
+    pub conflicts_possible: bool,
+    /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: no limit).
+    pub decompress_limit: i64,
+}
+
+/// Rows in a full compressed batch.
+pub const BATCH_ROWS: i64 = 1000;
+
+/// Rows a direct insert would decompress, at most: a batch per staging row that meets
+/// existing batches, never more than the chunk.
+pub fn direct_decompression(e: &Estimate) -> i64 {
+    if !e.conflicts_possible {
+        return 0;
+    }
+    e.rows_meeting_batches.saturating_mul(BATCH_ROWS).min(e.chunk_rows)
+}
+
+/// Chooses how a chunk's rows go in. A direct insert wins when it would decompress at
+/// most half the chunk and stay within TimescaleDB's decompression limit; otherwise
+/// the chunk is decompressed whole. (A direct insert that hits the limit anyway falls
+/// back to decompressing; see `run`.)
+pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Estimate>) -> Strategy {
+    if !compressed {
+        return Strategy::Insert;
+    }
+    match choice {
+        StrategyChoice::Direct => Strategy::Direct,
+        StrategyChoice::Decompress => Strategy::Decompress,
+        StrategyChoice::Auto => match e {
+            None => Strategy::Decompress,
+            Some(e) => {
+                let d = direct_decompression(e);
+                let within_limit = e.decompress_limit <= 0 || d <= e.decompress_limit;
+                if within_limit && d.saturating_mul(2) <= e.chunk_rows {
+                    Strategy::Direct
+                } else {
+                    Strategy::Decompress
+                }
+            }
+        },
+    }
 }
 
 /// What one transaction of the run does.
@@ -78,8 +173,13 @@ pub struct Candidate {
 pub struct Step {
     pub chunk: Chunk,
     pub staging_rows: i64,
-    pub decompress: bool,
-    pub recompress: bool,
+    pub strategy: Strategy,
+}
+
+impl Step {
+    pub fn decompress(&self) -> bool {
+        self.strategy == Strategy::Decompress
+    }
 }
 
 /// The whole run: one step per chunk that receives rows, in time order, then the rows
@@ -92,13 +192,14 @@ pub struct Plan {
 
 /// Builds the plan. `total_rows` is the staging row count; what the chunk steps do not
 /// cover goes to new chunks. A chunk that receives no rows is never touched.
-pub fn plan(candidates: Vec<Candidate>, total_rows: i64) -> Plan {
+pub fn plan(candidates: Vec<Candidate>, total_rows: i64, choice: StrategyChoice) -> Plan {
     let mut steps: Vec<Step> = candidates
         .into_iter()
         .filter(|c| c.staging_rows > 0)
         .map(|c| {
             let compressed = status::is_compressed(c.chunk.status);
-            Step { decompress: compressed, recompress: compressed, staging_rows: c.staging_rows, chunk: c.chunk }
+            let strategy = choose_strategy(choice, compressed, c.estimate.as_ref());
+            Step { strategy, staging_rows: c.staging_rows, chunk: c.chunk }
         })
         .collect();
     steps.sort_by(|a, b| range_key(&a.chunk).cmp(&range_key(&b.chunk)));
@@ -227,19 +328,21 @@ mod tests {
     fn plan_touches_only_chunks_with_rows_in_time_order() {
         let p = plan(
             vec![
-                Candidate { chunk: chunk("c3", "2024-01-03", 1), staging_rows: 5 },
-                Candidate { chunk: chunk("c1", "2024-01-01", 1), staging_rows: 0 },
-                Candidate { chunk: chunk("c2", "2024-01-02", 0), staging_rows: 7 },
-                Candidate { chunk: chunk("c4", "2024-01-04", 9), staging_rows: 1 },
+                Candidate { chunk: chunk("c3", "2024-01-03", 1), staging_rows: 5, estimate: None },
+                Candidate { chunk: chunk("c1", "2024-01-01", 1), staging_rows: 0, estimate: None },
+                Candidate { chunk: chunk("c2", "2024-01-02", 0), staging_rows: 7, estimate: None },
+                Candidate { chunk: chunk("c4", "2024-01-04", 9), staging_rows: 1, estimate: None },
             ],
             20,
+            StrategyChoice::Auto,
         );
         let names: Vec<_> = p.steps.iter().map(|s| s.chunk.name.name.as_str()).collect();
         assert_eq!(names, ["c2", "c3", "c4"]);
-        assert_eq!((p.steps[0].decompress, p.steps[0].recompress), (false, false));
-        assert_eq!((p.steps[1].decompress, p.steps[1].recompress), (true, true));
-        // a partially compressed chunk is decompressed and ends fully compressed
-        assert_eq!((p.steps[2].decompress, p.steps[2].recompress), (true, true));
+        assert_eq!(p.steps[0].strategy, Strategy::Insert);
+        // without an estimate a compressed chunk is decompressed; a partial one too
+        assert_eq!(p.steps[1].strategy, Strategy::Decompress);
+        assert_eq!(p.steps[2].strategy, Strategy::Decompress);
+        assert!(p.steps[2].decompress());
         assert_eq!(p.rows_for_new_chunks, 7);
     }
 
@@ -247,11 +350,12 @@ mod tests {
     fn integer_ranges_sort_numerically() {
         let p = plan(
             vec![
-                Candidate { chunk: chunk("b", "1000", 0), staging_rows: 1 },
-                Candidate { chunk: chunk("a", "-50", 0), staging_rows: 1 },
-                Candidate { chunk: chunk("c", "200", 0), staging_rows: 1 },
+                Candidate { chunk: chunk("b", "1000", 0), staging_rows: 1, estimate: None },
+                Candidate { chunk: chunk("a", "-50", 0), staging_rows: 1, estimate: None },
+                Candidate { chunk: chunk("c", "200", 0), staging_rows: 1, estimate: None },
             ],
             3,
+            StrategyChoice::Auto,
         );
         let names: Vec<_> = p.steps.iter().map(|s| s.chunk.name.name.as_str()).collect();
         assert_eq!(names, ["a", "c", "b"]);
@@ -260,9 +364,60 @@ mod tests {
 
     #[test]
     fn empty_plan() {
-        let p = plan(vec![], 0);
+        let p = plan(vec![], 0, StrategyChoice::Auto);
         assert!(p.steps.is_empty());
         assert_eq!(p.rows_for_new_chunks, 0);
+    }
+
+    fn est(chunk_rows: i64, meeting: i64, conflicts: bool, limit: i64) -> Estimate {
+        Estimate { chunk_rows, rows_meeting_batches: meeting, conflicts_possible: conflicts, decompress_limit: limit }
+    }
+
+    #[test]
+    fn sparse_rows_go_in_directly() {
+        // a new device: no existing batch to decompress
+        let e = est(72_000, 0, true, 100_000);
+        assert_eq!(direct_decompression(&e), 0);
+        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+        // a few duplicates: some batches
+        let e = est(72_000, 30, true, 100_000);
+        assert_eq!(direct_decompression(&e), 30_000);
+        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+        // no unique index: nothing is ever decompressed
+        let e = est(72_000, 72_000, false, 100_000);
+        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+    }
+
+    #[test]
+    fn dense_rows_decompress_the_chunk() {
+        let e = est(72_000, 72_000, true, 100_000);
+        assert_eq!(direct_decompression(&e), 72_000);
+        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Decompress);
+        // over half the chunk
+        let e = est(72_000, 37, true, 0);
+        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Decompress);
+    }
+
+    #[test]
+    fn the_decompression_limit_forces_decompress() {
+        let e = est(1_000_000, 200, true, 100_000);
+        assert_eq!(direct_decompression(&e), 200_000);
+        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Decompress);
+        let e = est(1_000_000, 200, true, 0);
+        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct, "no limit");
+    }
+
+    #[test]
+    fn forced_and_uncompressed_strategies() {
+        let e = est(72_000, 0, true, 100_000);
+        assert_eq!(choose_strategy(StrategyChoice::Decompress, true, Some(&e)), Strategy::Decompress);
+        assert_eq!(choose_strategy(StrategyChoice::Direct, true, None), Strategy::Direct);
+        assert_eq!(choose_strategy(StrategyChoice::Direct, false, None), Strategy::Insert);
+        assert_eq!(choose_strategy(StrategyChoice::Auto, false, Some(&e)), Strategy::Insert);
+        assert_eq!(StrategyChoice::parse(" AUTO "), Some(StrategyChoice::Auto));
+        assert_eq!(StrategyChoice::parse("decompress"), Some(StrategyChoice::Decompress));
+        assert_eq!(StrategyChoice::parse("fast"), None);
+        assert_eq!(Strategy::Direct.as_str(), "direct");
     }
 
     #[test]

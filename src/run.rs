@@ -6,7 +6,7 @@ use crate::columns::{self, Names};
 use crate::config::{Config, ConflictAction};
 use crate::error::{BackfillError, Code};
 use crate::ident::QualifiedName;
-use crate::plan::{self, status, Candidate, Chunk, Plan};
+use crate::plan::{self, status, Candidate, Chunk, Estimate, Plan, Strategy, StrategyChoice};
 use crate::spi::{self, col, p, query, query_one, raise, run as exec, Session};
 use crate::sql::{self, MoveSpec, RowFilter};
 use pgrx::notice;
@@ -25,6 +25,12 @@ pub struct Prepared {
     pub history_retention: String,
     /// `max_runtime` in seconds, if set.
     pub max_runtime_s: Option<f64>,
+    /// Whether the destination has a unique index (inserts check for conflicts).
+    pub has_unique: bool,
+    /// The hypertable's segmentby columns.
+    pub segmentby: Vec<String>,
+    /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: none).
+    pub decompress_limit: i64,
 }
 
 impl Prepared {
@@ -73,6 +79,7 @@ pub fn prepare(cfg: Config) -> Prepared {
     let d_cols = catalog::columns(dest.oid);
     let copied = spi::check(columns::match_columns(&st_cols, &d_cols, &names, &catalog::castable));
     let keys = catalog::unique_keys(dest.oid);
+    let has_unique = !keys.is_empty();
     let conflict = spi::check(columns::resolve_conflict(&cfg, &copied, &d_cols, &keys, &names));
     let push_interval = catalog::check_interval("compression_job_push_interval", &cfg.push_interval);
     let history_retention = catalog::check_interval("history_retention", &cfg.history_retention);
@@ -123,7 +130,22 @@ pub fn prepare(cfg: Config) -> Prepared {
         delete_from_staging: cfg.delete_from_staging,
         dest_partitioned: dest.relkind == "p",
     };
-    Prepared { cfg, staging, dest, ts, ht, spec, push_interval, history_retention, max_runtime_s }
+    let segmentby = if ht.is_some() { catalog::segmentby(&dest) } else { vec![] };
+    let decompress_limit = catalog::decompress_limit();
+    Prepared {
+        cfg,
+        staging,
+        dest,
+        ts,
+        ht,
+        spec,
+        push_interval,
+        history_retention,
+        max_runtime_s,
+        has_unique,
+        segmentby,
+        decompress_limit,
+    }
 }
 
 fn relkind_name(k: &str) -> &'static str {
@@ -195,25 +217,50 @@ pub fn staging_span(prep: &Prepared) -> Span {
 pub fn make_plan(prep: &Prepared) -> Plan {
     let span = staging_span(prep);
     let (Some(ht), Some(min), Some(max)) = (&prep.ht, &span.min, &span.max) else {
-        return plan::plan(vec![], span.rows);
+        return plan::plan(vec![], span.rows, prep.cfg.strategy);
     };
     let _ = ht;
     let chunks = catalog::chunks_overlapping(&prep.dest, prep.ht.as_ref().unwrap(), min, max);
     let candidates = chunks
         .into_iter()
         .map(|chunk| {
-            let (q, params) = sql::count_rows(&prep.staging.name, &prep.filter_for(&chunk));
+            let filter = prep.filter_for(&chunk);
+            let (q, params) = sql::count_rows(&prep.staging.name, &filter);
             let params: Vec<_> = params.into_iter().map(Some).collect();
             let staging_rows = query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0);
-            Candidate { chunk, staging_rows }
+            let estimate = (staging_rows > 0 && prep.cfg.strategy == StrategyChoice::Auto && status::is_compressed(chunk.status))
+                .then(|| estimate(prep, &chunk, &filter, staging_rows));
+            Candidate { chunk, staging_rows, estimate }
         })
         .collect();
-    plan::plan(candidates, span.rows)
+    plan::plan(candidates, span.rows, prep.cfg.strategy)
+}
+
+/// What choosing a strategy for a compressed chunk needs: its rows, and the staging
+/// rows whose segment already has batches there.
+fn estimate(prep: &Prepared, chunk: &Chunk, filter: &RowFilter, staging_rows: i64) -> Estimate {
+    let chunk_rows = query_one(&format!("SELECT count(*)::int8 FROM {}", chunk.name.quoted()), &[], |r| col::<i64>(r, 1).unwrap_or(0))
+        .unwrap_or(0);
+    let conflicts_possible = prep.has_unique;
+    let rows_meeting_batches = if !conflicts_possible {
+        0
+    } else if prep.segmentby.is_empty() {
+        staging_rows
+    } else {
+        let (q, params) = sql::count_rows_meeting_segments(&prep.staging.name, filter, &chunk.name, &prep.segmentby);
+        let params: Vec<_> = params.into_iter().map(Some).collect();
+        query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
+    };
+    Estimate { chunk_rows, rows_meeting_batches, conflicts_possible, decompress_limit: prep.decompress_limit }
 }
 
 /// What one step did.
 #[derive(Debug, Default, Clone)]
 pub struct StepResult {
+    /// How the rows went in (None for rows outside existing chunks).
+    pub strategy: Option<Strategy>,
+    /// A direct insert hit the decompression limit and the chunk was decompressed instead.
+    pub fell_back: bool,
     pub moved: i64,
     pub inserted: i64,
     pub updated: i64,
@@ -227,6 +274,21 @@ pub struct StepResult {
 impl StepResult {
     pub fn conflicts(&self) -> i64 {
         self.moved - self.inserted
+    }
+
+    /// What was done to the chunk, for the NOTICE.
+    pub fn describe(&self) -> String {
+        let how = match (self.strategy, self.recompressed) {
+            (Some(Strategy::Direct), true) => "inserted into the compressed chunk, recompressed",
+            (Some(Strategy::Direct), false) => "inserted into the compressed chunk",
+            (Some(Strategy::Decompress), _) => "decompressed, recompressed",
+            _ => "uncompressed chunk",
+        };
+        if self.fell_back {
+            format!("{how} (the direct insert would have passed the decompression limit)")
+        } else {
+            how.to_string()
+        }
     }
 }
 
@@ -256,15 +318,44 @@ fn move_rows(prep: &Prepared, filter: &RowFilter, chunk_label: &str) -> (i64, i6
     query_one(&q, &params, |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0))).unwrap()
 }
 
-/// Decompresses the chunk if it is compressed, moves its rows, compresses it again.
-pub fn run_step(prep: &Prepared, chunk: &Chunk) -> StepResult {
-    let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
+/// Moves one chunk's rows with the planned strategy (re-checked against the chunk's
+/// status now): decompress / move / compress, or a direct insert into the compressed
+/// chunk and a recompression of what became partial. A direct insert that would pass
+/// TimescaleDB's decompression limit (53400) is rolled back and redone by decompressing.
+pub fn run_step(prep: &Prepared, chunk: &Chunk, planned: Strategy) -> StepResult {
     apply_settings(&prep.cfg);
-    let mut r = StepResult::default();
     let compressed = status::is_compressed(chunk_status(&chunk.name));
+    let strategy = match (compressed, planned) {
+        (false, _) => Strategy::Insert,
+        (true, Strategy::Insert) => Strategy::Decompress,
+        (true, s) => s,
+    };
+    if strategy == Strategy::Direct {
+        match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| step_with(prep, chunk, Strategy::Direct))) {
+            Ok(r) => return r,
+            Err(e) if spi::caught_sqlstate(&e) == "53400" => {
+                notice!(
+                    "backfill_ext: chunk {}: a direct insert would pass timescaledb.max_tuples_decompressed_per_dml_transaction; decompressing the chunk instead",
+                    chunk.name
+                );
+                let mut r = step_with(prep, chunk, Strategy::Decompress);
+                r.fell_back = true;
+                return r;
+            }
+            Err(e) => e.rethrow(),
+        }
+    }
+    step_with(prep, chunk, strategy)
+}
+
+fn step_with(prep: &Prepared, chunk: &Chunk, strategy: Strategy) -> StepResult {
+    let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
+    let mut r = StepResult { strategy: Some(strategy), ..Default::default() };
+    if strategy != Strategy::Insert {
+        catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
+    }
     let t = Instant::now();
-    if compressed {
-        catalog::require_owner(&prep.dest, "to decompress its chunks");
+    if strategy == Strategy::Decompress {
         exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
         r.decompressed = true;
         spi::pause_point("after_decompress");
@@ -275,7 +366,12 @@ pub fn run_step(prep: &Prepared, chunk: &Chunk) -> StepResult {
     r.insert_ms = ms(t);
     spi::pause_point("after_insert");
     let t = Instant::now();
-    if compressed {
+    let recompress = match strategy {
+        Strategy::Insert => false,
+        Strategy::Decompress => true,
+        Strategy::Direct => !status::is_fully_compressed(chunk_status(&chunk.name)),
+    };
+    if recompress {
         exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(chunk.name.quoted())]);
         r.recompressed = true;
     }
@@ -525,8 +621,8 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
                 .collect(),
             None => HashSet::new(),
         };
-        if plan.steps.iter().any(|s| s.decompress) {
-            catalog::require_owner(&prep.dest, "to decompress its chunks");
+        if plan.steps.iter().any(|s| s.strategy != Strategy::Insert) {
+            catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
         }
         hold_policies(&prep);
         (plan, partial_before)
@@ -550,7 +646,7 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
             break;
         }
         let r = guarded(session, &prep, rid, || {
-            let r = run_step(&prep, &step.chunk);
+            let r = run_step(&prep, &step.chunk, step.strategy);
             crate::history::chunk(run_id, &step.chunk, &r);
             r
         });
@@ -558,12 +654,11 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         totals.add(&r);
         totals.chunks += 1;
         notice!(
-            "backfill_ext: chunk {}: {} rows moved, {} conflicts{}{}, {:.0} ms",
+            "backfill_ext: chunk {}: {} rows moved, {} conflicts, {}, {:.0} ms",
             step.chunk.name,
             r.moved,
             r.conflicts(),
-            if r.decompressed { ", decompressed" } else { "" },
-            if r.recompressed { ", recompressed" } else { "" },
+            r.describe(),
             r.decompress_ms + r.insert_ms + r.recompress_ms
         );
     }

@@ -212,6 +212,26 @@ pub fn count_rows(staging: &QualifiedName, filter: &RowFilter) -> (String, Vec<S
     (format!("SELECT count(*)::bigint FROM {} AS s WHERE {cond}", staging.quoted()), params)
 }
 
+/// Counts the staging rows a filter takes whose segment (segmentby values) already has
+/// compressed batches in `chunk`.
+pub fn count_rows_meeting_segments(
+    staging: &QualifiedName,
+    filter: &RowFilter,
+    chunk: &QualifiedName,
+    segmentby: &[String],
+) -> (String, Vec<String>) {
+    let (cond, params) = filter.render("s", 1);
+    let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    (
+        format!(
+            "SELECT count(*)::bigint FROM {} AS s WHERE {cond} AND EXISTS (SELECT 1 FROM {} AS c WHERE {join})",
+            staging.quoted(),
+            chunk.quoted()
+        ),
+        params,
+    )
+}
+
 /// The staging table's time span and its rows with a NULL time, as text.
 pub fn staging_span(staging: &QualifiedName, time_column: &str) -> String {
     let t = format!("s.{}", quote_ident(time_column));
@@ -382,6 +402,18 @@ mod tests {
         // a quote in a column name cannot end the label literal
         let (sql, _) = restrict_probe(&spec(ConflictAction::Restrict, &["o'k"], &[], true), &day_filter(TimeKind::TimestampTz));
         assert!(sql.starts_with("SELECT '(o''k)=' || k"), "{sql}");
+    }
+
+    #[test]
+    fn rows_meeting_segments() {
+        let (q, p) = count_rows_meeting_segments(
+            &QualifiedName::new("public", "st"),
+            &day_filter(TimeKind::TimestampTz),
+            &QualifiedName::new("_timescaledb_internal", "_hyper_1_1_chunk"),
+            &["device_id".to_string(), "site".to_string()],
+        );
+        assert!(q.ends_with("AND EXISTS (SELECT 1 FROM \"_timescaledb_internal\".\"_hyper_1_1_chunk\" AS c WHERE c.\"device_id\" = s.\"device_id\" AND c.\"site\" = s.\"site\")"), "{q}");
+        assert_eq!(p.len(), 2);
     }
 
     #[test]

@@ -53,7 +53,8 @@ fn statement_timeout_ends_the_run_cleanly() {
     // the second chunk is slow (paused after its decompression); the statement times out there
     let mut r = cl.connect("t");
     r.batch_execute("SET backfill_ext.debug_pause_at = 'after_decompress'; SET statement_timeout = '3s'").unwrap();
-    let (code, msg, hint) = expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
+    let decompress = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}"#;
+    let (code, msg, hint) = expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{decompress}')"));
     assert_eq!(code, "57014", "{msg}");
     assert!(hint.as_deref().is_some_and(|h| h.contains("rolled back")), "{msg} {hint:?}");
     assert_clean(&mut c, &before, 0);
@@ -74,9 +75,9 @@ fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
         "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks
          WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
     );
-    // a long transaction reads the chunk of day 2 and keeps its lock
+    // a long transaction holds a lock on the chunk of day 2 that writers must wait for
     let mut long = cl.connect("t");
-    long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN ACCESS SHARE MODE; SELECT count(*) FROM {second};")).unwrap();
+    long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
     let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms"}"#;
     let (code, msg, hint) = expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
     assert_eq!(code, "55P03", "{msg}");
@@ -237,7 +238,7 @@ fn a_job_owner_who_does_not_own_the_hypertable_is_stopped_before_anything_change
     let mut bob = cl.connect_as("t", "bob");
     let (code, msg, hint) = expect_error(&mut bob, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
     assert_eq!(code, "42501", "{msg}");
-    assert!(msg.contains("role \"bob\" must own hypertable public.event_data to decompress its chunks"), "{msg}");
+    assert!(msg.contains("role \"bob\" must own hypertable public.event_data to decompress and compress its chunks"), "{msg}");
     assert!(hint.is_some());
     assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
 }

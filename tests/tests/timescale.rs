@@ -92,9 +92,11 @@ fn run_job_commits_chunk_by_chunk_and_reports_each() {
     let chunk_lines: Vec<&String> = notices.iter().filter(|n| n.starts_with("backfill_ext: chunk ")).collect();
     // days 1-2 get the new device, day 0 the duplicates: three compressed chunks, nothing else touched
     assert_eq!(chunk_lines.len(), 3, "{notices:#?}");
-    assert!(chunk_lines.iter().all(|l| l.contains("decompressed, recompressed")), "{notices:#?}");
-    assert!(chunk_lines[0].contains(": 30 rows moved, 30 conflicts"), "{notices:#?}");
-    assert!(chunk_lines[1].contains(": 144 rows moved, 0 conflicts"), "{notices:#?}");
+    // day 0's duplicates meet existing batches: decompressed whole; days 1-2 get a
+    // new device, which no batch holds: inserted straight into the compressed chunks
+    assert!(chunk_lines[0].contains(": 30 rows moved, 30 conflicts, decompressed, recompressed"), "{notices:#?}");
+    assert!(chunk_lines[1].contains(": 144 rows moved, 0 conflicts, inserted into the compressed chunk, recompressed"), "{notices:#?}");
+    assert!(chunk_lines[2].contains(": 144 rows moved, 0 conflicts, inserted into the compressed chunk, recompressed"), "{notices:#?}");
     assert!(notices.iter().any(|n| n.contains("rows outside existing chunks: 2 rows moved, 0 conflicts, 2 new chunks")), "{notices:#?}");
 }
 
@@ -339,7 +341,8 @@ fn progress_is_visible_live_and_the_plan_matches_the_run() {
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     assert_eq!(plan.len(), 4, "{plan:?}");
-    assert!(plan[..3].iter().all(|p| p.2 == "decompress, insert, recompress"), "{plan:?}");
+    assert_eq!(plan[0].2, "decompress, insert, recompress", "{plan:?}");
+    assert!(plan[1..3].iter().all(|p| p.2 == "insert into the compressed chunk, recompress what became partial"), "{plan:?}");
     assert_eq!(plan[3], (None, 2, "insert, creating new chunks".to_string()));
     assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "the plan changed nothing");
     // hold the third chunk so the run stops there, in flight, after committing two
@@ -375,7 +378,7 @@ fn progress_is_visible_live_and_the_plan_matches_the_run() {
     assert_eq!(r.get::<_, String>(0), "succeeded");
     assert_eq!(r.get::<_, i64>(1), added + 30);
     assert_eq!(r.get::<_, i64>(2), 30);
-    assert_eq!((r.get::<_, i32>(3), r.get::<_, i32>(4), r.get::<_, i32>(5)), (3, 3, 2));
+    assert_eq!((r.get::<_, i32>(3), r.get::<_, i32>(4), r.get::<_, i32>(5)), (1, 3, 2));
 }
 
 #[test]
@@ -403,4 +406,74 @@ fn two_runs_started_together_give_the_result_of_one() {
     assert_promises(&mut c, &before, added);
     let moved: i64 = scalar(&mut c, "SELECT coalesce(sum(rows_moved), 0)::int8 FROM backfill_runs WHERE status = 'succeeded'");
     assert_eq!(moved, added + 30, "every row moved once, by one run or split between them");
+}
+
+#[test]
+fn direct_inserts_that_would_pass_the_decompression_limit_fall_back_and_never_fail() {
+    let Some(cl) = cluster("direct_inserts_that_would_pass_the_decompression_limit_fall_back_and_never_fail") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    c.batch_execute("ALTER DATABASE t SET timescaledb.max_tuples_decompressed_per_dml_transaction = 50").unwrap();
+    // every existing row of day 1 again, corrected: a direct upsert would decompress the whole chunk
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT time, device_id, -1 FROM event_data
+           WHERE time >= timestamptz '{START}' + interval '1 day' AND time < timestamptz '{START}' + interval '2 days'"
+    ))
+    .unwrap();
+    let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    // TimescaleDB's own upsert fails here
+    let mut plain = cl.connect("t");
+    let (code, _, _) = expect_error(
+        &mut plain,
+        "INSERT INTO event_data SELECT * FROM backfill_event_data ON CONFLICT (device_id, time) DO UPDATE SET value = excluded.value",
+    );
+    assert_eq!(code, "53400");
+    // forced direct: it hits the limit, rolls back and decompresses instead
+    let (mut c2, notices) = cl.connect_with_notices("t");
+    c2.batch_execute(
+        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
+                                          "on_conflict_action":"UPDATE","strategy":"direct"}')"#,
+    )
+    .unwrap();
+    let n = notices.lock().unwrap().clone();
+    assert!(n.iter().any(|m| m.contains("a direct insert would pass timescaledb.max_tuples_decompressed_per_dml_transaction")), "{n:#?}");
+    assert!(n.iter().any(|m| m.contains("decompressed, recompressed (the direct insert would have passed the decompression limit)")), "{n:#?}");
+    assert_promises(&mut c, &before, 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value = -1"), staged);
+    assert_eq!(scalar::<String>(&mut c, "SELECT strategy FROM backfill_run_chunks"), "decompress (fell back)");
+}
+
+#[test]
+fn auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result() {
+    let Some(cl) = cluster("auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result") else { return };
+    let mut results = vec![];
+    for (db, strategy) in [("a", "auto"), ("d", "direct"), ("x", "decompress")] {
+        let mut c = cl.create_db(db);
+        timescale_dataset(&mut c, &Dataset::default());
+        stage_late_rows(&mut c);
+        // and a dense correction of day 4
+        c.batch_execute(&format!(
+            "INSERT INTO backfill_event_data (time, device_id, value)
+               SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + interval '4 days'"
+        ))
+        .unwrap();
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        c.batch_execute(&format!(
+            r#"CALL backfill_on_schedule(NULL, '{{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
+                                                 "on_conflict_action":"UPDATE","strategy":"{strategy}"}}')"#
+        ))
+        .unwrap();
+        let after = state(&mut c, "event_data", "backfill_event_data");
+        assert_eq!(after.staging_rows, 0);
+        assert!(before.chunks.iter().filter(|(_, s)| *s == 1).all(|(n, _)| after.chunks.iter().any(|(m, s)| m == n && *s == 1)));
+        let strategies: Vec<String> = c.query("SELECT strategy FROM backfill_run_chunks ORDER BY chunk", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        let digest: String = scalar(&mut c, "SELECT md5(string_agg(e::text, ',' ORDER BY time, device_id)) FROM event_data e");
+        results.push((strategy, strategies, digest, after.dest_rows));
+    }
+    assert_eq!(results[0].1, ["decompress", "direct", "direct", "decompress"], "auto: duplicates and the dense day decompress, new devices go direct");
+    assert!(results[1].1.iter().all(|s| s == "direct"));
+    assert!(results[2].1.iter().all(|s| s == "decompress"));
+    assert!(results.windows(2).all(|w| w[0].2 == w[1].2 && w[0].3 == w[1].3), "the same rows whatever the strategy");
 }
