@@ -163,8 +163,9 @@ fn plans_only_chunks_that_receive_rows() {
     assert_eq!(ht.kind, TimeKind::Timestamp);
     assert_eq!(ht.time_column, "time");
     let plan = run::make_plan(&prep);
-    let got: Vec<(i64, bool)> = plan.steps.iter().map(|s| (s.staging_rows, s.decompress)).collect();
-    // day 2 is compressed (2 rows), day 4 is not (1 row); the February row makes a new chunk
-    assert_eq!(got, [(2, true), (1, false)]);
+    let got: Vec<(i64, crate::plan::Strategy)> = plan.steps.iter().map(|s| (s.staging_rows, s.strategy)).collect();
+    // day 2 is compressed (2 rows; no unique index, so nothing to decompress: direct),
+    // day 4 is not (1 row); the February row makes a new chunk
+    assert_eq!(got, [(2, crate::plan::Strategy::Direct), (1, crate::plan::Strategy::Insert)]);
     assert_eq!(plan.rows_for_new_chunks, 1);
 }
