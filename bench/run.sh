@@ -9,5 +9,7 @@ bash scripts/setup.sh >/dev/null
 export PATH="$HOME/.cargo/bin:$PATH"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="--sudo"; fi
-cargo pgrx install --release --pg-config "$(command -v pg_config)" $SUDO >/dev/null
+log=$(mktemp)
+cargo pgrx install --release --pg-config "$(command -v pg_config)" $SUDO >"$log" 2>&1 || { cat "$log"; exit 1; }
+rm -f "$log"
 exec cargo run --quiet --release -p backfill_ext_client_tests --bin bench -- "$@"

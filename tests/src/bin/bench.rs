@@ -119,14 +119,15 @@ fn build_template(cl: &Cluster, a: &Args) {
          CREATE TABLE stage_mixed (LIKE ev);
          INSERT INTO stage_mixed SELECT * FROM stage_sparse UNION ALL SELECT * FROM stage_dense;
          INSERT INTO stage_mixed SELECT t, d, 2
-           FROM generate_series(timestamptz '2024-01-01' + interval '{days} days', timestamptz '2024-01-01' + interval '{days} days 2 days' - interval '1 minute', interval '1 minute') t,
-                generate_series(1, 3) d;
-         VACUUM ANALYZE;",
+           FROM generate_series(timestamptz '2024-01-01' + interval '{days} days', timestamptz '2024-01-01' + interval '{days_after} days' - interval '1 minute', interval '1 minute') t,
+                generate_series(1, 3) d;",
         days = a.days,
         devices = a.devices,
-        new_dev = a.devices + 1
+        new_dev = a.devices + 1,
+        days_after = a.days + 2
     ))
     .unwrap();
+    c.batch_execute("VACUUM ANALYZE").unwrap();
     let rows: i64 = scalar(&mut c, "SELECT count(*) FROM ev");
     let chunk_bytes: i64 = scalar(
         &mut c,
