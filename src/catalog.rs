@@ -260,6 +260,7 @@ pub fn chunks_overlapping(t: &Table, ht: &Hypertable, min: &str, max: &str) -> V
     let sql = crate::sql::chunks_overlapping(ht.kind, CHUNK_STATUS_FN);
     let mut chunks = query(&sql, &[p(&t.name.schema), p(&t.name.name), p(min), p(max)], |r| Chunk {
         name: QualifiedName::new(col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap()),
+        oid: col::<i64>(r, 6).unwrap_or(0) as u32,
         lo: col(r, 3),
         hi: col(r, 4),
         space: vec![],

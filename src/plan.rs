@@ -57,6 +57,8 @@ pub mod status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     pub name: QualifiedName,
+    /// The chunk table's OID (0 when not known).
+    pub oid: u32,
     /// Range bounds in the text form of the view's range columns (`None`: unbounded).
     pub lo: Option<String>,
     pub hi: Option<String>,
@@ -69,6 +71,8 @@ pub struct Chunk {
 /// A chunk with the number of staging rows that belong in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
+    /// The chunk's number in the routing of staging rows (1-based).
+    pub idx: i32,
     pub chunk: Chunk,
     pub staging_rows: i64,
     /// For a compressed chunk under `auto`: what the strategy is chosen from.
@@ -171,9 +175,12 @@ pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Esti
 /// What one transaction of the run does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
+    pub idx: i32,
     pub chunk: Chunk,
     pub staging_rows: i64,
     pub strategy: Strategy,
+    /// Rows a direct insert is expected to decompress (0 when unknown or none).
+    pub decompression: i64,
 }
 
 impl Step {
@@ -188,6 +195,9 @@ impl Step {
 pub struct Plan {
     pub steps: Vec<Step>,
     pub rows_for_new_chunks: i64,
+    /// Whether the staging rows were routed to their chunks in one scan (the steps
+    /// then take them by chunk number instead of filtering staging again).
+    pub routed: bool,
 }
 
 /// Builds the plan. `total_rows` is the staging row count; what the chunk steps do not
@@ -199,12 +209,46 @@ pub fn plan(candidates: Vec<Candidate>, total_rows: i64, choice: StrategyChoice)
         .map(|c| {
             let compressed = status::is_compressed(c.chunk.status);
             let strategy = choose_strategy(choice, compressed, c.estimate.as_ref());
-            Step { strategy, staging_rows: c.staging_rows, chunk: c.chunk }
+            let decompression = c.estimate.as_ref().map(direct_decompression).unwrap_or(0);
+            Step { idx: c.idx, strategy, staging_rows: c.staging_rows, chunk: c.chunk, decompression }
         })
         .collect();
     steps.sort_by(|a, b| range_key(&a.chunk).cmp(&range_key(&b.chunk)));
     let covered: i64 = steps.iter().map(|s| s.staging_rows).sum();
-    Plan { steps, rows_for_new_chunks: (total_rows - covered).max(0) }
+    Plan { steps, rows_for_new_chunks: (total_rows - covered).max(0), routed: false }
+}
+
+/// Limits of one transaction that inserts directly into several compressed chunks.
+pub const BATCH_MAX_ROWS: i64 = 100_000;
+pub const BATCH_MAX_CHUNKS: usize = 64;
+
+/// Groups the plan's steps into transactions. Consecutive direct inserts share one
+/// transaction (one statement moves their rows) while it stays small: at most
+/// `BATCH_MAX_ROWS` staging rows, `BATCH_MAX_CHUNKS` chunks, and half of
+/// TimescaleDB's decompression limit. Every other step is a transaction of its own.
+pub fn batches(steps: &[Step], decompress_limit: i64) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = vec![];
+    let (mut rows, mut decomp) = (0i64, 0i64);
+    for (i, s) in steps.iter().enumerate() {
+        let joinable = s.strategy == Strategy::Direct
+            && out.last().is_some_and(|b| {
+                let last = &steps[*b.last().unwrap()];
+                last.strategy == Strategy::Direct
+                    && b.len() < BATCH_MAX_CHUNKS
+                    && rows + s.staging_rows <= BATCH_MAX_ROWS
+                    && (decompress_limit <= 0 || (decomp + s.decompression).saturating_mul(2) <= decompress_limit)
+            });
+        if joinable {
+            out.last_mut().unwrap().push(i);
+            rows += s.staging_rows;
+            decomp += s.decompression;
+        } else {
+            out.push(vec![i]);
+            rows = s.staging_rows;
+            decomp = s.decompression;
+        }
+    }
+    out
 }
 
 /// Orders chunks by their place in time; the view's text forms sort correctly only
@@ -295,6 +339,7 @@ mod tests {
     fn chunk(name: &str, lo: &str, status: i32) -> Chunk {
         Chunk {
             name: QualifiedName::new("_timescaledb_internal", name),
+            oid: 0,
             lo: Some(lo.into()),
             hi: None,
             space: vec![],
@@ -328,10 +373,10 @@ mod tests {
     fn plan_touches_only_chunks_with_rows_in_time_order() {
         let p = plan(
             vec![
-                Candidate { chunk: chunk("c3", "2024-01-03", 1), staging_rows: 5, estimate: None },
-                Candidate { chunk: chunk("c1", "2024-01-01", 1), staging_rows: 0, estimate: None },
-                Candidate { chunk: chunk("c2", "2024-01-02", 0), staging_rows: 7, estimate: None },
-                Candidate { chunk: chunk("c4", "2024-01-04", 9), staging_rows: 1, estimate: None },
+                Candidate { idx: 0, chunk: chunk("c3", "2024-01-03", 1), staging_rows: 5, estimate: None },
+                Candidate { idx: 0, chunk: chunk("c1", "2024-01-01", 1), staging_rows: 0, estimate: None },
+                Candidate { idx: 0, chunk: chunk("c2", "2024-01-02", 0), staging_rows: 7, estimate: None },
+                Candidate { idx: 0, chunk: chunk("c4", "2024-01-04", 9), staging_rows: 1, estimate: None },
             ],
             20,
             StrategyChoice::Auto,
@@ -350,9 +395,9 @@ mod tests {
     fn integer_ranges_sort_numerically() {
         let p = plan(
             vec![
-                Candidate { chunk: chunk("b", "1000", 0), staging_rows: 1, estimate: None },
-                Candidate { chunk: chunk("a", "-50", 0), staging_rows: 1, estimate: None },
-                Candidate { chunk: chunk("c", "200", 0), staging_rows: 1, estimate: None },
+                Candidate { idx: 0, chunk: chunk("b", "1000", 0), staging_rows: 1, estimate: None },
+                Candidate { idx: 0, chunk: chunk("a", "-50", 0), staging_rows: 1, estimate: None },
+                Candidate { idx: 0, chunk: chunk("c", "200", 0), staging_rows: 1, estimate: None },
             ],
             3,
             StrategyChoice::Auto,
@@ -360,6 +405,33 @@ mod tests {
         let names: Vec<_> = p.steps.iter().map(|s| s.chunk.name.name.as_str()).collect();
         assert_eq!(names, ["a", "c", "b"]);
         assert_eq!(p.rows_for_new_chunks, 0);
+    }
+
+    fn step(strategy: Strategy, rows: i64, decompression: i64) -> Step {
+        Step { idx: 0, chunk: chunk("c", "2024-01-01", 1), staging_rows: rows, strategy, decompression }
+    }
+
+    #[test]
+    fn direct_steps_share_transactions_within_limits() {
+        use Strategy::*;
+        let steps = vec![
+            step(Direct, 100, 0),
+            step(Direct, 100, 0),
+            step(Decompress, 100, 0),
+            step(Direct, 60_000, 0),
+            step(Direct, 50_000, 0),
+            step(Direct, 10, 40_000),
+            step(Direct, 10, 20_000),
+            step(Insert, 10, 0),
+            step(Direct, 10, 0),
+        ];
+        assert_eq!(batches(&steps, 100_000), vec![vec![0, 1], vec![2], vec![3], vec![4, 5], vec![6], vec![7], vec![8]]);
+        // without a decompression limit only rows and chunk counts bound a batch
+        assert_eq!(batches(&steps, 0), vec![vec![0, 1], vec![2], vec![3], vec![4, 5, 6], vec![7], vec![8]]);
+        let many: Vec<Step> = (0..130).map(|_| step(Direct, 1, 0)).collect();
+        let b = batches(&many, 100_000);
+        assert_eq!(b.iter().map(|x| x.len()).collect::<Vec<_>>(), [64, 64, 2]);
+        assert!(batches(&[], 0).is_empty());
     }
 
     #[test]

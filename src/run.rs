@@ -6,7 +6,7 @@ use crate::columns::{self, Names};
 use crate::config::{Config, ConflictAction};
 use crate::error::{BackfillError, Code};
 use crate::ident::QualifiedName;
-use crate::plan::{self, status, Candidate, Chunk, Estimate, Plan, Strategy, StrategyChoice};
+use crate::plan::{self, status, Candidate, Chunk, Estimate, Plan, Step, Strategy, StrategyChoice};
 use crate::spi::{self, col, p, query, query_one, raise, run as exec, Session};
 use crate::sql::{self, MoveSpec, RowFilter};
 use pgrx::notice;
@@ -219,26 +219,77 @@ pub fn make_plan(prep: &Prepared) -> Plan {
     let (Some(ht), Some(min), Some(max)) = (&prep.ht, &span.min, &span.max) else {
         return plan::plan(vec![], span.rows, prep.cfg.strategy);
     };
-    let _ = ht;
-    let chunks = catalog::chunks_overlapping(&prep.dest, prep.ht.as_ref().unwrap(), min, max);
+    let chunks = catalog::chunks_overlapping(&prep.dest, ht, min, max);
+    // with rows leaving staging as they move, route them to their chunks in one scan
+    let routed = prep.cfg.delete_from_staging && !chunks.is_empty();
+    let counts: Vec<i64> = if routed {
+        route_rows(prep, ht, &chunks)
+    } else {
+        chunks
+            .iter()
+            .map(|chunk| {
+                let (q, params) = sql::count_rows(&prep.staging.name, &prep.filter_for(chunk));
+                let params: Vec<_> = params.into_iter().map(Some).collect();
+                query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0)
+            })
+            .collect()
+    };
     let candidates = chunks
         .into_iter()
-        .map(|chunk| {
-            let filter = prep.filter_for(&chunk);
-            let (q, params) = sql::count_rows(&prep.staging.name, &filter);
-            let params: Vec<_> = params.into_iter().map(Some).collect();
-            let staging_rows = query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0);
+        .zip(counts)
+        .enumerate()
+        .map(|(i, (chunk, staging_rows))| {
+            let idx = i as i32 + 1;
             let estimate = (staging_rows > 0 && prep.cfg.strategy == StrategyChoice::Auto && status::is_compressed(chunk.status))
-                .then(|| estimate(prep, &chunk, &filter, staging_rows));
-            Candidate { chunk, staging_rows, estimate }
+                .then(|| estimate(prep, &chunk, idx, routed, staging_rows));
+            Candidate { idx, chunk, staging_rows, estimate }
         })
         .collect();
-    plan::plan(candidates, span.rows, prep.cfg.strategy)
+    let mut plan = plan::plan(candidates, span.rows, prep.cfg.strategy);
+    plan.routed = routed;
+    plan
+}
+
+/// Writes `pg_temp._backfill_rows` (each staging row's ctid and chunk number) in one
+/// scan of the staging table; returns the row count per chunk, in chunk order.
+fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
+    exec(&format!("DROP TABLE IF EXISTS {}", sql::ROUTE_TABLE), &[]);
+    exec(&format!("CREATE TEMP TABLE {} (src tid NOT NULL, idx int4 NOT NULL)", sql::ROUTE_TABLE.trim_start_matches("pg_temp.")), &[]);
+    let by_time = ht.dimensions == 1 && chunks.iter().all(|c| c.lo.is_some() && c.hi.is_some());
+    if by_time {
+        let lows: Vec<String> = chunks.iter().map(|c| c.lo.clone().unwrap()).collect();
+        let highs: Vec<String> = chunks.iter().map(|c| c.hi.clone().unwrap()).collect();
+        exec(
+            &sql::route_by_time(&prep.staging.name, &ht.time_column, ht.kind),
+            &[p(sql::array_literal(&lows)), p(sql::array_literal(&highs))],
+        );
+    } else {
+        let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
+        let (q, params) = sql::route_by_filters(&prep.staging.name, &filters);
+        let params: Vec<_> = params.into_iter().map(Some).collect();
+        exec(&q, &params);
+    }
+    exec(&format!("CREATE INDEX ON {} (idx)", sql::ROUTE_TABLE), &[]);
+    exec(&format!("ANALYZE {}", sql::ROUTE_TABLE), &[]);
+    let mut counts = vec![0i64; chunks.len()];
+    for (idx, n) in query(&format!("SELECT idx, count(*)::int8 FROM {} GROUP BY idx", sql::ROUTE_TABLE), &[], |r| {
+        (col::<i32>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0))
+    }) {
+        if idx >= 1 && (idx as usize) <= counts.len() {
+            counts[idx as usize - 1] = n;
+        }
+    }
+    counts
+}
+
+/// Drops the routing table at the end of a run.
+fn drop_route_table() {
+    exec(&format!("DROP TABLE IF EXISTS {}", sql::ROUTE_TABLE), &[]);
 }
 
 /// What choosing a strategy for a compressed chunk needs: its rows, and the staging
 /// rows whose segment already has batches there.
-fn estimate(prep: &Prepared, chunk: &Chunk, filter: &RowFilter, staging_rows: i64) -> Estimate {
+fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows: i64) -> Estimate {
     let chunk_rows = query_one(&format!("SELECT count(*)::int8 FROM {}", chunk.name.quoted()), &[], |r| col::<i64>(r, 1).unwrap_or(0))
         .unwrap_or(0);
     let conflicts_possible = prep.has_unique;
@@ -246,8 +297,11 @@ fn estimate(prep: &Prepared, chunk: &Chunk, filter: &RowFilter, staging_rows: i6
         0
     } else if prep.segmentby.is_empty() {
         staging_rows
+    } else if routed {
+        let q = sql::count_routed_meeting_segments(&prep.staging.name, &chunk.name, &prep.segmentby);
+        query_one(&q, &[p(idx.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     } else {
-        let (q, params) = sql::count_rows_meeting_segments(&prep.staging.name, filter, &chunk.name, &prep.segmentby);
+        let (q, params) = sql::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segmentby);
         let params: Vec<_> = params.into_iter().map(Some).collect();
         query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     };
@@ -301,7 +355,26 @@ fn chunk_status(c: &QualifiedName) -> i32 {
         .unwrap_or(0)
 }
 
-fn move_rows(prep: &Prepared, filter: &RowFilter, chunk_label: &str) -> (i64, i64, i64) {
+/// What a move statement did: rows taken per chunk number, and rows inserted and
+/// updated per chunk OID (0 for both on the filter path).
+struct Moved {
+    moved: Vec<(i32, i64)>,
+    inserted: Vec<(u32, i64, i64)>,
+}
+
+impl Moved {
+    fn total(&self) -> (i64, i64, i64) {
+        (
+            self.moved.iter().map(|m| m.1).sum(),
+            self.inserted.iter().map(|i| i.1).sum(),
+            self.inserted.iter().map(|i| i.2).sum(),
+        )
+    }
+}
+
+/// Moves rows from staging into the destination in one statement. `filter` also
+/// scopes the RESTRICT probe.
+fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str) -> Moved {
     if prep.spec.conflict.action == ConflictAction::Restrict && !prep.spec.conflict.target.is_empty() {
         let (q, params) = sql::restrict_probe(&prep.spec, filter);
         let params: Vec<_> = params.into_iter().map(Some).collect();
@@ -313,42 +386,74 @@ fn move_rows(prep: &Prepared, filter: &RowFilter, chunk_label: &str) -> (i64, i6
             );
         }
     }
-    let (q, params) = sql::move_rows(&prep.spec, filter);
-    let params: Vec<_> = params.into_iter().map(Some).collect();
-    query_one(&q, &params, |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0))).unwrap()
+    match take {
+        Take::Filter(f) => {
+            let (q, params) = sql::move_rows(&prep.spec, f);
+            let params: Vec<_> = params.into_iter().map(Some).collect();
+            let (m, i, u) = query_one(&q, &params, |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0)))
+                .unwrap();
+            Moved { moved: vec![(0, m)], inserted: vec![(0, i, u)] }
+        }
+        Take::Routed(idxs) => {
+            let list = format!("{{{}}}", idxs.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+            let rows = query(&sql::move_routed_rows(&prep.spec), &[p(list)], |r| {
+                (col::<String>(r, 1).unwrap_or_default(), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0), col::<i64>(r, 4).unwrap_or(0))
+            });
+            let mut out = Moved { moved: vec![], inserted: vec![] };
+            for (kind, key, a, b) in rows {
+                if kind == "moved" {
+                    out.moved.push((key as i32, a));
+                } else {
+                    out.inserted.push((key as u32, a, b));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Where a step's rows come from: a filter on staging, or the routing table.
+#[derive(Clone, Copy)]
+enum Take<'a> {
+    Filter(&'a RowFilter),
+    Routed(&'a [i32]),
 }
 
 /// Moves one chunk's rows with the planned strategy (re-checked against the chunk's
 /// status now): decompress / move / compress, or a direct insert into the compressed
 /// chunk and a recompression of what became partial. A direct insert that would pass
 /// TimescaleDB's decompression limit (53400) is rolled back and redone by decompressing.
-pub fn run_step(prep: &Prepared, chunk: &Chunk, planned: Strategy) -> StepResult {
+pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
     apply_settings(&prep.cfg);
+    let chunk = &step.chunk;
     let compressed = status::is_compressed(chunk_status(&chunk.name));
-    let strategy = match (compressed, planned) {
+    let strategy = match (compressed, step.strategy) {
         (false, _) => Strategy::Insert,
         (true, Strategy::Insert) => Strategy::Decompress,
         (true, s) => s,
     };
+    let filter = prep.filter_for(chunk);
+    let idx = [step.idx];
+    let take = if routed { Take::Routed(&idx) } else { Take::Filter(&filter) };
     if strategy == Strategy::Direct {
-        match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| step_with(prep, chunk, Strategy::Direct))) {
+        match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| step_with(prep, chunk, Strategy::Direct, take))) {
             Ok(r) => return r,
             Err(e) if spi::caught_sqlstate(&e) == "53400" => {
                 notice!(
                     "backfill_ext: chunk {}: a direct insert would pass timescaledb.max_tuples_decompressed_per_dml_transaction; decompressing the chunk instead",
                     chunk.name
                 );
-                let mut r = step_with(prep, chunk, Strategy::Decompress);
+                let mut r = step_with(prep, chunk, Strategy::Decompress, take);
                 r.fell_back = true;
                 return r;
             }
             Err(e) => e.rethrow(),
         }
     }
-    step_with(prep, chunk, strategy)
+    step_with(prep, chunk, strategy, take)
 }
 
-fn step_with(prep: &Prepared, chunk: &Chunk, strategy: Strategy) -> StepResult {
+fn step_with(prep: &Prepared, chunk: &Chunk, strategy: Strategy, take: Take) -> StepResult {
     let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
     let mut r = StepResult { strategy: Some(strategy), ..Default::default() };
     if strategy != Strategy::Insert {
@@ -362,7 +467,8 @@ fn step_with(prep: &Prepared, chunk: &Chunk, strategy: Strategy) -> StepResult {
     }
     r.decompress_ms = ms(t);
     let t = Instant::now();
-    (r.moved, r.inserted, r.updated) = move_rows(prep, &prep.filter_for(chunk), &format!("chunk {}", chunk.name));
+    let moved = move_rows(prep, take, &prep.filter_for(chunk), &format!("chunk {}", chunk.name));
+    (r.moved, r.inserted, r.updated) = moved.total();
     r.insert_ms = ms(t);
     spi::pause_point("after_insert");
     let t = Instant::now();
@@ -379,6 +485,60 @@ fn step_with(prep: &Prepared, chunk: &Chunk, strategy: Strategy) -> StepResult {
     r
 }
 
+/// Moves the rows of several chunks that take direct inserts in one statement, then
+/// compresses again each chunk that became partial; one result per step. If the
+/// statement would pass the decompression limit, each chunk is done on its own.
+pub fn run_batch(prep: &Prepared, steps: &[&Step]) -> Vec<StepResult> {
+    apply_settings(&prep.cfg);
+    let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
+    let attempt = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+        catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
+        let idxs: Vec<i32> = steps.iter().map(|s| s.idx).collect();
+        let t = Instant::now();
+        let moved = move_rows(prep, Take::Routed(&idxs), &prep.filter_for(&steps[0].chunk), "these chunks");
+        let insert_ms = ms(t);
+        spi::pause_point("after_insert");
+        let total_moved: i64 = moved.moved.iter().map(|(_, n)| n).sum::<i64>().max(1);
+        let mut results: Vec<StepResult> = steps
+            .iter()
+            .map(|s| {
+                let m = moved.moved.iter().filter(|(i, _)| *i == s.idx).map(|(_, n)| *n).sum::<i64>();
+                let (ins, upd) = moved.inserted.iter().filter(|(o, _, _)| *o == s.chunk.oid).fold((0, 0), |a, (_, i, u)| (a.0 + i, a.1 + u));
+                StepResult {
+                    strategy: Some(Strategy::Direct),
+                    moved: m,
+                    inserted: ins,
+                    updated: upd,
+                    insert_ms: insert_ms * m as f64 / total_moved as f64,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        // rows that landed outside the batch's chunks still count, on its first chunk
+        let stray: (i64, i64) = moved
+            .inserted
+            .iter()
+            .filter(|(o, _, _)| !steps.iter().any(|s| s.chunk.oid == *o))
+            .fold((0, 0), |a, (_, i, u)| (a.0 + i, a.1 + u));
+        results[0].inserted += stray.0;
+        results[0].updated += stray.1;
+        for (s, r) in steps.iter().zip(results.iter_mut()) {
+            let t = Instant::now();
+            if !status::is_fully_compressed(chunk_status(&s.chunk.name)) {
+                exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(s.chunk.name.quoted())]);
+                r.recompressed = true;
+            }
+            r.recompress_ms = ms(t);
+        }
+        results
+    }));
+    match attempt {
+        Ok(results) => results,
+        Err(e) if spi::caught_sqlstate(&e) == "53400" => steps.iter().map(|s| run_step(prep, s, true)).collect(),
+        Err(e) => e.rethrow(),
+    }
+}
+
 /// Moves the rows no chunk step took (they create new chunks, or the destination is
 /// not a hypertable), then compresses again any chunk that this left partial.
 pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<QualifiedName>) -> (StepResult, i64) {
@@ -391,7 +551,7 @@ pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<Qualified
         None => RowFilter::everything("", crate::plan::TimeKind::Integer),
     };
     if prep.cfg.delete_from_staging {
-        (r.moved, r.inserted, r.updated) = move_rows(prep, &filter, "the new chunks");
+        (r.moved, r.inserted, r.updated) = move_rows(prep, Take::Filter(&filter), &filter, "the new chunks").total();
         spi::pause_point("after_insert");
     } else {
         // rows stay in staging: take only those no chunk step took
@@ -417,7 +577,7 @@ pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<Qualified
 
 fn move_rows_excluding(prep: &Prepared, base: &RowFilter, exclude: &[RowFilter]) -> (i64, i64, i64) {
     if exclude.is_empty() {
-        return move_rows(prep, base, "the new chunks");
+        return move_rows(prep, Take::Filter(base), base, "the new chunks").total();
     }
     let (q, params) = sql::move_rows_excluding(&prep.spec, base, exclude);
     let params: Vec<_> = params.into_iter().map(Some).collect();
@@ -631,36 +791,44 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     spi::pause_point("after_hold");
     let max_runtime_s = prep.max_runtime_s;
     let mut stopped_early = false;
-    for (i, step) in plan.steps.iter().enumerate() {
-        if i > 0 {
+    let batches = if plan.routed { plan::batches(&plan.steps, prep.decompress_limit) } else { (0..plan.steps.len()).map(|i| vec![i]).collect() };
+    let mut done = 0;
+    for (b, batch) in batches.iter().enumerate() {
+        if b > 0 {
             spi::pause_point("between_chunks");
         }
-        // at least one chunk per run, so runs cut short still make progress
-        if i > 0 && max_runtime_s.is_some_and(|m| started.elapsed().as_secs_f64() >= m) {
+        // at least one transaction per run, so runs cut short still make progress
+        if b > 0 && max_runtime_s.is_some_and(|m| started.elapsed().as_secs_f64() >= m) {
             notice!(
-                "backfill_ext: max_runtime ({}) reached after {i} chunks; the remaining {} chunks are left for the next run",
+                "backfill_ext: max_runtime ({}) reached after {done} chunks; the remaining {} chunks are left for the next run",
                 prep.cfg.max_runtime.as_deref().unwrap_or_default(),
-                plan.steps.len() - i
+                plan.steps.len() - done
             );
             stopped_early = true;
             break;
         }
-        let r = guarded(session, &prep, rid, || {
-            let r = run_step(&prep, &step.chunk, step.strategy);
-            crate::history::chunk(run_id, &step.chunk, &r);
-            r
+        let steps: Vec<&Step> = batch.iter().map(|i| &plan.steps[*i]).collect();
+        let results = guarded(session, &prep, rid, || {
+            let results = if steps.len() == 1 { vec![run_step(&prep, steps[0], plan.routed)] } else { run_batch(&prep, &steps) };
+            for (s, r) in steps.iter().zip(&results) {
+                crate::history::chunk(run_id, &s.chunk, r);
+            }
+            results
         });
         session.commit();
-        totals.add(&r);
-        totals.chunks += 1;
-        notice!(
-            "backfill_ext: chunk {}: {} rows moved, {} conflicts, {}, {:.0} ms",
-            step.chunk.name,
-            r.moved,
-            r.conflicts(),
-            r.describe(),
-            r.decompress_ms + r.insert_ms + r.recompress_ms
-        );
+        for (s, r) in steps.iter().zip(&results) {
+            totals.add(r);
+            totals.chunks += 1;
+            notice!(
+                "backfill_ext: chunk {}: {} rows moved, {} conflicts, {}, {:.0} ms",
+                s.chunk.name,
+                r.moved,
+                r.conflicts(),
+                r.describe(),
+                r.decompress_ms + r.insert_ms + r.recompress_ms
+            );
+        }
+        done += steps.len();
     }
     let (rest, new_chunks) = if stopped_early {
         (StepResult::default(), 0)
@@ -690,6 +858,7 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     totals.new_chunks = new_chunks;
     guarded(session, &prep, rid, || {
         release_policies(&prep);
+        drop_route_table();
         crate::history::succeed(run_id, stopped_early);
         unlock(&prep.dest, session);
     });

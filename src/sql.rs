@@ -122,14 +122,32 @@ pub fn move_rows_excluding(spec: &MoveSpec, base: &RowFilter, exclude: &[RowFilt
     (move_rows_where(spec, &cond), params)
 }
 
-fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
-    let cols = quote_list(&spec.columns, None);
+/// The temporary table a run routes staging rows through: each row's ctid and the
+/// number of the chunk it belongs in, written in one scan of the staging table.
+pub const ROUTE_TABLE: &str = "pg_temp._backfill_rows";
+
+/// Like `move_rows`, for the rows routed to the chunks numbered `$1` (an int4[] as
+/// text). Returns rows `(kind, key, a, b)`: `('moved', chunk number, rows taken, 0)`
+/// and `('inserted', chunk oid, rows inserted, rows updated)`.
+pub fn move_routed_rows(spec: &MoveSpec) -> String {
     let scols = quote_list(&spec.columns, Some("s"));
-    let take = if spec.delete_from_staging {
-        format!("DELETE FROM {} AS s WHERE {cond} RETURNING {scols}", spec.staging.quoted())
-    } else {
-        format!("SELECT {scols} FROM {} AS s WHERE {cond}", spec.staging.quoted())
-    };
+    let take = format!(
+        "DELETE FROM {} AS s USING {ROUTE_TABLE} AS r WHERE s.ctid = r.src AND r.idx = ANY ($1::int4[]) RETURNING {scols}, r.idx AS backfill_idx",
+        spec.staging.quoted()
+    );
+    let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
+    format!(
+        "WITH moved AS ({take}), ins AS ({insert}, d.tableoid::oid::int8 AS chunk_oid) \
+         SELECT 'moved'::text, backfill_idx::int8, count(*)::int8, 0::int8 FROM moved GROUP BY backfill_idx \
+         UNION ALL \
+         SELECT 'inserted', chunk_oid, count(*) FILTER (WHERE NOT updated)::int8, count(*) FILTER (WHERE updated)::int8 FROM ins GROUP BY chunk_oid"
+    )
+}
+
+/// `INSERT INTO dest ... SELECT ... FROM moved [ON CONFLICT ...] RETURNING <updated> AS updated`,
+/// and whether it is an upsert.
+fn insert_clause(spec: &MoveSpec, updated_expr: &str) -> (String, bool) {
+    let cols = quote_list(&spec.columns, None);
     let c = &spec.conflict;
     let upsert = c.action == ConflictAction::Update && !c.target.is_empty() && !c.update_columns.is_empty();
     // one row per key: ON CONFLICT DO UPDATE cannot touch a row twice in one statement
@@ -140,7 +158,6 @@ fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
     };
     let on_conflict = match c.action {
         ConflictAction::Restrict => String::new(),
-        ConflictAction::Nothing if c.target.is_empty() => " ON CONFLICT DO NOTHING".to_string(),
         _ if c.target.is_empty() => " ON CONFLICT DO NOTHING".to_string(),
         ConflictAction::Update if upsert => format!(
             " ON CONFLICT ({}) DO UPDATE SET {}",
@@ -153,32 +170,95 @@ fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
         ),
         _ => format!(" ON CONFLICT ({}) DO NOTHING", quote_list(&c.target, None)),
     };
+    let updated = if upsert { updated_expr } else { "false" };
+    (
+        format!("INSERT INTO {} AS d ({cols}) {source}{on_conflict} RETURNING {updated} AS updated", spec.destination.quoted()),
+        upsert,
+    )
+}
+
+/// Writes the route table in one scan of staging: `$1`, `$2` are the chunks' lower and
+/// upper bounds as array text, sorted and not overlapping (no space dimension), and
+/// each row gets the number of the chunk it falls in by binary search.
+pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
+    let t = format!("s.{}", quote_ident(time_column));
+    let typed = |param: usize| match kind {
+        TimeKind::TimestampTz => format!("${param}::timestamptz[]"),
+        TimeKind::Timestamp | TimeKind::Date => format!(
+            "ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest(${param}::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"
+        ),
+        TimeKind::Integer => format!("${param}::int8[]"),
+    };
+    format!(
+        "INSERT INTO {ROUTE_TABLE} (src, idx) \
+         SELECT s.ctid, w.b FROM {st} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, {lows}) AS b) AS w \
+         WHERE w.b > 0 AND {t} < ({highs})[w.b]",
+        st = staging.quoted(),
+        lows = typed(1),
+        highs = typed(2),
+    )
+}
+
+/// Writes the route table testing each chunk's filter in turn (space-partitioned
+/// hypertables, where chunks share time ranges).
+pub fn route_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
+    let mut params = vec![];
+    let mut arms = vec![];
+    for (i, f) in filters.iter().enumerate() {
+        let (c, p) = f.render("s", params.len() + 1);
+        params.extend(p);
+        arms.push(format!("WHEN {c} THEN {}", i + 1));
+    }
+    (
+        format!(
+            "INSERT INTO {ROUTE_TABLE} (src, idx) SELECT src, idx FROM (SELECT s.ctid AS src, CASE {} END AS idx FROM {} AS s) AS x WHERE idx IS NOT NULL",
+            arms.join(" "),
+            staging.quoted()
+        ),
+        params,
+    )
+}
+
+/// Counts the routed rows of chunk `$1` whose segment already has batches in `chunk`.
+pub fn count_routed_meeting_segments(staging: &QualifiedName, chunk: &QualifiedName, segmentby: &[String]) -> String {
+    let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    format!(
+        "SELECT count(*)::bigint FROM {ROUTE_TABLE} AS r JOIN {} AS s ON s.ctid = r.src \
+         WHERE r.idx = $1::int4 AND EXISTS (SELECT 1 FROM {} AS c WHERE {join})",
+        staging.quoted(),
+        chunk.quoted()
+    )
+}
+
+/// An array literal of text values, for a `$n::type[]` parameter.
+pub fn array_literal(values: &[String]) -> String {
+    let items: Vec<String> = values.iter().map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{{{}}}", items.join(","))
+}
+
+fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
+    let scols = quote_list(&spec.columns, Some("s"));
+    let take = if spec.delete_from_staging {
+        format!("DELETE FROM {} AS s WHERE {cond} RETURNING {scols}", spec.staging.quoted())
+    } else {
+        format!("SELECT {scols} FROM {} AS s WHERE {cond}", spec.staging.quoted())
+    };
     let dest = spec.destination.quoted();
+    let c = &spec.conflict;
     // inserted and updated rows: an updated row version has a transaction id in xmax
-    let (returning, counts) = if !upsert {
-        ("true", "(SELECT count(*) FROM ins)::bigint, 0::bigint".to_string())
+    let updated_expr = if spec.dest_partitioned { "true" } else { "(d.xmax::text <> '0')" };
+    let (insert, upsert) = insert_clause(spec, updated_expr);
+    let counts = if !upsert {
+        "(SELECT count(*) FROM ins)::bigint, 0::bigint".to_string()
     } else if !spec.dest_partitioned {
-        (
-            "(d.xmax::text <> '0')",
-            "(SELECT count(*) FILTER (WHERE NOT updated) FROM ins)::bigint, (SELECT count(*) FILTER (WHERE updated) FROM ins)::bigint"
-                .to_string(),
-        )
+        "(SELECT count(*) FILTER (WHERE NOT updated) FROM ins)::bigint, (SELECT count(*) FILTER (WHERE updated) FROM ins)::bigint".to_string()
     } else {
         let join = c.target.iter().map(|k| format!("e.{q} = m.{q}", q = quote_ident(k))).collect::<Vec<_>>().join(" AND ");
         let keys = quote_list(&c.target, Some("m"));
-        (
-            "true",
-            format!(
-                "(SELECT count(*) FROM ins)::bigint - (SELECT count(DISTINCT ROW({keys})) FROM moved AS m WHERE EXISTS (SELECT 1 FROM {dest} AS e WHERE {join}))::bigint, \
-                 (SELECT count(DISTINCT ROW({keys})) FROM moved AS m WHERE EXISTS (SELECT 1 FROM {dest} AS e WHERE {join}))::bigint"
-            ),
-        )
+        let existing = format!("(SELECT count(DISTINCT ROW({keys})) FROM moved AS m WHERE EXISTS (SELECT 1 FROM {dest} AS e WHERE {join}))::bigint");
+        format!("(SELECT count(*) FROM ins)::bigint - {existing}, {existing}")
     };
-    format!(
-        "WITH moved AS ({take}), \
-         ins AS (INSERT INTO {dest} AS d ({cols}) {source}{on_conflict} RETURNING {returning} AS updated) \
-         SELECT (SELECT count(*) FROM moved)::bigint, {counts}"
-    )
+    format!("WITH moved AS ({take}), ins AS ({insert}) SELECT (SELECT count(*) FROM moved)::bigint, {counts}")
 }
 
 /// For RESTRICT: the first key among the step's staging rows that already exists in the
@@ -256,7 +336,8 @@ pub fn chunks_overlapping(kind: TimeKind, timescale_schema_fn: &str) -> String {
     };
     format!(
         "SELECT c.chunk_schema::text, c.chunk_name::text, c.{lo_col}::text, c.{hi_col}::text, \
-         {timescale_schema_fn}(format('%I.%I', c.chunk_schema, c.chunk_name)::regclass) \
+         {timescale_schema_fn}(format('%I.%I', c.chunk_schema, c.chunk_name)::regclass), \
+         format('%I.%I', c.chunk_schema, c.chunk_name)::regclass::oid::int8 \
          FROM timescaledb_information.chunks AS c \
          WHERE c.hypertable_schema = $1 AND c.hypertable_name = $2 \
          AND (c.{hi_col} IS NULL OR c.{hi_col} > {min}) AND (c.{lo_col} IS NULL OR c.{lo_col} <= {max}) \
@@ -390,6 +471,26 @@ mod tests {
         let (sql, p) = move_rows_excluding(&spec(ConflictAction::Nothing, &[], &[], false), &RowFilter::everything("time", TimeKind::TimestampTz), &[a, b]);
         assert!(sql.contains("WHERE true AND NOT (s.\"time\" >= $1::timestamptz AND s.\"time\" < $2::timestamptz AND _timescaledb_functions.get_partition_hash(s.\"d\") >= $3::integer) AND NOT (s.\"time\" >= $4::timestamptz AND s.\"time\" < $5::timestamptz)"), "{sql}");
         assert_eq!(p.len(), 5);
+    }
+
+    #[test]
+    fn routed_moves_and_routing() {
+        let sql = move_routed_rows(&spec(ConflictAction::Update, &["device_id", "time"], &["value"], true));
+        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s USING pg_temp._backfill_rows AS r WHERE s.ctid = r.src AND r.idx = ANY ($1::int4[]) RETURNING s.\"time\", s.\"device_id\", s.\"value\", r.idx AS backfill_idx)"), "{sql}");
+        assert!(sql.contains("ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\" RETURNING (d.xmax::text <> '0') AS updated, d.tableoid::oid::int8 AS chunk_oid"), "{sql}");
+        assert!(sql.contains("GROUP BY backfill_idx") && sql.contains("GROUP BY chunk_oid"), "{sql}");
+        let sql = move_routed_rows(&spec(ConflictAction::Nothing, &[], &[], true));
+        assert!(sql.contains("ON CONFLICT DO NOTHING RETURNING false AS updated"), "{sql}");
+        let r = route_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
+        assert!(r.contains("pg_catalog.width_bucket(s.\"time\", $1::timestamptz[])") && r.contains("s.\"time\" < ($2::timestamptz[])[w.b]"), "{r}");
+        let r = route_by_time(&QualifiedName::new("public", "st"), "t", TimeKind::Date);
+        assert!(r.contains("ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest($1::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"), "{r}");
+        let (r, p) = route_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
+        assert!(r.contains("CASE WHEN s.\"time\" >= $1::bigint AND s.\"time\" < $2::bigint THEN 1 WHEN s.\"time\" >= $3::bigint AND s.\"time\" < $4::bigint THEN 2 END"), "{r}");
+        assert_eq!(p.len(), 4);
+        assert_eq!(array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]), "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}");
+        let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &["device_id".into()]);
+        assert!(q.contains("JOIN \"public\".\"st\" AS s ON s.ctid = r.src WHERE r.idx = $1::int4 AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\")"), "{q}");
     }
 
     #[test]

@@ -78,7 +78,8 @@ fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
     // a long transaction holds a lock on the chunk of day 2 that writers must wait for
     let mut long = cl.connect("t");
     long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
-    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms"}"#;
+    // one transaction per chunk (direct inserts into several chunks would share one)
+    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms", "strategy":"decompress"}"#;
     let (code, msg, hint) = expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
     assert_eq!(code, "55P03", "{msg}");
     assert!(hint.is_some());
@@ -101,7 +102,8 @@ fn max_runtime_stops_between_chunks_and_the_next_run_continues() {
     timescale_dataset(&mut c, &Dataset::default());
     let staged = stage(&mut c);
     let before = state(&mut c, "event_data", "backfill_event_data");
-    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "max_runtime":"1 millisecond"}"#;
+    // decompressing each chunk makes each its own transaction (direct inserts would share one)
+    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "max_runtime":"1 millisecond", "strategy":"decompress"}"#;
     for run in 1..=3 {
         let (mut r, notices) = cl.connect_with_notices("t");
         r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap();

@@ -353,7 +353,10 @@ fn progress_is_visible_live_and_the_plan_matches_the_run() {
     let conn = cl.conn_string("t");
     let run = std::thread::spawn(move || {
         let mut c1 = backfill_ext_client_tests::Client::connect(&conn, backfill_ext_client_tests::NoTls).unwrap();
-        c1.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"))
+        // one transaction per chunk, so progress shows chunk by chunk
+        c1.batch_execute(
+            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}')"#,
+        )
     });
     let done: Vec<(String, i64)> = wait_for("two chunks to be reported while the run is in flight", Duration::from_secs(60), || {
         let rows: Vec<(String, i64)> = c
@@ -378,7 +381,7 @@ fn progress_is_visible_live_and_the_plan_matches_the_run() {
     assert_eq!(r.get::<_, String>(0), "succeeded");
     assert_eq!(r.get::<_, i64>(1), added + 30);
     assert_eq!(r.get::<_, i64>(2), 30);
-    assert_eq!((r.get::<_, i32>(3), r.get::<_, i32>(4), r.get::<_, i32>(5)), (1, 3, 2));
+    assert_eq!((r.get::<_, i32>(3), r.get::<_, i32>(4), r.get::<_, i32>(5)), (3, 3, 2));
 }
 
 #[test]
