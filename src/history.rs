@@ -28,28 +28,55 @@ pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u3
     .unwrap()
 }
 
-/// Records a chunk the run finished, and adds it to the run's totals.
-pub fn chunk(run_id: i64, c: &Chunk, r: &StepResult) {
+/// Records the chunks a transaction of the run finished (one statement), and adds them
+/// to the run's totals.
+pub fn chunks(run_id: i64, done: &[(&Chunk, &StepResult)]) {
+    let arr = |f: &dyn Fn(&Chunk, &StepResult) -> String| {
+        crate::sql::array_literal(&done.iter().map(|(c, r)| f(c, r)).collect::<Vec<_>>())
+    };
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
+    // NULL bounds are written as the text NULL and mapped back
     exec(
         "INSERT INTO _backfill_ext.run_chunk (run_id, chunk, range_start, range_end, rows_moved, conflicts,
                 decompressed, recompressed, decompress_ms, insert_ms, recompress_ms, strategy)
-         VALUES ($1::int8, $2, $3, $4, $5::int8, $6::int8, $7::bool, $8::bool, $9::float8, $10::float8, $11::float8, $12)",
+         SELECT $1::int8, c, nullif(lo, 'NULL'), nullif(hi, 'NULL'), m, k, d, r, dm, im, rm, st
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::bool[], $8::bool[],
+                     $9::float8[], $10::float8[], $11::float8[], $12::text[]) AS x(c, lo, hi, m, k, d, r, dm, im, rm, st)",
         &[
             p(run_id.to_string()),
-            p(c.name.to_string()),
-            c.lo.clone(),
-            c.hi.clone(),
-            p(r.moved.to_string()),
-            p(r.conflicts().to_string()),
-            p(r.decompressed.to_string()),
-            p(r.recompressed.to_string()),
-            p(r.decompress_ms.to_string()),
-            p(r.insert_ms.to_string()),
-            p(r.recompress_ms.to_string()),
-            p(format!("{}{}", r.strategy.map(|s| s.as_str()).unwrap_or("insert"), if r.fell_back { " (fell back)" } else { "" })),
+            p(arr(&|c, _| c.name.to_string())),
+            p(arr(&|c, _| opt(&c.lo))),
+            p(arr(&|c, _| opt(&c.hi))),
+            p(arr(&|_, r| r.moved.to_string())),
+            p(arr(&|_, r| r.conflicts().to_string())),
+            p(arr(&|_, r| r.decompressed.to_string())),
+            p(arr(&|_, r| r.recompressed.to_string())),
+            p(arr(&|_, r| r.decompress_ms.to_string())),
+            p(arr(&|_, r| r.insert_ms.to_string())),
+            p(arr(&|_, r| r.recompress_ms.to_string())),
+            p(arr(&|_, r| format!("{}{}", r.strategy.map(|s| s.as_str()).unwrap_or("insert"), if r.fell_back { " (fell back)" } else { "" }))),
         ],
     );
-    add(run_id, r, 0);
+    let mut total = StepResult::default();
+    let (mut decompressed, mut recompressed) = (0, 0);
+    for (_, r) in done {
+        total.moved += r.moved;
+        total.inserted += r.inserted;
+        decompressed += r.decompressed as i32;
+        recompressed += r.recompressed as i32;
+    }
+    exec(
+        "UPDATE _backfill_ext.run SET rows_moved = rows_moved + $2::int8, conflicts = conflicts + $3::int8,
+                chunks_decompressed = chunks_decompressed + $4::int, chunks_recompressed = chunks_recompressed + $5::int
+         WHERE id = $1::int8",
+        &[
+            p(run_id.to_string()),
+            p(total.moved.to_string()),
+            p(total.conflicts().to_string()),
+            p(decompressed.to_string()),
+            p(recompressed.to_string()),
+        ],
+    );
 }
 
 /// Adds what a step did to the run's totals.

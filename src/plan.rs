@@ -128,8 +128,10 @@ pub struct Estimate {
     /// Staging rows whose segment (segmentby values) already has batches in the chunk:
     /// each may make a conflict check decompress a batch.
     pub rows_meeting_batches: i64,
-    /// Whether the destination has a unique index, so inserts check for conflicts.
-    pub conflicts_possible: bool,
+    /// Whether a conflict makes TimescaleDB decompress the batch it meets: with a
+    /// unique index and UPDATE or RESTRICT. (DO NOTHING checks compressed batches in
+    /// place and decompresses nothing.)
+    pub conflicts_decompress: bool,
     /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: no limit).
     pub decompress_limit: i64,
 }
@@ -140,10 +142,18 @@ pub const BATCH_ROWS: i64 = 1000;
 /// Rows a direct insert would decompress, at most: a batch per staging row that meets
 /// existing batches, never more than the chunk.
 pub fn direct_decompression(e: &Estimate) -> i64 {
-    if !e.conflicts_possible {
+    if !e.conflicts_decompress {
         return 0;
     }
     e.rows_meeting_batches.saturating_mul(BATCH_ROWS).min(e.chunk_rows)
+}
+
+/// How many staging rows meeting existing batches settle the choice for decompressing:
+/// counting beyond this changes nothing, so the estimate query stops there.
+pub fn meeting_rows_that_decide(chunk_rows: i64, decompress_limit: i64) -> i64 {
+    let by_size = chunk_rows / (2 * BATCH_ROWS);
+    let by_limit = if decompress_limit > 0 { decompress_limit / BATCH_ROWS } else { i64::MAX };
+    by_size.min(by_limit) + 1
 }
 
 /// Chooses how a chunk's rows go in. A direct insert wins when it would decompress at
@@ -442,7 +452,7 @@ mod tests {
     }
 
     fn est(chunk_rows: i64, meeting: i64, conflicts: bool, limit: i64) -> Estimate {
-        Estimate { chunk_rows, rows_meeting_batches: meeting, conflicts_possible: conflicts, decompress_limit: limit }
+        Estimate { chunk_rows, rows_meeting_batches: meeting, conflicts_decompress: conflicts, decompress_limit: limit }
     }
 
     #[test]
@@ -455,9 +465,22 @@ mod tests {
         let e = est(72_000, 30, true, 100_000);
         assert_eq!(direct_decompression(&e), 30_000);
         assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
-        // no unique index: nothing is ever decompressed
+        // no unique index, or DO NOTHING: nothing is ever decompressed
         let e = est(72_000, 72_000, false, 100_000);
         assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+    }
+
+    #[test]
+    fn the_estimate_stops_counting_once_the_choice_is_made() {
+        assert_eq!(meeting_rows_that_decide(72_000, 100_000), 37);
+        assert_eq!(meeting_rows_that_decide(10_000_000, 100_000), 101);
+        assert_eq!(meeting_rows_that_decide(10_000_000, 0), 5001);
+        // one more than the cap flips the choice; the cap itself does not
+        for (rows, limit) in [(72_000, 100_000), (10_000_000, 100_000), (10_000_000, 0)] {
+            let k = meeting_rows_that_decide(rows, limit);
+            assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&est(rows, k, true, limit))), Strategy::Decompress);
+            assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&est(rows, k - 1, true, limit))), Strategy::Direct);
+        }
     }
 
     #[test]

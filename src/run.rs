@@ -253,7 +253,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
 /// Writes `pg_temp._backfill_rows` (each staging row's ctid and chunk number) in one
 /// scan of the staging table; returns the row count per chunk, in chunk order.
 fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
-    exec(&format!("DROP TABLE IF EXISTS {}", sql::ROUTE_TABLE), &[]);
+    drop_route_table();
     exec(&format!("CREATE TEMP TABLE {} (src tid NOT NULL, idx int4 NOT NULL)", sql::ROUTE_TABLE.trim_start_matches("pg_temp.")), &[]);
     let by_time = ht.dimensions == 1 && chunks.iter().all(|c| c.lo.is_some() && c.hi.is_some());
     if by_time {
@@ -284,28 +284,35 @@ fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
 
 /// Drops the routing table at the end of a run.
 fn drop_route_table() {
-    exec(&format!("DROP TABLE IF EXISTS {}", sql::ROUTE_TABLE), &[]);
+    let exists = query_one("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[p(sql::ROUTE_TABLE)], |r| col::<bool>(r, 1).unwrap_or(false))
+        .unwrap_or(false);
+    if exists {
+        exec(&format!("DROP TABLE {}", sql::ROUTE_TABLE), &[]);
+    }
 }
 
 /// What choosing a strategy for a compressed chunk needs: its rows, and the staging
 /// rows whose segment already has batches there.
 fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows: i64) -> Estimate {
-    let chunk_rows = query_one(&format!("SELECT count(*)::int8 FROM {}", chunk.name.quoted()), &[], |r| col::<i64>(r, 1).unwrap_or(0))
+    let conflicts_decompress = prep.has_unique && prep.spec.conflict.action != ConflictAction::Nothing;
+    let mut e = Estimate { chunk_rows: 0, rows_meeting_batches: 0, conflicts_decompress, decompress_limit: prep.decompress_limit };
+    if !conflicts_decompress {
+        return e;
+    }
+    e.chunk_rows = query_one(&format!("SELECT count(*)::int8 FROM {}", chunk.name.quoted()), &[], |r| col::<i64>(r, 1).unwrap_or(0))
         .unwrap_or(0);
-    let conflicts_possible = prep.has_unique;
-    let rows_meeting_batches = if !conflicts_possible {
-        0
-    } else if prep.segmentby.is_empty() {
+    let cap = plan::meeting_rows_that_decide(e.chunk_rows, e.decompress_limit);
+    e.rows_meeting_batches = if prep.segmentby.is_empty() {
         staging_rows
     } else if routed {
         let q = sql::count_routed_meeting_segments(&prep.staging.name, &chunk.name, &prep.segmentby);
-        query_one(&q, &[p(idx.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
+        query_one(&q, &[p(idx.to_string()), p(cap.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     } else {
         let (q, params) = sql::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segmentby);
         let params: Vec<_> = params.into_iter().map(Some).collect();
         query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     };
-    Estimate { chunk_rows, rows_meeting_batches, conflicts_possible, decompress_limit: prep.decompress_limit }
+    e
 }
 
 /// What one step did.
@@ -522,13 +529,21 @@ pub fn run_batch(prep: &Prepared, steps: &[&Step]) -> Vec<StepResult> {
             .fold((0, 0), |a, (_, i, u)| (a.0 + i, a.1 + u));
         results[0].inserted += stray.0;
         results[0].updated += stray.1;
+        let partial: Vec<u32> = query(
+            &format!("SELECT c::oid::int8 FROM pg_catalog.unnest($1::regclass[]) AS c WHERE {}(c) & $2::int <> 0", catalog::CHUNK_STATUS_FN),
+            &[
+                p(sql::array_literal(&steps.iter().map(|s| s.chunk.oid.to_string()).collect::<Vec<_>>())),
+                p((status::UNORDERED | status::PARTIAL).to_string()),
+            ],
+            |r| col::<i64>(r, 1).unwrap_or(0) as u32,
+        );
         for (s, r) in steps.iter().zip(results.iter_mut()) {
-            let t = Instant::now();
-            if !status::is_fully_compressed(chunk_status(&s.chunk.name)) {
+            if partial.contains(&s.chunk.oid) {
+                let t = Instant::now();
                 exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(s.chunk.name.quoted())]);
                 r.recompressed = true;
+                r.recompress_ms = ms(t);
             }
-            r.recompress_ms = ms(t);
         }
         results
     }));
@@ -810,9 +825,8 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         let steps: Vec<&Step> = batch.iter().map(|i| &plan.steps[*i]).collect();
         let results = guarded(session, &prep, rid, || {
             let results = if steps.len() == 1 { vec![run_step(&prep, steps[0], plan.routed)] } else { run_batch(&prep, &steps) };
-            for (s, r) in steps.iter().zip(&results) {
-                crate::history::chunk(run_id, &s.chunk, r);
-            }
+            let done: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
+            crate::history::chunks(run_id, &done);
             results
         });
         session.commit();

@@ -219,12 +219,12 @@ pub fn route_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (Stri
     )
 }
 
-/// Counts the routed rows of chunk `$1` whose segment already has batches in `chunk`.
+/// Counts, up to `$2`, the routed rows of chunk `$1` whose segment already has batches in `chunk`.
 pub fn count_routed_meeting_segments(staging: &QualifiedName, chunk: &QualifiedName, segmentby: &[String]) -> String {
     let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
     format!(
-        "SELECT count(*)::bigint FROM {ROUTE_TABLE} AS r JOIN {} AS s ON s.ctid = r.src \
-         WHERE r.idx = $1::int4 AND EXISTS (SELECT 1 FROM {} AS c WHERE {join})",
+        "SELECT count(*)::bigint FROM (SELECT 1 FROM {ROUTE_TABLE} AS r JOIN {} AS s ON s.ctid = r.src \
+         WHERE r.idx = $1::int4 AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT $2::int8) AS m",
         staging.quoted(),
         chunk.quoted()
     )
@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(p.len(), 4);
         assert_eq!(array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]), "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}");
         let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &["device_id".into()]);
-        assert!(q.contains("JOIN \"public\".\"st\" AS s ON s.ctid = r.src WHERE r.idx = $1::int4 AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\")"), "{q}");
+        assert!(q.contains("JOIN \"public\".\"st\" AS s ON s.ctid = r.src WHERE r.idx = $1::int4 AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
     }
 
     #[test]

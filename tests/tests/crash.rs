@@ -21,6 +21,8 @@ enum Kill {
 }
 
 const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
+/// One transaction per chunk: the steps between and inside chunks exist in every run.
+const PER_CHUNK: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}"#;
 
 /// Staging rows that are not (by key) in the destination, plus destination rows:
 /// constant while nothing is lost or doubled.
@@ -96,9 +98,12 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
         c.batch_execute(&format!("ALTER DATABASE t SET backfill_ext.debug_pause_at = '{point}'")).unwrap();
     }
     let conn = cl.conn_string("t");
+    // the direct strategy moves these chunks in one transaction; decompressing has a
+    // transaction per chunk, with steps after a decompress and between chunks
+    let config = if matches!(point, "after_decompress" | "between_chunks") { PER_CHUNK } else { CONFIG };
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).map_err(|e| e.to_string())
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{config}')")).map_err(|e| e.to_string())
     });
     let pid = pid_of_run(&mut c, if point == "mid_insert" { "relation" } else { "PgSleep" });
     match kill {
