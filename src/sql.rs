@@ -33,11 +33,13 @@ impl RowFilter {
 
     /// A chunk range bound (text of the view's range column) as a value comparable to
     /// the time column. TimescaleDB keeps `timestamp` and `date` ranges as if in UTC.
+    /// Each is a one-row subquery, so the text parameter is cast once per statement
+    /// rather than once per staging row.
     fn bound(kind: TimeKind, param: usize) -> String {
         match kind {
-            TimeKind::TimestampTz => format!("${param}::timestamptz"),
-            TimeKind::Timestamp | TimeKind::Date => format!("(${param}::timestamptz AT TIME ZONE 'UTC')"),
-            TimeKind::Integer => format!("${param}::bigint"),
+            TimeKind::TimestampTz => format!("(SELECT ${param}::timestamptz)"),
+            TimeKind::Timestamp | TimeKind::Date => format!("(SELECT ${param}::timestamptz AT TIME ZONE 'UTC')"),
+            TimeKind::Integer => format!("(SELECT ${param}::bigint)"),
         }
     }
 
@@ -61,12 +63,12 @@ impl RowFilter {
         for s in &self.space {
             let hash = format!("{}({alias}.{})", self.hash_function, quote_ident(&s.column));
             if let Some(lo) = s.lo {
-                parts.push(format!("{hash} >= ${n}::integer"));
+                parts.push(format!("{hash} >= (SELECT ${n}::integer)"));
                 params.push(lo.to_string());
                 n += 1;
             }
             if let Some(hi) = s.hi {
-                parts.push(format!("{hash} < ${n}::integer"));
+                parts.push(format!("{hash} < (SELECT ${n}::integer)"));
                 params.push(hi.to_string());
                 n += 1;
             }
@@ -131,14 +133,17 @@ pub const ROUTE_TABLE: &str = "pg_temp._backfill_rows";
 /// and `('inserted', chunk oid, rows inserted, rows updated)`.
 pub fn move_routed_rows(spec: &MoveSpec) -> String {
     let scols = quote_list(&spec.columns, Some("s"));
+    // a TID scan: only the routed rows are visited, never the whole staging table
     let take = format!(
-        "DELETE FROM {} AS s USING {ROUTE_TABLE} AS r WHERE s.ctid = r.src AND r.idx = ANY ($1::int4[]) RETURNING {scols}, r.idx AS backfill_idx",
+        "DELETE FROM {} AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = ANY ($1::int4[]))) \
+         RETURNING {scols}, s.ctid AS backfill_src",
         spec.staging.quoted()
     );
     let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
     format!(
         "WITH moved AS ({take}), ins AS ({insert}, d.tableoid::oid::int8 AS chunk_oid) \
-         SELECT 'moved'::text, backfill_idx::int8, count(*)::int8, 0::int8 FROM moved GROUP BY backfill_idx \
+         SELECT 'moved'::text, r.idx::int8, count(*)::int8, 0::int8 FROM moved AS m JOIN {ROUTE_TABLE} AS r ON r.src = m.backfill_src \
+         WHERE r.idx = ANY ($1::int4[]) GROUP BY r.idx \
          UNION ALL \
          SELECT 'inserted', chunk_oid, count(*) FILTER (WHERE NOT updated)::int8, count(*) FILTER (WHERE updated)::int8 FROM ins GROUP BY chunk_oid"
     )
@@ -189,10 +194,12 @@ pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind)
         ),
         TimeKind::Integer => format!("${param}::int8[]"),
     };
+    // the bounds are cast once (a materialized CTE), not once per staging row
     format!(
-        "INSERT INTO {ROUTE_TABLE} (src, idx) \
-         SELECT s.ctid, w.b FROM {st} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, {lows}) AS b) AS w \
-         WHERE w.b > 0 AND {t} < ({highs})[w.b]",
+        "WITH bounds AS MATERIALIZED (SELECT {lows} AS lo, {highs} AS hi) \
+         INSERT INTO {ROUTE_TABLE} (src, idx) \
+         SELECT s.ctid, w.b FROM bounds, {st} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b) AS w \
+         WHERE w.b > 0 AND {t} < bounds.hi[w.b]",
         st = staging.quoted(),
         lows = typed(1),
         highs = typed(2),
@@ -223,8 +230,9 @@ pub fn route_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (Stri
 pub fn count_routed_meeting_segments(staging: &QualifiedName, chunk: &QualifiedName, segmentby: &[String]) -> String {
     let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
     format!(
-        "SELECT count(*)::bigint FROM (SELECT 1 FROM {ROUTE_TABLE} AS r JOIN {} AS s ON s.ctid = r.src \
-         WHERE r.idx = $1::int4 AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT $2::int8) AS m",
+        "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s \
+         WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = $1::int4)) \
+         AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT $2::int8) AS m",
         staging.quoted(),
         chunk.quoted()
     )
@@ -379,12 +387,12 @@ mod tests {
     #[test]
     fn filter_by_time_kind() {
         let (c, p) = day_filter(TimeKind::TimestampTz).render("s", 1);
-        assert_eq!(c, "s.\"time\" >= $1::timestamptz AND s.\"time\" < $2::timestamptz");
+        assert_eq!(c, "s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz)");
         assert_eq!(p, ["2024-01-01 00:00:00+00", "2024-01-02 00:00:00+00"]);
         let (c, _) = day_filter(TimeKind::Timestamp).render("s", 3);
-        assert_eq!(c, "s.\"time\" >= ($3::timestamptz AT TIME ZONE 'UTC') AND s.\"time\" < ($4::timestamptz AT TIME ZONE 'UTC')");
+        assert_eq!(c, "s.\"time\" >= (SELECT $3::timestamptz AT TIME ZONE 'UTC') AND s.\"time\" < (SELECT $4::timestamptz AT TIME ZONE 'UTC')");
         let (c, _) = day_filter(TimeKind::Integer).render("x", 1);
-        assert_eq!(c, "x.\"time\" >= $1::bigint AND x.\"time\" < $2::bigint");
+        assert_eq!(c, "x.\"time\" >= (SELECT $1::bigint) AND x.\"time\" < (SELECT $2::bigint)");
         let (c, p) = RowFilter::everything("time", TimeKind::Date).render("s", 1);
         assert_eq!((c.as_str(), p.len()), ("true", 0));
     }
@@ -397,7 +405,7 @@ mod tests {
         let (c, p) = f.render("s", 1);
         assert_eq!(
             c,
-            "s.\"time\" >= $1::timestamptz AND _timescaledb_functions.get_partition_hash(s.\"device id\") >= $2::integer AND _timescaledb_functions.get_partition_hash(s.\"device id\") < $3::integer"
+            "s.\"time\" >= (SELECT $1::timestamptz) AND _timescaledb_functions.get_partition_hash(s.\"device id\") >= (SELECT $2::integer) AND _timescaledb_functions.get_partition_hash(s.\"device id\") < (SELECT $3::integer)"
         );
         assert_eq!(p, ["2024-01-01 00:00:00+00", "10", "20"]);
     }
@@ -406,7 +414,7 @@ mod tests {
     fn move_do_nothing_with_target() {
         let (sql, p) = move_rows(&spec(ConflictAction::Nothing, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz));
         assert_eq!(p.len(), 2);
-        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.\"time\" >= $1::timestamptz AND s.\"time\" < $2::timestamptz RETURNING s.\"time\", s.\"device_id\", s.\"value\"), "), "{sql}");
+        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) RETURNING s.\"time\", s.\"device_id\", s.\"value\"), "), "{sql}");
         assert!(sql.contains("INSERT INTO \"public\".\"event_data\" AS d (\"time\", \"device_id\", \"value\") SELECT \"time\", \"device_id\", \"value\" FROM moved ON CONFLICT (\"device_id\", \"time\") DO NOTHING RETURNING"), "{sql}");
     }
 
@@ -469,28 +477,29 @@ mod tests {
         a.space = vec![SpaceRange { column: "d".into(), lo: Some(1), hi: None }];
         let b = day_filter(TimeKind::TimestampTz);
         let (sql, p) = move_rows_excluding(&spec(ConflictAction::Nothing, &[], &[], false), &RowFilter::everything("time", TimeKind::TimestampTz), &[a, b]);
-        assert!(sql.contains("WHERE true AND NOT (s.\"time\" >= $1::timestamptz AND s.\"time\" < $2::timestamptz AND _timescaledb_functions.get_partition_hash(s.\"d\") >= $3::integer) AND NOT (s.\"time\" >= $4::timestamptz AND s.\"time\" < $5::timestamptz)"), "{sql}");
+        assert!(sql.contains("WHERE true AND NOT (s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) AND _timescaledb_functions.get_partition_hash(s.\"d\") >= (SELECT $3::integer)) AND NOT (s.\"time\" >= (SELECT $4::timestamptz) AND s.\"time\" < (SELECT $5::timestamptz))"), "{sql}");
         assert_eq!(p.len(), 5);
     }
 
     #[test]
     fn routed_moves_and_routing() {
         let sql = move_routed_rows(&spec(ConflictAction::Update, &["device_id", "time"], &["value"], true));
-        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s USING pg_temp._backfill_rows AS r WHERE s.ctid = r.src AND r.idx = ANY ($1::int4[]) RETURNING s.\"time\", s.\"device_id\", s.\"value\", r.idx AS backfill_idx)"), "{sql}");
+        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = ANY ($1::int4[]))) RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src)"), "{sql}");
         assert!(sql.contains("ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\" RETURNING (d.xmax::text <> '0') AS updated, d.tableoid::oid::int8 AS chunk_oid"), "{sql}");
-        assert!(sql.contains("GROUP BY backfill_idx") && sql.contains("GROUP BY chunk_oid"), "{sql}");
+        assert!(sql.contains("JOIN pg_temp._backfill_rows AS r ON r.src = m.backfill_src WHERE r.idx = ANY ($1::int4[]) GROUP BY r.idx") && sql.contains("GROUP BY chunk_oid"), "{sql}");
         let sql = move_routed_rows(&spec(ConflictAction::Nothing, &[], &[], true));
         assert!(sql.contains("ON CONFLICT DO NOTHING RETURNING false AS updated"), "{sql}");
         let r = route_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
-        assert!(r.contains("pg_catalog.width_bucket(s.\"time\", $1::timestamptz[])") && r.contains("s.\"time\" < ($2::timestamptz[])[w.b]"), "{r}");
+        assert!(r.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi) INSERT INTO pg_temp._backfill_rows"), "{r}");
+        assert!(r.contains("pg_catalog.width_bucket(s.\"time\", bounds.lo)") && r.contains("s.\"time\" < bounds.hi[w.b]"), "{r}");
         let r = route_by_time(&QualifiedName::new("public", "st"), "t", TimeKind::Date);
         assert!(r.contains("ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest($1::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"), "{r}");
         let (r, p) = route_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
-        assert!(r.contains("CASE WHEN s.\"time\" >= $1::bigint AND s.\"time\" < $2::bigint THEN 1 WHEN s.\"time\" >= $3::bigint AND s.\"time\" < $4::bigint THEN 2 END"), "{r}");
+        assert!(r.contains("CASE WHEN s.\"time\" >= (SELECT $1::bigint) AND s.\"time\" < (SELECT $2::bigint) THEN 1 WHEN s.\"time\" >= (SELECT $3::bigint) AND s.\"time\" < (SELECT $4::bigint) THEN 2 END"), "{r}");
         assert_eq!(p.len(), 4);
         assert_eq!(array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]), "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}");
         let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &["device_id".into()]);
-        assert!(q.contains("JOIN \"public\".\"st\" AS s ON s.ctid = r.src WHERE r.idx = $1::int4 AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
+        assert!(q.contains("FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
     }
 
     #[test]
@@ -527,7 +536,7 @@ mod tests {
         assert!(q.contains("c.range_start <= ($4::timestamp AT TIME ZONE 'UTC')"), "{q}");
         assert!(q.contains("FROM timescaledb_information.chunks AS c"));
         let (q, p) = count_rows(&QualifiedName::new("public", "st"), &day_filter(TimeKind::TimestampTz));
-        assert!(q.starts_with("SELECT count(*)::bigint FROM \"public\".\"st\" AS s WHERE s.\"time\" >= $1::timestamptz"));
+        assert!(q.starts_with("SELECT count(*)::bigint FROM \"public\".\"st\" AS s WHERE s.\"time\" >= (SELECT $1::timestamptz)"));
         assert_eq!(p.len(), 2);
     }
 }
