@@ -8,6 +8,13 @@ use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+/// The value of a required argument, or 22004 naming it.
+fn required<T>(value: Option<T>, name: &str, function: &str) -> T {
+    value.unwrap_or_else(|| {
+        spi::raise(BackfillError::new(Code::NullValueNotAllowed, format!("argument {name} of {function} is NULL")).hint("give a value"))
+    })
+}
+
 /// `CALL backfill_on_schedule(job_id, config)`: the procedure `add_job` schedules.
 #[pg_extern(sql = "
 CREATE PROCEDURE backfill_on_schedule(job_id integer, config jsonb)
@@ -49,11 +56,8 @@ fn decompress_backfill(
     on_conflict_target: Option<String>,
     fcinfo: pg_sys::FunctionCallInfo,
 ) {
-    let null = |name: &str| -> ! {
-        spi::raise(BackfillError::new(Code::NullValueNotAllowed, format!("argument {name} of decompress_backfill is NULL")).hint("give a table"))
-    };
-    let staging = staging_table.unwrap_or_else(|| null("staging_table"));
-    let dest = destination_hypertable.unwrap_or_else(|| null("destination_hypertable"));
+    let staging = required(staging_table, "staging_table", "decompress_backfill");
+    let dest = required(destination_hypertable, "destination_hypertable", "decompress_backfill");
     let action_text = on_conflict_action.unwrap_or_else(|| "NOTHING".into());
     let on_conflict = ConflictAction::parse(&action_text).unwrap_or_else(|| {
         spi::raise(
@@ -134,12 +138,9 @@ fn schedule_backfill(
     config: Option<JsonB>,
     initial_start: Option<pgrx::datum::TimestampWithTimeZone>,
 ) -> i32 {
-    let null = |name: &str| -> ! {
-        spi::raise(BackfillError::new(Code::NullValueNotAllowed, format!("argument {name} of schedule_backfill is NULL")).hint("give a value"))
-    };
-    let staging = crate::catalog::regclass_text(staging_table.unwrap_or_else(|| null("staging_table")).to_u32());
-    let dest = crate::catalog::regclass_text(destination.unwrap_or_else(|| null("destination")).to_u32());
-    let interval = schedule_interval.unwrap_or_else(|| null("schedule_interval")).to_iso_string();
+    let staging = crate::catalog::regclass_text(required(staging_table, "staging_table", "schedule_backfill").to_u32());
+    let dest = crate::catalog::regclass_text(required(destination, "destination", "schedule_backfill").to_u32());
+    let interval = required(schedule_interval, "schedule_interval", "schedule_backfill").to_iso_string();
     let mut cfg_json = match config.map(|j| j.0) {
         None | Some(serde_json::Value::Null) => serde_json::json!({}),
         Some(v @ serde_json::Value::Object(_)) => v,
@@ -163,9 +164,7 @@ LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
 COMMENT ON FUNCTION unschedule_backfill(integer) IS 'Removes a backfill job from TimescaleDB''s scheduler or pg_cron';
 ")]
 fn unschedule_backfill(job_id: Option<i32>) {
-    let id = job_id.unwrap_or_else(|| {
-        spi::raise(BackfillError::new(Code::NullValueNotAllowed, "argument job_id of unschedule_backfill is NULL").hint("give the job id"))
-    });
+    let id = required(job_id, "job_id", "unschedule_backfill");
     let path = spi::harden_search_path();
     crate::jobs::unschedule(id);
     spi::restore_search_path(&path);
@@ -194,11 +193,8 @@ fn backfill_plan(
         name!(action, String),
     ),
 > {
-    let null = |name: &str| -> ! {
-        spi::raise(BackfillError::new(Code::NullValueNotAllowed, format!("argument {name} of backfill_plan is NULL")).hint("give a table"))
-    };
-    let staging = crate::catalog::regclass_text(staging_table.unwrap_or_else(|| null("staging_table")).to_u32());
-    let dest = crate::catalog::regclass_text(destination.unwrap_or_else(|| null("destination")).to_u32());
+    let staging = crate::catalog::regclass_text(required(staging_table, "staging_table", "backfill_plan").to_u32());
+    let dest = crate::catalog::regclass_text(required(destination, "destination", "backfill_plan").to_u32());
     let cfg = spi::check(Config::from_json(Some(&serde_json::json!({"staging_table": staging, "destination_hypertable": dest}))));
     let path = spi::harden_search_path();
     let prep = crate::run::prepare(cfg);

@@ -103,3 +103,19 @@ pub fn state(c: &mut Client, dest: &str, staging: &str) -> State {
 pub fn not_fully_compressed(s: &State) -> Vec<(String, i32)> {
     s.chunks.iter().filter(|(_, st)| *st != 1).cloned().collect()
 }
+
+/// Late rows: a new device every 10 minutes over days 2-3 (2 chunks), 30 exact
+/// duplicates of existing rows, and rows before the first and after the last chunk.
+pub fn stage_late_rows(c: &mut Client) -> i64 {
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 99, 1.5 FROM generate_series(timestamptz '{START}' + interval '1 day',
+                                                  timestamptz '{START}' + interval '3 days' - interval '1 minute', interval '10 minutes') t;
+         INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT time, device_id, value FROM event_data WHERE device_id = 2 ORDER BY time LIMIT 30;
+         INSERT INTO backfill_event_data (time, device_id, value) VALUES
+           (timestamptz '{START}' - interval '3 days', 1, 0), (timestamptz '{START}' + interval '40 days', 1, 0);"
+    ))
+    .unwrap();
+    288 + 2 // new rows; the 30 duplicates are kept once
+}

@@ -29,6 +29,16 @@ pub fn timescale_installed() -> bool {
         .unwrap_or(false)
 }
 
+/// A cluster with TimescaleDB preloaded, or `None` after printing one `SKIPPED` line
+/// for `test` when no full TimescaleDB is installed.
+pub fn timescale_cluster(test: &str) -> Option<Cluster> {
+    if !timescale_installed() {
+        println!("SKIPPED: {test}: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
+        return None;
+    }
+    Some(Cluster::start(Options { timescale: true, ..Default::default() }))
+}
+
 /// Whether pg_cron is installed.
 pub fn pg_cron_installed() -> bool {
     Path::new(&pg_config("--pkglibdir")).join("pg_cron.so").exists()

@@ -8,7 +8,7 @@
 //! The TimescaleDB variants run when a full TimescaleDB is installed; the
 //! plain-PostgreSQL variants run everywhere.
 
-use backfill_ext_client_tests::fixtures::{not_fully_compressed, state, timescale_dataset, Dataset, State, START};
+use backfill_ext_client_tests::fixtures::{not_fully_compressed, stage_late_rows, state, timescale_dataset, Dataset, State, START};
 use backfill_ext_client_tests::{scalar, timescale_installed, wait_for, Client, Cluster, NoTls, Options};
 use std::time::Duration;
 
@@ -47,17 +47,6 @@ fn plain_setup(c: &mut Client) {
     .unwrap();
 }
 
-fn stage(c: &mut Client) {
-    c.batch_execute(&format!(
-        "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT t, 99, 1.5 FROM generate_series(timestamptz '{START}' + interval '1 day',
-                                                  timestamptz '{START}' + interval '3 days' - interval '1 minute', interval '10 minutes') t;
-         INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT time, device_id, value FROM event_data WHERE device_id = 2 ORDER BY time LIMIT 30;
-         INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz '{START}' + interval '40 days', 1, 0);"
-    ))
-    .unwrap();
-}
 
 fn pid_of_run(c: &mut Client, waiting_on: &str) -> i32 {
     wait_for(&format!("the run to stop at {waiting_on}"), Duration::from_secs(60), || {
@@ -83,7 +72,8 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
     } else {
         plain_setup(&mut c);
     }
-    stage(&mut c);
+    // new rows in days 1-2, 30 duplicates, a row before the first chunk and one after the last
+    stage_late_rows(&mut c);
     let expected = rows_accounted(&mut c);
     let before: Option<State> = timescale.then(|| state(&mut c, "event_data", "backfill_event_data"));
 

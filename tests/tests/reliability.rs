@@ -2,17 +2,11 @@
 //! cases run when a full TimescaleDB is installed; the plain ones everywhere.
 
 use backfill_ext_client_tests::fixtures::{state, timescale_dataset, Dataset, State, START};
-use backfill_ext_client_tests::{expect_error, scalar, timescale_installed, Client, Cluster, NoTls, Options};
+use backfill_ext_client_tests::{expect_error, scalar, Client, Cluster, NoTls, Options};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-fn ts_cluster(test: &str) -> Option<Cluster> {
-    if !timescale_installed() {
-        println!("SKIPPED: {test}: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
-        return None;
-    }
-    Some(Cluster::start(Options { timescale: true, ..Default::default() }))
-}
+use backfill_ext_client_tests::timescale_cluster as ts_cluster;
 
 const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
 

@@ -2,35 +2,16 @@
 //! scheduler. Runs whenever a full TimescaleDB (with compression and add_job) is
 //! installed; otherwise each test prints one SKIPPED line and returns.
 
-use backfill_ext_client_tests::fixtures::{not_fully_compressed, state, timescale_dataset, Dataset, START};
-use backfill_ext_client_tests::{expect_error, scalar, timescale_installed, wait_for, Client, Cluster, Options};
+use backfill_ext_client_tests::fixtures::{not_fully_compressed, stage_late_rows, state, timescale_dataset, Dataset, START};
+use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster};
 use std::time::Duration;
 
 fn cluster(test: &str) -> Option<Cluster> {
-    if !timescale_installed() {
-        println!("SKIPPED: {test}: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
-        return None;
-    }
-    Some(Cluster::start(Options { timescale: true, ..Default::default() }))
+    backfill_ext_client_tests::timescale_cluster(test)
 }
 
 const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
 
-/// Late rows: a new device every 10 minutes over days 2-3 (2 chunks), 30 exact
-/// duplicates of existing rows, and rows before the first and after the last chunk.
-fn stage_late_rows(c: &mut Client) -> i64 {
-    c.batch_execute(&format!(
-        "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT t, 99, 1.5 FROM generate_series(timestamptz '{START}' + interval '1 day',
-                                                  timestamptz '{START}' + interval '3 days' - interval '1 minute', interval '10 minutes') t;
-         INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT time, device_id, value FROM event_data WHERE device_id = 2 ORDER BY time LIMIT 30;
-         INSERT INTO backfill_event_data (time, device_id, value) VALUES
-           (timestamptz '{START}' - interval '3 days', 1, 0), (timestamptz '{START}' + interval '40 days', 1, 0);"
-    ))
-    .unwrap();
-    288 + 2 // new rows; the 30 duplicates are kept once
-}
 
 fn assert_promises(c: &mut Client, before: &backfill_ext_client_tests::fixtures::State, added: i64) {
     let after = state(c, "event_data", "backfill_event_data");
