@@ -460,3 +460,68 @@ fn auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result() {
     assert!(results[2].1.iter().all(|s| s == "decompress"));
     assert!(results.windows(2).all(|w| w[0].2 == w[1].2 && w[0].3 == w[1].3), "the same rows whatever the strategy");
 }
+
+#[test]
+fn date_and_smallint_time_columns() {
+    let Some(cl) = cluster("date_and_smallint_time_columns") else { return };
+    let mut c = cl.create_db("t");
+    c.batch_execute(
+        "ALTER DATABASE t SET timezone = 'Asia/Tokyo';
+         CREATE TABLE daily (day date NOT NULL, k int NOT NULL, v int, PRIMARY KEY (k, day));
+         SELECT create_hypertable('daily', 'day', chunk_time_interval => interval '7 days');
+         ALTER TABLE daily SET (timescaledb.compress, timescaledb.compress_segmentby = 'k');
+         INSERT INTO daily SELECT d::date, k, 0 FROM generate_series(date '2024-01-01', date '2024-02-25', interval '1 day') d, generate_series(1, 3) k;
+         SELECT count(compress_chunk(ch)) FROM show_chunks('daily') ch;
+         CREATE TABLE daily_late (LIKE daily);
+         INSERT INTO daily_late SELECT d::date, 9, 1 FROM generate_series(date '2024-01-15', date '2024-01-21', interval '1 day') d;
+         INSERT INTO daily_late VALUES ('2024-01-01', 1, 5);
+         CREATE TABLE small (t smallint NOT NULL, k int NOT NULL, v int, UNIQUE (k, t));
+         SELECT create_hypertable('small', 't', chunk_time_interval => 100);
+         ALTER TABLE small SET (timescaledb.compress, timescaledb.compress_segmentby = 'k');
+         INSERT INTO small SELECT t, 1, t FROM generate_series(0, 999) t;
+         SELECT count(compress_chunk(ch)) FROM show_chunks('small') ch;
+         CREATE TABLE small_late (LIKE small);
+         INSERT INTO small_late SELECT t, 2, 0 FROM generate_series(300, 399) t;
+         INSERT INTO small_late VALUES (5, 1, -1), (2000, 1, 0);",
+    )
+    .unwrap();
+    let (mut r, notices) = cl.connect_with_notices("t");
+    r.batch_execute(
+        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"daily_late","destination_hypertable":"daily","on_conflict_action":"UPDATE"}');
+           CALL backfill_on_schedule(NULL, '{"staging_table":"small_late","destination_hypertable":"small"}');"#,
+    )
+    .unwrap();
+    let n = notices.lock().unwrap().clone();
+    let chunk_lines: Vec<&String> = n.iter().filter(|m| m.starts_with("backfill_ext: chunk ")).collect();
+    // dates: the two 7-day chunks the week of 2024-01-15 falls in, and the chunk of
+    // 2024-01-01 (the update); smallint: the chunk [300, 400) and the chunk [0, 100)
+    assert_eq!(chunk_lines.len(), 5, "{n:#?}");
+    assert!(chunk_lines.iter().any(|l| l.contains(": 1 rows moved, 1 conflicts, decompressed")), "{n:#?}");
+    assert!(chunk_lines.iter().any(|l| l.contains(": 100 rows moved, 0 conflicts")), "{n:#?}");
+    // each chunk was reported with exactly the rows TimescaleDB placed in it
+    let placed: Vec<(String, i64)> = c
+        .query("SELECT tableoid::regclass::text, count(*) FROM daily WHERE k = 9 GROUP BY 1 ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(placed.len(), 2, "{placed:?}");
+    for (chunk, rows) in &placed {
+        assert!(
+            chunk_lines.iter().any(|l| l.contains(&format!("chunk {chunk}: {rows} rows moved, 0 conflicts"))),
+            "{chunk} holds {rows} rows: {n:#?}"
+        );
+    }
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM daily"), 56 * 3 + 7);
+    assert_eq!(scalar::<i32>(&mut c, "SELECT v FROM daily WHERE day = '2024-01-01' AND k = 1"), 5);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM small"), 1000 + 100 + 1);
+    assert_eq!(scalar::<i32>(&mut c, "SELECT v FROM small WHERE t = 5 AND k = 1"), 5, "DO NOTHING kept the existing row");
+    for table in ["daily", "small"] {
+        let partial: i64 = scalar(
+            &mut c,
+            &format!("SELECT count(*) FROM show_chunks('{table}') ch WHERE _timescaledb_functions.chunk_status(ch) & 10 <> 0"),
+        );
+        assert_eq!(partial, 0, "{table}");
+    }
+    assert_eq!(scalar::<i64>(&mut c, "SELECT (SELECT count(*) FROM daily_late) + (SELECT count(*) FROM small_late)"), 0);
+}
