@@ -193,11 +193,6 @@ pub struct Step {
     pub decompression: i64,
 }
 
-impl Step {
-    pub fn decompress(&self) -> bool {
-        self.strategy == Strategy::Decompress
-    }
-}
 
 /// The whole run: one step per chunk that receives rows, in time order, then the rows
 /// that belong in no existing chunk (ordinary inserts that create new chunks).
@@ -223,7 +218,7 @@ pub fn plan(candidates: Vec<Candidate>, total_rows: i64, choice: StrategyChoice)
             Step { idx: c.idx, strategy, staging_rows: c.staging_rows, chunk: c.chunk, decompression }
         })
         .collect();
-    steps.sort_by(|a, b| range_key(&a.chunk).cmp(&range_key(&b.chunk)));
+    steps.sort_by_key(|s| range_key(&s.chunk));
     let covered: i64 = steps.iter().map(|s| s.staging_rows).sum();
     Plan { steps, rows_for_new_chunks: (total_rows - covered).max(0), routed: false }
 }
@@ -397,7 +392,6 @@ mod tests {
         // without an estimate a compressed chunk is decompressed; a partial one too
         assert_eq!(p.steps[1].strategy, Strategy::Decompress);
         assert_eq!(p.steps[2].strategy, Strategy::Decompress);
-        assert!(p.steps[2].decompress());
         assert_eq!(p.rows_for_new_chunks, 7);
     }
 

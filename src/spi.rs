@@ -171,6 +171,7 @@ impl Session {
 /// Runs `f` in a subtransaction. On error the subtransaction is rolled back (its
 /// locks, writes and memory released) and the error is handed back, so the caller can
 /// clean up in a transaction that still works before raising it again.
+#[allow(clippy::result_large_err)] // pgrx's CaughtError, handed back as is
 pub fn in_subtransaction<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, CaughtError> {
     unsafe {
         let old_cx = pg_sys::CurrentMemoryContext;
