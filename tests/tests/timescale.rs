@@ -55,7 +55,7 @@ fn add_job_as_users_type_it_runs_on_the_scheduler() {
     assert_eq!(ok, 1);
     assert_promises(&mut c, &before, added);
     // the job stays scheduled for its next run
-    assert_eq!(scalar::<bool>(&mut c, &format!("SELECT scheduled FROM timescaledb_information.jobs WHERE job_id = {job}")), true);
+    assert!(scalar::<bool>(&mut c, &format!("SELECT scheduled FROM timescaledb_information.jobs WHERE job_id = {job}")));
 }
 
 #[test]

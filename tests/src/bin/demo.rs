@@ -100,7 +100,7 @@ fn timescale_demo(cl: &Cluster) {
     let mut untouched = 0;
     for (name, day, rows, _, st) in &chunks_after {
         let prev = chunks_before.iter().find(|x| &x.0 == name);
-        let (staged, rows_before, st_before) = prev.map(|p| (p.3, p.2, Some(p.4))).unwrap_or((rows - 0, 0, None));
+        let (staged, rows_before, st_before) = prev.map(|p| (p.3, p.2, Some(p.4))).unwrap_or((*rows, 0, None)); // a new chunk: all its rows came from staging
         if staged == 0 && prev.is_some() {
             untouched += 1;
             continue;
