@@ -119,3 +119,16 @@ pub fn stage_late_rows(c: &mut Client) -> i64 {
     .unwrap();
     288 + 2 // new rows; the 30 duplicates are kept once
 }
+
+/// Every chunk that was fully compressed `before` is fully compressed `after`, and the
+/// compression policies' `next_start` and `scheduled` are unchanged. `what` names the
+/// case in failure messages.
+pub fn assert_compressed_and_policy_as_before(before: &State, after: &State, what: &str) {
+    for (chunk, st) in &before.chunks {
+        if *st == 1 {
+            let now = after.chunks.iter().find(|(n, _)| n == chunk).map(|(_, s)| *s);
+            assert_eq!(now, Some(1), "chunk {chunk} was compressed before and is fully compressed after ({what})");
+        }
+    }
+    assert_eq!(after.policies, before.policies, "the compression policy's next_start and scheduled are as before ({what})");
+}

@@ -8,7 +8,9 @@
 //! The TimescaleDB variants run when a full TimescaleDB is installed; the
 //! plain-PostgreSQL variants run everywhere.
 
-use backfill_ext_client_tests::fixtures::{not_fully_compressed, stage_late_rows, state, timescale_dataset, Dataset, State, START};
+use backfill_ext_client_tests::fixtures::{
+    assert_compressed_and_policy_as_before, not_fully_compressed, stage_late_rows, state, timescale_dataset, Dataset, State, START,
+};
 use backfill_ext_client_tests::{scalar, timescale_installed, wait_for, Client, Cluster, NoTls, Options};
 use std::time::Duration;
 
@@ -123,13 +125,7 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data"), expected, "every row once");
     if let Some(before) = before {
         let after = state(&mut c, "event_data", "backfill_event_data");
-        for (chunk, st) in &before.chunks {
-            if *st == 1 {
-                let now = after.chunks.iter().find(|(n, _)| n == chunk).map(|(_, s)| *s);
-                assert_eq!(now, Some(1), "chunk {chunk} fully compressed after a kill at {point}");
-            }
-        }
-        assert_eq!(after.policies, before.policies, "the policy schedule is as before the first run (kill at {point})");
+        assert_compressed_and_policy_as_before(&before, &after, &format!("kill at {point}, then a run"));
     }
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
     let statuses: Vec<String> = c.query("SELECT status FROM backfill_runs ORDER BY run_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();

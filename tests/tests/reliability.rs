@@ -1,7 +1,7 @@
 //! Timeouts, locks, max_runtime, concurrent writers and privileges. The TimescaleDB
 //! cases run when a full TimescaleDB is installed; the plain ones everywhere.
 
-use backfill_ext_client_tests::fixtures::{state, timescale_dataset, Dataset, State, START};
+use backfill_ext_client_tests::fixtures::{assert_compressed_and_policy_as_before, state, timescale_dataset, Dataset, State, START};
 use backfill_ext_client_tests::{expect_error, scalar, Client, Cluster, NoTls, Options};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,12 +28,7 @@ fn assert_clean(c: &mut Client, before: &State, moved_so_far: i64) {
     let now = state(c, "event_data", "backfill_event_data");
     assert_eq!(now.dest_rows, before.dest_rows + moved_so_far);
     assert_eq!(now.staging_rows, before.staging_rows - moved_so_far);
-    for (chunk, st) in &before.chunks {
-        if *st == 1 {
-            assert_eq!(now.chunks.iter().find(|(n, _)| n == chunk).map(|(_, s)| *s), Some(1), "chunk {chunk}");
-        }
-    }
-    assert_eq!(now.policies, before.policies);
+    assert_compressed_and_policy_as_before(before, &now, "after the run");
     assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
 }
 
@@ -156,12 +151,7 @@ fn writers_on_both_tables_during_runs_lose_nothing() {
     assert_eq!(after.staging_rows, 0);
     assert_eq!(after.dest_rows, before.dest_rows + staged + n1 + n2, "every row once");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 1000"), n1);
-    for (chunk, st) in &before.chunks {
-        if *st == 1 {
-            assert_eq!(after.chunks.iter().find(|(n, _)| n == chunk).map(|(_, s)| *s), Some(1), "chunk {chunk}");
-        }
-    }
-    assert_eq!(after.policies, before.policies);
+    assert_compressed_and_policy_as_before(&before, &after, "with writers");
 }
 
 fn plain_tables(c: &mut Client) {

@@ -2,7 +2,9 @@
 //! scheduler. Runs whenever a full TimescaleDB (with compression and add_job) is
 //! installed; otherwise each test prints one SKIPPED line and returns.
 
-use backfill_ext_client_tests::fixtures::{not_fully_compressed, stage_late_rows, state, timescale_dataset, Dataset, START};
+use backfill_ext_client_tests::fixtures::{
+    assert_compressed_and_policy_as_before, not_fully_compressed, stage_late_rows, state, timescale_dataset, Dataset, START,
+};
 use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster};
 use std::time::Duration;
 
@@ -17,13 +19,7 @@ fn assert_promises(c: &mut Client, before: &backfill_ext_client_tests::fixtures:
     let after = state(c, "event_data", "backfill_event_data");
     assert_eq!(after.staging_rows, 0, "staging is empty");
     assert_eq!(after.dest_rows, before.dest_rows + added, "every staging row is in, duplicates once");
-    for (name, st) in &before.chunks {
-        let now = after.chunks.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
-        if *st == 1 {
-            assert_eq!(now, Some(1), "chunk {name} was compressed before and is fully compressed after");
-        }
-    }
-    assert_eq!(after.policies, before.policies, "the compression policy's next_start and scheduled are as before");
+    assert_compressed_and_policy_as_before(before, &after, "after the run");
     assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
 }
 
