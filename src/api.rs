@@ -208,6 +208,7 @@ fn backfill_plan(
             let action = match s.strategy {
                 crate::plan::Strategy::Decompress => "decompress, insert, recompress",
                 crate::plan::Strategy::Direct => "insert into the compressed chunk, recompress what became partial",
+                crate::plan::Strategy::Merge => "merge into the touched segments, recompress them",
                 crate::plan::Strategy::Insert => "insert",
             };
             (Some(s.chunk.name.to_string()), s.chunk.lo, s.chunk.hi, Some(compressed), s.staging_rows, action.to_string())

@@ -350,3 +350,25 @@ pub fn decompress_limit() -> i64 {
     )
     .unwrap_or(0)
 }
+
+/// Whether the table has triggers of its own (TimescaleDB's insert blocker aside).
+pub fn has_user_triggers(oid: u32) -> bool {
+    query_one(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                        WHERE tgrelid = $1::oid AND NOT tgisinternal AND tgname <> 'ts_insert_blocker')",
+        &[p(oid.to_string())],
+        |r| col::<bool>(r, 1).unwrap_or(true),
+    )
+    .unwrap_or(true)
+}
+
+/// A column's type as `regtype` prints it (a valid, quoted SQL type name).
+pub fn column_type(oid: u32, column: &str) -> Option<String> {
+    query_one(
+        "SELECT a.atttypid::regtype::text FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = $1::oid AND a.attname = $2 AND NOT a.attisdropped",
+        &[p(oid.to_string()), p(column)],
+        |r| col::<String>(r, 1),
+    )
+    .flatten()
+}

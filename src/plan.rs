@@ -89,6 +89,10 @@ pub enum Strategy {
     Direct,
     /// Decompress the whole chunk, insert, compress it.
     Decompress,
+    /// For upserts: read the touched segments' rows (decompressing in memory), merge
+    /// the staging rows into them, replace the segments' batches, compress. Writes
+    /// each row once instead of decompressing, then updating it.
+    Merge,
 }
 
 impl Strategy {
@@ -97,6 +101,7 @@ impl Strategy {
             Strategy::Insert => "insert",
             Strategy::Direct => "direct",
             Strategy::Decompress => "decompress",
+            Strategy::Merge => "merge",
         }
     }
 }
@@ -134,6 +139,8 @@ pub struct Estimate {
     pub conflicts_decompress: bool,
     /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: no limit).
     pub decompress_limit: i64,
+    /// Whether the chunk's segments can be merged (see `Strategy::Merge`).
+    pub merge_possible: bool,
 }
 
 /// Rows in a full compressed batch.
@@ -174,6 +181,8 @@ pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Esti
                 let within_limit = e.decompress_limit <= 0 || d <= e.decompress_limit;
                 if within_limit && d.saturating_mul(2) <= e.chunk_rows {
                     Strategy::Direct
+                } else if e.merge_possible {
+                    Strategy::Merge
                 } else {
                     Strategy::Decompress
                 }
@@ -446,7 +455,7 @@ mod tests {
     }
 
     fn est(chunk_rows: i64, meeting: i64, conflicts: bool, limit: i64) -> Estimate {
-        Estimate { chunk_rows, rows_meeting_batches: meeting, conflicts_decompress: conflicts, decompress_limit: limit }
+        Estimate { chunk_rows, rows_meeting_batches: meeting, conflicts_decompress: conflicts, decompress_limit: limit, merge_possible: false }
     }
 
     #[test]
@@ -485,6 +494,19 @@ mod tests {
         // over half the chunk
         let e = est(72_000, 37, true, 0);
         assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Decompress);
+    }
+
+    #[test]
+    fn dense_upserts_merge_where_they_can() {
+        let mut e = est(72_000, 72_000, true, 100_000);
+        e.merge_possible = true;
+        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Merge);
+        // sparse work still goes direct; a forced choice is kept
+        let mut sparse = est(72_000, 0, true, 100_000);
+        sparse.merge_possible = true;
+        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&sparse)), Strategy::Direct);
+        assert_eq!(choose_strategy(StrategyChoice::Decompress, true, Some(&e)), Strategy::Decompress);
+        assert_eq!(Strategy::Merge.as_str(), "merge");
     }
 
     #[test]

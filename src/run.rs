@@ -31,6 +31,8 @@ pub struct Prepared {
     pub segmentby: Vec<String>,
     /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: none).
     pub decompress_limit: i64,
+    /// Set when dense upserts can merge segments (see `Strategy::Merge`).
+    pub merge: Option<sql::MergeSpec>,
 }
 
 impl Prepared {
@@ -132,6 +134,7 @@ pub fn prepare(cfg: Config) -> Prepared {
     };
     let segmentby = if ht.is_some() { catalog::segmentby(&dest) } else { vec![] };
     let decompress_limit = catalog::decompress_limit();
+    let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby);
     Prepared {
         cfg,
         staging,
@@ -145,7 +148,37 @@ pub fn prepare(cfg: Config) -> Prepared {
         has_unique,
         segmentby,
         decompress_limit,
+        merge,
     }
+}
+
+/// Whether a dense upsert may merge segments instead of decompressing the chunk: an
+/// UPDATE on one segmentby column that every unique key contains (so conflicts stay
+/// inside a segment), no generated or identity columns, and no triggers of the user's
+/// (rows of a touched segment are written again).
+fn merge_spec(
+    spec: &MoveSpec,
+    dest: &Table,
+    d_cols: &[crate::columns::Column],
+    keys: &[crate::columns::UniqueKey],
+    segmentby: &[String],
+) -> Option<sql::MergeSpec> {
+    let c = &spec.conflict;
+    if c.action != ConflictAction::Update || c.target.is_empty() || c.update_columns.is_empty() || segmentby.len() != 1 {
+        return None;
+    }
+    let segment = &segmentby[0];
+    if !c.target.contains(segment) || !keys.iter().all(|k| k.columns.contains(segment)) {
+        return None;
+    }
+    if d_cols.iter().any(|c| c.generated || c.identity) || catalog::has_user_triggers(dest.oid) {
+        return None;
+    }
+    Some(sql::MergeSpec {
+        dest_columns: d_cols.iter().map(|c| c.name.clone()).collect(),
+        segment: segment.clone(),
+        segment_type: catalog::column_type(dest.oid, segment)?,
+    })
 }
 
 fn relkind_name(k: &str) -> &'static str {
@@ -284,10 +317,12 @@ fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
 
 /// Drops the routing table at the end of a run.
 fn drop_route_table() {
-    let exists = query_one("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[p(sql::ROUTE_TABLE)], |r| col::<bool>(r, 1).unwrap_or(false))
-        .unwrap_or(false);
-    if exists {
-        exec(&format!("DROP TABLE {}", sql::ROUTE_TABLE), &[]);
+    for table in [sql::ROUTE_TABLE, sql::MERGE_NEW, sql::MERGE_OLD] {
+        let exists = query_one("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[p(table)], |r| col::<bool>(r, 1).unwrap_or(false))
+            .unwrap_or(false);
+        if exists {
+            exec(&format!("DROP TABLE {table}"), &[]);
+        }
     }
 }
 
@@ -295,7 +330,13 @@ fn drop_route_table() {
 /// rows whose segment already has batches there.
 fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows: i64) -> Estimate {
     let conflicts_decompress = prep.has_unique && prep.spec.conflict.action != ConflictAction::Nothing;
-    let mut e = Estimate { chunk_rows: 0, rows_meeting_batches: 0, conflicts_decompress, decompress_limit: prep.decompress_limit };
+    let mut e = Estimate {
+        chunk_rows: 0,
+        rows_meeting_batches: 0,
+        conflicts_decompress,
+        decompress_limit: prep.decompress_limit,
+        merge_possible: routed && prep.merge.is_some(),
+    };
     if !conflicts_decompress {
         return e;
     }
@@ -343,6 +384,7 @@ impl StepResult {
             (Some(Strategy::Direct), true) => "inserted into the compressed chunk, recompressed",
             (Some(Strategy::Direct), false) => "inserted into the compressed chunk",
             (Some(Strategy::Decompress), _) => "decompressed, recompressed",
+            (Some(Strategy::Merge), _) => "merged into its segments, recompressed",
             _ => "uncompressed chunk",
         };
         if self.fell_back {
@@ -442,6 +484,20 @@ pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
     let filter = prep.filter_for(chunk);
     let idx = [step.idx];
     let take = if routed { Take::Routed(&idx) } else { Take::Filter(&filter) };
+    if strategy == Strategy::Merge {
+        if let (Some(m), true) = (&prep.merge, routed) {
+            match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| merge_step(prep, m, step))) {
+                Ok(r) => return r,
+                Err(e) if spi::caught_sqlstate(&e) == "53400" => {
+                    let mut r = step_with(prep, chunk, Strategy::Decompress, take);
+                    r.fell_back = true;
+                    return r;
+                }
+                Err(e) => e.rethrow(),
+            }
+        }
+        return step_with(prep, chunk, Strategy::Decompress, take);
+    }
     if strategy == Strategy::Direct {
         match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| step_with(prep, chunk, Strategy::Direct, take))) {
             Ok(r) => return r,
@@ -481,13 +537,61 @@ fn step_with(prep: &Prepared, chunk: &Chunk, strategy: Strategy, take: Take) -> 
     let t = Instant::now();
     let recompress = match strategy {
         Strategy::Insert => false,
-        Strategy::Decompress => true,
+        Strategy::Decompress | Strategy::Merge => true,
         Strategy::Direct => !status::is_fully_compressed(chunk_status(&chunk.name)),
     };
     if recompress {
         exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(chunk.name.quoted())]);
         r.recompressed = true;
     }
+    r.recompress_ms = ms(t);
+    r
+}
+
+/// A dense upsert by segments: the step's rows go to a temporary table, the touched
+/// segments' rows are read (decompressed in memory) with the new values applied, the
+/// segments' compressed batches are deleted whole, the merged rows and the new keys
+/// are inserted, and the chunk is compressed again. One transaction, like the others.
+fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step) -> StepResult {
+    let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
+    let chunk = &step.chunk;
+    catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
+    let q = sql::merge_sql(&prep.spec, m, &chunk.name);
+    let exists = |t: &str| query_one("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[p(t)], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false);
+    if !exists(sql::MERGE_NEW) {
+        exec(
+            &format!(
+                "CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA",
+                sql::MERGE_NEW.trim_start_matches("pg_temp."),
+                crate::ident::quote_list(&prep.spec.columns, None),
+                prep.staging.name.quoted()
+            ),
+            &[],
+        );
+    }
+    if !exists(sql::MERGE_OLD) {
+        exec(&format!("CREATE TEMP TABLE {} (LIKE {})", sql::MERGE_OLD.trim_start_matches("pg_temp."), prep.dest.name.quoted()), &[]);
+    }
+    exec(&format!("TRUNCATE {}, {}", sql::MERGE_NEW, sql::MERGE_OLD), &[]);
+    let mut r = StepResult { strategy: Some(Strategy::Merge), ..Default::default() };
+    let t = Instant::now();
+    let (moved, _kept) = query_one(&q.take, &[p(step.idx.to_string())], |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
+    r.moved = moved;
+    let Some(segments) = query_one(&q.segments, &[], |x| col::<String>(x, 1)).flatten() else {
+        return r;
+    };
+    exec(&q.read_old, &[p(&segments)]);
+    r.updated = query_one(&q.count_updated, &[], |x| col::<i64>(x, 1).unwrap_or(0)).unwrap_or(0);
+    r.decompress_ms = ms(t);
+    let t = Instant::now();
+    exec(&q.delete_segments, &[p(&segments)]);
+    exec(&q.write_old, &[]);
+    r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
+    r.insert_ms = ms(t);
+    spi::pause_point("after_insert");
+    let t = Instant::now();
+    exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(chunk.name.quoted())]);
+    r.recompressed = true;
     r.recompress_ms = ms(t);
     r
 }

@@ -182,6 +182,90 @@ fn insert_clause(spec: &MoveSpec, updated_expr: &str) -> (String, bool) {
     )
 }
 
+/// The temporary tables of a merge: the step's staging rows, and the touched segments'
+/// merged rows.
+pub const MERGE_NEW: &str = "pg_temp._backfill_new";
+pub const MERGE_OLD: &str = "pg_temp._backfill_old";
+
+/// Everything a merge step needs to know about the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeSpec {
+    /// Every column of the destination, in order.
+    pub dest_columns: Vec<String>,
+    /// The one segmentby column, and its type as `regtype` prints it (from the catalog).
+    pub segment: String,
+    pub segment_type: String,
+}
+
+/// The statements of a merge step on `chunk`, in order. Parameters: `$1` the routed
+/// chunk number (step 1), `$1` the touched segment values as array text (steps 3-5).
+pub struct MergeSql {
+    /// Moves the step's rows from staging into MERGE_NEW, one per key; returns (taken, kept).
+    pub take: String,
+    /// The touched segment values as array text.
+    pub segments: String,
+    /// Writes the touched segments' rows into MERGE_OLD, with the staging values applied.
+    pub read_old: String,
+    /// How many staging rows updated an existing row.
+    pub count_updated: String,
+    /// Removes the touched segments from the chunk (whole compressed batches).
+    pub delete_segments: String,
+    /// Puts the merged rows back into the chunk.
+    pub write_old: String,
+    /// Inserts the staging rows with new keys; returns one row per insert.
+    pub insert_new: String,
+}
+
+pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> MergeSql {
+    let cols = quote_list(&spec.columns, None);
+    let scols = quote_list(&spec.columns, Some("s"));
+    let target = &spec.conflict.target;
+    let keys_on = |a: &str, b: &str| target.iter().map(|k| format!("{a}.{q} = {b}.{q}", q = quote_ident(k))).collect::<Vec<_>>().join(" AND ");
+    let seg = quote_ident(&m.segment);
+    let seg_values = format!("ANY ($1::text::{}[])", m.segment_type);
+    let first_key = quote_ident(&target[0]);
+    let merged: Vec<String> = m
+        .dest_columns
+        .iter()
+        .map(|c| {
+            let q = quote_ident(c);
+            if spec.conflict.update_columns.contains(c) {
+                format!("CASE WHEN n.{first_key} IS NULL THEN o.{q} ELSE n.{q} END")
+            } else {
+                format!("o.{q}")
+            }
+        })
+        .collect();
+    let all = quote_list(&m.dest_columns, None);
+    let (insert, _) = insert_clause(spec, "false");
+    MergeSql {
+        take: format!(
+            "WITH moved AS (DELETE FROM {st} AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = $1::int4)) RETURNING {scols}), \
+             kept AS (INSERT INTO {MERGE_NEW} ({cols}) SELECT DISTINCT ON ({t}) {cols} FROM moved RETURNING 1) \
+             SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
+            st = spec.staging.quoted(),
+            t = quote_list(target, None),
+        ),
+        segments: format!("SELECT array_agg(DISTINCT n.{seg})::text FROM {MERGE_NEW} AS n"),
+        read_old: format!(
+            "INSERT INTO {MERGE_OLD} ({all}) SELECT {} FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} WHERE o.{seg} = {seg_values}",
+            merged.join(", "),
+            chunk.quoted(),
+            keys_on("n", "o"),
+        ),
+        count_updated: format!(
+            "SELECT count(*)::int8 FROM {MERGE_NEW} AS n WHERE EXISTS (SELECT 1 FROM {MERGE_OLD} AS o WHERE {})",
+            keys_on("o", "n")
+        ),
+        delete_segments: format!("DELETE FROM {} AS c WHERE c.{seg} = {seg_values}", chunk.quoted()),
+        write_old: format!("INSERT INTO {} ({all}) SELECT {all} FROM {MERGE_OLD}", chunk.quoted()),
+        insert_new: format!(
+            "WITH moved AS (SELECT {cols} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {MERGE_OLD} AS o WHERE {})) {insert}",
+            keys_on("o", "n")
+        ),
+    }
+}
+
 /// Writes the route table in one scan of staging: `$1`, `$2` are the chunks' lower and
 /// upper bounds as array text, sorted and not overlapping (no space dimension), and
 /// each row gets the number of the chunk it falls in by binary search.
@@ -500,6 +584,30 @@ mod tests {
         assert_eq!(array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]), "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}");
         let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &["device_id".into()]);
         assert!(q.contains("FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
+    }
+
+    #[test]
+    fn merge_statements() {
+        let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
+        s.columns = vec!["time".into(), "device_id".into(), "value".into()];
+        let m = MergeSpec {
+            dest_columns: vec!["time".into(), "device_id".into(), "value".into(), "note".into()],
+            segment: "device_id".into(),
+            segment_type: "integer".into(),
+        };
+        let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"));
+        assert!(q.take.contains("INSERT INTO pg_temp._backfill_new (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\")"), "{}", q.take);
+        assert_eq!(
+            q.read_old,
+            "INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\") SELECT o.\"time\", o.\"device_id\", \
+             CASE WHEN n.\"device_id\" IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\" FROM \"_ti\".\"c1\" AS o \
+             LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" \
+             WHERE o.\"device_id\" = ANY ($1::text::integer[])"
+        );
+        assert_eq!(q.delete_segments, "DELETE FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])");
+        assert!(q.write_old.starts_with("INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT"), "{}", q.write_old);
+        assert!(q.insert_new.contains("NOT EXISTS (SELECT 1 FROM pg_temp._backfill_old AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\"))"), "{}", q.insert_new);
+        assert!(q.insert_new.contains("ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\""), "{}", q.insert_new);
     }
 
     #[test]

@@ -451,7 +451,7 @@ fn auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result() {
         let digest: String = scalar(&mut c, "SELECT md5(string_agg(e::text, ',' ORDER BY time, device_id)) FROM event_data e");
         results.push((strategy, strategies, digest, after.dest_rows));
     }
-    assert_eq!(results[0].1, ["decompress", "direct", "direct", "decompress"], "auto: duplicates and the dense day decompress, new devices go direct");
+    assert_eq!(results[0].1, ["merge", "direct", "direct", "merge"], "auto: the upserts meeting existing batches merge, new devices go direct");
     assert!(results[1].1.iter().all(|s| s == "direct"));
     assert!(results[2].1.iter().all(|s| s == "decompress"));
     assert!(results.windows(2).all(|w| w[0].2 == w[1].2 && w[0].3 == w[1].3), "the same rows whatever the strategy");
@@ -492,7 +492,7 @@ fn date_and_smallint_time_columns() {
     // dates: the two 7-day chunks the week of 2024-01-15 falls in, and the chunk of
     // 2024-01-01 (the update); smallint: the chunk [300, 400) and the chunk [0, 100)
     assert_eq!(chunk_lines.len(), 5, "{n:#?}");
-    assert!(chunk_lines.iter().any(|l| l.contains(": 1 rows moved, 1 conflicts, decompressed")), "{n:#?}");
+    assert!(chunk_lines.iter().any(|l| l.contains(": 1 rows moved, 1 conflicts, merged into its segments")), "{n:#?}");
     assert!(chunk_lines.iter().any(|l| l.contains(": 100 rows moved, 0 conflicts")), "{n:#?}");
     // each chunk was reported with exactly the rows TimescaleDB placed in it
     let placed: Vec<(String, i64)> = c
