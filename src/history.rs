@@ -57,30 +57,23 @@ pub fn chunks(run_id: i64, done: &[(&Chunk, &StepResult)]) {
             p(arr(&|_, r| format!("{}{}", r.strategy.map(|s| s.as_str()).unwrap_or("insert"), if r.fell_back { " (fell back)" } else { "" }))),
         ],
     );
-    let mut total = StepResult::default();
-    let (mut decompressed, mut recompressed) = (0, 0);
-    for (_, r) in done {
-        total.moved += r.moved;
-        total.inserted += r.inserted;
-        decompressed += r.decompressed as i32;
-        recompressed += r.recompressed as i32;
-    }
-    exec(
-        "UPDATE _backfill_ext.run SET rows_moved = rows_moved + $2::int8, conflicts = conflicts + $3::int8,
-                chunks_decompressed = chunks_decompressed + $4::int, chunks_recompressed = chunks_recompressed + $5::int
-         WHERE id = $1::int8",
-        &[
-            p(run_id.to_string()),
-            p(total.moved.to_string()),
-            p(total.conflicts().to_string()),
-            p(decompressed.to_string()),
-            p(recompressed.to_string()),
-        ],
+    let sum = |f: &dyn Fn(&StepResult) -> i64| done.iter().map(|(_, r)| f(r)).sum::<i64>();
+    add_totals(
+        run_id,
+        sum(&|r| r.moved),
+        sum(&|r| r.conflicts()),
+        sum(&|r| r.decompressed as i64),
+        sum(&|r| r.recompressed as i64),
+        0,
     );
 }
 
 /// Adds what a step did to the run's totals.
 pub fn add(run_id: i64, r: &StepResult, new_chunks: i64) {
+    add_totals(run_id, r.moved, r.conflicts(), r.decompressed as i64, r.recompressed as i64, new_chunks);
+}
+
+fn add_totals(run_id: i64, moved: i64, conflicts: i64, decompressed: i64, recompressed: i64, new_chunks: i64) {
     exec(
         "UPDATE _backfill_ext.run SET rows_moved = rows_moved + $2::int8, conflicts = conflicts + $3::int8,
                 chunks_decompressed = chunks_decompressed + $4::int, chunks_recompressed = chunks_recompressed + $5::int,
@@ -88,10 +81,10 @@ pub fn add(run_id: i64, r: &StepResult, new_chunks: i64) {
          WHERE id = $1::int8",
         &[
             p(run_id.to_string()),
-            p(r.moved.to_string()),
-            p(r.conflicts().to_string()),
-            p((r.decompressed as i32).to_string()),
-            p((r.recompressed as i32).to_string()),
+            p(moved.to_string()),
+            p(conflicts.to_string()),
+            p(decompressed.to_string()),
+            p(recompressed.to_string()),
             p(new_chunks.to_string()),
         ],
     );

@@ -262,7 +262,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
             .iter()
             .map(|chunk| {
                 let (q, params) = sql::count_rows(&prep.staging.name, &prep.filter_for(chunk));
-                let params: Vec<_> = params.into_iter().map(Some).collect();
+                let params = spi::params(params);
                 query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0)
             })
             .collect()
@@ -286,7 +286,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
 /// Writes `pg_temp._backfill_rows` (each staging row's ctid and chunk number) in one
 /// scan of the staging table; returns the row count per chunk, in chunk order.
 fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
-    drop_route_table();
+    drop_temp_tables();
     exec(&format!("CREATE TEMP TABLE {} (src tid NOT NULL, idx int4 NOT NULL)", sql::ROUTE_TABLE.trim_start_matches("pg_temp.")), &[]);
     let by_time = ht.dimensions == 1 && chunks.iter().all(|c| c.lo.is_some() && c.hi.is_some());
     if by_time {
@@ -299,7 +299,7 @@ fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
     } else {
         let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
         let (q, params) = sql::route_by_filters(&prep.staging.name, &filters);
-        let params: Vec<_> = params.into_iter().map(Some).collect();
+        let params = spi::params(params);
         exec(&q, &params);
     }
     exec(&format!("CREATE INDEX ON {} (idx)", sql::ROUTE_TABLE), &[]);
@@ -315,12 +315,14 @@ fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
     counts
 }
 
-/// Drops the routing table at the end of a run.
-fn drop_route_table() {
+fn temp_table_exists(table: &str) -> bool {
+    query_one("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[p(table)], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+}
+
+/// Drops the run's temporary tables (routing, merge) at the end of a run.
+fn drop_temp_tables() {
     for table in [sql::ROUTE_TABLE, sql::MERGE_NEW, sql::MERGE_OLD] {
-        let exists = query_one("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[p(table)], |r| col::<bool>(r, 1).unwrap_or(false))
-            .unwrap_or(false);
-        if exists {
+        if temp_table_exists(table) {
             exec(&format!("DROP TABLE {table}"), &[]);
         }
     }
@@ -350,7 +352,7 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         query_one(&q, &[p(idx.to_string()), p(cap.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     } else {
         let (q, params) = sql::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segmentby);
-        let params: Vec<_> = params.into_iter().map(Some).collect();
+        let params = spi::params(params);
         query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     };
     e
@@ -426,7 +428,7 @@ impl Moved {
 fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str) -> Moved {
     if prep.spec.conflict.action == ConflictAction::Restrict && !prep.spec.conflict.target.is_empty() {
         let (q, params) = sql::restrict_probe(&prep.spec, filter);
-        let params: Vec<_> = params.into_iter().map(Some).collect();
+        let params = spi::params(params);
         if let Some(key) = query_one(&q, &params, |r| col::<String>(r, 1)).flatten() {
             raise(
                 BackfillError::new(Code::UniqueViolation, format!("key {key} already exists in {chunk_label} of destination {}", prep.dest.name))
@@ -438,7 +440,7 @@ fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str)
     match take {
         Take::Filter(f) => {
             let (q, params) = sql::move_rows(&prep.spec, f);
-            let params: Vec<_> = params.into_iter().map(Some).collect();
+            let params = spi::params(params);
             let (m, i, u) = query_one(&q, &params, |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0)))
                 .unwrap();
             Moved { moved: vec![(0, m)], inserted: vec![(0, i, u)] }
@@ -484,37 +486,32 @@ pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
     let filter = prep.filter_for(chunk);
     let idx = [step.idx];
     let take = if routed { Take::Routed(&idx) } else { Take::Filter(&filter) };
-    if strategy == Strategy::Merge {
-        if let (Some(m), true) = (&prep.merge, routed) {
-            match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| merge_step(prep, m, step))) {
-                Ok(r) => return r,
-                Err(e) if spi::caught_sqlstate(&e) == "53400" => {
-                    let mut r = step_with(prep, chunk, Strategy::Decompress, take);
-                    r.fell_back = true;
-                    return r;
-                }
-                Err(e) => e.rethrow(),
-            }
-        }
-        return step_with(prep, chunk, Strategy::Decompress, take);
+    match (strategy, &prep.merge) {
+        (Strategy::Merge, Some(m)) if routed => or_decompress(prep, chunk, take, "a merge", || merge_step(prep, m, step)),
+        (Strategy::Merge, _) => step_with(prep, chunk, Strategy::Decompress, take),
+        (Strategy::Direct, _) => or_decompress(prep, chunk, take, "a direct insert", || step_with(prep, chunk, Strategy::Direct, take)),
+        _ => step_with(prep, chunk, strategy, take),
     }
-    if strategy == Strategy::Direct {
-        match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| step_with(prep, chunk, Strategy::Direct, take))) {
-            Ok(r) => return r,
-            Err(e) if spi::caught_sqlstate(&e) == "53400" => {
-                notice!(
-                    "backfill_ext: chunk {}: a direct insert would pass timescaledb.max_tuples_decompressed_per_dml_transaction; decompressing the chunk instead",
-                    chunk.name
-                );
-                let mut r = step_with(prep, chunk, Strategy::Decompress, take);
-                r.fell_back = true;
-                return r;
-            }
-            Err(e) => e.rethrow(),
-        }
-    }
-    step_with(prep, chunk, strategy, take)
 }
+
+/// Runs `attempt` in a subtransaction; if it would pass TimescaleDB's decompression
+/// limit (53400), rolls it back and decompresses the chunk instead.
+fn or_decompress(prep: &Prepared, chunk: &Chunk, take: Take, what: &str, attempt: impl FnOnce() -> StepResult) -> StepResult {
+    match spi::in_subtransaction(std::panic::AssertUnwindSafe(attempt)) {
+        Ok(r) => r,
+        Err(e) if spi::caught_sqlstate(&e) == "53400" => {
+            notice!(
+                "backfill_ext: chunk {}: {what} would pass timescaledb.max_tuples_decompressed_per_dml_transaction; decompressing the chunk instead",
+                chunk.name
+            );
+            let mut r = step_with(prep, chunk, Strategy::Decompress, take);
+            r.fell_back = true;
+            r
+        }
+        Err(e) => e.rethrow(),
+    }
+}
+
 
 fn step_with(prep: &Prepared, chunk: &Chunk, strategy: Strategy, take: Take) -> StepResult {
     let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
@@ -557,8 +554,7 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step) -> StepResult {
     let chunk = &step.chunk;
     catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
     let q = sql::merge_sql(&prep.spec, m, &chunk.name);
-    let exists = |t: &str| query_one("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[p(t)], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false);
-    if !exists(sql::MERGE_NEW) {
+    if !temp_table_exists(sql::MERGE_NEW) {
         exec(
             &format!(
                 "CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA",
@@ -569,7 +565,7 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step) -> StepResult {
             &[],
         );
     }
-    if !exists(sql::MERGE_OLD) {
+    if !temp_table_exists(sql::MERGE_OLD) {
         exec(&format!("CREATE TEMP TABLE {} (LIKE {})", sql::MERGE_OLD.trim_start_matches("pg_temp."), prep.dest.name.quoted()), &[]);
     }
     exec(&format!("TRUNCATE {}, {}", sql::MERGE_NEW, sql::MERGE_OLD), &[]);
@@ -699,7 +695,7 @@ fn move_rows_excluding(prep: &Prepared, base: &RowFilter, exclude: &[RowFilter])
         return move_rows(prep, Take::Filter(base), base, "the new chunks").total();
     }
     let (q, params) = sql::move_rows_excluding(&prep.spec, base, exclude);
-    let params: Vec<_> = params.into_iter().map(Some).collect();
+    let params = spi::params(params);
     query_one(&q, &params, |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0))).unwrap()
 }
 
@@ -976,7 +972,7 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     totals.new_chunks = new_chunks;
     guarded(session, &prep, rid, || {
         release_policies(&prep);
-        drop_route_table();
+        drop_temp_tables();
         crate::history::succeed(run_id, stopped_early);
         unlock(&prep.dest, session);
     });

@@ -87,6 +87,11 @@ pub fn col<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, i: usize) -> Option
     row.get::<T>(i).unwrap_or_else(|e| raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("internal result column {i}: {e}"))))
 }
 
+/// The text values a `sql` builder returns, as parameters.
+pub fn params(values: Vec<String>) -> Vec<Param> {
+    values.into_iter().map(Some).collect()
+}
+
 /// Shorthand for a text parameter.
 pub fn p(s: impl Into<String>) -> Param {
     Some(s.into())
