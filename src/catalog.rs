@@ -292,14 +292,16 @@ fn space_ranges(chunk: &QualifiedName) -> Vec<crate::plan::SpaceRange> {
     }
 }
 
-/// Every chunk of the hypertable with its status bits.
-pub fn chunk_statuses(t: &Table) -> Vec<(QualifiedName, i32)> {
+/// Every chunk of the hypertable with its status bits (from `show_chunks`, cheaper
+/// than the chunks view where ranges are not needed).
+pub fn chunk_statuses(ts: &Timescale, t: &Table) -> Vec<(QualifiedName, i32)> {
     query(
         &format!(
-            "SELECT c.chunk_schema::text, c.chunk_name::text, {CHUNK_STATUS_FN}(format('%I.%I', c.chunk_schema, c.chunk_name)::regclass) \
-             FROM timescaledb_information.chunks c WHERE c.hypertable_schema = $1 AND c.hypertable_name = $2"
+            "SELECT n.nspname::text, cl.relname::text, {CHUNK_STATUS_FN}(c) FROM {}($1::oid::regclass) AS c \
+             JOIN pg_catalog.pg_class cl ON cl.oid = c JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace",
+            ts.func("show_chunks")
         ),
-        &[p(&t.name.schema), p(&t.name.name)],
+        &[p(t.oid.to_string())],
         |r| (QualifiedName::new(col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap()), col::<i32>(r, 3).unwrap_or(0)),
     )
 }
@@ -356,6 +358,19 @@ pub fn has_user_triggers(oid: u32) -> bool {
     query_one(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
                         WHERE tgrelid = $1::oid AND NOT tgisinternal AND tgname <> 'ts_insert_blocker')",
+        &[p(oid.to_string())],
+        |r| col::<bool>(r, 1).unwrap_or(true),
+    )
+    .unwrap_or(true)
+}
+
+/// Whether a foreign key refers to the table or to one of its chunks (such a table's
+/// chunks cannot be emptied with TRUNCATE).
+pub fn referenced_by_foreign_keys(oid: u32) -> bool {
+    query_one(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                        WHERE contype = 'f' AND (confrelid = $1::oid
+                              OR confrelid IN (SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1::oid)))",
         &[p(oid.to_string())],
         |r| col::<bool>(r, 1).unwrap_or(true),
     )

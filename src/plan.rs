@@ -232,6 +232,17 @@ pub fn plan(candidates: Vec<Candidate>, total_rows: i64, choice: StrategyChoice)
     Plan { steps, rows_for_new_chunks: (total_rows - covered).max(0), routed: false }
 }
 
+/// Above this many row visits (staging rows times chunks that receive rows), a run
+/// routes the staging rows to their chunks once, into a temporary table of row ids,
+/// instead of each step filtering the staging table by its chunk's range. Below it the
+/// scans are cheaper than the table (about 40 bytes of disk a staging row).
+pub const ROUTE_ABOVE_ROW_VISITS: i64 = 20_000_000;
+
+/// Whether to route: see `ROUTE_ABOVE_ROW_VISITS`.
+pub fn should_route(chunks_with_rows: usize, staging_rows: i64) -> bool {
+    chunks_with_rows > 1 && (chunks_with_rows as i64).saturating_mul(staging_rows) > ROUTE_ABOVE_ROW_VISITS
+}
+
 /// Limits of one transaction that inserts directly into several compressed chunks.
 pub const BATCH_MAX_ROWS: i64 = 100_000;
 pub const BATCH_MAX_CHUNKS: usize = 64;
@@ -561,4 +572,15 @@ mod tests {
         assert_eq!(parse_space_check("CHECK ((_timescaledb_functions.get_partition_hash(a) = 5))"), None);
         assert_eq!(parse_space_check("UNIQUE (a)"), None);
     }
+
+    #[test]
+    fn routing_only_when_scans_would_cost_more() {
+        assert!(!should_route(1, 50_000_000), "one chunk: one scan either way");
+        assert!(!should_route(5, 360_000), "a few chunks: scanning staging per step is cheaper");
+        assert!(!should_route(32, 374_000));
+        assert!(should_route(30, 2_160_000));
+        assert!(should_route(1000, 100_000));
+        assert!(!should_route(0, i64::MAX) && should_route(3, i64::MAX), "no overflow");
+    }
+
 }

@@ -33,6 +33,9 @@ pub struct Prepared {
     pub decompress_limit: i64,
     /// Set when dense upserts can merge segments (see `Strategy::Merge`).
     pub merge: Option<sql::MergeSpec>,
+    /// Whether a merge that touches every segment of a chunk may empty the chunk with
+    /// TRUNCATE and rewrite it (no foreign key refers to the destination).
+    pub truncate_ok: bool,
 }
 
 impl Prepared {
@@ -132,9 +135,11 @@ pub fn prepare(cfg: Config) -> Prepared {
         delete_from_staging: cfg.delete_from_staging,
         dest_partitioned: dest.relkind == "p",
     };
-    let segmentby = if ht.is_some() { catalog::segmentby(&dest) } else { vec![] };
+    // segments matter only where conflicts touch compressed rows (estimates, merges)
+    let segmentby = if ht.is_some() && spec.conflict.action != ConflictAction::Nothing { catalog::segmentby(&dest) } else { vec![] };
     let decompress_limit = catalog::decompress_limit();
     let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby);
+    let truncate_ok = merge.is_some() && !catalog::referenced_by_foreign_keys(dest.oid);
     Prepared {
         cfg,
         staging,
@@ -149,6 +154,7 @@ pub fn prepare(cfg: Config) -> Prepared {
         segmentby,
         decompress_limit,
         merge,
+        truncate_ok,
     }
 }
 
@@ -253,20 +259,14 @@ pub fn make_plan(prep: &Prepared) -> Plan {
         return plan::plan(vec![], span.rows, prep.cfg.strategy);
     };
     let chunks = catalog::chunks_overlapping(&prep.dest, ht, min, max);
-    // with rows leaving staging as they move, route them to their chunks in one scan
-    let routed = prep.cfg.delete_from_staging && !chunks.is_empty();
-    let counts: Vec<i64> = if routed {
-        route_rows(prep, ht, &chunks)
-    } else {
-        chunks
-            .iter()
-            .map(|chunk| {
-                let (q, params) = sql::count_rows(&prep.staging.name, &prep.filter_for(chunk));
-                let params = spi::params(params);
-                query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0)
-            })
-            .collect()
-    };
+    let counts = if chunks.is_empty() { vec![] } else { count_by_chunk(prep, ht, &chunks) };
+    // with rows leaving staging as they move, and many chunks to scan it for, route the
+    // rows to their chunks once
+    let with_rows = counts.iter().filter(|n| **n > 0).count();
+    let routed = prep.cfg.delete_from_staging && plan::should_route(with_rows, span.rows);
+    if routed {
+        route_rows(prep, ht, &chunks);
+    }
     let candidates = chunks
         .into_iter()
         .zip(counts)
@@ -283,13 +283,37 @@ pub fn make_plan(prep: &Prepared) -> Plan {
     plan
 }
 
+/// Counts the staging rows of each chunk in one scan; in chunk order.
+fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
+    let (q, params) = if by_time(ht, chunks) {
+        let lows: Vec<String> = chunks.iter().map(|c| c.lo.clone().unwrap()).collect();
+        let highs: Vec<String> = chunks.iter().map(|c| c.hi.clone().unwrap()).collect();
+        (sql::count_by_time(&prep.staging.name, &ht.time_column, ht.kind), vec![p(sql::array_literal(&lows)), p(sql::array_literal(&highs))])
+    } else {
+        let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
+        let (q, params) = sql::count_by_filters(&prep.staging.name, &filters);
+        (q, spi::params(params))
+    };
+    let mut counts = vec![0i64; chunks.len()];
+    for (idx, n) in query(&q, &params, |r| (col::<i32>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0))) {
+        if idx >= 1 && (idx as usize) <= counts.len() {
+            counts[idx as usize - 1] = n;
+        }
+    }
+    counts
+}
+
+/// Whether chunks are told apart by time alone (one dimension, bounded ranges).
+fn by_time(ht: &Hypertable, chunks: &[Chunk]) -> bool {
+    ht.dimensions == 1 && chunks.iter().all(|c| c.lo.is_some() && c.hi.is_some())
+}
+
 /// Writes `pg_temp._backfill_rows` (each staging row's ctid and chunk number) in one
-/// scan of the staging table; returns the row count per chunk, in chunk order.
-fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
+/// scan of the staging table.
+fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
     drop_temp_tables();
     exec(&format!("CREATE TEMP TABLE {} (src tid NOT NULL, idx int4 NOT NULL)", sql::ROUTE_TABLE.trim_start_matches("pg_temp.")), &[]);
-    let by_time = ht.dimensions == 1 && chunks.iter().all(|c| c.lo.is_some() && c.hi.is_some());
-    if by_time {
+    if by_time(ht, chunks) {
         let lows: Vec<String> = chunks.iter().map(|c| c.lo.clone().unwrap()).collect();
         let highs: Vec<String> = chunks.iter().map(|c| c.hi.clone().unwrap()).collect();
         exec(
@@ -304,15 +328,6 @@ fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
     }
     exec(&format!("CREATE INDEX ON {} (idx)", sql::ROUTE_TABLE), &[]);
     exec(&format!("ANALYZE {}", sql::ROUTE_TABLE), &[]);
-    let mut counts = vec![0i64; chunks.len()];
-    for (idx, n) in query(&format!("SELECT idx, count(*)::int8 FROM {} GROUP BY idx", sql::ROUTE_TABLE), &[], |r| {
-        (col::<i32>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0))
-    }) {
-        if idx >= 1 && (idx as usize) <= counts.len() {
-            counts[idx as usize - 1] = n;
-        }
-    }
-    counts
 }
 
 fn temp_table_exists(table: &str) -> bool {
@@ -337,7 +352,7 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         rows_meeting_batches: 0,
         conflicts_decompress,
         decompress_limit: prep.decompress_limit,
-        merge_possible: routed && prep.merge.is_some(),
+        merge_possible: prep.cfg.delete_from_staging && prep.merge.is_some(),
     };
     if !conflicts_decompress {
         return e;
@@ -352,7 +367,8 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         query_one(&q, &[p(idx.to_string()), p(cap.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     } else {
         let (q, params) = sql::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segmentby);
-        let params = spi::params(params);
+        let mut params = spi::params(params);
+        params.push(p(cap.to_string()));
         query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     };
     e
@@ -445,9 +461,16 @@ fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str)
                 .unwrap();
             Moved { moved: vec![(0, m)], inserted: vec![(0, i, u)] }
         }
-        Take::Routed(idxs) => {
-            let list = format!("{{{}}}", idxs.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","));
-            let rows = query(&sql::move_routed_rows(&prep.spec), &[p(list)], |r| {
+        Take::Routed(_) | Take::Chunks(_) => {
+            let (q, params) = match take {
+                Take::Routed(idxs) => (sql::move_routed_rows(&prep.spec), vec![p(format!("{{{}}}", idxs.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")))]),
+                Take::Chunks(chunks) => {
+                    let (q, params) = sql::move_chunk_rows(&prep.spec, chunks);
+                    (q, spi::params(params))
+                }
+                Take::Filter(_) => unreachable!(),
+            };
+            let rows = query(&q, &params, |r| {
                 (col::<String>(r, 1).unwrap_or_default(), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0), col::<i64>(r, 4).unwrap_or(0))
             });
             let mut out = Moved { moved: vec![], inserted: vec![] };
@@ -468,6 +491,8 @@ fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str)
 enum Take<'a> {
     Filter(&'a RowFilter),
     Routed(&'a [i32]),
+    /// Several chunks' rows by their filters (numbered by chunk number).
+    Chunks(&'a [(i32, RowFilter)]),
 }
 
 /// Moves one chunk's rows with the planned strategy (re-checked against the chunk's
@@ -487,8 +512,8 @@ pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
     let idx = [step.idx];
     let take = if routed { Take::Routed(&idx) } else { Take::Filter(&filter) };
     match (strategy, &prep.merge) {
-        (Strategy::Merge, Some(m)) if routed => or_decompress(prep, chunk, take, "a merge", || merge_step(prep, m, step)),
-        (Strategy::Merge, _) => step_with(prep, chunk, Strategy::Decompress, take),
+        (Strategy::Merge, Some(m)) => or_decompress(prep, chunk, take, "a merge", || merge_step(prep, m, step, take)),
+        (Strategy::Merge, None) => step_with(prep, chunk, Strategy::Decompress, take),
         (Strategy::Direct, _) => or_decompress(prep, chunk, take, "a direct insert", || step_with(prep, chunk, Strategy::Direct, take)),
         _ => step_with(prep, chunk, strategy, take),
     }
@@ -545,64 +570,89 @@ fn step_with(prep: &Prepared, chunk: &Chunk, strategy: Strategy, take: Take) -> 
     r
 }
 
-/// A dense upsert by segments: the step's rows go to a temporary table, the touched
-/// segments' rows are read (decompressed in memory) with the new values applied, the
-/// segments' compressed batches are deleted whole, the merged rows and the new keys
-/// are inserted, and the chunk is compressed again. One transaction, like the others.
-fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step) -> StepResult {
+/// A dense upsert by segments. Under a lock that keeps other writers out of the chunk
+/// (readers go on), the step's rows go to a temporary table, the touched segments' rows
+/// are read (decompressed in memory) with the new values applied, and written back:
+/// when the step touched every segment of the chunk, the chunk is emptied and
+/// rewritten uncompressed, so compressing it again is a full compression that gives
+/// the uncompressed pages back when the transaction commits; otherwise the touched
+/// segments' compressed batches are deleted whole and their rows written again. Staging
+/// rows with new keys are inserted, and the chunk is compressed. One transaction.
+fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> StepResult {
     let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
     let chunk = &step.chunk;
     catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
-    let q = sql::merge_sql(&prep.spec, m, &chunk.name);
-    if !temp_table_exists(sql::MERGE_NEW) {
-        exec(
-            &format!(
-                "CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA",
-                sql::MERGE_NEW.trim_start_matches("pg_temp."),
-                crate::ident::quote_list(&prep.spec.columns, None),
-                prep.staging.name.quoted()
-            ),
-            &[],
-        );
+    let (take_where, take_params) = match take {
+        Take::Routed(_) => (sql::routed_to_chunk(), vec![p(step.idx.to_string())]),
+        Take::Filter(f) => {
+            let (c, params) = f.render("s", 1);
+            (c, spi::params(params))
+        }
+        Take::Chunks(_) => unreachable!("a merge takes one chunk's rows"),
+    };
+    let q = sql::merge_sql(&prep.spec, m, &chunk.name, &take_where);
+    exec(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", chunk.name.quoted()), &[]);
+    drop_merge_tables();
+    for create in &q.create {
+        exec(create, &[]);
     }
-    if !temp_table_exists(sql::MERGE_OLD) {
-        exec(&format!("CREATE TEMP TABLE {} (LIKE {})", sql::MERGE_OLD.trim_start_matches("pg_temp."), prep.dest.name.quoted()), &[]);
-    }
-    exec(&format!("TRUNCATE {}, {}", sql::MERGE_NEW, sql::MERGE_OLD), &[]);
     let mut r = StepResult { strategy: Some(Strategy::Merge), ..Default::default() };
     let t = Instant::now();
-    let (moved, _kept) = query_one(&q.take, &[p(step.idx.to_string())], |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
+    let (moved, kept) = query_one(&q.take, &take_params, |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
     r.moved = moved;
     let Some(segments) = query_one(&q.segments, &[], |x| col::<String>(x, 1)).flatten() else {
+        exec(&q.drop, &[]);
         return r;
     };
-    exec(&q.read_old, &[p(&segments)]);
-    r.updated = query_one(&q.count_updated, &[], |x| col::<i64>(x, 1).unwrap_or(0)).unwrap_or(0);
+    let (_, updated) = query_one(&q.read_old, &[p(&segments)], |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
+    r.updated = updated;
+    let new_keys = kept - updated;
     r.decompress_ms = ms(t);
     let t = Instant::now();
-    exec(&q.delete_segments, &[p(&segments)]);
+    let rewrite = prep.truncate_ok && !query_one(&q.untouched, &[p(&segments)], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true);
+    if rewrite {
+        exec(&q.truncate_chunk, &[]);
+        exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
+    } else {
+        exec(&q.delete_segments, &[p(&segments)]);
+    }
     exec(&q.write_old, &[]);
-    r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
+    if new_keys > 0 {
+        r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
+    }
+    exec(&q.empty_old, &[]);
+    exec(&q.empty_new, &[]);
     r.insert_ms = ms(t);
     spi::pause_point("after_insert");
     let t = Instant::now();
     exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(chunk.name.quoted())]);
     r.recompressed = true;
     r.recompress_ms = ms(t);
+    exec(&q.drop, &[]);
     r
+}
+
+fn drop_merge_tables() {
+    for table in [sql::MERGE_NEW, sql::MERGE_OLD] {
+        if temp_table_exists(table) {
+            exec(&format!("DROP TABLE {table}"), &[]);
+        }
+    }
 }
 
 /// Moves the rows of several chunks that take direct inserts in one statement, then
 /// compresses again each chunk that became partial; one result per step. If the
 /// statement would pass the decompression limit, each chunk is done on its own.
-pub fn run_batch(prep: &Prepared, steps: &[&Step]) -> Vec<StepResult> {
+pub fn run_batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResult> {
     apply_settings(&prep.cfg);
     let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
     let attempt = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
         catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
         let idxs: Vec<i32> = steps.iter().map(|s| s.idx).collect();
+        let filters: Vec<(i32, RowFilter)> = if routed { vec![] } else { steps.iter().map(|s| (s.idx, prep.filter_for(&s.chunk))).collect() };
+        let take = if routed { Take::Routed(&idxs) } else { Take::Chunks(&filters) };
         let t = Instant::now();
-        let moved = move_rows(prep, Take::Routed(&idxs), &prep.filter_for(&steps[0].chunk), "these chunks");
+        let moved = move_rows(prep, take, &prep.filter_for(&steps[0].chunk), "these chunks");
         let insert_ms = ms(t);
         spi::pause_point("after_insert");
         let total_moved: i64 = moved.moved.iter().map(|(_, n)| n).sum::<i64>().max(1);
@@ -629,27 +679,32 @@ pub fn run_batch(prep: &Prepared, steps: &[&Step]) -> Vec<StepResult> {
             .fold((0, 0), |a, (_, i, u)| (a.0 + i, a.1 + u));
         results[0].inserted += stray.0;
         results[0].updated += stray.1;
+        // the chunks left partial, compressed again in one statement (its time shared out)
+        let t = Instant::now();
         let partial: Vec<u32> = query(
-            &format!("SELECT c::oid::int8 FROM pg_catalog.unnest($1::regclass[]) AS c WHERE {}(c) & $2::int <> 0", catalog::CHUNK_STATUS_FN),
+            &format!(
+                "SELECT x.c::oid::int8, {}(x.c, true) FROM (SELECT c FROM pg_catalog.unnest($1::regclass[]) AS c WHERE {}(c) & $2::int <> 0 OFFSET 0) AS x",
+                ts.func("compress_chunk"),
+                catalog::CHUNK_STATUS_FN
+            ),
             &[
                 p(sql::array_literal(&steps.iter().map(|s| s.chunk.oid.to_string()).collect::<Vec<_>>())),
                 p((status::UNORDERED | status::PARTIAL).to_string()),
             ],
             |r| col::<i64>(r, 1).unwrap_or(0) as u32,
         );
+        let each_ms = ms(t) / partial.len().max(1) as f64;
         for (s, r) in steps.iter().zip(results.iter_mut()) {
             if partial.contains(&s.chunk.oid) {
-                let t = Instant::now();
-                exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(s.chunk.name.quoted())]);
                 r.recompressed = true;
-                r.recompress_ms = ms(t);
+                r.recompress_ms = each_ms;
             }
         }
         results
     }));
     match attempt {
         Ok(results) => results,
-        Err(e) if spi::caught_sqlstate(&e) == "53400" => steps.iter().map(|s| run_step(prep, s, true)).collect(),
+        Err(e) if spi::caught_sqlstate(&e) == "53400" => steps.iter().map(|s| run_step(prep, s, routed)).collect(),
         Err(e) => e.rethrow(),
     }
 }
@@ -658,7 +713,10 @@ pub fn run_batch(prep: &Prepared, steps: &[&Step]) -> Vec<StepResult> {
 /// not a hypertable), then compresses again any chunk that this left partial.
 pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<QualifiedName>) -> (StepResult, i64) {
     apply_settings(&prep.cfg);
-    let before = prep.ht.as_ref().map(|_| catalog::chunk_statuses(&prep.dest).len() as i64).unwrap_or(0);
+    let before = match (&prep.ts, &prep.ht) {
+        (Some(ts), Some(_)) => catalog::chunk_statuses(ts, &prep.dest).len() as i64,
+        _ => 0,
+    };
     let mut r = StepResult::default();
     let t = Instant::now();
     let filter = match &prep.ht {
@@ -675,9 +733,10 @@ pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<Qualified
     }
     r.insert_ms = ms(t);
     let mut new_chunks = 0;
-    if let (Some(ts), Some(_)) = (&prep.ts, &prep.ht) {
+    // no row moved: no chunk was made, none became partial
+    if let (Some(ts), Some(_), true) = (&prep.ts, &prep.ht, r.moved > 0) {
         let t = Instant::now();
-        let now = catalog::chunk_statuses(&prep.dest);
+        let now = catalog::chunk_statuses(ts, &prep.dest);
         new_chunks = (now.len() as i64 - before).max(0);
         for (name, st) in now {
             if status::is_compressed(st) && !status::is_fully_compressed(st) && !partial_before.contains(&name) {
@@ -888,13 +947,13 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     let (plan, partial_before) = guarded(session, &prep, rid, || {
         apply_settings(&prep.cfg);
         let plan = make_plan(&prep);
-        let partial_before: HashSet<QualifiedName> = match &prep.ht {
-            Some(_) => catalog::chunk_statuses(&prep.dest)
+        let partial_before: HashSet<QualifiedName> = match (&prep.ts, &prep.ht) {
+            (Some(ts), Some(_)) => catalog::chunk_statuses(ts, &prep.dest)
                 .into_iter()
                 .filter(|(_, s)| !status::is_fully_compressed(*s))
                 .map(|(n, _)| n)
                 .collect(),
-            None => HashSet::new(),
+            _ => HashSet::new(),
         };
         if plan.steps.iter().any(|s| s.strategy != Strategy::Insert) {
             catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
@@ -906,7 +965,11 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     spi::pause_point("after_hold");
     let max_runtime_s = prep.max_runtime_s;
     let mut stopped_early = false;
-    let batches = if plan.routed { plan::batches(&plan.steps, prep.decompress_limit) } else { (0..plan.steps.len()).map(|i| vec![i]).collect() };
+    let batches = if prep.cfg.delete_from_staging {
+        plan::batches(&plan.steps, prep.decompress_limit)
+    } else {
+        (0..plan.steps.len()).map(|i| vec![i]).collect()
+    };
     let mut done = 0;
     for (b, batch) in batches.iter().enumerate() {
         if b > 0 {
@@ -924,7 +987,7 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         }
         let steps: Vec<&Step> = batch.iter().map(|i| &plan.steps[*i]).collect();
         let results = guarded(session, &prep, rid, || {
-            let results = if steps.len() == 1 { vec![run_step(&prep, steps[0], plan.routed)] } else { run_batch(&prep, &steps) };
+            let results = if steps.len() == 1 { vec![run_step(&prep, steps[0], plan.routed)] } else { run_batch(&prep, &steps, plan.routed) };
             let done: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
             crate::history::chunks(run_id, &done);
             results

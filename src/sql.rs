@@ -197,40 +197,63 @@ pub struct MergeSpec {
     pub segment_type: String,
 }
 
-/// The statements of a merge step on `chunk`, in order. Parameters: `$1` the routed
-/// chunk number (step 1), `$1` the touched segment values as array text (steps 3-5).
+/// The statements of a merge step on `chunk`, in order. The step's staging rows are
+/// those `take_where` selects (alias `s`, its parameters first); `$1` of the later
+/// statements is the touched segment values as array text.
 pub struct MergeSql {
+    /// Creates the step's two temporary tables (in its own transaction, so that
+    /// emptying them gives their space back at once).
+    pub create: [String; 2],
     /// Moves the step's rows from staging into MERGE_NEW, one per key; returns (taken, kept).
     pub take: String,
     /// The touched segment values as array text.
     pub segments: String,
-    /// Writes the touched segments' rows into MERGE_OLD, with the staging values applied.
+    /// Writes the touched segments' rows into MERGE_OLD, with the staging values applied;
+    /// returns (rows written, rows a staging row updated).
     pub read_old: String,
-    /// How many staging rows updated an existing row.
-    pub count_updated: String,
+    /// Whether the chunk has rows outside the touched segments.
+    pub untouched: String,
     /// Removes the touched segments from the chunk (whole compressed batches).
     pub delete_segments: String,
+    /// Empties the whole chunk, compressed part included (every segment was touched).
+    pub truncate_chunk: String,
     /// Puts the merged rows back into the chunk.
     pub write_old: String,
     /// Inserts the staging rows with new keys; returns one row per insert.
     pub insert_new: String,
+    /// Empties a temporary table (in place: it was created in this transaction).
+    pub empty_new: String,
+    pub empty_old: String,
+    /// Drops both temporary tables.
+    pub drop: String,
 }
 
-pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> MergeSql {
+/// A column name for MERGE_OLD's "a staging row updated this row" flag that is not
+/// one of the destination's columns.
+fn flag_column(dest_columns: &[String]) -> String {
+    let mut name = "backfill_ext_updated".to_string();
+    while dest_columns.contains(&name) {
+        name.push('_');
+    }
+    name
+}
+
+pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_where: &str) -> MergeSql {
     let cols = quote_list(&spec.columns, None);
     let scols = quote_list(&spec.columns, Some("s"));
     let target = &spec.conflict.target;
     let keys_on = |a: &str, b: &str| target.iter().map(|k| format!("{a}.{q} = {b}.{q}", q = quote_ident(k))).collect::<Vec<_>>().join(" AND ");
     let seg = quote_ident(&m.segment);
     let seg_values = format!("ANY ($1::text::{}[])", m.segment_type);
-    let first_key = quote_ident(&target[0]);
+    let flag = quote_ident(&flag_column(&m.dest_columns));
+    // a matched staging row is told by its row's ctid, never NULL for a joined row
     let merged: Vec<String> = m
         .dest_columns
         .iter()
         .map(|c| {
             let q = quote_ident(c);
             if spec.conflict.update_columns.contains(c) {
-                format!("CASE WHEN n.{first_key} IS NULL THEN o.{q} ELSE n.{q} END")
+                format!("CASE WHEN n.ctid IS NULL THEN o.{q} ELSE n.{q} END")
             } else {
                 format!("o.{q}")
             }
@@ -238,9 +261,14 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> Merge
         .collect();
     let all = quote_list(&m.dest_columns, None);
     let (insert, _) = insert_clause(spec, "false");
+    let bare = |t: &str| t.trim_start_matches("pg_temp.").to_string();
     MergeSql {
+        create: [
+            format!("CREATE TEMP TABLE {} AS SELECT {cols} FROM {} WITH NO DATA", bare(MERGE_NEW), spec.staging.quoted()),
+            format!("CREATE TEMP TABLE {} (LIKE {}, {flag} boolean)", bare(MERGE_OLD), spec.destination.quoted()),
+        ],
         take: format!(
-            "WITH moved AS (DELETE FROM {st} AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = $1::int4)) RETURNING {scols}), \
+            "WITH moved AS (DELETE FROM {st} AS s WHERE {take_where} RETURNING {scols}), \
              kept AS (INSERT INTO {MERGE_NEW} ({cols}) SELECT DISTINCT ON ({t}) {cols} FROM moved RETURNING 1) \
              SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
             st = spec.staging.quoted(),
@@ -248,28 +276,42 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> Merge
         ),
         segments: format!("SELECT array_agg(DISTINCT n.{seg})::text FROM {MERGE_NEW} AS n"),
         read_old: format!(
-            "INSERT INTO {MERGE_OLD} ({all}) SELECT {} FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} WHERE o.{seg} = {seg_values}",
+            "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {}, n.ctid IS NOT NULL FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} \
+             WHERE o.{seg} = {seg_values} RETURNING {flag}) \
+             SELECT count(*)::int8, count(*) FILTER (WHERE {flag})::int8 FROM w",
             merged.join(", "),
             chunk.quoted(),
             keys_on("n", "o"),
         ),
-        count_updated: format!(
-            "SELECT count(*)::int8 FROM {MERGE_NEW} AS n WHERE EXISTS (SELECT 1 FROM {MERGE_OLD} AS o WHERE {})",
-            keys_on("o", "n")
+        // a condition on the segment column alone is tested on the compressed rows
+        untouched: format!(
+            "SELECT EXISTS (SELECT 1 FROM {} AS c WHERE c.{seg} <> ALL ($1::text::{}[]) OR c.{seg} IS NULL)",
+            chunk.quoted(),
+            m.segment_type
         ),
         delete_segments: format!("DELETE FROM {} AS c WHERE c.{seg} = {seg_values}", chunk.quoted()),
+        truncate_chunk: format!("TRUNCATE {}", chunk.quoted()),
         write_old: format!("INSERT INTO {} ({all}) SELECT {all} FROM {MERGE_OLD}", chunk.quoted()),
         insert_new: format!(
             "WITH moved AS (SELECT {cols} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {MERGE_OLD} AS o WHERE {})) {insert}",
             keys_on("o", "n")
         ),
+        empty_new: format!("TRUNCATE {MERGE_NEW}"),
+        empty_old: format!("TRUNCATE {MERGE_OLD}"),
+        drop: format!("DROP TABLE {MERGE_NEW}, {MERGE_OLD}"),
     }
 }
 
-/// Writes the route table in one scan of staging: `$1`, `$2` are the chunks' lower and
-/// upper bounds as array text, sorted and not overlapping (no space dimension), and
-/// each row gets the number of the chunk it falls in by binary search.
-pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
+/// The condition that takes the staging rows routed to chunk number `$1`.
+pub fn routed_to_chunk() -> String {
+    format!("s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = $1::int4))")
+}
+
+/// The bounds and the per-row chunk number of `route_by_time` and `count_by_time`:
+/// `$1`, `$2` are the chunks' lower and upper bounds as array text, sorted and not
+/// overlapping (no space dimension); each row gets the number of the chunk it falls in
+/// by binary search. Returns (WITH clause, FROM-WHERE clause).
+fn time_buckets(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> (String, String) {
     let t = format!("s.{}", quote_ident(time_column));
     let typed = |param: usize| match kind {
         TimeKind::TimestampTz => format!("${param}::timestamptz[]"),
@@ -279,20 +321,37 @@ pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind)
         TimeKind::Integer => format!("${param}::int8[]"),
     };
     // the bounds are cast once (a materialized CTE), not once per staging row
-    format!(
-        "WITH bounds AS MATERIALIZED (SELECT {lows} AS lo, {highs} AS hi) \
-         INSERT INTO {ROUTE_TABLE} (src, idx) \
-         SELECT s.ctid, w.b FROM bounds, {st} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b) AS w \
-         WHERE w.b > 0 AND {t} < bounds.hi[w.b]",
-        st = staging.quoted(),
-        lows = typed(1),
-        highs = typed(2),
+    (
+        format!("WITH bounds AS MATERIALIZED (SELECT {} AS lo, {} AS hi)", typed(1), typed(2)),
+        format!(
+            "FROM bounds, {st} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b) AS w WHERE w.b > 0 AND {t} < bounds.hi[w.b]",
+            st = staging.quoted()
+        ),
     )
 }
 
-/// Writes the route table testing each chunk's filter in turn (space-partitioned
-/// hypertables, where chunks share time ranges).
-pub fn route_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
+/// Writes the route table in one scan of staging (see `time_buckets`).
+pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
+    let (with, from) = time_buckets(staging, time_column, kind);
+    format!("{with} INSERT INTO {ROUTE_TABLE} (src, idx) SELECT s.ctid, w.b {from}")
+}
+
+/// Counts the staging rows of each chunk in one scan (see `time_buckets`): rows of
+/// (chunk number, rows).
+pub fn count_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
+    let (with, _) = time_buckets(staging, time_column, kind);
+    let t = format!("s.{}", quote_ident(time_column));
+    // the bucket computed once per row (cheaper than the routing form's lateral subquery)
+    format!(
+        "{with} SELECT x.b, count(*) FILTER (WHERE x.t < x.hi[x.b])::int8 FROM \
+         (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b, {t} AS t, bounds.hi FROM bounds, {} AS s) AS x WHERE x.b > 0 GROUP BY x.b",
+        staging.quoted()
+    )
+}
+
+/// Each staging row's chunk number, testing each chunk's filter in turn
+/// (space-partitioned hypertables, where chunks share time ranges).
+fn filter_buckets(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
     let mut params = vec![];
     let mut arms = vec![];
     for (i, f) in filters.iter().enumerate() {
@@ -300,11 +359,46 @@ pub fn route_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (Stri
         params.extend(p);
         arms.push(format!("WHEN {c} THEN {}", i + 1));
     }
+    (format!("SELECT s.ctid AS src, CASE {} END AS idx FROM {} AS s", arms.join(" "), staging.quoted()), params)
+}
+
+/// Writes the route table testing each chunk's filter in turn.
+pub fn route_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
+    let (rows, params) = filter_buckets(staging, filters);
+    (format!("INSERT INTO {ROUTE_TABLE} (src, idx) SELECT src, idx FROM ({rows}) AS x WHERE idx IS NOT NULL"), params)
+}
+
+/// Counts the staging rows of each chunk, testing each chunk's filter in turn.
+pub fn count_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
+    let (rows, params) = filter_buckets(staging, filters);
+    (format!("SELECT idx, count(*)::int8 FROM ({rows}) AS x WHERE idx IS NOT NULL GROUP BY idx"), params)
+}
+
+/// Like `move_routed_rows`, for several chunks' rows taken by their filters (numbered
+/// by the chunks' numbers), in one scan of staging.
+pub fn move_chunk_rows(spec: &MoveSpec, chunks: &[(i32, RowFilter)]) -> (String, Vec<String>) {
+    let scols = quote_list(&spec.columns, Some("s"));
+    let mut params = vec![];
+    let (mut arms, mut any) = (vec![], vec![]);
+    for (idx, f) in chunks {
+        let (c, p) = f.render("s", params.len() + 1);
+        params.extend(p);
+        arms.push(format!("WHEN {c} THEN {idx}"));
+        any.push(format!("({c})"));
+    }
+    let take = format!(
+        "DELETE FROM {} AS s WHERE {} RETURNING {scols}, CASE {} END AS backfill_idx",
+        spec.staging.quoted(),
+        any.join(" OR "),
+        arms.join(" ")
+    );
+    let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
     (
         format!(
-            "INSERT INTO {ROUTE_TABLE} (src, idx) SELECT src, idx FROM (SELECT s.ctid AS src, CASE {} END AS idx FROM {} AS s) AS x WHERE idx IS NOT NULL",
-            arms.join(" "),
-            staging.quoted()
+            "WITH moved AS ({take}), ins AS ({insert}, d.tableoid::oid::int8 AS chunk_oid) \
+             SELECT 'moved'::text, m.backfill_idx::int8, count(*)::int8, 0::int8 FROM moved AS m GROUP BY m.backfill_idx \
+             UNION ALL \
+             SELECT 'inserted', chunk_oid, count(*) FILTER (WHERE NOT updated)::int8, count(*) FILTER (WHERE updated)::int8 FROM ins GROUP BY chunk_oid"
         ),
         params,
     )
@@ -384,8 +478,8 @@ pub fn count_rows(staging: &QualifiedName, filter: &RowFilter) -> (String, Vec<S
     (format!("SELECT count(*)::bigint FROM {} AS s WHERE {cond}", staging.quoted()), params)
 }
 
-/// Counts the staging rows a filter takes whose segment (segmentby values) already has
-/// compressed batches in `chunk`.
+/// Counts, up to the last parameter, the staging rows a filter takes whose segment
+/// (segmentby values) already has compressed batches in `chunk`.
 pub fn count_rows_meeting_segments(
     staging: &QualifiedName,
     filter: &RowFilter,
@@ -396,9 +490,10 @@ pub fn count_rows_meeting_segments(
     let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
     (
         format!(
-            "SELECT count(*)::bigint FROM {} AS s WHERE {cond} AND EXISTS (SELECT 1 FROM {} AS c WHERE {join})",
+            "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s WHERE {cond} AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT ${}::int8) AS m",
             staging.quoted(),
-            chunk.quoted()
+            chunk.quoted(),
+            params.len() + 1
         ),
         params,
     )
@@ -581,6 +676,18 @@ mod tests {
         let (r, p) = route_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
         assert!(r.contains("CASE WHEN s.\"time\" >= (SELECT $1::bigint) AND s.\"time\" < (SELECT $2::bigint) THEN 1 WHEN s.\"time\" >= (SELECT $3::bigint) AND s.\"time\" < (SELECT $4::bigint) THEN 2 END"), "{r}");
         assert_eq!(p.len(), 4);
+        // counting uses the same chunk numbers, without the table
+        let c = count_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
+        assert!(c.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi) SELECT x.b, count(*) FILTER (WHERE x.t < x.hi[x.b])::int8 FROM"), "{c}");
+        assert!(c.ends_with("(SELECT pg_catalog.width_bucket(s.\"time\", bounds.lo) AS b, s.\"time\" AS t, bounds.hi FROM bounds, \"public\".\"st\" AS s) AS x WHERE x.b > 0 GROUP BY x.b"), "{c}");
+        let (c, p) = count_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
+        assert!(c.starts_with("SELECT idx, count(*)::int8 FROM (SELECT s.ctid AS src, CASE WHEN") && c.ends_with("WHERE idx IS NOT NULL GROUP BY idx"), "{c}");
+        assert_eq!(p.len(), 4);
+        let (m, p) = move_chunk_rows(&spec(ConflictAction::Nothing, &[], &[], true), &[(3, day_filter(TimeKind::TimestampTz)), (7, day_filter(TimeKind::TimestampTz))]);
+        assert!(m.contains("WHERE (s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz)) OR (s.\"time\" >= (SELECT $3::timestamptz)"), "{m}");
+        assert!(m.contains("CASE WHEN s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) THEN 3 WHEN"), "{m}");
+        assert!(m.contains("THEN 7 END AS backfill_idx") && m.contains("GROUP BY m.backfill_idx") && m.contains("GROUP BY chunk_oid"), "{m}");
+        assert_eq!(p.len(), 4);
         assert_eq!(array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]), "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}");
         let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &["device_id".into()]);
         assert!(q.contains("FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
@@ -595,15 +702,24 @@ mod tests {
             segment: "device_id".into(),
             segment_type: "integer".into(),
         };
-        let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"));
+        let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"), &routed_to_chunk());
+        assert!(q.take.contains("WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = $1::int4)) RETURNING"), "{}", q.take);
         assert!(q.take.contains("INSERT INTO pg_temp._backfill_new (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\")"), "{}", q.take);
         assert_eq!(
             q.read_old,
-            "INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\") SELECT o.\"time\", o.\"device_id\", \
-             CASE WHEN n.\"device_id\" IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\" FROM \"_ti\".\"c1\" AS o \
+            "WITH w AS (INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_updated\") SELECT o.\"time\", o.\"device_id\", \
+             CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\", n.ctid IS NOT NULL FROM \"_ti\".\"c1\" AS o \
              LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" \
-             WHERE o.\"device_id\" = ANY ($1::text::integer[])"
+             WHERE o.\"device_id\" = ANY ($1::text::integer[]) RETURNING \"backfill_ext_updated\") \
+             SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_updated\")::int8 FROM w"
         );
+        assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_updated\" boolean)");
+        assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL ($1::text::integer[]) OR c.\"device_id\" IS NULL)");
+        assert_eq!(q.truncate_chunk, "TRUNCATE \"_ti\".\"c1\"");
+        // the flag column never takes a destination column's name
+        let mut m2 = m.clone();
+        m2.dest_columns.push("backfill_ext_updated".into());
+        assert!(merge_sql(&s, &m2, &QualifiedName::new("_ti", "c1"), "true").create[1].contains("\"backfill_ext_updated_\" boolean"));
         assert_eq!(q.delete_segments, "DELETE FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])");
         assert!(q.write_old.starts_with("INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT"), "{}", q.write_old);
         assert!(q.insert_new.contains("NOT EXISTS (SELECT 1 FROM pg_temp._backfill_old AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\"))"), "{}", q.insert_new);
@@ -630,7 +746,7 @@ mod tests {
             &QualifiedName::new("_timescaledb_internal", "_hyper_1_1_chunk"),
             &["device_id".to_string(), "site".to_string()],
         );
-        assert!(q.ends_with("AND EXISTS (SELECT 1 FROM \"_timescaledb_internal\".\"_hyper_1_1_chunk\" AS c WHERE c.\"device_id\" = s.\"device_id\" AND c.\"site\" = s.\"site\")"), "{q}");
+        assert!(q.ends_with("AND EXISTS (SELECT 1 FROM \"_timescaledb_internal\".\"_hyper_1_1_chunk\" AS c WHERE c.\"device_id\" = s.\"device_id\" AND c.\"site\" = s.\"site\") LIMIT $3::int8) AS m"), "{q}");
         assert_eq!(p.len(), 2);
     }
 
