@@ -263,7 +263,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
     // with rows leaving staging as they move, and many chunks to scan it for, route the
     // rows to their chunks once
     let with_rows = counts.iter().filter(|n| **n > 0).count();
-    let routed = prep.cfg.delete_from_staging && plan::should_route(with_rows, span.rows);
+    let routed = prep.cfg.delete_from_staging && (plan::should_route(with_rows, span.rows) || spi::debug_setting("always_route"));
     if routed {
         route_rows(prep, ht, &chunks);
     }
@@ -386,6 +386,8 @@ pub struct StepResult {
     pub updated: i64,
     pub decompressed: bool,
     pub recompressed: bool,
+    /// A merge touched every segment and rewrote the whole chunk.
+    pub rewrote: bool,
     pub decompress_ms: f64,
     pub insert_ms: f64,
     pub recompress_ms: f64,
@@ -402,6 +404,7 @@ impl StepResult {
             (Some(Strategy::Direct), true) => "inserted into the compressed chunk, recompressed",
             (Some(Strategy::Direct), false) => "inserted into the compressed chunk",
             (Some(Strategy::Decompress), _) => "decompressed, recompressed",
+            (Some(Strategy::Merge), _) if self.rewrote => "merged, every segment touched: chunk rewritten, recompressed",
             (Some(Strategy::Merge), _) => "merged into its segments, recompressed",
             _ => "uncompressed chunk",
         };
@@ -607,10 +610,15 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
     let (_, updated) = query_one(&q.read_old, &[p(&segments)], |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
     r.updated = updated;
     let new_keys = kept - updated;
+    if new_keys == 0 {
+        // every staging row updated a row now in MERGE_OLD: give its space back before writing
+        exec(&q.empty_new, &[]);
+    }
     r.decompress_ms = ms(t);
     let t = Instant::now();
     let rewrite = prep.truncate_ok && !query_one(&q.untouched, &[p(&segments)], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true);
     if rewrite {
+        r.rewrote = true;
         exec(&q.truncate_chunk, &[]);
         exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
     } else {
@@ -621,7 +629,9 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
         r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
     }
     exec(&q.empty_old, &[]);
-    exec(&q.empty_new, &[]);
+    if new_keys > 0 {
+        exec(&q.empty_new, &[]);
+    }
     r.insert_ms = ms(t);
     spi::pause_point("after_insert");
     let t = Instant::now();

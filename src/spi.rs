@@ -128,6 +128,14 @@ pub fn pause_point(point: &str) {
     }
 }
 
+/// Whether the test setting `backfill_ext.debug_<name>` is `on` (tests use it to take
+/// paths the data they can afford would not).
+pub fn debug_setting(name: &str) -> bool {
+    query_one("SELECT pg_catalog.current_setting($1, true) = 'on'", &[p(format!("backfill_ext.debug_{name}"))], |r| col::<bool>(r, 1))
+        .flatten()
+        .unwrap_or(false)
+}
+
 /// The procedure's transaction context: whether it may COMMIT between steps.
 pub struct Session {
     nonatomic: bool,

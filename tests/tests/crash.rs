@@ -163,3 +163,81 @@ kill_tests! {
     plain_before_restore_terminate: false, "before_restore", Kill::Terminate;
     plain_before_restore_crash: false, "before_restore", Kill::Crash;
 }
+
+/// A dense correction of a whole chunk merges by rewriting the chunk: it is emptied
+/// (TRUNCATE) and its merged rows written back before it is compressed again. Killed
+/// there, the chunk comes back whole and compressed, and the next run applies every
+/// correction once.
+fn rewrite_scenario(kill: Kill) {
+    if !timescale_installed() {
+        println!("SKIPPED: timescale_kill_during_rewrite_{kill:?}: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
+        return;
+    }
+    let mut cl = Cluster::start(Options { timescale: true, ..Default::default() });
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + interval '4 days'"
+    ))
+    .unwrap();
+    let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
+    let rows: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
+    let sum = "SELECT sum(value::numeric)::text FROM event_data";
+    let sum_before: String = scalar(&mut c, sum);
+    let sum_after: String = scalar(&mut c, &format!("SELECT (sum(value::numeric) + {staged})::text FROM event_data"));
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    c.batch_execute("ALTER DATABASE t SET backfill_ext.debug_pause_at = 'after_insert'").unwrap();
+    let conn = cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        r.batch_execute(
+            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
+        )
+        .map_err(|e| e.to_string())
+    });
+    let pid = pid_of_run(&mut c, "PgSleep");
+    // it stopped inside the rewrite: the emptied chunk is locked against everyone
+    let truncated: i64 = scalar(
+        &mut c,
+        &format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class r ON r.oid = l.relation
+             WHERE l.pid = {pid} AND l.mode = 'AccessExclusiveLock' AND l.granted AND r.relname LIKE '\\_hyper\\_%\\_chunk'"
+        ),
+    );
+    assert!(truncated >= 1, "the run holds the chunk it emptied");
+    match kill {
+        Kill::Terminate => c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).map(|_| ()).unwrap(),
+        Kill::Crash => cl.restart("immediate"),
+    }
+    assert!(run.join().unwrap().is_err(), "the run was killed");
+
+    let mut c = cl.connect("t");
+    c.batch_execute("ALTER DATABASE t RESET backfill_ext.debug_pause_at").unwrap();
+    let mut c = cl.connect("t");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data"), rows, "the emptied chunk's rows are back");
+    assert_eq!(scalar::<String>(&mut c, sum), sum_before, "no correction applied yet");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), staged, "the corrections are still staged");
+    let now = state(&mut c, "event_data", "backfill_event_data");
+    assert!(not_fully_compressed(&now).is_empty(), "every chunk compressed: {:?}", now.chunks);
+
+    c.batch_execute(
+        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
+    )
+    .unwrap();
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data"), rows);
+    assert_eq!(scalar::<String>(&mut c, sum), sum_after, "every correction applied once");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_compressed_and_policy_as_before(&before, &after, "kill during a rewrite, then a run");
+}
+
+#[test]
+fn timescale_kill_during_rewrite_terminate() {
+    rewrite_scenario(Kill::Terminate);
+}
+
+#[test]
+fn timescale_kill_during_rewrite_crash() {
+    rewrite_scenario(Kill::Crash);
+}

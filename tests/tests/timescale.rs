@@ -428,18 +428,25 @@ fn direct_inserts_that_would_pass_the_decompression_limit_fall_back_and_never_fa
 fn auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result() {
     let Some(cl) = cluster("auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result") else { return };
     let mut results = vec![];
-    for (db, strategy) in [("a", "auto"), ("d", "direct"), ("x", "decompress")] {
+    // "r": auto again, with the staging rows routed through the row-id table (which
+    // only a staging table far bigger than a test's would get)
+    for (db, strategy) in [("a", "auto"), ("d", "direct"), ("x", "decompress"), ("r", "auto")] {
         let mut c = cl.create_db(db);
         timescale_dataset(&mut c, &Dataset::default());
         stage_late_rows(&mut c);
-        // and a dense correction of day 4
+        // and a dense correction of day 4, with one new key in it
         c.batch_execute(&format!(
             "INSERT INTO backfill_event_data (time, device_id, value)
-               SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + interval '4 days'"
+               SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + interval '4 days';
+             INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz '{START}' + interval '4 days 5 minutes', 3, 42);"
         ))
         .unwrap();
         let before = state(&mut c, "event_data", "backfill_event_data");
-        c.batch_execute(&format!(
+        let (mut run, notices) = cl.connect_with_notices(db);
+        if db == "r" {
+            run.batch_execute("SET backfill_ext.debug_always_route = on").unwrap();
+        }
+        run.batch_execute(&format!(
             r#"CALL backfill_on_schedule(NULL, '{{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
                                                  "on_conflict_action":"UPDATE","strategy":"{strategy}"}}')"#
         ))
@@ -449,11 +456,20 @@ fn auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result() {
         assert!(before.chunks.iter().filter(|(_, s)| *s == 1).all(|(n, _)| after.chunks.iter().any(|(m, s)| m == n && *s == 1)));
         let strategies: Vec<String> = c.query("SELECT strategy FROM backfill_run_chunks ORDER BY chunk", &[]).unwrap().iter().map(|r| r.get(0)).collect();
         let digest: String = scalar(&mut c, "SELECT md5(string_agg(e::text, ',' ORDER BY time, device_id)) FROM event_data e");
-        results.push((strategy, strategies, digest, after.dest_rows));
+        let n = notices.lock().unwrap().clone();
+        let merges: Vec<String> = n.iter().filter(|m| m.contains(" conflicts, merged")).cloned().collect();
+        results.push((strategy, strategies, digest, after.dest_rows, merges));
     }
     assert_eq!(results[0].1, ["merge", "direct", "direct", "merge"], "auto: the upserts meeting existing batches merge, new devices go direct");
     assert!(results[1].1.iter().all(|s| s == "direct"));
     assert!(results[2].1.iter().all(|s| s == "decompress"));
+    assert_eq!(results[3].1, results[0].1, "routed or not, the same choices");
+    for merges in [&results[0].4, &results[3].4] {
+        // day 0: 30 rows of one device of five; day 4: every device
+        assert_eq!(merges.len(), 2, "{merges:#?}");
+        assert!(merges[0].contains("30 rows moved, 30 conflicts, merged into its segments, recompressed"), "{merges:#?}");
+        assert!(merges[1].contains("merged, every segment touched: chunk rewritten, recompressed"), "{merges:#?}");
+    }
     assert!(results.windows(2).all(|w| w[0].2 == w[1].2 && w[0].3 == w[1].3), "the same rows whatever the strategy");
 }
 
