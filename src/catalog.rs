@@ -185,17 +185,12 @@ pub fn require_owner(t: &Table, why: &str) {
 }
 
 /// Raises 42501 unless the current role may alter the job (owns it, or is a member of its owner).
-pub fn require_job_owner(job_id: i32) {
-    let owner = query_one(
-        "SELECT owner::text, pg_catalog.pg_has_role(owner, 'USAGE') FROM timescaledb_information.jobs WHERE job_id = $1::int",
-        &[p(job_id.to_string())],
-        |r| (col::<String>(r, 1).unwrap_or_default(), col::<bool>(r, 2).unwrap_or(false)),
-    );
-    if let Some((owner, false)) = owner {
+pub fn require_job_owner(pol: &Policy) {
+    if !pol.owned {
         raise(
             BackfillError::new(
                 Code::InsufficientPrivilege,
-                format!("role \"{}\" cannot postpone compression policy job {job_id}, which is owned by \"{owner}\"", current_user()),
+                format!("role \"{}\" cannot postpone compression policy job {}, which is owned by \"{}\"", current_user(), pol.job_id, pol.owner),
             )
             .hint("run the backfill as the owner of the hypertable and its compression policy"),
         );
@@ -243,15 +238,25 @@ pub struct Policy {
     pub job_id: i32,
     pub next_start: Option<String>,
     pub scheduled: bool,
+    /// The job's owner, and whether the current role may act as it.
+    pub owner: String,
+    pub owned: bool,
 }
 
 pub fn compression_policies(t: &Table) -> Vec<Policy> {
     query(
-        "SELECT j.job_id, j.next_start::text, j.scheduled FROM timescaledb_information.jobs j \
+        "SELECT j.job_id, j.next_start::text, j.scheduled, j.owner::text, pg_catalog.pg_has_role(j.owner, 'USAGE') \
+         FROM timescaledb_information.jobs j \
          WHERE j.hypertable_schema = $1 AND j.hypertable_name = $2 AND j.proc_name = 'policy_compression' \
          ORDER BY j.job_id",
         &[p(&t.name.schema), p(&t.name.name)],
-        |r| Policy { job_id: col(r, 1).unwrap(), next_start: col(r, 2), scheduled: col(r, 3).unwrap_or(true) },
+        |r| Policy {
+            job_id: col(r, 1).unwrap(),
+            next_start: col(r, 2),
+            scheduled: col(r, 3).unwrap_or(true),
+            owner: col(r, 4).unwrap_or_default(),
+            owned: col(r, 5).unwrap_or(false),
+        },
     )
 }
 

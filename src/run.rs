@@ -285,7 +285,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
 
 /// Counts the staging rows of each chunk in one scan; in chunk order.
 fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
-    let (q, params) = if by_time(ht, chunks) {
+    let (q, params) = if by_time(ht, chunks.iter()) {
         let lows: Vec<String> = chunks.iter().map(|c| c.lo.clone().unwrap()).collect();
         let highs: Vec<String> = chunks.iter().map(|c| c.hi.clone().unwrap()).collect();
         (sql::count_by_time(&prep.staging.name, &ht.time_column, ht.kind), vec![p(sql::array_literal(&lows)), p(sql::array_literal(&highs))])
@@ -304,8 +304,8 @@ fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64
 }
 
 /// Whether chunks are told apart by time alone (one dimension, bounded ranges).
-fn by_time(ht: &Hypertable, chunks: &[Chunk]) -> bool {
-    ht.dimensions == 1 && chunks.iter().all(|c| c.lo.is_some() && c.hi.is_some())
+fn by_time<'a>(ht: &Hypertable, mut chunks: impl Iterator<Item = &'a Chunk>) -> bool {
+    ht.dimensions == 1 && chunks.all(|c| c.lo.is_some() && c.hi.is_some())
 }
 
 /// Writes `pg_temp._backfill_rows` (each staging row's ctid and chunk number) in one
@@ -313,7 +313,7 @@ fn by_time(ht: &Hypertable, chunks: &[Chunk]) -> bool {
 fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
     drop_temp_tables();
     exec(&format!("CREATE TEMP TABLE {} (src tid NOT NULL, idx int4 NOT NULL)", sql::ROUTE_TABLE.trim_start_matches("pg_temp.")), &[]);
-    if by_time(ht, chunks) {
+    if by_time(ht, chunks.iter()) {
         let lows: Vec<String> = chunks.iter().map(|c| c.lo.clone().unwrap()).collect();
         let highs: Vec<String> = chunks.iter().map(|c| c.hi.clone().unwrap()).collect();
         exec(
@@ -464,12 +464,22 @@ fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str)
                 .unwrap();
             Moved { moved: vec![(0, m)], inserted: vec![(0, i, u)] }
         }
-        Take::Routed(_) | Take::Chunks(_) => {
+        Take::Routed(_) | Take::Chunks(_) | Take::Buckets(_) => {
             let (q, params) = match take {
                 Take::Routed(idxs) => (sql::move_routed_rows(&prep.spec), vec![p(format!("{{{}}}", idxs.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")))]),
                 Take::Chunks(chunks) => {
                     let (q, params) = sql::move_chunk_rows(&prep.spec, chunks);
                     (q, spi::params(params))
+                }
+                Take::Buckets(chunks) => {
+                    let ht = prep.ht.as_ref().expect("chunks belong to a hypertable");
+                    let lows: Vec<String> = chunks.iter().map(|(_, c)| c.lo.clone().unwrap_or_default()).collect();
+                    let highs: Vec<String> = chunks.iter().map(|(_, c)| c.hi.clone().unwrap_or_default()).collect();
+                    let idxs: Vec<String> = chunks.iter().map(|(i, _)| i.to_string()).collect();
+                    (
+                        sql::move_bucketed_rows(&prep.spec, &ht.time_column, ht.kind),
+                        vec![p(sql::array_literal(&lows)), p(sql::array_literal(&highs)), p(format!("{{{}}}", idxs.join(",")))],
+                    )
                 }
                 Take::Filter(_) => unreachable!(),
             };
@@ -496,6 +506,8 @@ enum Take<'a> {
     Routed(&'a [i32]),
     /// Several chunks' rows by their filters (numbered by chunk number).
     Chunks(&'a [(i32, RowFilter)]),
+    /// Several chunks' rows by their time ranges alone: (chunk number, chunk), in time order.
+    Buckets(&'a [(i32, &'a Chunk)]),
 }
 
 /// Moves one chunk's rows with the planned strategy (re-checked against the chunk's
@@ -591,7 +603,7 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
             let (c, params) = f.render("s", 1);
             (c, spi::params(params))
         }
-        Take::Chunks(_) => unreachable!("a merge takes one chunk's rows"),
+        Take::Chunks(_) | Take::Buckets(_) => unreachable!("a merge takes one chunk's rows"),
     };
     let q = sql::merge_sql(&prep.spec, m, &chunk.name, &take_where);
     exec(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", chunk.name.quoted()), &[]);
@@ -659,8 +671,18 @@ pub fn run_batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResu
     let attempt = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
         catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
         let idxs: Vec<i32> = steps.iter().map(|s| s.idx).collect();
-        let filters: Vec<(i32, RowFilter)> = if routed { vec![] } else { steps.iter().map(|s| (s.idx, prep.filter_for(&s.chunk))).collect() };
-        let take = if routed { Take::Routed(&idxs) } else { Take::Chunks(&filters) };
+        let ht = prep.ht.as_ref().expect("chunks belong to a hypertable");
+        let by_time = by_time(ht, steps.iter().map(|s| &s.chunk));
+        let filters: Vec<(i32, RowFilter)> =
+            if routed || by_time { vec![] } else { steps.iter().map(|s| (s.idx, prep.filter_for(&s.chunk))).collect() };
+        let buckets: Vec<(i32, &Chunk)> = if by_time { steps.iter().map(|s| (s.idx, &s.chunk)).collect() } else { vec![] };
+        let take = if routed {
+            Take::Routed(&idxs)
+        } else if by_time {
+            Take::Buckets(&buckets)
+        } else {
+            Take::Chunks(&filters)
+        };
         let t = Instant::now();
         let moved = move_rows(prep, take, &prep.filter_for(&steps[0].chunk), "these chunks");
         let insert_ms = ms(t);
@@ -720,14 +742,22 @@ pub fn run_batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResu
 }
 
 /// Moves the rows no chunk step took (they create new chunks, or the destination is
-/// not a hypertable), then compresses again any chunk that this left partial.
-pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<QualifiedName>) -> (StepResult, i64) {
+/// not a hypertable), then compresses again any chunk that this left partial (the
+/// chunk steps left theirs fully compressed; a chunk partial before stays as it was).
+pub fn run_rest(prep: &Prepared, plan: &Plan) -> (StepResult, i64) {
     apply_settings(&prep.cfg);
-    let before = match (&prep.ts, &prep.ht) {
-        (Some(ts), Some(_)) => catalog::chunk_statuses(ts, &prep.dest).len() as i64,
-        _ => 0,
-    };
     let mut r = StepResult::default();
+    if prep.cfg.delete_from_staging
+        && !query_one(&format!("SELECT EXISTS (SELECT 1 FROM {})", prep.staging.name.quoted()), &[], |x| col::<bool>(x, 1).unwrap_or(true))
+            .unwrap_or(true)
+    {
+        return (r, 0);
+    }
+    let before = match (&prep.ts, &prep.ht) {
+        (Some(ts), Some(_)) => catalog::chunk_statuses(ts, &prep.dest),
+        _ => vec![],
+    };
+    let partial_before: HashSet<&QualifiedName> = before.iter().filter(|(_, s)| !status::is_fully_compressed(*s)).map(|(n, _)| n).collect();
     let t = Instant::now();
     let filter = match &prep.ht {
         Some(h) => RowFilter::everything(&h.time_column, h.kind),
@@ -747,7 +777,7 @@ pub fn run_rest(prep: &Prepared, plan: &Plan, partial_before: &HashSet<Qualified
     if let (Some(ts), Some(_), true) = (&prep.ts, &prep.ht, r.moved > 0) {
         let t = Instant::now();
         let now = catalog::chunk_statuses(ts, &prep.dest);
-        new_chunks = (now.len() as i64 - before).max(0);
+        new_chunks = (now.len() as i64 - before.len() as i64).max(0);
         for (name, st) in now {
             if status::is_compressed(st) && !status::is_fully_compressed(st) && !partial_before.contains(&name) {
                 exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(name.quoted())]);
@@ -822,7 +852,7 @@ pub fn hold_policies(prep: &Prepared) -> Vec<Policy> {
     let (Some(ts), Some(_)) = (&prep.ts, &prep.ht) else { return vec![] };
     let policies = catalog::compression_policies(&prep.dest);
     for pol in &policies {
-        catalog::require_job_owner(pol.job_id);
+        catalog::require_job_owner(pol);
         exec(
             "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled) \
              VALUES ($1::int, $2::oid::regclass, $3::timestamptz, $4::bool) ON CONFLICT (job_id) DO NOTHING",
@@ -934,10 +964,16 @@ fn prepare_recorded(session: &Session, job_id: Option<i32>, cfg: Config) -> Prep
     }
 }
 
+/// Reports at DEBUG1 the time since the run started (`SET client_min_messages = debug1`).
+fn phase(started: &Instant, name: &str) {
+    pgrx::debug1!("backfill_ext: {name} done at {:.1} ms", ms(*started));
+}
+
 /// The whole run.
 pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     let started = Instant::now();
     let prep = prepare_recorded(session, job_id, cfg);
+    phase(&started, "prepare");
     if !acquire_lock(&prep, session) {
         notice!(
             "backfill_ext: {} is working on {}; this run{} waited {} and exits without changes",
@@ -952,26 +988,20 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         crate::history::start(job_id, &prep.staging.name.to_string(), &prep.dest.name.to_string(), prep.dest.oid, &prep.history_retention)
     });
     session.commit();
+    phase(&started, "start");
     let rid = Some(run_id);
     let mut totals = Totals::default();
-    let (plan, partial_before) = guarded(session, &prep, rid, || {
+    let plan = guarded(session, &prep, rid, || {
         apply_settings(&prep.cfg);
         let plan = make_plan(&prep);
-        let partial_before: HashSet<QualifiedName> = match (&prep.ts, &prep.ht) {
-            (Some(ts), Some(_)) => catalog::chunk_statuses(ts, &prep.dest)
-                .into_iter()
-                .filter(|(_, s)| !status::is_fully_compressed(*s))
-                .map(|(n, _)| n)
-                .collect(),
-            _ => HashSet::new(),
-        };
         if plan.steps.iter().any(|s| s.strategy != Strategy::Insert) {
             catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
         }
         hold_policies(&prep);
-        (plan, partial_before)
+        plan
     });
     session.commit();
+    phase(&started, "plan and hold");
     spi::pause_point("after_hold");
     let max_runtime_s = prep.max_runtime_s;
     let mut stopped_early = false;
@@ -1003,6 +1033,7 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
             results
         });
         session.commit();
+        phase(&started, "batch");
         for (s, r) in steps.iter().zip(&results) {
             totals.add(r);
             totals.chunks += 1;
@@ -1021,11 +1052,12 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         (StepResult::default(), 0)
     } else {
         let r = guarded(session, &prep, rid, || {
-            let (rest, new_chunks) = run_rest(&prep, &plan, &partial_before);
+            let (rest, new_chunks) = run_rest(&prep, &plan);
             crate::history::add(run_id, &rest, new_chunks);
             (rest, new_chunks)
         });
         session.commit();
+        phase(&started, "rest");
         r
     };
     spi::pause_point("before_restore");
@@ -1050,6 +1082,7 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         unlock(&prep.dest, session);
     });
     session.commit();
+    phase(&started, "release");
     notice!(
         "backfill_ext: run {run_id}: moved {} rows from {} into {} ({} inserted, {} updated, {} conflicts), {} chunks ({} decompressed, {} recompressed), {} new chunks, {:.0} ms",
         totals.moved,

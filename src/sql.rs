@@ -374,6 +374,27 @@ pub fn count_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (Stri
     (format!("SELECT idx, count(*)::int8 FROM ({rows}) AS x WHERE idx IS NOT NULL GROUP BY idx"), params)
 }
 
+/// Like `move_routed_rows`, for the rows of several chunks told apart by time alone:
+/// `$1`, `$2` are the chunks' lower and upper bounds as array text (sorted, not
+/// overlapping), `$3` their chunk numbers (int4[] text). Each staging row is matched
+/// to its chunk by one binary search, in one scan of staging.
+pub fn move_bucketed_rows(spec: &MoveSpec, time_column: &str, kind: TimeKind) -> String {
+    let (with, _) = time_buckets(&spec.staging, time_column, kind);
+    let t = format!("s.{}", quote_ident(time_column));
+    let scols = quote_list(&spec.columns, Some("s"));
+    let b = format!("pg_catalog.width_bucket({t}, bounds.lo)");
+    let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
+    format!(
+        "{with}, moved AS (DELETE FROM {} AS s USING bounds WHERE {b} > 0 AND {t} < bounds.hi[{b}] \
+         RETURNING {scols}, ($3::int4[])[{b}] AS backfill_idx), \
+         ins AS ({insert}, d.tableoid::oid::int8 AS chunk_oid) \
+         SELECT 'moved'::text, m.backfill_idx::int8, count(*)::int8, 0::int8 FROM moved AS m GROUP BY m.backfill_idx \
+         UNION ALL \
+         SELECT 'inserted', chunk_oid, count(*) FILTER (WHERE NOT updated)::int8, count(*) FILTER (WHERE updated)::int8 FROM ins GROUP BY chunk_oid",
+        spec.staging.quoted()
+    )
+}
+
 /// Like `move_routed_rows`, for several chunks' rows taken by their filters (numbered
 /// by the chunks' numbers), in one scan of staging.
 pub fn move_chunk_rows(spec: &MoveSpec, chunks: &[(i32, RowFilter)]) -> (String, Vec<String>) {
@@ -683,6 +704,9 @@ mod tests {
         let (c, p) = count_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
         assert!(c.starts_with("SELECT idx, count(*)::int8 FROM (SELECT s.ctid AS src, CASE WHEN") && c.ends_with("WHERE idx IS NOT NULL GROUP BY idx"), "{c}");
         assert_eq!(p.len(), 4);
+        let m = move_bucketed_rows(&spec(ConflictAction::Nothing, &[], &[], true), "time", TimeKind::TimestampTz);
+        assert!(m.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi), moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s USING bounds WHERE pg_catalog.width_bucket(s.\"time\", bounds.lo) > 0 AND s.\"time\" < bounds.hi[pg_catalog.width_bucket(s.\"time\", bounds.lo)]"), "{m}");
+        assert!(m.contains("($3::int4[])[pg_catalog.width_bucket(s.\"time\", bounds.lo)] AS backfill_idx") && m.contains("GROUP BY m.backfill_idx"), "{m}");
         let (m, p) = move_chunk_rows(&spec(ConflictAction::Nothing, &[], &[], true), &[(3, day_filter(TimeKind::TimestampTz)), (7, day_filter(TimeKind::TimestampTz))]);
         assert!(m.contains("WHERE (s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz)) OR (s.\"time\" >= (SELECT $3::timestamptz)"), "{m}");
         assert!(m.contains("CASE WHEN s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) THEN 3 WHEN"), "{m}");
