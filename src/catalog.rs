@@ -382,6 +382,16 @@ pub fn referenced_by_foreign_keys(oid: u32) -> bool {
     .unwrap_or(true)
 }
 
+/// The array type of a table's row type.
+pub fn row_array_type(oid: u32) -> u32 {
+    query_one(
+        "SELECT t.typarray::int8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_type t ON t.oid = c.reltype WHERE c.oid = $1::oid",
+        &[p(oid.to_string())],
+        |r| col::<i64>(r, 1).unwrap_or(0) as u32,
+    )
+    .unwrap_or(0)
+}
+
 /// A column's type as `regtype` prints it (a valid, quoted SQL type name).
 pub fn column_type(oid: u32, column: &str) -> Option<String> {
     query_one(

@@ -9,7 +9,7 @@ use crate::ident::QualifiedName;
 use crate::plan::{self, status, Candidate, Chunk, Estimate, Plan, Step, Strategy, StrategyChoice};
 use crate::spi::{self, col, p, query, query_one, raise, run as exec, Session};
 use crate::sql::{self, MoveSpec, RowFilter};
-use pgrx::notice;
+use pgrx::{notice, pg_sys};
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -36,6 +36,8 @@ pub struct Prepared {
     /// Whether a merge that touches every segment of a chunk may empty the chunk with
     /// TRUNCATE and rewrite it (no foreign key refers to the destination).
     pub truncate_ok: bool,
+    /// The array type of the destination's row type (a rewrite holds rows in one).
+    pub row_array_type: u32,
 }
 
 impl Prepared {
@@ -140,6 +142,7 @@ pub fn prepare(cfg: Config) -> Prepared {
     let decompress_limit = catalog::decompress_limit();
     let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby);
     let truncate_ok = merge.is_some() && !catalog::referenced_by_foreign_keys(dest.oid);
+    let row_array_type = if truncate_ok { catalog::row_array_type(dest.oid) } else { 0 };
     Prepared {
         cfg,
         staging,
@@ -155,6 +158,7 @@ pub fn prepare(cfg: Config) -> Prepared {
         decompress_limit,
         merge,
         truncate_ok,
+        row_array_type,
     }
 }
 
@@ -388,6 +392,8 @@ pub struct StepResult {
     pub recompressed: bool,
     /// A merge touched every segment and rewrote the whole chunk.
     pub rewrote: bool,
+    /// It held the merged rows in a temporary table (they would not fit in memory).
+    pub rewrote_on_disk: bool,
     pub decompress_ms: f64,
     pub insert_ms: f64,
     pub recompress_ms: f64,
@@ -404,6 +410,9 @@ impl StepResult {
             (Some(Strategy::Direct), true) => "inserted into the compressed chunk, recompressed",
             (Some(Strategy::Direct), false) => "inserted into the compressed chunk",
             (Some(Strategy::Decompress), _) => "decompressed, recompressed",
+            (Some(Strategy::Merge), _) if self.rewrote_on_disk => {
+                "merged, every segment touched: chunk rewritten (through a temporary table), recompressed"
+            }
             (Some(Strategy::Merge), _) if self.rewrote => "merged, every segment touched: chunk rewritten, recompressed",
             (Some(Strategy::Merge), _) => "merged into its segments, recompressed",
             _ => "uncompressed chunk",
@@ -619,32 +628,61 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
         exec(&q.drop, &[]);
         return r;
     };
-    let (_, updated) = query_one(&q.read_old, &[p(&segments)], |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
-    r.updated = updated;
-    let new_keys = kept - updated;
-    if new_keys == 0 {
-        // every staging row updated a row now in MERGE_OLD: give its space back before writing
-        exec(&q.empty_new, &[]);
-    }
-    r.decompress_ms = ms(t);
-    let t = Instant::now();
     let rewrite = prep.truncate_ok && !query_one(&q.untouched, &[p(&segments)], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true);
-    if rewrite {
+    let in_memory = rewrite
+        && prep.row_array_type != 0
+        && !spi::debug_setting("rewrite_on_disk")
+        && query_one(&q.fits_in_memory, &[], |x| col::<bool>(x, 1).unwrap_or(false)).unwrap_or(false);
+    if in_memory {
+        // every row of the chunk, merged, held in memory while the chunk is emptied
+        let (rows, updated) = spi::query_value_and_count(&q.read_merged, &[]);
+        r.updated = updated;
+        let new_keys = kept - updated;
+        if new_keys == 0 {
+            exec(&q.empty_new, &[]);
+        }
+        r.decompress_ms = ms(t);
+        let t = Instant::now();
         r.rewrote = true;
         exec(&q.truncate_chunk, &[]);
         exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
+        if let Some(rows) = rows {
+            spi::run_with_value(&q.write_merged, rows, pg_sys::Oid::from(prep.row_array_type));
+            spi::free_value(rows);
+        }
+        if new_keys > 0 {
+            r.inserted = query(&q.insert_new_after_rewrite, &[], |_| ()).len() as i64;
+            exec(&q.empty_new, &[]);
+        }
+        r.insert_ms = ms(t);
     } else {
-        exec(&q.delete_segments, &[p(&segments)]);
+        let (_, updated) = query_one(&q.read_old, &[p(&segments)], |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
+        r.updated = updated;
+        let new_keys = kept - updated;
+        if new_keys == 0 {
+            // every staging row updated a row now in MERGE_OLD: give its space back before writing
+            exec(&q.empty_new, &[]);
+        }
+        r.decompress_ms = ms(t);
+        let t = Instant::now();
+        if rewrite {
+            r.rewrote = true;
+            r.rewrote_on_disk = true;
+            exec(&q.truncate_chunk, &[]);
+            exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
+        } else {
+            exec(&q.delete_segments, &[p(&segments)]);
+        }
+        exec(&q.write_old, &[]);
+        if new_keys > 0 {
+            r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
+        }
+        exec(&q.empty_old, &[]);
+        if new_keys > 0 {
+            exec(&q.empty_new, &[]);
+        }
+        r.insert_ms = ms(t);
     }
-    exec(&q.write_old, &[]);
-    if new_keys > 0 {
-        r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
-    }
-    exec(&q.empty_old, &[]);
-    if new_keys > 0 {
-        exec(&q.empty_new, &[]);
-    }
-    r.insert_ms = ms(t);
     spi::pause_point("after_insert");
     let t = Instant::now();
     exec(&format!("SELECT {}($1::regclass, true)", ts.func("compress_chunk")), &[p(chunk.name.quoted())]);

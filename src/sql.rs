@@ -221,6 +221,16 @@ pub struct MergeSql {
     pub write_old: String,
     /// Inserts the staging rows with new keys; returns one row per insert.
     pub insert_new: String,
+    /// Whether the chunk's rows, sized like the step's staging rows, fit in
+    /// `maintenance_work_mem` (a rewrite then holds them in memory, not on disk).
+    pub fits_in_memory: String,
+    /// For a rewrite in memory: every row of the chunk with the staging values applied,
+    /// as one array of the destination's row type, and the rows a staging row updated.
+    pub read_merged: String,
+    /// Writes that array (`$1`) into the emptied chunk.
+    pub write_merged: String,
+    /// After a rewrite in memory: inserts the staging rows whose key the chunk lacks.
+    pub insert_new_after_rewrite: String,
     /// Empties a temporary table (in place: it was created in this transaction).
     pub empty_new: String,
     pub empty_old: String,
@@ -294,6 +304,31 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
         write_old: format!("INSERT INTO {} ({all}) SELECT {all} FROM {MERGE_OLD}", chunk.quoted()),
         insert_new: format!(
             "WITH moved AS (SELECT {cols} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {MERGE_OLD} AS o WHERE {})) {insert}",
+            keys_on("o", "n")
+        ),
+        fits_in_memory: format!(
+            "SELECT (SELECT count(*) FROM {chunk})::numeric * pg_catalog.pg_relation_size('{MERGE_NEW}') \
+                    / greatest((SELECT count(*) FROM {MERGE_NEW}), 1) \
+                    <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
+            chunk = chunk.quoted()
+        ),
+        read_merged: format!(
+            "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8 \
+             FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {}",
+            merged.join(", "),
+            chunk.quoted(),
+            keys_on("n", "o"),
+            dest = spec.destination.quoted(),
+        ),
+        write_merged: format!(
+            "INSERT INTO {} ({all}) SELECT {} FROM pg_catalog.unnest($1::{}[]) AS x",
+            chunk.quoted(),
+            quote_list(&m.dest_columns, Some("x")),
+            spec.destination.quoted()
+        ),
+        insert_new_after_rewrite: format!(
+            "WITH moved AS (SELECT {cols} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {} AS o WHERE {})) {insert}",
+            chunk.quoted(),
             keys_on("o", "n")
         ),
         empty_new: format!("TRUNCATE {MERGE_NEW}"),
@@ -740,6 +775,17 @@ mod tests {
         assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_updated\" boolean)");
         assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL ($1::text::integer[]) OR c.\"device_id\" IS NULL)");
         assert_eq!(q.truncate_chunk, "TRUNCATE \"_ti\".\"c1\"");
+        assert_eq!(
+            q.read_merged,
+            "SELECT pg_catalog.array_agg(ROW(o.\"time\", o.\"device_id\", CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\")::\"public\".\"event_data\"), \
+             count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8 FROM \"_ti\".\"c1\" AS o LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\""
+        );
+        assert_eq!(
+            q.write_merged,
+            "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"
+        );
+        assert!(q.insert_new_after_rewrite.contains("NOT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\")"), "{}", q.insert_new_after_rewrite);
+        assert!(q.fits_in_memory.contains("<= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))"), "{}", q.fits_in_memory);
         // the flag column never takes a destination column's name
         let mut m2 = m.clone();
         m2.dest_columns.push("backfill_ext_updated".into());
