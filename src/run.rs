@@ -635,9 +635,11 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
         && query_one(&q.fits_in_memory, &[], |x| col::<bool>(x, 1).unwrap_or(false)).unwrap_or(false);
     if in_memory {
         // every row of the chunk, merged, held in memory while the chunk is emptied
-        let (rows, updated) = spi::query_value_and_count(&q.read_merged, &[]);
+        let (rows, counts) = spi::query_value_and_counts(&q.read_merged, &[], 2);
+        let (updated, new_in_rows) = (counts[0], counts[1]);
         r.updated = updated;
-        let new_keys = kept - updated;
+        r.inserted = new_in_rows;
+        let new_keys = kept - updated - new_in_rows;
         if new_keys == 0 {
             exec(&q.empty_new, &[]);
         }
@@ -651,7 +653,7 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
             spi::free_value(rows);
         }
         if new_keys > 0 {
-            r.inserted = query(&q.insert_new_after_rewrite, &[], |_| ()).len() as i64;
+            r.inserted += query(&q.insert_new_after_rewrite, &[], |_| ()).len() as i64;
             exec(&q.empty_new, &[]);
         }
         r.insert_ms = ms(t);

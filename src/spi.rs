@@ -73,21 +73,21 @@ pub fn query<T>(sql: &str, params: &[Param], mut f: impl FnMut(&SpiHeapTupleData
 }
 
 /// Runs a statement that returns one row of a variable-length value (an array, say) and
-/// a bigint; returns a copy of the value made in the top transaction's memory (the
-/// caller frees it with `free_value`) and the bigint.
-pub fn query_value_and_count(sql: &str, params: &[Param]) -> (Option<pg_sys::Datum>, i64) {
+/// bigints; returns a copy of the value made in the top transaction's memory (the
+/// caller frees it with `free_value`) and the bigints.
+pub fn query_value_and_counts(sql: &str, params: &[Param], counts: usize) -> (Option<pg_sys::Datum>, Vec<i64>) {
     let args = datums(params);
     Spi::connect_mut(|client| {
         let table = client.update(sql, Some(1), &args).unwrap_or_else(|e| spi_fail(sql, e)).first();
         let value = table.get_datum_by_ordinal(1).ok().flatten();
-        let count = table.get::<i64>(2).ok().flatten().unwrap_or(0);
+        let counts = (0..counts).map(|i| table.get::<i64>(i + 2).ok().flatten().unwrap_or(0)).collect();
         let copy = value.map(|d| unsafe {
             let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
             let c = pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr::<pg_sys::varlena>()));
             pg_sys::MemoryContextSwitchTo(old);
             c
         });
-        (copy, count)
+        (copy, counts)
     })
 }
 
@@ -99,7 +99,7 @@ pub fn run_with_value(sql: &str, value: pg_sys::Datum, type_oid: pg_sys::Oid) {
     })
 }
 
-/// Frees a value `query_value_and_count` returned.
+/// Frees a value `query_value_and_counts` returned.
 pub fn free_value(value: pg_sys::Datum) {
     unsafe { pg_sys::pfree(value.cast_mut_ptr()) }
 }

@@ -225,7 +225,9 @@ pub struct MergeSql {
     /// `maintenance_work_mem` (a rewrite then holds them in memory, not on disk).
     pub fits_in_memory: String,
     /// For a rewrite in memory: every row of the chunk with the staging values applied,
-    /// as one array of the destination's row type, and the rows a staging row updated.
+    /// as one array of the destination's row type, the rows a staging row updated, and
+    /// the staging rows with new keys the array holds too (all of them when staging has
+    /// every column of the destination; none otherwise: they are inserted afterwards).
     pub read_merged: String,
     /// Writes that array (`$1`) into the emptied chunk.
     pub write_merged: String,
@@ -312,14 +314,40 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
                     <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
             chunk = chunk.quoted()
         ),
-        read_merged: format!(
-            "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8 \
-             FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {}",
-            merged.join(", "),
-            chunk.quoted(),
-            keys_on("n", "o"),
-            dest = spec.destination.quoted(),
-        ),
+        read_merged: if m.dest_columns.iter().all(|c| spec.columns.contains(c)) {
+            // staging has every column: rows with new keys join the array too (a marker
+            // column tells the chunk's rows, which have no usable ctid, from none)
+            let full: Vec<String> = m
+                .dest_columns
+                .iter()
+                .map(|c| {
+                    let q = quote_ident(c);
+                    if spec.conflict.update_columns.contains(c) {
+                        format!("CASE WHEN n.ctid IS NULL THEN o.{q} ELSE n.{q} END")
+                    } else {
+                        format!("CASE WHEN o.backfill_old IS NULL THEN n.{q} ELSE o.{q} END")
+                    }
+                })
+                .collect();
+            format!(
+                "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE o.backfill_old AND n.ctid IS NOT NULL)::int8, \
+                 count(*) FILTER (WHERE o.backfill_old IS NULL)::int8 \
+                 FROM (SELECT c.*, true AS backfill_old FROM {} AS c) AS o FULL JOIN {MERGE_NEW} AS n ON {}",
+                full.join(", "),
+                chunk.quoted(),
+                keys_on("n", "o"),
+                dest = spec.destination.quoted(),
+            )
+        } else {
+            format!(
+                "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8, 0::int8 \
+                 FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {}",
+                merged.join(", "),
+                chunk.quoted(),
+                keys_on("n", "o"),
+                dest = spec.destination.quoted(),
+            )
+        },
         write_merged: format!(
             "INSERT INTO {} ({all}) SELECT {} FROM pg_catalog.unnest($1::{}[]) AS x",
             chunk.quoted(),
@@ -775,11 +803,20 @@ mod tests {
         assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_updated\" boolean)");
         assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL ($1::text::integer[]) OR c.\"device_id\" IS NULL)");
         assert_eq!(q.truncate_chunk, "TRUNCATE \"_ti\".\"c1\"");
+        // staging lacks "note": new keys are inserted after the rewrite (so "note" gets its default)
         assert_eq!(
             q.read_merged,
             "SELECT pg_catalog.array_agg(ROW(o.\"time\", o.\"device_id\", CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\")::\"public\".\"event_data\"), \
-             count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8 FROM \"_ti\".\"c1\" AS o LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\""
+             count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8, 0::int8 FROM \"_ti\".\"c1\" AS o LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\""
         );
+        // staging has every column: one full join
+        let mut s2 = s.clone();
+        s2.columns.push("note".into());
+        let full = merge_sql(&s2, &m, &QualifiedName::new("_ti", "c1"), "true").read_merged;
+        assert!(full.contains("CASE WHEN o.backfill_old IS NULL THEN n.\"time\" ELSE o.\"time\" END"), "{full}");
+        assert!(full.contains("CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END"), "{full}");
+        assert!(full.contains("FROM (SELECT c.*, true AS backfill_old FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n"), "{full}");
+        assert!(full.contains("count(*) FILTER (WHERE o.backfill_old IS NULL)::int8"), "{full}");
         assert_eq!(
             q.write_merged,
             "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"

@@ -538,3 +538,41 @@ fn date_and_smallint_time_columns() {
     }
     assert_eq!(scalar::<i64>(&mut c, "SELECT (SELECT count(*) FROM daily_late) + (SELECT count(*) FROM small_late)"), 0);
 }
+
+#[test]
+fn a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lacks() {
+    let Some(cl) = cluster("a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lacks") else { return };
+    // in memory, then through the temporary table
+    for (db, on_disk) in [("m", false), ("d", true)] {
+        let mut c = cl.create_db(db);
+        c.batch_execute(
+            "CREATE TABLE m (time timestamptz NOT NULL, dev int NOT NULL, v int, note text DEFAULT 'default', PRIMARY KEY (dev, time));
+             SELECT create_hypertable('m', 'time', chunk_time_interval => interval '1 day');
+             ALTER TABLE m SET (timescaledb.compress, timescaledb.compress_segmentby = 'dev', timescaledb.compress_orderby = 'time');
+             INSERT INTO m (time, dev, v, note)
+               SELECT t, d, 0, 'old' FROM generate_series(timestamptz '2024-01-01', timestamptz '2024-01-01 23:00', interval '1 hour') t,
+                                            generate_series(1, 3) d;
+             SELECT count(compress_chunk(ch)) FROM show_chunks('m') ch;
+             CREATE TABLE m_late (time timestamptz, dev int, v int);
+             INSERT INTO m_late SELECT time, dev, 1 FROM m;
+             INSERT INTO m_late VALUES (timestamptz '2024-01-01 00:30', 2, 7);",
+        )
+        .unwrap();
+        let (mut r, notices) = cl.connect_with_notices(db);
+        if on_disk {
+            r.batch_execute("SET backfill_ext.debug_rewrite_on_disk = on").unwrap();
+        }
+        r.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"m_late","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#)
+            .unwrap();
+        let n = notices.lock().unwrap().clone();
+        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        assert!(n.iter().any(|m| m.contains(&format!("73 rows moved, 72 conflicts, merged, every segment touched: {how}"))), "{n:#?}");
+        assert!(n.iter().any(|m| m.contains("(1 inserted, 72 updated, 72 conflicts)")), "{n:#?}");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 73);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72 + 7);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m WHERE note = 'old'"), 72, "updated rows keep the columns staging lacks");
+        assert_eq!(scalar::<String>(&mut c, "SELECT note FROM m WHERE v = 7"), "default", "a new key gets the column's default");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
+    }
+}
