@@ -628,7 +628,9 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
         exec(&q.drop, &[]);
         return r;
     };
-    let rewrite = prep.truncate_ok && !query_one(&q.untouched, &[p(&segments)], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true);
+    let rewrite = prep.truncate_ok
+        && !query_one(&q.untouched, &[p(&segments)], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true)
+        && lock_for_rewrite(prep, chunk);
     let in_memory = rewrite
         && prep.row_array_type != 0
         && !spi::debug_setting("rewrite_on_disk")
@@ -692,6 +694,30 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
     r.recompress_ms = ms(t);
     exec(&q.drop, &[]);
     r
+}
+
+/// Takes the lock a rewrite needs (it empties the chunk, so readers of the chunk wait
+/// until the step commits). Waits at most a second, or `lock_timeout` if shorter: when
+/// a query is already reading the chunk, the step merges by segments instead, which
+/// readers never wait for.
+fn lock_for_rewrite(prep: &Prepared, chunk: &Chunk) -> bool {
+    let got = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+        exec(
+            "SELECT pg_catalog.set_config('lock_timeout', (CASE WHEN $1::interval > interval '0' AND $1::interval < interval '1 second' \
+                                                              THEN extract(epoch FROM $1::interval) * 1000 ELSE 1000 END)::int8::text, true)",
+            &[p(&prep.cfg.lock_timeout)],
+        );
+        exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", chunk.name.quoted()), &[]);
+    }));
+    apply_settings(&prep.cfg);
+    match got {
+        Ok(()) => true,
+        Err(e) if spi::caught_sqlstate(&e) == "55P03" => {
+            notice!("backfill_ext: chunk {}: being read; merging by segments instead of rewriting it", chunk.name);
+            false
+        }
+        Err(e) => e.rethrow(),
+    }
 }
 
 fn drop_merge_tables() {

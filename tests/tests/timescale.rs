@@ -576,3 +576,39 @@ fn a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lac
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
     }
 }
+
+#[test]
+fn a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting() {
+    let Some(cl) = cluster("a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + interval '4 days'"
+    ))
+    .unwrap();
+    let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
+    let sum_after: f64 = scalar(&mut c, &format!("SELECT sum(value) + {staged} FROM event_data"));
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    // a long report holds the chunk open
+    let mut reader = cl.connect("t");
+    reader
+        .batch_execute(&format!("BEGIN; SELECT count(*) FROM event_data WHERE time >= timestamptz '{START}' + interval '4 days';"))
+        .unwrap();
+    let (mut r, notices) = cl.connect_with_notices("t");
+    let t = std::time::Instant::now();
+    r.batch_execute(
+        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE"}')"#,
+    )
+    .unwrap();
+    assert!(t.elapsed() < std::time::Duration::from_secs(30), "the run did not wait for the reader");
+    let n = notices.lock().unwrap().clone();
+    assert!(n.iter().any(|m| m.contains("being read; merging by segments instead of rewriting it")), "{n:#?}");
+    assert!(n.iter().any(|m| m.contains(&format!("{staged} rows moved, {staged} conflicts, merged into its segments, recompressed"))), "{n:#?}");
+    reader.batch_execute("COMMIT").unwrap();
+    let got: f64 = scalar(&mut c, "SELECT sum(value) FROM event_data");
+    assert!((got - sum_after).abs() < 1e-6, "{got} vs {sum_after}");
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!(after.staging_rows, 0);
+    assert_compressed_and_policy_as_before(&before, &after, "a chunk being read");
+}
