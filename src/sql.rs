@@ -258,19 +258,22 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
     let seg = quote_ident(&m.segment);
     let seg_values = format!("ANY ($1::text::{}[])", m.segment_type);
     let flag = quote_ident(&flag_column(&m.dest_columns));
-    // a matched staging row is told by its row's ctid, never NULL for a joined row
-    let merged: Vec<String> = m
-        .dest_columns
-        .iter()
-        .map(|c| {
-            let q = quote_ident(c);
-            if spec.conflict.update_columns.contains(c) {
-                format!("CASE WHEN n.ctid IS NULL THEN o.{q} ELSE n.{q} END")
-            } else {
-                format!("o.{q}")
-            }
-        })
-        .collect();
+    // a matched staging row is told by its row's ctid, never NULL for a joined row;
+    // `other` is what a column the upsert does not overwrite takes
+    let merged_with = |other: &dyn Fn(&str) -> String| -> Vec<String> {
+        m.dest_columns
+            .iter()
+            .map(|c| {
+                let q = quote_ident(c);
+                if spec.conflict.update_columns.contains(c) {
+                    format!("CASE WHEN n.ctid IS NULL THEN o.{q} ELSE n.{q} END")
+                } else {
+                    other(&q)
+                }
+            })
+            .collect()
+    };
+    let merged = merged_with(&|q| format!("o.{q}"));
     let all = quote_list(&m.dest_columns, None);
     let (insert, _) = insert_clause(spec, "false");
     let bare = |t: &str| t.trim_start_matches("pg_temp.").to_string();
@@ -317,18 +320,7 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
         read_merged: if m.dest_columns.iter().all(|c| spec.columns.contains(c)) {
             // staging has every column: rows with new keys join the array too (a marker
             // column tells the chunk's rows, which have no usable ctid, from none)
-            let full: Vec<String> = m
-                .dest_columns
-                .iter()
-                .map(|c| {
-                    let q = quote_ident(c);
-                    if spec.conflict.update_columns.contains(c) {
-                        format!("CASE WHEN n.ctid IS NULL THEN o.{q} ELSE n.{q} END")
-                    } else {
-                        format!("CASE WHEN o.backfill_old IS NULL THEN n.{q} ELSE o.{q} END")
-                    }
-                })
-                .collect();
+            let full = merged_with(&|q| format!("CASE WHEN o.backfill_old IS NULL THEN n.{q} ELSE o.{q} END"));
             format!(
                 "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE o.backfill_old AND n.ctid IS NOT NULL)::int8, \
                  count(*) FILTER (WHERE o.backfill_old IS NULL)::int8 \

@@ -120,6 +120,17 @@ pub fn stage_late_rows(c: &mut Client) -> i64 {
     288 + 2 // new rows; the 30 duplicates are kept once
 }
 
+/// Stages a corrected value (+1) for every row of the dataset from day `from_day` on
+/// (the last day of the default dataset: one whole chunk); returns the rows staged.
+pub fn stage_correction_from_day(c: &mut Client, from_day: i32) -> i64 {
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + interval '{from_day} days'"
+    ))
+    .unwrap();
+    scalar(c, "SELECT count(*) FROM backfill_event_data")
+}
+
 /// Every chunk that was fully compressed `before` is fully compressed `after`, and the
 /// compression policies' `next_start` and `scheduled` are unchanged. `what` names the
 /// case in failure messages.

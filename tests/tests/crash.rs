@@ -9,7 +9,8 @@
 //! plain-PostgreSQL variants run everywhere.
 
 use backfill_ext_client_tests::fixtures::{
-    assert_compressed_and_policy_as_before, not_fully_compressed, stage_late_rows, state, timescale_dataset, Dataset, State, START,
+    assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day, stage_late_rows, state, timescale_dataset, Dataset,
+    State, START,
 };
 use backfill_ext_client_tests::{scalar, timescale_installed, wait_for, Client, Cluster, NoTls, Options};
 use std::time::Duration;
@@ -176,12 +177,7 @@ fn rewrite_scenario(kill: Kill) {
     let mut cl = Cluster::start(Options { timescale: true, ..Default::default() });
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
-    c.batch_execute(&format!(
-        "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + interval '4 days'"
-    ))
-    .unwrap();
-    let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
+    let staged = stage_correction_from_day(&mut c, 4);
     let rows: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
     let sum = "SELECT sum(value::numeric)::text FROM event_data";
     let sum_before: String = scalar(&mut c, sum);

@@ -3,7 +3,8 @@
 //! installed; otherwise each test prints one SKIPPED line and returns.
 
 use backfill_ext_client_tests::fixtures::{
-    assert_compressed_and_policy_as_before, not_fully_compressed, stage_late_rows, state, timescale_dataset, Dataset, START,
+    assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day, stage_late_rows, state, timescale_dataset, Dataset,
+    START,
 };
 use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster};
 use std::time::Duration;
@@ -582,12 +583,7 @@ fn a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting() 
     let Some(cl) = cluster("a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting") else { return };
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
-    c.batch_execute(&format!(
-        "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + interval '4 days'"
-    ))
-    .unwrap();
-    let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
+    let staged = stage_correction_from_day(&mut c, 4);
     let sum_after: f64 = scalar(&mut c, &format!("SELECT sum(value) + {staged} FROM event_data"));
     let before = state(&mut c, "event_data", "backfill_event_data");
     // a long report holds the chunk open
