@@ -369,17 +369,19 @@ pub fn has_user_triggers(oid: u32) -> bool {
     .unwrap_or(true)
 }
 
-/// Whether a foreign key refers to the table or to one of its chunks (such a table's
-/// chunks cannot be emptied with TRUNCATE).
-pub fn referenced_by_foreign_keys(oid: u32) -> bool {
+/// Whether the table's chunks may be emptied with TRUNCATE and written again: no
+/// foreign key refers to the table or a chunk (TRUNCATE would fail), and neither has
+/// row-level security (a read could miss rows that TRUNCATE removes; TimescaleDB
+/// refuses it on hypertables with compression today, so this only guards the future).
+pub fn chunks_can_be_rewritten(oid: u32) -> bool {
     query_one(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-                        WHERE contype = 'f' AND (confrelid = $1::oid
-                              OR confrelid IN (SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1::oid)))",
+        "WITH t AS (SELECT $1::oid AS oid UNION ALL SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1::oid)
+         SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f' AND confrelid IN (SELECT oid FROM t))
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid IN (SELECT oid FROM t) AND relrowsecurity)",
         &[p(oid.to_string())],
-        |r| col::<bool>(r, 1).unwrap_or(true),
+        |r| col::<bool>(r, 1).unwrap_or(false),
     )
-    .unwrap_or(true)
+    .unwrap_or(false)
 }
 
 /// The array type of a table's row type.

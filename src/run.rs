@@ -34,7 +34,7 @@ pub struct Prepared {
     /// Set when dense upserts can merge segments (see `Strategy::Merge`).
     pub merge: Option<sql::MergeSpec>,
     /// Whether a merge that touches every segment of a chunk may empty the chunk with
-    /// TRUNCATE and rewrite it (no foreign key refers to the destination).
+    /// TRUNCATE and rewrite it (see `catalog::chunks_can_be_rewritten`).
     pub truncate_ok: bool,
     /// The array type of the destination's row type (a rewrite holds rows in one).
     pub row_array_type: u32,
@@ -141,7 +141,7 @@ pub fn prepare(cfg: Config) -> Prepared {
     let segmentby = if ht.is_some() && spec.conflict.action != ConflictAction::Nothing { catalog::segmentby(&dest) } else { vec![] };
     let decompress_limit = catalog::decompress_limit();
     let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby);
-    let truncate_ok = merge.is_some() && !catalog::referenced_by_foreign_keys(dest.oid);
+    let truncate_ok = merge.is_some() && catalog::chunks_can_be_rewritten(dest.oid);
     let row_array_type = if truncate_ok { catalog::row_array_type(dest.oid) } else { 0 };
     Prepared {
         cfg,

@@ -608,3 +608,24 @@ fn a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting() 
     assert_eq!(after.staging_rows, 0);
     assert_compressed_and_policy_as_before(&before, &after, "a chunk being read");
 }
+
+#[test]
+fn a_foreign_key_to_the_hypertable_rules_out_the_rewrite() {
+    let Some(cl) = cluster("a_foreign_key_to_the_hypertable_rules_out_the_rewrite") else { return };
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    c.batch_execute("CREATE TABLE annotation (time timestamptz NOT NULL, device_id int NOT NULL, FOREIGN KEY (device_id, time) REFERENCES event_data)")
+        .unwrap();
+    let staged = stage_correction_from_day(&mut c, 4);
+    let sum_after: f64 = scalar(&mut c, &format!("SELECT sum(value) + {staged} FROM event_data"));
+    let (mut r, notices) = cl.connect_with_notices("t");
+    r.batch_execute(
+        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE"}')"#,
+    )
+    .unwrap();
+    let n = notices.lock().unwrap().clone();
+    assert!(n.iter().any(|m| m.contains(&format!("{staged} rows moved, {staged} conflicts, merged into its segments, recompressed"))), "{n:#?}");
+    let got: f64 = scalar(&mut c, "SELECT sum(value) FROM event_data");
+    assert!((got - sum_after).abs() < 1e-6, "{got} vs {sum_after}");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('event_data') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+}
