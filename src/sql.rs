@@ -222,7 +222,8 @@ pub struct MergeSql {
     /// Inserts the staging rows with new keys; returns one row per insert.
     pub insert_new: String,
     /// Whether the chunk's rows, sized like the step's staging rows, fit in
-    /// `maintenance_work_mem` (a rewrite then holds them in memory, not on disk).
+    /// `maintenance_work_mem` three times over (the rows being aggregated, the array,
+    /// and its copy): a rewrite then holds them in memory, not on disk.
     pub fits_in_memory: String,
     /// For a rewrite in memory: every row of the chunk with the staging values applied,
     /// as one array of the destination's row type, the rows a staging row updated, and
@@ -312,7 +313,7 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
             keys_on("o", "n")
         ),
         fits_in_memory: format!(
-            "SELECT (SELECT count(*) FROM {chunk})::numeric * pg_catalog.pg_relation_size('{MERGE_NEW}') \
+            "SELECT 3 * (SELECT count(*) FROM {chunk})::numeric * pg_catalog.pg_relation_size('{MERGE_NEW}') \
                     / greatest((SELECT count(*) FROM {MERGE_NEW}), 1) \
                     <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
             chunk = chunk.quoted()
@@ -814,6 +815,7 @@ mod tests {
             "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"
         );
         assert!(q.insert_new_after_rewrite.contains("NOT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\")"), "{}", q.insert_new_after_rewrite);
+        assert!(q.fits_in_memory.starts_with("SELECT 3 * (SELECT count(*) FROM \"_ti\".\"c1\")::numeric"), "{}", q.fits_in_memory);
         assert!(q.fits_in_memory.contains("<= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))"), "{}", q.fits_in_memory);
         // the flag column never takes a destination column's name
         let mut m2 = m.clone();
