@@ -648,8 +648,7 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
         r.decompress_ms = ms(t);
         let t = Instant::now();
         r.rewrote = true;
-        exec(&q.truncate_chunk, &[]);
-        exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
+        empty_chunk(ts, &q, chunk);
         if let Some(rows) = rows {
             spi::run_with_value(&q.write_merged, rows, pg_sys::Oid::from(prep.row_array_type));
             spi::free_value(rows);
@@ -672,8 +671,7 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
         if rewrite {
             r.rewrote = true;
             r.rewrote_on_disk = true;
-            exec(&q.truncate_chunk, &[]);
-            exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
+            empty_chunk(ts, &q, chunk);
         } else {
             exec(&q.delete_segments, &[p(&segments)]);
         }
@@ -694,6 +692,14 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
     r.recompress_ms = ms(t);
     exec(&q.drop, &[]);
     r
+}
+
+/// Empties a chunk for its rewrite, compressed part included, and marks it
+/// uncompressed (decompressing what is now empty), so that its rows go back in as
+/// plain rows and compressing it again is a full compression.
+fn empty_chunk(ts: &catalog::Timescale, q: &sql::MergeSql, chunk: &Chunk) {
+    exec(&q.truncate_chunk, &[]);
+    exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
 }
 
 /// Takes the lock a rewrite needs (it empties the chunk, so readers of the chunk wait
