@@ -290,9 +290,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
 /// Counts the staging rows of each chunk in one scan; in chunk order.
 fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
     let (q, params) = if by_time(ht, chunks.iter()) {
-        let lows: Vec<String> = chunks.iter().map(|c| c.lo.clone().unwrap()).collect();
-        let highs: Vec<String> = chunks.iter().map(|c| c.hi.clone().unwrap()).collect();
-        (sql::count_by_time(&prep.staging.name, &ht.time_column, ht.kind), vec![p(sql::array_literal(&lows)), p(sql::array_literal(&highs))])
+        (sql::count_by_time(&prep.staging.name, &ht.time_column, ht.kind), bounds_params(chunks.iter()))
     } else {
         let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
         let (q, params) = sql::count_by_filters(&prep.staging.name, &filters);
@@ -307,6 +305,18 @@ fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64
     counts
 }
 
+/// The chunks' lower and upper bounds as two array parameters (`time_buckets`'s `$1`, `$2`).
+fn bounds_params<'a>(chunks: impl Iterator<Item = &'a Chunk> + Clone) -> Vec<spi::Param> {
+    let lows: Vec<String> = chunks.clone().map(|c| c.lo.clone().unwrap_or_default()).collect();
+    let highs: Vec<String> = chunks.map(|c| c.hi.clone().unwrap_or_default()).collect();
+    vec![p(sql::array_literal(&lows)), p(sql::array_literal(&highs))]
+}
+
+/// Chunk numbers as an int4[] parameter.
+fn idx_array(idxs: impl Iterator<Item = i32>) -> spi::Param {
+    p(format!("{{{}}}", idxs.map(|i| i.to_string()).collect::<Vec<_>>().join(",")))
+}
+
 /// Whether chunks are told apart by time alone (one dimension, bounded ranges).
 fn by_time<'a>(ht: &Hypertable, mut chunks: impl Iterator<Item = &'a Chunk>) -> bool {
     ht.dimensions == 1 && chunks.all(|c| c.lo.is_some() && c.hi.is_some())
@@ -318,12 +328,7 @@ fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
     drop_temp_tables();
     exec(&format!("CREATE TEMP TABLE {} (src tid NOT NULL, idx int4 NOT NULL)", sql::ROUTE_TABLE.trim_start_matches("pg_temp.")), &[]);
     if by_time(ht, chunks.iter()) {
-        let lows: Vec<String> = chunks.iter().map(|c| c.lo.clone().unwrap()).collect();
-        let highs: Vec<String> = chunks.iter().map(|c| c.hi.clone().unwrap()).collect();
-        exec(
-            &sql::route_by_time(&prep.staging.name, &ht.time_column, ht.kind),
-            &[p(sql::array_literal(&lows)), p(sql::array_literal(&highs))],
-        );
+        exec(&sql::route_by_time(&prep.staging.name, &ht.time_column, ht.kind), &bounds_params(chunks.iter()));
     } else {
         let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
         let (q, params) = sql::route_by_filters(&prep.staging.name, &filters);
@@ -340,11 +345,10 @@ fn temp_table_exists(table: &str) -> bool {
 
 /// Drops the run's temporary tables (routing, merge) at the end of a run.
 fn drop_temp_tables() {
-    for table in [sql::ROUTE_TABLE, sql::MERGE_NEW, sql::MERGE_OLD] {
-        if temp_table_exists(table) {
-            exec(&format!("DROP TABLE {table}"), &[]);
-        }
+    if temp_table_exists(sql::ROUTE_TABLE) {
+        exec(&format!("DROP TABLE {}", sql::ROUTE_TABLE), &[]);
     }
+    drop_merge_tables();
 }
 
 /// What choosing a strategy for a compressed chunk needs: its rows, and the staging
@@ -475,20 +479,16 @@ fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str)
         }
         Take::Routed(_) | Take::Chunks(_) | Take::Buckets(_) => {
             let (q, params) = match take {
-                Take::Routed(idxs) => (sql::move_routed_rows(&prep.spec), vec![p(format!("{{{}}}", idxs.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")))]),
+                Take::Routed(idxs) => (sql::move_routed_rows(&prep.spec), vec![idx_array(idxs.iter().copied())]),
                 Take::Chunks(chunks) => {
                     let (q, params) = sql::move_chunk_rows(&prep.spec, chunks);
                     (q, spi::params(params))
                 }
                 Take::Buckets(chunks) => {
                     let ht = prep.ht.as_ref().expect("chunks belong to a hypertable");
-                    let lows: Vec<String> = chunks.iter().map(|(_, c)| c.lo.clone().unwrap_or_default()).collect();
-                    let highs: Vec<String> = chunks.iter().map(|(_, c)| c.hi.clone().unwrap_or_default()).collect();
-                    let idxs: Vec<String> = chunks.iter().map(|(i, _)| i.to_string()).collect();
-                    (
-                        sql::move_bucketed_rows(&prep.spec, &ht.time_column, ht.kind),
-                        vec![p(sql::array_literal(&lows)), p(sql::array_literal(&highs)), p(format!("{{{}}}", idxs.join(",")))],
-                    )
+                    let mut params = bounds_params(chunks.iter().map(|(_, c)| *c));
+                    params.push(idx_array(chunks.iter().map(|(i, _)| *i)));
+                    (sql::move_bucketed_rows(&prep.spec, &ht.time_column, ht.kind), params)
                 }
                 Take::Filter(_) => unreachable!(),
             };

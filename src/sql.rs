@@ -549,12 +549,6 @@ pub fn restrict_probe(spec: &MoveSpec, filter: &RowFilter) -> (String, Vec<Strin
     (sql, params)
 }
 
-/// Counts the staging rows a filter takes.
-pub fn count_rows(staging: &QualifiedName, filter: &RowFilter) -> (String, Vec<String>) {
-    let (cond, params) = filter.render("s", 1);
-    (format!("SELECT count(*)::bigint FROM {} AS s WHERE {cond}", staging.quoted()), params)
-}
-
 /// Counts, up to the last parameter, the staging rows a filter takes whose segment
 /// (segmentby values) already has compressed batches in `chunk`.
 pub fn count_rows_meeting_segments(
@@ -860,8 +854,5 @@ mod tests {
         let q = chunks_overlapping(TimeKind::Date, "_timescaledb_functions.chunk_status");
         assert!(q.contains("c.range_start <= ($4::timestamp AT TIME ZONE 'UTC')"), "{q}");
         assert!(q.contains("FROM timescaledb_information.chunks AS c"));
-        let (q, p) = count_rows(&QualifiedName::new("public", "st"), &day_filter(TimeKind::TimestampTz));
-        assert!(q.starts_with("SELECT count(*)::bigint FROM \"public\".\"st\" AS s WHERE s.\"time\" >= (SELECT $1::timestamptz)"));
-        assert_eq!(p.len(), 2);
     }
 }
