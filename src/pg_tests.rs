@@ -1,23 +1,11 @@
-// #[pg_test]s: the SPI helpers (catalog lookups, validation, planning) inside a
-// transaction that is rolled back. Procedures that COMMIT are tested from a client.
+// #[pg_test]s: the SPI helpers (catalog lookups, validation, planning) on plain
+// PostgreSQL, inside a transaction that is rolled back. Procedures that COMMIT, and
+// everything that needs TimescaleDB, are tested from a client (tests/).
 
 use crate::catalog;
 use crate::config::Config;
-use crate::plan::TimeKind;
 use crate::run;
 use pgrx::prelude::*;
-
-/// Whether a full TimescaleDB (its TSL library) is installed for this PostgreSQL.
-pub fn timescale_installed() -> bool {
-    let libdir = std::process::Command::new("pg_config")
-        .arg("--pkglibdir")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    std::fs::read_dir(libdir)
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("timescaledb-tsl-")))
-        .unwrap_or(false)
-}
 
 fn setup_plain() {
     Spi::run(
@@ -28,14 +16,6 @@ fn setup_plain() {
          INSERT INTO stage SELECT i, i, '2024-01-01'::timestamptz + i * interval '1 hour' FROM generate_series(1, 10) i;",
     )
     .unwrap();
-}
-
-/// TimescaleDB is preloaded exactly when it is installed; a test that needs it and
-/// finds it installed but not loaded fails rather than skipping.
-fn timescale_available() -> bool {
-    let loaded = Spi::get_one::<bool>("SELECT current_setting('shared_preload_libraries') LIKE '%timescaledb%'").unwrap().unwrap_or(false);
-    assert_eq!(loaded, timescale_installed(), "TimescaleDB is installed but was not preloaded");
-    loaded
 }
 
 #[pg_test]
@@ -90,7 +70,6 @@ fn prepare_and_plan_a_plain_table() {
     })))
     .unwrap();
     let prep = run::prepare(cfg);
-    assert!(prep.ht.is_none() || !timescale_available());
     assert_eq!(prep.spec.columns, ["v", "id", "ts"]);
     assert_eq!(prep.spec.conflict.target, ["id", "ts"]);
     assert_eq!(prep.spec.conflict.update_columns, ["v"]);
@@ -113,59 +92,4 @@ fn bad_work_mem_is_rejected() {
     })))
     .unwrap();
     run::prepare(cfg);
-}
-
-#[pg_test]
-fn null_times_are_refused_on_hypertables() {
-    if !timescale_available() {
-        pgrx::notice!("SKIPPED: null_times_are_refused_on_hypertables: TimescaleDB is not preloaded");
-        return;
-    }
-    Spi::run(
-        "CREATE EXTENSION IF NOT EXISTS timescaledb;
-         CREATE TABLE h (time timestamptz NOT NULL, v int);
-         SELECT create_hypertable('h', 'time');
-         CREATE TABLE s (time timestamptz, v int);
-         INSERT INTO s VALUES (NULL, 1), (now(), 2);",
-    )
-    .unwrap();
-    let cfg = Config::from_json(Some(&serde_json::json!({"staging_table": "s", "destination_hypertable": "h"}))).unwrap();
-    let err = crate::spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
-        run::prepare(cfg);
-    }))
-    .expect_err("NULL times are refused");
-    assert_eq!(crate::spi::caught_sqlstate(&err), "23502");
-    assert_eq!(
-        crate::spi::caught_message(&err),
-        "backfill_ext: 1 rows of staging table public.s have NULL in the time column \"time\""
-    );
-}
-
-#[pg_test]
-fn plans_only_chunks_that_receive_rows() {
-    if !timescale_available() {
-        pgrx::notice!("SKIPPED: plans_only_chunks_that_receive_rows: TimescaleDB is not preloaded");
-        return;
-    }
-    Spi::run(
-        "CREATE EXTENSION IF NOT EXISTS timescaledb;
-         CREATE TABLE h (time timestamp NOT NULL, d int NOT NULL, v int);
-         SELECT create_hypertable('h', 'time', chunk_time_interval => interval '1 day');
-         ALTER TABLE h SET (timescaledb.compress, timescaledb.compress_segmentby = 'd');
-         INSERT INTO h SELECT t, 1, 0 FROM generate_series('2024-01-01'::timestamp, '2024-01-05'::timestamp - interval '1 hour', '1 hour') t;
-         SELECT compress_chunk(c) FROM show_chunks('h') c ORDER BY c LIMIT 2;
-         CREATE TABLE s (LIKE h);
-         INSERT INTO s VALUES ('2024-01-02 05:00', 2, 0), ('2024-01-02 06:00', 2, 0), ('2024-01-04 23:59', 2, 0), ('2024-02-01', 2, 0);",
-    )
-    .unwrap();
-    let prep = run::prepare(Config::from_json(Some(&serde_json::json!({"staging_table": "s", "destination_hypertable": "h"}))).unwrap());
-    let ht = prep.ht.as_ref().expect("a hypertable");
-    assert_eq!(ht.kind, TimeKind::Timestamp);
-    assert_eq!(ht.time_column, "time");
-    let plan = run::make_plan(&prep);
-    let got: Vec<(i64, crate::plan::Strategy)> = plan.steps.iter().map(|s| (s.staging_rows, s.strategy)).collect();
-    // day 2 is compressed (2 rows; no unique index, so nothing to decompress: direct),
-    // day 4 is not (1 row); the February row makes a new chunk
-    assert_eq!(got, [(2, crate::plan::Strategy::Direct), (1, crate::plan::Strategy::Insert)]);
-    assert_eq!(plan.rows_for_new_chunks, 1);
 }

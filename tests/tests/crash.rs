@@ -5,14 +5,14 @@
 //! mid-insert, by a lock), then its backend is terminated or the server is stopped
 //! with `-m immediate` and restarted.
 //!
-//! The TimescaleDB variants run when a full TimescaleDB is installed; the
-//! plain-PostgreSQL variants run everywhere.
+//! The TimescaleDB variants run when a full TimescaleDB is installed (and are reported
+//! as ignored, with the reason, elsewhere); the plain-PostgreSQL variants run everywhere.
 
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day, stage_late_rows, state, timescale_dataset, Dataset,
     State, START,
 };
-use backfill_ext_client_tests::{scalar, timescale_installed, wait_for, Client, Cluster, NoTls, Options};
+use backfill_ext_client_tests::{scalar, wait_for, Client, Cluster, NoTls, Options};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
@@ -63,11 +63,6 @@ fn pid_of_run(c: &mut Client, waiting_on: &str) -> i32 {
 }
 
 fn scenario(timescale: bool, point: &str, kill: Kill) {
-    let name = format!("{}kill_{point}_{kill:?}", if timescale { "timescale_" } else { "plain_" });
-    if timescale && !timescale_installed() {
-        println!("SKIPPED: {name}: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
-        return;
-    }
     let mut cl = Cluster::start(Options { timescale, ..Default::default() });
     let mut c = cl.create_db("t");
     if timescale {
@@ -134,8 +129,9 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
 }
 
 macro_rules! kill_tests {
-    ($($name:ident: $ts:expr, $point:expr, $kill:expr;)*) => {$(
+    ($($(#[$m:meta])* $name:ident: $ts:expr, $point:expr, $kill:expr;)*) => {$(
         #[test]
+        $(#[$m])*
         fn $name() {
             scenario($ts, $point, $kill);
         }
@@ -143,17 +139,29 @@ macro_rules! kill_tests {
 }
 
 kill_tests! {
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_after_policy_postponed_terminate: true, "after_hold", Kill::Terminate;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_after_policy_postponed_crash: true, "after_hold", Kill::Crash;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_after_decompress_terminate: true, "after_decompress", Kill::Terminate;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_after_decompress_crash: true, "after_decompress", Kill::Crash;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_mid_insert_terminate: true, "mid_insert", Kill::Terminate;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_mid_insert_crash: true, "mid_insert", Kill::Crash;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_after_insert_before_recompress_terminate: true, "after_insert", Kill::Terminate;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_after_insert_before_recompress_crash: true, "after_insert", Kill::Crash;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_between_chunks_terminate: true, "between_chunks", Kill::Terminate;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_between_chunks_crash: true, "between_chunks", Kill::Crash;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_before_policy_restored_terminate: true, "before_restore", Kill::Terminate;
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
     timescale_before_policy_restored_crash: true, "before_restore", Kill::Crash;
     plain_after_start_terminate: false, "after_hold", Kill::Terminate;
     plain_after_start_crash: false, "after_hold", Kill::Crash;
@@ -170,10 +178,6 @@ kill_tests! {
 /// there, the chunk comes back whole and compressed, and the next run applies every
 /// correction once.
 fn rewrite_scenario(kill: Kill) {
-    if !timescale_installed() {
-        println!("SKIPPED: timescale_kill_during_rewrite_{kill:?}: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
-        return;
-    }
     let mut cl = Cluster::start(Options { timescale: true, ..Default::default() });
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
@@ -229,11 +233,13 @@ fn rewrite_scenario(kill: Kill) {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn timescale_kill_during_rewrite_terminate() {
     rewrite_scenario(Kill::Terminate);
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn timescale_kill_during_rewrite_crash() {
     rewrite_scenario(Kill::Crash);
 }

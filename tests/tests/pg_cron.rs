@@ -1,15 +1,12 @@
 //! The pg_cron tier: where TimescaleDB's job API is absent, schedule_backfill uses
 //! pg_cron, a real scheduler from Debian's packages (scripts/setup.sh installs it).
 
-use backfill_ext_client_tests::{expect_error, pg_cron_installed, scalar, wait_for, Cluster, Options};
+use backfill_ext_client_tests::{expect_error, scalar, wait_for, Cluster, Options};
 use std::time::Duration;
 
 #[test]
+#[cfg_attr(not(pg_cron), ignore = "pg_cron is not installed for this PostgreSQL")]
 fn schedule_backfill_uses_pg_cron_on_a_partitioned_table() {
-    if !pg_cron_installed() {
-        println!("SKIPPED: schedule_backfill_uses_pg_cron_on_a_partitioned_table: pg_cron is not installed (scripts/setup.sh installs it)");
-        return;
-    }
     let cl = Cluster::start(Options { pg_cron: true, ..Default::default() });
     // pg_cron lives in the database cron.database_name names: 'postgres' here
     let mut c = cl.connect("postgres");

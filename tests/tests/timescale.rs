@@ -1,6 +1,6 @@
 //! The TimescaleDB tier: real hypertables with compressed chunks, the real job
 //! scheduler. Runs whenever a full TimescaleDB (with compression and add_job) is
-//! installed; otherwise each test prints one SKIPPED line and returns.
+//! installed; elsewhere the runner reports each test as ignored, with the reason.
 
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day, stage_late_rows, state, timescale_dataset, Dataset,
@@ -9,8 +9,8 @@ use backfill_ext_client_tests::fixtures::{
 use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster};
 use std::time::Duration;
 
-fn cluster(test: &str) -> Option<Cluster> {
-    backfill_ext_client_tests::timescale_cluster(test)
+fn cluster() -> Cluster {
+    backfill_ext_client_tests::timescale_cluster()
 }
 
 const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
@@ -25,8 +25,9 @@ fn assert_promises(c: &mut Client, before: &backfill_ext_client_tests::fixtures:
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn add_job_as_users_type_it_runs_on_the_scheduler() {
-    let Some(cl) = cluster("add_job_as_users_type_it_runs_on_the_scheduler") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     let added = stage_late_rows(&mut c);
@@ -56,8 +57,9 @@ fn add_job_as_users_type_it_runs_on_the_scheduler() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn run_job_commits_chunk_by_chunk_and_reports_each() {
-    let Some(cl) = cluster("run_job_commits_chunk_by_chunk_and_reports_each") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     let added = stage_late_rows(&mut c);
@@ -79,8 +81,9 @@ fn run_job_commits_chunk_by_chunk_and_reports_each() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn update_overwrites_values_in_compressed_chunks() {
-    let Some(cl) = cluster("update_overwrites_values_in_compressed_chunks") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     c.batch_execute(&format!(
@@ -102,8 +105,9 @@ fn update_overwrites_values_in_compressed_chunks() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn restrict_fails_in_the_middle_and_loses_nothing() {
-    let Some(cl) = cluster("restrict_fails_in_the_middle_and_loses_nothing") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     // new rows in days 0, 1, 3 and 4; one conflicting row in day 2
@@ -143,8 +147,9 @@ fn restrict_fails_in_the_middle_and_loses_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn staging_columns_in_another_order_and_omitted() {
-    let Some(cl) = cluster("staging_columns_in_another_order_and_omitted") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     c.batch_execute(&format!(
@@ -161,8 +166,9 @@ fn staging_columns_in_another_order_and_omitted() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn integer_time_hypertable() {
-    let Some(cl) = cluster("integer_time_hypertable") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     c.batch_execute(
         "CREATE TABLE m (t bigint NOT NULL, k int NOT NULL, v int, UNIQUE (k, t));
@@ -186,8 +192,9 @@ fn integer_time_hypertable() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn space_partitioned_hypertable_touches_only_receiving_chunks() {
-    let Some(cl) = cluster("space_partitioned_hypertable_touches_only_receiving_chunks") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset { space_partitions: 2, devices: 8, ..Default::default() });
     // one device's rows land in exactly one space partition per day
@@ -209,8 +216,9 @@ fn space_partitioned_hypertable_touches_only_receiving_chunks() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn timestamp_without_time_zone_in_a_non_utc_session() {
-    let Some(cl) = cluster("timestamp_without_time_zone_in_a_non_utc_session") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset { time_type: "timestamp", ..Default::default() });
     c.batch_execute(
@@ -230,8 +238,9 @@ fn timestamp_without_time_zone_in_a_non_utc_session() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn check_config_rejects_bad_configs_at_registration() {
-    let Some(cl) = cluster("check_config_rejects_bad_configs_at_registration") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     c.batch_execute("CREATE TABLE plain_copy (LIKE event_data); CREATE TABLE odd (time timestamptz, device_id text);").unwrap();
@@ -268,8 +277,9 @@ fn check_config_rejects_bad_configs_at_registration() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn schedule_backfill_registers_a_named_checked_job() {
-    let Some(cl) = cluster("schedule_backfill_registers_a_named_checked_job") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     let (mut c2, notices) = cl.connect_with_notices("t");
@@ -306,8 +316,9 @@ fn schedule_backfill_registers_a_named_checked_job() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn progress_is_visible_live_and_the_plan_matches_the_run() {
-    let Some(cl) = cluster("progress_is_visible_live_and_the_plan_matches_the_run") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     let added = stage_late_rows(&mut c);
@@ -362,8 +373,9 @@ fn progress_is_visible_live_and_the_plan_matches_the_run() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn two_runs_started_together_give_the_result_of_one() {
-    let Some(cl) = cluster("two_runs_started_together_give_the_result_of_one") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     let added = stage_late_rows(&mut c);
@@ -389,8 +401,9 @@ fn two_runs_started_together_give_the_result_of_one() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn direct_inserts_that_would_pass_the_decompression_limit_fall_back_and_never_fail() {
-    let Some(cl) = cluster("direct_inserts_that_would_pass_the_decompression_limit_fall_back_and_never_fail") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     c.batch_execute("ALTER DATABASE t SET timescaledb.max_tuples_decompressed_per_dml_transaction = 50").unwrap();
@@ -426,8 +439,9 @@ fn direct_inserts_that_would_pass_the_decompression_limit_fall_back_and_never_fa
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result() {
-    let Some(cl) = cluster("auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result") else { return };
+    let cl = cluster();
     let mut results = vec![];
     // "r": auto again, with the staging rows routed through the row-id table, and a
     // rewrite holding the merged rows in a temporary table, not in memory (what only a
@@ -476,8 +490,9 @@ fn auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn date_and_smallint_time_columns() {
-    let Some(cl) = cluster("date_and_smallint_time_columns") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     c.batch_execute(
         "ALTER DATABASE t SET timezone = 'Asia/Tokyo';
@@ -541,8 +556,9 @@ fn date_and_smallint_time_columns() {
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lacks() {
-    let Some(cl) = cluster("a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lacks") else { return };
+    let cl = cluster();
     // in memory, then through the temporary table
     for (db, on_disk) in [("m", false), ("d", true)] {
         let mut c = cl.create_db(db);
@@ -579,8 +595,9 @@ fn a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lac
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting() {
-    let Some(cl) = cluster("a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     let staged = stage_correction_from_day(&mut c, 4);
@@ -610,8 +627,9 @@ fn a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting() 
 }
 
 #[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_foreign_key_to_the_hypertable_rules_out_the_rewrite() {
-    let Some(cl) = cluster("a_foreign_key_to_the_hypertable_rules_out_the_rewrite") else { return };
+    let cl = cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     c.batch_execute("CREATE TABLE annotation (time timestamptz NOT NULL, device_id int NOT NULL, FOREIGN KEY (device_id, time) REFERENCES event_data)")
@@ -628,4 +646,56 @@ fn a_foreign_key_to_the_hypertable_rules_out_the_rewrite() {
     let got: f64 = scalar(&mut c, "SELECT sum(value) FROM event_data");
     assert!((got - sum_after).abs() < 1e-6, "{got} vs {sum_after}");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('event_data') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn null_times_are_refused_on_hypertables() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    c.batch_execute(
+        "CREATE TABLE h (time timestamptz NOT NULL, v int);
+         SELECT create_hypertable('h', 'time');
+         CREATE TABLE s (time timestamptz, v int);
+         INSERT INTO s VALUES (NULL, 1), (now(), 2);",
+    )
+    .unwrap();
+    let (code, msg, hint) = expect_error(&mut c, r#"CALL backfill_on_schedule(NULL, '{"staging_table":"s", "destination_hypertable":"h"}')"#);
+    assert_eq!((code.as_str(), msg.as_str()), ("23502", "backfill_ext: 1 rows of staging table public.s have NULL in the time column \"time\""));
+    assert_eq!(hint.as_deref(), Some("correct or delete them: DELETE FROM public.s WHERE \"time\" IS NULL"));
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM s"), 2, "nothing moved");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM h"), 0);
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn plans_only_chunks_that_receive_rows() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    c.batch_execute(
+        "CREATE TABLE h (time timestamp NOT NULL, d int NOT NULL, v int);
+         SELECT create_hypertable('h', 'time', chunk_time_interval => interval '1 day');
+         ALTER TABLE h SET (timescaledb.compress, timescaledb.compress_segmentby = 'd');
+         INSERT INTO h SELECT t, 1, 0 FROM generate_series('2024-01-01'::timestamp, '2024-01-05'::timestamp - interval '1 hour', '1 hour') t;
+         SELECT compress_chunk(c) FROM show_chunks('h') c ORDER BY c LIMIT 2;
+         CREATE TABLE s (LIKE h);
+         INSERT INTO s VALUES ('2024-01-02 05:00', 2, 0), ('2024-01-02 06:00', 2, 0), ('2024-01-04 23:59', 2, 0), ('2024-02-01', 2, 0);",
+    )
+    .unwrap();
+    let got: Vec<(Option<String>, Option<bool>, i64, String)> = c
+        .query("SELECT range_start, compressed, staging_rows, action FROM backfill_plan('s', 'h')", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    // day 2 is compressed (2 rows; no unique index, so nothing to decompress: direct),
+    // day 4 is not (1 row); the February row makes a new chunk
+    assert_eq!(
+        got,
+        [
+            (Some("2024-01-02 00:00:00".into()), Some(true), 2, "insert into the compressed chunk, recompress what became partial".into()),
+            (Some("2024-01-04 00:00:00".into()), Some(false), 1, "insert".into()),
+            (None, None, 1, "insert, creating new chunks".into()),
+        ]
+    );
 }

