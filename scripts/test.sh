@@ -41,7 +41,8 @@ for m in $majors; do
   echo "==> PostgreSQL $m: installing backfill_ext into $("$pgc" --sharedir)"
   if cargo pgrx install --pg-config "$pgc" $SUDO >"$work/install$m.log" 2>&1; then
     tsl=$(ls "$("$pgc" --pkglibdir)"/timescaledb-tsl-*.so 2>/dev/null | head -1)
-    echo "==> PostgreSQL $m: client tests (TimescaleDB: ${tsl:+$(basename "$tsl" .so)}${tsl:-not installed})"
+    ts_name="not installed"; [ -z "$tsl" ] || ts_name=$(basename "$tsl" .so | sed 's/^timescaledb-tsl-//')
+    echo "==> PostgreSQL $m: client tests (TimescaleDB: $ts_name)"
     PG_CONFIG="$pgc" cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee "$log_client" || status=1
   else
     cat "$work/install$m.log"; status=1

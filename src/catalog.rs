@@ -2,6 +2,7 @@
 //! public views (`timescaledb_information.*`, `_timescaledb_functions.chunk_status`).
 //! Never `_timescaledb_catalog`, whose tables change between releases.
 
+use crate::capabilities::Capabilities;
 use crate::columns::{Column, UniqueKey};
 use crate::error::{BackfillError, Code};
 use crate::ident::{parse_qualified_name, quote_ident, quote_qualified, QualifiedName};
@@ -46,6 +47,29 @@ pub fn timescale() -> Option<Timescale> {
     )
     .filter(|(_, _, full)| *full)
     .map(|(schema, version, _)| Timescale { schema: quote_ident(&schema), version })
+}
+
+/// Reads what a run needs of this TimescaleDB (see `capabilities`): functions by
+/// their signature and kind in its schemas, settings by their presence.
+pub fn timescale_capabilities(ts: &Timescale) -> Capabilities {
+    query_one(
+        "SELECT pg_catalog.to_regprocedure('_timescaledb_functions.chunk_status(regclass)') IS NOT NULL, \
+                pg_catalog.current_setting('timescaledb.max_tuples_decompressed_per_dml_transaction', true) IS NOT NULL, \
+                pg_catalog.current_setting('timescaledb.enable_compressed_direct_batch_delete', true) IS NOT NULL, \
+                (SELECT count(*) = 2 FROM pg_catalog.pg_proc \
+                  WHERE pronamespace = $1::regnamespace AND prokind = 'f' AND proname IN ('compress_chunk', 'decompress_chunk') \
+                    AND proargtypes[0] = 'regclass'::regtype AND proargtypes[1] = 'boolean'::regtype), \
+                EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = $1::regnamespace AND proname = 'alter_job')",
+        &[p(&ts.schema)],
+        |r| Capabilities {
+            chunk_status_fn: col(r, 1).unwrap_or(false),
+            decompress_limit_setting: col(r, 2).unwrap_or(false),
+            direct_batch_delete_setting: col(r, 3).unwrap_or(false),
+            compress_functions: col(r, 4).unwrap_or(false),
+            alter_job: col(r, 5).unwrap_or(false),
+        },
+    )
+    .unwrap_or_default()
 }
 
 /// Resolves a table name given under config key `key` (`role` names it in messages).

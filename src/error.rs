@@ -34,6 +34,8 @@ pub enum Code {
     GeneratedAlways,
     /// 42704: a job that does not exist.
     UndefinedObject,
+    /// 0A000: the installed TimescaleDB lacks something a run needs.
+    FeatureNotSupported,
 }
 
 impl Code {
@@ -53,6 +55,7 @@ impl Code {
             Code::InvalidName => "42602",
             Code::GeneratedAlways => "428C9",
             Code::UndefinedObject => "42704",
+            Code::FeatureNotSupported => "0A000",
         }
     }
 }

@@ -2,10 +2,11 @@
 //! hypertable whose old chunks are compressed, one chunk per transaction.
 //!
 //! Pure modules (no Postgres needed to test): `config`, `columns`, `plan`, `sql`,
-//! `ident`, `error`. The SPI layer: `spi`, `catalog`, `run`. SQL entry points: `api`.
+//! `ident`, `error`, `capabilities` (what a run needs of TimescaleDB). The SPI layer: `spi`, `catalog`, `run`. SQL entry points: `api`.
 
 use pgrx::prelude::*;
 
+pub mod capabilities;
 pub mod columns;
 pub mod config;
 pub mod error;

@@ -78,6 +78,9 @@ pub fn prepare(cfg: Config) -> Prepared {
     }
     let ts = catalog::timescale();
     let ht = ts.as_ref().and_then(|_| catalog::hypertable(&dest));
+    if let (Some(ts), Some(_)) = (&ts, &ht) {
+        spi::check(catalog::timescale_capabilities(ts).check(&ts.version));
+    }
 
     let names_s = staging.name.to_string();
     let names_d = dest.name.to_string();

@@ -25,6 +25,7 @@ fn pg_code(c: Code) -> PgSqlErrorCode {
         Code::InvalidName => ERRCODE_INVALID_NAME,
         Code::GeneratedAlways => ERRCODE_GENERATED_ALWAYS,
         Code::UndefinedObject => ERRCODE_UNDEFINED_OBJECT,
+        Code::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
     }
 }
 

@@ -13,11 +13,27 @@ pub struct Dataset {
     pub time_type: &'static str,
     /// Hash partitions on device_id (0: none).
     pub space_partitions: i32,
+    /// Which of TimescaleDB's APIs sets the hypertable up.
+    pub api: Api,
+}
+
+/// The ways users set up a hypertable with compressed chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// `create_hypertable`, `ALTER TABLE … SET (timescaledb.compress, …)`,
+    /// `compress_chunk`, `add_compression_policy` (every 2.x).
+    Compression,
+    /// `create_hypertable`, `ALTER TABLE … SET (timescaledb.enable_columnstore, …)`,
+    /// `CALL convert_to_columnstore`, `CALL add_columnstore_policy` (2.18+).
+    Columnstore,
+    /// `CREATE TABLE … WITH (tsdb.hypertable, tsdb.columnstore, …)`, `CALL
+    /// convert_to_columnstore`, `CALL add_columnstore_policy` (2.21+).
+    CreateTableWith,
 }
 
 impl Default for Dataset {
     fn default() -> Self {
-        Dataset { days: 5, devices: 5, step_minutes: 10, time_type: "timestamptz", space_partitions: 0 }
+        Dataset { days: 5, devices: 5, step_minutes: 10, time_type: "timestamptz", space_partitions: 0, api: Api::Compression }
     }
 }
 
@@ -28,30 +44,71 @@ pub const START: &str = "2024-01-01 00:00:00+00";
 /// table `backfill_event_data` with the same columns.
 pub fn timescale_dataset(c: &mut Client, d: &Dataset) {
     let tt = d.time_type;
-    c.batch_execute(&format!(
-        "CREATE TABLE event_data (time {tt} NOT NULL, device_id int NOT NULL, value double precision, note text,
-                                  PRIMARY KEY (device_id, time));
-         SELECT create_hypertable('event_data', 'time', chunk_time_interval => interval '1 day');"
-    ))
-    .unwrap();
+    let columns = format!("time {tt} NOT NULL, device_id int NOT NULL, value double precision, note text, PRIMARY KEY (device_id, time)");
+    match d.api {
+        Api::Compression | Api::Columnstore => c
+            .batch_execute(&format!(
+                "CREATE TABLE event_data ({columns});
+                 SELECT create_hypertable('event_data', 'time', chunk_time_interval => interval '1 day');"
+            ))
+            .unwrap(),
+        Api::CreateTableWith => c
+            .batch_execute(&format!(
+                "CREATE TABLE event_data ({columns})
+                   WITH (tsdb.hypertable, tsdb.partition_column = 'time', tsdb.chunk_interval = '1 day',
+                         tsdb.columnstore, tsdb.segmentby = 'device_id', tsdb.orderby = 'time');"
+            ))
+            .unwrap(),
+    }
     if d.space_partitions > 0 {
         c.batch_execute(&format!("SELECT add_dimension('event_data', 'device_id', number_partitions => {})", d.space_partitions))
             .unwrap();
     }
+    match d.api {
+        Api::Compression => c
+            .batch_execute(
+                "ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id',
+                                             timescaledb.compress_orderby = 'time');",
+            )
+            .unwrap(),
+        Api::Columnstore => c
+            .batch_execute(
+                "ALTER TABLE event_data SET (timescaledb.enable_columnstore, timescaledb.segmentby = 'device_id',
+                                             timescaledb.orderby = 'time');",
+            )
+            .unwrap(),
+        Api::CreateTableWith => {}
+    }
     c.batch_execute(&format!(
-        "ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id',
-                                     timescaledb.compress_orderby = 'time');
-         INSERT INTO event_data (time, device_id, value)
+        "INSERT INTO event_data (time, device_id, value)
            SELECT t::{tt}, dev, round((dev * 1000 + extract(epoch FROM t) / 60)::numeric % 997, 2)
            FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '{} days' - interval '1 minute',
                                 interval '{} minutes') t,
                 generate_series(1, {}) dev;
-         SELECT count(compress_chunk(ch)) FROM show_chunks('event_data') ch;
          CREATE TABLE backfill_event_data (LIKE event_data);",
         d.days, d.step_minutes, d.devices
     ))
     .unwrap();
-    add_pinned_policy(c, "event_data");
+    match d.api {
+        Api::Compression => {
+            c.batch_execute("SELECT count(compress_chunk(ch)) FROM show_chunks('event_data') ch").unwrap();
+            add_pinned_policy(c, "event_data");
+        }
+        Api::Columnstore | Api::CreateTableWith => {
+            let chunks: Vec<String> =
+                c.query("SELECT ch::text FROM show_chunks('event_data') ch", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+            for ch in chunks {
+                c.execute("CALL convert_to_columnstore($1::text::regclass)", &[&ch]).unwrap();
+            }
+            // CREATE TABLE … WITH (tsdb.columnstore) may add a policy of its own (2.22+)
+            c.batch_execute("CALL add_columnstore_policy('event_data', after => interval '7 days', if_not_exists => true)").unwrap();
+            c.batch_execute(
+                "SELECT alter_job(job_id, next_start => '2099-01-01 00:00:00+00') FROM timescaledb_information.jobs
+                 WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'",
+            )
+            .unwrap();
+        }
+    }
 }
 
 /// Adds a compression policy whose schedule is pinned far ahead, so it never runs

@@ -3,7 +3,7 @@
 //! installed; elsewhere the runner reports each test as ignored, with the reason.
 
 use backfill_ext_client_tests::fixtures::{
-    assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day, stage_late_rows, state, timescale_dataset, Dataset,
+    assert_compressed_and_policy_as_before, Api, not_fully_compressed, stage_correction_from_day, stage_late_rows, state, timescale_dataset, Dataset,
     START,
 };
 use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster};
@@ -662,7 +662,7 @@ fn null_times_are_refused_on_hypertables() {
     .unwrap();
     let (code, msg, hint) = expect_error(&mut c, r#"CALL backfill_on_schedule(NULL, '{"staging_table":"s", "destination_hypertable":"h"}')"#);
     assert_eq!((code.as_str(), msg.as_str()), ("23502", "backfill_ext: 1 rows of staging table public.s have NULL in the time column \"time\""));
-    assert_eq!(hint.as_deref(), Some("correct or delete them: DELETE FROM public.s WHERE \"time\" IS NULL"));
+    assert_eq!(hint.as_deref(), Some(r#"correct or delete them: DELETE FROM "public"."s" WHERE "time" IS NULL"#));
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM s"), 2, "nothing moved");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM h"), 0);
 }
@@ -689,13 +689,91 @@ fn plans_only_chunks_that_receive_rows() {
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
     // day 2 is compressed (2 rows; no unique index, so nothing to decompress: direct),
-    // day 4 is not (1 row); the February row makes a new chunk
+    // day 4 is not (1 row); the February row makes a new chunk. Chunk ranges read as
+    // TimescaleDB's chunks view gives them (timestamptz, in the session's UTC).
     assert_eq!(
         got,
         [
-            (Some("2024-01-02 00:00:00".into()), Some(true), 2, "insert into the compressed chunk, recompress what became partial".into()),
-            (Some("2024-01-04 00:00:00".into()), Some(false), 1, "insert".into()),
+            (Some("2024-01-02 00:00:00+00".into()), Some(true), 2, "insert into the compressed chunk, recompress what became partial".into()),
+            (Some("2024-01-04 00:00:00+00".into()), Some(false), 1, "insert".into()),
             (None, None, 1, "insert, creating new chunks".into()),
         ]
     );
+}
+
+/// Late rows and corrections (an upsert) into a hypertable set up with `api`, run by
+/// the scheduler through `add_job` exactly as in the quick start; returns the
+/// destination's rows afterwards (as one fingerprint) and the strategies chosen.
+fn backfill_with_api(cl: &Cluster, db: &str, api: Api) -> (String, Vec<String>) {
+    let mut c = cl.create_db(db);
+    timescale_dataset(&mut c, &Dataset { api, ..Default::default() });
+    let added = stage_late_rows(&mut c);
+    let corrected = stage_correction_from_day(&mut c, 4) - added - 30;
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    assert!(not_fully_compressed(&before).is_empty(), "{api:?}: every chunk compressed: {:?}", before.chunks);
+    assert_eq!(before.policies.len(), 1, "{api:?}: one columnstore policy");
+    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}"#;
+    let job: i32 = scalar(&mut c, &format!("SELECT add_job('backfill_on_schedule', '10 days', '{cfg}', NOW())"));
+    wait_for("the scheduler to run the backfill job", Duration::from_secs(120), || {
+        let r = c.query_opt("SELECT total_successes, total_failures FROM timescaledb_information.job_stats WHERE job_id = $1", &[&job]).unwrap()?;
+        let (ok, failed): (i64, i64) = (r.get(0), r.get(1));
+        assert_eq!(failed, 0, "{api:?}: the job failed\n{}", cl.server_log());
+        (ok > 0).then_some(())
+    });
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!(after.staging_rows, 0, "{api:?}: staging is empty");
+    assert_eq!(after.dest_rows, before.dest_rows + added, "{api:?}: every row once ({corrected} corrections)");
+    assert_compressed_and_policy_as_before(&before, &after, &format!("{api:?}"));
+    let fingerprint = scalar(&mut c, "SELECT md5(string_agg(format('%s|%s|%s|%s', time, device_id, value, note), ',' ORDER BY device_id, time)) FROM event_data");
+    let strategies = c
+        .query("SELECT strategy FROM backfill_run_chunks ORDER BY range_start", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    (fingerprint, strategies)
+}
+
+#[test]
+#[cfg_attr(not(columnstore_api), ignore = "this TimescaleDB has no columnstore API (add_columnstore_policy, convert_to_columnstore: 2.18+)")]
+fn a_hypertable_set_up_with_the_columnstore_api_is_backfilled_the_same() {
+    let cl = cluster();
+    let old = backfill_with_api(&cl, "compression", Api::Compression);
+    let new = backfill_with_api(&cl, "columnstore", Api::Columnstore);
+    assert_eq!(new, old, "same rows, same strategies");
+}
+
+#[test]
+#[cfg_attr(not(create_table_with), ignore = "this TimescaleDB has no CREATE TABLE … WITH (tsdb.hypertable, tsdb.columnstore) (2.21+)")]
+fn a_hypertable_created_with_create_table_with_is_backfilled_the_same() {
+    let cl = cluster();
+    let old = backfill_with_api(&cl, "compression", Api::Compression);
+    let new = backfill_with_api(&cl, "create_with", Api::CreateTableWith);
+    assert_eq!(new, old, "same rows, same strategies");
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_timescaledb_without_a_needed_capability_is_refused_before_anything_changes() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    stage_late_rows(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let version: String = scalar(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'");
+    // a TimescaleDB older than 2.12 has no _timescaledb_functions.chunk_status(regclass)
+    c.batch_execute("ALTER FUNCTION _timescaledb_functions.chunk_status(regclass) RENAME TO chunk_status_hidden").unwrap();
+    let err = c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "0A000");
+    assert_eq!(db.message(), format!("backfill_ext: TimescaleDB {version} is not supported: backfill_ext needs TimescaleDB 2.17 or later"));
+    assert_eq!(db.detail(), Some("This TimescaleDB lacks: function _timescaledb_functions.chunk_status(regclass)."));
+    assert!(db.hint().unwrap().starts_with("update TimescaleDB to 2.17 or later"), "{:?}", db.hint());
+    c.batch_execute("ALTER FUNCTION _timescaledb_functions.chunk_status_hidden(regclass) RENAME TO chunk_status").unwrap();
+    assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+    // a check at registration says the same
+    c.batch_execute("ALTER FUNCTION _timescaledb_functions.chunk_status(regclass) RENAME TO chunk_status_hidden").unwrap();
+    let (code, _, _) = expect_error(&mut c, &format!("SELECT add_job('backfill_on_schedule', '1 day', '{CONFIG}', check_config => 'backfill_check_config')"));
+    assert_eq!(code, "0A000");
 }
