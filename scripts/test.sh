@@ -40,10 +40,15 @@ for m in $majors; do
 
   echo "==> PostgreSQL $m: installing backfill_ext into $("$pgc" --sharedir)"
   if cargo pgrx install --pg-config "$pgc" $SUDO >"$work/install$m.log" 2>&1; then
+    # the previous release's install script, for the upgrade test (skipped, with the reason, without it)
+    # a release package, for the package test (and the image test on 17)
+    pkg=$(bash scripts/package.sh --pg "$m" | tail -1) || { pkg=""; status=1; problems+=("PostgreSQL $m: scripts/package.sh failed"); }
+    prev_ok=1
+    bash scripts/previous-release.sh "$pgc" || { prev_ok=0; echo "NOTE: the previous release could not be built; the upgrade test will be skipped"; }
     tsl=$(ls "$("$pgc" --pkglibdir)"/timescaledb-tsl-*.so 2>/dev/null | head -1)
     ts_name="not installed"; [ -z "$tsl" ] || ts_name=$(basename "$tsl" .so | sed 's/^timescaledb-tsl-//')
     echo "==> PostgreSQL $m: client tests (TimescaleDB: $ts_name)"
-    PG_CONFIG="$pgc" cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee "$log_client" || status=1
+    BACKFILL_PACKAGE="${pkg:+$PWD/$pkg}" PG_CONFIG="$pgc" cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee "$log_client" || status=1
   else
     cat "$work/install$m.log"; status=1
     problems+=("PostgreSQL $m: the extension did not install, so no client test ran")
@@ -57,6 +62,9 @@ for m in $majors; do
   [ "$p2" -gt 0 ] || problems+=("PostgreSQL $m: no client test ran")
   if [ -n "${tsl:-}" ] && grep -q "timescaledb-tsl" <(grep -h ' \.\.\. ignored' "$log_client"); then
     problems+=("PostgreSQL $m: TimescaleDB is installed but the TimescaleDB tier was skipped")
+  fi
+  if [ "${prev_ok:-0}" = 1 ] && grep -q "previous release" <(grep -h ' \.\.\. ignored' "$log_client"); then
+    problems+=("PostgreSQL $m: the previous release is installed but the upgrade test was skipped")
   fi
 done
 

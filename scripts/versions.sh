@@ -41,3 +41,8 @@ args_without_pg() {
   done
   printf '%s\n' "${out[@]+"${out[@]}"}"
 }
+
+# The previous release, which the upgrade test installs and updates from: its version
+# and the git revision it was released from (its SQL is generated from that revision).
+PREVIOUS_VERSION="0.1.0"
+PREVIOUS_REVISION="cfad2b4dd5ea4de27bb5bb4dcc005b5fb92236ed"

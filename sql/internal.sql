@@ -78,3 +78,9 @@ CREATE POLICY runner_or_owner ON _backfill_ext.run
 ALTER TABLE _backfill_ext.run_chunk ENABLE ROW LEVEL SECURITY;
 CREATE POLICY of_visible_runs ON _backfill_ext.run_chunk
     USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));
+
+-- pg_dump keeps the run history and the policy holds with the database's data
+SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.policy_hold', '');
+SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run', '');
+SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run_chunk', '');
+SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run_id_seq', '');

@@ -5,7 +5,11 @@
 //! - `columnstore_api`: that TimescaleDB also has the 2.18+ columnstore names
 //!   (`add_columnstore_policy`, `convert_to_columnstore`);
 //! - `create_table_with`: and `CREATE TABLE … WITH (tsdb.hypertable, tsdb.columnstore)`;
-//! - `pg_cron`: pg_cron.
+//! - `pg_cron`: pg_cron;
+//! - `previous_release`: the previous release's install script is installed next to
+//!   the current one (scripts/previous-release.sh), for the upgrade test; its version
+//!   (scripts/versions.sh) is passed as `BACKFILL_PREVIOUS_VERSION`;
+//! - `package`: `BACKFILL_PACKAGE` names a release package built for this PostgreSQL.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,8 +20,9 @@ fn pg_config(flag: &str) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+fn version_at_least(version: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = version.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
 
 /// The default TimescaleDB version and its install script, read for the names it creates.
@@ -36,6 +41,27 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(columnstore_api)");
     println!("cargo::rustc-check-cfg=cfg(create_table_with)");
     println!("cargo::rustc-check-cfg=cfg(pg_cron)");
+    println!("cargo::rustc-check-cfg=cfg(previous_release)");
+    println!("cargo::rustc-check-cfg=cfg(package)");
+    let manifest = std::fs::read_to_string("../Cargo.toml").expect("the extension's Cargo.toml");
+    let version = manifest.lines().find_map(|l| l.strip_prefix("version = ").map(|v| v.trim_matches('"').to_string())).unwrap();
+    println!("cargo::rerun-if-changed=../Cargo.toml");
+    println!("cargo::rustc-env=BACKFILL_EXT_VERSION={version}");
+    // a release package for this PostgreSQL (scripts/package.sh), for the package test
+    println!("cargo::rerun-if-env-changed=BACKFILL_PACKAGE");
+    if let Ok(pkg) = std::env::var("BACKFILL_PACKAGE") {
+        if Path::new(&pkg).is_file() {
+            println!("cargo::rerun-if-changed={pkg}");
+            println!("cargo::rustc-cfg=package");
+            println!("cargo::rustc-env=BACKFILL_PACKAGE={pkg}");
+        }
+    }
+    println!("cargo::rerun-if-changed=../scripts/versions.sh");
+    let previous = std::fs::read_to_string("../scripts/versions.sh")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PREVIOUS_VERSION=").map(|v| v.trim_matches('"').to_string())))
+        .expect("scripts/versions.sh names PREVIOUS_VERSION");
+    println!("cargo::rustc-env=BACKFILL_PREVIOUS_VERSION={previous}");
     println!("cargo::rerun-if-env-changed=PG_CONFIG");
     println!("cargo::rerun-if-env-changed=PATH");
     let (Some(lib), Some(share)) = (pg_config("--pkglibdir"), pg_config("--sharedir")) else { return };
@@ -51,9 +77,9 @@ fn main() {
         if let Some((version, script)) = timescale_install_script(&share) {
             if script.contains("add_columnstore_policy") {
                 println!("cargo::rustc-cfg=columnstore_api");
-                // the WITH clause is parsed in C: its option names are in the library
-                let so = std::fs::read(lib.join(format!("timescaledb-{version}.so"))).unwrap_or_default();
-                if contains(&so, b"partition_column") && contains(&so, b"columnstore") {
+                // the WITH clause is parsed in C, so nothing in SQL tells whether it
+                // takes tsdb.columnstore: it does from 2.21 on
+                if version_at_least(&version, (2, 21)) {
                     println!("cargo::rustc-cfg=create_table_with");
                 }
             }
@@ -61,5 +87,8 @@ fn main() {
     }
     if lib.join("pg_cron.so").exists() {
         println!("cargo::rustc-cfg=pg_cron");
+    }
+    if share.join(format!("extension/backfill_ext--{previous}.sql")).exists() {
+        println!("cargo::rustc-cfg=previous_release");
     }
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 pub use postgres::{Client, NoTls};
 
-fn pg_config(flag: &str) -> String {
+/// What `PG_CONFIG` (else `pg_config` on PATH) says for `flag` of the PostgreSQL under test.
+pub fn pg_config(flag: &str) -> String {
     let out = Command::new(std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".into()))
         .arg(flag)
         .output()
@@ -61,6 +62,8 @@ pub struct Options {
     pub pg_cron: bool,
     /// Extra postgresql.conf lines.
     pub extra_conf: Vec<String>,
+    /// Run the programs of the PostgreSQL in this folder instead of `PG_CONFIG`'s.
+    pub bindir: Option<PathBuf>,
 }
 
 pub struct Cluster {
@@ -75,7 +78,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(opts: Options) -> Cluster {
-        let bindir = PathBuf::from(pg_config("--bindir"));
+        let bindir = opts.bindir.clone().unwrap_or_else(|| PathBuf::from(pg_config("--bindir")));
         let base = std::env::temp_dir().join("backfill_ext_clusters");
         std::fs::create_dir_all(&base).unwrap();
         let dir = base.join(format!("c{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
@@ -199,6 +202,21 @@ impl Cluster {
         let mut cfg: postgres::Config = self.conn_string(db).parse().unwrap();
         cfg.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
         (cfg.connect(NoTls).unwrap(), notices)
+    }
+
+    /// Runs a client program of this PostgreSQL (pg_dump, pg_restore, ...) against the
+    /// cluster as postgres; returns its standard output, panicking when it fails.
+    pub fn client_program(&self, prog: &str, args: &[&str]) -> String {
+        let port = self.port.to_string();
+        let out = self
+            .cmd(prog)
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{prog} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Creates a database with backfill_ext (and TimescaleDB when preloaded).

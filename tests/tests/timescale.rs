@@ -305,7 +305,10 @@ fn schedule_backfill_registers_a_named_checked_job() {
     assert_eq!(r.get::<_, String>(3), "UPDATE");
     assert_eq!(r.get::<_, String>(4), "backfill_event_data");
     assert_eq!(r.get::<_, String>(5), "event_data");
-    assert!(r.get::<_, String>(6).contains("backfill backfill_event_data -> event_data"), "{}", r.get::<_, String>(6));
+    // add_job names jobs from TimescaleDB 2.20 (job_name); before, the job keeps TimescaleDB's own name
+    let named: bool = scalar(&mut c, "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'add_job' AND 'job_name' = ANY (proargnames))");
+    let expected = if named { "backfill backfill_event_data -> event_data".to_string() } else { format!("User-Defined Action [{job}]") };
+    assert!(r.get::<_, String>(6).contains(&expected), "{}", r.get::<_, String>(6));
     // a bad extra key is refused before anything is registered
     let (code, msg, _) = expect_error(&mut c, "SELECT schedule_backfill('backfill_event_data', 'event_data', '1 day', '{\"bogus\":1}')");
     assert_eq!(code, "22023", "{msg}");

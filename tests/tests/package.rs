@@ -1,0 +1,76 @@
+//! A release package (scripts/package.sh, built by scripts/test.sh before the client
+//! tests) installs into a PostgreSQL tree that never saw the source, and works there:
+//! CREATE EXTENSION and a backfill, with every file loaded from that tree.
+
+use backfill_ext_client_tests::{pg_config, scalar, Cluster, Options};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PACKAGE: Option<&str> = option_env!("BACKFILL_PACKAGE");
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `dir` copied to the same absolute path under `root` (programs find their libraries
+/// and shared files by their relative position), without any file of backfill_ext.
+fn copy_under(root: &Path, dir: &str) -> PathBuf {
+    let to = root.join(dir.trim_start_matches('/'));
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    run(Command::new("cp").arg("-a").arg(dir).arg(&to));
+    run(Command::new("find").arg(&to).args(["-name", "backfill_ext*", "-delete"]));
+    to
+}
+
+#[test]
+#[cfg_attr(not(package), ignore = "no release package was built for this PostgreSQL (scripts/package.sh)")]
+fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill() {
+    let package = PathBuf::from(PACKAGE.unwrap());
+    let major = pg_config("--version").split_whitespace().nth(1).unwrap().split('.').next().unwrap().to_string();
+    let root = std::env::temp_dir().join(format!("backfill_ext_package_tree_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let bindir = copy_under(&root, &pg_config("--bindir"));
+    let libdir = copy_under(&root, &pg_config("--pkglibdir"));
+    let sharedir = copy_under(&root, &pg_config("--sharedir"));
+    // the copy reports its own folders, and has no backfill_ext before the package
+    let copy_config = |flag: &str| {
+        let out = Command::new(bindir.join("pg_config")).arg(flag).output().unwrap();
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    };
+    assert_eq!(copy_config("--pkglibdir"), libdir);
+    assert_eq!(copy_config("--sharedir"), sharedir);
+    assert!(!libdir.join("backfill_ext.so").exists() && !sharedir.join("extension/backfill_ext.control").exists());
+
+    // install: the package's two folders into the tree's
+    let unpacked = root.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    run(Command::new("tar").arg("-xzf").arg(&package).arg("-C").arg(&unpacked));
+    let pkg_lib = unpacked.join(format!("usr/lib/postgresql/{major}/lib"));
+    let pkg_ext = unpacked.join(format!("usr/share/postgresql/{major}/extension"));
+    for (from, to) in [(&pkg_lib, libdir.clone()), (&pkg_ext, sharedir.join("extension"))] {
+        for f in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())).flatten() {
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+    }
+    run(Command::new("chmod").args(["-R", "o+rX"]).arg(&root));
+
+    let cl = Cluster::start(Options { bindir: Some(bindir.clone()), ..Default::default() });
+    let mut c = cl.create_db("t");
+    let version: String = scalar(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'backfill_ext'");
+    assert_eq!(version, env!("BACKFILL_EXT_VERSION"));
+    c.batch_execute(
+        "CREATE TABLE readings (id int PRIMARY KEY, at timestamptz NOT NULL, v float8);
+         CREATE TABLE late (LIKE readings);
+         INSERT INTO readings SELECT i, now(), 0 FROM generate_series(1, 100) i;
+         INSERT INTO late SELECT i, now(), 1 FROM generate_series(51, 250) i;
+         CALL backfill_on_schedule(NULL, '{\"staging_table\":\"late\", \"destination_hypertable\":\"readings\"}');",
+    )
+    .unwrap();
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 250);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings WHERE v = 0"), 100, "DO NOTHING kept the existing rows");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM late"), 0);
+    assert_eq!(scalar::<String>(&mut c, "SELECT status FROM backfill_runs"), "succeeded");
+    drop(cl);
+    let _ = std::fs::remove_dir_all(&root);
+}
