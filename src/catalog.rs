@@ -56,6 +56,7 @@ pub fn timescale_capabilities(ts: &Timescale) -> Capabilities {
         "SELECT pg_catalog.to_regprocedure('_timescaledb_functions.chunk_status(regclass)') IS NOT NULL, \
                 pg_catalog.current_setting('timescaledb.max_tuples_decompressed_per_dml_transaction', true) IS NOT NULL, \
                 pg_catalog.current_setting('timescaledb.enable_compressed_direct_batch_delete', true) IS NOT NULL, \
+                pg_catalog.current_setting('timescaledb.enable_direct_compress_insert', true) IS NOT NULL, \
                 (SELECT count(*) = 2 FROM pg_catalog.pg_proc \
                   WHERE pronamespace = $1::regnamespace AND prokind = 'f' AND proname IN ('compress_chunk', 'decompress_chunk') \
                     AND proargtypes[0] = 'regclass'::regtype AND proargtypes[1] = 'boolean'::regtype), \
@@ -65,8 +66,9 @@ pub fn timescale_capabilities(ts: &Timescale) -> Capabilities {
             chunk_status_fn: col(r, 1).unwrap_or(false),
             decompress_limit_setting: col(r, 2).unwrap_or(false),
             direct_batch_delete_setting: col(r, 3).unwrap_or(false),
-            compress_functions: col(r, 4).unwrap_or(false),
-            alter_job: col(r, 5).unwrap_or(false),
+            chunk_delete_fixed: col(r, 4).unwrap_or(false),
+            compress_functions: col(r, 5).unwrap_or(false),
+            alter_job: col(r, 6).unwrap_or(false),
         },
     )
     .unwrap_or_default()

@@ -9,7 +9,9 @@
 //! - `previous_release`: the previous release's install script is installed next to
 //!   the current one (scripts/previous-release.sh), for the upgrade test; its version
 //!   (scripts/versions.sh) is passed as `BACKFILL_PREVIOUS_VERSION`;
-//! - `package`: `BACKFILL_PACKAGE` names a release package built for this PostgreSQL.
+//! - `package`: `BACKFILL_PACKAGE` names a release package built for this PostgreSQL;
+//! - `docker`: `BACKFILL_DOCKER=1`, a Docker engine answers; `debian_pg15`: the
+//!   PostgreSQL under test is Debian's 15, the one the image test's base image has.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,6 +45,13 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(pg_cron)");
     println!("cargo::rustc-check-cfg=cfg(previous_release)");
     println!("cargo::rustc-check-cfg=cfg(package)");
+    println!("cargo::rustc-check-cfg=cfg(docker)");
+    println!("cargo::rustc-check-cfg=cfg(debian_pg15)");
+    // a Docker engine that answers (scripts/test.sh starts one and says so), for the image test
+    println!("cargo::rerun-if-env-changed=BACKFILL_DOCKER");
+    if std::env::var("BACKFILL_DOCKER").is_ok_and(|v| v == "1") {
+        println!("cargo::rustc-cfg=docker");
+    }
     let manifest = std::fs::read_to_string("../Cargo.toml").expect("the extension's Cargo.toml");
     let version = manifest.lines().find_map(|l| l.strip_prefix("version = ").map(|v| v.trim_matches('"').to_string())).unwrap();
     println!("cargo::rerun-if-changed=../Cargo.toml");
@@ -66,6 +75,9 @@ fn main() {
     println!("cargo::rerun-if-env-changed=PATH");
     let (Some(lib), Some(share)) = (pg_config("--pkglibdir"), pg_config("--sharedir")) else { return };
     let (lib, share) = (PathBuf::from(lib), PathBuf::from(share));
+    if lib == Path::new("/usr/lib/postgresql/15/lib") {
+        println!("cargo::rustc-cfg=debian_pg15");
+    }
     // a TimescaleDB or pg_cron installed later rebuilds the tests
     println!("cargo::rerun-if-changed={}", lib.display());
     println!("cargo::rerun-if-changed={}", share.join("extension").display());
