@@ -10,6 +10,8 @@
 //!   the current one (scripts/previous-release.sh), for the upgrade test; its version
 //!   (scripts/versions.sh) is passed as `BACKFILL_PREVIOUS_VERSION`;
 //! - `package`: `BACKFILL_PACKAGE` names a release package built for this PostgreSQL;
+//! - `old_timescaledb`: a full TimescaleDB older than backfill_ext's minimum (2.23) is
+//!   installed beside the default one; its version is `BACKFILL_OLD_TIMESCALEDB`;
 //! - `docker`: `BACKFILL_DOCKER=1`, a Docker engine answers; `debian_pg15`: the
 //!   PostgreSQL under test is Debian's 15, the one the image test's base image has.
 
@@ -46,6 +48,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(previous_release)");
     println!("cargo::rustc-check-cfg=cfg(package)");
     println!("cargo::rustc-check-cfg=cfg(docker)");
+    println!("cargo::rustc-check-cfg=cfg(old_timescaledb)");
     println!("cargo::rustc-check-cfg=cfg(debian_pg15)");
     // a Docker engine that answers (scripts/test.sh starts one and says so), for the image test
     println!("cargo::rerun-if-env-changed=BACKFILL_DOCKER");
@@ -86,6 +89,22 @@ fn main() {
         .unwrap_or(false);
     if tsl {
         println!("cargo::rustc-cfg=timescaledb");
+        // an older TimescaleDB installed side by side (its install script and library),
+        // below backfill_ext's minimum (src/capabilities.rs): the newest such one
+        let old = std::fs::read_dir(share.join("extension"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let v = name.strip_prefix("timescaledb--")?.strip_suffix(".sql")?.to_string();
+                (!v.contains("--") && lib.join(format!("timescaledb-tsl-{v}.so")).exists() && !version_at_least(&v, (2, 23))).then_some(v)
+            })
+            .max_by_key(|v| v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>());
+        if let Some(v) = old {
+            println!("cargo::rustc-cfg=old_timescaledb");
+            println!("cargo::rustc-env=BACKFILL_OLD_TIMESCALEDB={v}");
+        }
         if let Some((version, script)) = timescale_install_script(&share) {
             if script.contains("add_columnstore_policy") {
                 println!("cargo::rustc-cfg=columnstore_api");

@@ -780,3 +780,24 @@ fn a_timescaledb_without_a_needed_capability_is_refused_before_anything_changes(
     let (code, _, _) = expect_error(&mut c, &format!("SELECT add_job('backfill_on_schedule', '1 day', '{CONFIG}', check_config => 'backfill_check_config')"));
     assert_eq!(code, "0A000");
 }
+
+#[test]
+#[cfg_attr(not(old_timescaledb), ignore = "no TimescaleDB older than 2.23 is installed beside the default one")]
+fn a_timescaledb_older_than_the_minimum_is_refused_before_anything_changes() {
+    let old = option_env!("BACKFILL_OLD_TIMESCALEDB").unwrap();
+    let cl = cluster();
+    cl.connect("postgres").batch_execute("CREATE DATABASE t").unwrap();
+    let mut c = cl.connect("t");
+    c.batch_execute(&format!("CREATE EXTENSION timescaledb VERSION '{old}'; CREATE EXTENSION backfill_ext")).unwrap();
+    assert_eq!(scalar::<String>(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"), old);
+    timescale_dataset(&mut c, &Dataset::default());
+    stage_late_rows(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let err = c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "0A000");
+    assert_eq!(db.message(), format!("backfill_ext: TimescaleDB {old} is not supported: backfill_ext needs TimescaleDB 2.23 or later"));
+    assert!(db.detail().unwrap().starts_with("This TimescaleDB lacks: "), "{:?}", db.detail());
+    assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+}
