@@ -39,7 +39,7 @@ args_without_pg() {
     if [ $skip = 1 ]; then skip=0; continue; fi
     case "$a" in --pg) skip=1 ;; --pg=*) ;; *) out+=("$a") ;; esac
   done
-  printf '%s\n' "${out[@]+"${out[@]}"}"
+  [ ${#out[@]} -eq 0 ] || printf '%s\n' "${out[@]}"
 }
 
 # The previous release, which the upgrade test installs and updates from: its version

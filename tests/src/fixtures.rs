@@ -111,6 +111,21 @@ pub fn timescale_dataset(c: &mut Client, d: &Dataset) {
     }
 }
 
+/// SQL for the plainest set-up, for psql (the README's examples, the image test):
+/// hypertable `event_data` in 1-day chunks from 2024-01-01, segmented by device_id,
+/// `devices` readings of `value` every `step_minutes` for `days` days, every chunk
+/// compressed, and an empty staging table `backfill_event_data`.
+pub fn event_data_sql(days: i32, devices: i32, step_minutes: i32, value: i32) -> String {
+    format!(
+        "CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value float8, PRIMARY KEY (device_id, time));
+         SELECT create_hypertable('event_data', 'time', chunk_time_interval => interval '1 day');
+         ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id');
+         INSERT INTO event_data SELECT t, d, {value} FROM generate_series('2024-01-01'::timestamptz, '2024-01-01'::timestamptz + interval '{days} days' - interval '1 minute', interval '{step_minutes} minutes') t, generate_series(1, {devices}) d;
+         SELECT count(compress_chunk(c)) FROM show_chunks('event_data') c;
+         CREATE TABLE backfill_event_data (LIKE event_data);"
+    )
+}
+
 /// Adds a compression policy whose schedule is pinned far ahead, so it never runs
 /// during a test and its `next_start` is a known value to compare with.
 pub fn add_pinned_policy(c: &mut Client, table: &str) -> i32 {

@@ -6,6 +6,7 @@
 //! of the image runs CREATE EXTENSION backfill_ext and a backfill through add_job, on
 //! TimescaleDB's own scheduler, and the result is checked inside it.
 
+use backfill_ext_client_tests::fixtures::event_data_sql;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -85,16 +86,11 @@ fn the_dockerfile_builds_an_image_that_backfills_through_add_job() {
         assert!(start.elapsed() < Duration::from_secs(60), "PostgreSQL did not start in the container: {}", logs());
         std::thread::sleep(Duration::from_millis(300));
     }
+    psql(&name, "CREATE EXTENSION timescaledb; CREATE EXTENSION backfill_ext;");
+    psql(&name, &event_data_sql(3, 5, 10, 0));
     psql(
         &name,
-        "CREATE EXTENSION timescaledb; CREATE EXTENSION backfill_ext;
-         CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value float8, PRIMARY KEY (device_id, time));
-         SELECT create_hypertable('event_data', 'time', chunk_time_interval => interval '1 day');
-         ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id');
-         INSERT INTO event_data SELECT t, d, 0 FROM generate_series('2024-01-01'::timestamptz, '2024-01-04'::timestamptz - interval '1 minute', interval '10 minutes') t, generate_series(1, 5) d;
-         SELECT count(compress_chunk(c)) FROM show_chunks('event_data') c;
-         CREATE TABLE backfill_event_data (LIKE event_data);
-         INSERT INTO backfill_event_data SELECT t, 9, 1 FROM generate_series('2024-01-02'::timestamptz, '2024-01-03'::timestamptz - interval '1 minute', interval '10 minutes') t;
+        "INSERT INTO backfill_event_data SELECT t, 9, 1 FROM generate_series('2024-01-02'::timestamptz, '2024-01-03'::timestamptz - interval '1 minute', interval '10 minutes') t;
          INSERT INTO backfill_event_data SELECT time, device_id, 7 FROM event_data WHERE device_id = 1 LIMIT 10;",
     );
     let job = psql(&name, r#"SELECT add_job('backfill_on_schedule', '10 days', '{"staging_table":"backfill_event_data","destination_hypertable":"event_data"}', now())"#);

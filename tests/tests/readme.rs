@@ -4,6 +4,7 @@
 //! the README's, so the README cannot drift from the code. Only what changes from run
 //! to run is masked: milliseconds, and the width of aligned columns.
 
+use backfill_ext_client_tests::fixtures::event_data_sql;
 use backfill_ext_client_tests::{Cluster, Options};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -138,14 +139,9 @@ fn the_readme_examples_print_what_the_readme_says() {
     // chunks, all compressed; late rows of a new device on days 2 and 3, and one row
     // after the last chunk
     s.run("CREATE EXTENSION timescaledb;");
+    s.run(&event_data_sql(5, 10, 1, 1));
     s.run(
-        "CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value float8, PRIMARY KEY (device_id, time));
-         SELECT create_hypertable('event_data', 'time', chunk_time_interval => interval '1 day');
-         ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id');
-         INSERT INTO event_data SELECT t, d, 1 FROM generate_series('2024-01-01'::timestamptz, '2024-01-06'::timestamptz - interval '1 minute', interval '1 minute') t, generate_series(1, 10) d;
-         SELECT count(compress_chunk(c)) FROM show_chunks('event_data') c;
-         CREATE TABLE backfill_event_data (LIKE event_data);
-         INSERT INTO backfill_event_data SELECT t, 11, 2 FROM generate_series('2024-01-02'::timestamptz, '2024-01-04'::timestamptz - interval '1 minute', interval '1 minute') t;
+        "INSERT INTO backfill_event_data SELECT t, 11, 2 FROM generate_series('2024-01-02'::timestamptz, '2024-01-04'::timestamptz - interval '1 minute', interval '1 minute') t;
          INSERT INTO backfill_event_data VALUES ('2024-03-01', 1, 2);",
     );
     // the quick start's first block sets up the extension and the job

@@ -72,6 +72,7 @@ fn timescale_demo(cl: &Cluster) {
     ))
     .unwrap();
     let before: State = state(&mut c, "event_data", "backfill_event_data");
+    let expected = expected_rows(&mut c);
     let chunks_before = chunk_table(&mut c);
     println!("staging table backfill_event_data: {} late rows\n", before.staging_rows);
     let sql = "SELECT add_job('backfill_on_schedule', '10 days', \
@@ -120,10 +121,7 @@ fn timescale_demo(cl: &Cluster) {
     println!("({untouched} chunks without late rows were not touched)\n");
     println!("rows in event_data:   {} -> {} (+{})", before.dest_rows, after.dest_rows, after.dest_rows - before.dest_rows);
     println!("rows in staging:      {} -> {}", before.staging_rows, after.staging_rows);
-    println!(
-        "duplicates kept once: {}",
-        before.staging_rows - (after.dest_rows - before.dest_rows)
-    );
+    report_rows(&expected, after.dest_rows - before.dest_rows);
     let partial = after.chunks.iter().filter(|(_, s)| *s & 8 != 0).count();
     println!("partial chunks:       {partial}");
     println!(
@@ -147,6 +145,7 @@ fn plain_demo(cl: &Cluster) {
     .unwrap();
     let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
     let before: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
+    let expected = expected_rows(&mut c);
     let sql = "CALL backfill_on_schedule(NULL, '{\"staging_table\":\"backfill_event_data\",\"destination_hypertable\":\"event_data\"}')";
     println!("psql> {sql}");
     c.batch_execute(sql).unwrap();
@@ -154,5 +153,30 @@ fn plain_demo(cl: &Cluster) {
     let left: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
     println!("rows in event_data: {before} -> {after} (+{})", after - before);
     println!("rows in staging:    {staged} -> {left}");
-    println!("duplicates kept once: {}", staged - (after - before));
+    report_rows(&expected, after - before);
+}
+
+/// What the staged rows should do, counted before the run: (rows whose key is new,
+/// rows whose key is already stored, which DO NOTHING keeps as stored).
+fn expected_rows(c: &mut Client) -> (i64, i64) {
+    let row = c
+        .query_one(
+            "SELECT count(DISTINCT (s.time, s.device_id)) FILTER (WHERE NOT EXISTS (SELECT 1 FROM event_data e WHERE e.time = s.time AND e.device_id = s.device_id)),
+                    count(*) FILTER (WHERE EXISTS (SELECT 1 FROM event_data e WHERE e.time = s.time AND e.device_id = s.device_id))
+             FROM backfill_event_data s",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// The rows added against what was expected; any difference is a lost or doubled row.
+fn report_rows(&(new_keys, stored): &(i64, i64), added: i64) {
+    println!("already stored, kept: {stored}");
+    println!("new keys staged:      {new_keys}, rows added: {added}");
+    println!("lost or doubled:      {}", (new_keys - added).abs());
+    if new_keys != added {
+        eprintln!("demo: {new_keys} new rows were staged but {added} were added");
+        std::process::exit(1);
+    }
 }
