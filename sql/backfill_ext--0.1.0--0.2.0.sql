@@ -6,3 +6,23 @@ SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.policy_hold', '');
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run', '');
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run_chunk', '');
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run_id_seq', '');
+
+-- a run that found another run working on its destination is recorded as 'skipped'
+ALTER TABLE _backfill_ext.run DROP CONSTRAINT run_status_check;
+ALTER TABLE _backfill_ext.run ADD CONSTRAINT run_status_check CHECK (status IN ('running', 'succeeded', 'failed', 'skipped'));
+
+CREATE OR REPLACE VIEW @extschema@.backfill_status WITH (security_invoker = true) AS
+SELECT DISTINCT ON (destination) destination, staging, run_id, job_id, status, started, finished, duration, rows_moved,
+       conflicts, chunks_decompressed, chunks_recompressed, new_chunks, stopped_early,
+       (SELECT count(*) FROM _backfill_ext.run_chunk c WHERE c.run_id = r.run_id) AS chunks_done,
+       sqlstate, error
+FROM @extschema@.backfill_runs r
+WHERE status <> 'skipped'
+ORDER BY destination, started DESC, run_id DESC;
+COMMENT ON VIEW @extschema@.backfill_status IS 'The latest backfill run per destination (runs skipped because another was working on it are left out)';
+
+-- a role records a "running" run only for a destination it can insert into
+ALTER POLICY runner_or_owner ON _backfill_ext.run
+    WITH CHECK (pg_catalog.pg_has_role(run_by, 'USAGE')
+                AND (status <> 'running' OR destination_oid IS NULL
+                     OR pg_catalog.has_table_privilege(destination_oid, 'INSERT')));

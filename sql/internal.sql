@@ -24,13 +24,14 @@ CREATE POLICY owner_only ON _backfill_ext.policy_hold
     WITH CHECK (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = hypertable), 'USAGE'));
 
 -- Run history: one row per run, however it was started, updated (and committed)
--- after every chunk so another session can watch a run live.
+-- after every chunk so another session can watch a run live. A run that found
+-- another run working on its destination is recorded as 'skipped'.
 CREATE TABLE _backfill_ext.run (
     id                  bigserial PRIMARY KEY,
     job_id              integer,
     started             timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished            timestamptz,
-    status              text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'succeeded', 'failed')),
+    status              text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
     staging             text NOT NULL,
     destination         text NOT NULL,
     destination_oid     oid,
@@ -68,13 +69,16 @@ CREATE INDEX ON _backfill_ext.run_chunk (run_id);
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run, _backfill_ext.run_chunk TO PUBLIC;
 GRANT USAGE ON SEQUENCE _backfill_ext.run_id_seq TO PUBLIC;
--- a role sees the runs it made, and the runs on destinations it owns
+-- a role sees the runs it made, and the runs on destinations it owns; it records
+-- runs as itself, and a "running" one only for a destination it can insert into
 ALTER TABLE _backfill_ext.run ENABLE ROW LEVEL SECURITY;
 CREATE POLICY runner_or_owner ON _backfill_ext.run
     USING (pg_catalog.pg_has_role(run_by, 'USAGE')
            OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                       WHERE c.oid = destination_oid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')))
-    WITH CHECK (pg_catalog.pg_has_role(run_by, 'USAGE'));
+    WITH CHECK (pg_catalog.pg_has_role(run_by, 'USAGE')
+                AND (status <> 'running' OR destination_oid IS NULL
+                     OR pg_catalog.has_table_privilege(destination_oid, 'INSERT')));
 ALTER TABLE _backfill_ext.run_chunk ENABLE ROW LEVEL SECURITY;
 CREATE POLICY of_visible_runs ON _backfill_ext.run_chunk
     USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));

@@ -19,6 +19,7 @@ SELECT DISTINCT ON (destination) destination, staging, run_id, job_id, status, s
        (SELECT count(*) FROM _backfill_ext.run_chunk c WHERE c.run_id = r.run_id) AS chunks_done,
        sqlstate, error
 FROM backfill_runs r
+WHERE status <> 'skipped'
 ORDER BY destination, started DESC, run_id DESC;
-COMMENT ON VIEW backfill_status IS 'The latest backfill run per destination';
+COMMENT ON VIEW backfill_status IS 'The latest backfill run per destination (runs skipped because another was working on it are left out)';
 GRANT SELECT ON backfill_runs, backfill_run_chunks, backfill_status TO PUBLIC;

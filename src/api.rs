@@ -23,8 +23,24 @@ COMMENT ON PROCEDURE backfill_on_schedule(integer, jsonb) IS
 'Moves rows from config->>''staging_table'' into config->>''destination_hypertable'', one chunk per transaction: decompress, move, recompress. Schedule it with add_job.';
 ")]
 fn backfill_on_schedule(job_id: Option<i32>, config: Option<JsonB>, fcinfo: pg_sys::FunctionCallInfo) {
-    let cfg = spi::check(Config::from_json(config.as_ref().map(|j| &j.0)));
+    let json = config.as_ref().map(|j| &j.0);
     let session = unsafe { Session::open(fcinfo) };
+    let cfg = match Config::from_json(json) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            // a job whose config cannot be read still leaves a history row saying why
+            if session.nonatomic() {
+                let key = |k: &str| json.and_then(|j| j.get(k)).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                let (staging, destination) = (key("staging_table"), key("destination_hypertable"));
+                let message = format!("backfill_ext: {}", e.message);
+                let _ = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+                    crate::history::failed_start(job_id, &staging, &destination, e.code.sqlstate(), &message)
+                }));
+                session.commit();
+            }
+            spi::raise(e)
+        }
+    };
     crate::run::run(&session, job_id, cfg);
     session.close();
 }

@@ -216,6 +216,21 @@ pub fn resolve_conflict(
         }
         cfg.update_columns.clone()
     };
+    // without a unique key nothing tells a staged row that is already stored from a new one
+    if keys.is_empty() && cfg.on_conflict == ConflictAction::Restrict {
+        return Err(BackfillError::new(
+            Code::InvalidColumnReference,
+            format!("\"on_conflict_action\": \"RESTRICT\" needs a unique constraint, but destination {} has none", names.destination),
+        )
+        .hint("add a primary key or unique constraint to the destination; without one, RESTRICT cannot see a duplicate and would insert it"));
+    }
+    if keys.is_empty() && !cfg.delete_from_staging {
+        return Err(BackfillError::new(
+            Code::InvalidColumnReference,
+            format!("\"delete_from_staging\": false needs a unique constraint, but destination {} has none", names.destination),
+        )
+        .hint("add a primary key or unique constraint to the destination, or let rows leave staging (delete_from_staging: true); without either, every run inserts the staged rows again"));
+    }
     // a default target for DO NOTHING is left out, so every unique constraint counts
     let target = if cfg.on_conflict == ConflictAction::Nothing && cfg.conflict_target == ConflictTarget::Default {
         vec![]
@@ -318,6 +333,24 @@ mod tests {
         let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE"})), &copied, &dest(), &[], &names()).unwrap_err();
         assert_eq!(e.code.sqlstate(), "42P10");
         assert_eq!(e.message, "\"on_conflict_action\": \"UPDATE\" needs a unique constraint, but destination public.event_data has none");
+    }
+
+    #[test]
+    fn restrict_or_keeping_staging_rows_without_unique_constraint_is_refused() {
+        // RESTRICT could not see a duplicate; keeping staging rows would insert them again every run
+        let copied: Vec<String> = ["time", "device_id"].map(String::from).to_vec();
+        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "RESTRICT"})), &copied, &dest(), &[], &names()).unwrap_err();
+        assert_eq!(e.code.sqlstate(), "42P10");
+        assert_eq!(e.message, "\"on_conflict_action\": \"RESTRICT\" needs a unique constraint, but destination public.event_data has none");
+        assert!(e.hint.unwrap().starts_with("add a primary key or unique constraint to the destination"));
+        let e = resolve_conflict(&cfg(json!({"delete_from_staging": false})), &copied, &dest(), &[], &names()).unwrap_err();
+        assert_eq!(e.code.sqlstate(), "42P10");
+        assert_eq!(e.message, "\"delete_from_staging\": false needs a unique constraint, but destination public.event_data has none");
+        assert!(e.hint.unwrap().contains("delete_from_staging: true"));
+        // with a key both are fine; without one, DO NOTHING moving rows out of staging is too
+        assert!(resolve_conflict(&cfg(json!({"on_conflict_action": "RESTRICT"})), &copied, &dest(), &pk(), &names()).is_ok());
+        assert!(resolve_conflict(&cfg(json!({"delete_from_staging": false})), &copied, &dest(), &pk(), &names()).is_ok());
+        assert!(resolve_conflict(&cfg(json!({})), &copied, &dest(), &[], &names()).is_ok());
     }
 
     #[test]

@@ -7,7 +7,8 @@ use crate::spi::{col, p, query_one, run as exec, Param};
 
 /// Starts a run's record; first marks runs of this destination that are still
 /// "running" as failed (the caller holds the destination's lock, so they were
-/// interrupted) and prunes history older than the retention.
+/// interrupted) and prunes this destination's history older than the retention
+/// (another destination's history follows its own jobs' retention).
 pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u32, retention: &str) -> i64 {
     exec(
         "UPDATE _backfill_ext.run SET status = 'failed', finished = clock_timestamp(), sqlstate = '57P01',
@@ -16,8 +17,8 @@ pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u3
         &[p(dest_oid.to_string())],
     );
     exec(
-        "DELETE FROM _backfill_ext.run WHERE started < now() - $1::interval AND status <> 'running'",
-        &[p(retention)],
+        "DELETE FROM _backfill_ext.run WHERE destination_oid = $2::oid AND started < now() - $1::interval AND status <> 'running'",
+        &[p(retention), p(dest_oid.to_string())],
     );
     query_one(
         "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid)
@@ -120,6 +121,16 @@ pub fn failed_start(job_id: Option<i32>, staging: &str, destination: &str, sqlst
         "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, sqlstate, error)
          VALUES ($1::int, $2, $3, $4::oid, 'failed', clock_timestamp(), $5, $6)",
         &[job_id.map(|j| j.to_string()), p(staging), p(destination), dest_oid, p(sqlstate), p(message)],
+    );
+}
+
+/// Records a run that did not start because another run held the destination
+/// (`lock_wait` passed): status `skipped`, with the reason.
+pub fn skipped(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u32, reason: &str) {
+    exec(
+        "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, error)
+         VALUES ($1::int, $2, $3, $4::oid, 'skipped', clock_timestamp(), $5)",
+        &[job_id.map(|j| j.to_string()), p(staging), p(destination), p(dest_oid.to_string()), p(reason)],
     );
 }
 

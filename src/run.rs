@@ -99,7 +99,7 @@ pub fn prepare(cfg: Config) -> Prepared {
         let text = catalog::check_interval("max_runtime", m);
         query_one("SELECT extract(epoch FROM $1::interval)::float8", &[p(text)], |r| col::<f64>(r, 1).unwrap_or(0.0)).unwrap_or(0.0)
     });
-    apply_settings(&cfg);
+    validate_settings(&cfg);
 
     let mut st_privs = vec!["SELECT"];
     if cfg.delete_from_staging {
@@ -204,6 +204,20 @@ fn relkind_name(k: &str) -> &'static str {
         "c" => "a composite type",
         "t" => "a TOAST table",
         _ => "not a table",
+    }
+}
+
+/// Checks the config's `work_mem` and `lock_timeout` without leaving them set: the
+/// caller's transaction keeps its own values (`backfill_plan`, `backfill_check_config`
+/// and `schedule_backfill` validate in it). A run applies them where it works.
+fn validate_settings(cfg: &Config) {
+    let saved: Vec<(&str, String)> = ["lock_timeout", "work_mem"]
+        .into_iter()
+        .map(|name| (name, query_one("SELECT pg_catalog.current_setting($1)", &[p(name)], |r| col::<String>(r, 1)).flatten().unwrap_or_default()))
+        .collect();
+    apply_settings(cfg);
+    for (name, value) in saved {
+        exec("SELECT pg_catalog.set_config($1, $2, true)", &[p(name), p(value)]);
     }
 }
 
@@ -1050,13 +1064,16 @@ pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     let prep = prepare_recorded(session, job_id, cfg);
     phase(&started, "prepare");
     if !acquire_lock(&prep, session) {
-        notice!(
-            "backfill_ext: {} is working on {}; this run{} waited {} and exits without changes",
+        let reason = format!(
+            "{} is working on {}; this run{} waited {} and exits without changes",
             lock_holder(&prep.dest),
             prep.dest.name,
             job_id.map(|j| format!(" of job {j}")).unwrap_or_default(),
             prep.cfg.lock_wait
         );
+        notice!("backfill_ext: {reason}");
+        crate::history::skipped(job_id, &prep.staging.name.to_string(), &prep.dest.name.to_string(), prep.dest.oid, &reason);
+        session.commit();
         return Totals::default();
     }
     let run_id = guarded(session, &prep, None, || {

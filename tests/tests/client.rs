@@ -216,19 +216,22 @@ fn history_is_pruned_after_the_retention() {
     let cl = cluster();
     let mut c = cl.create_db("t");
     c.batch_execute(PLAIN).unwrap();
+    // runs of readings 40 and 10 days old, and a 40-day-old run of another destination
     c.batch_execute(
-        "INSERT INTO _backfill_ext.run (job_id, started, finished, status, staging, destination)
-           VALUES (1, now() - interval '40 days', now() - interval '40 days', 'succeeded', 's', 'd'),
-                  (2, now() - interval '10 days', now() - interval '10 days', 'succeeded', 's', 'd');",
+        "CREATE TABLE other (LIKE readings);
+         INSERT INTO _backfill_ext.run (job_id, started, finished, status, staging, destination, destination_oid)
+           VALUES (1, now() - interval '40 days', now() - interval '40 days', 'succeeded', 'public.staging', 'public.readings', 'readings'::regclass),
+                  (2, now() - interval '10 days', now() - interval '10 days', 'succeeded', 'public.staging', 'public.readings', 'readings'::regclass),
+                  (9, now() - interval '40 days', now() - interval '40 days', 'succeeded', 'public.s2', 'public.other', 'other'::regclass);",
     )
     .unwrap();
     c.batch_execute("CALL backfill_on_schedule(3, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')").unwrap();
     let jobs: Vec<i32> = c.query("SELECT job_id FROM backfill_runs ORDER BY job_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(jobs, [2, 3], "the 40-day-old run is pruned with the default 30 days");
+    assert_eq!(jobs, [2, 3, 9], "the 40-day-old run of readings is pruned with the default 30 days; another destination's is its own jobs' to prune");
     c.batch_execute("CALL backfill_on_schedule(4, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"history_retention\":\"5 days\"}')")
         .unwrap();
     let jobs: Vec<i32> = c.query("SELECT job_id FROM backfill_runs ORDER BY job_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(jobs, [3, 4]);
+    assert_eq!(jobs, [3, 4, 9]);
 }
 
 #[test]
@@ -262,5 +265,65 @@ fn a_second_run_waits_then_exits_naming_the_run_that_holds_the_destination() {
     first.join().unwrap().unwrap();
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 110);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 0);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_runs"), 1, "the run that exited is not a run");
+    // the run that exited is recorded as skipped, saying why; the status view shows the run that worked
+    let runs: Vec<(i32, String, Option<String>)> =
+        c.query("SELECT job_id, status, error FROM backfill_runs ORDER BY run_id", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!((runs[0].0, runs[0].1.as_str()), (1, "succeeded"));
+    assert_eq!((runs[1].0, runs[1].1.as_str()), (2, "skipped"));
+    assert!(runs[1].2.as_deref().unwrap_or("").contains("is working on public.readings; this run of job 2 waited 1 second"), "{runs:?}");
+    assert_eq!(scalar::<String>(&mut c, "SELECT status FROM backfill_status"), "succeeded");
+}
+
+#[test]
+fn validation_refuses_what_would_double_rows_and_leaves_the_callers_settings() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    c.batch_execute(PLAIN).unwrap();
+    c.batch_execute(
+        "CREATE TABLE nokey (id int, ts timestamptz NOT NULL, value double precision);
+         CREATE TABLE nokey_staging (LIKE nokey);
+         INSERT INTO nokey_staging VALUES (1, now(), 1);",
+    )
+    .unwrap();
+    // without a unique key, RESTRICT cannot see a duplicate and kept staging rows would
+    // be inserted again by every run: refused at registration and at run time
+    for extra in [r#""on_conflict_action":"RESTRICT""#, r#""delete_from_staging":false"#] {
+        let cfg = format!(r#"{{"staging_table":"nokey_staging","destination_hypertable":"nokey",{extra}}}"#);
+        let (code, msg, hint) = expect_error(&mut c, &format!("SELECT backfill_check_config('{cfg}')"));
+        assert_eq!(code, "42P10", "{msg}");
+        assert!(msg.contains("needs a unique constraint, but destination public.nokey has none"), "{msg}");
+        assert!(hint.unwrap().starts_with("add a primary key or unique constraint to the destination"));
+        let (code, _, _) = expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+        assert_eq!(code, "42P10");
+    }
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM nokey"), 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM nokey_staging"), 1);
+
+    // validating in the caller's transaction leaves its lock_timeout and work_mem alone
+    c.batch_execute("BEGIN; SET LOCAL lock_timeout = '7s'; SET LOCAL work_mem = '3MB'").unwrap();
+    c.batch_execute(
+        r#"SELECT backfill_check_config('{"staging_table":"staging","destination_hypertable":"readings","work_mem":"64MB","lock_timeout":"1 minute"}')"#,
+    )
+    .unwrap();
+    c.query("SELECT * FROM backfill_plan('staging', 'readings')", &[]).unwrap();
+    assert_eq!(scalar::<String>(&mut c, "SHOW lock_timeout"), "7s");
+    assert_eq!(scalar::<String>(&mut c, "SHOW work_mem"), "3MB");
+    c.batch_execute("COMMIT").unwrap();
+}
+
+#[test]
+fn a_config_that_cannot_be_read_is_recorded_in_the_history() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    c.batch_execute(PLAIN).unwrap();
+    let (code, msg, _) = expect_error(
+        &mut c,
+        r#"CALL backfill_on_schedule(7, '{"staging_table":"staging","destination_hypertable":"readings","on_conflict_acton":"UPDATE"}')"#,
+    );
+    assert_eq!(code, "22023");
+    let r = c.query_one("SELECT status, sqlstate, error, staging, destination FROM backfill_runs WHERE job_id = 7", &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, String>(1)), ("failed".to_string(), "22023".to_string()));
+    assert_eq!(r.get::<_, String>(2), msg);
+    assert_eq!((r.get::<_, String>(3), r.get::<_, String>(4)), ("staging".to_string(), "readings".to_string()));
 }
