@@ -103,7 +103,7 @@ fn decompress_backfill(
         history_retention: crate::config::DEFAULT_HISTORY_RETENTION.into(),
         lock_wait: crate::config::DEFAULT_LOCK_WAIT.into(),
         max_runtime: None,
-        lock_timeout: crate::config::DEFAULT_LOCK_TIMEOUT.into(),
+        lock_timeout: None,
         strategy: crate::plan::StrategyChoice::Auto,
     };
     spi::check(cfg.check_combinations());

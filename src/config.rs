@@ -70,8 +70,9 @@ pub struct Config {
     pub lock_wait: String,
     /// Stop cleanly between chunks once a run has taken this long (interval text).
     pub max_runtime: Option<String>,
-    /// How long a statement of the run waits for a lock before the run fails (interval text).
-    pub lock_timeout: String,
+    /// How long a statement of the run waits for a lock before the run fails (interval
+    /// text); unset, the session's `lock_timeout` where it has one, else 5 minutes.
+    pub lock_timeout: Option<String>,
     /// How compressed chunks take their rows.
     pub strategy: StrategyChoice,
 }
@@ -95,7 +96,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("history_retention", "interval text, default '30 days': how long run history is kept"),
     ("lock_wait", "interval text, default '1 minute': how long to wait for another run on the destination"),
     ("max_runtime", "interval text: stop cleanly between chunks after this long; the next run continues"),
-    ("lock_timeout", "interval text, default '5 minutes': how long a step waits for a lock before the run fails cleanly"),
+    ("lock_timeout", "interval text, default the session's lock_timeout, else '5 minutes': how long a step waits for a lock before the run fails cleanly"),
     ("strategy", "text: auto (default), direct or decompress: how compressed chunks take their rows"),
 ];
 
@@ -340,7 +341,10 @@ impl Config {
         let push_interval = interval_key(obj, "compression_job_push_interval", DEFAULT_PUSH_INTERVAL)?;
         let history_retention = interval_key(obj, "history_retention", DEFAULT_HISTORY_RETENTION)?;
         let lock_wait = interval_key(obj, "lock_wait", DEFAULT_LOCK_WAIT)?;
-        let lock_timeout = interval_key(obj, "lock_timeout", DEFAULT_LOCK_TIMEOUT)?;
+        let lock_timeout = match obj.get("lock_timeout") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(interval_key(obj, "lock_timeout", "")?),
+        };
         let strategy = match opt_string(obj, "strategy")? {
             None => StrategyChoice::Auto,
             Some(s) => StrategyChoice::parse(&s).ok_or_else(|| {
@@ -439,7 +443,7 @@ mod tests {
         assert_eq!(c.history_retention, "30 days");
         assert_eq!(c.lock_wait, "1 minute");
         assert_eq!(c.max_runtime, None);
-        assert_eq!(c.lock_timeout, "5 minutes");
+        assert_eq!(c.lock_timeout, None, "the session's, else 5 minutes (resolved where the session is known)");
         assert_eq!(c.strategy, StrategyChoice::Auto);
     }
 

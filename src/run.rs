@@ -94,7 +94,21 @@ pub fn prepare(cfg: Config) -> Prepared {
     let push_interval = catalog::check_interval("compression_job_push_interval", &cfg.push_interval);
     let history_retention = catalog::check_interval("history_retention", &cfg.history_retention);
     catalog::check_interval("lock_wait", &cfg.lock_wait);
-    catalog::check_interval("lock_timeout", &cfg.lock_timeout);
+    // unset: the session's lock_timeout where it has one (a role's or database's
+    // setting for jobs), else the default
+    let mut cfg = cfg;
+    let lock_timeout = match cfg.lock_timeout.take() {
+        Some(t) => t,
+        None => query_one(
+            "SELECT CASE WHEN pg_catalog.current_setting('lock_timeout') = '0' THEN $1 ELSE pg_catalog.current_setting('lock_timeout') END",
+            &[p(crate::config::DEFAULT_LOCK_TIMEOUT)],
+            |r| col::<String>(r, 1),
+        )
+        .flatten()
+        .unwrap_or_else(|| crate::config::DEFAULT_LOCK_TIMEOUT.into()),
+    };
+    catalog::check_interval("lock_timeout", &lock_timeout);
+    cfg.lock_timeout = Some(lock_timeout);
     let max_runtime_s = cfg.max_runtime.as_ref().map(|m| {
         let text = catalog::check_interval("max_runtime", m);
         query_one("SELECT extract(epoch FROM $1::interval)::float8", &[p(text)], |r| col::<f64>(r, 1).unwrap_or(0.0)).unwrap_or(0.0)
@@ -223,7 +237,8 @@ fn validate_settings(cfg: &Config) {
 
 /// Sets the run's `work_mem` and `lock_timeout` for the current transaction.
 fn apply_settings(cfg: &Config) {
-    let mut settings = vec![("lock_timeout", cfg.lock_timeout.as_str(), "an interval such as \"30 seconds\"")];
+    let lock_timeout = cfg.lock_timeout.as_deref().unwrap_or(crate::config::DEFAULT_LOCK_TIMEOUT);
+    let mut settings = vec![("lock_timeout", lock_timeout, "an interval such as \"30 seconds\"")];
     if let Some(wm) = &cfg.work_mem {
         settings.push(("work_mem", wm, "a size such as \"256MB\""));
     }
@@ -728,7 +743,7 @@ fn lock_for_rewrite(prep: &Prepared, chunk: &Chunk) -> bool {
         exec(
             "SELECT pg_catalog.set_config('lock_timeout', (CASE WHEN $1::interval > interval '0' AND $1::interval < interval '1 second' \
                                                               THEN extract(epoch FROM $1::interval) * 1000 ELSE 1000 END)::int8::text, true)",
-            &[p(&prep.cfg.lock_timeout)],
+            &[p(prep.cfg.lock_timeout.as_deref().unwrap_or(crate::config::DEFAULT_LOCK_TIMEOUT))],
         );
         exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", chunk.name.quoted()), &[]);
     }));

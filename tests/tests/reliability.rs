@@ -77,10 +77,16 @@ fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
     assert!(hint.is_some());
     // day 1 was done and committed; day 2 was rolled back
     assert_clean(&mut c, &before, 144);
-    // a session's own lock_timeout ends it the same way
+    // a session's own lock_timeout, with none in the config, ends it the same way (and
+    // soon: the default of 5 minutes applies only where the session has none)
     let mut r = cl.connect("t");
-    let (code, _, _) = expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+    r.batch_execute("SET lock_timeout = '500ms'").unwrap();
+    let no_timeout = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}"#;
+    let t = std::time::Instant::now();
+    let (code, _, _) = expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{no_timeout}')"));
     assert_eq!(code, "55P03");
+    assert!(t.elapsed() < std::time::Duration::from_secs(60), "the session's 500ms, not the 5-minute default: {:?}", t.elapsed());
+    assert_eq!(scalar::<String>(&mut r, "SHOW lock_timeout"), "500ms", "the session keeps its setting");
     assert_clean(&mut c, &before, 144);
     long.batch_execute("COMMIT").unwrap();
     c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
