@@ -5,6 +5,8 @@
 # ALTER EXTENSION ... UPDATE with the current library, as a user's database would.
 # The script is generated from the release's git revision (cargo pgrx schema) once and
 # cached under target/. Usage: scripts/previous-release.sh PG_CONFIG
+# Exits 3 when this clone lacks the release's revision (the upgrade test is then
+# skipped, with the reason), 1 when anything else fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/versions.sh
@@ -17,7 +19,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 if [ ! -f "$cache" ]; then
   if ! git cat-file -e "$PREVIOUS_REVISION^{commit}" 2>/dev/null; then
     echo "previous-release.sh: revision $PREVIOUS_REVISION ($PREVIOUS_VERSION) is not in this clone" >&2
-    exit 1
+    exit 3
   fi
   src="$PWD/target/previous-release/src"
   rm -rf "$src"; mkdir -p "$src"

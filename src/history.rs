@@ -117,6 +117,13 @@ pub fn failed_start(job_id: Option<i32>, staging: &str, destination: &str, sqlst
         Some(q) => query_one("SELECT pg_catalog.to_regclass($1)::oid::text", &[p(q)], |r| col::<String>(r, 1)).flatten(),
         None => None,
     };
+    // such a run never reaches `start`, which prunes by destination: rows of this job
+    // whose destination could not be resolved are pruned here, after the default retention
+    exec(
+        "DELETE FROM _backfill_ext.run WHERE destination_oid IS NULL AND job_id IS NOT DISTINCT FROM $1::int
+           AND started < now() - $2::interval AND status <> 'running'",
+        &[job_id.map(|j| j.to_string()), p(crate::config::DEFAULT_HISTORY_RETENTION)],
+    );
     exec(
         "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, sqlstate, error)
          VALUES ($1::int, $2, $3, $4::oid, 'failed', clock_timestamp(), $5, $6)",

@@ -1077,6 +1077,8 @@ fn phase(started: &Instant, name: &str) {
 pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     let started = Instant::now();
     let prep = prepare_recorded(session, job_id, cfg);
+    // validation left the caller's settings alone; the run's own statements use the config's
+    apply_settings(&prep.cfg);
     phase(&started, "prepare");
     if !acquire_lock(&prep, session) {
         let reason = format!(

@@ -9,11 +9,13 @@
 set -euo pipefail
 image="$1"
 docker=/usr/bin/docker
-if "$docker" image inspect "$image" >/dev/null 2>&1; then exit 0; fi
+# made again when this script or the machine's TimescaleDB for PostgreSQL 15 changed
+stamp=$(cat "$0" /usr/lib/postgresql/15/lib/timescaledb*.so 2>/dev/null | md5sum | cut -c1-16)
+if [ "$("$docker" image inspect -f '{{index .Config.Labels "backfill_ext.stamp"}}' "$image" 2>/dev/null)" = "$stamp" ]; then exit 0; fi
 . "$(dirname "$0")/../../scripts/versions.sh"
 root=$(mktemp -d /tmp/backfill_ext_base.XXXXXX)
 chmod 755 "$root"   # the image's / (mktemp makes it 0700)
-trap 'rm -rf "$root"' EXIT
+trap 'rm -rf --one-file-system "$root"' EXIT
 echo "==> debootstrap: Debian bookworm with PostgreSQL $PG15_DEB_VERSION into $root"
 debootstrap --variant=minbase --include=ca-certificates bookworm "$root" http://deb.debian.org/debian >"$root.log" 2>&1 \
   || { tail -20 "$root.log"; exit 1; }
@@ -24,7 +26,8 @@ exit 101
 POLICY
 chmod +x "$root/usr/sbin/policy-rc.d"
 mount --bind /proc "$root/proc"
-trap 'umount "$root/proc" 2>/dev/null || true; rm -rf "$root"' EXIT
+# never remove anything below a mount that is still there
+trap 'umount "$root/proc" 2>/dev/null || true; mountpoint -q "$root/proc" || rm -rf --one-file-system "$root"' EXIT
 chroot "$root" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   postgresql-15=$PG15_DEB_VERSION postgresql-client-15=$PG15_DEB_VERSION libpq5=$PG15_DEB_VERSION \
   && apt-get clean && rm -rf /var/lib/apt/lists/*" >>"$root.log" 2>&1 || { tail -20 "$root.log"; exit 1; }
@@ -52,5 +55,5 @@ START
 chmod +x "$root/usr/local/bin/start-postgres"
 rm -rf "$root/var/lib/postgresql/15" "$root/etc/postgresql"
 echo "==> importing $image"
-tar -C "$root" -c . | "$docker" import -c 'CMD ["/usr/local/bin/start-postgres"]' - "$image" >/dev/null
+tar -C "$root" -c . | "$docker" import -c 'CMD ["/usr/local/bin/start-postgres"]' -c "LABEL backfill_ext.stamp=$stamp" - "$image" >/dev/null
 rm -f "$root.log"

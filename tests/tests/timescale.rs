@@ -769,7 +769,7 @@ fn a_timescaledb_without_a_needed_capability_is_refused_before_anything_changes(
     let err = c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap_err();
     let db = err.as_db_error().unwrap();
     assert_eq!(db.code().code(), "0A000");
-    assert_eq!(db.message(), format!("backfill_ext: TimescaleDB {version} is not supported: backfill_ext needs TimescaleDB 2.23 or later"));
+    assert_eq!(db.message(), format!("backfill_ext: TimescaleDB {version} lacks what backfill_ext needs (TimescaleDB 2.23 or later)"));
     assert_eq!(db.detail(), Some("This TimescaleDB lacks: function _timescaledb_functions.chunk_status(regclass)."));
     assert!(db.hint().unwrap().starts_with("update TimescaleDB to 2.23 or later"), "{:?}", db.hint());
     c.batch_execute("ALTER FUNCTION _timescaledb_functions.chunk_status_hidden(regclass) RENAME TO chunk_status").unwrap();
@@ -796,7 +796,7 @@ fn a_timescaledb_older_than_the_minimum_is_refused_before_anything_changes() {
     let err = c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap_err();
     let db = err.as_db_error().unwrap();
     assert_eq!(db.code().code(), "0A000");
-    assert_eq!(db.message(), format!("backfill_ext: TimescaleDB {old} is not supported: backfill_ext needs TimescaleDB 2.23 or later"));
+    assert_eq!(db.message(), format!("backfill_ext: TimescaleDB {old} lacks what backfill_ext needs (TimescaleDB 2.23 or later)"));
     assert!(db.detail().unwrap().starts_with("This TimescaleDB lacks: "), "{:?}", db.detail());
     assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);

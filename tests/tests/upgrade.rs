@@ -14,7 +14,7 @@ const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hyp
 /// Every object of the extension as `pg_dump --binary-upgrade` writes it (that mode
 /// dumps an extension's member objects one by one), without the OIDs it pins.
 fn extension_objects(cl: &Cluster, db: &str) -> String {
-    let dump = cl.client_program("pg_dump", &["--schema-only", "--binary-upgrade", "--no-comments", db]);
+    let dump = cl.client_program("pg_dump", &["--schema-only", "--binary-upgrade", db]);
     let mut lines: Vec<String> = dump
         .lines()
         .filter(|l| !l.contains("binary_upgrade_set_next") && !l.starts_with("--") && !l.trim().is_empty())
