@@ -39,8 +39,11 @@ fn schedule_backfill_uses_pg_cron_on_a_partitioned_table() {
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM metrics WHERE v = -1"), 0, "duplicates kept the existing rows");
     let r = c.query_one("SELECT rows_moved, conflicts, destination FROM backfill_runs WHERE rows_moved > 0", &[]).unwrap();
     assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, String>(2)), (410, 10, "public.metrics".to_string()));
-    let ok: i64 = scalar(&mut c, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {job} AND status = 'succeeded'"));
-    assert!(ok >= 1, "{}", cl.server_log());
+    // pg_cron marks its run succeeded once the procedure has returned, a moment after the run's history commits
+    wait_for("pg_cron to record the run as succeeded", Duration::from_secs(30), || {
+        let ok: i64 = scalar(&mut c, &format!("SELECT count(*) FROM cron.job_run_details WHERE jobid = {job} AND status = 'succeeded'"));
+        (ok >= 1).then_some(())
+    });
     c.batch_execute(&format!("SELECT unschedule_backfill({job})")).unwrap();
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM cron.job"), 0);
 }
