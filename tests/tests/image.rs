@@ -43,10 +43,11 @@ impl Drop for Remove {
 }
 
 #[test]
-#[cfg_attr(not(docker), ignore = "no Docker engine is running (scripts/test.sh starts dockerd where docker.io is installed)")]
+// one reason each, the first that applies
 #[cfg_attr(not(debian_pg15), ignore = "the image test runs with PostgreSQL 15, the major of its Debian base image")]
-#[cfg_attr(not(package), ignore = "no release package was built for this PostgreSQL (scripts/package.sh)")]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(all(debian_pg15, not(docker)), ignore = "no Docker engine is running (scripts/test.sh starts dockerd where docker.io is installed)")]
+#[cfg_attr(all(debian_pg15, docker, not(package)), ignore = "no release package was built for this PostgreSQL (scripts/package.sh)")]
+#[cfg_attr(all(debian_pg15, docker, package, not(timescaledb)), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn the_dockerfile_builds_an_image_that_backfills_through_add_job() {
     let repo = repo();
     ok(Command::new("bash").arg(repo.join("tests/image/base-image.sh")).arg(BASE).output().unwrap(), "base-image.sh");

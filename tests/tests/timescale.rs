@@ -784,7 +784,7 @@ fn a_timescaledb_without_a_needed_capability_is_refused_before_anything_changes(
 #[test]
 #[cfg_attr(not(old_timescaledb), ignore = "no TimescaleDB older than 2.23 is installed beside the default one")]
 fn a_timescaledb_older_than_the_minimum_is_refused_before_anything_changes() {
-    let old = option_env!("BACKFILL_OLD_TIMESCALEDB").unwrap();
+    let old = option_env!("BACKFILL_OLD_TIMESCALEDB").unwrap_or_else(|| panic!("tests/build.rs names no older TimescaleDB"));
     let cl = cluster();
     cl.connect("postgres").batch_execute("CREATE DATABASE t").unwrap();
     let mut c = cl.connect("t");

@@ -87,7 +87,7 @@ fn make_state(c: &mut Client) -> i32 {
 
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
-#[cfg_attr(not(previous_release), ignore = "the previous release's install script is not installed (scripts/previous-release.sh)")]
+#[cfg_attr(all(timescaledb, not(previous_release)), ignore = "the previous release's install script is not installed (scripts/previous-release.sh)")]
 fn update_from_the_previous_release_keeps_history_holds_and_jobs_and_equals_a_fresh_install() {
     let cl = Cluster::start(Options { timescale: true, ..Default::default() });
     let mut admin = cl.connect("postgres");
