@@ -5,14 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/versions.sh
-major=17
-prev=""
-for a in "$@"; do
-  case "$a" in --pg=*) major="${a#--pg=}" ;; esac
-  if [ "$prev" = "--pg" ]; then major="$a"; fi
-  prev="$a"
-done
-pgc=$(pg_config_for "$major")
+major=$(pg_arg "$@")
+pgc=$(pg_config_for "${major:-17}")
 bash scripts/setup.sh >/dev/null
 export PATH="$HOME/.cargo/bin:$PATH"
 SUDO=""

@@ -55,9 +55,9 @@ for m in $majors; do
 
   echo "==> PostgreSQL $m: installing backfill_ext into $("$pgc" --sharedir)"
   if cargo pgrx install --pg-config "$pgc" $SUDO >"$work/install$m.log" 2>&1; then
-    # the previous release's install script, for the upgrade test (skipped, with the reason, without it)
     # a release package, for the package test (and the image test on 15)
     pkg=$(bash scripts/package.sh --pg "$m" | tail -1) || { pkg=""; status=1; problems+=("PostgreSQL $m: scripts/package.sh failed"); }
+    # the previous release's install script, for the upgrade test (skipped, with the reason, without it)
     prev_ok=1
     bash scripts/previous-release.sh "$pgc"; rc=$?
     if [ $rc = 3 ]; then prev_ok=0; echo "NOTE: this clone lacks the previous release's revision; the upgrade test will be skipped"
@@ -78,16 +78,19 @@ for m in $majors; do
   grep -h ' \.\.\. ignored' "$log_pg" "$log_client" | sed -E "s/^test ([^ ]+) \.\.\. ignored(, )?(.*)$/pg$m\t\3\t\1/" >>"$work/skipped"
   [ "$p1" -gt 0 ] || problems+=("PostgreSQL $m: no unit test or #[pg_test] ran")
   [ "$p2" -gt 0 ] || problems+=("PostgreSQL $m: no client test ran")
-  if [ -n "${tsl:-}" ] && grep -q "timescaledb-tsl" <(grep -h ' \.\.\. ignored' "$log_client"); then
+  # a client test skipped for want of something this major has
+  ignored=$(grep -h ' \.\.\. ignored' "$log_client")
+  skipped_for() { grep -q "$1" <<<"$ignored"; }
+  if [ -n "$tsl" ] && skipped_for "timescaledb-tsl"; then
     problems+=("PostgreSQL $m: TimescaleDB is installed but the TimescaleDB tier was skipped")
   fi
-  if [ -n "${pkg:-}" ] && grep -q "no release package" <(grep -h ' \.\.\. ignored' "$log_client"); then
+  if [ -n "$pkg" ] && skipped_for "no release package"; then
     problems+=("PostgreSQL $m: a release package was built but the package test was skipped")
   fi
-  if [ "$m" = 15 ] && [ "$BACKFILL_DOCKER" = 1 ] && [ -n "${tsl:-}" ] && grep -q "Docker" <(grep -h ' \.\.\. ignored' "$log_client"); then
+  if [ "$m" = 15 ] && [ "$BACKFILL_DOCKER" = 1 ] && [ -n "$tsl" ] && skipped_for "Docker"; then
     problems+=("PostgreSQL $m: Docker is running but the image test was skipped")
   fi
-  if [ "${prev_ok:-0}" = 1 ] && grep -q "previous release" <(grep -h ' \.\.\. ignored' "$log_client"); then
+  if [ "$prev_ok" = 1 ] && skipped_for "previous release"; then
     problems+=("PostgreSQL $m: the previous release is installed but the upgrade test was skipped")
   fi
 done

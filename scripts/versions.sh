@@ -19,14 +19,21 @@ pg_config_for() {
   esac
 }
 
-# "--pg 17" / "--pg=17" among the arguments: the majors to use (every one by default)
-majors_from_args() {
+# the N of "--pg N" / "--pg=N" among the arguments, or nothing
+pg_arg() {
   local want="" a prev=""
   for a in "$@"; do
     case "$a" in --pg=*) want="${a#--pg=}" ;; esac
     if [ "$prev" = "--pg" ]; then want="$a"; fi
     prev="$a"
   done
+  echo "$want"
+}
+
+# the majors to use: the one "--pg N" names, every one by default
+majors_from_args() {
+  local want
+  want=$(pg_arg "$@")
   if [ -z "$want" ]; then echo "${PG_MAJORS[*]}"; return; fi
   pg_config_for "$want" >/dev/null || return 1
   echo "$want"

@@ -180,14 +180,18 @@ pub fn resolve_conflict(
             .hint("add the column to the staging table, or choose another on_conflict_target"));
         }
     }
+    // what the config asks needs a key the destination does not have
+    let needs_key = |what: &str, hint: &str| {
+        Err(BackfillError::new(
+            Code::InvalidColumnReference,
+            format!("{what} needs a unique constraint, but destination {} has none", names.destination),
+        )
+        .hint(hint))
+    };
     let update_columns = if cfg.on_conflict != ConflictAction::Update {
         vec![]
     } else if target.is_empty() {
-        return Err(BackfillError::new(
-            Code::InvalidColumnReference,
-            format!("\"on_conflict_action\": \"UPDATE\" needs a unique constraint, but destination {} has none", names.destination),
-        )
-        .hint("add a primary key or unique constraint to the destination, or use NOTHING"));
+        return needs_key("\"on_conflict_action\": \"UPDATE\"", "add a primary key or unique constraint to the destination, or use NOTHING");
     } else if cfg.update_columns.is_empty() {
         copied.iter().filter(|c| !target.contains(c)).cloned().collect()
     } else {
@@ -218,18 +222,16 @@ pub fn resolve_conflict(
     };
     // without a unique key nothing tells a staged row that is already stored from a new one
     if keys.is_empty() && cfg.on_conflict == ConflictAction::Restrict {
-        return Err(BackfillError::new(
-            Code::InvalidColumnReference,
-            format!("\"on_conflict_action\": \"RESTRICT\" needs a unique constraint, but destination {} has none", names.destination),
-        )
-        .hint("add a primary key or unique constraint to the destination; without one, RESTRICT cannot see a duplicate and would insert it"));
+        return needs_key(
+            "\"on_conflict_action\": \"RESTRICT\"",
+            "add a primary key or unique constraint to the destination; without one, RESTRICT cannot see a duplicate and would insert it",
+        );
     }
     if keys.is_empty() && !cfg.delete_from_staging {
-        return Err(BackfillError::new(
-            Code::InvalidColumnReference,
-            format!("\"delete_from_staging\": false needs a unique constraint, but destination {} has none", names.destination),
-        )
-        .hint("add a primary key or unique constraint to the destination, or let rows leave staging (delete_from_staging: true); without either, every run inserts the staged rows again"));
+        return needs_key(
+            "\"delete_from_staging\": false",
+            "add a primary key or unique constraint to the destination, or let rows leave staging (delete_from_staging: true); without either, every run inserts the staged rows again",
+        );
     }
     // a default target for DO NOTHING is left out, so every unique constraint counts
     let target = if cfg.on_conflict == ConflictAction::Nothing && cfg.conflict_target == ConflictTarget::Default {

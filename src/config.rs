@@ -290,6 +290,12 @@ fn split_names(text: &str) -> Vec<String> {
 }
 
 impl Config {
+    /// The run's lock_timeout: the config's, or the default where neither the config
+    /// nor the session (`run::prepare` fills it in) gave one.
+    pub fn lock_timeout_or_default(&self) -> &str {
+        self.lock_timeout.as_deref().unwrap_or(DEFAULT_LOCK_TIMEOUT)
+    }
+
     /// Parses and checks the job config. `None` is SQL NULL.
     pub fn from_json(value: Option<&Value>) -> Result<Config> {
         let obj = match value {

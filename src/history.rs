@@ -124,20 +124,21 @@ pub fn failed_start(job_id: Option<i32>, staging: &str, destination: &str, sqlst
            AND started < now() - $2::interval AND status <> 'running'",
         &[job_id.map(|j| j.to_string()), p(crate::config::DEFAULT_HISTORY_RETENTION)],
     );
-    exec(
-        "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, sqlstate, error)
-         VALUES ($1::int, $2, $3, $4::oid, 'failed', clock_timestamp(), $5, $6)",
-        &[job_id.map(|j| j.to_string()), p(staging), p(destination), dest_oid, p(sqlstate), p(message)],
-    );
+    ended(job_id, staging, destination, dest_oid, "failed", p(sqlstate), message);
 }
 
 /// Records a run that did not start because another run held the destination
 /// (`lock_wait` passed): status `skipped`, with the reason.
 pub fn skipped(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u32, reason: &str) {
+    ended(job_id, staging, destination, p(dest_oid.to_string()), "skipped", None, reason);
+}
+
+/// One history row for a run that ended before it started working.
+fn ended(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: Param, status: &str, sqlstate: Param, error: &str) {
     exec(
-        "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, error)
-         VALUES ($1::int, $2, $3, $4::oid, 'skipped', clock_timestamp(), $5)",
-        &[job_id.map(|j| j.to_string()), p(staging), p(destination), p(dest_oid.to_string()), p(reason)],
+        "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, sqlstate, error)
+         VALUES ($1::int, $2, $3, $4::oid, $5, clock_timestamp(), $6, $7)",
+        &[job_id.map(|j| j.to_string()), p(staging), p(destination), dest_oid, p(status), sqlstate, p(error)],
     );
 }
 

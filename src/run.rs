@@ -237,7 +237,7 @@ fn validate_settings(cfg: &Config) {
 
 /// Sets the run's `work_mem` and `lock_timeout` for the current transaction.
 fn apply_settings(cfg: &Config) {
-    let lock_timeout = cfg.lock_timeout.as_deref().unwrap_or(crate::config::DEFAULT_LOCK_TIMEOUT);
+    let lock_timeout = cfg.lock_timeout_or_default();
     let mut settings = vec![("lock_timeout", lock_timeout, "an interval such as \"30 seconds\"")];
     if let Some(wm) = &cfg.work_mem {
         settings.push(("work_mem", wm, "a size such as \"256MB\""));
@@ -743,7 +743,7 @@ fn lock_for_rewrite(prep: &Prepared, chunk: &Chunk) -> bool {
         exec(
             "SELECT pg_catalog.set_config('lock_timeout', (CASE WHEN $1::interval > interval '0' AND $1::interval < interval '1 second' \
                                                               THEN extract(epoch FROM $1::interval) * 1000 ELSE 1000 END)::int8::text, true)",
-            &[p(prep.cfg.lock_timeout.as_deref().unwrap_or(crate::config::DEFAULT_LOCK_TIMEOUT))],
+            &[p(prep.cfg.lock_timeout_or_default())],
         );
         exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", chunk.name.quoted()), &[]);
     }));

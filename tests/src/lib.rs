@@ -219,6 +219,28 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Waits until TimescaleDB's scheduler has run `job` (up to 2 minutes) and returns its
+    /// successes; panics with the job's errors and the server log if a run failed.
+    pub fn wait_for_job(&self, c: &mut Client, job: i32) -> i64 {
+        let (ok, failed): (i64, i64) = wait_for(&format!("the scheduler to run job {job}"), Duration::from_secs(120), || {
+            let r = c
+                .query_opt("SELECT total_successes, total_failures FROM timescaledb_information.job_stats WHERE job_id = $1", &[&job])
+                .unwrap()?;
+            let (s, f): (i64, i64) = (r.get(0), r.get(1));
+            (s + f > 0).then_some((s, f))
+        });
+        if failed > 0 {
+            let errs: Vec<String> = c
+                .query("SELECT coalesce(err_message, '') FROM timescaledb_information.job_errors WHERE job_id = $1", &[&job])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            panic!("job {job} failed: {errs:?}\n{}", self.server_log());
+        }
+        ok
+    }
+
     /// Creates a database with backfill_ext (and TimescaleDB when preloaded).
     pub fn create_db(&self, name: &str) -> Client {
         let mut admin = self.connect("postgres");

@@ -5,8 +5,7 @@
 //! run history and the holds.
 
 use backfill_ext_client_tests::fixtures::{stage_late_rows, timescale_dataset, Dataset};
-use backfill_ext_client_tests::{scalar, wait_for, Client, Cluster, Options};
-use std::time::Duration;
+use backfill_ext_client_tests::{scalar, Client, Cluster, Options};
 
 const PREVIOUS: &str = env!("BACKFILL_PREVIOUS_VERSION");
 const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
@@ -128,12 +127,7 @@ fn update_from_the_previous_release_keeps_history_holds_and_jobs_and_equals_a_fr
 
     // the job registered before the update runs on the scheduler, and restores the hold
     c.batch_execute(&format!("SELECT alter_job({job}, next_start => now())")).unwrap();
-    wait_for("the backfill job to run after the update", Duration::from_secs(120), || {
-        let r = c.query_opt("SELECT total_successes, total_failures FROM timescaledb_information.job_stats WHERE job_id = $1", &[&job]).unwrap()?;
-        let (ok, failed): (i64, i64) = (r.get(0), r.get(1));
-        assert_eq!(failed, 0, "the job failed after the update\n{}", cl.server_log());
-        (ok > 0).then_some(())
-    });
+    assert_eq!(cl.wait_for_job(&mut c, job), 1, "the job ran after the update");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0, "the job moved the staged row");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0, "and restored the held policy");
     let policy_next: String = scalar(
