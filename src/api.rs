@@ -104,7 +104,7 @@ fn decompress_backfill(
         lock_wait: crate::config::DEFAULT_LOCK_WAIT.into(),
         max_runtime: None,
         lock_timeout: None,
-        strategy: crate::plan::StrategyChoice::Auto,
+        strategy: crate::config::StrategyChoice::Auto,
     };
     spi::check(cfg.check_combinations());
     let session = unsafe { Session::open(fcinfo) };

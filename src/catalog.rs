@@ -2,11 +2,12 @@
 //! public views (`timescaledb_information.*`, `_timescaledb_functions.chunk_status`).
 //! Never `_timescaledb_catalog`, whose tables change between releases.
 
-use crate::capabilities::Capabilities;
 use crate::columns::{Column, UniqueKey};
 use crate::error::{BackfillError, Code};
 use crate::ident::{parse_qualified_name, quote_ident, quote_qualified, QualifiedName};
-use crate::plan::{parse_space_check, Chunk, TimeKind};
+use crate::timescale::capabilities::Capabilities;
+use crate::timescale::constraint::parse_space_check;
+use crate::timescale::{Chunk, Hypertable, Policy, SpaceRange, TimeKind, Timescale, CHUNK_STATUS_FN};
 use crate::spi::{self, col, p, query, query_one, raise};
 
 /// A resolved table.
@@ -17,23 +18,6 @@ pub struct Table {
     /// `pg_class.relkind`: r table, p partitioned table, v view, ...
     pub relkind: String,
 }
-
-/// Where TimescaleDB is installed, when it is, with compression and jobs.
-#[derive(Debug, Clone)]
-pub struct Timescale {
-    /// The quoted schema of its user-facing functions (`add_job`, `compress_chunk`, ...).
-    pub schema: String,
-    pub version: String,
-}
-
-impl Timescale {
-    pub fn func(&self, name: &str) -> String {
-        format!("{}.{}", self.schema, quote_ident(name))
-    }
-}
-
-pub const CHUNK_STATUS_FN: &str = "_timescaledb_functions.chunk_status";
-pub const HASH_FN: &str = "_timescaledb_functions.get_partition_hash";
 
 /// TimescaleDB, if installed in this database with its compression and job API.
 pub fn timescale() -> Option<Timescale> {
@@ -227,14 +211,6 @@ pub fn current_user() -> String {
     query_one("SELECT current_user::text", &[], |r| col::<String>(r, 1)).flatten().unwrap_or_default()
 }
 
-/// A hypertable's primary dimension.
-#[derive(Debug, Clone)]
-pub struct Hypertable {
-    pub time_column: String,
-    pub kind: TimeKind,
-    pub dimensions: i64,
-}
-
 /// The hypertable behind `t`, if it is one.
 pub fn hypertable(t: &Table) -> Option<Hypertable> {
     let row = query_one(
@@ -256,17 +232,6 @@ pub fn hypertable(t: &Table) -> Option<Hypertable> {
         )
     });
     Some(Hypertable { time_column: row.0, kind, dimensions: row.2 })
-}
-
-/// A compression policy job and its schedule as it was before the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    pub job_id: i32,
-    pub next_start: Option<String>,
-    pub scheduled: bool,
-    /// The job's owner, and whether the current role may act as it.
-    pub owner: String,
-    pub owned: bool,
 }
 
 pub fn compression_policies(t: &Table) -> Vec<Policy> {
@@ -307,7 +272,7 @@ pub fn chunks_overlapping(t: &Table, ht: &Hypertable, min: &str, max: &str) -> V
 
 /// The hash ranges a chunk's CHECK constraints give its space dimensions; empty when
 /// any of them cannot be read (then the chunk is matched on time alone).
-fn space_ranges(chunk: &QualifiedName) -> Vec<crate::plan::SpaceRange> {
+fn space_ranges(chunk: &QualifiedName) -> Vec<SpaceRange> {
     let defs: Vec<String> = query(
         "SELECT pg_catalog.pg_get_constraintdef(con.oid) FROM pg_catalog.pg_constraint con \
          WHERE con.conrelid = pg_catalog.to_regclass($1) AND con.contype = 'c' \

@@ -3,7 +3,16 @@
 
 use crate::config::{Config, ConflictAction, ConflictTarget};
 use crate::error::{BackfillError, Code, Result};
-use crate::sql::Conflict;
+
+/// How the insert treats rows whose key exists: resolved against the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub action: ConflictAction,
+    /// Columns of the unique constraint the target names; empty: no unique constraint.
+    pub target: Vec<String>,
+    /// Columns UPDATE overwrites.
+    pub update_columns: Vec<String>,
+}
 
 /// A column as read from `pg_attribute`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,6 @@
 //! the SPI layer, which reports its errors against the same key names.
 
 use crate::error::{BackfillError, Code, Result};
-use crate::plan::StrategyChoice;
 use serde_json::{Map, Value};
 
 /// What to do when a staging row's key already exists in the destination.
@@ -47,6 +46,25 @@ pub enum ConflictTarget {
     Columns(Vec<String>),
     /// One word: a constraint name on the destination, or else a single column.
     NameOrColumn(String),
+}
+
+/// The `strategy` config key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyChoice {
+    Auto,
+    Direct,
+    Decompress,
+}
+
+impl StrategyChoice {
+    pub fn parse(text: &str) -> Option<StrategyChoice> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(StrategyChoice::Auto),
+            "direct" => Some(StrategyChoice::Direct),
+            "decompress" => Some(StrategyChoice::Decompress),
+            _ => None,
+        }
+    }
 }
 
 /// A validated configuration.

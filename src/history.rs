@@ -1,7 +1,7 @@
 //! Run history in `_backfill_ext.run` / `_backfill_ext.run_chunk`: written by every
 //! run, in the same transactions as its work, so what it shows was committed.
 
-use crate::plan::Chunk;
+use crate::timescale::Chunk;
 use crate::run::StepResult;
 use crate::spi::{col, p, query_one, run as exec, Param};
 

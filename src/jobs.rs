@@ -26,7 +26,7 @@ fn pg_cron_schema() -> Option<String> {
     extension_schema("pg_cron").map(|_| quote_ident("cron"))
 }
 
-fn add_job_has_job_name(ts: &catalog::Timescale) -> bool {
+fn add_job_has_job_name(ts: &crate::timescale::Timescale) -> bool {
     query_one(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE oid = ANY (
              SELECT oid FROM pg_catalog.pg_proc WHERE proname = 'add_job' AND pronamespace = $1::regnamespace)

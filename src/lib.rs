@@ -6,7 +6,6 @@
 
 use pgrx::prelude::*;
 
-pub mod capabilities;
 pub mod columns;
 pub mod config;
 pub mod error;
@@ -14,6 +13,7 @@ pub mod ident;
 pub mod plan;
 pub mod schedule;
 pub mod sql;
+pub mod timescale;
 
 pub mod api;
 pub mod catalog;

@@ -1,72 +1,8 @@
 //! Which chunks a run touches and what it does to each. Pure: built from what the SPI
 //! layer read (chunk ranges, status bits, staging row counts) and tested without Postgres.
 
-use crate::ident::QualifiedName;
-
-/// The type family of the hypertable's time dimension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeKind {
-    TimestampTz,
-    /// `timestamp without time zone`: TimescaleDB keeps its ranges as if in UTC.
-    Timestamp,
-    /// `date`: kept like a timestamp at midnight UTC.
-    Date,
-    /// smallint, integer, bigint: the ranges are plain integers.
-    Integer,
-}
-
-impl TimeKind {
-    /// From `format_type()` output; `None` for a type this extension does not handle.
-    pub fn from_type_name(name: &str) -> Option<TimeKind> {
-        match name {
-            "timestamp with time zone" => Some(TimeKind::TimestampTz),
-            "timestamp without time zone" => Some(TimeKind::Timestamp),
-            "date" => Some(TimeKind::Date),
-            "smallint" | "integer" | "bigint" => Some(TimeKind::Integer),
-            _ => None,
-        }
-    }
-}
-
-/// A closed hash-partition range of a space dimension, as the chunk's CHECK
-/// constraint states it: `lo <= get_partition_hash(column) < hi`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpaceRange {
-    pub column: String,
-    pub lo: Option<i64>,
-    pub hi: Option<i64>,
-}
-
-/// The chunk status bits of `_timescaledb_functions.chunk_status()`.
-pub mod status {
-    pub const COMPRESSED: i32 = 1;
-    pub const UNORDERED: i32 = 2;
-    pub const FROZEN: i32 = 4;
-    pub const PARTIAL: i32 = 8;
-
-    pub fn is_compressed(s: i32) -> bool {
-        s & COMPRESSED != 0
-    }
-    /// Compressed, with no uncompressed rows beside the compressed ones.
-    pub fn is_fully_compressed(s: i32) -> bool {
-        is_compressed(s) && s & (UNORDERED | PARTIAL) == 0
-    }
-}
-
-/// One chunk of the destination, as read from `timescaledb_information.chunks`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chunk {
-    pub name: QualifiedName,
-    /// The chunk table's OID (0 when not known).
-    pub oid: u32,
-    /// Range bounds in the text form of the view's range columns (`None`: unbounded).
-    pub lo: Option<String>,
-    pub hi: Option<String>,
-    /// Hash ranges of space dimensions; empty when the chunk spans them all or they
-    /// could not be read (then the chunk is matched on time alone).
-    pub space: Vec<SpaceRange>,
-    pub status: i32,
-}
+use crate::config::StrategyChoice;
+use crate::timescale::{status, Chunk};
 
 /// A chunk with the number of staging rows that belong in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,25 +38,6 @@ impl Strategy {
             Strategy::Direct => "direct",
             Strategy::Decompress => "decompress",
             Strategy::Merge => "merge",
-        }
-    }
-}
-
-/// The `strategy` config key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StrategyChoice {
-    Auto,
-    Direct,
-    Decompress,
-}
-
-impl StrategyChoice {
-    pub fn parse(text: &str) -> Option<StrategyChoice> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "auto" => Some(StrategyChoice::Auto),
-            "direct" => Some(StrategyChoice::Direct),
-            "decompress" => Some(StrategyChoice::Decompress),
-            _ => None,
         }
     }
 }
@@ -283,79 +200,6 @@ fn range_key(c: &Chunk) -> (Option<i128>, Option<String>, String) {
     (num, c.lo.clone(), c.name.name.clone())
 }
 
-/// Reads the space range out of a chunk CHECK constraint as `pg_get_constraintdef`
-/// prints it, e.g. `CHECK (((_timescaledb_functions.get_partition_hash(device_id) >= 1073741823)
-/// AND (_timescaledb_functions.get_partition_hash(device_id) < 2147483647)))`.
-/// Returns `None` for anything else, so the caller falls back to matching on time.
-pub fn parse_space_check(def: &str) -> Option<SpaceRange> {
-    const FUNC: &str = "_timescaledb_functions.get_partition_hash(";
-    let body = def.trim().strip_prefix("CHECK")?;
-    let mut rest = body;
-    let mut column: Option<String> = None;
-    let (mut lo, mut hi) = (None, None);
-    let mut leftover = String::new();
-    while let Some(pos) = rest.find(FUNC) {
-        leftover.push_str(&rest[..pos]);
-        let after = &rest[pos + FUNC.len()..];
-        let (col, after) = read_ident(after)?;
-        let after = after.strip_prefix(')')?.trim_start();
-        let (op, after) = if let Some(a) = after.strip_prefix(">=") {
-            (">=", a)
-        } else if let Some(a) = after.strip_prefix('<') {
-            ("<", a)
-        } else {
-            return None;
-        };
-        let after = after.trim_start();
-        let end = after.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(after.len());
-        let value: i64 = after[..end].parse().ok()?;
-        match column.as_deref() {
-            None => column = Some(col),
-            Some(c) if c == col => {}
-            Some(_) => return None,
-        }
-        match op {
-            ">=" if lo.is_none() => lo = Some(value),
-            "<" if hi.is_none() => hi = Some(value),
-            _ => return None,
-        }
-        rest = &after[end..];
-    }
-    leftover.push_str(rest);
-    // nothing but parentheses, AND and blanks may remain
-    let residue = leftover.replace("AND", "");
-    if residue.chars().any(|c| !(c == '(' || c == ')' || c.is_whitespace())) {
-        return None;
-    }
-    column.map(|column| SpaceRange { column, lo, hi })
-}
-
-/// Reads an identifier as `pg_get_constraintdef` prints it: bare or double-quoted.
-fn read_ident(s: &str) -> Option<(String, &str)> {
-    if let Some(q) = s.strip_prefix('"') {
-        let mut out = String::new();
-        let mut chars = q.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            if c == '"' {
-                if let Some((_, '"')) = chars.peek() {
-                    out.push('"');
-                    chars.next();
-                } else {
-                    return Some((out, &q[i + 1..]));
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        None
-    } else {
-        let end = s.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))?;
-        if end == 0 {
-            return None;
-        }
-        Some((s[..end].to_string(), &s[end..]))
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -370,28 +214,6 @@ mod tests {
             space: vec![],
             status,
         }
-    }
-
-    #[test]
-    fn time_kinds() {
-        assert_eq!(TimeKind::from_type_name("timestamp with time zone"), Some(TimeKind::TimestampTz));
-        assert_eq!(TimeKind::from_type_name("timestamp without time zone"), Some(TimeKind::Timestamp));
-        assert_eq!(TimeKind::from_type_name("date"), Some(TimeKind::Date));
-        for t in ["smallint", "integer", "bigint"] {
-            assert_eq!(TimeKind::from_type_name(t), Some(TimeKind::Integer));
-        }
-        assert_eq!(TimeKind::from_type_name("uuid"), None);
-        assert_eq!(TimeKind::from_type_name("text"), None);
-    }
-
-    #[test]
-    fn status_bits() {
-        assert!(status::is_fully_compressed(1));
-        assert!(!status::is_fully_compressed(9));
-        assert!(!status::is_fully_compressed(3));
-        assert!(!status::is_fully_compressed(0));
-        assert!(status::is_compressed(9));
-        assert!(!status::is_compressed(8));
     }
 
     #[test]
@@ -542,38 +364,6 @@ mod tests {
         assert_eq!(Strategy::Direct.as_str(), "direct");
     }
 
-    #[test]
-    fn space_checks_parse() {
-        let both = "CHECK (((_timescaledb_functions.get_partition_hash(device_id) >= 1073741823) AND (_timescaledb_functions.get_partition_hash(device_id) < 2147483647)))";
-        assert_eq!(
-            parse_space_check(both),
-            Some(SpaceRange { column: "device_id".into(), lo: Some(1073741823), hi: Some(2147483647) })
-        );
-        let upper = "CHECK ((_timescaledb_functions.get_partition_hash(device_id) < 1073741823))";
-        assert_eq!(parse_space_check(upper), Some(SpaceRange { column: "device_id".into(), lo: None, hi: Some(1073741823) }));
-        let lower = "CHECK ((_timescaledb_functions.get_partition_hash(\"Dev \"\"x\") >= 5))";
-        assert_eq!(parse_space_check(lower), Some(SpaceRange { column: "Dev \"x".into(), lo: Some(5), hi: None }));
-    }
-
-    #[test]
-    fn other_checks_do_not_parse() {
-        assert_eq!(parse_space_check("CHECK ((\"time\" >= '2024-01-01 00:00:00+00'::timestamp with time zone))"), None);
-        assert_eq!(parse_space_check("CHECK ((value > (0)::double precision))"), None);
-        // a user's extra condition next to the hash range: not ours to interpret
-        assert_eq!(
-            parse_space_check("CHECK (((_timescaledb_functions.get_partition_hash(d) < 5) AND (d > 3)))"),
-            None
-        );
-        // two different columns in one constraint
-        assert_eq!(
-            parse_space_check("CHECK (((_timescaledb_functions.get_partition_hash(a) >= 1) AND (_timescaledb_functions.get_partition_hash(b) < 5)))"),
-            None
-        );
-        assert_eq!(parse_space_check("CHECK ((_timescaledb_functions.get_partition_hash(a) = 5))"), None);
-        assert_eq!(parse_space_check("UNIQUE (a)"), None);
-    }
-
-    #[test]
     fn routing_only_when_scans_would_cost_more() {
         assert!(!should_route(1, 50_000_000), "one chunk: one scan either way");
         assert!(!should_route(5, 360_000), "a few chunks: scanning staging per step is cheaper");

@@ -1,12 +1,14 @@
 //! One backfill run: validate, hold the compression policy, move chunk by chunk
 //! (each in its own transaction when the call may commit), put the policy back.
 
-use crate::catalog::{self, Hypertable, Policy, Table, Timescale, HASH_FN};
+use crate::catalog::{self, Table};
+use crate::timescale::{status, Chunk, Hypertable, Policy, Timescale, HASH_FN};
 use crate::columns::{self, Names};
 use crate::config::{Config, ConflictAction};
 use crate::error::{BackfillError, Code};
 use crate::ident::QualifiedName;
-use crate::plan::{self, status, Candidate, Chunk, Estimate, Plan, Step, Strategy, StrategyChoice};
+use crate::config::StrategyChoice;
+use crate::plan::{self, Candidate, Estimate, Plan, Step, Strategy};
 use crate::spi::{self, col, p, query, query_one, raise, run as exec, Session};
 use crate::sql::{self, MoveSpec, RowFilter};
 use pgrx::{notice, pg_sys};
@@ -466,7 +468,7 @@ fn ms(t: Instant) -> f64 {
 }
 
 fn chunk_status(c: &QualifiedName) -> i32 {
-    query_one(&format!("SELECT {}($1::regclass)", catalog::CHUNK_STATUS_FN), &[p(c.quoted())], |r| col::<i32>(r, 1).unwrap_or(0))
+    query_one(&format!("SELECT {}($1::regclass)", crate::timescale::CHUNK_STATUS_FN), &[p(c.quoted())], |r| col::<i32>(r, 1).unwrap_or(0))
         .unwrap_or(0)
 }
 
@@ -729,7 +731,7 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
 /// Empties a chunk for its rewrite, compressed part included, and marks it
 /// uncompressed (decompressing what is now empty), so that its rows go back in as
 /// plain rows and compressing it again is a full compression.
-fn empty_chunk(ts: &catalog::Timescale, q: &sql::MergeSql, chunk: &Chunk) {
+fn empty_chunk(ts: &crate::timescale::Timescale, q: &sql::MergeSql, chunk: &Chunk) {
     exec(&q.truncate_chunk, &[]);
     exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
 }
@@ -821,7 +823,7 @@ pub fn run_batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResu
             &format!(
                 "SELECT x.c::oid::int8, {}(x.c, true) FROM (SELECT c FROM pg_catalog.unnest($1::regclass[]) AS c WHERE {}(c) & $2::int <> 0 OFFSET 0) AS x",
                 ts.func("compress_chunk"),
-                catalog::CHUNK_STATUS_FN
+                crate::timescale::CHUNK_STATUS_FN
             ),
             &[
                 p(sql::array_literal(&steps.iter().map(|s| s.chunk.oid.to_string()).collect::<Vec<_>>())),
@@ -865,7 +867,7 @@ pub fn run_rest(prep: &Prepared, plan: &Plan) -> (StepResult, i64) {
     let t = Instant::now();
     let filter = match &prep.ht {
         Some(h) => RowFilter::everything(&h.time_column, h.kind),
-        None => RowFilter::everything("", crate::plan::TimeKind::Integer),
+        None => RowFilter::everything("", crate::timescale::TimeKind::Integer),
     };
     if prep.cfg.delete_from_staging {
         (r.moved, r.inserted, r.updated) = move_rows(prep, Take::Filter(&filter), &filter, "the new chunks").total();

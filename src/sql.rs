@@ -1,9 +1,10 @@
 //! SQL text builders. Pure: every identifier goes through `ident`, every value is a
 //! `$n` parameter (always passed as text and cast here), so these are unit-tested as text.
 
+use crate::columns::Conflict;
 use crate::config::ConflictAction;
 use crate::ident::{quote_ident, quote_list, QualifiedName};
-use crate::plan::{SpaceRange, TimeKind};
+use crate::timescale::{SpaceRange, TimeKind};
 
 /// Which rows of the staging table a step takes: a time range and, on a
 /// space-partitioned hypertable, hash ranges. Bounds are text parameters.
@@ -79,16 +80,6 @@ impl RowFilter {
             (parts.join(" AND "), params)
         }
     }
-}
-
-/// How the insert treats rows whose key exists: resolved against the destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
-    pub action: ConflictAction,
-    /// Columns of the unique constraint the target names; empty: no unique constraint.
-    pub target: Vec<String>,
-    /// Columns UPDATE overwrites.
-    pub update_columns: Vec<String>,
 }
 
 /// Everything one move statement needs.
