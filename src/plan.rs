@@ -204,6 +204,7 @@ fn range_key(c: &Chunk) -> (Option<i128>, Option<String>, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ident::QualifiedName;
 
     fn chunk(name: &str, lo: &str, status: i32) -> Chunk {
         Chunk {
