@@ -365,6 +365,7 @@ mod tests {
         assert_eq!(Strategy::Direct.as_str(), "direct");
     }
 
+    #[test]
     fn routing_only_when_scans_would_cost_more() {
         assert!(!should_route(1, 50_000_000), "one chunk: one scan either way");
         assert!(!should_route(5, 360_000), "a few chunks: scanning staging per step is cheaper");
