@@ -253,7 +253,7 @@ pub fn compression_policies(t: &Table) -> Vec<Policy> {
 
 /// Chunks whose time range meets the staging span `[min, max]`, with status and space ranges.
 pub fn chunks_overlapping(t: &Table, ht: &Hypertable, min: &str, max: &str) -> Vec<Chunk> {
-    let sql = crate::sql::chunks_overlapping(ht.kind, CHUNK_STATUS_FN);
+    let sql = crate::sql::catalog::chunks_overlapping(ht.kind, CHUNK_STATUS_FN);
     let mut chunks = query(&sql, &[p(&t.name.schema), p(&t.name.name), p(min), p(max)], |r| Chunk {
         name: QualifiedName::new(col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap()),
         oid: col::<i64>(r, 6).unwrap_or(0) as u32,

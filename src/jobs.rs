@@ -5,7 +5,7 @@ use crate::catalog;
 use crate::config::Config;
 use crate::error::{BackfillError, Code};
 use crate::ident::quote_ident;
-use crate::schedule;
+use crate::sql::cron as schedule;
 use crate::spi::{self, col, p, query_one, raise};
 use pgrx::notice;
 

@@ -11,7 +11,6 @@ pub mod config;
 pub mod error;
 pub mod ident;
 pub mod plan;
-pub mod schedule;
 pub mod sql;
 pub mod timescale;
 

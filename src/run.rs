@@ -34,7 +34,7 @@ pub struct Prepared {
     /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: none).
     pub decompress_limit: i64,
     /// Set when dense upserts can merge segments (see `Strategy::Merge`).
-    pub merge: Option<sql::MergeSpec>,
+    pub merge: Option<sql::merge::MergeSpec>,
     /// Whether a merge that touches every segment of a chunk may empty the chunk with
     /// TRUNCATE and rewrite it (see `catalog::chunks_can_be_rewritten`).
     pub truncate_ok: bool,
@@ -191,7 +191,7 @@ fn merge_spec(
     d_cols: &[crate::columns::Column],
     keys: &[crate::columns::UniqueKey],
     segmentby: &[String],
-) -> Option<sql::MergeSpec> {
+) -> Option<sql::merge::MergeSpec> {
     let c = &spec.conflict;
     if c.action != ConflictAction::Update || c.target.is_empty() || c.update_columns.is_empty() || segmentby.len() != 1 {
         return None;
@@ -203,7 +203,7 @@ fn merge_spec(
     if d_cols.iter().any(|c| c.generated || c.identity) || catalog::has_user_triggers(dest.oid) {
         return None;
     }
-    Some(sql::MergeSpec {
+    Some(sql::merge::MergeSpec {
         dest_columns: d_cols.iter().map(|c| c.name.clone()).collect(),
         segment: segment.clone(),
         segment_type: catalog::column_type(dest.oid, segment)?,
@@ -275,7 +275,7 @@ pub struct Span {
 
 pub fn staging_span(prep: &Prepared) -> Span {
     match &prep.ht {
-        Some(h) => query_one(&sql::staging_span(&prep.staging.name, &h.time_column), &[], |r| Span {
+        Some(h) => query_one(&sql::route::staging_span(&prep.staging.name, &h.time_column), &[], |r| Span {
             min: col(r, 1),
             max: col(r, 2),
             rows: col::<i64>(r, 3).unwrap_or(0),
@@ -324,10 +324,10 @@ pub fn make_plan(prep: &Prepared) -> Plan {
 /// Counts the staging rows of each chunk in one scan; in chunk order.
 fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
     let (q, params) = if by_time(ht, chunks.iter()) {
-        (sql::count_by_time(&prep.staging.name, &ht.time_column, ht.kind), bounds_params(chunks.iter()))
+        (sql::route::count_by_time(&prep.staging.name, &ht.time_column, ht.kind), bounds_params(chunks.iter()))
     } else {
         let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
-        let (q, params) = sql::count_by_filters(&prep.staging.name, &filters);
+        let (q, params) = sql::route::count_by_filters(&prep.staging.name, &filters);
         (q, spi::params(params))
     };
     let mut counts = vec![0i64; chunks.len()];
@@ -360,17 +360,17 @@ fn by_time<'a>(ht: &Hypertable, mut chunks: impl Iterator<Item = &'a Chunk>) -> 
 /// scan of the staging table.
 fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
     drop_temp_tables();
-    exec(&format!("CREATE TEMP TABLE {} (src tid NOT NULL, idx int4 NOT NULL)", sql::ROUTE_TABLE.trim_start_matches("pg_temp.")), &[]);
+    exec(&format!("CREATE TEMP TABLE {} (src tid NOT NULL, idx int4 NOT NULL)", sql::route::ROUTE_TABLE.trim_start_matches("pg_temp.")), &[]);
     if by_time(ht, chunks.iter()) {
-        exec(&sql::route_by_time(&prep.staging.name, &ht.time_column, ht.kind), &bounds_params(chunks.iter()));
+        exec(&sql::route::route_by_time(&prep.staging.name, &ht.time_column, ht.kind), &bounds_params(chunks.iter()));
     } else {
         let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
-        let (q, params) = sql::route_by_filters(&prep.staging.name, &filters);
+        let (q, params) = sql::route::route_by_filters(&prep.staging.name, &filters);
         let params = spi::params(params);
         exec(&q, &params);
     }
-    exec(&format!("CREATE INDEX ON {} (idx)", sql::ROUTE_TABLE), &[]);
-    exec(&format!("ANALYZE {}", sql::ROUTE_TABLE), &[]);
+    exec(&format!("CREATE INDEX ON {} (idx)", sql::route::ROUTE_TABLE), &[]);
+    exec(&format!("ANALYZE {}", sql::route::ROUTE_TABLE), &[]);
 }
 
 fn temp_table_exists(table: &str) -> bool {
@@ -379,8 +379,8 @@ fn temp_table_exists(table: &str) -> bool {
 
 /// Drops the run's temporary tables (routing, merge) at the end of a run.
 fn drop_temp_tables() {
-    if temp_table_exists(sql::ROUTE_TABLE) {
-        exec(&format!("DROP TABLE {}", sql::ROUTE_TABLE), &[]);
+    if temp_table_exists(sql::route::ROUTE_TABLE) {
+        exec(&format!("DROP TABLE {}", sql::route::ROUTE_TABLE), &[]);
     }
     drop_merge_tables();
 }
@@ -405,10 +405,10 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
     e.rows_meeting_batches = if prep.segmentby.is_empty() {
         staging_rows
     } else if routed {
-        let q = sql::count_routed_meeting_segments(&prep.staging.name, &chunk.name, &prep.segmentby);
+        let q = sql::route::count_routed_meeting_segments(&prep.staging.name, &chunk.name, &prep.segmentby);
         query_one(&q, &[p(idx.to_string()), p(cap.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     } else {
-        let (q, params) = sql::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segmentby);
+        let (q, params) = sql::route::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segmentby);
         let mut params = spi::params(params);
         params.push(p(cap.to_string()));
         query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
@@ -493,7 +493,7 @@ impl Moved {
 /// scopes the RESTRICT probe.
 fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str) -> Moved {
     if prep.spec.conflict.action == ConflictAction::Restrict && !prep.spec.conflict.target.is_empty() {
-        let (q, params) = sql::restrict_probe(&prep.spec, filter);
+        let (q, params) = sql::moves::restrict_probe(&prep.spec, filter);
         let params = spi::params(params);
         if let Some(key) = query_one(&q, &params, |r| col::<String>(r, 1)).flatten() {
             raise(
@@ -505,7 +505,7 @@ fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str)
     }
     match take {
         Take::Filter(f) => {
-            let (q, params) = sql::move_rows(&prep.spec, f);
+            let (q, params) = sql::moves::move_rows(&prep.spec, f);
             let params = spi::params(params);
             let (m, i, u) = query_one(&q, &params, |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0)))
                 .unwrap();
@@ -513,16 +513,16 @@ fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, chunk_label: &str)
         }
         Take::Routed(_) | Take::Chunks(_) | Take::Buckets(_) => {
             let (q, params) = match take {
-                Take::Routed(idxs) => (sql::move_routed_rows(&prep.spec), vec![idx_array(idxs.iter().copied())]),
+                Take::Routed(idxs) => (sql::moves::move_routed_rows(&prep.spec), vec![idx_array(idxs.iter().copied())]),
                 Take::Chunks(chunks) => {
-                    let (q, params) = sql::move_chunk_rows(&prep.spec, chunks);
+                    let (q, params) = sql::moves::move_chunk_rows(&prep.spec, chunks);
                     (q, spi::params(params))
                 }
                 Take::Buckets(chunks) => {
                     let ht = prep.ht.as_ref().expect("chunks belong to a hypertable");
                     let mut params = bounds_params(chunks.iter().map(|(_, c)| *c));
                     params.push(idx_array(chunks.iter().map(|(i, _)| *i)));
-                    (sql::move_bucketed_rows(&prep.spec, &ht.time_column, ht.kind), params)
+                    (sql::moves::move_bucketed_rows(&prep.spec, &ht.time_column, ht.kind), params)
                 }
                 Take::Filter(_) => unreachable!(),
             };
@@ -636,19 +636,19 @@ fn step_with(prep: &Prepared, chunk: &Chunk, strategy: Strategy, take: Take) -> 
 /// the uncompressed pages back when the transaction commits; otherwise the touched
 /// segments' compressed batches are deleted whole and their rows written again. Staging
 /// rows with new keys are inserted, and the chunk is compressed. One transaction.
-fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> StepResult {
+fn merge_step(prep: &Prepared, m: &sql::merge::MergeSpec, step: &Step, take: Take) -> StepResult {
     let ts = prep.ts.as_ref().expect("chunks mean TimescaleDB");
     let chunk = &step.chunk;
     catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
     let (take_where, take_params) = match take {
-        Take::Routed(_) => (sql::routed_to_chunk(), vec![p(step.idx.to_string())]),
+        Take::Routed(_) => (sql::route::routed_to_chunk(), vec![p(step.idx.to_string())]),
         Take::Filter(f) => {
             let (c, params) = f.render("s", 1);
             (c, spi::params(params))
         }
         Take::Chunks(_) | Take::Buckets(_) => unreachable!("a merge takes one chunk's rows"),
     };
-    let q = sql::merge_sql(&prep.spec, m, &chunk.name, &take_where);
+    let q = sql::merge::merge_sql(&prep.spec, m, &chunk.name, &take_where);
     exec(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", chunk.name.quoted()), &[]);
     drop_merge_tables();
     for create in &q.create {
@@ -731,7 +731,7 @@ fn merge_step(prep: &Prepared, m: &sql::MergeSpec, step: &Step, take: Take) -> S
 /// Empties a chunk for its rewrite, compressed part included, and marks it
 /// uncompressed (decompressing what is now empty), so that its rows go back in as
 /// plain rows and compressing it again is a full compression.
-fn empty_chunk(ts: &crate::timescale::Timescale, q: &sql::MergeSql, chunk: &Chunk) {
+fn empty_chunk(ts: &crate::timescale::Timescale, q: &sql::merge::MergeSql, chunk: &Chunk) {
     exec(&q.truncate_chunk, &[]);
     exec(&format!("SELECT {}($1::regclass, true)", ts.func("decompress_chunk")), &[p(chunk.name.quoted())]);
 }
@@ -761,7 +761,7 @@ fn lock_for_rewrite(prep: &Prepared, chunk: &Chunk) -> bool {
 }
 
 fn drop_merge_tables() {
-    for table in [sql::MERGE_NEW, sql::MERGE_OLD] {
+    for table in [sql::merge::MERGE_NEW, sql::merge::MERGE_OLD] {
         if temp_table_exists(table) {
             exec(&format!("DROP TABLE {table}"), &[]);
         }
@@ -899,7 +899,7 @@ fn move_rows_excluding(prep: &Prepared, base: &RowFilter, exclude: &[RowFilter])
     if exclude.is_empty() {
         return move_rows(prep, Take::Filter(base), base, "the new chunks").total();
     }
-    let (q, params) = sql::move_rows_excluding(&prep.spec, base, exclude);
+    let (q, params) = sql::moves::move_rows_excluding(&prep.spec, base, exclude);
     let params = spi::params(params);
     query_one(&q, &params, |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0))).unwrap()
 }

@@ -1,0 +1,1 @@
+//! Scheduling with TimescaleDB's job API, and finding the jobs a backfill made.

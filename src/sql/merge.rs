@@ -1,0 +1,245 @@
+//! A dense upsert's merge by segments and whole-chunk rewrite: the statements, in
+//! the order the merge strategy runs them.
+
+use super::moves::insert_clause;
+use super::MoveSpec;
+use crate::ident::{quote_ident, quote_list, QualifiedName};
+
+/// The temporary tables of a merge: the step's staging rows, and the touched segments'
+/// merged rows.
+pub const MERGE_NEW: &str = "pg_temp._backfill_new";
+
+pub const MERGE_OLD: &str = "pg_temp._backfill_old";
+
+/// Everything a merge step needs to know about the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeSpec {
+    /// Every column of the destination, in order.
+    pub dest_columns: Vec<String>,
+    /// The one segmentby column, and its type as `regtype` prints it (from the catalog).
+    pub segment: String,
+    pub segment_type: String,
+}
+
+/// The statements of a merge step on `chunk`, in order. The step's staging rows are
+/// those `take_where` selects (alias `s`, its parameters first); `$1` of the later
+/// statements is the touched segment values as array text.
+pub struct MergeSql {
+    /// Creates the step's two temporary tables (in its own transaction, so that
+    /// emptying them gives their space back at once).
+    pub create: [String; 2],
+    /// Moves the step's rows from staging into MERGE_NEW, one per key; returns (taken, kept).
+    pub take: String,
+    /// The touched segment values as array text.
+    pub segments: String,
+    /// Writes the touched segments' rows into MERGE_OLD, with the staging values applied;
+    /// returns (rows written, rows a staging row updated).
+    pub read_old: String,
+    /// Whether the chunk has rows outside the touched segments.
+    pub untouched: String,
+    /// Removes the touched segments from the chunk (whole compressed batches).
+    pub delete_segments: String,
+    /// Empties the whole chunk, compressed part included (every segment was touched).
+    pub truncate_chunk: String,
+    /// Puts the merged rows back into the chunk.
+    pub write_old: String,
+    /// Inserts the staging rows with new keys; returns one row per insert.
+    pub insert_new: String,
+    /// Whether the chunk's rows, sized like the step's staging rows, fit in
+    /// `maintenance_work_mem` three times over (the rows being aggregated, the array,
+    /// and its copy): a rewrite then holds them in memory, not on disk.
+    pub fits_in_memory: String,
+    /// For a rewrite in memory: every row of the chunk with the staging values applied,
+    /// as one array of the destination's row type, the rows a staging row updated, and
+    /// the staging rows with new keys the array holds too (all of them when staging has
+    /// every column of the destination; none otherwise: they are inserted afterwards).
+    pub read_merged: String,
+    /// Writes that array (`$1`) into the emptied chunk.
+    pub write_merged: String,
+    /// After a rewrite in memory: inserts the staging rows whose key the chunk lacks.
+    pub insert_new_after_rewrite: String,
+    /// Empties a temporary table (in place: it was created in this transaction).
+    pub empty_new: String,
+    pub empty_old: String,
+    /// Drops both temporary tables.
+    pub drop: String,
+}
+
+/// A column name for MERGE_OLD's "a staging row updated this row" flag that is not
+/// one of the destination's columns.
+fn flag_column(dest_columns: &[String]) -> String {
+    let mut name = "backfill_ext_updated".to_string();
+    while dest_columns.contains(&name) {
+        name.push('_');
+    }
+    name
+}
+
+pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_where: &str) -> MergeSql {
+    let cols = quote_list(&spec.columns, None);
+    let scols = quote_list(&spec.columns, Some("s"));
+    let target = &spec.conflict.target;
+    let keys_on = |a: &str, b: &str| target.iter().map(|k| format!("{a}.{q} = {b}.{q}", q = quote_ident(k))).collect::<Vec<_>>().join(" AND ");
+    let seg = quote_ident(&m.segment);
+    let seg_values = format!("ANY ($1::text::{}[])", m.segment_type);
+    let flag = quote_ident(&flag_column(&m.dest_columns));
+    // a matched staging row is told by its row's ctid, never NULL for a joined row;
+    // `other` is what a column the upsert does not overwrite takes
+    let merged_with = |other: &dyn Fn(&str) -> String| -> Vec<String> {
+        m.dest_columns
+            .iter()
+            .map(|c| {
+                let q = quote_ident(c);
+                if spec.conflict.update_columns.contains(c) {
+                    format!("CASE WHEN n.ctid IS NULL THEN o.{q} ELSE n.{q} END")
+                } else {
+                    other(&q)
+                }
+            })
+            .collect()
+    };
+    let merged = merged_with(&|q| format!("o.{q}"));
+    let all = quote_list(&m.dest_columns, None);
+    let (insert, _) = insert_clause(spec, "false");
+    let bare = |t: &str| t.trim_start_matches("pg_temp.").to_string();
+    MergeSql {
+        create: [
+            format!("CREATE TEMP TABLE {} AS SELECT {cols} FROM {} WITH NO DATA", bare(MERGE_NEW), spec.staging.quoted()),
+            format!("CREATE TEMP TABLE {} (LIKE {}, {flag} boolean)", bare(MERGE_OLD), spec.destination.quoted()),
+        ],
+        take: format!(
+            "WITH moved AS (DELETE FROM {st} AS s WHERE {take_where} RETURNING {scols}), \
+             kept AS (INSERT INTO {MERGE_NEW} ({cols}) SELECT DISTINCT ON ({t}) {cols} FROM moved RETURNING 1) \
+             SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
+            st = spec.staging.quoted(),
+            t = quote_list(target, None),
+        ),
+        segments: format!("SELECT array_agg(DISTINCT n.{seg})::text FROM {MERGE_NEW} AS n"),
+        read_old: format!(
+            "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {}, n.ctid IS NOT NULL FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} \
+             WHERE o.{seg} = {seg_values} RETURNING {flag}) \
+             SELECT count(*)::int8, count(*) FILTER (WHERE {flag})::int8 FROM w",
+            merged.join(", "),
+            chunk.quoted(),
+            keys_on("n", "o"),
+        ),
+        // a condition on the segment column alone is tested on the compressed rows
+        untouched: format!(
+            "SELECT EXISTS (SELECT 1 FROM {} AS c WHERE c.{seg} <> ALL ($1::text::{}[]) OR c.{seg} IS NULL)",
+            chunk.quoted(),
+            m.segment_type
+        ),
+        delete_segments: format!("DELETE FROM {} AS c WHERE c.{seg} = {seg_values}", chunk.quoted()),
+        truncate_chunk: format!("TRUNCATE {}", chunk.quoted()),
+        write_old: format!("INSERT INTO {} ({all}) SELECT {all} FROM {MERGE_OLD}", chunk.quoted()),
+        insert_new: format!(
+            "WITH moved AS (SELECT {cols} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {MERGE_OLD} AS o WHERE {})) {insert}",
+            keys_on("o", "n")
+        ),
+        fits_in_memory: format!(
+            "SELECT 3 * (SELECT count(*) FROM {chunk})::numeric * pg_catalog.pg_relation_size('{MERGE_NEW}') \
+                    / greatest((SELECT count(*) FROM {MERGE_NEW}), 1) \
+                    <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
+            chunk = chunk.quoted()
+        ),
+        read_merged: if m.dest_columns.iter().all(|c| spec.columns.contains(c)) {
+            // staging has every column: rows with new keys join the array too (a marker
+            // column tells the chunk's rows, which have no usable ctid, from none)
+            let full = merged_with(&|q| format!("CASE WHEN o.backfill_old IS NULL THEN n.{q} ELSE o.{q} END"));
+            format!(
+                "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE o.backfill_old AND n.ctid IS NOT NULL)::int8, \
+                 count(*) FILTER (WHERE o.backfill_old IS NULL)::int8 \
+                 FROM (SELECT c.*, true AS backfill_old FROM {} AS c) AS o FULL JOIN {MERGE_NEW} AS n ON {}",
+                full.join(", "),
+                chunk.quoted(),
+                keys_on("n", "o"),
+                dest = spec.destination.quoted(),
+            )
+        } else {
+            format!(
+                "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8, 0::int8 \
+                 FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {}",
+                merged.join(", "),
+                chunk.quoted(),
+                keys_on("n", "o"),
+                dest = spec.destination.quoted(),
+            )
+        },
+        write_merged: format!(
+            "INSERT INTO {} ({all}) SELECT {} FROM pg_catalog.unnest($1::{}[]) AS x",
+            chunk.quoted(),
+            quote_list(&m.dest_columns, Some("x")),
+            spec.destination.quoted()
+        ),
+        insert_new_after_rewrite: format!(
+            "WITH moved AS (SELECT {cols} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {} AS o WHERE {})) {insert}",
+            chunk.quoted(),
+            keys_on("o", "n")
+        ),
+        empty_new: format!("TRUNCATE {MERGE_NEW}"),
+        empty_old: format!("TRUNCATE {MERGE_OLD}"),
+        drop: format!("DROP TABLE {MERGE_NEW}, {MERGE_OLD}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConflictAction;
+    use crate::sql::fixtures::*;
+    use crate::sql::route::routed_to_chunk;
+
+    #[test]
+    fn merge_statements() {
+        let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
+        s.columns = vec!["time".into(), "device_id".into(), "value".into()];
+        let m = MergeSpec {
+            dest_columns: vec!["time".into(), "device_id".into(), "value".into(), "note".into()],
+            segment: "device_id".into(),
+            segment_type: "integer".into(),
+        };
+        let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"), &routed_to_chunk());
+        assert!(q.take.contains("WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = $1::int4)) RETURNING"), "{}", q.take);
+        assert!(q.take.contains("INSERT INTO pg_temp._backfill_new (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\")"), "{}", q.take);
+        assert_eq!(
+            q.read_old,
+            "WITH w AS (INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_updated\") SELECT o.\"time\", o.\"device_id\", \
+             CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\", n.ctid IS NOT NULL FROM \"_ti\".\"c1\" AS o \
+             LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" \
+             WHERE o.\"device_id\" = ANY ($1::text::integer[]) RETURNING \"backfill_ext_updated\") \
+             SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_updated\")::int8 FROM w"
+        );
+        assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_updated\" boolean)");
+        assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL ($1::text::integer[]) OR c.\"device_id\" IS NULL)");
+        assert_eq!(q.truncate_chunk, "TRUNCATE \"_ti\".\"c1\"");
+        // staging lacks "note": new keys are inserted after the rewrite (so "note" gets its default)
+        assert_eq!(
+            q.read_merged,
+            "SELECT pg_catalog.array_agg(ROW(o.\"time\", o.\"device_id\", CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\")::\"public\".\"event_data\"), \
+             count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8, 0::int8 FROM \"_ti\".\"c1\" AS o LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\""
+        );
+        // staging has every column: one full join
+        let mut s2 = s.clone();
+        s2.columns.push("note".into());
+        let full = merge_sql(&s2, &m, &QualifiedName::new("_ti", "c1"), "true").read_merged;
+        assert!(full.contains("CASE WHEN o.backfill_old IS NULL THEN n.\"time\" ELSE o.\"time\" END"), "{full}");
+        assert!(full.contains("CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END"), "{full}");
+        assert!(full.contains("FROM (SELECT c.*, true AS backfill_old FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n"), "{full}");
+        assert!(full.contains("count(*) FILTER (WHERE o.backfill_old IS NULL)::int8"), "{full}");
+        assert_eq!(
+            q.write_merged,
+            "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"
+        );
+        assert!(q.insert_new_after_rewrite.contains("NOT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\")"), "{}", q.insert_new_after_rewrite);
+        assert!(q.fits_in_memory.starts_with("SELECT 3 * (SELECT count(*) FROM \"_ti\".\"c1\")::numeric"), "{}", q.fits_in_memory);
+        assert!(q.fits_in_memory.contains("<= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))"), "{}", q.fits_in_memory);
+        // the flag column never takes a destination column's name
+        let mut m2 = m.clone();
+        m2.dest_columns.push("backfill_ext_updated".into());
+        assert!(merge_sql(&s, &m2, &QualifiedName::new("_ti", "c1"), "true").create[1].contains("\"backfill_ext_updated_\" boolean"));
+        assert_eq!(q.delete_segments, "DELETE FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])");
+        assert!(q.write_old.starts_with("INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT"), "{}", q.write_old);
+        assert!(q.insert_new.contains("NOT EXISTS (SELECT 1 FROM pg_temp._backfill_old AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\"))"), "{}", q.insert_new);
+        assert!(q.insert_new.contains("ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\""), "{}", q.insert_new);
+    }
+}

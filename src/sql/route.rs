@@ -1,0 +1,181 @@
+//! Counting the staging rows of each chunk and routing them to their chunks (one
+//! scan of staging), and the counts a strategy is chosen from.
+
+use super::RowFilter;
+use crate::ident::{quote_ident, QualifiedName};
+use crate::timescale::TimeKind;
+
+/// The temporary table a run routes staging rows through: each row's ctid and the
+/// number of the chunk it belongs in, written in one scan of the staging table.
+pub const ROUTE_TABLE: &str = "pg_temp._backfill_rows";
+
+/// The condition that takes the staging rows routed to chunk number `$1`.
+pub fn routed_to_chunk() -> String {
+    format!("s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = $1::int4))")
+}
+
+/// The bounds and the per-row chunk number of `route_by_time` and `count_by_time`:
+/// `$1`, `$2` are the chunks' lower and upper bounds as array text, sorted and not
+/// overlapping (no space dimension); each row gets the number of the chunk it falls in
+/// by binary search. Returns (WITH clause, FROM-WHERE clause).
+pub(super) fn time_buckets(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> (String, String) {
+    let t = format!("s.{}", quote_ident(time_column));
+    let typed = |param: usize| match kind {
+        TimeKind::TimestampTz => format!("${param}::timestamptz[]"),
+        TimeKind::Timestamp | TimeKind::Date => format!(
+            "ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest(${param}::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"
+        ),
+        TimeKind::Integer => format!("${param}::int8[]"),
+    };
+    // the bounds are cast once (a materialized CTE), not once per staging row
+    (
+        format!("WITH bounds AS MATERIALIZED (SELECT {} AS lo, {} AS hi)", typed(1), typed(2)),
+        format!(
+            "FROM bounds, {st} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b) AS w WHERE w.b > 0 AND {t} < bounds.hi[w.b]",
+            st = staging.quoted()
+        ),
+    )
+}
+
+/// Writes the route table in one scan of staging (see `time_buckets`).
+pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
+    let (with, from) = time_buckets(staging, time_column, kind);
+    format!("{with} INSERT INTO {ROUTE_TABLE} (src, idx) SELECT s.ctid, w.b {from}")
+}
+
+/// Counts the staging rows of each chunk in one scan (see `time_buckets`): rows of
+/// (chunk number, rows).
+pub fn count_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
+    let (with, _) = time_buckets(staging, time_column, kind);
+    let t = format!("s.{}", quote_ident(time_column));
+    // the bucket computed once per row (cheaper than the routing form's lateral subquery)
+    format!(
+        "{with} SELECT x.b, count(*) FILTER (WHERE x.t < x.hi[x.b])::int8 FROM \
+         (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b, {t} AS t, bounds.hi FROM bounds, {} AS s) AS x WHERE x.b > 0 GROUP BY x.b",
+        staging.quoted()
+    )
+}
+
+/// Each staging row's chunk number, testing each chunk's filter in turn
+/// (space-partitioned hypertables, where chunks share time ranges).
+fn filter_buckets(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
+    let mut params = vec![];
+    let mut arms = vec![];
+    for (i, f) in filters.iter().enumerate() {
+        let (c, p) = f.render("s", params.len() + 1);
+        params.extend(p);
+        arms.push(format!("WHEN {c} THEN {}", i + 1));
+    }
+    (format!("SELECT s.ctid AS src, CASE {} END AS idx FROM {} AS s", arms.join(" "), staging.quoted()), params)
+}
+
+/// Writes the route table testing each chunk's filter in turn.
+pub fn route_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
+    let (rows, params) = filter_buckets(staging, filters);
+    (format!("INSERT INTO {ROUTE_TABLE} (src, idx) SELECT src, idx FROM ({rows}) AS x WHERE idx IS NOT NULL"), params)
+}
+
+/// Counts the staging rows of each chunk, testing each chunk's filter in turn.
+pub fn count_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
+    let (rows, params) = filter_buckets(staging, filters);
+    (format!("SELECT idx, count(*)::int8 FROM ({rows}) AS x WHERE idx IS NOT NULL GROUP BY idx"), params)
+}
+
+/// Counts, up to `$2`, the routed rows of chunk `$1` whose segment already has batches in `chunk`.
+pub fn count_routed_meeting_segments(staging: &QualifiedName, chunk: &QualifiedName, segmentby: &[String]) -> String {
+    let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    format!(
+        "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s \
+         WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = $1::int4)) \
+         AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT $2::int8) AS m",
+        staging.quoted(),
+        chunk.quoted()
+    )
+}
+
+/// Counts, up to the last parameter, the staging rows a filter takes whose segment
+/// (segmentby values) already has compressed batches in `chunk`.
+pub fn count_rows_meeting_segments(
+    staging: &QualifiedName,
+    filter: &RowFilter,
+    chunk: &QualifiedName,
+    segmentby: &[String],
+) -> (String, Vec<String>) {
+    let (cond, params) = filter.render("s", 1);
+    let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    (
+        format!(
+            "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s WHERE {cond} AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT ${}::int8) AS m",
+            staging.quoted(),
+            chunk.quoted(),
+            params.len() + 1
+        ),
+        params,
+    )
+}
+
+/// The staging table's time span and its rows with a NULL time, as text.
+pub fn staging_span(staging: &QualifiedName, time_column: &str) -> String {
+    let t = format!("s.{}", quote_ident(time_column));
+    format!(
+        "SELECT min({t})::text, max({t})::text, count(*)::bigint, (count(*) - count({t}))::bigint FROM {} AS s",
+        staging.quoted()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::array_literal;
+    use crate::sql::fixtures::*;
+    use crate::sql::moves::*;
+    use crate::config::ConflictAction;
+
+    #[test]
+    fn routed_moves_and_routing() {
+        let sql = move_routed_rows(&spec(ConflictAction::Update, &["device_id", "time"], &["value"], true));
+        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = ANY ($1::int4[]))) RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src)"), "{sql}");
+        assert!(sql.contains("ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\" RETURNING (d.xmax::text <> '0') AS updated, d.tableoid::oid::int8 AS chunk_oid"), "{sql}");
+        assert!(sql.contains("JOIN pg_temp._backfill_rows AS r ON r.src = m.backfill_src WHERE r.idx = ANY ($1::int4[]) GROUP BY r.idx") && sql.contains("GROUP BY chunk_oid"), "{sql}");
+        let sql = move_routed_rows(&spec(ConflictAction::Nothing, &[], &[], true));
+        assert!(sql.contains("ON CONFLICT DO NOTHING RETURNING false AS updated"), "{sql}");
+        let r = route_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
+        assert!(r.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi) INSERT INTO pg_temp._backfill_rows"), "{r}");
+        assert!(r.contains("pg_catalog.width_bucket(s.\"time\", bounds.lo)") && r.contains("s.\"time\" < bounds.hi[w.b]"), "{r}");
+        let r = route_by_time(&QualifiedName::new("public", "st"), "t", TimeKind::Date);
+        assert!(r.contains("ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest($1::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"), "{r}");
+        let (r, p) = route_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
+        assert!(r.contains("CASE WHEN s.\"time\" >= (SELECT $1::bigint) AND s.\"time\" < (SELECT $2::bigint) THEN 1 WHEN s.\"time\" >= (SELECT $3::bigint) AND s.\"time\" < (SELECT $4::bigint) THEN 2 END"), "{r}");
+        assert_eq!(p.len(), 4);
+        // counting uses the same chunk numbers, without the table
+        let c = count_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
+        assert!(c.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi) SELECT x.b, count(*) FILTER (WHERE x.t < x.hi[x.b])::int8 FROM"), "{c}");
+        assert!(c.ends_with("(SELECT pg_catalog.width_bucket(s.\"time\", bounds.lo) AS b, s.\"time\" AS t, bounds.hi FROM bounds, \"public\".\"st\" AS s) AS x WHERE x.b > 0 GROUP BY x.b"), "{c}");
+        let (c, p) = count_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
+        assert!(c.starts_with("SELECT idx, count(*)::int8 FROM (SELECT s.ctid AS src, CASE WHEN") && c.ends_with("WHERE idx IS NOT NULL GROUP BY idx"), "{c}");
+        assert_eq!(p.len(), 4);
+        let m = move_bucketed_rows(&spec(ConflictAction::Nothing, &[], &[], true), "time", TimeKind::TimestampTz);
+        assert!(m.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi), moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s USING bounds WHERE pg_catalog.width_bucket(s.\"time\", bounds.lo) > 0 AND s.\"time\" < bounds.hi[pg_catalog.width_bucket(s.\"time\", bounds.lo)]"), "{m}");
+        assert!(m.contains("($3::int4[])[pg_catalog.width_bucket(s.\"time\", bounds.lo)] AS backfill_idx") && m.contains("GROUP BY m.backfill_idx"), "{m}");
+        let (m, p) = move_chunk_rows(&spec(ConflictAction::Nothing, &[], &[], true), &[(3, day_filter(TimeKind::TimestampTz)), (7, day_filter(TimeKind::TimestampTz))]);
+        assert!(m.contains("WHERE (s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz)) OR (s.\"time\" >= (SELECT $3::timestamptz)"), "{m}");
+        assert!(m.contains("CASE WHEN s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) THEN 3 WHEN"), "{m}");
+        assert!(m.contains("THEN 7 END AS backfill_idx") && m.contains("GROUP BY m.backfill_idx") && m.contains("GROUP BY chunk_oid"), "{m}");
+        assert_eq!(p.len(), 4);
+        assert_eq!(array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]), "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}");
+        let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &["device_id".into()]);
+        assert!(q.contains("FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
+    }
+
+    #[test]
+    fn rows_meeting_segments() {
+        let (q, p) = count_rows_meeting_segments(
+            &QualifiedName::new("public", "st"),
+            &day_filter(TimeKind::TimestampTz),
+            &QualifiedName::new("_timescaledb_internal", "_hyper_1_1_chunk"),
+            &["device_id".to_string(), "site".to_string()],
+        );
+        assert!(q.ends_with("AND EXISTS (SELECT 1 FROM \"_timescaledb_internal\".\"_hyper_1_1_chunk\" AS c WHERE c.\"device_id\" = s.\"device_id\" AND c.\"site\" = s.\"site\") LIMIT $3::int8) AS m"), "{q}");
+        assert_eq!(p.len(), 2);
+    }
+}
