@@ -20,6 +20,7 @@ pub mod history;
 pub mod jobs;
 pub mod run;
 pub mod spi;
+pub mod strategy;
 
 ::pgrx::pg_module_magic!();
 

@@ -1,2 +1,79 @@
-//! The destination's advisory lock and the compression policy hold
-//! (`_backfill_ext.policy_hold`).
+//! The destination's advisory lock (one run at a time per destination) and the
+//! compression policy hold (`_backfill_ext.policy_hold`).
+
+/// The advisory lock key of a destination: "bfil" in the high half, its OID in the low.
+pub fn lock_key(dest_oid: u32) -> i64 {
+    ((0x6266_696cu64 << 32) | dest_oid as u64) as i64
+}
+
+/// Tries the destination's lock (`$1`, the key): held by the session when the run
+/// commits as it goes, else by the transaction.
+pub fn try_lock(session_level: bool) -> String {
+    let f = if session_level { "pg_try_advisory_lock" } else { "pg_try_advisory_xact_lock" };
+    format!("SELECT pg_catalog.{f}($1::int8)")
+}
+
+/// Releases a session-level lock taken by `try_lock`.
+pub const UNLOCK: &str = "SELECT pg_catalog.pg_advisory_unlock($1::int8)";
+
+/// Waits a moment before the next `try_lock`.
+pub const WAIT: &str = "SELECT pg_catalog.pg_sleep(0.2)";
+
+/// The backends holding a lock key (`$1` its high half, `$2` its low half), as text.
+pub const LOCK_HOLDERS: &str = "SELECT 'backend ' || string_agg(l.pid::text, ', ') FROM pg_catalog.pg_locks l \
+     WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 1";
+
+/// Records a policy's schedule before the run pushes it out: job `$1`, hypertable OID
+/// `$2`, next start `$3`, scheduled `$4`. A record an interrupted run left is kept
+/// (the schedule from before that run is the one to restore).
+pub const RECORD_HOLD: &str = "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled) \
+     VALUES ($1::int, $2::oid::regclass, $3::timestamptz, $4::bool) ON CONFLICT (job_id) DO NOTHING";
+
+/// Pushes job `$1`'s next start to now plus `$2` (an interval).
+pub fn push_policy(alter_job: &str) -> String {
+    format!("SELECT {alter_job}($1::int, next_start => pg_catalog.now() + $2::interval)")
+}
+
+/// Forgets every hold on hypertable OID `$1`, returning (job, next start as text).
+pub const TAKE_HOLDS: &str = "DELETE FROM _backfill_ext.policy_hold WHERE hypertable = $1::oid::regclass \
+     RETURNING job_id, original_next_start::text";
+
+/// Whether job `$1` still exists.
+pub const JOB_EXISTS: &str = "SELECT count(*)::int8 FROM timescaledb_information.jobs WHERE job_id = $1::int";
+
+/// Sets job `$1`'s next start back to `$2`.
+pub fn restore_policy(alter_job: &str) -> String {
+    format!("SELECT {alter_job}($1::int, next_start => $2::timestamptz)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_key_per_destination() {
+        assert_eq!(lock_key(16384), 0x6266_696c_0000_4000);
+        assert_ne!(lock_key(16384), lock_key(16385));
+        assert_eq!(lock_key(u32::MAX) as u64 >> 32, 0x6266_696c);
+    }
+
+    #[test]
+    fn session_or_transaction_lock() {
+        assert_eq!(try_lock(true), "SELECT pg_catalog.pg_try_advisory_lock($1::int8)");
+        assert_eq!(try_lock(false), "SELECT pg_catalog.pg_try_advisory_xact_lock($1::int8)");
+        assert!(LOCK_HOLDERS.contains("l.objsubid = 1") && LOCK_HOLDERS.contains("l.granted"));
+    }
+
+    #[test]
+    fn the_first_recorded_schedule_is_kept() {
+        assert!(RECORD_HOLD.starts_with("INSERT INTO _backfill_ext.policy_hold "));
+        assert!(RECORD_HOLD.ends_with("ON CONFLICT (job_id) DO NOTHING"));
+        assert!(TAKE_HOLDS.contains("WHERE hypertable = $1::oid::regclass"));
+    }
+
+    #[test]
+    fn policies_are_moved_with_alter_job() {
+        assert_eq!(push_policy("public.alter_job"), "SELECT public.alter_job($1::int, next_start => pg_catalog.now() + $2::interval)");
+        assert_eq!(restore_policy("public.alter_job"), "SELECT public.alter_job($1::int, next_start => $2::timestamptz)");
+    }
+}

@@ -7,10 +7,13 @@
 //! - `catalog`: reads of PostgreSQL's catalog and TimescaleDB's views;
 //! - `history`: the run history;
 //! - `hold`: the destination lock and the compression policy hold;
+//! - `chunk`: compressing, decompressing, locking a chunk; the run's temporary tables;
+//! - `settings`: the run's `lock_timeout` and `work_mem`;
 //! - `jobs`: scheduling with TimescaleDB's job API;
 //! - `cron`: scheduling with pg_cron.
 
 pub mod catalog;
+pub mod chunk;
 pub mod cron;
 pub mod history;
 pub mod hold;
@@ -18,6 +21,7 @@ pub mod jobs;
 pub mod merge;
 pub mod moves;
 pub mod route;
+pub mod settings;
 
 use crate::columns::Conflict;
 use crate::ident::{quote_ident, QualifiedName};

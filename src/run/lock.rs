@@ -1,0 +1,51 @@
+//! One run at a time per destination: an advisory lock on the destination's OID,
+//! held by the session for a run that commits as it goes (released at its end, or
+//! when the backend ends), by the transaction otherwise.
+
+use super::prepare::Prepared;
+use super::settings;
+use crate::catalog::Table;
+use crate::spi::{col, p, query_one, run as exec, Session};
+use crate::sql::hold as sql;
+use std::time::Instant;
+
+fn key_param(dest: &Table) -> Option<String> {
+    p(sql::lock_key(dest.oid).to_string())
+}
+
+fn try_lock(dest: &Table, session: &Session) -> bool {
+    query_one(&sql::try_lock(session.nonatomic()), &[key_param(dest)], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+}
+
+/// Takes the destination's lock, waiting up to `lock_wait` for a run that holds it.
+pub fn acquire(prep: &Prepared, session: &Session) -> bool {
+    let wait_s = settings::seconds(&prep.cfg.lock_wait);
+    let start = Instant::now();
+    loop {
+        if try_lock(&prep.dest, session) {
+            return true;
+        }
+        if start.elapsed().as_secs_f64() >= wait_s {
+            return false;
+        }
+        exec(sql::WAIT, &[]);
+    }
+}
+
+/// Releases the lock (a transaction's lock goes with its transaction).
+pub fn release(dest: &Table, session: &Session) {
+    if session.nonatomic() {
+        exec(sql::UNLOCK, &[key_param(dest)]);
+    }
+}
+
+/// Who holds the destination: the run the history names, else the backends.
+pub fn holder(dest: &Table) -> String {
+    if let Some(run) = crate::history::holder(dest.oid) {
+        return run;
+    }
+    let key = sql::lock_key(dest.oid) as u64;
+    query_one(sql::LOCK_HOLDERS, &[p((key >> 32).to_string()), p((key & 0xffff_ffff).to_string())], |r| col::<String>(r, 1))
+        .flatten()
+        .unwrap_or_else(|| "another session".into())
+}

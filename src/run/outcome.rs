@@ -1,0 +1,126 @@
+//! What a run did: one `StepResult` per chunk (or for the rows outside every chunk),
+//! added up in `Totals`. The history records these; the NOTICEs describe them.
+
+use crate::plan::Strategy;
+use std::time::Instant;
+
+/// What one step did.
+#[derive(Debug, Default, Clone)]
+pub struct StepResult {
+    /// How the rows went in (None for rows outside existing chunks).
+    pub strategy: Option<Strategy>,
+    /// A direct insert hit the decompression limit and the chunk was decompressed instead.
+    pub fell_back: bool,
+    pub moved: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub decompressed: bool,
+    pub recompressed: bool,
+    /// A merge touched every segment and rewrote the whole chunk.
+    pub rewrote: bool,
+    /// It held the merged rows in a temporary table (they would not fit in memory).
+    pub rewrote_on_disk: bool,
+    pub decompress_ms: f64,
+    pub insert_ms: f64,
+    pub recompress_ms: f64,
+}
+
+impl StepResult {
+    pub fn conflicts(&self) -> i64 {
+        self.moved - self.inserted
+    }
+
+    /// What was done to the chunk, for the NOTICE.
+    pub fn describe(&self) -> String {
+        let how = match (self.strategy, self.recompressed) {
+            (Some(Strategy::Direct), true) => "inserted into the compressed chunk, recompressed",
+            (Some(Strategy::Direct), false) => "inserted into the compressed chunk",
+            (Some(Strategy::Decompress), _) => "decompressed, recompressed",
+            (Some(Strategy::Merge), _) if self.rewrote_on_disk => {
+                "merged, every segment touched: chunk rewritten (through a temporary table), recompressed"
+            }
+            (Some(Strategy::Merge), _) if self.rewrote => "merged, every segment touched: chunk rewritten, recompressed",
+            (Some(Strategy::Merge), _) => "merged into its segments, recompressed",
+            _ => "uncompressed chunk",
+        };
+        if self.fell_back {
+            format!("{how} (the direct insert would have passed the decompression limit)")
+        } else {
+            how.to_string()
+        }
+    }
+
+    /// The strategy as the history records it.
+    pub fn strategy_label(&self) -> String {
+        let name = self.strategy.map(|s| s.as_str()).unwrap_or("insert");
+        format!("{name}{}", if self.fell_back { " (fell back)" } else { "" })
+    }
+
+    /// The step's time in milliseconds.
+    pub fn total_ms(&self) -> f64 {
+        self.decompress_ms + self.insert_ms + self.recompress_ms
+    }
+}
+
+/// Totals of a run.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub moved: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub conflicts: i64,
+    pub chunks: i64,
+    pub decompressed: i64,
+    pub recompressed: i64,
+    pub new_chunks: i64,
+}
+
+impl Totals {
+    /// Adds a chunk step.
+    pub fn add_chunk(&mut self, r: &StepResult) {
+        self.add_rows(r);
+        self.chunks += 1;
+        self.decompressed += r.decompressed as i64;
+        self.recompressed += r.recompressed as i64;
+    }
+
+    /// Adds the rows of a step (the rows outside every chunk count only these).
+    pub fn add_rows(&mut self, r: &StepResult) {
+        self.moved += r.moved;
+        self.inserted += r.inserted;
+        self.updated += r.updated;
+        self.conflicts += r.conflicts();
+    }
+}
+
+/// Milliseconds since `t`.
+pub fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_say_what_was_done() {
+        let r = StepResult { strategy: Some(Strategy::Direct), recompressed: true, ..Default::default() };
+        assert_eq!(r.describe(), "inserted into the compressed chunk, recompressed");
+        let r = StepResult { strategy: Some(Strategy::Decompress), fell_back: true, ..Default::default() };
+        assert_eq!(r.describe(), "decompressed, recompressed (the direct insert would have passed the decompression limit)");
+        assert_eq!(r.strategy_label(), "decompress (fell back)");
+        let r = StepResult { strategy: Some(Strategy::Merge), rewrote: true, rewrote_on_disk: true, ..Default::default() };
+        assert!(r.describe().contains("through a temporary table"));
+        assert_eq!(StepResult::default().strategy_label(), "insert");
+    }
+
+    #[test]
+    fn totals_count_rows_and_chunks() {
+        let mut t = Totals::default();
+        let r = StepResult { moved: 10, inserted: 7, updated: 2, decompressed: true, recompressed: true, ..Default::default() };
+        t.add_chunk(&r);
+        t.add_rows(&StepResult { moved: 5, inserted: 5, ..Default::default() });
+        assert_eq!((t.moved, t.inserted, t.updated, t.conflicts), (15, 12, 2, 3));
+        assert_eq!((t.chunks, t.decompressed, t.recompressed), (1, 1, 1));
+    }
+}

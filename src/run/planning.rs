@@ -1,0 +1,161 @@
+//! Reading what the plan is made from: the staging rows' span, the chunks they meet,
+//! the rows per chunk (one scan), the estimates a strategy is chosen from, and the
+//! routing of staging rows to their chunks when that is cheaper than scanning staging
+//! per chunk. The choice itself is pure (`plan`).
+
+use super::prepare::Prepared;
+use crate::catalog;
+use crate::config::{ConflictAction, StrategyChoice};
+use crate::plan::{self, Candidate, Estimate, Plan};
+use crate::spi::{self, col, p, query, query_one, run as exec, Param};
+use crate::sql::{self, chunk as chunk_sql, route, RowFilter};
+use crate::timescale::{status, Chunk, Hypertable};
+
+/// Staging rows and their time span.
+pub struct Span {
+    pub min: Option<String>,
+    pub max: Option<String>,
+    pub rows: i64,
+}
+
+pub fn staging_span(prep: &Prepared) -> Span {
+    match &prep.ht {
+        Some(h) => query_one(&route::staging_span(&prep.staging.name, &h.time_column), &[], |r| Span {
+            min: col(r, 1),
+            max: col(r, 2),
+            rows: col::<i64>(r, 3).unwrap_or(0),
+        })
+        .unwrap(),
+        None => Span {
+            min: None,
+            max: None,
+            rows: query_one(&chunk_sql::count_rows(&prep.staging.name), &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0),
+        },
+    }
+}
+
+/// The plan: chunks that receive rows, counted per chunk.
+pub fn make_plan(prep: &Prepared) -> Plan {
+    let span = staging_span(prep);
+    let (Some(ht), Some(min), Some(max)) = (&prep.ht, &span.min, &span.max) else {
+        return plan::plan(vec![], span.rows, prep.cfg.strategy);
+    };
+    let chunks = catalog::chunks_overlapping(&prep.dest, ht, min, max);
+    let counts = if chunks.is_empty() { vec![] } else { count_by_chunk(prep, ht, &chunks) };
+    // with rows leaving staging as they move, and many chunks to scan it for, route the
+    // rows to their chunks once
+    let with_rows = counts.iter().filter(|n| **n > 0).count();
+    let routed = prep.cfg.delete_from_staging && (plan::should_route(with_rows, span.rows) || spi::debug_setting("always_route"));
+    if routed {
+        route_rows(prep, ht, &chunks);
+    }
+    let candidates = chunks
+        .into_iter()
+        .zip(counts)
+        .enumerate()
+        .map(|(i, (chunk, staging_rows))| {
+            let idx = i as i32 + 1;
+            let estimate = (staging_rows > 0 && prep.cfg.strategy == StrategyChoice::Auto && status::is_compressed(chunk.status))
+                .then(|| estimate(prep, &chunk, idx, routed, staging_rows));
+            Candidate { idx, chunk, staging_rows, estimate }
+        })
+        .collect();
+    let mut plan = plan::plan(candidates, span.rows, prep.cfg.strategy);
+    plan.routed = routed;
+    plan
+}
+
+/// Counts the staging rows of each chunk in one scan; in chunk order.
+fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
+    let (q, params) = if by_time(ht, chunks.iter()) {
+        (route::count_by_time(&prep.staging.name, &ht.time_column, ht.kind), bounds_params(chunks.iter()))
+    } else {
+        let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
+        let (q, params) = route::count_by_filters(&prep.staging.name, &filters);
+        (q, spi::params(params))
+    };
+    let mut counts = vec![0i64; chunks.len()];
+    for (idx, n) in query(&q, &params, |r| (col::<i32>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0))) {
+        if idx >= 1 && (idx as usize) <= counts.len() {
+            counts[idx as usize - 1] = n;
+        }
+    }
+    counts
+}
+
+/// The chunks' lower and upper bounds as two array parameters (`time_buckets`'s `$1`, `$2`).
+pub fn bounds_params<'a>(chunks: impl Iterator<Item = &'a Chunk> + Clone) -> Vec<Param> {
+    let lows: Vec<String> = chunks.clone().map(|c| c.lo.clone().unwrap_or_default()).collect();
+    let highs: Vec<String> = chunks.map(|c| c.hi.clone().unwrap_or_default()).collect();
+    vec![p(sql::array_literal(&lows)), p(sql::array_literal(&highs))]
+}
+
+/// Whether chunks are told apart by time alone (one dimension, bounded ranges).
+pub fn by_time<'a>(ht: &Hypertable, mut chunks: impl Iterator<Item = &'a Chunk>) -> bool {
+    ht.dimensions == 1 && chunks.all(|c| c.lo.is_some() && c.hi.is_some())
+}
+
+/// Writes the route table (each staging row's ctid and chunk number) in one scan of
+/// the staging table.
+fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
+    drop_temp_tables();
+    exec(&chunk_sql::create_route_table(), &[]);
+    if by_time(ht, chunks.iter()) {
+        exec(&route::route_by_time(&prep.staging.name, &ht.time_column, ht.kind), &bounds_params(chunks.iter()));
+    } else {
+        let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
+        let (q, params) = route::route_by_filters(&prep.staging.name, &filters);
+        exec(&q, &spi::params(params));
+    }
+    for q in chunk_sql::index_route_table() {
+        exec(&q, &[]);
+    }
+}
+
+fn temp_table_exists(table: &str) -> bool {
+    query_one(chunk_sql::TEMP_TABLE_EXISTS, &[p(table)], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+}
+
+/// Drops the run's temporary tables of `names` that exist.
+pub fn drop_temp_tables_named(names: &[&str]) {
+    for table in names {
+        if temp_table_exists(table) {
+            exec(&chunk_sql::drop_temp_table(table), &[]);
+        }
+    }
+}
+
+/// Drops the run's temporary tables (routing, merge) at the end of a run.
+pub fn drop_temp_tables() {
+    drop_temp_tables_named(&[route::ROUTE_TABLE, sql::merge::MERGE_NEW, sql::merge::MERGE_OLD]);
+}
+
+/// What choosing a strategy for a compressed chunk needs: its rows, and the staging
+/// rows whose segment already has batches there.
+fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows: i64) -> Estimate {
+    let conflicts_decompress = prep.has_unique && prep.spec.conflict.action != ConflictAction::Nothing;
+    let mut e = Estimate {
+        chunk_rows: 0,
+        rows_meeting_batches: 0,
+        conflicts_decompress,
+        decompress_limit: prep.decompress_limit,
+        merge_possible: prep.cfg.delete_from_staging && prep.merge.is_some(),
+    };
+    if !conflicts_decompress {
+        return e;
+    }
+    e.chunk_rows = query_one(&chunk_sql::count_rows(&chunk.name), &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0);
+    let cap = plan::meeting_rows_that_decide(e.chunk_rows, e.decompress_limit);
+    e.rows_meeting_batches = if prep.segmentby.is_empty() {
+        staging_rows
+    } else if routed {
+        let q = route::count_routed_meeting_segments(&prep.staging.name, &chunk.name, &prep.segmentby);
+        query_one(&q, &[p(idx.to_string()), p(cap.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
+    } else {
+        let (q, params) = route::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segmentby);
+        let mut params = spi::params(params);
+        params.push(p(cap.to_string()));
+        query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
+    };
+    e
+}

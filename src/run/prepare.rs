@@ -1,0 +1,233 @@
+//! Validation before a run touches anything: the tables, their columns and keys,
+//! privileges, TimescaleDB's capabilities, the config's intervals and settings. What
+//! it finds is `Prepared`, which every later phase reads.
+
+use super::settings;
+use crate::catalog::{self, Table};
+use crate::columns::{self, Column, Names, UniqueKey};
+use crate::config::{Config, ConflictAction};
+use crate::error::{BackfillError, Code};
+use crate::ident::quote_ident;
+use crate::spi::{self, col, query_one, raise};
+use crate::sql::{self, merge::MergeSpec, MoveSpec, RowFilter};
+use crate::timescale::{Chunk, Hypertable, Timescale, HASH_FN};
+
+/// Everything validated before the run touches anything.
+pub struct Prepared {
+    pub cfg: Config,
+    pub staging: Table,
+    pub dest: Table,
+    pub ts: Option<Timescale>,
+    pub ht: Option<Hypertable>,
+    pub spec: MoveSpec,
+    pub push_interval: String,
+    pub history_retention: String,
+    /// `max_runtime` in seconds, if set.
+    pub max_runtime_s: Option<f64>,
+    /// Whether the destination has a unique index (inserts check for conflicts).
+    pub has_unique: bool,
+    /// The hypertable's segmentby columns.
+    pub segmentby: Vec<String>,
+    /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: none).
+    pub decompress_limit: i64,
+    /// Set when dense upserts can merge segments (see `Strategy::Merge`).
+    pub merge: Option<MergeSpec>,
+    /// Whether a merge that touches every segment of a chunk may empty the chunk with
+    /// TRUNCATE and rewrite it (see `catalog::chunks_can_be_rewritten`).
+    pub truncate_ok: bool,
+    /// The array type of the destination's row type (a rewrite holds rows in one).
+    pub row_array_type: u32,
+}
+
+impl Prepared {
+    /// The staging rows that belong in chunk `c`.
+    pub fn filter_for(&self, c: &Chunk) -> RowFilter {
+        let ht = self.ht.as_ref().expect("chunks belong to a hypertable");
+        RowFilter {
+            time_column: ht.time_column.clone(),
+            kind: ht.kind,
+            lo: c.lo.clone(),
+            hi: c.hi.clone(),
+            space: c.space.clone(),
+            hash_function: HASH_FN.to_string(),
+        }
+    }
+
+    /// Every staging row.
+    pub fn filter_all(&self) -> RowFilter {
+        match &self.ht {
+            Some(h) => RowFilter::everything(&h.time_column, h.kind),
+            None => RowFilter::everything("", crate::timescale::TimeKind::Integer),
+        }
+    }
+
+    /// TimescaleDB, for a hypertable destination.
+    pub fn timescale(&self) -> &Timescale {
+        self.ts.as_ref().expect("chunks mean TimescaleDB")
+    }
+}
+
+/// The intervals of the config, checked.
+struct Intervals {
+    push_interval: String,
+    history_retention: String,
+    max_runtime_s: Option<f64>,
+}
+
+/// Resolves and checks everything; raises (having changed nothing) on any problem.
+pub fn prepare(cfg: Config) -> Prepared {
+    let (staging, dest) = resolve_tables(&cfg);
+    let ts = catalog::timescale();
+    let ht = ts.as_ref().and_then(|_| catalog::hypertable(&dest));
+    if let (Some(ts), Some(_)) = (&ts, &ht) {
+        spi::check(catalog::timescale_capabilities(ts).check(&ts.version));
+    }
+    let (names_s, names_d) = (staging.name.to_string(), dest.name.to_string());
+    let names = Names { staging: &names_s, destination: &names_d };
+    let d_cols = catalog::columns(dest.oid);
+    let copied = spi::check(columns::match_columns(&catalog::columns(staging.oid), &d_cols, &names, &catalog::castable));
+    let keys = catalog::unique_keys(dest.oid);
+    let conflict = spi::check(columns::resolve_conflict(&cfg, &copied, &d_cols, &keys, &names));
+    let mut cfg = cfg;
+    let intervals = check_intervals(&mut cfg);
+    settings::validate(&cfg);
+    require_privileges(&cfg, &staging, &dest, conflict.action);
+    if let Some(h) = &ht {
+        check_time_column(&staging, &dest, h, &copied);
+    }
+    let spec = MoveSpec {
+        staging: staging.name.clone(),
+        destination: dest.name.clone(),
+        columns: copied,
+        conflict,
+        delete_from_staging: cfg.delete_from_staging,
+        dest_partitioned: dest.relkind == "p",
+    };
+    // segments matter only where conflicts touch compressed rows (estimates, merges)
+    let segmentby = if ht.is_some() && spec.conflict.action != ConflictAction::Nothing { catalog::segmentby(&dest) } else { vec![] };
+    let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby);
+    let truncate_ok = merge.is_some() && catalog::chunks_can_be_rewritten(dest.oid);
+    Prepared {
+        row_array_type: if truncate_ok { catalog::row_array_type(dest.oid) } else { 0 },
+        push_interval: intervals.push_interval,
+        history_retention: intervals.history_retention,
+        max_runtime_s: intervals.max_runtime_s,
+        has_unique: !keys.is_empty(),
+        decompress_limit: catalog::decompress_limit(),
+        cfg,
+        staging,
+        dest,
+        ts,
+        ht,
+        spec,
+        segmentby,
+        merge,
+        truncate_ok,
+    }
+}
+
+/// The staging table and the destination: tables, and not the same one.
+fn resolve_tables(cfg: &Config) -> (Table, Table) {
+    let staging = catalog::resolve_table("staging_table", "staging table", &cfg.staging_table);
+    if staging.relkind != "r" && staging.relkind != "p" {
+        raise(
+            BackfillError::new(Code::WrongObjectType, format!("staging table {} is not a table ({})", staging.name, relkind_name(&staging.relkind)))
+                .hint("rows are deleted from the staging table as they move: give a table"),
+        );
+    }
+    let dest = catalog::resolve_table("destination_hypertable", "destination", &cfg.destination);
+    if dest.relkind != "r" && dest.relkind != "p" {
+        raise(
+            BackfillError::new(Code::WrongObjectType, format!("destination {} is not a table ({})", dest.name, relkind_name(&dest.relkind)))
+                .hint("give a hypertable, or a plain or partitioned table"),
+        );
+    }
+    if staging.oid == dest.oid {
+        raise(
+            BackfillError::new(Code::InvalidParameterValue, format!("staging table and destination are the same table, {}", dest.name))
+                .hint("the staging table is a separate table with the destination's columns"),
+        );
+    }
+    (staging, dest)
+}
+
+/// Checks every interval of the config, and settles `lock_timeout` (see
+/// `settings::resolve_lock_timeout`).
+fn check_intervals(cfg: &mut Config) -> Intervals {
+    let push_interval = catalog::check_interval("compression_job_push_interval", &cfg.push_interval);
+    let history_retention = catalog::check_interval("history_retention", &cfg.history_retention);
+    catalog::check_interval("lock_wait", &cfg.lock_wait);
+    let lock_timeout = settings::resolve_lock_timeout(cfg.lock_timeout.take());
+    catalog::check_interval("lock_timeout", &lock_timeout);
+    cfg.lock_timeout = Some(lock_timeout);
+    let max_runtime_s = cfg.max_runtime.as_ref().map(|m| settings::seconds(&catalog::check_interval("max_runtime", m)));
+    Intervals { push_interval, history_retention, max_runtime_s }
+}
+
+/// The privileges the run needs on both tables.
+fn require_privileges(cfg: &Config, staging: &Table, dest: &Table, action: ConflictAction) {
+    let mut st_privs = vec!["SELECT"];
+    if cfg.delete_from_staging {
+        st_privs.push("DELETE");
+    }
+    catalog::require_privileges(staging, "staging table", &st_privs);
+    let d_privs: &[&str] = match action {
+        ConflictAction::Nothing => &["INSERT"],
+        ConflictAction::Update => &["SELECT", "INSERT", "UPDATE"],
+        ConflictAction::Restrict => &["SELECT", "INSERT"],
+    };
+    catalog::require_privileges(dest, "destination", d_privs);
+}
+
+/// Staging has the hypertable's time column, and no row without a time.
+fn check_time_column(staging: &Table, dest: &Table, h: &Hypertable, copied: &[String]) {
+    if !copied.contains(&h.time_column) {
+        raise(
+            BackfillError::new(Code::UndefinedColumn, format!("staging table {} has no column \"{}\", the time column of hypertable {}", staging.name, h.time_column, dest.name))
+                .hint("add the time column to the staging table"),
+        );
+    }
+    let nulls = query_one(&sql::chunk::count_null_times(&staging.name, &h.time_column), &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0);
+    if nulls > 0 {
+        raise(
+            BackfillError::new(Code::NotNullViolation, format!("{nulls} rows of staging table {} have NULL in the time column \"{}\"", staging.name, h.time_column))
+                .hint(format!("correct or delete them: DELETE FROM {} WHERE {} IS NULL", staging.name.quoted(), quote_ident(&h.time_column))),
+        );
+    }
+}
+
+/// Whether a dense upsert may merge segments instead of decompressing the chunk: an
+/// UPDATE on one segmentby column that every unique key contains (so conflicts stay
+/// inside a segment), no generated or identity columns, and no triggers of the user's
+/// (rows of a touched segment are written again).
+fn merge_spec(spec: &MoveSpec, dest: &Table, d_cols: &[Column], keys: &[UniqueKey], segmentby: &[String]) -> Option<MergeSpec> {
+    let c = &spec.conflict;
+    if c.action != ConflictAction::Update || c.target.is_empty() || c.update_columns.is_empty() || segmentby.len() != 1 {
+        return None;
+    }
+    let segment = &segmentby[0];
+    if !c.target.contains(segment) || !keys.iter().all(|k| k.columns.contains(segment)) {
+        return None;
+    }
+    if d_cols.iter().any(|c| c.generated || c.identity) || catalog::has_user_triggers(dest.oid) {
+        return None;
+    }
+    Some(MergeSpec {
+        dest_columns: d_cols.iter().map(|c| c.name.clone()).collect(),
+        segment: segment.clone(),
+        segment_type: catalog::column_type(dest.oid, segment)?,
+    })
+}
+
+fn relkind_name(k: &str) -> &'static str {
+    match k {
+        "v" => "a view",
+        "m" => "a materialized view",
+        "f" => "a foreign table",
+        "S" => "a sequence",
+        "i" | "I" => "an index",
+        "c" => "a composite type",
+        "t" => "a TOAST table",
+        _ => "not a table",
+    }
+}

@@ -1,0 +1,69 @@
+//! The run's `lock_timeout` and `work_mem`: resolved and checked while preparing,
+//! then set for each transaction the run works in. Validating leaves the caller's
+//! values alone (`backfill_plan`, `backfill_check_config` and `schedule_backfill`
+//! validate in the caller's transaction).
+
+use crate::config::{Config, DEFAULT_LOCK_TIMEOUT};
+use crate::error::{BackfillError, Code};
+use crate::spi::{self, col, p, query_one, raise, run as exec};
+use crate::sql::settings as sql;
+
+/// The config's `lock_timeout`, or when unset the session's where it has one (a
+/// role's or database's setting for jobs), else the default.
+pub fn resolve_lock_timeout(configured: Option<String>) -> String {
+    configured.unwrap_or_else(|| {
+        query_one(sql::SESSION_LOCK_TIMEOUT, &[p(DEFAULT_LOCK_TIMEOUT)], |r| col::<String>(r, 1))
+            .flatten()
+            .unwrap_or_else(|| DEFAULT_LOCK_TIMEOUT.into())
+    })
+}
+
+/// An interval in seconds.
+pub fn seconds(interval: &str) -> f64 {
+    query_one(sql::INTERVAL_SECONDS, &[p(interval)], |r| col::<f64>(r, 1).unwrap_or(0.0)).unwrap_or(0.0)
+}
+
+/// Checks the config's `work_mem` and `lock_timeout` without leaving them set.
+pub fn validate(cfg: &Config) {
+    let saved: Vec<(&str, String)> = ["lock_timeout", "work_mem"]
+        .into_iter()
+        .map(|name| (name, query_one(sql::CURRENT_SETTING, &[p(name)], |r| col::<String>(r, 1)).flatten().unwrap_or_default()))
+        .collect();
+    apply(cfg);
+    for (name, value) in saved {
+        exec(sql::SET_LOCAL, &[p(name), p(value)]);
+    }
+}
+
+/// Sets the run's `work_mem` and `lock_timeout` for the current transaction; raises
+/// 22023 naming the key whose value PostgreSQL refuses.
+pub fn apply(cfg: &Config) {
+    let lock_timeout = cfg.lock_timeout_or_default();
+    let mut settings = vec![("lock_timeout", lock_timeout, "an interval such as \"30 seconds\"")];
+    if let Some(wm) = &cfg.work_mem {
+        settings.push(("work_mem", wm, "a size such as \"256MB\""));
+    }
+    for (name, value, example) in settings {
+        let r = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+            if name == "lock_timeout" {
+                // the setting takes milliseconds; the config, an interval
+                exec(sql::SET_LOCK_TIMEOUT, &[p(value)])
+            } else {
+                exec(sql::SET_LOCAL, &[p(name), p(value)])
+            }
+        }));
+        if let Err(e) = r {
+            raise(
+                BackfillError::new(Code::InvalidParameterValue, format!("config key \"{name}\" is not valid: \"{value}\""))
+                    .detail(spi::caught_message(&e))
+                    .hint(format!("give {example}")),
+            );
+        }
+    }
+}
+
+/// Sets the short `lock_timeout` a chunk rewrite waits for its lock with (a second,
+/// or the run's if shorter); `apply` puts the run's back.
+pub fn apply_rewrite_lock_timeout(cfg: &Config) {
+    exec(sql::SET_REWRITE_LOCK_TIMEOUT, &[p(cfg.lock_timeout_or_default())]);
+}

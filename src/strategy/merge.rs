@@ -1,0 +1,101 @@
+//! A dense upsert merged by segments. Under a lock that keeps other writers out of
+//! the chunk (readers go on), the step's rows go to a temporary table, the touched
+//! segments' rows are read (decompressed in memory) with the new values applied and
+//! written back: their compressed batches are deleted whole and their rows written
+//! again. When the step touched every segment, the chunk is rewritten instead
+//! (`rewrite`). Staging rows with new keys are inserted, and the chunk is compressed.
+//! One transaction.
+
+use super::rewrite;
+use super::take::Take;
+use crate::plan::{Step, Strategy};
+use crate::run::outcome::{ms, StepResult};
+use crate::run::planning::drop_temp_tables_named;
+use crate::run::prepare::Prepared;
+use crate::spi::{self, col, p, query, query_one, run as exec, Param};
+use crate::sql::{self, chunk as chunk_sql, merge::MergeSpec, merge::MergeSql};
+use std::time::Instant;
+
+pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: Take) -> StepResult {
+    let chunk = &step.chunk;
+    super::require_owner(prep);
+    let (take_where, take_params) = take_condition(take, step);
+    let q = sql::merge::merge_sql(&prep.spec, m, &chunk.name, &take_where);
+    exec(&chunk_sql::lock(&chunk.name, "EXCLUSIVE"), &[]);
+    drop_temp_tables_named(&[sql::merge::MERGE_NEW, sql::merge::MERGE_OLD]);
+    for create in &q.create {
+        exec(create, &[]);
+    }
+    let mut r = StepResult { strategy: Some(Strategy::Merge), ..Default::default() };
+    let t = Instant::now();
+    let (moved, kept) = query_one(&q.take, &take_params, |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
+    r.moved = moved;
+    let Some(segments) = query_one(&q.segments, &[], |x| col::<String>(x, 1)).flatten() else {
+        exec(&q.drop, &[]);
+        return r;
+    };
+    let every_segment = !query_one(&q.untouched, &[p(&segments)], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true);
+    let rewrite = prep.truncate_ok && every_segment && rewrite::lock_chunk(prep, chunk);
+    if rewrite && rewrite::fits_in_memory(prep, &q) {
+        rewrite::in_memory(prep, &q, chunk, kept, &mut r, t);
+    } else if rewrite {
+        rewrite::on_disk(prep, &q, chunk, &segments, kept, &mut r, t);
+    } else {
+        by_segments(&q, &segments, kept, &mut r, t);
+    }
+    spi::pause_point("after_insert");
+    let t = Instant::now();
+    super::compress(prep, &chunk.name);
+    r.recompressed = true;
+    r.recompress_ms = ms(t);
+    exec(&q.drop, &[]);
+    r
+}
+
+/// The condition (alias `s`) that takes the step's staging rows, and its parameters.
+fn take_condition(take: Take, step: &Step) -> (String, Vec<Param>) {
+    match take {
+        Take::Routed(_) => (sql::route::routed_to_chunk(), vec![p(step.idx.to_string())]),
+        Take::Filter(f) => {
+            let (c, params) = f.render("s", 1);
+            (c, spi::params(params))
+        }
+        Take::Chunks(_) | Take::Buckets(_) => unreachable!("a merge takes one chunk's rows"),
+    }
+}
+
+/// Replaces the touched segments' batches with their merged rows.
+fn by_segments(q: &MergeSql, segments: &str, kept: i64, r: &mut StepResult, t: Instant) {
+    let new_keys = read_touched(q, segments, kept, r, t);
+    let t = Instant::now();
+    exec(&q.delete_segments, &[p(segments)]);
+    write_back(q, new_keys, r);
+    r.insert_ms = ms(t);
+}
+
+/// Writes the touched segments' rows, merged, into MERGE_OLD; returns the staging rows
+/// with keys the chunk lacks. `t`: when the step began reading.
+pub(super) fn read_touched(q: &MergeSql, segments: &str, kept: i64, r: &mut StepResult, t: Instant) -> i64 {
+    let (_, updated) = query_one(&q.read_old, &[p(segments)], |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
+    r.updated = updated;
+    let new_keys = kept - updated;
+    if new_keys == 0 {
+        // every staging row updated a row now in MERGE_OLD: give its space back before writing
+        exec(&q.empty_new, &[]);
+    }
+    r.decompress_ms = ms(t);
+    new_keys
+}
+
+/// Writes MERGE_OLD back into the chunk, inserts the staging rows with new keys, and
+/// empties both temporary tables.
+pub(super) fn write_back(q: &MergeSql, new_keys: i64, r: &mut StepResult) {
+    exec(&q.write_old, &[]);
+    if new_keys > 0 {
+        r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
+    }
+    exec(&q.empty_old, &[]);
+    if new_keys > 0 {
+        exec(&q.empty_new, &[]);
+    }
+}

@@ -1,0 +1,113 @@
+//! The ways a chunk takes its rows, one file each, behind one interface: the run
+//! calls `run_transaction` with the steps of one transaction (the plan named each
+//! step's `Strategy`), and gets one `StepResult` per step.
+//!
+//! - `insert`: a chunk that is not compressed, an ordinary insert;
+//! - `direct`: an insert into the compressed chunk, alone or batched with the next
+//!   chunks', then the partial chunks compressed again;
+//! - `decompress`: decompress the chunk, insert, compress it;
+//! - `merge`: a dense upsert merged into the touched segments;
+//! - `rewrite`: a merge that touched every segment rewrites the whole chunk;
+//! - `rest`: the rows outside every existing chunk (new chunks, or a table that is
+//!   not a hypertable);
+//! - `take`: where a step's rows come from, and the statement that moves them.
+//!
+//! A direct insert or a merge that would pass TimescaleDB's decompression limit
+//! (SQLSTATE 53400) is rolled back and done by decompressing instead.
+
+pub mod decompress;
+pub mod direct;
+pub mod insert;
+pub mod merge;
+pub mod rest;
+pub mod rewrite;
+pub mod take;
+
+use crate::plan::{Step, Strategy};
+use crate::run::outcome::StepResult;
+use crate::run::prepare::Prepared;
+use crate::run::settings;
+use crate::spi::{self, col, p, query_one, run as exec};
+use crate::sql::chunk as sql;
+use crate::timescale::{status, Chunk};
+use crate::ident::QualifiedName;
+use pgrx::notice;
+use take::Take;
+
+/// Runs the steps of one transaction: one chunk, or several chunks' direct inserts.
+pub fn run_transaction(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResult> {
+    if steps.len() == 1 {
+        vec![run_step(prep, steps[0], routed)]
+    } else {
+        direct::run_batch(prep, steps, routed)
+    }
+}
+
+/// Moves one chunk's rows with the planned strategy, re-checked against the chunk's
+/// status now (a chunk the plan saw compressed may have been decompressed since).
+pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
+    settings::apply(&prep.cfg);
+    let chunk = &step.chunk;
+    let compressed = status::is_compressed(chunk_status(&chunk.name));
+    let strategy = match (compressed, step.strategy) {
+        (false, _) => Strategy::Insert,
+        (true, Strategy::Insert) => Strategy::Decompress,
+        (true, s) => s,
+    };
+    let filter = prep.filter_for(chunk);
+    let idx = [step.idx];
+    let take = if routed { Take::Routed(&idx) } else { Take::Filter(&filter) };
+    match (strategy, &prep.merge) {
+        (Strategy::Merge, Some(m)) => or_decompress(prep, chunk, take, "a merge", || merge::apply(prep, m, step, take)),
+        (Strategy::Direct, _) => or_decompress(prep, chunk, take, "a direct insert", || direct::apply(prep, chunk, take)),
+        (Strategy::Insert, _) => insert::apply(prep, chunk, take),
+        (Strategy::Decompress | Strategy::Merge, _) => decompress::apply(prep, chunk, take),
+    }
+}
+
+/// Runs `attempt` in a subtransaction; if it would pass TimescaleDB's decompression
+/// limit (53400), rolls it back and decompresses the chunk instead.
+fn or_decompress(prep: &Prepared, chunk: &Chunk, take: Take, what: &str, attempt: impl FnOnce() -> StepResult) -> StepResult {
+    match spi::in_subtransaction(std::panic::AssertUnwindSafe(attempt)) {
+        Ok(r) => r,
+        Err(e) if spi::caught_sqlstate(&e) == "53400" => {
+            notice!(
+                "backfill_ext: chunk {}: {what} would pass timescaledb.max_tuples_decompressed_per_dml_transaction; decompressing the chunk instead",
+                chunk.name
+            );
+            let mut r = decompress::apply(prep, chunk, take);
+            r.fell_back = true;
+            r
+        }
+        Err(e) => e.rethrow(),
+    }
+}
+
+/// A chunk's status bits now.
+fn chunk_status(c: &QualifiedName) -> i32 {
+    query_one(&sql::status(), &[p(c.quoted())], |r| col::<i32>(r, 1).unwrap_or(0)).unwrap_or(0)
+}
+
+/// Compresses a chunk (whole: whatever it holds uncompressed).
+fn compress(prep: &Prepared, c: &QualifiedName) {
+    exec(&sql::compress(&prep.timescale().func("compress_chunk")), &[p(c.quoted())]);
+}
+
+/// Decompresses a chunk.
+fn decompress_chunk(prep: &Prepared, c: &QualifiedName) {
+    exec(&sql::decompress(&prep.timescale().func("decompress_chunk")), &[p(c.quoted())]);
+}
+
+/// Changing compressed chunks takes the hypertable's owner.
+fn require_owner(prep: &Prepared) {
+    crate::catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
+}
+
+/// Moves a step's rows into `r`, timed; the name of the chunk goes into a RESTRICT error.
+fn move_timed(prep: &Prepared, chunk: &Chunk, take: Take, r: &mut StepResult) {
+    let t = std::time::Instant::now();
+    let moved = take::move_rows(prep, take, &prep.filter_for(chunk), &format!("chunk {}", chunk.name));
+    (r.moved, r.inserted, r.updated) = moved.total();
+    r.insert_ms = crate::run::outcome::ms(t);
+    spi::pause_point("after_insert");
+}

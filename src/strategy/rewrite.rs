@@ -1,0 +1,87 @@
+//! A merge that touched every segment of a chunk rewrites it: the chunk is emptied
+//! and its merged rows written back uncompressed, so compressing it again is a full
+//! compression that gives the uncompressed pages back when the transaction commits.
+//! The merged rows are held in memory (one array of the destination's row type) when
+//! they fit in `maintenance_work_mem`, else in a temporary table. Readers of the chunk
+//! wait for the step; when one is already reading, the chunk is merged by segments.
+
+use super::merge;
+use crate::run::outcome::{ms, StepResult};
+use crate::run::prepare::Prepared;
+use crate::run::settings;
+use crate::spi::{self, col, query, query_one, run as exec};
+use crate::sql::{chunk as chunk_sql, merge::MergeSql};
+use crate::timescale::Chunk;
+use pgrx::{notice, pg_sys};
+use std::time::Instant;
+
+/// Takes the lock a rewrite needs. Waits at most a second, or `lock_timeout` if
+/// shorter: when a query is already reading the chunk, the step merges by segments
+/// instead, which readers never wait for.
+pub fn lock_chunk(prep: &Prepared, chunk: &Chunk) -> bool {
+    let got = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+        settings::apply_rewrite_lock_timeout(&prep.cfg);
+        exec(&chunk_sql::lock(&chunk.name, "ACCESS EXCLUSIVE"), &[]);
+    }));
+    settings::apply(&prep.cfg);
+    match got {
+        Ok(()) => true,
+        Err(e) if spi::caught_sqlstate(&e) == "55P03" => {
+            notice!("backfill_ext: chunk {}: being read; merging by segments instead of rewriting it", chunk.name);
+            false
+        }
+        Err(e) => e.rethrow(),
+    }
+}
+
+/// Whether the merged rows may be held in memory (see `MergeSql::fits_in_memory`).
+pub fn fits_in_memory(prep: &Prepared, q: &MergeSql) -> bool {
+    prep.row_array_type != 0
+        && !spi::debug_setting("rewrite_on_disk")
+        && query_one(&q.fits_in_memory, &[], |x| col::<bool>(x, 1).unwrap_or(false)).unwrap_or(false)
+}
+
+/// Reads every row of the chunk, merged, into memory, empties the chunk and writes
+/// them back; then inserts the staging rows with new keys the array did not hold.
+pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mut StepResult, t: Instant) {
+    let (rows, counts) = spi::query_value_and_counts(&q.read_merged, &[], 2);
+    let (updated, new_in_rows) = (counts[0], counts[1]);
+    r.updated = updated;
+    r.inserted = new_in_rows;
+    let new_keys = kept - updated - new_in_rows;
+    if new_keys == 0 {
+        exec(&q.empty_new, &[]);
+    }
+    r.decompress_ms = ms(t);
+    let t = Instant::now();
+    r.rewrote = true;
+    empty_chunk(prep, q, chunk);
+    if let Some(rows) = rows {
+        spi::run_with_value(&q.write_merged, rows, pg_sys::Oid::from(prep.row_array_type));
+        spi::free_value(rows);
+    }
+    if new_keys > 0 {
+        r.inserted += query(&q.insert_new_after_rewrite, &[], |_| ()).len() as i64;
+        exec(&q.empty_new, &[]);
+    }
+    r.insert_ms = ms(t);
+}
+
+/// Like `in_memory`, through the merge's temporary table.
+pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kept: i64, r: &mut StepResult, t: Instant) {
+    let new_keys = merge::read_touched(q, segments, kept, r, t);
+    let t = Instant::now();
+    r.rewrote = true;
+    r.rewrote_on_disk = true;
+    empty_chunk(prep, q, chunk);
+    merge::write_back(q, new_keys, r);
+    r.insert_ms = ms(t);
+}
+
+/// Empties a chunk for its rewrite, compressed part included, and marks it
+/// uncompressed (decompressing what is now empty), so that its rows go back in as
+/// plain rows and compressing it again is a full compression.
+fn empty_chunk(prep: &Prepared, q: &MergeSql, chunk: &Chunk) {
+    exec(&q.truncate_chunk, &[]);
+    super::decompress_chunk(prep, &chunk.name);
+}
