@@ -119,67 +119,7 @@ pub fn resolve_conflict(
     keys: &[UniqueKey],
     names: &Names,
 ) -> Result<Conflict> {
-    let dest_has = |c: &str| dest.iter().any(|d| d.name == c);
-    let target: Vec<String> = match &cfg.conflict_target {
-        ConflictTarget::Default => {
-            let pk = keys.iter().find(|k| k.primary);
-            match (pk, keys.len(), cfg.on_conflict) {
-                (Some(pk), _, _) => pk.columns.clone(),
-                (None, 1, _) => keys[0].columns.clone(),
-                (None, 0, _) => vec![],
-                // several unique keys: DO NOTHING needs no target; the others do
-                (None, _, ConflictAction::Nothing) => vec![],
-                (None, n, action) => {
-                    return Err(BackfillError::new(
-                        Code::InvalidColumnReference,
-                        format!("destination {} has {n} unique constraints and no primary key; {} needs to know which one to use", names.destination, action.as_str()),
-                    )
-                    .hint(format!("set \"on_conflict_target\" in the config; {}", describe_keys(keys))))
-                }
-            }
-        }
-        ConflictTarget::Columns(cols) => {
-            if let Some(c) = cols.iter().find(|c| !dest_has(c)) {
-                return Err(BackfillError::new(
-                    Code::UndefinedColumn,
-                    format!("column \"{c}\" in \"on_conflict_target\" does not exist in destination {}", names.destination),
-                )
-                .hint("list the columns of a primary key or unique constraint of the destination"));
-            }
-            match key_for_columns(keys, cols) {
-                Some(k) => k.columns.clone(),
-                None => {
-                    return Err(BackfillError::new(
-                        Code::InvalidColumnReference,
-                        format!("there is no unique or primary key constraint on ({}) in destination {}", cols.join(", "), names.destination),
-                    )
-                    .hint(format!("name the columns of an existing one; {}", describe_keys(keys))))
-                }
-            }
-        }
-        ConflictTarget::NameOrColumn(n) => {
-            if let Some(k) = keys.iter().find(|k| &k.name == n) {
-                k.columns.clone()
-            } else if dest_has(n) {
-                match key_for_columns(keys, std::slice::from_ref(n)) {
-                    Some(k) => k.columns.clone(),
-                    None => {
-                        return Err(BackfillError::new(
-                            Code::InvalidColumnReference,
-                            format!("there is no unique or primary key constraint on ({n}) in destination {}", names.destination),
-                        )
-                        .hint(format!("name an existing constraint or its columns; {}", describe_keys(keys))))
-                    }
-                }
-            } else {
-                return Err(BackfillError::new(
-                    Code::InvalidColumnReference,
-                    format!("\"on_conflict_target\" \"{n}\" is neither a constraint nor a column of destination {}", names.destination),
-                )
-                .hint(format!("name a constraint or list its columns; {}", describe_keys(keys))));
-            }
-        }
-    };
+    let target = target_columns(cfg, dest, keys, names)?;
     if let Some(c) = target.iter().find(|c| !copied.contains(c)) {
         if cfg.on_conflict != ConflictAction::Nothing || cfg.conflict_target != ConflictTarget::Default {
             return Err(BackfillError::new(
@@ -189,59 +129,19 @@ pub fn resolve_conflict(
             .hint("add the column to the staging table, or choose another on_conflict_target"));
         }
     }
-    // what the config asks needs a key the destination does not have
-    let needs_key = |what: &str, hint: &str| {
-        Err(BackfillError::new(
-            Code::InvalidColumnReference,
-            format!("{what} needs a unique constraint, but destination {} has none", names.destination),
-        )
-        .hint(hint))
-    };
     let update_columns = if cfg.on_conflict != ConflictAction::Update {
         vec![]
     } else if target.is_empty() {
-        return needs_key("\"on_conflict_action\": \"UPDATE\"", "add a primary key or unique constraint to the destination, or use NOTHING");
+        return needs_key(names, "\"on_conflict_action\": \"UPDATE\"", "add a primary key or unique constraint to the destination, or use NOTHING");
     } else if cfg.update_columns.is_empty() {
         copied.iter().filter(|c| !target.contains(c)).cloned().collect()
     } else {
         for c in &cfg.update_columns {
-            if !dest_has(c) {
-                return Err(BackfillError::new(
-                    Code::UndefinedColumn,
-                    format!("column \"{c}\" in \"on_conflict_update_columns\" does not exist in destination {}", names.destination),
-                )
-                .hint("list columns of the destination that the staging table also has"));
-            }
-            if !copied.contains(c) {
-                return Err(BackfillError::new(
-                    Code::UndefinedColumn,
-                    format!("column \"{c}\" in \"on_conflict_update_columns\" is missing from staging table {}", names.staging),
-                )
-                .hint("an updated column takes its value from the staging row: add it to the staging table"));
-            }
-            if target.contains(c) {
-                return Err(BackfillError::new(
-                    Code::InvalidParameterValue,
-                    format!("column \"{c}\" is in the conflict target and cannot be in \"on_conflict_update_columns\""),
-                )
-                .hint("a conflict target column identifies the row; it cannot be overwritten"));
-            }
+            check_update_column(c, copied, dest, &target, names)?;
         }
         cfg.update_columns.clone()
     };
-    // without a unique key nothing tells a staged row that is already stored from a new one
-    if keys.is_empty() && cfg.on_conflict == ConflictAction::Restrict {
-        return needs_key(
-            "\"on_conflict_action\": \"RESTRICT\"",
-            "add a primary key or unique constraint to the destination; without one, RESTRICT cannot see a duplicate and would insert it",
-        );
-    }
-    if keys.is_empty() && !cfg.delete_from_staging {
-        return needs_key(
-            "\"delete_from_staging\": false",
-            "add a primary key or unique constraint to the destination, or let rows leave staging (delete_from_staging: true); without either, every run inserts the staged rows again",
-        );
-    }
+    require_key_where_needed(cfg, keys, names)?;
     // a default target for DO NOTHING is left out, so every unique constraint counts
     let target = if cfg.on_conflict == ConflictAction::Nothing && cfg.conflict_target == ConflictTarget::Default {
         vec![]
@@ -249,6 +149,122 @@ pub fn resolve_conflict(
         target
     };
     Ok(Conflict { action: cfg.on_conflict, target, update_columns })
+}
+
+/// The columns of the unique key the config's target names (empty: none).
+fn target_columns(cfg: &Config, dest: &[Column], keys: &[UniqueKey], names: &Names) -> Result<Vec<String>> {
+    match &cfg.conflict_target {
+        ConflictTarget::Default => default_target(cfg.on_conflict, keys, names),
+        ConflictTarget::Columns(cols) => {
+            if let Some(c) = cols.iter().find(|c| !dest.iter().any(|d| &d.name == *c)) {
+                return Err(BackfillError::new(
+                    Code::UndefinedColumn,
+                    format!("column \"{c}\" in \"on_conflict_target\" does not exist in destination {}", names.destination),
+                )
+                .hint("list the columns of a primary key or unique constraint of the destination"));
+            }
+            match key_for_columns(keys, cols) {
+                Some(k) => Ok(k.columns.clone()),
+                None => Err(BackfillError::new(
+                    Code::InvalidColumnReference,
+                    format!("there is no unique or primary key constraint on ({}) in destination {}", cols.join(", "), names.destination),
+                )
+                .hint(format!("name the columns of an existing one; {}", describe_keys(keys)))),
+            }
+        }
+        ConflictTarget::NameOrColumn(n) => named_target(n, dest, keys, names),
+    }
+}
+
+/// No target given: the primary key, else the only unique key.
+fn default_target(action: ConflictAction, keys: &[UniqueKey], names: &Names) -> Result<Vec<String>> {
+    let pk = keys.iter().find(|k| k.primary);
+    match (pk, keys.len(), action) {
+        (Some(pk), _, _) => Ok(pk.columns.clone()),
+        (None, 1, _) => Ok(keys[0].columns.clone()),
+        (None, 0, _) => Ok(vec![]),
+        // several unique keys: DO NOTHING needs no target; the others do
+        (None, _, ConflictAction::Nothing) => Ok(vec![]),
+        (None, n, action) => Err(BackfillError::new(
+            Code::InvalidColumnReference,
+            format!("destination {} has {n} unique constraints and no primary key; {} needs to know which one to use", names.destination, action.as_str()),
+        )
+        .hint(format!("set \"on_conflict_target\" in the config; {}", describe_keys(keys)))),
+    }
+}
+
+/// A target given as one word: a constraint's name, or a column a key is made of.
+fn named_target(n: &str, dest: &[Column], keys: &[UniqueKey], names: &Names) -> Result<Vec<String>> {
+    if let Some(k) = keys.iter().find(|k| k.name == n) {
+        return Ok(k.columns.clone());
+    }
+    if !dest.iter().any(|d| d.name == n) {
+        return Err(BackfillError::new(
+            Code::InvalidColumnReference,
+            format!("\"on_conflict_target\" \"{n}\" is neither a constraint nor a column of destination {}", names.destination),
+        )
+        .hint(format!("name a constraint or list its columns; {}", describe_keys(keys))));
+    }
+    match key_for_columns(keys, &[n.to_string()]) {
+        Some(k) => Ok(k.columns.clone()),
+        None => Err(BackfillError::new(
+            Code::InvalidColumnReference,
+            format!("there is no unique or primary key constraint on ({n}) in destination {}", names.destination),
+        )
+        .hint(format!("name an existing constraint or its columns; {}", describe_keys(keys)))),
+    }
+}
+
+/// A column of `on_conflict_update_columns`: in both tables, not in the target.
+fn check_update_column(c: &str, copied: &[String], dest: &[Column], target: &[String], names: &Names) -> Result<()> {
+    if !dest.iter().any(|d| d.name == c) {
+        return Err(BackfillError::new(
+            Code::UndefinedColumn,
+            format!("column \"{c}\" in \"on_conflict_update_columns\" does not exist in destination {}", names.destination),
+        )
+        .hint("list columns of the destination that the staging table also has"));
+    }
+    if !copied.iter().any(|x| x == c) {
+        return Err(BackfillError::new(
+            Code::UndefinedColumn,
+            format!("column \"{c}\" in \"on_conflict_update_columns\" is missing from staging table {}", names.staging),
+        )
+        .hint("an updated column takes its value from the staging row: add it to the staging table"));
+    }
+    if target.iter().any(|x| x == c) {
+        return Err(BackfillError::new(
+            Code::InvalidParameterValue,
+            format!("column \"{c}\" is in the conflict target and cannot be in \"on_conflict_update_columns\""),
+        )
+        .hint("a conflict target column identifies the row; it cannot be overwritten"));
+    }
+    Ok(())
+}
+
+/// Without a unique key nothing tells a staged row that is already stored from a new
+/// one: RESTRICT, and keeping rows in staging, need one.
+fn require_key_where_needed(cfg: &Config, keys: &[UniqueKey], names: &Names) -> Result<()> {
+    if keys.is_empty() && cfg.on_conflict == ConflictAction::Restrict {
+        return needs_key(
+            names,
+            "\"on_conflict_action\": \"RESTRICT\"",
+            "add a primary key or unique constraint to the destination; without one, RESTRICT cannot see a duplicate and would insert it",
+        );
+    }
+    if keys.is_empty() && !cfg.delete_from_staging {
+        return needs_key(
+            names,
+            "\"delete_from_staging\": false",
+            "add a primary key or unique constraint to the destination, or let rows leave staging (delete_from_staging: true); without either, every run inserts the staged rows again",
+        );
+    }
+    Ok(())
+}
+
+/// What the config asks needs a key the destination does not have.
+fn needs_key<T>(names: &Names, what: &str, hint: &str) -> Result<T> {
+    Err(BackfillError::new(Code::InvalidColumnReference, format!("{what} needs a unique constraint, but destination {} has none", names.destination))
+        .hint(hint))
 }
 
 #[cfg(test)]

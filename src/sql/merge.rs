@@ -76,109 +76,179 @@ fn flag_column(dest_columns: &[String]) -> String {
 }
 
 pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_where: &str) -> MergeSql {
-    let cols = quote_list(&spec.columns, None);
-    let scols = quote_list(&spec.columns, Some("s"));
-    let target = &spec.conflict.target;
-    let keys_on = |a: &str, b: &str| target.iter().map(|k| format!("{a}.{q} = {b}.{q}", q = quote_ident(k))).collect::<Vec<_>>().join(" AND ");
-    let seg = quote_ident(&m.segment);
-    let seg_values = format!("ANY ($1::text::{}[])", m.segment_type);
-    let flag = quote_ident(&flag_column(&m.dest_columns));
-    // a matched staging row is told by its row's ctid, never NULL for a joined row;
-    // `other` is what a column the upsert does not overwrite takes
-    let merged_with = |other: &dyn Fn(&str) -> String| -> Vec<String> {
-        m.dest_columns
+    let x = Parts::new(spec, m, chunk);
+    MergeSql {
+        create: x.create(),
+        take: x.take(take_where),
+        segments: format!("SELECT array_agg(DISTINCT n.{})::text FROM {MERGE_NEW} AS n", x.seg),
+        read_old: x.read_old(),
+        untouched: x.untouched(),
+        delete_segments: format!("DELETE FROM {} AS c WHERE c.{} = {}", x.chunk, x.seg, x.seg_values),
+        truncate_chunk: format!("TRUNCATE {}", x.chunk),
+        write_old: format!("INSERT INTO {} ({all}) SELECT {all} FROM {MERGE_OLD}", x.chunk, all = x.all),
+        insert_new: x.insert_new(MERGE_OLD),
+        fits_in_memory: x.fits_in_memory(),
+        read_merged: x.read_merged(),
+        write_merged: format!(
+            "INSERT INTO {} ({}) SELECT {} FROM pg_catalog.unnest($1::{}[]) AS x",
+            x.chunk,
+            x.all,
+            quote_list(&m.dest_columns, Some("x")),
+            spec.destination.quoted()
+        ),
+        insert_new_after_rewrite: x.insert_new(&x.chunk),
+        empty_new: format!("TRUNCATE {MERGE_NEW}"),
+        empty_old: format!("TRUNCATE {MERGE_OLD}"),
+        drop: format!("DROP TABLE {MERGE_NEW}, {MERGE_OLD}"),
+    }
+}
+
+/// The pieces the merge statements share.
+struct Parts<'a> {
+    spec: &'a MoveSpec,
+    m: &'a MergeSpec,
+    chunk: String,
+    /// The copied columns, bare and of staging (`s`).
+    cols: String,
+    scols: String,
+    /// Every destination column.
+    all: String,
+    seg: String,
+    /// The segment column's values as `$1`.
+    seg_values: String,
+    /// MERGE_OLD's "a staging row updated this row" column.
+    flag: String,
+    /// The insert of the staging rows with new keys (from `moved`).
+    insert: String,
+}
+
+impl<'a> Parts<'a> {
+    fn new(spec: &'a MoveSpec, m: &'a MergeSpec, chunk: &QualifiedName) -> Parts<'a> {
+        Parts {
+            spec,
+            m,
+            chunk: chunk.quoted(),
+            cols: quote_list(&spec.columns, None),
+            scols: quote_list(&spec.columns, Some("s")),
+            all: quote_list(&m.dest_columns, None),
+            seg: quote_ident(&m.segment),
+            seg_values: format!("ANY ($1::text::{}[])", m.segment_type),
+            flag: quote_ident(&flag_column(&m.dest_columns)),
+            insert: insert_clause(spec, "false").0,
+        }
+    }
+
+    /// The conflict key's columns of `a` equal to those of `b`.
+    fn keys_on(&self, a: &str, b: &str) -> String {
+        self.spec.conflict.target.iter().map(|k| format!("{a}.{q} = {b}.{q}", q = quote_ident(k))).collect::<Vec<_>>().join(" AND ")
+    }
+
+    /// Each destination column merged: a matched staging row (told by its row's ctid,
+    /// never NULL for a joined row) gives the columns the upsert overwrites; `other`
+    /// is what every other column takes.
+    fn merged_with(&self, other: &dyn Fn(&str) -> String) -> String {
+        let cols: Vec<String> = self
+            .m
+            .dest_columns
             .iter()
             .map(|c| {
                 let q = quote_ident(c);
-                if spec.conflict.update_columns.contains(c) {
+                if self.spec.conflict.update_columns.contains(c) {
                     format!("CASE WHEN n.ctid IS NULL THEN o.{q} ELSE n.{q} END")
                 } else {
                     other(&q)
                 }
             })
-            .collect()
-    };
-    let merged = merged_with(&|q| format!("o.{q}"));
-    let all = quote_list(&m.dest_columns, None);
-    let (insert, _) = insert_clause(spec, "false");
-    let bare = |t: &str| t.trim_start_matches("pg_temp.").to_string();
-    MergeSql {
-        create: [
-            format!("CREATE TEMP TABLE {} AS SELECT {cols} FROM {} WITH NO DATA", bare(MERGE_NEW), spec.staging.quoted()),
-            format!("CREATE TEMP TABLE {} (LIKE {}, {flag} boolean)", bare(MERGE_OLD), spec.destination.quoted()),
-        ],
-        take: format!(
+            .collect();
+        cols.join(", ")
+    }
+
+    fn create(&self) -> [String; 2] {
+        let bare = |t: &str| t.trim_start_matches("pg_temp.").to_string();
+        [
+            format!("CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA", bare(MERGE_NEW), self.cols, self.spec.staging.quoted()),
+            format!("CREATE TEMP TABLE {} (LIKE {}, {} boolean)", bare(MERGE_OLD), self.spec.destination.quoted(), self.flag),
+        ]
+    }
+
+    fn take(&self, take_where: &str) -> String {
+        format!(
             "WITH moved AS (DELETE FROM {st} AS s WHERE {take_where} RETURNING {scols}), \
              kept AS (INSERT INTO {MERGE_NEW} ({cols}) SELECT DISTINCT ON ({t}) {cols} FROM moved RETURNING 1) \
              SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
-            st = spec.staging.quoted(),
-            t = quote_list(target, None),
-        ),
-        segments: format!("SELECT array_agg(DISTINCT n.{seg})::text FROM {MERGE_NEW} AS n"),
-        read_old: format!(
+            st = self.spec.staging.quoted(),
+            scols = self.scols,
+            cols = self.cols,
+            t = quote_list(&self.spec.conflict.target, None),
+        )
+    }
+
+    fn read_old(&self) -> String {
+        format!(
             "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {}, n.ctid IS NOT NULL FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} \
              WHERE o.{seg} = {seg_values} RETURNING {flag}) \
              SELECT count(*)::int8, count(*) FILTER (WHERE {flag})::int8 FROM w",
-            merged.join(", "),
-            chunk.quoted(),
-            keys_on("n", "o"),
-        ),
-        // a condition on the segment column alone is tested on the compressed rows
-        untouched: format!(
+            self.merged_with(&|q| format!("o.{q}")),
+            self.chunk,
+            self.keys_on("n", "o"),
+            all = self.all,
+            flag = self.flag,
+            seg = self.seg,
+            seg_values = self.seg_values,
+        )
+    }
+
+    /// A condition on the segment column alone is tested on the compressed rows.
+    fn untouched(&self) -> String {
+        format!(
             "SELECT EXISTS (SELECT 1 FROM {} AS c WHERE c.{seg} <> ALL ($1::text::{}[]) OR c.{seg} IS NULL)",
-            chunk.quoted(),
-            m.segment_type
-        ),
-        delete_segments: format!("DELETE FROM {} AS c WHERE c.{seg} = {seg_values}", chunk.quoted()),
-        truncate_chunk: format!("TRUNCATE {}", chunk.quoted()),
-        write_old: format!("INSERT INTO {} ({all}) SELECT {all} FROM {MERGE_OLD}", chunk.quoted()),
-        insert_new: format!(
-            "WITH moved AS (SELECT {cols} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {MERGE_OLD} AS o WHERE {})) {insert}",
-            keys_on("o", "n")
-        ),
-        fits_in_memory: format!(
+            self.chunk,
+            self.m.segment_type,
+            seg = self.seg,
+        )
+    }
+
+    /// Inserts the staging rows whose key `existing` lacks.
+    fn insert_new(&self, existing: &str) -> String {
+        format!(
+            "WITH moved AS (SELECT {} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {existing} AS o WHERE {})) {}",
+            self.cols,
+            self.keys_on("o", "n"),
+            self.insert
+        )
+    }
+
+    fn fits_in_memory(&self) -> String {
+        format!(
             "SELECT 3 * (SELECT count(*) FROM {chunk})::numeric * pg_catalog.pg_relation_size('{MERGE_NEW}') \
                     / greatest((SELECT count(*) FROM {MERGE_NEW}), 1) \
                     <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
-            chunk = chunk.quoted()
-        ),
-        read_merged: if m.dest_columns.iter().all(|c| spec.columns.contains(c)) {
+            chunk = self.chunk
+        )
+    }
+
+    fn read_merged(&self) -> String {
+        let dest = self.spec.destination.quoted();
+        if self.m.dest_columns.iter().all(|c| self.spec.columns.contains(c)) {
             // staging has every column: rows with new keys join the array too (a marker
             // column tells the chunk's rows, which have no usable ctid, from none)
-            let full = merged_with(&|q| format!("CASE WHEN o.backfill_old IS NULL THEN n.{q} ELSE o.{q} END"));
             format!(
                 "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE o.backfill_old AND n.ctid IS NOT NULL)::int8, \
                  count(*) FILTER (WHERE o.backfill_old IS NULL)::int8 \
                  FROM (SELECT c.*, true AS backfill_old FROM {} AS c) AS o FULL JOIN {MERGE_NEW} AS n ON {}",
-                full.join(", "),
-                chunk.quoted(),
-                keys_on("n", "o"),
-                dest = spec.destination.quoted(),
+                self.merged_with(&|q| format!("CASE WHEN o.backfill_old IS NULL THEN n.{q} ELSE o.{q} END")),
+                self.chunk,
+                self.keys_on("n", "o"),
             )
         } else {
             format!(
                 "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8, 0::int8 \
                  FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {}",
-                merged.join(", "),
-                chunk.quoted(),
-                keys_on("n", "o"),
-                dest = spec.destination.quoted(),
+                self.merged_with(&|q| format!("o.{q}")),
+                self.chunk,
+                self.keys_on("n", "o"),
             )
-        },
-        write_merged: format!(
-            "INSERT INTO {} ({all}) SELECT {} FROM pg_catalog.unnest($1::{}[]) AS x",
-            chunk.quoted(),
-            quote_list(&m.dest_columns, Some("x")),
-            spec.destination.quoted()
-        ),
-        insert_new_after_rewrite: format!(
-            "WITH moved AS (SELECT {cols} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {} AS o WHERE {})) {insert}",
-            chunk.quoted(),
-            keys_on("o", "n")
-        ),
-        empty_new: format!("TRUNCATE {MERGE_NEW}"),
-        empty_old: format!("TRUNCATE {MERGE_OLD}"),
-        drop: format!("DROP TABLE {MERGE_NEW}, {MERGE_OLD}"),
+        }
     }
 }
 
