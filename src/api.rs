@@ -41,7 +41,7 @@ fn backfill_on_schedule(job_id: Option<i32>, config: Option<JsonB>, fcinfo: pg_s
             spi::raise(e)
         }
     };
-    crate::run::run(&session, job_id, cfg);
+    crate::run::backfill(&session, job_id, cfg);
     session.close();
 }
 
@@ -108,7 +108,7 @@ fn decompress_backfill(
     };
     spi::check(cfg.check_combinations());
     let session = unsafe { Session::open(fcinfo) };
-    crate::run::run(&session, None, cfg);
+    crate::run::backfill(&session, None, cfg);
     session.close();
 }
 

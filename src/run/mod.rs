@@ -44,7 +44,7 @@ struct Run<'a> {
 }
 
 /// The whole run.
-pub fn run(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
+pub fn backfill(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     let started = Instant::now();
     let prep = guard::prepare_recorded(session, job_id, cfg);
     // validation left the caller's settings alone; the run's own statements use the config's

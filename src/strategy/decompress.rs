@@ -1,7 +1,7 @@
 //! Decompress the whole chunk, insert, compress it again: the way that always works,
 //! and what a direct insert or a merge falls back to.
 
-use super::take::Take;
+use super::source::RowSource;
 use crate::plan::Strategy;
 use crate::run::outcome::{ms, StepResult};
 use crate::run::prepare::Prepared;
@@ -9,7 +9,7 @@ use crate::spi;
 use crate::timescale::Chunk;
 use std::time::Instant;
 
-pub fn apply(prep: &Prepared, chunk: &Chunk, take: Take) -> StepResult {
+pub fn apply(prep: &Prepared, chunk: &Chunk, take: RowSource) -> StepResult {
     super::require_owner(prep);
     let mut r = StepResult { strategy: Some(Strategy::Decompress), ..Default::default() };
     let t = Instant::now();

@@ -2,7 +2,7 @@
 //! conflict check needs; what became partial is compressed again. Consecutive direct
 //! inserts share one transaction (one statement moves their rows).
 
-use super::take::{self, Moved, Take};
+use super::source::{self, Moved, RowSource};
 use crate::plan::{Step, Strategy};
 use crate::run::outcome::{ms, StepResult};
 use crate::run::planning::by_time;
@@ -14,7 +14,7 @@ use crate::timescale::{status, Chunk};
 use std::time::Instant;
 
 /// One chunk's direct insert.
-pub fn apply(prep: &Prepared, chunk: &Chunk, take: Take) -> StepResult {
+pub fn apply(prep: &Prepared, chunk: &Chunk, take: RowSource) -> StepResult {
     super::require_owner(prep);
     let mut r = StepResult { strategy: Some(Strategy::Direct), ..Default::default() };
     super::move_timed(prep, chunk, take, &mut r);
@@ -48,14 +48,14 @@ fn batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResult> {
         if routed || by_time { vec![] } else { steps.iter().map(|s| (s.idx, prep.filter_for(&s.chunk))).collect() };
     let buckets: Vec<(i32, &Chunk)> = if by_time { steps.iter().map(|s| (s.idx, &s.chunk)).collect() } else { vec![] };
     let take = if routed {
-        Take::Routed(&idxs)
+        RowSource::Routed(&idxs)
     } else if by_time {
-        Take::Buckets(&buckets)
+        RowSource::Buckets(&buckets)
     } else {
-        Take::Chunks(&filters)
+        RowSource::Chunks(&filters)
     };
     let t = Instant::now();
-    let moved = take::move_rows(prep, take, &prep.filter_for(&steps[0].chunk), "these chunks");
+    let moved = source::move_rows(prep, take, &prep.filter_for(&steps[0].chunk), "these chunks");
     let insert_ms = ms(t);
     spi::pause_point("after_insert");
     let mut results = share_out(&moved, steps, insert_ms);

@@ -1,12 +1,12 @@
 //! A chunk that is not compressed: an ordinary insert.
 
-use super::take::Take;
+use super::source::RowSource;
 use crate::plan::Strategy;
 use crate::run::outcome::StepResult;
 use crate::run::prepare::Prepared;
 use crate::timescale::Chunk;
 
-pub fn apply(prep: &Prepared, chunk: &Chunk, take: Take) -> StepResult {
+pub fn apply(prep: &Prepared, chunk: &Chunk, take: RowSource) -> StepResult {
     let mut r = StepResult { strategy: Some(Strategy::Insert), ..Default::default() };
     super::move_timed(prep, chunk, take, &mut r);
     r

@@ -7,7 +7,7 @@
 //! One transaction.
 
 use super::rewrite;
-use super::take::Take;
+use super::source::RowSource;
 use crate::plan::{Step, Strategy};
 use crate::run::outcome::{ms, StepResult};
 use crate::run::planning::drop_temp_tables_named;
@@ -16,7 +16,7 @@ use crate::spi::{self, col, p, query, query_one, run as exec, Param};
 use crate::sql::{self, chunk as chunk_sql, merge::MergeSpec, merge::MergeSql};
 use std::time::Instant;
 
-pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: Take) -> StepResult {
+pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> StepResult {
     let chunk = &step.chunk;
     super::require_owner(prep);
     let (take_where, take_params) = take_condition(take, step);
@@ -53,14 +53,14 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: Take) -> StepRes
 }
 
 /// The condition (alias `s`) that takes the step's staging rows, and its parameters.
-fn take_condition(take: Take, step: &Step) -> (String, Vec<Param>) {
+fn take_condition(take: RowSource, step: &Step) -> (String, Vec<Param>) {
     match take {
-        Take::Routed(_) => (sql::route::routed_to_chunk(), vec![p(step.idx.to_string())]),
-        Take::Filter(f) => {
+        RowSource::Routed(_) => (sql::route::routed_to_chunk(), vec![p(step.idx.to_string())]),
+        RowSource::Filter(f) => {
             let (c, params) = f.render("s", 1);
             (c, spi::params(params))
         }
-        Take::Chunks(_) | Take::Buckets(_) => unreachable!("a merge takes one chunk's rows"),
+        RowSource::Chunks(_) | RowSource::Buckets(_) => unreachable!("a merge takes one chunk's rows"),
     }
 }
 

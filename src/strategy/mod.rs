@@ -10,7 +10,7 @@
 //! - `rewrite`: a merge that touched every segment rewrites the whole chunk;
 //! - `rest`: the rows outside every existing chunk (new chunks, or a table that is
 //!   not a hypertable);
-//! - `take`: where a step's rows come from, and the statement that moves them.
+//! - `source`: where a step's rows come from, and the statement that moves them.
 //!
 //! A direct insert or a merge that would pass TimescaleDB's decompression limit
 //! (SQLSTATE 53400) is rolled back and done by decompressing instead.
@@ -21,7 +21,7 @@ pub mod insert;
 pub mod merge;
 pub mod rest;
 pub mod rewrite;
-pub mod take;
+pub mod source;
 
 use crate::plan::{Step, Strategy};
 use crate::run::outcome::StepResult;
@@ -32,7 +32,7 @@ use crate::sql::chunk as sql;
 use crate::timescale::{status, Chunk};
 use crate::ident::QualifiedName;
 use pgrx::notice;
-use take::Take;
+use source::RowSource;
 
 /// Runs the steps of one transaction: one chunk, or several chunks' direct inserts.
 pub fn run_transaction(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResult> {
@@ -56,7 +56,7 @@ pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
     };
     let filter = prep.filter_for(chunk);
     let idx = [step.idx];
-    let take = if routed { Take::Routed(&idx) } else { Take::Filter(&filter) };
+    let take = if routed { RowSource::Routed(&idx) } else { RowSource::Filter(&filter) };
     match (strategy, &prep.merge) {
         (Strategy::Merge, Some(m)) => or_decompress(prep, chunk, take, "a merge", || merge::apply(prep, m, step, take)),
         (Strategy::Direct, _) => or_decompress(prep, chunk, take, "a direct insert", || direct::apply(prep, chunk, take)),
@@ -67,7 +67,7 @@ pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
 
 /// Runs `attempt` in a subtransaction; if it would pass TimescaleDB's decompression
 /// limit (53400), rolls it back and decompresses the chunk instead.
-fn or_decompress(prep: &Prepared, chunk: &Chunk, take: Take, what: &str, attempt: impl FnOnce() -> StepResult) -> StepResult {
+fn or_decompress(prep: &Prepared, chunk: &Chunk, take: RowSource, what: &str, attempt: impl FnOnce() -> StepResult) -> StepResult {
     match spi::in_subtransaction(std::panic::AssertUnwindSafe(attempt)) {
         Ok(r) => r,
         Err(e) if spi::caught_sqlstate(&e) == "53400" => {
@@ -104,9 +104,9 @@ fn require_owner(prep: &Prepared) {
 }
 
 /// Moves a step's rows into `r`, timed; the name of the chunk goes into a RESTRICT error.
-fn move_timed(prep: &Prepared, chunk: &Chunk, take: Take, r: &mut StepResult) {
+fn move_timed(prep: &Prepared, chunk: &Chunk, take: RowSource, r: &mut StepResult) {
     let t = std::time::Instant::now();
-    let moved = take::move_rows(prep, take, &prep.filter_for(chunk), &format!("chunk {}", chunk.name));
+    let moved = source::move_rows(prep, take, &prep.filter_for(chunk), &format!("chunk {}", chunk.name));
     (r.moved, r.inserted, r.updated) = moved.total();
     r.insert_ms = crate::run::outcome::ms(t);
     spi::pause_point("after_insert");

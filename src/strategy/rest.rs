@@ -3,7 +3,7 @@
 //! again (the chunk steps left theirs fully compressed; a chunk partial before stays
 //! as it was).
 
-use super::take::{self, three_counts, Take};
+use super::source::{self, three_counts, RowSource};
 use crate::ident::QualifiedName;
 use crate::plan::Plan;
 use crate::run::outcome::{ms, StepResult};
@@ -26,7 +26,7 @@ pub fn apply(prep: &Prepared, plan: &Plan) -> (StepResult, i64) {
     let t = Instant::now();
     let all = prep.filter_all();
     if prep.cfg.delete_from_staging {
-        (r.moved, r.inserted, r.updated) = take::move_rows(prep, Take::Filter(&all), &all, "the new chunks").total();
+        (r.moved, r.inserted, r.updated) = source::move_rows(prep, RowSource::Filter(&all), &all, "the new chunks").total();
         spi::pause_point("after_insert");
     } else {
         // rows stay in staging: take only those no chunk step took
@@ -74,7 +74,7 @@ fn recompress_new_partials(prep: &Prepared, before: &[(QualifiedName, i32)], r: 
 /// The rows `base` takes that none of `exclude` takes (rows stay in staging).
 fn move_excluding(prep: &Prepared, base: &RowFilter, exclude: &[RowFilter]) -> (i64, i64, i64) {
     if exclude.is_empty() {
-        return take::move_rows(prep, Take::Filter(base), base, "the new chunks").total();
+        return source::move_rows(prep, RowSource::Filter(base), base, "the new chunks").total();
     }
     let (q, params) = moves::move_rows_excluding(&prep.spec, base, exclude);
     query_one(&q, &spi::params(params), three_counts).unwrap()

@@ -12,7 +12,7 @@ use crate::timescale::Chunk;
 
 /// Where a step's rows come from: a filter on staging, or the routing table.
 #[derive(Clone, Copy)]
-pub enum Take<'a> {
+pub enum RowSource<'a> {
     Filter(&'a RowFilter),
     Routed(&'a [i32]),
     /// Several chunks' rows by their filters (numbered by chunk number).
@@ -41,17 +41,17 @@ impl Moved {
 
 /// Moves rows from staging into the destination in one statement. `filter` also
 /// scopes the RESTRICT probe; `label` names the rows' place in its error.
-pub fn move_rows(prep: &Prepared, take: Take, filter: &RowFilter, label: &str) -> Moved {
+pub fn move_rows(prep: &Prepared, take: RowSource, filter: &RowFilter, label: &str) -> Moved {
     if prep.spec.conflict.action == ConflictAction::Restrict && !prep.spec.conflict.target.is_empty() {
         refuse_existing_keys(prep, filter, label);
     }
     match take {
-        Take::Filter(f) => {
+        RowSource::Filter(f) => {
             let (q, params) = moves::move_rows(&prep.spec, f);
             let (m, i, u) = query_one(&q, &spi::params(params), three_counts).unwrap();
             Moved { moved: vec![(0, m)], inserted: vec![(0, i, u)] }
         }
-        Take::Routed(_) | Take::Chunks(_) | Take::Buckets(_) => move_numbered(prep, take),
+        RowSource::Routed(_) | RowSource::Chunks(_) | RowSource::Buckets(_) => move_numbered(prep, take),
     }
 }
 
@@ -73,20 +73,20 @@ fn refuse_existing_keys(prep: &Prepared, filter: &RowFilter, label: &str) {
 }
 
 /// The rows of chunks told by number (routed, by filters or by time buckets).
-fn move_numbered(prep: &Prepared, take: Take) -> Moved {
+fn move_numbered(prep: &Prepared, take: RowSource) -> Moved {
     let (q, params): (String, Vec<Param>) = match take {
-        Take::Routed(idxs) => (moves::move_routed_rows(&prep.spec), vec![idx_array(idxs.iter().copied())]),
-        Take::Chunks(chunks) => {
+        RowSource::Routed(idxs) => (moves::move_routed_rows(&prep.spec), vec![idx_array(idxs.iter().copied())]),
+        RowSource::Chunks(chunks) => {
             let (q, params) = moves::move_chunk_rows(&prep.spec, chunks);
             (q, spi::params(params))
         }
-        Take::Buckets(chunks) => {
+        RowSource::Buckets(chunks) => {
             let ht = prep.ht.as_ref().expect("chunks belong to a hypertable");
             let mut params = bounds_params(chunks.iter().map(|(_, c)| *c));
             params.push(idx_array(chunks.iter().map(|(i, _)| *i)));
             (moves::move_bucketed_rows(&prep.spec, &ht.time_column, ht.kind), params)
         }
-        Take::Filter(_) => unreachable!("a filter moves through moves::move_rows"),
+        RowSource::Filter(_) => unreachable!("a filter moves through moves::move_rows"),
     };
     let rows = query(&q, &params, |r| {
         (col::<String>(r, 1).unwrap_or_default(), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0), col::<i64>(r, 4).unwrap_or(0))
