@@ -4,25 +4,17 @@
 use crate::timescale::Chunk;
 use crate::run::StepResult;
 use crate::spi::{col, p, query_one, run as exec, Param};
+use crate::sql::history as sql;
 
 /// Starts a run's record; first marks runs of this destination that are still
 /// "running" as failed (the caller holds the destination's lock, so they were
 /// interrupted) and prunes this destination's history older than the retention
 /// (another destination's history follows its own jobs' retention).
 pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u32, retention: &str) -> i64 {
-    exec(
-        "UPDATE _backfill_ext.run SET status = 'failed', finished = clock_timestamp(), sqlstate = '57P01',
-                error = 'interrupted: the backend running it ended before it finished'
-         WHERE destination_oid = $1::oid AND status = 'running'",
-        &[p(dest_oid.to_string())],
-    );
-    exec(
-        "DELETE FROM _backfill_ext.run WHERE destination_oid = $2::oid AND started < now() - $1::interval AND status <> 'running'",
-        &[p(retention), p(dest_oid.to_string())],
-    );
+    exec(sql::MARK_INTERRUPTED, &[p(dest_oid.to_string())]);
+    exec(sql::PRUNE, &[p(retention), p(dest_oid.to_string())]);
     query_one(
-        "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid)
-         VALUES ($1::int, $2, $3, $4::oid) RETURNING id",
+        sql::START,
         &[job_id.map(|j| j.to_string()), p(staging), p(destination), p(dest_oid.to_string())],
         |r| col::<i64>(r, 1).unwrap(),
     )
@@ -38,11 +30,7 @@ pub fn chunks(run_id: i64, done: &[(&Chunk, &StepResult)]) {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
     // NULL bounds are written as the text NULL and mapped back
     exec(
-        "INSERT INTO _backfill_ext.run_chunk (run_id, chunk, range_start, range_end, rows_moved, conflicts,
-                decompressed, recompressed, decompress_ms, insert_ms, recompress_ms, strategy)
-         SELECT $1::int8, c, nullif(lo, 'NULL'), nullif(hi, 'NULL'), m, k, d, r, dm, im, rm, st
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::bool[], $8::bool[],
-                     $9::float8[], $10::float8[], $11::float8[], $12::text[]) AS x(c, lo, hi, m, k, d, r, dm, im, rm, st)",
+        sql::RECORD_CHUNKS,
         &[
             p(run_id.to_string()),
             p(arr(&|c, _| c.name.to_string())),
@@ -76,10 +64,7 @@ pub fn add(run_id: i64, r: &StepResult, new_chunks: i64) {
 
 fn add_totals(run_id: i64, moved: i64, conflicts: i64, decompressed: i64, recompressed: i64, new_chunks: i64) {
     exec(
-        "UPDATE _backfill_ext.run SET rows_moved = rows_moved + $2::int8, conflicts = conflicts + $3::int8,
-                chunks_decompressed = chunks_decompressed + $4::int, chunks_recompressed = chunks_recompressed + $5::int,
-                new_chunks = new_chunks + $6::int
-         WHERE id = $1::int8",
+        sql::ADD_TOTALS,
         &[
             p(run_id.to_string()),
             p(moved.to_string()),
@@ -93,18 +78,11 @@ fn add_totals(run_id: i64, moved: i64, conflicts: i64, decompressed: i64, recomp
 
 /// Marks a run succeeded; `stopped_early` when max_runtime left chunks for the next run.
 pub fn succeed(run_id: i64, stopped_early: bool) {
-    exec(
-        "UPDATE _backfill_ext.run SET status = 'succeeded', finished = clock_timestamp(), stopped_early = $2::bool WHERE id = $1::int8",
-        &[p(run_id.to_string()), p(stopped_early.to_string())],
-    );
+    exec(sql::SUCCEED, &[p(run_id.to_string()), p(stopped_early.to_string())]);
 }
 
 pub fn fail(run_id: i64, sqlstate: &str, message: &str) {
-    exec(
-        "UPDATE _backfill_ext.run SET status = 'failed', finished = clock_timestamp(), sqlstate = $2, error = $3
-         WHERE id = $1::int8",
-        &[p(run_id.to_string()), p(sqlstate), p(message)],
-    );
+    exec(sql::FAIL, &[p(run_id.to_string()), p(sqlstate), p(message)]);
 }
 
 /// Records a run that failed before it could start (its config or tables are wrong).
@@ -114,14 +92,13 @@ pub fn failed_start(job_id: Option<i32>, staging: &str, destination: &str, sqlst
         None => crate::ident::quote_ident(&name),
     });
     let dest_oid: Param = match quoted {
-        Some(q) => query_one("SELECT pg_catalog.to_regclass($1)::oid::text", &[p(q)], |r| col::<String>(r, 1)).flatten(),
+        Some(q) => query_one(crate::sql::catalog::REGCLASS_OID, &[p(q)], |r| col::<String>(r, 1)).flatten(),
         None => None,
     };
     // such a run never reaches `start`, which prunes by destination: rows of this job
     // whose destination could not be resolved are pruned here, after the default retention
     exec(
-        "DELETE FROM _backfill_ext.run WHERE destination_oid IS NULL AND job_id IS NOT DISTINCT FROM $1::int
-           AND started < now() - $2::interval AND status <> 'running'",
+        sql::PRUNE_UNRESOLVED,
         &[job_id.map(|j| j.to_string()), p(crate::config::DEFAULT_HISTORY_RETENTION)],
     );
     ended(job_id, staging, destination, dest_oid, "failed", p(sqlstate), message);
@@ -136,19 +113,12 @@ pub fn skipped(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: 
 /// One history row for a run that ended before it started working.
 fn ended(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: Param, status: &str, sqlstate: Param, error: &str) {
     exec(
-        "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, sqlstate, error)
-         VALUES ($1::int, $2, $3, $4::oid, $5, clock_timestamp(), $6, $7)",
+        sql::ENDED,
         &[job_id.map(|j| j.to_string()), p(staging), p(destination), dest_oid, p(status), sqlstate, p(error)],
     );
 }
 
 /// The run holding a destination, as "run N (job J, backend P, started T)".
 pub fn holder(dest_oid: u32) -> Option<String> {
-    query_one(
-        "SELECT format('run %s (%sbackend %s, started %s)', id, coalesce('job ' || job_id || ', ', ''), pid, started)
-         FROM _backfill_ext.run WHERE destination_oid = $1::oid AND status = 'running' ORDER BY started DESC LIMIT 1",
-        &[p(dest_oid.to_string())],
-        |r| col::<String>(r, 1),
-    )
-    .flatten()
+    query_one(sql::HOLDER, &[p(dest_oid.to_string())], |r| col::<String>(r, 1)).flatten()
 }

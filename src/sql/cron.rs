@@ -1,5 +1,6 @@
-//! Turning a schedule interval into a pg_cron schedule, and the command pg_cron
-//! runs. Pure.
+//! Scheduling with pg_cron: turning a schedule interval into a pg_cron schedule, the
+//! command pg_cron runs, and the statements that schedule, find and unschedule a job.
+//! Pure. The statements take pg_cron's schema quoted (it is always `cron`).
 
 use crate::error::{BackfillError, Code, Result};
 
@@ -45,9 +46,34 @@ pub fn job_name(staging: &str, destination: &str) -> String {
     format!("backfill {staging} -> {destination}")
 }
 
+/// Interval `$1` in whole seconds.
+pub const INTERVAL_SECONDS: &str = "SELECT extract(epoch FROM $1::interval)::int8";
+
+/// Whether the installed pg_cron is 1.5 or later (schedules in seconds); no row
+/// without pg_cron.
+pub const WITH_SECONDS: &str = "SELECT ARRAY[m[1]::int, m[2]::int] >= ARRAY[1, 5] \
+     FROM pg_catalog.pg_extension, regexp_match(extversion, '^([0-9]+)[.]([0-9]+)') AS m WHERE extname = 'pg_cron'";
+
+/// pg_cron's `schedule`: job named `$1`, on schedule `$2`, running command `$3`. Returns the id.
+pub fn schedule(quoted_schema: &str) -> String {
+    format!("SELECT {quoted_schema}.schedule($1, $2, $3)::int")
+}
+
+/// How many of pg_cron's jobs with id `$1` run `backfill_on_schedule` (0 or 1).
+pub fn count_our_job(quoted_schema: &str) -> String {
+    format!("SELECT count(*)::int8 FROM {quoted_schema}.job WHERE jobid = $1::int8 AND command LIKE '%backfill_on_schedule(%'")
+}
+
+/// pg_cron's `unschedule` of job `$1`.
+pub fn unschedule(quoted_schema: &str) -> String {
+    format!("SELECT {quoted_schema}.unschedule($1::int8)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ident::quote_ident;
+    use crate::sql::catalog::checks::params;
 
     #[test]
     fn schedules() {
@@ -81,5 +107,29 @@ mod tests {
             r#"CALL "public".backfill_on_schedule(NULL, '{"staging_table":"o''brien"}'::jsonb)"#
         );
         assert_eq!(job_name("public.s", "public.d"), "backfill public.s -> public.d");
+    }
+
+    #[test]
+    fn interval_and_version_checks() {
+        assert_eq!(INTERVAL_SECONDS, "SELECT extract(epoch FROM $1::interval)::int8");
+        assert!(params(WITH_SECONDS).is_empty());
+        assert!(WITH_SECONDS.starts_with("SELECT ARRAY[m[1]::int, m[2]::int] >= ARRAY[1, 5] FROM pg_catalog.pg_extension, "));
+        assert!(WITH_SECONDS.contains("regexp_match(extversion, '^([0-9]+)[.]([0-9]+)') AS m"));
+        assert!(WITH_SECONDS.ends_with("WHERE extname = 'pg_cron'"));
+    }
+
+    #[test]
+    fn schedule_find_and_unschedule() {
+        let cron = quote_ident("cron");
+        let q = schedule(&cron);
+        assert_eq!(q, "SELECT \"cron\".schedule($1, $2, $3)::int");
+        assert_eq!(params(&q), ["$1", "$2", "$3"]);
+        let q = count_our_job(&cron);
+        assert_eq!(params(&q), ["$1::int8"]);
+        assert!(q.starts_with("SELECT count(*)::int8 FROM \"cron\".job WHERE jobid = $1::int8 AND "), "{q}");
+        // the pattern matches the command a backfill job runs
+        assert!(q.ends_with("command LIKE '%backfill_on_schedule(%'"));
+        assert!(cron_command("\"public\"", "{}").contains("backfill_on_schedule("));
+        assert_eq!(unschedule(&cron), "SELECT \"cron\".unschedule($1::int8)");
     }
 }
