@@ -174,12 +174,12 @@ fn the_configuration_table_lists_every_key() {
         .lines()
         .filter_map(|l| l.strip_prefix("| `").and_then(|r| r.split('`').next()))
         .collect();
-    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/config.rs")).unwrap();
+    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/config/mod.rs")).unwrap();
     // the keys the config parser knows: its KEYS table of (name, meaning)
     let keys: BTreeSet<&str> = source
         .split("pub const KEYS")
         .nth(1)
-        .expect("config.rs has pub const KEYS")
+        .expect("config/mod.rs has pub const KEYS")
         .split("];")
         .next()
         .unwrap()
