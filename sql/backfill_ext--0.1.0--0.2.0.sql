@@ -26,3 +26,27 @@ ALTER POLICY runner_or_owner ON _backfill_ext.run
     WITH CHECK (pg_catalog.pg_has_role(run_by, 'USAGE')
                 AND (status <> 'running' OR destination_oid IS NULL
                      OR pg_catalog.has_table_privilege(destination_oid, 'INSERT')));
+
+-- continuous aggregates a run brought up to date
+CREATE TABLE _backfill_ext.run_refresh (
+    run_id               bigint NOT NULL REFERENCES _backfill_ext.run (id) ON DELETE CASCADE,
+    continuous_aggregate text NOT NULL,
+    range_start          text,
+    range_end            text,
+    status               text NOT NULL CHECK (status IN ('refreshing', 'refreshed', 'not refreshed', 'failed')),
+    note                 text,
+    refresh_ms           double precision,
+    finished             timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON _backfill_ext.run_refresh (run_id);
+GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run_refresh TO PUBLIC;
+ALTER TABLE _backfill_ext.run_refresh ENABLE ROW LEVEL SECURITY;
+CREATE POLICY of_visible_runs ON _backfill_ext.run_refresh
+    USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));
+SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run_refresh', '');
+
+CREATE VIEW @extschema@.backfill_run_refreshes WITH (security_invoker = true) AS
+SELECT run_id, continuous_aggregate, range_start, range_end, status, note, round(refresh_ms::numeric, 1) AS refresh_ms, finished
+FROM _backfill_ext.run_refresh;
+COMMENT ON VIEW @extschema@.backfill_run_refreshes IS 'The continuous aggregates each backfill run brought up to date, and the time range';
+GRANT SELECT ON @extschema@.backfill_run_refreshes TO PUBLIC;

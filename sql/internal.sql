@@ -67,7 +67,22 @@ CREATE TABLE _backfill_ext.run_chunk (
 );
 CREATE INDEX ON _backfill_ext.run_chunk (run_id);
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run, _backfill_ext.run_chunk TO PUBLIC;
+-- One row per continuous aggregate a run brought up to date (or could not), with the
+-- time range: written as 'refreshing' before the refresh (which commits on its own)
+-- and marked 'refreshed' after it.
+CREATE TABLE _backfill_ext.run_refresh (
+    run_id               bigint NOT NULL REFERENCES _backfill_ext.run (id) ON DELETE CASCADE,
+    continuous_aggregate text NOT NULL,
+    range_start          text,
+    range_end            text,
+    status               text NOT NULL CHECK (status IN ('refreshing', 'refreshed', 'not refreshed', 'failed')),
+    note                 text,
+    refresh_ms           double precision,
+    finished             timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON _backfill_ext.run_refresh (run_id);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run, _backfill_ext.run_chunk, _backfill_ext.run_refresh TO PUBLIC;
 GRANT USAGE ON SEQUENCE _backfill_ext.run_id_seq TO PUBLIC;
 -- a role sees the runs it made, and the runs on destinations it owns; it records
 -- runs as itself, and a "running" one only for a destination it can insert into
@@ -82,9 +97,13 @@ CREATE POLICY runner_or_owner ON _backfill_ext.run
 ALTER TABLE _backfill_ext.run_chunk ENABLE ROW LEVEL SECURITY;
 CREATE POLICY of_visible_runs ON _backfill_ext.run_chunk
     USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));
+ALTER TABLE _backfill_ext.run_refresh ENABLE ROW LEVEL SECURITY;
+CREATE POLICY of_visible_runs ON _backfill_ext.run_refresh
+    USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));
 
 -- pg_dump keeps the run history and the policy holds with the database's data
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.policy_hold', '');
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run', '');
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run_chunk', '');
+SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run_refresh', '');
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run_id_seq', '');

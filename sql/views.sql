@@ -22,4 +22,9 @@ FROM backfill_runs r
 WHERE status <> 'skipped'
 ORDER BY destination, started DESC, run_id DESC;
 COMMENT ON VIEW backfill_status IS 'The latest backfill run per destination (runs skipped because another was working on it are left out)';
-GRANT SELECT ON backfill_runs, backfill_run_chunks, backfill_status TO PUBLIC;
+CREATE VIEW backfill_run_refreshes WITH (security_invoker = true) AS
+SELECT run_id, continuous_aggregate, range_start, range_end, status, note, round(refresh_ms::numeric, 1) AS refresh_ms, finished
+FROM _backfill_ext.run_refresh;
+COMMENT ON VIEW backfill_run_refreshes IS 'The continuous aggregates each backfill run brought up to date, and the time range';
+
+GRANT SELECT ON backfill_runs, backfill_run_chunks, backfill_status, backfill_run_refreshes TO PUBLIC;

@@ -105,6 +105,7 @@ fn decompress_backfill(
         max_runtime: None,
         lock_timeout: None,
         strategy: crate::config::StrategyChoice::Auto,
+        refresh_continuous_aggregates: true,
     };
     spi::check(cfg.check_combinations());
     let session = unsafe { Session::open(fcinfo) };
@@ -215,6 +216,11 @@ fn backfill_plan(
     let path = spi::harden_search_path();
     let prep = crate::run::prepare(cfg);
     let plan = crate::run::make_plan(&prep);
+    // the continuous aggregates a run would refresh (it refreshes after moving rows)
+    let refreshes = match (&plan.span, plan.steps.is_empty() && plan.rows_for_new_chunks == 0) {
+        (Some(span), false) => crate::run::caggs::plan(&prep, span),
+        _ => vec![],
+    };
     spi::restore_search_path(&path);
     let mut rows: Vec<_> = plan
         .steps
@@ -233,6 +239,10 @@ fn backfill_plan(
     if plan.rows_for_new_chunks > 0 {
         let action = if prep.ht.is_some() { "insert, creating new chunks" } else { "insert" };
         rows.push((None, None, None, None, plan.rows_for_new_chunks, action.to_string()));
+    }
+    for r in refreshes {
+        let (lo, hi) = r.window.map(|(lo, hi)| (Some(lo), Some(hi))).unwrap_or((None, None));
+        rows.push((None, lo, hi, None, 0, format!("refresh continuous aggregate {}", r.name)));
     }
     TableIterator::new(rows)
 }

@@ -183,7 +183,7 @@ pub fn hypertable(t: &Table) -> Option<Hypertable> {
             .hint("supported time column types: timestamptz, timestamp, date, smallint, integer, bigint"),
         )
     });
-    Some(Hypertable { time_column: row.0, kind, dimensions: row.2 })
+    Some(Hypertable { time_column: row.0, kind, time_type: row.1, dimensions: row.2 })
 }
 
 pub fn compression_policies(t: &Table) -> Vec<Policy> {

@@ -12,6 +12,7 @@ use crate::sql::history as sql;
 /// (another destination's history follows its own jobs' retention).
 pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u32, retention: &str) -> i64 {
     exec(sql::MARK_INTERRUPTED, &[p(dest_oid.to_string())]);
+    exec(sql::MARK_REFRESHES_FAILED, &[p(dest_oid.to_string())]);
     exec(sql::PRUNE, &[p(retention), p(dest_oid.to_string())]);
     query_one(
         sql::START,
@@ -121,4 +122,16 @@ fn ended(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: Param,
 /// The run holding a destination, as "run N (job J, backend P, started T)".
 pub fn holder(dest_oid: u32) -> Option<String> {
     query_one(sql::HOLDER, &[p(dest_oid.to_string())], |r| col::<String>(r, 1)).flatten()
+}
+
+/// Records a refresh of a continuous aggregate over `[lo, hi)`: about to run
+/// (`note` None), or not run and why.
+pub fn refresh(run_id: i64, cagg: &str, lo: &str, hi: &str, not_run: Option<&str>) {
+    let status = if not_run.is_some() { "not refreshed" } else { "refreshing" };
+    exec(sql::REFRESH, &[p(run_id.to_string()), p(cagg), p(lo), p(hi), p(status), not_run.map(|s| s.to_string())]);
+}
+
+/// Marks a refresh done.
+pub fn refreshed(run_id: i64, cagg: &str, ms: f64) {
+    exec(sql::REFRESHED, &[p(run_id.to_string()), p(cagg), p(ms.to_string())]);
 }

@@ -129,6 +129,9 @@ pub struct Plan {
     /// Whether the staging rows were routed to their chunks in one scan (the steps
     /// then take them by chunk number instead of filtering staging again).
     pub routed: bool,
+    /// The staging rows' first and last time (text of the time column's type), on a
+    /// hypertable: the range the run changes.
+    pub span: Option<(String, String)>,
 }
 
 /// Builds the plan. `total_rows` is the staging row count; what the chunk steps do not
@@ -146,7 +149,7 @@ pub fn plan(candidates: Vec<Candidate>, total_rows: i64, choice: StrategyChoice)
         .collect();
     steps.sort_by_key(|s| range_key(&s.chunk));
     let covered: i64 = steps.iter().map(|s| s.staging_rows).sum();
-    Plan { steps, rows_for_new_chunks: (total_rows - covered).max(0), routed: false }
+    Plan { steps, rows_for_new_chunks: (total_rows - covered).max(0), routed: false, span: None }
 }
 
 /// Above this many row visits (staging rows times chunks that receive rows), a run

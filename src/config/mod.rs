@@ -93,6 +93,9 @@ pub struct Config {
     pub lock_timeout: Option<String>,
     /// How compressed chunks take their rows.
     pub strategy: StrategyChoice,
+    /// Whether a run brings the destination's continuous aggregates up to date for the
+    /// time range it changed.
+    pub refresh_continuous_aggregates: bool,
 }
 
 pub const DEFAULT_PUSH_INTERVAL: &str = "1 day";
@@ -116,6 +119,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_runtime", "interval text: stop cleanly between chunks after this long; the next run continues"),
     ("lock_timeout", "interval text, default the session's lock_timeout, else '5 minutes': how long a step waits for a lock before the run fails cleanly"),
     ("strategy", "text: auto (default), direct or decompress: how compressed chunks take their rows"),
+    ("refresh_continuous_aggregates", "boolean, default true: after moving rows, refresh the destination's continuous aggregates for the time range the run changed"),
 ];
 
 fn key_list() -> String {
@@ -174,7 +178,7 @@ fn example_for(key: &str) -> &'static str {
         "on_conflict_action" => "\"on_conflict_action\": \"UPDATE\"",
         "on_conflict_update_columns" => "\"on_conflict_update_columns\": [\"value\"]",
         "on_conflict_target" => "\"on_conflict_target\": [\"device_id\", \"time\"]",
-        "delete_from_staging" | "skip_empty_ranges" => "true or false",
+        "delete_from_staging" | "skip_empty_ranges" | "refresh_continuous_aggregates" => "true or false",
         "compression_job_push_interval" => "\"compression_job_push_interval\": \"2 days\"",
         "work_mem" => "\"work_mem\": \"256MB\"",
         "history_retention" => "\"history_retention\": \"90 days\"",
@@ -410,6 +414,7 @@ impl Config {
         let strategy = strategy(obj)?;
         let max_runtime = opt_interval(obj, "max_runtime")?;
         let work_mem = work_mem(obj)?;
+        let refresh_continuous_aggregates = opt_bool(obj, "refresh_continuous_aggregates", true)?;
         let cfg = Config {
             staging_table,
             destination,
@@ -425,6 +430,7 @@ impl Config {
             max_runtime,
             lock_timeout,
             strategy,
+            refresh_continuous_aggregates,
         };
         cfg.check_combinations()?;
         Ok(cfg)

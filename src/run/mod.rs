@@ -11,10 +11,12 @@
 //! - `planning`: what the plan is made from (the choice itself is `crate::plan`);
 //! - `policy`: the compression policy hold;
 //! - `guard`: error guarding;
+//! - `caggs`: continuous aggregates brought up to date after the run;
 //! - `outcome`: what steps and runs did.
 //!
 //! How a chunk takes its rows is `crate::strategy`.
 
+pub mod caggs;
 pub mod guard;
 pub mod lock;
 pub mod outcome;
@@ -63,6 +65,7 @@ pub fn backfill(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     }
     spi::pause_point("before_restore");
     run.finish(stopped_early);
+    run.refresh_continuous_aggregates(&plan, &totals);
     report(&run, &totals);
     totals
 }
@@ -190,6 +193,16 @@ impl Run<'_> {
             crate::history::succeed(self.id, stopped_early);
             lock::release(&self.prep.dest, self.session);
         });
+    }
+}
+
+impl Run<'_> {
+    /// After the run, with nothing held: the continuous aggregates on the destination,
+    /// for the range the run changed (see `caggs`).
+    fn refresh_continuous_aggregates(&self, plan: &Plan, totals: &Totals) {
+        let (Some(span), true, true) = (&plan.span, totals.moved > 0, self.prep.cfg.refresh_continuous_aggregates) else { return };
+        let refreshes = caggs::plan(self.prep, span);
+        caggs::refresh_all(self.session, self.prep, self.id, &refreshes);
     }
 }
 

@@ -62,6 +62,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
         .collect();
     let mut plan = plan::plan(candidates, span.rows, prep.cfg.strategy);
     plan.routed = routed;
+    plan.span = Some((min.clone(), max.clone()));
     plan
 }
 

@@ -51,6 +51,22 @@ pub const HOLDER: &str =
     "SELECT format('run %s (%sbackend %s, started %s)', id, coalesce('job ' || job_id || ', ', ''), pid, started) \
      FROM _backfill_ext.run WHERE destination_oid = $1::oid AND status = 'running' ORDER BY started DESC LIMIT 1";
 
+/// Marks the refreshes of destination `$1`'s runs that never finished (the refresh
+/// raised an error, which ended the run's call) as failed.
+pub const MARK_REFRESHES_FAILED: &str = "UPDATE _backfill_ext.run_refresh AS f SET status = 'failed', finished = clock_timestamp(), \
+            note = 'the refresh raised an error (see timescaledb_information.job_errors or the server log)' \
+     FROM _backfill_ext.run AS r WHERE r.id = f.run_id AND r.destination_oid = $1::oid AND f.status = 'refreshing'";
+
+/// Records run `$1`'s refresh of continuous aggregate `$2` over `[$3, $4)` with status
+/// `$5` and note `$6` (the refresh commits on its own, so it is recorded first as
+/// 'refreshing').
+pub const REFRESH: &str = "INSERT INTO _backfill_ext.run_refresh (run_id, continuous_aggregate, range_start, range_end, status, note) \
+     VALUES ($1::int8, $2, $3, $4, $5, $6)";
+
+/// Marks run `$1`'s refresh of `$2` done, in `$3` milliseconds.
+pub const REFRESHED: &str = "UPDATE _backfill_ext.run_refresh SET status = 'refreshed', refresh_ms = $3::float8, finished = clock_timestamp() \
+     WHERE run_id = $1::int8 AND continuous_aggregate = $2 AND status = 'refreshing'";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +148,15 @@ mod tests {
         assert_eq!(params(HOLDER), ["$1::oid"]);
         assert!(HOLDER.contains("FROM _backfill_ext.run WHERE destination_oid = $1::oid AND status = 'running' ORDER BY started DESC LIMIT 1"));
         assert!(HOLDER.starts_with("SELECT format('run %s (%sbackend %s, started %s)', id, coalesce('job ' || job_id || ', ', ''), pid, started)"));
+    }
+
+    #[test]
+    fn refreshes_are_recorded_before_and_after() {
+        assert!(REFRESH.starts_with("INSERT INTO _backfill_ext.run_refresh (run_id, continuous_aggregate, range_start, range_end, status, note)"));
+        assert!(REFRESH.ends_with("VALUES ($1::int8, $2, $3, $4, $5, $6)"));
+        assert!(REFRESHED.contains("SET status = 'refreshed', refresh_ms = $3::float8"));
+        assert!(REFRESHED.ends_with("WHERE run_id = $1::int8 AND continuous_aggregate = $2 AND status = 'refreshing'"));
+        // only this destination's unfinished refreshes
+        assert!(MARK_REFRESHES_FAILED.contains("r.destination_oid = $1::oid AND f.status = 'refreshing'"));
     }
 }

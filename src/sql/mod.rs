@@ -4,6 +4,7 @@
 //! - `moves`: the statements that move rows from staging into the destination;
 //! - `route`: counting and routing staging rows to their chunks;
 //! - `merge`: a dense upsert's merge by segments and chunk rewrite;
+//! - `caggs`: continuous aggregates and their refresh windows;
 //! - `catalog`: reads of PostgreSQL's catalog and TimescaleDB's views;
 //! - `history`: the run history;
 //! - `hold`: the destination lock and the compression policy hold;
@@ -12,6 +13,7 @@
 //! - `jobs`: scheduling with TimescaleDB's job API;
 //! - `cron`: scheduling with pg_cron.
 
+pub mod caggs;
 pub mod catalog;
 pub mod chunk;
 pub mod cron;

@@ -94,6 +94,8 @@ pub const HASH_FN: &str = "_timescaledb_functions.get_partition_hash";
 pub struct Hypertable {
     pub time_column: String,
     pub kind: TimeKind,
+    /// The time column's type as `format_type` prints it (one `TimeKind::from_type_name` knows).
+    pub time_type: String,
     pub dimensions: i64,
 }
 
