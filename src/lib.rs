@@ -2,7 +2,7 @@
 //! hypertable whose old chunks are compressed, one chunk per transaction.
 //!
 //! Pure modules (no Postgres needed to test): `config`, `columns`, `plan`, `sql`,
-//! `ident`, `error`, `capabilities` (what a run needs of TimescaleDB). The SPI layer: `spi`, `catalog`, `run`. SQL entry points: `api`.
+//! `ident`, `error`, `capabilities` (what a run needs of TimescaleDB). The SPI layer: `spi` (queries; `spi::tx`, the transaction; `spi::hooks`, the test hooks), `catalog`, `run`. SQL entry points: `api`.
 
 use pgrx::prelude::*;
 
