@@ -23,6 +23,14 @@ pub mod spi;
 
 ::pgrx::pg_module_magic!();
 
+/// Registers the test hooks' settings (`spi::hooks`). Only builds with the cargo
+/// feature `test_hooks` have it; a production build has no `_PG_init`.
+#[cfg(feature = "test_hooks")]
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    spi::register_test_hooks();
+}
+
 extension_sql_file!("../sql/internal.sql", name = "internal", bootstrap);
 extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
