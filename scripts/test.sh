@@ -4,7 +4,9 @@
 #   bash scripts/test.sh --pg 17    # one major
 # For each major: unit tests and #[pg_test]s (cargo pgrx test), then the client tests
 # over libpq (plain PostgreSQL, pg_cron where installed, and the TimescaleDB tier where
-# a full TimescaleDB is installed for that major). A test whose requirement is missing
+# a full TimescaleDB is installed for that major), against a build with the cargo
+# feature test_hooks (the backfill_ext.debug_* settings the crash, reliability and
+# TimescaleDB tests use; releases never have it). A test whose requirement is missing
 # is reported by the runner as ignored and counted here as skipped, never as passed.
 # Does all set-up first; safe to run again. Exits non-zero when a test failed, when a
 # tier did not run at all on a major, or when the TimescaleDB tier was skipped on a
@@ -53,9 +55,9 @@ for m in $majors; do
   pgdata="$work/pgdata$m"; mkdir -p "$pgdata"; chown postgres "$pgdata" 2>/dev/null || true
   cargo pgrx test "pg$m" --runas postgres --pgdata "$pgdata" 2>&1 | tee "$log_pg" || status=1
 
-  echo "==> PostgreSQL $m: installing backfill_ext into $("$pgc" --sharedir)"
-  if cargo pgrx install --pg-config "$pgc" $SUDO >"$work/install$m.log" 2>&1; then
-    # a release package, for the package test (and the image test on 15)
+  echo "==> PostgreSQL $m: installing backfill_ext (with its test hooks) into $("$pgc" --sharedir)"
+  if cargo pgrx install --pg-config "$pgc" --features test_hooks $SUDO >"$work/install$m.log" 2>&1; then
+    # a release package, without the test hooks, for the package test (and the image test on 15)
     pkg=$(bash scripts/package.sh --pg "$m" | tail -1) || { pkg=""; status=1; problems+=("PostgreSQL $m: scripts/package.sh failed"); }
     # the previous release's install script, for the upgrade test (skipped, with the reason, without it)
     prev_ok=1

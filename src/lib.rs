@@ -2,7 +2,7 @@
 //! hypertable whose old chunks are compressed, one chunk per transaction.
 //!
 //! Pure modules (no Postgres needed to test): `config`, `columns`, `plan`, `sql`,
-//! `ident`, `error`, `capabilities` (what a run needs of TimescaleDB). The SPI layer: `spi`, `catalog`, `run`. SQL entry points: `api`.
+//! `ident`, `error`, `capabilities` (what a run needs of TimescaleDB). The SPI layer: `spi` (queries; `spi::tx`, the transaction; `spi::hooks`, the test hooks), `catalog`, `run`. SQL entry points: `api`.
 
 use pgrx::prelude::*;
 
@@ -23,6 +23,14 @@ pub mod spi;
 pub mod strategy;
 
 ::pgrx::pg_module_magic!();
+
+/// Registers the test hooks' settings (`spi::hooks`). Only builds with the cargo
+/// feature `test_hooks` have it; a production build has no `_PG_init`.
+#[cfg(feature = "test_hooks")]
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    spi::register_test_hooks();
+}
 
 extension_sql_file!("../sql/internal.sql", name = "internal", bootstrap);
 extension_sql_file!("../sql/views.sql", name = "views", finalize);

@@ -1,0 +1,88 @@
+//! Test hooks: settings that make a run stop at a named step, or take a path the tests'
+//! data would not. They exist only in builds with the cargo feature `test_hooks`
+//! (scripts/test.sh installs such a build for the client tests), where `_PG_init`
+//! registers them as settings:
+//! - `backfill_ext.debug_pause_at` (text): the run stops at the step it names, in
+//!   `pg_sleep`, so it can be cancelled or terminated there; crash tests use it to kill
+//!   a run at a precise step;
+//! - `backfill_ext.debug_always_route` (bool): route staged rows to their chunks
+//!   whatever their number;
+//! - `backfill_ext.debug_rewrite_on_disk` (bool): rewrite a chunk on disk even where it
+//!   fits in memory.
+//!
+//! Without the feature `pause_point` does nothing and `debug_setting` is false: a
+//! production build registers no setting, reads none here, and never sleeps.
+
+#[cfg(feature = "test_hooks")]
+mod enabled {
+    use crate::spi::run;
+    use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+    use std::ffi::CString;
+
+    static PAUSE_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+    static ALWAYS_ROUTE: GucSetting<bool> = GucSetting::<bool>::new(false);
+    static REWRITE_ON_DISK: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+    /// Registers the three settings (from `_PG_init`). A value set before the library
+    /// was loaded (`SET`, `ALTER DATABASE … SET`) is taken over from its placeholder.
+    pub fn register() {
+        GucRegistry::define_string_guc(
+            c"backfill_ext.debug_pause_at",
+            c"Test hook (test builds only): the step at which a run stops, in pg_sleep.",
+            c"Built only with the cargo feature test_hooks. A run stops at the named step (after_hold, \
+              after_decompress, after_insert, between_chunks, before_restore) until it is cancelled or terminated.",
+            &PAUSE_AT,
+            GucContext::Userset,
+            GucFlags::default(),
+        );
+        GucRegistry::define_bool_guc(
+            c"backfill_ext.debug_always_route",
+            c"Test hook (test builds only): route staged rows to their chunks whatever their number.",
+            c"Built only with the cargo feature test_hooks, for tests whose data is too small to be routed otherwise.",
+            &ALWAYS_ROUTE,
+            GucContext::Userset,
+            GucFlags::default(),
+        );
+        GucRegistry::define_bool_guc(
+            c"backfill_ext.debug_rewrite_on_disk",
+            c"Test hook (test builds only): rewrite a chunk on disk even where it fits in memory.",
+            c"Built only with the cargo feature test_hooks, for tests whose chunks are too small to be rewritten on disk otherwise.",
+            &REWRITE_ON_DISK,
+            GucContext::Userset,
+            GucFlags::default(),
+        );
+    }
+
+    /// Stops the run here (in `pg_sleep`, cancellable and terminable) when
+    /// `backfill_ext.debug_pause_at` names `point`.
+    pub fn pause_point(point: &str) {
+        if PAUSE_AT.get().is_some_and(|at| at.as_bytes() == point.as_bytes()) {
+            pgrx::log!("backfill_ext: pausing at {point} (backfill_ext.debug_pause_at)");
+            run("SELECT pg_catalog.pg_sleep(3600)", &[]);
+        }
+    }
+
+    /// The value of the test setting `backfill_ext.debug_<name>`.
+    pub fn debug_setting(name: &str) -> bool {
+        match name {
+            "always_route" => ALWAYS_ROUTE.get(),
+            "rewrite_on_disk" => REWRITE_ON_DISK.get(),
+            _ => panic!("backfill_ext: no test hook backfill_ext.debug_{name} (src/spi/hooks.rs registers them)"),
+        }
+    }
+}
+
+#[cfg(feature = "test_hooks")]
+pub use enabled::{debug_setting, pause_point, register};
+
+/// A test hook, absent from this build (no feature `test_hooks`): does nothing.
+#[cfg(not(feature = "test_hooks"))]
+#[inline(always)]
+pub fn pause_point(_point: &str) {}
+
+/// A test hook, absent from this build (no feature `test_hooks`): always false.
+#[cfg(not(feature = "test_hooks"))]
+#[inline(always)]
+pub fn debug_setting(_name: &str) -> bool {
+    false
+}

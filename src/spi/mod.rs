@@ -1,0 +1,144 @@
+//! The thin layer over SPI: running text-parameter queries and raising
+//! `BackfillError`s with their SQLSTATE (here); the procedure's transaction, its
+//! subtransactions, caught errors and the hardened `search_path` (`tx`); the test hooks
+//! (`hooks`).
+
+use crate::error::{BackfillError, Code};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiHeapTupleData, SpiTupleTable};
+
+mod hooks;
+mod tx;
+
+pub use hooks::{debug_setting, pause_point};
+#[cfg(feature = "test_hooks")]
+pub use hooks::register as register_test_hooks;
+pub use tx::{
+    caught_message, caught_sqlstate, harden_search_path, in_subtransaction, reraise_with_hint, restore_search_path, Session,
+};
+
+fn pg_code(c: Code) -> PgSqlErrorCode {
+    use PgSqlErrorCode::*;
+    match c {
+        Code::InvalidParameterValue => ERRCODE_INVALID_PARAMETER_VALUE,
+        Code::NullValueNotAllowed => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        Code::UndefinedTable => ERRCODE_UNDEFINED_TABLE,
+        Code::WrongObjectType => ERRCODE_WRONG_OBJECT_TYPE,
+        Code::UndefinedColumn => ERRCODE_UNDEFINED_COLUMN,
+        Code::DatatypeMismatch => ERRCODE_DATATYPE_MISMATCH,
+        Code::InvalidColumnReference => ERRCODE_INVALID_COLUMN_REFERENCE,
+        Code::UniqueViolation => ERRCODE_UNIQUE_VIOLATION,
+        Code::NotNullViolation => ERRCODE_NOT_NULL_VIOLATION,
+        Code::InsufficientPrivilege => ERRCODE_INSUFFICIENT_PRIVILEGE,
+        Code::ObjectNotInPrerequisiteState => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        Code::InvalidName => ERRCODE_INVALID_NAME,
+        Code::GeneratedAlways => ERRCODE_GENERATED_ALWAYS,
+        Code::UndefinedObject => ERRCODE_UNDEFINED_OBJECT,
+        Code::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
+    }
+}
+
+/// Raises `e` as an ERROR with its SQLSTATE, detail and hint.
+pub fn raise(e: BackfillError) -> ! {
+    let mut r = ErrorReport::new(pg_code(e.code), format!("backfill_ext: {}", e.message), "backfill_ext");
+    if let Some(h) = e.hint {
+        r = r.set_hint(h);
+    }
+    if let Some(d) = e.detail {
+        r = r.set_detail(d);
+    }
+    r.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Unwraps a pure result, raising its error.
+pub fn check<T>(r: crate::error::Result<T>) -> T {
+    r.unwrap_or_else(|e| raise(e))
+}
+
+/// A query parameter: text or NULL; every query casts its parameters itself.
+pub type Param = Option<String>;
+
+fn datums(params: &[Param]) -> Vec<DatumWithOid<'static>> {
+    params
+        .iter()
+        .map(|p| match p {
+            Some(s) => DatumWithOid::from(s.clone()),
+            None => DatumWithOid::null::<String>(),
+        })
+        .collect()
+}
+
+fn spi_fail(sql: &str, e: pgrx::spi::SpiError) -> ! {
+    raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("internal query failed: {e}")).detail(sql.to_string()))
+}
+
+/// Runs a statement and maps every result row with `f`.
+pub fn query<T>(sql: &str, params: &[Param], mut f: impl FnMut(&SpiHeapTupleData) -> T) -> Vec<T> {
+    let args = datums(params);
+    Spi::connect_mut(|client| {
+        let table: SpiTupleTable = client.update(sql, None, &args).unwrap_or_else(|e| spi_fail(sql, e));
+        table.map(|row| f(&row)).collect()
+    })
+}
+
+/// Runs a statement that returns one row of a variable-length value (an array, say) and
+/// bigints; returns a copy of the value made in the top transaction's memory (the
+/// caller frees it with `free_value`) and the bigints.
+pub fn query_value_and_counts(sql: &str, params: &[Param], counts: usize) -> (Option<pg_sys::Datum>, Vec<i64>) {
+    let args = datums(params);
+    Spi::connect_mut(|client| {
+        let table = client.update(sql, Some(1), &args).unwrap_or_else(|e| spi_fail(sql, e)).first();
+        let value = table.get_datum_by_ordinal(1).ok().flatten();
+        let counts = (0..counts).map(|i| table.get::<i64>(i + 2).ok().flatten().unwrap_or(0)).collect();
+        let copy = value.map(|d| unsafe {
+            let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
+            let c = pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr::<pg_sys::varlena>()));
+            pg_sys::MemoryContextSwitchTo(old);
+            c
+        });
+        (copy, counts)
+    })
+}
+
+/// Runs a statement whose `$1` is `value`, of type `type_oid`.
+pub fn run_with_value(sql: &str, value: pg_sys::Datum, type_oid: pg_sys::Oid) {
+    let args = [unsafe { DatumWithOid::new(value, type_oid) }];
+    Spi::connect_mut(|client| {
+        client.update(sql, None, &args).unwrap_or_else(|e| spi_fail(sql, e));
+    })
+}
+
+/// Frees a value `query_value_and_counts` returned.
+pub fn free_value(value: pg_sys::Datum) {
+    unsafe { pg_sys::pfree(value.cast_mut_ptr()) }
+}
+
+/// The first row, if any.
+pub fn query_one<T>(sql: &str, params: &[Param], f: impl FnMut(&SpiHeapTupleData) -> T) -> Option<T> {
+    query(sql, params, f).into_iter().next()
+}
+
+/// Runs a statement for its effect.
+pub fn run(sql: &str, params: &[Param]) {
+    query(sql, params, |_| ());
+}
+
+/// Reads column `i` (1-based) of a row; SQL NULL is `None`.
+pub fn col<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, i: usize) -> Option<T> {
+    row.get::<T>(i).unwrap_or_else(|e| raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("internal result column {i}: {e}"))))
+}
+
+/// The text values a `sql` builder returns, as parameters.
+pub fn params(values: Vec<String>) -> Vec<Param> {
+    values.into_iter().map(Some).collect()
+}
+
+/// Shorthand for a text parameter.
+pub fn p(s: impl Into<String>) -> Param {
+    Some(s.into())
+}
+
