@@ -17,7 +17,7 @@ pub use hooks::{debug_setting, pause_point};
 #[cfg(feature = "test_hooks")]
 pub use hooks::register as register_test_hooks;
 pub use tx::{
-    caught_message, caught_sqlstate, harden_search_path, in_subtransaction, reraise_with_hint, restore_search_path, Session,
+    call_nonatomic, caught_message, caught_sqlstate, harden_search_path, in_subtransaction, reraise_with_hint, restore_search_path, Session,
 };
 
 fn pg_code(c: Code) -> PgSqlErrorCode {

@@ -65,6 +65,12 @@ impl Session {
         }
     }
 
+    /// After a statement that committed on its own (`call_nonatomic`): the new
+    /// transaction gets the hardened `search_path` again.
+    pub fn after_commit(&self) {
+        harden_search_path();
+    }
+
     /// Puts the caller's search_path back and disconnects SPI.
     pub fn close(self) {
         restore_search_path(&self.saved_path);
@@ -135,4 +141,36 @@ pub fn reraise_with_hint(e: CaughtError, hint: &str) -> ! {
     }
     report.report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
+}
+
+/// Runs a `CALL` of a procedure that commits on its own (TimescaleDB's
+/// `refresh_continuous_aggregate`) the way PL/pgSQL does: a prepared plan executed
+/// with `allow_nonatomic`, so the procedure runs non-atomically. Only in a non-atomic
+/// session, outside any subtransaction. The parameters are text (cast in `sql`).
+pub fn call_nonatomic(sql: &str, params: &[super::Param]) {
+    let csql = std::ffi::CString::new(sql).expect("no NUL in SQL text");
+    let mut types = vec![pg_sys::TEXTOID; params.len()];
+    unsafe {
+        let plan = pg_sys::SPI_prepare(csql.as_ptr(), params.len() as i32, types.as_mut_ptr());
+        if plan.is_null() {
+            raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("SPI_prepare failed: {}", std::ptr::addr_of!(pg_sys::SPI_result).read())).detail(sql.to_string()));
+        }
+        let list = pg_sys::makeParamList(params.len() as i32);
+        let slots = (*list).params.as_mut_slice(params.len());
+        for (slot, value) in slots.iter_mut().zip(params) {
+            slot.ptype = pg_sys::TEXTOID;
+            slot.pflags = pg_sys::PARAM_FLAG_CONST as u16;
+            slot.isnull = value.is_none();
+            slot.value = value.as_deref().and_then(|v| v.into_datum()).unwrap_or(pg_sys::Datum::from(0usize));
+        }
+        let mut options: pg_sys::SPIExecuteOptions = std::mem::zeroed();
+        options.params = list;
+        options.read_only = false;
+        options.allow_nonatomic = true;
+        let rc = pg_sys::SPI_execute_plan_extended(plan, &options);
+        pg_sys::SPI_freeplan(plan);
+        if rc < 0 {
+            raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("internal call failed: {rc}")).detail(sql.to_string()));
+        }
+    }
 }
