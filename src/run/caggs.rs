@@ -61,31 +61,33 @@ pub fn refresh_all(session: &Session, prep: &Prepared, run_id: i64, refreshes: &
     let (Some(ts), Some(ht)) = (&prep.ts, &prep.ht) else { return };
     let call = sql::refresh(&ts.func("refresh_continuous_aggregate"), &ht.time_type);
     for r in refreshes {
-        let name = quote_qualified(&r.name.schema, &r.name.name);
+        // the name as the history shows it, and as SQL takes it
+        let (label, quoted) = (r.name.to_string(), quote_qualified(&r.name.schema, &r.name.name));
         let Some((lo, hi)) = &r.window else {
-            not_refreshed(session, run_id, &name, "", "", "its buckets could not be read from this TimescaleDB".into());
+            not_refreshed(session, run_id, &label, "", "", "its buckets could not be read from this TimescaleDB".into());
             continue;
         };
         if let Some(why) = cannot_refresh(session, r) {
             let call_text = format!(
                 "CALL {}({}, {}, {})",
                 ts.func("refresh_continuous_aggregate"),
-                quote_literal(&name),
+                quote_literal(&quoted),
                 quote_literal(lo),
                 quote_literal(hi)
             );
-            not_refreshed(session, run_id, &name, lo, hi, format!("{why}; to refresh it: {call_text}"));
+            not_refreshed(session, run_id, &label, lo, hi, format!("{why}; to refresh it: {call_text}"));
             continue;
         }
-        crate::history::refresh(run_id, &name, lo, hi, None);
+        crate::history::refresh(run_id, &label, lo, hi, None);
         session.commit();
         let t = Instant::now();
-        spi::call_nonatomic(&call, &[p(&name), p(lo), p(hi)]);
+        spi::call_nonatomic(&call, &[p(&quoted), p(lo), p(hi)]);
         session.after_commit();
-        crate::history::refreshed(run_id, &name, ms(t));
+        crate::history::refreshed(run_id, &label, ms(t));
         session.commit();
-        notice!("backfill_ext: continuous aggregate {name} refreshed for [{lo}, {hi}) in {:.0} ms", ms(t));
+        notice!("backfill_ext: continuous aggregate {label} refreshed for [{lo}, {hi}) in {:.0} ms", ms(t));
     }
+}
 }
 
 /// Why a refresh cannot run here, if it cannot.

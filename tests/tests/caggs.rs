@@ -94,7 +94,7 @@ fn a_scheduled_run_refreshes_the_aggregates_for_the_range_it_changed() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
-    let tz = |s: &str| scalar::<String>(&mut c, &format!("SELECT (timestamptz '{START}' + interval '{s}')::text"));
+    let mut tz = |s: &str| scalar::<String>(&mut c, &format!("SELECT (timestamptz '{START}' + interval '{s}')::text"));
     let expected = vec![
         ("public.event_hourly".to_string(), tz("-3 days"), tz("40 days 1 hour"), "refreshed".to_string()),
         ("public.event_daily".to_string(), tz("-3 days"), tz("41 days"), "refreshed".to_string()),
