@@ -327,3 +327,38 @@ fn a_config_that_cannot_be_read_is_recorded_in_the_history() {
     assert_eq!(r.get::<_, String>(2), msg);
     assert_eq!((r.get::<_, String>(3), r.get::<_, String>(4)), ("staging".to_string(), "readings".to_string()));
 }
+
+/// The build the client tests run against has the cargo feature test_hooks (scripts/
+/// test.sh installs it so): loading the library registers the three settings the crash,
+/// reliability and TimescaleDB tests set, and takes over values set before it was
+/// loaded. A release build has none (tests/tests/package.rs).
+#[test]
+fn the_test_build_registers_its_test_hooks_as_settings() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    c.batch_execute("ALTER DATABASE t SET backfill_ext.debug_pause_at = 'nowhere'").unwrap();
+    let mut s = cl.connect("t");
+    s.batch_execute("LOAD 'backfill_ext'").unwrap();
+    let hooks: Vec<(String, String, String)> = s
+        .query("SELECT name, vartype, setting FROM pg_settings WHERE name LIKE 'backfill_ext.debug%' ORDER BY name", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let expected = [
+        ("backfill_ext.debug_always_route", "bool", "off"),
+        ("backfill_ext.debug_pause_at", "string", "nowhere"),
+        ("backfill_ext.debug_rewrite_on_disk", "bool", "off"),
+    ]
+    .map(|(n, t, v)| (n.to_string(), t.to_string(), v.to_string()));
+    assert_eq!(hooks, expected, "the installed backfill_ext was built without --features test_hooks (scripts/test.sh installs it with)");
+
+    // set in the session before a call loads the library: the registered setting takes it
+    let mut s = cl.connect("t");
+    s.batch_execute("SET backfill_ext.debug_always_route = on").unwrap();
+    let (code, _, _) = expect_error(&mut s, "SELECT backfill_check_config('{}')");
+    assert_eq!(code, "22023");
+    let r = s.query_one("SELECT vartype, setting FROM pg_settings WHERE name = 'backfill_ext.debug_always_route'", &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, String>(1)), ("bool".to_string(), "on".to_string()));
+    expect_error(&mut s, "SET backfill_ext.debug_rewrite_on_disk = 'maybe'");
+}

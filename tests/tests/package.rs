@@ -1,8 +1,9 @@
 //! A release package (scripts/package.sh, built by scripts/test.sh before the client
 //! tests) installs into a PostgreSQL tree that never saw the source, and works there:
-//! CREATE EXTENSION and a backfill, with every file loaded from that tree.
+//! CREATE EXTENSION and a backfill, with every file loaded from that tree. It is a
+//! production build: it has none of the test hooks (the cargo feature test_hooks).
 
-use backfill_ext_client_tests::{pg_config, scalar, Cluster, Options};
+use backfill_ext_client_tests::{expect_error, pg_config, scalar, Client, Cluster, Options};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,6 +22,35 @@ fn copy_under(root: &Path, dir: &str) -> PathBuf {
     run(Command::new("cp").arg("-a").arg(dir).arg(&to));
     run(Command::new("find").arg(&to).args(["-name", "backfill_ext*", "-delete"]));
     to
+}
+
+/// The package's library has no test hook: loaded, it registers no
+/// `backfill_ext.debug_*` setting, and a run with `backfill_ext.debug_pause_at` set (a
+/// placeholder nothing reads) does not stop; the library holds neither the settings'
+/// names nor the pause's `pg_sleep`.
+fn assert_no_test_hooks(cl: &Cluster, c: &mut Client, library: &Path) {
+    let bytes = std::fs::read(library).unwrap();
+    for needle in [&b"backfill_ext.debug_"[..], b"pg_sleep(3600)"] {
+        let found = bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!found, "the release library contains {:?}: it was built with the test hooks", String::from_utf8_lossy(needle));
+    }
+    // a run with the pause set runs through (it would sleep an hour in a test build)
+    c.batch_execute(
+        "INSERT INTO late SELECT i, now(), 2 FROM generate_series(251, 260) i;
+         SET backfill_ext.debug_pause_at = 'after_hold'; SET statement_timeout = '60s';
+         CALL backfill_on_schedule(NULL, '{\"staging_table\":\"late\", \"destination_hypertable\":\"readings\"}');
+         RESET statement_timeout; RESET backfill_ext.debug_pause_at;",
+    )
+    .unwrap();
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM readings"), 260);
+    // a new session with the library loaded: no such setting exists
+    let mut s = cl.connect("t");
+    s.batch_execute("LOAD 'backfill_ext'").unwrap();
+    assert_eq!(scalar::<i64>(&mut s, "SELECT count(*) FROM pg_settings WHERE name LIKE 'backfill_ext.%'"), 0);
+    let unset: Option<String> = scalar(&mut s, "SELECT current_setting('backfill_ext.debug_pause_at', true)");
+    assert_eq!(unset, None, "backfill_ext.debug_pause_at is not registered");
+    let (code, msg, _) = expect_error(&mut s, "SHOW backfill_ext.debug_pause_at");
+    assert_eq!(code, "42704", "{msg}");
 }
 
 #[test]
@@ -71,6 +101,7 @@ fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill()
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings WHERE v = 0"), 100, "DO NOTHING kept the existing rows");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM late"), 0);
     assert_eq!(scalar::<String>(&mut c, "SELECT status FROM backfill_runs"), "succeeded");
+    assert_no_test_hooks(&cl, &mut c, &libdir.join("backfill_ext.so"));
     drop(cl);
     let _ = std::fs::remove_dir_all(&root);
 }
