@@ -88,7 +88,6 @@ pub fn refresh_all(session: &Session, prep: &Prepared, run_id: i64, refreshes: &
         notice!("backfill_ext: continuous aggregate {label} refreshed for [{lo}, {hi}) in {:.0} ms", ms(t));
     }
 }
-}
 
 /// Why a refresh cannot run here, if it cannot.
 fn cannot_refresh(session: &Session, r: &Refresh) -> Option<String> {
