@@ -1,8 +1,12 @@
 //! backfill_ext: moves late-arriving rows from a staging table into a TimescaleDB
 //! hypertable whose old chunks are compressed, one chunk per transaction.
 //!
-//! Pure modules (no Postgres needed to test): `config`, `columns`, `plan`, `sql`,
-//! `ident`, `error`, `capabilities` (what a run needs of TimescaleDB). The SPI layer: `spi` (queries; `spi::tx`, the transaction; `spi::hooks`, the test hooks), `catalog`, `run`. SQL entry points: `api`.
+//! Pure modules (no Postgres needed to test): `config`, `columns`, `plan`, `timescale`
+//! (the TimescaleDB model: time kinds, status bits, chunks, capabilities), `sql`
+//! (every statement's text), `ident`, `error`. The SPI layer: `spi` (queries; `spi::tx`,
+//! the transaction; `spi::hooks`, the test hooks), `catalog`, `history`, `jobs`, `run`
+//! (one run, phase by phase) and `strategy` (how a chunk takes its rows). SQL entry
+//! points: `api`. Data flows one way: `api` → `run` → `strategy` → `sql`.
 
 use pgrx::prelude::*;
 
