@@ -2,7 +2,7 @@
 //! run, in the same transactions as its work, so what it shows was committed.
 
 use crate::timescale::Chunk;
-use crate::run::StepResult;
+use crate::run::outcome::StepResult;
 use crate::spi::{col, p, query_one, run as exec, Param};
 use crate::sql::history as sql;
 

@@ -6,13 +6,13 @@
 //! (`rewrite`). Staging rows with new keys are inserted, and the chunk is compressed.
 //! One transaction.
 
-use super::rewrite;
+use super::{rewrite, segments};
 use super::source::RowSource;
 use crate::plan::{Step, Strategy};
 use crate::run::outcome::{ms, StepResult};
 use crate::run::planning::drop_temp_tables_named;
 use crate::run::prepare::Prepared;
-use crate::spi::{self, col, p, query, query_one, run as exec, Param};
+use crate::spi::{self, col, p, query_one, run as exec, Param};
 use crate::sql::{self, chunk as chunk_sql, merge::MergeSpec, merge::MergeSql};
 use std::time::Instant;
 
@@ -66,36 +66,9 @@ fn take_condition(take: RowSource, step: &Step) -> (String, Vec<Param>) {
 
 /// Replaces the touched segments' batches with their merged rows.
 fn by_segments(q: &MergeSql, segments: &str, kept: i64, r: &mut StepResult, t: Instant) {
-    let new_keys = read_touched(q, segments, kept, r, t);
+    let new_keys = segments::read_touched(q, segments, kept, r, t);
     let t = Instant::now();
     exec(&q.delete_segments, &[p(segments)]);
-    write_back(q, new_keys, r);
+    segments::write_back(q, new_keys, r);
     r.insert_ms = ms(t);
-}
-
-/// Writes the touched segments' rows, merged, into MERGE_OLD; returns the staging rows
-/// with keys the chunk lacks. `t`: when the step began reading.
-pub(super) fn read_touched(q: &MergeSql, segments: &str, kept: i64, r: &mut StepResult, t: Instant) -> i64 {
-    let (_, updated) = query_one(&q.read_old, &[p(segments)], |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
-    r.updated = updated;
-    let new_keys = kept - updated;
-    if new_keys == 0 {
-        // every staging row updated a row now in MERGE_OLD: give its space back before writing
-        exec(&q.empty_new, &[]);
-    }
-    r.decompress_ms = ms(t);
-    new_keys
-}
-
-/// Writes MERGE_OLD back into the chunk, inserts the staging rows with new keys, and
-/// empties both temporary tables.
-pub(super) fn write_back(q: &MergeSql, new_keys: i64, r: &mut StepResult) {
-    exec(&q.write_old, &[]);
-    if new_keys > 0 {
-        r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
-    }
-    exec(&q.empty_old, &[]);
-    if new_keys > 0 {
-        exec(&q.empty_new, &[]);
-    }
 }

@@ -8,6 +8,7 @@
 //! - `decompress`: decompress the chunk, insert, compress it;
 //! - `merge`: a dense upsert merged into the touched segments;
 //! - `rewrite`: a merge that touched every segment rewrites the whole chunk;
+//! - `segments`: the touched segments read and written back, for both;
 //! - `rest`: the rows outside every existing chunk (new chunks, or a table that is
 //!   not a hypertable);
 //! - `source`: where a step's rows come from, and the statement that moves them.
@@ -21,6 +22,7 @@ pub mod insert;
 pub mod merge;
 pub mod rest;
 pub mod rewrite;
+pub mod segments;
 pub mod source;
 
 use crate::plan::{Step, Strategy};

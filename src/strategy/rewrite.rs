@@ -5,7 +5,7 @@
 //! they fit in `maintenance_work_mem`, else in a temporary table. Readers of the chunk
 //! wait for the step; when one is already reading, the chunk is merged by segments.
 
-use super::merge;
+use super::segments;
 use crate::run::outcome::{ms, StepResult};
 use crate::run::prepare::Prepared;
 use crate::run::settings;
@@ -69,12 +69,12 @@ pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mu
 
 /// Like `in_memory`, through the merge's temporary table.
 pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kept: i64, r: &mut StepResult, t: Instant) {
-    let new_keys = merge::read_touched(q, segments, kept, r, t);
+    let new_keys = segments::read_touched(q, segments, kept, r, t);
     let t = Instant::now();
     r.rewrote = true;
     r.rewrote_on_disk = true;
     empty_chunk(prep, q, chunk);
-    merge::write_back(q, new_keys, r);
+    segments::write_back(q, new_keys, r);
     r.insert_ms = ms(t);
 }
 
