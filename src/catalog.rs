@@ -321,3 +321,13 @@ pub fn row_array_type(oid: u32) -> u32 {
 pub fn column_type(oid: u32, column: &str) -> Option<String> {
     query_one(sql::COLUMN_TYPE, &[p(oid.to_string()), p(column)], |r| col::<String>(r, 1)).flatten()
 }
+
+/// The OID of the table a config names (`name`, `schema.name`, quoted parts), if it exists.
+pub fn oid_of_name(text: &str) -> Option<u32> {
+    let (schema, name) = parse_qualified_name(text)?;
+    let quoted = match schema {
+        Some(s) => quote_qualified(&s, &name),
+        None => quote_ident(&name),
+    };
+    query_one(sql::REGCLASS_OID, &[p(quoted)], |r| col::<String>(r, 1)).flatten().and_then(|o| o.parse().ok())
+}

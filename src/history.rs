@@ -88,14 +88,7 @@ pub fn fail(run_id: i64, sqlstate: &str, message: &str) {
 
 /// Records a run that failed before it could start (its config or tables are wrong).
 pub fn failed_start(job_id: Option<i32>, staging: &str, destination: &str, sqlstate: &str, message: &str) {
-    let quoted = crate::ident::parse_qualified_name(destination).map(|(schema, name)| match schema {
-        Some(s) => crate::ident::quote_qualified(&s, &name),
-        None => crate::ident::quote_ident(&name),
-    });
-    let dest_oid: Param = match quoted {
-        Some(q) => query_one(crate::sql::catalog::REGCLASS_OID, &[p(q)], |r| col::<String>(r, 1)).flatten(),
-        None => None,
-    };
+    let dest_oid: Param = crate::catalog::oid_of_name(destination).map(|o| o.to_string());
     // such a run never reaches `start`, which prunes by destination: rows of this job
     // whose destination could not be resolved are pruned here, after the default retention
     exec(

@@ -7,7 +7,7 @@ use super::prepare::Prepared;
 use crate::catalog;
 use crate::spi::{col, p, query, query_one, run as exec};
 use crate::sql::hold as sql;
-use crate::timescale::Policy;
+use crate::timescale::{Policy, Timescale};
 
 /// Pushes the compression policies out for the run, remembering their schedule from
 /// before: a run that was interrupted left its record, and the original schedule stays
@@ -30,8 +30,15 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
 /// policy whose schedule someone changed during the run (it is no longer where the run
 /// pushed it) is left as they set it.
 pub fn release(prep: &Prepared) {
-    let Some(ts) = &prep.ts else { return };
-    let held: Vec<(i32, Option<String>, Option<String>)> = query(sql::TAKE_HOLDS, &[p(prep.dest.oid.to_string()), p(&prep.push_interval)], |r| {
+    if let Some(ts) = &prep.ts {
+        release_holds(ts, prep.dest.oid, &prep.push_interval);
+    }
+}
+
+/// Puts back the policy schedules held for hypertable `dest_oid` (see `release`);
+/// `push_interval` is how far this call pushed them.
+pub fn release_holds(ts: &Timescale, dest_oid: u32, push_interval: &str) {
+    let held: Vec<(i32, Option<String>, Option<String>)> = query(sql::TAKE_HOLDS, &[p(dest_oid.to_string()), p(push_interval)], |r| {
         (col::<i32>(r, 1).unwrap(), col::<String>(r, 2), col::<String>(r, 3))
     });
     for (job_id, original, pushed) in held {

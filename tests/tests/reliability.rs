@@ -293,3 +293,32 @@ fn a_policy_schedule_changed_during_the_run_is_left_as_it_was_set() {
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
 }
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn unschedule_backfill_puts_back_a_policy_an_interrupted_run_left_held() {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    stage(&mut c);
+    let job: i32 = scalar(
+        &mut c,
+        "SELECT schedule_backfill('backfill_event_data', 'event_data', interval '1 day', '{}', timestamptz '2099-01-01 00:00:00+00')",
+    );
+    let policy: i32 =
+        scalar(&mut c, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'");
+    let next_start = |c: &mut Client| scalar::<String>(c, &format!("SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {policy}"));
+    let original = next_start(&mut c);
+    // what a run of the job leaves when its backend ends mid-run: the hold, and the policy pushed out
+    c.batch_execute(&format!(
+        "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled, held_at)
+           VALUES ({policy}, 'event_data', '{original}', true, now() - interval '1 hour');
+         SELECT alter_job({policy}, next_start => now() + interval '1 day');"
+    ))
+    .unwrap();
+    assert_ne!(next_start(&mut c), original);
+    c.batch_execute(&format!("SELECT unschedule_backfill({job})")).unwrap();
+    assert_eq!(scalar::<i64>(&mut c, &format!("SELECT count(*) FROM timescaledb_information.jobs WHERE job_id = {job}")), 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0, "no hold outlives the job");
+    assert_eq!(next_start(&mut c), original, "the policy's schedule is as before the interrupted run");
+}
