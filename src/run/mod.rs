@@ -204,6 +204,10 @@ impl Run<'_> {
     /// for the range the run changed (see `caggs`).
     fn refresh_continuous_aggregates(&self, plan: &Plan, totals: &Totals) {
         let (Some(span), true, true) = (&plan.span, totals.moved > 0, self.prep.cfg.refresh_continuous_aggregates) else { return };
+        if !crate::history::has_refresh_table() {
+            notice!("backfill_ext: continuous aggregates are not refreshed until ALTER EXTENSION backfill_ext UPDATE has run");
+            return;
+        }
         let refreshes = caggs::plan(self.prep, span);
         caggs::refresh_all(self.session, self.prep, self.id, &refreshes);
     }
