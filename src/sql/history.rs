@@ -161,5 +161,6 @@ mod tests {
         assert!(REFRESHED.ends_with("WHERE run_id = $1::int8 AND continuous_aggregate = $2 AND status = 'refreshing'"));
         // only this destination's unfinished refreshes
         assert!(MARK_REFRESHES_FAILED.contains("r.destination_oid = $1::oid AND f.status = 'refreshing'"));
+        assert_eq!(HAS_REFRESH_TABLE, "SELECT pg_catalog.to_regclass('_backfill_ext.run_refresh') IS NOT NULL");
     }
 }
