@@ -6,7 +6,7 @@ use crate::columns::{Column, UniqueKey};
 use crate::error::{BackfillError, Code};
 use crate::ident::{parse_qualified_name, quote_ident, quote_qualified, QualifiedName};
 use crate::timescale::capabilities::Capabilities;
-use crate::timescale::constraint::parse_space_check;
+use crate::timescale::constraint::space_ranges as space_ranges_of;
 use crate::timescale::{Chunk, Hypertable, Policy, SpaceRange, TimeKind, Timescale, CHUNK_STATUS_FN};
 use crate::spi::{self, col, p, query, query_one, raise};
 use crate::sql::catalog as sql;
@@ -218,20 +218,21 @@ pub fn chunks_overlapping(t: &Table, ht: &Hypertable, min: &str, max: &str) -> V
     chunks
 }
 
-/// The hash ranges a chunk's CHECK constraints give its space dimensions; empty when
-/// any of them cannot be read (then the chunk is matched on time alone).
+/// The hash ranges a chunk's CHECK constraints give its space dimensions; raises
+/// 0A000, having changed nothing, when one of them cannot be read.
 fn space_ranges(chunk: &QualifiedName) -> Vec<SpaceRange> {
     let defs: Vec<String> = query(
         sql::SPACE_CONSTRAINT_DEFS,
         &[p(chunk.quoted())],
         |r| col::<String>(r, 1).unwrap_or_default(),
     );
-    let parsed: Vec<_> = defs.iter().map(|d| parse_space_check(d)).collect();
-    if parsed.iter().all(|s| s.is_some()) {
-        parsed.into_iter().flatten().collect()
-    } else {
-        vec![]
-    }
+    space_ranges_of(&defs).unwrap_or_else(|def| {
+        raise(
+            BackfillError::new(Code::FeatureNotSupported, format!("cannot read the space partition of chunk {chunk} from its constraint"))
+                .detail(format!("constraint: {def}"))
+                .hint("backfill_ext reads the hash range TimescaleDB gives each chunk; a constraint of another form on a chunk (or a TimescaleDB that writes them differently) stops the run before anything changes"),
+        )
+    })
 }
 
 /// Every chunk of the hypertable with its status bits (from `show_chunks`, cheaper
@@ -320,4 +321,14 @@ pub fn row_array_type(oid: u32) -> u32 {
 /// A column's type as `regtype` prints it (a valid, quoted SQL type name).
 pub fn column_type(oid: u32, column: &str) -> Option<String> {
     query_one(sql::COLUMN_TYPE, &[p(oid.to_string()), p(column)], |r| col::<String>(r, 1)).flatten()
+}
+
+/// The OID of the table a config names (`name`, `schema.name`, quoted parts), if it exists.
+pub fn oid_of_name(text: &str) -> Option<u32> {
+    let (schema, name) = parse_qualified_name(text)?;
+    let quoted = match schema {
+        Some(s) => quote_qualified(&s, &name),
+        None => quote_ident(&name),
+    };
+    query_one(sql::REGCLASS_OID, &[p(quoted)], |r| col::<String>(r, 1)).flatten().and_then(|o| o.parse().ok())
 }

@@ -12,7 +12,9 @@ use crate::sql::history as sql;
 /// (another destination's history follows its own jobs' retention).
 pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u32, retention: &str) -> i64 {
     exec(sql::MARK_INTERRUPTED, &[p(dest_oid.to_string())]);
-    exec(sql::MARK_REFRESHES_FAILED, &[p(dest_oid.to_string())]);
+    if has_refresh_table() {
+        exec(sql::MARK_REFRESHES_FAILED, &[p(dest_oid.to_string())]);
+    }
     exec(sql::PRUNE, &[p(retention), p(dest_oid.to_string())]);
     query_one(
         sql::START,
@@ -88,14 +90,7 @@ pub fn fail(run_id: i64, sqlstate: &str, message: &str) {
 
 /// Records a run that failed before it could start (its config or tables are wrong).
 pub fn failed_start(job_id: Option<i32>, staging: &str, destination: &str, sqlstate: &str, message: &str) {
-    let quoted = crate::ident::parse_qualified_name(destination).map(|(schema, name)| match schema {
-        Some(s) => crate::ident::quote_qualified(&s, &name),
-        None => crate::ident::quote_ident(&name),
-    });
-    let dest_oid: Param = match quoted {
-        Some(q) => query_one(crate::sql::catalog::REGCLASS_OID, &[p(q)], |r| col::<String>(r, 1)).flatten(),
-        None => None,
-    };
+    let dest_oid: Param = crate::catalog::oid_of_name(destination).map(|o| o.to_string());
     // such a run never reaches `start`, which prunes by destination: rows of this job
     // whose destination could not be resolved are pruned here, after the default retention
     exec(
@@ -134,4 +129,10 @@ pub fn refresh(run_id: i64, cagg: &str, lo: &str, hi: &str, not_run: Option<&str
 /// Marks a refresh done.
 pub fn refreshed(run_id: i64, cagg: &str, ms: f64) {
     exec(sql::REFRESHED, &[p(run_id.to_string()), p(cagg), p(ms.to_string())]);
+}
+
+/// Whether the refresh history exists: the library can be newer than the extension's
+/// objects until `ALTER EXTENSION backfill_ext UPDATE` runs.
+pub fn has_refresh_table() -> bool {
+    query_one(sql::HAS_REFRESH_TABLE, &[], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
 }

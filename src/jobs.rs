@@ -72,7 +72,11 @@ pub fn unschedule(job_id: i32) {
     if let Some(ts) = catalog::timescale() {
         let ours = query_one(sql::jobs::COUNT_OUR_JOB, &[p(job_id.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0);
         if ours > 0 {
+            let dest = query_one(sql::jobs::JOB_DESTINATION, &[p(job_id.to_string())], |r| col::<String>(r, 1)).flatten();
             spi::run(&sql::jobs::delete_job(&ts), &[p(job_id.to_string())]);
+            if let Some(oid) = dest.as_deref().and_then(catalog::oid_of_name) {
+                release_left_holds(&ts, oid);
+            }
             return;
         }
     }
@@ -87,4 +91,14 @@ pub fn unschedule(job_id: i32) {
         BackfillError::new(Code::UndefinedObject, format!("there is no backfill job {job_id}"))
             .hint("list them in timescaledb_information.jobs (proc_name backfill_on_schedule) or cron.job"),
     )
+}
+
+/// Puts back the policy schedule an interrupted run of the removed job left held on
+/// its destination, unless a run is working on the destination now (it puts it back
+/// itself when it ends).
+fn release_left_holds(ts: &crate::timescale::Timescale, dest_oid: u32) {
+    let key = p(sql::hold::lock_key(dest_oid).to_string());
+    if query_one(&sql::hold::try_lock(false), &[key], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false) {
+        crate::run::policy::release_holds(ts, dest_oid, "0 seconds");
+    }
 }

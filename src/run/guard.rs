@@ -56,3 +56,21 @@ pub fn prepare_recorded(session: &Session, job_id: Option<i32>, cfg: Config) -> 
         }
     }
 }
+
+/// Takes the destination's lock (see `lock::acquire`); a run cancelled while it waits
+/// holds nothing, and is recorded as failed.
+pub fn acquire_recorded(session: &Session, job_id: Option<i32>, prep: &Prepared) -> bool {
+    if !session.nonatomic() {
+        return lock::acquire(prep, session);
+    }
+    match spi::in_subtransaction(AssertUnwindSafe(|| lock::acquire(prep, session))) {
+        Ok(got) => got,
+        Err(e) => {
+            let (state, msg) = (spi::caught_sqlstate(&e), spi::caught_message(&e));
+            let (staging, destination) = (prep.staging.name.to_string(), prep.dest.name.to_string());
+            let _ = spi::in_subtransaction(AssertUnwindSafe(|| crate::history::failed_start(job_id, &staging, &destination, &state, &msg)));
+            session.commit();
+            spi::reraise_with_hint(e, "the run stopped while it waited for another run on the destination; nothing was changed")
+        }
+    }
+}

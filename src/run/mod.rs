@@ -52,7 +52,7 @@ pub fn backfill(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     // validation left the caller's settings alone; the run's own statements use the config's
     settings::apply(&prep.cfg);
     phase(&started, "prepare");
-    if !lock::acquire(&prep, session) {
+    if !guard::acquire_recorded(session, job_id, &prep) {
         skip(session, job_id, &prep);
         return Totals::default();
     }
@@ -63,7 +63,6 @@ pub fn backfill(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     if !stopped_early {
         run.rest(&plan, &mut totals);
     }
-    spi::pause_point("before_restore");
     run.finish(stopped_early);
     run.refresh_continuous_aggregates(&plan, &totals);
     report(&run, &totals);
@@ -114,7 +113,9 @@ impl Run<'_> {
             policy::hold(prep);
             plan
         });
-        spi::pause_point("after_hold");
+        // every moment between the run's transactions is guarded too: a cancel there
+        // leaves nothing held and the run recorded as failed
+        self.phase("after hold", || spi::pause_point("after_hold"));
         plan
     }
 
@@ -129,25 +130,26 @@ impl Run<'_> {
         };
         let mut done = 0;
         for (b, batch) in batches.iter().enumerate() {
-            if b > 0 {
-                spi::pause_point("between_chunks");
-            }
-            // at least one transaction per run, so runs cut short still make progress
-            if b > 0 && prep.max_runtime_s.is_some_and(|m| self.started.elapsed().as_secs_f64() >= m) {
-                notice!(
-                    "backfill_ext: max_runtime ({}) reached after {done} chunks; the remaining {} chunks are left for the next run",
-                    prep.cfg.max_runtime.as_deref().unwrap_or_default(),
-                    plan.steps.len() - done
-                );
-                return true;
-            }
             let steps: Vec<&Step> = batch.iter().map(|i| &plan.steps[*i]).collect();
             let results = self.phase("batch", || {
+                if b > 0 {
+                    spi::pause_point("between_chunks");
+                }
+                // at least one transaction per run, so runs cut short still make progress
+                if b > 0 && prep.max_runtime_s.is_some_and(|m| self.started.elapsed().as_secs_f64() >= m) {
+                    notice!(
+                        "backfill_ext: max_runtime ({}) reached after {done} chunks; the remaining {} chunks are left for the next run",
+                        prep.cfg.max_runtime.as_deref().unwrap_or_default(),
+                        plan.steps.len() - done
+                    );
+                    return None;
+                }
                 let results = crate::strategy::run_transaction(prep, &steps, plan.routed);
-                let done: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
-                crate::history::chunks(self.id, &done);
-                results
+                let finished: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
+                crate::history::chunks(self.id, &finished);
+                Some(results)
             });
+            let Some(results) = results else { return true };
             for (s, r) in steps.iter().zip(&results) {
                 totals.add_chunk(r);
                 notice!(
@@ -188,6 +190,7 @@ impl Run<'_> {
     /// releases the destination, in one transaction.
     fn finish(&self, stopped_early: bool) {
         self.phase("release", || {
+            spi::pause_point("before_restore");
             policy::release(self.prep);
             planning::drop_temp_tables();
             crate::history::succeed(self.id, stopped_early);
@@ -201,6 +204,10 @@ impl Run<'_> {
     /// for the range the run changed (see `caggs`).
     fn refresh_continuous_aggregates(&self, plan: &Plan, totals: &Totals) {
         let (Some(span), true, true) = (&plan.span, totals.moved > 0, self.prep.cfg.refresh_continuous_aggregates) else { return };
+        if !crate::history::has_refresh_table() {
+            notice!("backfill_ext: continuous aggregates are not refreshed until ALTER EXTENSION backfill_ext UPDATE has run");
+            return;
+        }
         let refreshes = caggs::plan(self.prep, span);
         caggs::refresh_all(self.session, self.prep, self.id, &refreshes);
     }

@@ -7,7 +7,7 @@ use super::prepare::Prepared;
 use crate::catalog;
 use crate::spi::{col, p, query, query_one, run as exec};
 use crate::sql::hold as sql;
-use crate::timescale::Policy;
+use crate::timescale::{Policy, Timescale};
 
 /// Pushes the compression policies out for the run, remembering their schedule from
 /// before: a run that was interrupted left its record, and the original schedule stays
@@ -26,17 +26,35 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
     policies
 }
 
-/// Puts back every policy schedule held for the destination and forgets the hold.
+/// Puts back every policy schedule held for the destination and forgets the hold. A
+/// policy whose schedule someone changed during the run (it is no longer where the run
+/// pushed it) is left as they set it.
 pub fn release(prep: &Prepared) {
-    let Some(ts) = &prep.ts else { return };
-    let held: Vec<(i32, Option<String>)> =
-        query(sql::TAKE_HOLDS, &[p(prep.dest.oid.to_string())], |r| (col::<i32>(r, 1).unwrap(), col::<String>(r, 2)));
-    for (job_id, next_start) in held {
-        let exists = query_one(sql::JOB_EXISTS, &[p(job_id.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0) > 0;
-        if exists {
-            // no schedule recorded (the policy had not run yet): it is due now, as it was
-            let next_start = next_start.unwrap_or_else(|| "now".to_string());
-            exec(&sql::restore_policy(&ts.func("alter_job")), &[p(job_id.to_string()), p(next_start)]);
+    if let Some(ts) = &prep.ts {
+        release_holds(ts, prep.dest.oid, &prep.push_interval);
+    }
+}
+
+/// Puts back the policy schedules held for hypertable `dest_oid` (see `release`);
+/// `push_interval` is how far this call pushed them.
+pub fn release_holds(ts: &Timescale, dest_oid: u32, push_interval: &str) {
+    let held: Vec<(i32, Option<String>, Option<String>)> = query(sql::TAKE_HOLDS, &[p(dest_oid.to_string()), p(push_interval)], |r| {
+        (col::<i32>(r, 1).unwrap(), col::<String>(r, 2), col::<String>(r, 3))
+    });
+    for (job_id, original, pushed) in held {
+        // no row: the job is gone
+        let Some(now) = query_one(sql::JOB_NEXT_START, &[p(job_id.to_string())], |r| col::<String>(r, 1)) else { continue };
+        if let Some(pushed) = pushed {
+            if !query_one(sql::SAME_TIME, &[now.clone(), p(&pushed)], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false) {
+                pgrx::notice!(
+                    "backfill_ext: the schedule of compression policy job {job_id} was changed during the run (next start {}); it is left as it was set",
+                    now.as_deref().unwrap_or("none")
+                );
+                continue;
+            }
         }
+        // no schedule recorded (the policy had not run yet): it is due now, as it was
+        let next_start = original.unwrap_or_else(|| "now".to_string());
+        exec(&sql::restore_policy(&ts.func("alter_job")), &[p(job_id.to_string()), p(next_start)]);
     }
 }

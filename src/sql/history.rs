@@ -57,6 +57,9 @@ pub const MARK_REFRESHES_FAILED: &str = "UPDATE _backfill_ext.run_refresh AS f S
             note = 'the refresh raised an error (see timescaledb_information.job_errors or the server log)' \
      FROM _backfill_ext.run AS r WHERE r.id = f.run_id AND r.destination_oid = $1::oid AND f.status = 'refreshing'";
 
+/// Whether the refresh history exists (an extension not yet updated to 0.2.0 lacks it).
+pub const HAS_REFRESH_TABLE: &str = "SELECT pg_catalog.to_regclass('_backfill_ext.run_refresh') IS NOT NULL";
+
 /// Records run `$1`'s refresh of continuous aggregate `$2` over `[$3, $4)` with status
 /// `$5` and note `$6` (the refresh commits on its own, so it is recorded first as
 /// 'refreshing').
@@ -158,5 +161,6 @@ mod tests {
         assert!(REFRESHED.ends_with("WHERE run_id = $1::int8 AND continuous_aggregate = $2 AND status = 'refreshing'"));
         // only this destination's unfinished refreshes
         assert!(MARK_REFRESHES_FAILED.contains("r.destination_oid = $1::oid AND f.status = 'refreshing'"));
+        assert_eq!(HAS_REFRESH_TABLE, "SELECT pg_catalog.to_regclass('_backfill_ext.run_refresh') IS NOT NULL");
     }
 }

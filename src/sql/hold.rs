@@ -24,22 +24,33 @@ pub const LOCK_HOLDERS: &str = "SELECT 'backend ' || string_agg(l.pid::text, ', 
      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 1";
 
 /// Records a policy's schedule before the run pushes it out: job `$1`, hypertable OID
-/// `$2`, next start `$3`, scheduled `$4`. A record an interrupted run left is kept
-/// (the schedule from before that run is the one to restore).
-pub const RECORD_HOLD: &str = "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled) \
-     VALUES ($1::int, $2::oid::regclass, $3::timestamptz, $4::bool) ON CONFLICT (job_id) DO NOTHING";
+/// `$2`, next start `$3`, scheduled `$4`, held now (the push uses the same `now()`).
+/// From a record an interrupted run left, the schedule from before that run is kept
+/// (it is the one to restore).
+pub const RECORD_HOLD: &str = "WITH old AS (DELETE FROM _backfill_ext.policy_hold WHERE job_id = $1::int \
+                                RETURNING original_next_start, original_scheduled) \
+     INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled, held_at) \
+     SELECT $1::int, $2::oid::regclass, \
+            CASE WHEN EXISTS (SELECT 1 FROM old) THEN (SELECT original_next_start FROM old) ELSE $3::timestamptz END, \
+            coalesce((SELECT original_scheduled FROM old), $4::bool), pg_catalog.now()";
 
 /// Pushes job `$1`'s next start to now plus `$2` (an interval).
 pub fn push_policy(alter_job: &str) -> String {
     format!("SELECT {alter_job}($1::int, next_start => pg_catalog.now() + $2::interval)")
 }
 
-/// Forgets every hold on hypertable OID `$1`, returning (job, next start as text).
+/// Forgets every hold on hypertable OID `$1`, returning the job, its next start from
+/// before as text, and the next start this call pushed it to (held at `now()` plus
+/// `$2`, the push interval; NULL for a hold an earlier, interrupted call left).
 pub const TAKE_HOLDS: &str = "DELETE FROM _backfill_ext.policy_hold WHERE hypertable = $1::oid::regclass \
-     RETURNING job_id, original_next_start::text";
+     RETURNING job_id, original_next_start::text, \
+               CASE WHEN held_at >= pg_catalog.statement_timestamp() THEN (held_at + $2::interval)::text END";
 
-/// Whether job `$1` still exists.
-pub const JOB_EXISTS: &str = "SELECT count(*)::int8 FROM timescaledb_information.jobs WHERE job_id = $1::int";
+/// Job `$1`'s next start now, as text (no row: the job is gone; NULL: not scheduled).
+pub const JOB_NEXT_START: &str = "SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = $1::int";
+
+/// Whether `$1` and `$2` (timestamptz text) are the same time.
+pub const SAME_TIME: &str = "SELECT $1::timestamptz IS NOT DISTINCT FROM $2::timestamptz";
 
 /// Sets job `$1`'s next start back to `$2`.
 pub fn restore_policy(alter_job: &str) -> String {
@@ -66,9 +77,12 @@ mod tests {
 
     #[test]
     fn the_first_recorded_schedule_is_kept() {
-        assert!(RECORD_HOLD.starts_with("INSERT INTO _backfill_ext.policy_hold "));
-        assert!(RECORD_HOLD.ends_with("ON CONFLICT (job_id) DO NOTHING"));
+        assert!(RECORD_HOLD.starts_with("WITH old AS (DELETE FROM _backfill_ext.policy_hold WHERE job_id = $1::int "));
+        assert!(RECORD_HOLD.contains("CASE WHEN EXISTS (SELECT 1 FROM old) THEN (SELECT original_next_start FROM old) ELSE $3::timestamptz END"));
+        assert!(RECORD_HOLD.contains("coalesce((SELECT original_scheduled FROM old), $4::bool), pg_catalog.now()"));
         assert!(TAKE_HOLDS.contains("WHERE hypertable = $1::oid::regclass"));
+        // only this call's holds know what it pushed the policy to
+        assert!(TAKE_HOLDS.contains("CASE WHEN held_at >= pg_catalog.statement_timestamp() THEN (held_at + $2::interval)::text END"));
     }
 
     #[test]

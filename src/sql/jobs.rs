@@ -31,6 +31,10 @@ pub fn delete_job(ts: &Timescale) -> String {
     format!("SELECT {}($1::int)", ts.func("delete_job"))
 }
 
+/// The destination (as the config names it) of backfill job `$1`.
+pub const JOB_DESTINATION: &str = "SELECT config->>'destination_hypertable' FROM timescaledb_information.jobs \
+     WHERE job_id = $1::int AND proc_name = 'backfill_on_schedule'";
+
 #[cfg(test)]
 mod tests {
     use super::*;

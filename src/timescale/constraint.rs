@@ -76,6 +76,13 @@ fn read_ident(s: &str) -> Option<(String, &str)> {
     }
 }
 
+/// The hash ranges of a chunk's space-partition constraints (none: the chunk spans
+/// every partition), or the first constraint that cannot be read. A chunk matched on
+/// time alone would take its siblings' rows too, and leave them partially compressed.
+pub fn space_ranges(defs: &[String]) -> Result<Vec<SpaceRange>, String> {
+    defs.iter().map(|d| parse_space_check(d).ok_or_else(|| d.clone())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,4 +118,13 @@ mod tests {
         assert_eq!(parse_space_check("UNIQUE (a)"), None);
     }
 
+
+    #[test]
+    fn a_constraint_that_cannot_be_read_is_named() {
+        let ok = "CHECK ((_timescaledb_functions.get_partition_hash(device_id) < 1073741823))".to_string();
+        let odd = "CHECK ((_timescaledb_functions.get_partition_hash(device_id) <> 5))".to_string();
+        assert_eq!(space_ranges(&[]), Ok(vec![]));
+        assert_eq!(space_ranges(std::slice::from_ref(&ok)).unwrap().len(), 1);
+        assert_eq!(space_ranges(&[ok, odd.clone()]), Err(odd));
+    }
 }

@@ -243,3 +243,94 @@ fn timescale_kill_during_rewrite_terminate() {
 fn timescale_kill_during_rewrite_crash() {
     rewrite_scenario(Kill::Crash);
 }
+
+/// A cancel (`pg_cancel_backend`) at a phase boundary or inside a step, of a run
+/// called by an interactive session that lives on: the run ends with SQLSTATE 57014,
+/// and leaves no advisory lock in that session, no policy hold, the policy's schedule
+/// as before, every row in staging or the destination once, and its own history row
+/// saying it failed; the next run finishes the work.
+fn cancel_scenario(point: &str) {
+    let cl = Cluster::start(Options { timescale: true, ..Default::default() });
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    stage_late_rows(&mut c);
+    let expected = rows_accounted(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let (conn, at) = (cl.conn_string("t"), point.to_string());
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        r.batch_execute(&format!("SET backfill_ext.debug_pause_at = '{at}'")).unwrap();
+        let err = r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{PER_CHUNK}')")).unwrap_err();
+        let code = err.as_db_error().map(|e| e.code().code().to_string()).unwrap_or_else(|| err.to_string());
+        let locks: i64 = r
+            .query_one("SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
+        (code, locks)
+    });
+    let pid = pid_of_run(&mut c, "PgSleep");
+    c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+    let (code, locks) = run.join().unwrap();
+    assert_eq!(code, "57014", "the run cancelled at {point} ends with query_canceled");
+    assert_eq!(locks, 0, "the session holds no advisory lock after a cancel at {point}");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0, "no policy hold after a cancel at {point}");
+    assert_compressed_and_policy_as_before(&before, &state(&mut c, "event_data", "backfill_event_data"), &format!("cancel at {point}"));
+    assert_eq!(rows_accounted(&mut c), expected, "after a cancel at {point}, every row is in staging or the destination, once");
+    let runs: Vec<(String, Option<String>)> =
+        c.query("SELECT status, sqlstate FROM backfill_runs ORDER BY run_id", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(runs, [("failed".to_string(), Some("57014".to_string()))], "the cancelled run recorded itself");
+    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0, "the next run finishes");
+    assert_compressed_and_policy_as_before(&before, &state(&mut c, "event_data", "backfill_event_data"), "the run after a cancel");
+}
+
+macro_rules! cancel_tests {
+    ($($name:ident: $point:expr;)*) => {$(
+        #[test]
+        #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+        fn $name() {
+            cancel_scenario($point);
+        }
+    )*};
+}
+
+cancel_tests! {
+    cancel_after_policy_postponed: "after_hold";
+    cancel_after_decompress: "after_decompress";
+    cancel_after_insert_before_recompress: "after_insert";
+    cancel_between_chunks: "between_chunks";
+    cancel_before_policy_restored: "before_restore";
+}
+
+/// A run cancelled while it waits for another run on its destination holds nothing
+/// and records that it failed.
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn cancel_while_waiting_for_the_destination() {
+    let cl = Cluster::start(Options { timescale: true, ..Default::default() });
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    stage_late_rows(&mut c);
+    // another session holds the destination's lock, as a run does
+    let mut holder = cl.connect("t");
+    holder.batch_execute("SELECT pg_advisory_lock(((x'6266696c'::int8 << 32) | 'event_data'::regclass::oid::int8))").unwrap();
+    let conn = cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_wait":"5 minutes"}"#;
+        let err = r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap_err();
+        err.as_db_error().map(|e| e.code().code().to_string()).unwrap_or_else(|| err.to_string())
+    });
+    let pid = pid_of_run(&mut c, "PgSleep");
+    c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+    assert_eq!(run.join().unwrap(), "57014");
+    let runs: Vec<(String, Option<String>, String)> = c
+        .query("SELECT status, sqlstate, destination FROM backfill_runs ORDER BY run_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(runs, [("failed".to_string(), Some("57014".to_string()), "public.event_data".to_string())]);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 99"), 0, "nothing moved");
+}

@@ -251,3 +251,74 @@ fn a_job_owner_who_does_not_own_the_hypertable_is_stopped_before_anything_change
     assert!(hint.is_some());
     assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
 }
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_policy_schedule_changed_during_the_run_is_left_as_it_was_set() {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    stage(&mut c);
+    let job: i32 =
+        scalar(&mut c, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'");
+    let second: String = scalar(
+        &mut c,
+        "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks
+         WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
+    );
+    // the run waits for a long transaction on the chunk of day 2, its policy held
+    let mut long = cl.connect("t");
+    long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
+    let conn = cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"2 minutes", "strategy":"decompress"}"#;
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).map_err(|e| e.to_string())
+    });
+    backfill_ext_client_tests::wait_for("the run to wait for the chunk", std::time::Duration::from_secs(60), || {
+        c.query_opt("SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND wait_event_type = 'Lock'", &[])
+            .unwrap()
+            .map(|r| r.get::<_, i32>(0))
+    });
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 1, "the run holds the policy");
+    // an administrator moves the policy meanwhile
+    c.batch_execute(&format!("SELECT alter_job({job}, next_start => '2030-06-01 00:00:00+00')")).unwrap();
+    long.batch_execute("COMMIT").unwrap();
+    run.join().unwrap().unwrap();
+    assert_eq!(
+        scalar::<String>(&mut c, &format!("SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {job}")),
+        "2030-06-01 00:00:00+00",
+        "the administrator's schedule stays"
+    );
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn unschedule_backfill_puts_back_a_policy_an_interrupted_run_left_held() {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    stage(&mut c);
+    let job: i32 = scalar(
+        &mut c,
+        "SELECT schedule_backfill('backfill_event_data', 'event_data', interval '1 day', '{}', timestamptz '2099-01-01 00:00:00+00')",
+    );
+    let policy: i32 =
+        scalar(&mut c, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'");
+    let next_start = |c: &mut Client| scalar::<String>(c, &format!("SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {policy}"));
+    let original = next_start(&mut c);
+    // what a run of the job leaves when its backend ends mid-run: the hold, and the policy pushed out
+    c.batch_execute(&format!(
+        "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled, held_at)
+           VALUES ({policy}, 'event_data', '{original}', true, now() - interval '1 hour');
+         SELECT alter_job({policy}, next_start => now() + interval '1 day');"
+    ))
+    .unwrap();
+    assert_ne!(next_start(&mut c), original);
+    c.batch_execute(&format!("SELECT unschedule_backfill({job})")).unwrap();
+    assert_eq!(scalar::<i64>(&mut c, &format!("SELECT count(*) FROM timescaledb_information.jobs WHERE job_id = {job}")), 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0, "no hold outlives the job");
+    assert_eq!(next_start(&mut c), original, "the policy's schedule is as before the interrupted run");
+}

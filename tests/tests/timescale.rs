@@ -783,3 +783,30 @@ fn a_timescaledb_older_than_the_minimum_is_refused_before_anything_changes() {
     assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
 }
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_space_constraint_that_cannot_be_read_stops_the_run_before_anything_changes() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset { space_partitions: 2, ..Dataset::default() });
+    stage_late_rows(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    // a constraint on a chunk that names the hash function in a form TimescaleDB does not write
+    let chunk: String = scalar(
+        &mut c,
+        "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks
+         WHERE hypertable_name = 'event_data' ORDER BY range_start, chunk_name OFFSET 2 LIMIT 1",
+    );
+    c.batch_execute(&format!(
+        "ALTER TABLE {chunk} ADD CONSTRAINT odd CHECK (_timescaledb_functions.get_partition_hash(device_id) <> -1) NOT VALID"
+    ))
+    .unwrap();
+    let (code, msg, hint) = expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
+    assert_eq!(code, "0A000", "{msg}");
+    assert!(msg.contains("cannot read the space partition of chunk"), "{msg}");
+    assert!(hint.is_some());
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!((after.dest_rows, after.staging_rows), (before.dest_rows, before.staging_rows), "nothing moved");
+    assert_compressed_and_policy_as_before(&before, &after, "after the refusal");
+}
