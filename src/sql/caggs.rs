@@ -30,7 +30,7 @@ pub fn list(mat_id: MatId) -> String {
         MatId::HypertableInfo => {
             "(_timescaledb_functions.get_hypertable_info(pg_catalog.format('%I.%I', t.ms, t.mn)::regclass)).hypertable_id"
         }
-        MatId::TableName => "(pg_catalog.substring(t.mn::text FROM '^_materialized_hypertable_([0-9]+)$'))::int4",
+        MatId::TableName => "(pg_catalog.substring(t.mn::text, '^_materialized_hypertable_([0-9]+)$'))::int4",
     };
     format!(
         "WITH RECURSIVE tree AS (\
@@ -112,7 +112,8 @@ mod tests {
         assert!(q.contains("get_hypertable_info(pg_catalog.format('%I.%I', t.ms, t.mn)::regclass)"));
         assert!(!q.contains("_timescaledb_catalog"));
         let q = list(MatId::TableName);
-        assert!(q.contains("cagg_get_bucket_function_info((pg_catalog.substring(t.mn::text FROM '^_materialized_hypertable_([0-9]+)$'))::int4)"));
+        // the regular-expression form of substring as a function call (the FROM form is syntax, not a function)
+        assert!(q.contains("cagg_get_bucket_function_info((pg_catalog.substring(t.mn::text, '^_materialized_hypertable_([0-9]+)$'))::int4)"));
         assert!(!q.contains("get_hypertable_info"));
     }
 
