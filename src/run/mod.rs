@@ -208,7 +208,18 @@ impl Run<'_> {
             notice!("backfill_ext: continuous aggregates are not refreshed until ALTER EXTENSION backfill_ext UPDATE has run");
             return;
         }
-        let refreshes = caggs::plan(self.prep, span);
+        // the rows are in and committed: a failure to read the aggregates is a warning
+        let refreshes = match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| caggs::plan(self.prep, span))) {
+            Ok(refreshes) => refreshes,
+            Err(e) => {
+                pgrx::warning!(
+                    "backfill_ext: the continuous aggregates on {} could not be read, so none was refreshed: {}",
+                    self.prep.dest.name,
+                    spi::caught_message(&e)
+                );
+                return;
+            }
+        };
         caggs::refresh_all(self.session, self.prep, self.id, &refreshes);
     }
 }

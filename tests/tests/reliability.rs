@@ -23,6 +23,15 @@ fn stage(c: &mut Client) -> i64 {
     3 * 144 + 1
 }
 
+/// The chunk of day 2 (the first chunk holds the day before the dataset's first).
+fn chunk_of_day_2(c: &mut Client) -> String {
+    scalar(
+        c,
+        "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks
+         WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
+    )
+}
+
 /// Nothing lost, nothing half-done: rows are in staging or the destination, chunks
 /// compressed before are compressed, the policy schedule is as before.
 fn assert_clean(c: &mut Client, before: &State, moved_so_far: i64) {
@@ -62,11 +71,7 @@ fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
     timescale_dataset(&mut c, &Dataset::default());
     let staged = stage(&mut c);
     let before = state(&mut c, "event_data", "backfill_event_data");
-    let second: String = scalar(
-        &mut c,
-        "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks
-         WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
-    );
+    let second = chunk_of_day_2(&mut c);
     // a long transaction holds a lock on the chunk of day 2 that writers must wait for
     let mut long = cl.connect("t");
     long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
@@ -261,11 +266,7 @@ fn a_policy_schedule_changed_during_the_run_is_left_as_it_was_set() {
     stage(&mut c);
     let job: i32 =
         scalar(&mut c, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'");
-    let second: String = scalar(
-        &mut c,
-        "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks
-         WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
-    );
+    let second = chunk_of_day_2(&mut c);
     // the run waits for a long transaction on the chunk of day 2, its policy held
     let mut long = cl.connect("t");
     long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
