@@ -23,7 +23,7 @@ fn stage(c: &mut Client) -> i64 {
     3 * 144 + 1
 }
 
-/// The chunk of day 2 (the first chunk holds the day before the dataset's first).
+/// The chunk of day 2 of the dataset (days counted from 0).
 fn chunk_of_day_2(c: &mut Client) -> String {
     scalar(
         c,
