@@ -97,8 +97,7 @@ pub fn unschedule(job_id: i32) {
 /// its destination, unless a run is working on the destination now (it puts it back
 /// itself when it ends).
 fn release_left_holds(ts: &crate::timescale::Timescale, dest_oid: u32) {
-    let key = p(sql::hold::lock_key(dest_oid).to_string());
-    if query_one(&sql::hold::try_lock(false), &[key], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false) {
+    if crate::run::lock::try_lock_oid(dest_oid, false) {
         crate::run::policy::release_holds(ts, dest_oid, "0 seconds");
     }
 }

@@ -42,35 +42,39 @@ pub fn guarded<T>(session: &Session, prep: &Prepared, run_id: Option<i64>, f: im
 
 /// Validates; in a call that commits as it goes, a failure is recorded in the history.
 pub fn prepare_recorded(session: &Session, job_id: Option<i32>, cfg: Config) -> Prepared {
-    if !session.nonatomic() {
-        return prepare(cfg);
-    }
     let (staging, destination) = (cfg.staging_table.clone(), cfg.destination.clone());
-    match spi::in_subtransaction(AssertUnwindSafe(|| prepare(cfg))) {
-        Ok(p) => p,
-        Err(e) => {
-            let (state, msg) = (spi::caught_sqlstate(&e), spi::caught_message(&e));
-            let _ = spi::in_subtransaction(AssertUnwindSafe(|| crate::history::failed_start(job_id, &staging, &destination, &state, &msg)));
-            session.commit();
-            spi::reraise_with_hint(e, "nothing was changed; correct the job's config or tables and run again")
-        }
-    }
+    before_start(session, job_id, (&staging, &destination), "nothing was changed; correct the job's config or tables and run again", || {
+        prepare(cfg)
+    })
 }
 
 /// Takes the destination's lock (see `lock::acquire`); a run cancelled while it waits
 /// holds nothing, and is recorded as failed.
 pub fn acquire_recorded(session: &Session, job_id: Option<i32>, prep: &Prepared) -> bool {
+    let (staging, destination) = (prep.staging.name.to_string(), prep.dest.name.to_string());
+    before_start(
+        session,
+        job_id,
+        (&staging, &destination),
+        "the run stopped while it waited for another run on the destination; nothing was changed",
+        || lock::acquire(prep, session),
+    )
+}
+
+/// Runs a phase before the run's history row exists: in a call that commits as it
+/// goes, a failure is recorded as a run that failed before it started (`tables`:
+/// staging and destination as named), committed, and raised with `hint`.
+fn before_start<T>(session: &Session, job_id: Option<i32>, tables: (&str, &str), hint: &str, f: impl FnOnce() -> T) -> T {
     if !session.nonatomic() {
-        return lock::acquire(prep, session);
+        return f();
     }
-    match spi::in_subtransaction(AssertUnwindSafe(|| lock::acquire(prep, session))) {
-        Ok(got) => got,
+    match spi::in_subtransaction(AssertUnwindSafe(f)) {
+        Ok(v) => v,
         Err(e) => {
             let (state, msg) = (spi::caught_sqlstate(&e), spi::caught_message(&e));
-            let (staging, destination) = (prep.staging.name.to_string(), prep.dest.name.to_string());
-            let _ = spi::in_subtransaction(AssertUnwindSafe(|| crate::history::failed_start(job_id, &staging, &destination, &state, &msg)));
+            let _ = spi::in_subtransaction(AssertUnwindSafe(|| crate::history::failed_start(job_id, tables.0, tables.1, &state, &msg)));
             session.commit();
-            spi::reraise_with_hint(e, "the run stopped while it waited for another run on the destination; nothing was changed")
+            spi::reraise_with_hint(e, hint)
         }
     }
 }

@@ -14,7 +14,12 @@ fn key_param(dest: &Table) -> Option<String> {
 }
 
 fn try_lock(dest: &Table, session: &Session) -> bool {
-    query_one(&sql::try_lock(session.nonatomic()), &[key_param(dest)], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+    try_lock_oid(dest.oid, session.nonatomic())
+}
+
+/// Tries destination `dest_oid`'s lock, for the session or for the transaction.
+pub fn try_lock_oid(dest_oid: u32, session_level: bool) -> bool {
+    query_one(&sql::try_lock(session_level), &[p(sql::lock_key(dest_oid).to_string())], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
 }
 
 /// Takes the destination's lock, waiting up to `lock_wait` for a run that holds it.

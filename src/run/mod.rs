@@ -108,7 +108,7 @@ impl Run<'_> {
             settings::apply(&prep.cfg);
             let plan = make_plan(prep);
             if plan.steps.iter().any(|s| s.strategy != Strategy::Insert) {
-                crate::catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
+                crate::strategy::require_owner(prep);
             }
             policy::hold(prep);
             plan

@@ -43,15 +43,17 @@ pub fn release_holds(ts: &Timescale, dest_oid: u32, push_interval: &str) {
     });
     for (job_id, original, pushed) in held {
         // no row: the job is gone
-        let Some(now) = query_one(sql::JOB_NEXT_START, &[p(job_id.to_string())], |r| col::<String>(r, 1)) else { continue };
-        if let Some(pushed) = pushed {
-            if !query_one(sql::SAME_TIME, &[now.clone(), p(&pushed)], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false) {
-                pgrx::notice!(
-                    "backfill_ext: the schedule of compression policy job {job_id} was changed during the run (next start {}); it is left as it was set",
-                    now.as_deref().unwrap_or("none")
-                );
-                continue;
-            }
+        let Some((now, unmoved)) =
+            query_one(sql::JOB_NEXT_START, &[p(job_id.to_string()), pushed.clone()], |r| (col::<String>(r, 1), col::<bool>(r, 2).unwrap_or(false)))
+        else {
+            continue;
+        };
+        if pushed.is_some() && !unmoved {
+            pgrx::notice!(
+                "backfill_ext: the schedule of compression policy job {job_id} was changed during the run (next start {}); it is left as it was set",
+                now.as_deref().unwrap_or("none")
+            );
+            continue;
         }
         // no schedule recorded (the policy had not run yet): it is due now, as it was
         let next_start = original.unwrap_or_else(|| "now".to_string());

@@ -46,11 +46,10 @@ pub const TAKE_HOLDS: &str = "DELETE FROM _backfill_ext.policy_hold WHERE hypert
      RETURNING job_id, original_next_start::text, \
                CASE WHEN held_at >= pg_catalog.statement_timestamp() THEN (held_at + $2::interval)::text END";
 
-/// Job `$1`'s next start now, as text (no row: the job is gone; NULL: not scheduled).
-pub const JOB_NEXT_START: &str = "SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = $1::int";
-
-/// Whether `$1` and `$2` (timestamptz text) are the same time.
-pub const SAME_TIME: &str = "SELECT $1::timestamptz IS NOT DISTINCT FROM $2::timestamptz";
+/// Job `$1`'s next start now, as text (NULL: not scheduled), and whether it is still
+/// `$2` (where the run pushed it; NULL: not known); no row: the job is gone.
+pub const JOB_NEXT_START: &str = "SELECT next_start::text, next_start IS NOT DISTINCT FROM $2::timestamptz \
+     FROM timescaledb_information.jobs WHERE job_id = $1::int";
 
 /// Sets job `$1`'s next start back to `$2`.
 pub fn restore_policy(alter_job: &str) -> String {
@@ -89,5 +88,8 @@ mod tests {
     fn policies_are_moved_with_alter_job() {
         assert_eq!(push_policy("public.alter_job"), "SELECT public.alter_job($1::int, next_start => pg_catalog.now() + $2::interval)");
         assert_eq!(restore_policy("public.alter_job"), "SELECT public.alter_job($1::int, next_start => $2::timestamptz)");
+        // the next start, and whether it is still where the run pushed it, in one read
+        assert!(JOB_NEXT_START.starts_with("SELECT next_start::text, next_start IS NOT DISTINCT FROM $2::timestamptz "));
+        assert!(JOB_NEXT_START.ends_with("WHERE job_id = $1::int"));
     }
 }

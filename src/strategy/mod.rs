@@ -101,7 +101,7 @@ fn decompress_chunk(prep: &Prepared, c: &QualifiedName) {
 }
 
 /// Changing compressed chunks takes the hypertable's owner.
-fn require_owner(prep: &Prepared) {
+pub fn require_owner(prep: &Prepared) {
     crate::catalog::require_owner(&prep.dest, "to decompress and compress its chunks");
 }
 
