@@ -106,6 +106,7 @@ fn decompress_backfill(
         lock_timeout: None,
         strategy: crate::config::StrategyChoice::Auto,
         refresh_continuous_aggregates: true,
+        rest_batch_rows: crate::config::DEFAULT_REST_BATCH_ROWS,
     };
     spi::check(cfg.check_combinations());
     let session = unsafe { Session::open(fcinfo) };

@@ -196,6 +196,25 @@ pub fn batches(steps: &[Step], decompress_limit: i64) -> Vec<Vec<usize>> {
     out
 }
 
+/// Cuts the rest (rows outside every chunk, or all rows for a destination that is not
+/// a hypertable) into slices of staging's blocks of at most `max_rows` rows each (a
+/// block with more is a slice of its own), one transaction each. `blocks` holds
+/// `(block, rows)` in block order; a slice is `[from, to)`. The slices are contiguous,
+/// the first open below and the last above, so a row staged meanwhile into any block
+/// is still in one of them. No rows: no slice.
+pub fn rest_slices(blocks: &[(i64, i64)], max_rows: i64) -> Vec<(Option<i64>, Option<i64>)> {
+    let mut starts: Vec<i64> = vec![];
+    let mut rows = 0i64;
+    for &(block, n) in blocks {
+        if starts.is_empty() || rows + n > max_rows {
+            starts.push(block);
+            rows = 0;
+        }
+        rows += n;
+    }
+    (0..starts.len()).map(|i| ((i > 0).then(|| starts[i]), starts.get(i + 1).copied())).collect()
+}
+
 /// Orders chunks by their place in time; the view's text forms sort correctly only
 /// within one type, which is all one hypertable has. Integers are compared as numbers.
 fn range_key(c: &Chunk) -> (Option<i128>, Option<String>, String) {
@@ -203,6 +222,34 @@ fn range_key(c: &Chunk) -> (Option<i128>, Option<String>, String) {
     (num, c.lo.clone(), c.name.name.clone())
 }
 
+
+#[cfg(test)]
+mod rest_tests {
+    use super::rest_slices;
+
+    #[test]
+    fn the_rest_is_cut_into_contiguous_slices_of_staging_blocks() {
+        assert!(rest_slices(&[], 10).is_empty(), "no rows, no transaction");
+        // everything fits: one slice, open at both ends (the statement of one transaction)
+        assert_eq!(rest_slices(&[(0, 4), (1, 4), (7, 2)], 10), [(None, None)]);
+        // 4 + 4 fit, 2 more would pass 9
+        assert_eq!(rest_slices(&[(0, 4), (1, 4), (7, 2), (8, 9)], 9), [(None, Some(7)), (Some(7), Some(8)), (Some(8), None)]);
+        // a block with more rows than the limit is a slice of its own
+        assert_eq!(rest_slices(&[(3, 50), (4, 1)], 10), [(None, Some(4)), (Some(4), None)]);
+        // every block is in exactly one slice
+        let blocks: Vec<(i64, i64)> = (0..100).map(|b| (b * 2, 1 + b % 7)).collect();
+        let slices = rest_slices(&blocks, 25);
+        for &(b, _) in &blocks {
+            let n = slices.iter().filter(|(f, t)| f.is_none_or(|f| b >= f) && t.is_none_or(|t| b < t)).count();
+            assert_eq!(n, 1, "block {b}");
+        }
+        // and none holds more than the limit (no block here passes it alone)
+        for (f, t) in &slices {
+            let rows: i64 = blocks.iter().filter(|(b, _)| f.is_none_or(|f| *b >= f) && t.is_none_or(|t| *b < t)).map(|x| x.1).sum();
+            assert!(rows <= 25, "{f:?}..{t:?}: {rows}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -96,12 +96,16 @@ pub struct Config {
     /// Whether a run brings the destination's continuous aggregates up to date for the
     /// time range it changed.
     pub refresh_continuous_aggregates: bool,
+    /// The most staging rows one transaction of the rest moves (rows outside every
+    /// chunk, or a destination that is not a hypertable).
+    pub rest_batch_rows: i64,
 }
 
 pub const DEFAULT_PUSH_INTERVAL: &str = "1 day";
 pub const DEFAULT_HISTORY_RETENTION: &str = "30 days";
 pub const DEFAULT_LOCK_WAIT: &str = "1 minute";
 pub const DEFAULT_LOCK_TIMEOUT: &str = "5 minutes";
+pub const DEFAULT_REST_BATCH_ROWS: i64 = 100_000;
 
 /// Every key the config may hold, with a line for error hints and the README.
 pub const KEYS: &[(&str, &str)] = &[
@@ -120,6 +124,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("lock_timeout", "interval text, default the session's lock_timeout, else '5 minutes': how long a step waits for a lock before the run fails cleanly"),
     ("strategy", "text: auto (default), direct or decompress: how compressed chunks take their rows"),
     ("refresh_continuous_aggregates", "boolean, default true: after moving rows, refresh the destination's continuous aggregates for the time range the run changed"),
+    ("rest_batch_rows", "integer, default 100000: the most rows one transaction moves outside existing chunks, or into a table that is not a hypertable"),
 ];
 
 fn key_list() -> String {
@@ -186,6 +191,7 @@ fn example_for(key: &str) -> &'static str {
         "max_runtime" => "\"max_runtime\": \"2 hours\"",
         "lock_timeout" => "\"lock_timeout\": \"30 seconds\"",
         "strategy" => "\"strategy\": \"decompress\"",
+        "rest_batch_rows" => "\"rest_batch_rows\": 50000",
         _ => "see the configuration reference in the README",
     }
 }
@@ -380,6 +386,15 @@ fn strategy(obj: &Map<String, Value>) -> Result<StrategyChoice> {
     }
 }
 
+/// `rest_batch_rows`: a positive integer.
+fn rest_batch_rows(obj: &Map<String, Value>) -> Result<i64> {
+    match obj.get("rest_batch_rows") {
+        None | Some(Value::Null) => Ok(DEFAULT_REST_BATCH_ROWS),
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|k| k > 0) => Ok(n.as_i64().unwrap()),
+        Some(other) => Err(wrong_type("rest_batch_rows", "a positive integer", other)),
+    }
+}
+
 /// `work_mem`: a size as text, or a number of kB.
 fn work_mem(obj: &Map<String, Value>) -> Result<Option<String>> {
     match obj.get("work_mem") {
@@ -415,6 +430,7 @@ impl Config {
         let max_runtime = opt_interval(obj, "max_runtime")?;
         let work_mem = work_mem(obj)?;
         let refresh_continuous_aggregates = opt_bool(obj, "refresh_continuous_aggregates", true)?;
+        let rest_batch_rows = rest_batch_rows(obj)?;
         let cfg = Config {
             staging_table,
             destination,
@@ -431,6 +447,7 @@ impl Config {
             lock_timeout,
             strategy,
             refresh_continuous_aggregates,
+            rest_batch_rows,
         };
         cfg.check_combinations()?;
         Ok(cfg)

@@ -35,6 +35,17 @@ fn minimal_config_takes_defaults() {
     assert_eq!(c.max_runtime, None);
     assert_eq!(c.lock_timeout, None, "the session's, else 5 minutes (resolved where the session is known)");
     assert_eq!(c.strategy, StrategyChoice::Auto);
+    assert_eq!(c.rest_batch_rows, 100_000);
+}
+
+#[test]
+fn rest_batch_rows_is_a_positive_integer() {
+    assert_eq!(parse(with("rest_batch_rows", json!(500))).unwrap().rest_batch_rows, 500);
+    for bad in [json!(0), json!(-5), json!(1.5), json!("1000")] {
+        let e = err(with("rest_batch_rows", bad.clone()));
+        assert!(e.message.starts_with("config key \"rest_batch_rows\" must be a positive integer, not "), "{bad}: {}", e.message);
+        assert_eq!(e.hint.as_deref(), Some("for example: \"rest_batch_rows\": 50000"));
+    }
 }
 
 #[test]

@@ -35,6 +35,7 @@ use crate::spi::{self, Session};
 use crate::timescale::Chunk;
 use outcome::ms;
 use pgrx::notice;
+use std::cell::Cell;
 use std::time::Instant;
 
 /// A run under way: its session, what it validated, its history row.
@@ -43,6 +44,10 @@ struct Run<'a> {
     prep: &'a Prepared,
     id: i64,
     started: Instant,
+    /// When the compression policy was last pushed out (see `between`).
+    held: Cell<Instant>,
+    /// Transactions of chunk steps and of the rest done so far.
+    done: Cell<usize>,
 }
 
 /// The whole run.
@@ -56,13 +61,11 @@ pub fn backfill(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         skip(session, job_id, &prep);
         return Totals::default();
     }
-    let run = Run { session, prep: &prep, id: start(session, job_id, &prep), started };
+    let id = start(session, job_id, &prep);
+    let run = Run { session, prep: &prep, id, started, held: Cell::new(Instant::now()), done: Cell::new(0) };
     let plan = run.plan_and_hold();
     let mut totals = Totals::default();
-    let stopped_early = run.chunks(&plan, &mut totals);
-    if !stopped_early {
-        run.rest(&plan, &mut totals);
-    }
+    let stopped_early = run.chunks(&plan, &mut totals) || run.rest(&plan, &mut totals);
     run.finish(stopped_early);
     run.refresh_continuous_aggregates(&plan, &totals);
     report(&run, &totals);
@@ -113,10 +116,38 @@ impl Run<'_> {
             policy::hold(prep);
             plan
         });
+        self.held.set(Instant::now());
         // every moment between the run's transactions is guarded too: a cancel there
         // leaves nothing held and the run recorded as failed
         self.phase("after hold", || spi::pause_point("after_hold"));
         plan
+    }
+
+    /// Between two of the run's transactions (before the first, nothing to do). Where
+    /// it `may_stop`, stops when `max_runtime` has passed: returns false, after a
+    /// NOTICE saying what is `left` (each run makes at least one transaction, so runs
+    /// cut short still progress). Pushes the compression policy out again once half of
+    /// `compression_job_push_interval` has passed since it was last pushed, so that a
+    /// run longer than the interval never meets the policy.
+    fn between(&self, may_stop: bool, left: impl FnOnce() -> String) -> bool {
+        let prep = self.prep;
+        if self.done.get() == 0 {
+            return true;
+        }
+        let go_on = self.phase("between", || {
+            spi::pause_point("between_chunks");
+            let stop = may_stop && prep.max_runtime_s.is_some_and(|m| self.started.elapsed().as_secs_f64() >= m);
+            if stop {
+                notice!("backfill_ext: max_runtime ({}) reached {}", prep.cfg.max_runtime.as_deref().unwrap_or_default(), left());
+            }
+            !stop
+        });
+        // in a transaction of its own, so the policy is pushed from now
+        if go_on && self.held.get().elapsed().as_secs_f64() * 2.0 >= prep.push_interval_s {
+            self.phase("renew hold", || policy::renew(prep));
+            self.held.set(Instant::now());
+        }
+        go_on
     }
 
     /// The chunk steps, a transaction each (or a batch of direct inserts). Returns
@@ -129,27 +160,18 @@ impl Run<'_> {
             (0..plan.steps.len()).map(|i| vec![i]).collect()
         };
         let mut done = 0;
-        for (b, batch) in batches.iter().enumerate() {
+        for batch in &batches {
+            if !self.between(true, || format!("after {done} chunks; the remaining {} chunks are left for the next run", plan.steps.len() - done)) {
+                return true;
+            }
             let steps: Vec<&Step> = batch.iter().map(|i| &plan.steps[*i]).collect();
             let results = self.phase("batch", || {
-                if b > 0 {
-                    spi::pause_point("between_chunks");
-                }
-                // at least one transaction per run, so runs cut short still make progress
-                if b > 0 && prep.max_runtime_s.is_some_and(|m| self.started.elapsed().as_secs_f64() >= m) {
-                    notice!(
-                        "backfill_ext: max_runtime ({}) reached after {done} chunks; the remaining {} chunks are left for the next run",
-                        prep.cfg.max_runtime.as_deref().unwrap_or_default(),
-                        plan.steps.len() - done
-                    );
-                    return None;
-                }
                 let results = crate::strategy::run_transaction(prep, &steps, plan.routed);
                 let finished: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
                 crate::history::chunks(self.id, &finished);
-                Some(results)
+                results
             });
-            let Some(results) = results else { return true };
+            self.done.set(self.done.get() + 1);
             for (s, r) in steps.iter().zip(&results) {
                 totals.add_chunk(r);
                 notice!(
@@ -166,24 +188,43 @@ impl Run<'_> {
         false
     }
 
-    /// The rows outside every existing chunk.
-    fn rest(&self, plan: &Plan, totals: &mut Totals) {
-        let (rest, new_chunks) = self.phase("rest", || {
-            let (rest, new_chunks) = crate::strategy::rest::apply(self.prep, plan);
-            crate::history::add(self.id, &rest, new_chunks);
-            (rest, new_chunks)
-        });
-        if rest.moved > 0 || rest.recompressed {
-            notice!(
-                "backfill_ext: rows outside existing chunks: {} rows moved, {} conflicts, {} new chunks, {:.0} ms",
-                rest.moved,
-                rest.conflicts(),
-                new_chunks,
-                rest.insert_ms + rest.recompress_ms
-            );
+    /// The rows outside every existing chunk, in slices of staging, a transaction
+    /// each. Returns whether rows were left for the next run (`max_runtime`, or rows
+    /// that met a chunk compressed since the plan).
+    fn rest(&self, plan: &Plan, totals: &mut Totals) -> bool {
+        let slices = self.phase("rest slices", || crate::strategy::rest::slices(self.prep, plan));
+        let mut left = false;
+        for (i, slice) in slices.iter().enumerate() {
+            // max_runtime never holds back the first slice: it goes with the last chunk
+            if !self.between(i > 0, || format!("after {i} of {} slices of rows outside existing chunks; the rest are left for the next run", slices.len())) {
+                return true;
+            }
+            let done = self.phase("rest", || {
+                let done = crate::strategy::rest::apply(self.prep, plan, *slice);
+                if let Some((rest, new_chunks)) = &done {
+                    crate::history::add(self.id, rest, *new_chunks);
+                }
+                done
+            });
+            self.done.set(self.done.get() + 1);
+            let Some((rest, new_chunks)) = done else {
+                left = true;
+                continue;
+            };
+            if rest.moved > 0 || rest.recompressed {
+                notice!(
+                    "backfill_ext: rows outside existing chunks{}: {} rows moved, {} conflicts, {} new chunks, {:.0} ms",
+                    if slices.len() > 1 { format!(" (slice {} of {})", i + 1, slices.len()) } else { String::new() },
+                    rest.moved,
+                    rest.conflicts(),
+                    new_chunks,
+                    rest.insert_ms + rest.recompress_ms
+                );
+            }
+            totals.add_rows(&rest);
+            totals.new_chunks += new_chunks;
         }
-        totals.add_rows(&rest);
-        totals.new_chunks = new_chunks;
+        left
     }
 
     /// Puts the policy back, drops the run's temporary tables, records success and

@@ -26,6 +26,22 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
     policies
 }
 
+/// Pushes out again, for another `push_interval` from now, the policies this run holds
+/// that are still where it pushed them (a policy someone moved meanwhile keeps their
+/// schedule); returns how many. Called between the run's transactions once half the
+/// interval has passed, so a run longer than the interval never meets the policy.
+pub fn renew(prep: &Prepared) -> usize {
+    let (Some(ts), Some(_)) = (&prep.ts, &prep.ht) else { return 0 };
+    let jobs: Vec<i32> = query(sql::RENEW_HOLDS, &[p(prep.dest.oid.to_string()), p(&prep.push_interval)], |r| col::<i32>(r, 1).unwrap());
+    for job_id in &jobs {
+        exec(&sql::push_policy(&ts.func("alter_job")), &[p(job_id.to_string()), p(&prep.push_interval)]);
+    }
+    if !jobs.is_empty() {
+        pgrx::debug1!("backfill_ext: compression policy hold renewed for another {} (jobs {jobs:?})", prep.push_interval);
+    }
+    jobs.len()
+}
+
 /// Puts back every policy schedule held for the destination and forgets the hold. A
 /// policy whose schedule someone changed during the run (it is no longer where the run
 /// pushed it) is left as they set it.

@@ -24,6 +24,8 @@ pub struct Prepared {
     pub history_retention: String,
     /// `max_runtime` in seconds, if set.
     pub max_runtime_s: Option<f64>,
+    /// `push_interval` in seconds (a run renews its hold once half of it has passed).
+    pub push_interval_s: f64,
     /// Whether the destination has a unique index (inserts check for conflicts).
     pub has_unique: bool,
     /// The hypertable's segmentby columns.
@@ -50,6 +52,7 @@ impl Prepared {
             hi: c.hi.clone(),
             space: c.space.clone(),
             hash_function: HASH_FN.to_string(),
+            blocks: (None, None),
         }
     }
 
@@ -72,6 +75,7 @@ struct Intervals {
     push_interval: String,
     history_retention: String,
     max_runtime_s: Option<f64>,
+    push_interval_s: f64,
 }
 
 /// Resolves and checks everything; raises (having changed nothing) on any problem.
@@ -112,6 +116,7 @@ pub fn prepare(cfg: Config) -> Prepared {
         push_interval: intervals.push_interval,
         history_retention: intervals.history_retention,
         max_runtime_s: intervals.max_runtime_s,
+        push_interval_s: intervals.push_interval_s,
         has_unique: !keys.is_empty(),
         decompress_limit: catalog::decompress_limit(),
         cfg,
@@ -161,7 +166,8 @@ fn check_intervals(cfg: &mut Config) -> Intervals {
     catalog::check_interval("lock_timeout", &lock_timeout);
     cfg.lock_timeout = Some(lock_timeout);
     let max_runtime_s = cfg.max_runtime.as_ref().map(|m| settings::seconds(&catalog::check_interval("max_runtime", m)));
-    Intervals { push_interval, history_retention, max_runtime_s }
+    let push_interval_s = settings::seconds(&push_interval);
+    Intervals { push_interval, history_retention, max_runtime_s, push_interval_s }
 }
 
 /// The privileges the run needs on both tables.

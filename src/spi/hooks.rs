@@ -5,6 +5,8 @@
 //! - `backfill_ext.debug_pause_at` (text): the run stops at the step it names, in
 //!   `pg_sleep`, so it can be cancelled or terminated there; crash tests use it to kill
 //!   a run at a precise step;
+//! - `backfill_ext.debug_pause_seconds` (integer, default 3600): how long that stop
+//!   lasts; a short one stands for a long transaction at that step;
 //! - `backfill_ext.debug_always_route` (bool): route staged rows to their chunks
 //!   whatever their number;
 //! - `backfill_ext.debug_rewrite_on_disk` (bool): rewrite a chunk on disk even where it
@@ -22,8 +24,9 @@ mod enabled {
     static PAUSE_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
     static ALWAYS_ROUTE: GucSetting<bool> = GucSetting::<bool>::new(false);
     static REWRITE_ON_DISK: GucSetting<bool> = GucSetting::<bool>::new(false);
+    static PAUSE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(3600);
 
-    /// Registers the three settings (from `_PG_init`). A value set before the library
+    /// Registers the four settings (from `_PG_init`). A value set before the library
     /// was loaded (`SET`, `ALTER DATABASE … SET`) is taken over from its placeholder.
     pub fn register() {
         GucRegistry::define_string_guc(
@@ -32,6 +35,16 @@ mod enabled {
             c"Built only with the cargo feature test_hooks. A run stops at the named step (after_hold, \
               after_decompress, after_insert, between_chunks, before_restore) until it is cancelled or terminated.",
             &PAUSE_AT,
+            GucContext::Userset,
+            GucFlags::default(),
+        );
+        GucRegistry::define_int_guc(
+            c"backfill_ext.debug_pause_seconds",
+            c"Test hook (test builds only): how long a run stops at backfill_ext.debug_pause_at.",
+            c"Built only with the cargo feature test_hooks. A short stop stands for a long transaction at that step.",
+            &PAUSE_SECONDS,
+            0,
+            3600,
             GucContext::Userset,
             GucFlags::default(),
         );
@@ -58,7 +71,7 @@ mod enabled {
     pub fn pause_point(point: &str) {
         if PAUSE_AT.get().is_some_and(|at| at.as_bytes() == point.as_bytes()) {
             pgrx::log!("backfill_ext: pausing at {point} (backfill_ext.debug_pause_at)");
-            run("SELECT pg_catalog.pg_sleep(3600)", &[]);
+            run("SELECT pg_catalog.pg_sleep($1::float8)", &[crate::spi::p(PAUSE_SECONDS.get().to_string())]);
         }
     }
 

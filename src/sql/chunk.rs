@@ -34,11 +34,6 @@ pub fn lock(table: &QualifiedName, mode: &str) -> String {
     format!("LOCK TABLE {} IN {mode} MODE", table.quoted())
 }
 
-/// Whether a table has any row.
-pub fn has_rows(table: &QualifiedName) -> String {
-    format!("SELECT EXISTS (SELECT 1 FROM {})", table.quoted())
-}
-
 /// A table's rows.
 pub fn count_rows(table: &QualifiedName) -> String {
     format!("SELECT count(*)::int8 FROM {}", table.quoted())
@@ -87,7 +82,6 @@ mod tests {
     fn names_are_quoted() {
         let t = QualifiedName::new("my schema", "Odd\"Name");
         assert_eq!(lock(&t, "EXCLUSIVE"), "LOCK TABLE \"my schema\".\"Odd\"\"Name\" IN EXCLUSIVE MODE");
-        assert_eq!(has_rows(&t), "SELECT EXISTS (SELECT 1 FROM \"my schema\".\"Odd\"\"Name\")");
         assert_eq!(count_rows(&t), "SELECT count(*)::int8 FROM \"my schema\".\"Odd\"\"Name\"");
         assert_eq!(count_null_times(&t, "Time"), "SELECT count(*)::int8 FROM \"my schema\".\"Odd\"\"Name\" AS s WHERE s.\"Time\" IS NULL");
     }

@@ -34,6 +34,19 @@ pub const RECORD_HOLD: &str = "WITH old AS (DELETE FROM _backfill_ext.policy_hol
             CASE WHEN EXISTS (SELECT 1 FROM old) THEN (SELECT original_next_start FROM old) ELSE $3::timestamptz END, \
             coalesce((SELECT original_scheduled FROM old), $4::bool), pg_catalog.now()";
 
+/// Renews the holds on hypertable OID `$1` that this call took (see `TAKE_HOLDS`) and
+/// whose policy is still where it was pushed (held at plus `$2`, the push interval):
+/// each is recorded again as held now, its schedule from before kept; returns their
+/// jobs, to push again. A policy someone moved meanwhile keeps their schedule.
+pub const RENEW_HOLDS: &str = "WITH due AS (SELECT h.job_id FROM _backfill_ext.policy_hold AS h \
+       JOIN timescaledb_information.jobs AS j ON j.job_id = h.job_id \
+      WHERE h.hypertable = $1::oid::regclass AND h.held_at >= pg_catalog.statement_timestamp() \
+        AND j.next_start IS NOT DISTINCT FROM h.held_at + $2::interval), \
+     old AS (DELETE FROM _backfill_ext.policy_hold AS h USING due WHERE h.job_id = due.job_id \
+             RETURNING h.job_id, h.hypertable, h.original_next_start, h.original_scheduled) \
+     INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled, held_at) \
+     SELECT job_id, hypertable, original_next_start, original_scheduled, pg_catalog.now() FROM old RETURNING job_id";
+
 /// Pushes job `$1`'s next start to now plus `$2` (an interval).
 pub fn push_policy(alter_job: &str) -> String {
     format!("SELECT {alter_job}($1::int, next_start => pg_catalog.now() + $2::interval)")
@@ -82,6 +95,16 @@ mod tests {
         assert!(TAKE_HOLDS.contains("WHERE hypertable = $1::oid::regclass"));
         // only this call's holds know what it pushed the policy to
         assert!(TAKE_HOLDS.contains("CASE WHEN held_at >= pg_catalog.statement_timestamp() THEN (held_at + $2::interval)::text END"));
+    }
+
+    #[test]
+    fn a_renewal_keeps_the_first_schedule_and_skips_moved_policies() {
+        // only this call's holds, and only policies still where this call pushed them
+        assert!(RENEW_HOLDS.contains("h.held_at >= pg_catalog.statement_timestamp()"));
+        assert!(RENEW_HOLDS.contains("j.next_start IS NOT DISTINCT FROM h.held_at + $2::interval"));
+        // the row is written again (the run's role may delete and insert, not update)
+        assert!(RENEW_HOLDS.contains("SELECT job_id, hypertable, original_next_start, original_scheduled, pg_catalog.now() FROM old RETURNING job_id"));
+        assert!(!RENEW_HOLDS.contains("UPDATE"));
     }
 
     #[test]

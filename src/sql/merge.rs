@@ -45,9 +45,10 @@ pub struct MergeSql {
     pub write_old: String,
     /// Inserts the staging rows with new keys; returns one row per insert.
     pub insert_new: String,
-    /// Whether the chunk's rows, sized like the step's staging rows, fit in
-    /// `maintenance_work_mem` three times over (the rows being aggregated, the array,
-    /// and its copy): a rewrite then holds them in memory, not on disk.
+    /// Whether the chunk's rows fit in `maintenance_work_mem` three times over (the
+    /// rows being aggregated, the array, and its copy), each sized as the larger of a
+    /// staging row and a sampled row of the chunk: a rewrite then holds them in
+    /// memory, not on disk.
     pub fits_in_memory: String,
     /// For a rewrite in memory: every row of the chunk with the staging values applied,
     /// as one array of the destination's row type, the rows a staging row updated, and
@@ -219,10 +220,14 @@ impl<'a> Parts<'a> {
     }
 
     fn fits_in_memory(&self) -> String {
+        // a row's size: the larger of a staging row's (table pages per row) and the
+        // chunk's own rows' (a sample of one batch), which hold the columns staging
+        // lacks; the array itself stays well under PostgreSQL's 1 GB allocation limit
         format!(
-            "SELECT 3 * (SELECT count(*) FROM {chunk})::numeric * pg_catalog.pg_relation_size('{MERGE_NEW}') \
-                    / greatest((SELECT count(*) FROM {MERGE_NEW}), 1) \
-                    <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))",
+            "SELECT n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824 \
+             FROM (SELECT (SELECT count(*) FROM {chunk})::numeric AS n, \
+                          greatest(pg_catalog.pg_relation_size('{MERGE_NEW}') / greatest((SELECT count(*) FROM {MERGE_NEW}), 1), \
+                                   (SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM {chunk} LIMIT 1000) AS c)) AS w) AS size",
             chunk = self.chunk
         )
     }
@@ -301,8 +306,10 @@ mod tests {
             "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"
         );
         assert!(q.insert_new_after_rewrite.contains("NOT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\")"), "{}", q.insert_new_after_rewrite);
-        assert!(q.fits_in_memory.starts_with("SELECT 3 * (SELECT count(*) FROM \"_ti\".\"c1\")::numeric"), "{}", q.fits_in_memory);
-        assert!(q.fits_in_memory.contains("<= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))"), "{}", q.fits_in_memory);
+        assert!(q.fits_in_memory.starts_with("SELECT n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824 "), "{}", q.fits_in_memory);
+        assert!(q.fits_in_memory.contains("(SELECT count(*) FROM \"_ti\".\"c1\")::numeric AS n"), "{}", q.fits_in_memory);
+        // rows are sized from the chunk's own rows too, not from staging's alone
+        assert!(q.fits_in_memory.contains("(SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM \"_ti\".\"c1\" LIMIT 1000) AS c)"), "{}", q.fits_in_memory);
         // the flag column never takes a destination column's name
         let mut m2 = m.clone();
         m2.dest_columns.push("backfill_ext_updated".into());

@@ -40,6 +40,9 @@ pub struct RowFilter {
     pub space: Vec<SpaceRange>,
     /// Schema TimescaleDB's internal functions live in (for the hash function).
     pub hash_function: String,
+    /// A range of staging's blocks, `[from, to)` (either end open): the rest moves
+    /// its rows in slices of staging, one transaction each.
+    pub blocks: (Option<i64>, Option<i64>),
 }
 
 impl RowFilter {
@@ -52,7 +55,13 @@ impl RowFilter {
             hi: None,
             space: vec![],
             hash_function: String::new(),
+            blocks: (None, None),
         }
+    }
+
+    /// The same rows, in staging's blocks `[from, to)` only (a TID range scan).
+    pub fn in_blocks(&self, blocks: (Option<i64>, Option<i64>)) -> RowFilter {
+        RowFilter { blocks, ..self.clone() }
     }
 
     /// A chunk range bound (text of the view's range column) as a value comparable to
@@ -83,6 +92,13 @@ impl RowFilter {
             parts.push(format!("{col} < {}", Self::bound(self.kind, n)));
             params.push(hi.clone());
             n += 1;
+        }
+        for (op, block) in [(">=", self.blocks.0), ("<", self.blocks.1)] {
+            if let Some(b) = block {
+                parts.push(format!("{alias}.ctid {op} (SELECT ${n}::tid)"));
+                params.push(format!("({b},0)"));
+                n += 1;
+            }
         }
         for s in &self.space {
             let hash = format!("{}({alias}.{})", self.hash_function, quote_ident(&s.column));
@@ -153,6 +169,7 @@ pub(crate) mod fixtures {
             hi: Some("2024-01-02 00:00:00+00".into()),
             space: vec![],
             hash_function: "_timescaledb_functions.get_partition_hash".into(),
+            blocks: (None, None),
         }
     }
 }
@@ -173,6 +190,13 @@ mod tests {
         assert_eq!(c, "x.\"time\" >= (SELECT $1::bigint) AND x.\"time\" < (SELECT $2::bigint)");
         let (c, p) = RowFilter::everything("time", TimeKind::Date).render("s", 1);
         assert_eq!((c.as_str(), p.len()), ("true", 0));
+        // a slice of staging's blocks, either end open
+        let (c, p) = RowFilter::everything("time", TimeKind::Date).in_blocks((Some(10), Some(20))).render("s", 1);
+        assert_eq!(c, "s.ctid >= (SELECT $1::tid) AND s.ctid < (SELECT $2::tid)");
+        assert_eq!(p, ["(10,0)", "(20,0)"]);
+        let (c, p) = day_filter(TimeKind::TimestampTz).in_blocks((None, Some(7))).render("s", 1);
+        assert_eq!(c, "s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) AND s.ctid < (SELECT $3::tid)");
+        assert_eq!(p[2], "(7,0)");
     }
 
     #[test]

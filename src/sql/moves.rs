@@ -18,13 +18,32 @@ pub fn move_rows(spec: &MoveSpec, filter: &RowFilter) -> (String, Vec<String>) {
 
 /// Like `move_rows`, for the rows `base` takes that none of `exclude` takes.
 pub fn move_rows_excluding(spec: &MoveSpec, base: &RowFilter, exclude: &[RowFilter]) -> (String, Vec<String>) {
+    let (cond, params) = excluding(base, exclude);
+    (move_rows_where(spec, &cond), params)
+}
+
+/// The condition for the staging rows (alias `s`) `base` takes and none of `exclude`.
+fn excluding(base: &RowFilter, exclude: &[RowFilter]) -> (String, Vec<String>) {
     let (mut cond, mut params) = base.render("s", 1);
     for f in exclude {
         let (c, p) = f.render("s", params.len() + 1);
         cond = format!("{cond} AND NOT ({c})");
         params.extend(p);
     }
-    (move_rows_where(spec, &cond), params)
+    (cond, params)
+}
+
+/// The staging rows `base` takes that none of `exclude` takes, counted per block of
+/// staging, in block order: `(block, rows)`. The rest is cut into slices from it.
+pub fn rows_per_block(spec: &MoveSpec, base: &RowFilter, exclude: &[RowFilter]) -> (String, Vec<String>) {
+    let (cond, params) = excluding(base, exclude);
+    (
+        format!(
+            "SELECT (s.ctid::text::point)[0]::int8 AS block, count(*)::int8 FROM {} AS s WHERE {cond} GROUP BY 1 ORDER BY 1",
+            spec.staging.quoted()
+        ),
+        params,
+    )
 }
 
 fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
@@ -249,6 +268,22 @@ mod tests {
         let (sql, p) = move_rows_excluding(&spec(ConflictAction::Nothing, &[], &[], false), &RowFilter::everything("time", TimeKind::TimestampTz), &[a, b]);
         assert!(sql.contains("WHERE true AND NOT (s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) AND _timescaledb_functions.get_partition_hash(s.\"d\") >= (SELECT $3::integer)) AND NOT (s.\"time\" >= (SELECT $4::timestamptz) AND s.\"time\" < (SELECT $5::timestamptz))"), "{sql}");
         assert_eq!(p.len(), 5);
+    }
+
+    #[test]
+    fn the_rest_is_counted_per_block_of_staging() {
+        let s = spec(ConflictAction::Nothing, &[], &[], false);
+        let (sql, p) = rows_per_block(&s, &RowFilter::everything("time", TimeKind::TimestampTz), &[day_filter(TimeKind::TimestampTz)]);
+        assert_eq!(
+            sql,
+            "SELECT (s.ctid::text::point)[0]::int8 AS block, count(*)::int8 FROM \"public\".\"backfill_event_data\" AS s \
+             WHERE true AND NOT (s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz)) GROUP BY 1 ORDER BY 1"
+        );
+        assert_eq!(p.len(), 2);
+        // a slice's move takes its blocks only
+        let (sql, p) = move_rows(&spec(ConflictAction::Nothing, &[], &[], true), &RowFilter::everything("time", TimeKind::TimestampTz).in_blocks((Some(3), None)));
+        assert!(sql.contains("DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.ctid >= (SELECT $1::tid) RETURNING"), "{sql}");
+        assert_eq!(p, ["(3,0)"]);
     }
 
     #[test]

@@ -329,7 +329,7 @@ fn a_config_that_cannot_be_read_is_recorded_in_the_history() {
 }
 
 /// The build the client tests run against has the cargo feature test_hooks (scripts/
-/// test.sh installs it so): loading the library registers the three settings the crash,
+/// test.sh installs it so): loading the library registers the four settings the crash,
 /// reliability and TimescaleDB tests set, and takes over values set before it was
 /// loaded. A release build has none (tests/tests/package.rs).
 #[test]
@@ -348,6 +348,7 @@ fn the_test_build_registers_its_test_hooks_as_settings() {
     let expected = [
         ("backfill_ext.debug_always_route", "bool", "off"),
         ("backfill_ext.debug_pause_at", "string", "nowhere"),
+        ("backfill_ext.debug_pause_seconds", "integer", "3600"),
         ("backfill_ext.debug_rewrite_on_disk", "bool", "off"),
     ]
     .map(|(n, t, v)| (n.to_string(), t.to_string(), v.to_string()));

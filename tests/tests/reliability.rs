@@ -323,3 +323,157 @@ fn unschedule_backfill_puts_back_a_policy_an_interrupted_run_left_held() {
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0, "no hold outlives the job");
     assert_eq!(next_start(&mut c), original, "the policy's schedule is as before the interrupted run");
 }
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_run_longer_than_the_push_interval_keeps_the_policy_held_to_its_end() {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset { days: 7, ..Dataset::default() });
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 99, 1 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '7 days' - interval '1 hour', interval '1 hour') t"
+    ))
+    .unwrap();
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let job: i32 =
+        scalar(&mut c, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'");
+    // seven chunk transactions with a second between each: about 6 s, three times the push interval
+    let conn = cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        r.batch_execute("SET backfill_ext.debug_pause_at = 'between_chunks'; SET backfill_ext.debug_pause_seconds = 1").unwrap();
+        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "compression_job_push_interval":"2 seconds", "strategy":"decompress"}"#;
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).map_err(|e| e.to_string())
+    });
+    let mut looks = 0;
+    while !run.is_finished() {
+        let held: Option<bool> = c
+            .query_opt(
+                "SELECT j.next_start > now() FROM timescaledb_information.jobs j JOIN _backfill_ext.policy_hold h ON h.job_id = j.job_id WHERE j.job_id = $1",
+                &[&job],
+            )
+            .unwrap()
+            .map(|r| r.get(0));
+        if let Some(ahead) = held {
+            assert!(ahead, "the compression policy came due during the run (after {looks} looks)");
+            looks += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    run.join().unwrap().unwrap();
+    assert!(looks >= 30, "the run held the policy for {looks} looks of 0.1 s only");
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!(after.staging_rows, 0);
+    assert_eq!(after.dest_rows, before.dest_rows + before.staging_rows);
+    assert_compressed_and_policy_as_before(&before, &after, "after a long run");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+}
+
+/// The rows of `table` by the transaction that wrote them: how many transactions.
+fn writers(c: &mut Client, table: &str) -> i64 {
+    scalar(c, &format!("SELECT count(DISTINCT xmin::text)::int8 FROM {table}"))
+}
+
+#[test]
+fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
+    let cl = Cluster::start(Options::default());
+    let mut c = cl.create_db("t");
+    plain_tables(&mut c);
+    c.batch_execute("TRUNCATE staging; INSERT INTO staging SELECT i, timestamptz '2024-01-01' + i * interval '1 minute', i FROM generate_series(1, 3000) i;")
+        .unwrap();
+    let blocks: i64 = scalar(&mut c, "SELECT count(DISTINCT (ctid::text::point)[0])::int8 FROM staging");
+    assert!(blocks >= 10, "{blocks} blocks");
+    // rows stay in staging: copied in slices, once each
+    let keep = r#"{"staging_table":"staging", "destination_hypertable":"readings", "rest_batch_rows": 500, "delete_from_staging": false}"#;
+    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{keep}')")).unwrap();
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 3000);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 3000);
+    let slices = writers(&mut c, "readings");
+    assert!((6..=blocks).contains(&slices), "3000 rows in slices of at most 500: {slices} transactions");
+    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{keep}')")).unwrap();
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 3000, "a second run adds nothing");
+    // moved: each slice deleted from staging and inserted together
+    c.batch_execute("TRUNCATE readings").unwrap();
+    let (mut r, notices) = cl.connect_with_notices("t");
+    r.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"staging", "destination_hypertable":"readings", "rest_batch_rows": 1000}')"#)
+        .unwrap();
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 3000);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 0);
+    assert!((3..=blocks).contains(&writers(&mut c, "readings")));
+    let n = notices.lock().unwrap().clone();
+    assert!(n.iter().any(|m| m.contains("rows outside existing chunks (slice 1 of ")), "{n:#?}");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT rows_moved FROM backfill_status"), 3000);
+    // the default takes them in one transaction
+    c.batch_execute("TRUNCATE readings; INSERT INTO staging SELECT i, now(), i FROM generate_series(1, 3000) i").unwrap();
+    c.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"staging", "destination_hypertable":"readings"}')"#).unwrap();
+    assert_eq!(writers(&mut c, "readings"), 1);
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn new_chunks_fill_in_slices_and_a_chunk_compressed_since_the_plan_waits_for_the_next_run() {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    // 2000 rows on days 40 to 41 and 600 of device 1 on day 30: outside every chunk
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT timestamptz '{START}' + interval '40 days' + i * interval '1 minute', 2, 2 FROM generate_series(0, 1999) i;
+         INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 2 FROM generate_series(0, 599) i;"
+    ))
+    .unwrap();
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    // while the run is paused after its plan, a writer fills day 30 with the same keys and compresses it
+    let conn = cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        r.batch_execute(
+            "SET backfill_ext.debug_pause_at = 'after_hold'; SET backfill_ext.debug_pause_seconds = 3;
+             SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100",
+        )
+        .unwrap();
+        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "rest_batch_rows": 300}"#;
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).map_err(|e| e.to_string())
+    });
+    backfill_ext_client_tests::wait_for("the run to pause", std::time::Duration::from_secs(60), || {
+        c.query_opt("SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND wait_event = 'PgSleep'", &[])
+            .unwrap()
+            .map(|r| r.get::<_, i32>(0))
+    });
+    c.batch_execute(&format!(
+        "INSERT INTO event_data (time, device_id, value)
+           SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 1 FROM generate_series(0, 599) i;
+         SELECT count(compress_chunk(ch)) FROM show_chunks('event_data', newer_than => timestamptz '{START}' + interval '29 days') ch;"
+    ))
+    .unwrap();
+    run.join().unwrap().unwrap();
+    // days 40 and 41 came in, in slices (but a slice that shares a block with day 30);
+    // day 30's rows wait in staging; nothing lost
+    let later = format!("time >= timestamptz '{START}' + interval '40 days'");
+    let moved: i64 = scalar(&mut c, &format!("SELECT count(*) FROM event_data WHERE {later}"));
+    assert!(moved >= 1500, "{moved} of 2000 rows of days 40 and 41 moved");
+    assert_eq!(scalar::<i64>(&mut c, &format!("SELECT count(*) FROM backfill_event_data WHERE {later}")), 2000 - moved);
+    assert!(writers(&mut c, &format!("event_data WHERE {later}")) >= 3);
+    assert_eq!(scalar::<i64>(&mut c, &format!("SELECT count(*) FROM backfill_event_data WHERE NOT ({later})")), 600);
+    let r = c.query_one("SELECT status, stopped_early FROM backfill_status", &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, bool>(1)), ("succeeded".to_string(), true));
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+    // the next run moves them into the compressed chunk, chunk by chunk
+    let (mut r, notices) = cl.connect_with_notices("t");
+    r.batch_execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100").unwrap();
+    r.batch_execute(
+        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
+    )
+    .unwrap();
+    let n = notices.lock().unwrap().clone();
+    assert!(n.iter().any(|m| m.contains("600 rows moved, 600 conflicts")), "{n:#?}");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_status WHERE status = 'succeeded' AND NOT stopped_early"), 1);
+    assert_eq!(scalar::<f64>(&mut c, &format!("SELECT sum(value) FROM event_data WHERE time >= timestamptz '{START}' + interval '30 days'")), 2.0 * 2600.0);
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!(after.dest_rows, before.dest_rows + 2600);
+    let day_30 = format!("show_chunks('event_data', newer_than => timestamptz '{START}' + interval '29 days', older_than => timestamptz '{START}' + interval '31 days')");
+    assert_eq!(scalar::<String>(&mut c, &format!("SELECT string_agg(_timescaledb_functions.chunk_status(ch)::text, ',') FROM {day_30} ch")), "1");
+}
