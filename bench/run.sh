@@ -2,6 +2,8 @@
 # The benchmark: backfill_ext against TimescaleDB's own DML (see tests/src/bin/bench.rs).
 #   bash bench/run.sh                      # default size: 30 days x 50 devices, median of 3 runs, PostgreSQL 17
 #   bash bench/run.sh --pg 15 --days 90 --devices 200 --runs 5
+#   bash bench/run.sh --scale 10                   # 10x the default: 30 days x 500 devices
+#   bash bench/run.sh --config '"strategy": "decompress"'   # extra config keys for backfill_ext's runs
 # Needs a full TimescaleDB for that PostgreSQL major (exits 2 without one); does the
 # project's own set-up first.
 set -euo pipefail

@@ -7,8 +7,13 @@
 //!   (a) insert    INSERT ... ON CONFLICT into the hypertable, then recompress the chunks it left partial
 //!   (b) no limit  the same with timescaledb.max_tuples_decompressed_per_dml_transaction = 0
 //!   (c) decompress  decompress the affected chunks, INSERT ... ON CONFLICT, compress them
+//!
+//! Measured per run: time; peak extra disk (the database's files and the temporary
+//! files, summed about every millisecond); temporary-file bytes
+//! (`pg_stat_database.temp_bytes`); WAL bytes; the session backend's peak RSS; and,
+//! from the run history, how long backfill_ext's chunk steps spent in each phase.
 
-use backfill_ext_client_tests::{scalar, timescale_installed, Client, Cluster, NoTls, Options};
+use backfill_ext_client_tests::{scalar, timescale_installed, Client, Cluster, Options};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +22,12 @@ struct Args {
     days: i64,
     devices: i64,
     runs: usize,
+    /// Extra config keys for backfill_ext's runs (JSON members, e.g. `"workers": 2`).
+    config: String,
 }
 
 fn args() -> Args {
-    let mut a = Args { days: 30, devices: 50, runs: 3 };
+    let mut a = Args { days: 30, devices: 50, runs: 3, config: String::new() };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -29,8 +36,14 @@ fn args() -> Args {
             ("--days", Some(v)) => a.days = v,
             ("--devices", Some(v)) => a.devices = v,
             ("--runs", Some(v)) => a.runs = v as usize,
+            // 10x the default: ten times the devices (30 days x 500 devices)
+            ("--scale", Some(v)) if v > 0 => a.devices *= v,
+            ("--config", _) if argv.get(i + 1).is_some() => a.config = argv[i + 1].clone(),
             _ => {
-                eprintln!("usage: bench [--days N] [--devices N] [--runs N]   (defaults: 30 days, 50 devices, 3 runs)");
+                eprintln!(
+                    "usage: bench [--days N] [--devices N] [--scale N] [--runs N] [--config '\"key\": value, ...']\n\
+                     (defaults: 30 days, 50 devices, 3 runs; --scale multiplies the devices)"
+                );
                 std::process::exit(2);
             }
         }
@@ -160,7 +173,7 @@ fn human(bytes: i64) -> String {
 }
 
 /// The SQL a method runs for a workload.
-fn statements(m: Method, w: Workload) -> Vec<String> {
+fn statements(m: Method, w: Workload, config: &str) -> Vec<String> {
     let st = w.staging();
     let on_conflict = match w.action() {
         "NOTHING" => "ON CONFLICT (device_id, time) DO NOTHING".to_string(),
@@ -172,8 +185,9 @@ fn statements(m: Method, w: Workload) -> Vec<String> {
     let dedup = format!("SELECT DISTINCT ON (device_id, time) * FROM {st}");
     match m {
         Method::Backfill => vec![format!(
-            "CALL backfill_on_schedule(NULL, '{{\"staging_table\":\"{st}\",\"destination_hypertable\":\"ev\",\"on_conflict_action\":\"{}\"}}')",
-            w.action()
+            "CALL backfill_on_schedule(NULL, '{{\"staging_table\":\"{st}\",\"destination_hypertable\":\"ev\",\"on_conflict_action\":\"{}\"{}}}')",
+            w.action(),
+            if config.is_empty() { String::new() } else { format!(", {config}") }
         )],
         Method::Insert => vec![format!("INSERT INTO ev {dedup} {on_conflict}"), recompress_partial, format!("TRUNCATE {st}")],
         Method::NoLimit => vec![
@@ -200,9 +214,12 @@ fn statements(m: Method, w: Workload) -> Vec<String> {
 struct Outcome {
     seconds: f64,
     peak_disk: i64,
+    temp_bytes: i64,
     wal: i64,
     rss_kb: i64,
     error: Option<String>,
+    /// backfill_ext's chunk steps: (strategy, read and merge ms, write ms, compress ms).
+    phases: Vec<(String, f64, f64, f64)>,
 }
 
 fn backend_hwm_kb(pid: i32) -> i64 {
@@ -212,33 +229,53 @@ fn backend_hwm_kb(pid: i32) -> i64 {
         .unwrap_or(0)
 }
 
+/// Bytes of the files under `dirs` (a database's folder and the temporary files').
+fn files_bytes(dirs: &[std::path::PathBuf]) -> i64 {
+    let mut total = 0;
+    for d in dirs {
+        if let Ok(entries) = std::fs::read_dir(d) {
+            for e in entries.flatten() {
+                total += e.metadata().map(|m| if m.is_dir() { 0 } else { m.len() as i64 }).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// The database's temporary-file bytes so far (its backends' statistics flushed).
+fn temp_bytes(c: &mut Client) -> i64 {
+    c.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
+    scalar(c, "SELECT temp_bytes FROM pg_stat_database WHERE datname = 'run'")
+}
+
 /// One timed run on a fresh copy of the template, then the correctness check.
-fn run_once(cl: &Cluster, m: Method, w: Workload, expect: &Expect) -> Outcome {
+fn run_once(cl: &Cluster, m: Method, w: Workload, expect: &Expect, config: &str) -> Outcome {
     let mut admin = cl.connect("postgres");
     admin.batch_execute("DROP DATABASE IF EXISTS run").unwrap();
     admin.batch_execute("CREATE DATABASE run TEMPLATE base").unwrap();
     admin.batch_execute("CHECKPOINT").unwrap();
+    let dboid: u32 = admin.query_one("SELECT oid FROM pg_database WHERE datname = 'run'", &[]).unwrap().get(0);
+    let dirs = vec![cl.data.join("base").join(dboid.to_string()), cl.data.join("base").join("pgsql_tmp")];
     let mut c = cl.connect("run");
     let pid: i32 = scalar(&mut c, "SELECT pg_backend_pid()");
-    let size0: i64 = scalar(&mut c, "SELECT pg_database_size('run')");
+    let size0 = files_bytes(&dirs);
+    let temp0 = temp_bytes(&mut admin);
     let wal0: String = scalar(&mut c, "SELECT pg_current_wal_insert_lsn()::text");
-    // watch the database size from another session while the method runs
+    // the database's files, summed again and again (about every millisecond) while the method runs
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicI64::new(size0));
     let watcher = {
-        let (stop, peak, conn) = (stop.clone(), peak.clone(), cl.conn_string("postgres"));
+        let (stop, peak, dirs) = (stop.clone(), peak.clone(), dirs.clone());
         std::thread::spawn(move || {
-            let mut w = Client::connect(&conn, NoTls).unwrap();
             while !stop.load(Ordering::Relaxed) {
-                let s: i64 = w.query_one("SELECT pg_database_size('run')", &[]).unwrap().get(0);
-                peak.fetch_max(s, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
+                peak.fetch_max(files_bytes(&dirs), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
             }
         })
     };
     let t = Instant::now();
     let mut error = None;
-    for sql in statements(m, w) {
+    for sql in statements(m, w, config) {
         if let Err(e) = c.batch_execute(&sql) {
             error = Some(match e.as_db_error() {
                 Some(db) => format!("{} {}", db.code().code(), db.message()),
@@ -251,6 +288,10 @@ fn run_once(cl: &Cluster, m: Method, w: Workload, expect: &Expect) -> Outcome {
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
     let rss_kb = backend_hwm_kb(pid);
+    // the session's statistics reach the shared ones when it ends
+    drop(c);
+    std::thread::sleep(Duration::from_millis(100));
+    let temp = temp_bytes(&mut admin) - temp0;
     let mut c = cl.connect("run");
     let wal: i64 = scalar(&mut c, &format!("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '{wal0}')::int8"));
     if error.is_none() {
@@ -258,7 +299,16 @@ fn run_once(cl: &Cluster, m: Method, w: Workload, expect: &Expect) -> Outcome {
             error = Some(format!("WRONG RESULT: {problem}"));
         }
     }
-    Outcome { seconds, peak_disk: peak.load(Ordering::Relaxed) - size0, wal, rss_kb, error }
+    let phases = if m == Method::Backfill && error.is_none() {
+        c.query("SELECT strategy, decompress_ms, insert_ms, recompress_ms FROM _backfill_ext.run_chunk", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    } else {
+        vec![]
+    };
+    Outcome { seconds, peak_disk: peak.load(Ordering::Relaxed) - size0, temp_bytes: temp, wal, rss_kb, error, phases }
 }
 
 /// What every method must end with.
@@ -345,39 +395,83 @@ fn main() {
     let pg: String = scalar(&mut probe, "SELECT current_setting('server_version')");
     println!("machine: {} cores ({cpu}), PostgreSQL {pg}; median of {} runs\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), a.runs);
     build_template(&cl, &a);
+    if !a.config.is_empty() {
+        println!("backfill_ext config: {}\n", a.config);
+    }
     println!(
-        "| workload | method | seconds | vs best alternative | peak extra disk | WAL | backend peak RSS | error |\n|---|---|---:|---:|---:|---:|---:|---|"
+        "| workload | method | seconds | vs best alternative | peak extra disk | temporary files | WAL | backend peak RSS | error |\n|---|---|---:|---:|---:|---:|---:|---:|---|"
     );
+    let mut phases = vec![];
     for w in [Workload::Sparse, Workload::Dense, Workload::Mixed] {
         let expect = expectations(&cl, w, a.days);
         let mut rows = vec![];
         for m in [Method::Insert, Method::NoLimit, Method::Decompress, Method::Backfill] {
-            let outcomes: Vec<Outcome> = (0..a.runs).map(|_| run_once(&cl, m, w, &expect)).collect();
-            let error = outcomes.iter().find_map(|o| o.error.clone());
-            let secs = median(outcomes.iter().map(|o| o.seconds).collect());
-            let peak = outcomes.iter().map(|o| o.peak_disk).max().unwrap_or(0);
-            let wal = median(outcomes.iter().map(|o| o.wal as f64).collect()) as i64;
-            let rss = outcomes.iter().map(|o| o.rss_kb).max().unwrap_or(0);
-            rows.push((m, secs, peak, wal, rss, error));
+            let outcomes: Vec<Outcome> = (0..a.runs).map(|_| run_once(&cl, m, w, &expect, &a.config)).collect();
+            rows.push(summary(m, &outcomes));
+            if m == Method::Backfill {
+                // the phases of the median run
+                let mut by_time: Vec<&Outcome> = outcomes.iter().collect();
+                by_time.sort_by(|x, y| x.seconds.partial_cmp(&y.seconds).unwrap());
+                phases.push((w, by_time[by_time.len() / 2].phases.clone()));
+            }
         }
-        let best_alt = rows
-            .iter()
-            .filter(|r| r.0 != Method::Backfill && r.5.is_none())
-            .map(|r| r.1)
-            .fold(f64::INFINITY, f64::min);
-        for (m, secs, peak, wal, rss, error) in rows {
-            let ratio = if error.is_some() || !best_alt.is_finite() { "-".to_string() } else { format!("{:.2}x", secs / best_alt) };
+        let best_alt = rows.iter().filter(|r| r.method != Method::Backfill && r.error.is_none()).map(|r| r.seconds).fold(f64::INFINITY, f64::min);
+        for r in rows {
+            let ratio = if r.error.is_some() || !best_alt.is_finite() { "-".to_string() } else { format!("{:.2}x", r.seconds / best_alt) };
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 w.name(),
-                m.name(),
-                if error.is_some() { "-".to_string() } else { format!("{secs:.2}") },
+                r.method.name(),
+                if r.error.is_some() { "-".to_string() } else { format!("{:.2}", r.seconds) },
                 ratio,
-                human(peak),
-                human(wal),
-                human(rss * 1024),
-                error.unwrap_or_default()
+                human(r.peak),
+                human(r.temp),
+                human(r.wal),
+                human(r.rss * 1024),
+                r.error.unwrap_or_default()
             );
+        }
+    }
+    print_phases(&phases);
+}
+
+/// A method's runs of one workload: medians of time and WAL, maxima of disk and memory.
+struct Summary {
+    method: Method,
+    seconds: f64,
+    peak: i64,
+    temp: i64,
+    wal: i64,
+    rss: i64,
+    error: Option<String>,
+}
+
+fn summary(method: Method, outcomes: &[Outcome]) -> Summary {
+    Summary {
+        method,
+        seconds: median(outcomes.iter().map(|o| o.seconds).collect()),
+        peak: outcomes.iter().map(|o| o.peak_disk).max().unwrap_or(0),
+        temp: outcomes.iter().map(|o| o.temp_bytes).max().unwrap_or(0),
+        wal: median(outcomes.iter().map(|o| o.wal as f64).collect()) as i64,
+        rss: outcomes.iter().map(|o| o.rss_kb).max().unwrap_or(0),
+        error: outcomes.iter().find_map(|o| o.error.clone()),
+    }
+}
+
+/// backfill_ext's chunk steps by strategy, from the run history of the median run:
+/// the mean time a chunk spent reading (decompressing, merging), writing, compressing.
+fn print_phases(phases: &[(Workload, Vec<(String, f64, f64, f64)>)]) {
+    println!("\nbackfill_ext per chunk (median run; ms, mean over the chunks of a strategy):\n");
+    println!("| workload | strategy | chunks | read and merge | write | compress |\n|---|---|---:|---:|---:|---:|");
+    for (w, steps) in phases {
+        let mut strategies: Vec<&String> = steps.iter().map(|s| &s.0).collect();
+        strategies.sort();
+        strategies.dedup();
+        for st in strategies {
+            let of: Vec<_> = steps.iter().filter(|s| &s.0 == st).collect();
+            let n = of.len() as f64;
+            let mean = |f: &dyn Fn(&(String, f64, f64, f64)) -> f64| of.iter().map(|s| f(s)).sum::<f64>() / n;
+            println!("| {} | {st} | {} | {:.0} | {:.0} | {:.0} |", w.name(), of.len(), mean(&|s| s.1), mean(&|s| s.2), mean(&|s| s.3));
         }
     }
 }
