@@ -101,6 +101,29 @@ ALTER TABLE _backfill_ext.run_refresh ENABLE ROW LEVEL SECURITY;
 CREATE POLICY of_visible_runs ON _backfill_ext.run_refresh
     USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));
 
+-- A chunk transaction a run hands to a background worker (config key `workers`):
+-- what to do, written by the run before it starts the worker; what happened, written
+-- by the worker in the transaction that moves the rows (or, on an error, after it
+-- rolled back). The run reads and deletes it once the worker has stopped.
+CREATE TABLE _backfill_ext.run_task (
+    run_id   bigint NOT NULL REFERENCES _backfill_ext.run (id) ON DELETE CASCADE,
+    task     integer NOT NULL,
+    work     jsonb NOT NULL,
+    status   text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'done', 'failed')),
+    results  jsonb,
+    sqlstate text,
+    error    text,
+    detail   text,
+    hint     text,
+    PRIMARY KEY (run_id, task)
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run_task TO PUBLIC;
+-- only the role that made the run sees and changes its tasks (a worker runs as it)
+ALTER TABLE _backfill_ext.run_task ENABLE ROW LEVEL SECURITY;
+CREATE POLICY of_own_runs ON _backfill_ext.run_task
+    USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id AND r.run_by = current_user))
+    WITH CHECK (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id AND r.run_by = current_user));
+
 -- pg_dump keeps the run history and the policy holds with the database's data
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.policy_hold', '');
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run', '');

@@ -107,6 +107,7 @@ fn decompress_backfill(
         strategy: crate::config::StrategyChoice::Auto,
         refresh_continuous_aggregates: true,
         rest_batch_rows: crate::config::DEFAULT_REST_BATCH_ROWS,
+        workers: None,
     };
     spi::check(cfg.check_combinations());
     let session = unsafe { Session::open(fcinfo) };

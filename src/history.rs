@@ -12,6 +12,9 @@ use crate::sql::history as sql;
 /// (another destination's history follows its own jobs' retention).
 pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u32, retention: &str) -> i64 {
     exec(sql::MARK_INTERRUPTED, &[p(dest_oid.to_string())]);
+    if has_task_table() {
+        exec(crate::sql::tasks::FORGET_ENDED, &[p(dest_oid.to_string())]);
+    }
     if has_refresh_table() {
         exec(sql::MARK_REFRESHES_FAILED, &[p(dest_oid.to_string())]);
     }
@@ -129,6 +132,18 @@ pub fn refresh(run_id: i64, cagg: &str, lo: &str, hi: &str, not_run: Option<&str
 /// Marks a refresh done.
 pub fn refreshed(run_id: i64, cagg: &str, ms: f64) {
     exec(sql::REFRESHED, &[p(run_id.to_string()), p(cagg), p(ms.to_string())]);
+}
+
+/// Whether the task table exists (see `has_refresh_table`).
+pub fn has_task_table() -> bool {
+    query_one(crate::sql::tasks::HAS_TABLE, &[], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+}
+
+/// Forgets the tasks of run `run_id`, which failed (its workers were stopped).
+pub fn forget_tasks(run_id: i64) {
+    if has_task_table() {
+        exec(crate::sql::tasks::FORGET_RUN, &[p(run_id.to_string())]);
+    }
 }
 
 /// Whether the refresh history exists: the library can be newer than the extension's

@@ -36,7 +36,7 @@ pub fn quote_list<S: AsRef<str>>(names: &[S], alias: Option<&str>) -> String {
 }
 
 /// A qualified table name: schema and relation, kept apart until they are quoted.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct QualifiedName {
     pub schema: String,
     pub name: String,

@@ -16,7 +16,7 @@ pub struct Candidate {
 }
 
 /// How a chunk's rows go in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Strategy {
     /// The chunk is not compressed: an ordinary insert.
     Insert,
@@ -109,7 +109,7 @@ pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Esti
 }
 
 /// What one transaction of the run does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub idx: i32,
     pub chunk: Chunk,

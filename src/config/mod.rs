@@ -9,7 +9,7 @@ use crate::error::{BackfillError, Code, Result};
 use serde_json::{Map, Value};
 
 /// What to do when a staging row's key already exists in the destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConflictAction {
     /// Keep the existing row, drop the staging row (`ON CONFLICT DO NOTHING`).
     Nothing,
@@ -38,7 +38,7 @@ impl ConflictAction {
 }
 
 /// How the conflict target was given.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConflictTarget {
     /// Not given: the destination's primary key, or its only unique constraint.
     Default,
@@ -49,7 +49,7 @@ pub enum ConflictTarget {
 }
 
 /// The `strategy` config key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StrategyChoice {
     Auto,
     Direct,
@@ -68,7 +68,7 @@ impl StrategyChoice {
 }
 
 /// A validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     pub staging_table: String,
     pub destination: String,
@@ -99,6 +99,10 @@ pub struct Config {
     /// The most staging rows one transaction of the rest moves (rows outside every
     /// chunk, or a destination that is not a hypertable).
     pub rest_batch_rows: i64,
+    /// How many chunk transactions run at once, each in a background worker (`None`:
+    /// as many as the server has CPUs, at most `MAX_AUTO_WORKERS`); 1 runs them one
+    /// after another in the calling session.
+    pub workers: Option<i64>,
 }
 
 pub const DEFAULT_PUSH_INTERVAL: &str = "1 day";
@@ -106,6 +110,8 @@ pub const DEFAULT_HISTORY_RETENTION: &str = "30 days";
 pub const DEFAULT_LOCK_WAIT: &str = "1 minute";
 pub const DEFAULT_LOCK_TIMEOUT: &str = "5 minutes";
 pub const DEFAULT_REST_BATCH_ROWS: i64 = 100_000;
+pub const MAX_AUTO_WORKERS: i64 = 4;
+pub const MAX_WORKERS: i64 = 64;
 
 /// Every key the config may hold, with a line for error hints and the README.
 pub const KEYS: &[(&str, &str)] = &[
@@ -125,6 +131,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("strategy", "text: auto (default), direct or decompress: how compressed chunks take their rows"),
     ("refresh_continuous_aggregates", "boolean, default true: after moving rows, refresh the destination's continuous aggregates for the time range the run changed"),
     ("rest_batch_rows", "integer, default 100000: the most rows one transaction moves outside existing chunks, or into a table that is not a hypertable"),
+    ("workers", "integer from 1 to 64, default the server's CPUs (at most 4): how many chunk transactions run at once, each in a background worker; 1 runs them one after another in the calling session"),
 ];
 
 fn key_list() -> String {
@@ -192,6 +199,7 @@ fn example_for(key: &str) -> &'static str {
         "lock_timeout" => "\"lock_timeout\": \"30 seconds\"",
         "strategy" => "\"strategy\": \"decompress\"",
         "rest_batch_rows" => "\"rest_batch_rows\": 50000",
+        "workers" => "\"workers\": 2",
         _ => "see the configuration reference in the README",
     }
 }
@@ -388,10 +396,16 @@ fn strategy(obj: &Map<String, Value>) -> Result<StrategyChoice> {
 
 /// `rest_batch_rows`: a positive integer.
 fn rest_batch_rows(obj: &Map<String, Value>) -> Result<i64> {
-    match obj.get("rest_batch_rows") {
-        None | Some(Value::Null) => Ok(DEFAULT_REST_BATCH_ROWS),
-        Some(Value::Number(n)) if n.as_i64().is_some_and(|k| k > 0) => Ok(n.as_i64().unwrap()),
-        Some(other) => Err(wrong_type("rest_batch_rows", "a positive integer", other)),
+    Ok(positive_int(obj, "rest_batch_rows", i64::MAX)?.unwrap_or(DEFAULT_REST_BATCH_ROWS))
+}
+
+/// An integer key from 1 to `max`, if given.
+fn positive_int(obj: &Map<String, Value>, key: &str, max: i64) -> Result<Option<i64>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|k| k > 0 && k <= max) => Ok(n.as_i64()),
+        Some(other) if max == i64::MAX => Err(wrong_type(key, "a positive integer", other)),
+        Some(other) => Err(wrong_type(key, &format!("an integer from 1 to {max}"), other)),
     }
 }
 
@@ -431,6 +445,7 @@ impl Config {
         let work_mem = work_mem(obj)?;
         let refresh_continuous_aggregates = opt_bool(obj, "refresh_continuous_aggregates", true)?;
         let rest_batch_rows = rest_batch_rows(obj)?;
+        let workers = positive_int(obj, "workers", MAX_WORKERS)?;
         let cfg = Config {
             staging_table,
             destination,
@@ -448,6 +463,7 @@ impl Config {
             strategy,
             refresh_continuous_aggregates,
             rest_batch_rows,
+            workers,
         };
         cfg.check_combinations()?;
         Ok(cfg)

@@ -36,6 +36,18 @@ fn minimal_config_takes_defaults() {
     assert_eq!(c.lock_timeout, None, "the session's, else 5 minutes (resolved where the session is known)");
     assert_eq!(c.strategy, StrategyChoice::Auto);
     assert_eq!(c.rest_batch_rows, 100_000);
+    assert_eq!(c.workers, None, "as many as the server's CPUs, at most 4 (resolved where the server is known)");
+}
+
+#[test]
+fn workers_is_an_integer_from_1_to_64() {
+    assert_eq!(parse(with("workers", json!(1))).unwrap().workers, Some(1));
+    assert_eq!(parse(with("workers", json!(64))).unwrap().workers, Some(64));
+    for bad in [json!(0), json!(65), json!(-1), json!(2.5), json!("2")] {
+        let e = err(with("workers", bad.clone()));
+        assert!(e.message.starts_with("config key \"workers\" must be an integer from 1 to 64, not "), "{bad}: {}", e.message);
+        assert_eq!(e.hint.as_deref(), Some("for example: \"workers\": 2"));
+    }
 }
 
 #[test]

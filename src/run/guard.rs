@@ -18,6 +18,8 @@ pub fn guarded<T>(session: &Session, prep: &Prepared, run_id: Option<i64>, f: im
     match spi::in_subtransaction(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(e) => {
+            // no worker of the run goes on once the policy is back
+            super::pool::stop_all();
             if let Err(cleanup) = spi::in_subtransaction(AssertUnwindSafe(|| policy::release(prep))) {
                 pgrx::warning!(
                     "backfill_ext: could not put back the compression policy schedule of {} ({}); the next run will",
@@ -27,7 +29,10 @@ pub fn guarded<T>(session: &Session, prep: &Prepared, run_id: Option<i64>, f: im
             }
             if let Some(id) = run_id {
                 let (state, msg) = (spi::caught_sqlstate(&e), spi::caught_message(&e));
-                let _ = spi::in_subtransaction(AssertUnwindSafe(|| crate::history::fail(id, &state, &msg)));
+                let _ = spi::in_subtransaction(AssertUnwindSafe(|| {
+                    crate::history::fail(id, &state, &msg);
+                    crate::history::forget_tasks(id);
+                }));
             }
             lock::release(&prep.dest, session);
             session.commit();

@@ -11,6 +11,8 @@
 //! - `planning`: what the plan is made from (the choice itself is `crate::plan`);
 //! - `policy`: the compression policy hold;
 //! - `guard`: error guarding;
+//! - `parallel`, `pool`, `worker`: chunk transactions in background workers
+//!   (config key `workers`);
 //! - `caggs`: continuous aggregates brought up to date after the run;
 //! - `outcome`: what steps and runs did.
 //!
@@ -20,10 +22,13 @@ pub mod caggs;
 pub mod guard;
 pub mod lock;
 pub mod outcome;
+mod parallel;
 pub mod planning;
 pub mod policy;
+pub mod pool;
 pub mod prepare;
 pub mod settings;
+pub mod worker;
 
 pub use outcome::{StepResult, Totals};
 pub use planning::make_plan;
@@ -150,8 +155,9 @@ impl Run<'_> {
         go_on
     }
 
-    /// The chunk steps, a transaction each (or a batch of direct inserts). Returns
-    /// whether `max_runtime` stopped the run before the last of them.
+    /// The chunk steps, a transaction each (or a batch of direct inserts), in this
+    /// session or in background workers (`parallel`). Returns whether `max_runtime`
+    /// stopped the run before the last of them.
     fn chunks(&self, plan: &Plan, totals: &mut Totals) -> bool {
         let prep = self.prep;
         let batches = if prep.cfg.delete_from_staging {
@@ -159,33 +165,30 @@ impl Run<'_> {
         } else {
             (0..plan.steps.len()).map(|i| vec![i]).collect()
         };
+        let workers = parallel::worker_count(self, plan, batches.len());
+        if workers > 1 {
+            return self.chunks_in_workers(plan, &batches, workers, totals);
+        }
         let mut done = 0;
         for batch in &batches {
-            if !self.between(true, || format!("after {done} chunks; the remaining {} chunks are left for the next run", plan.steps.len() - done)) {
+            if !self.between(true, || left_after(done, plan)) {
                 return true;
             }
             let steps: Vec<&Step> = batch.iter().map(|i| &plan.steps[*i]).collect();
-            let results = self.phase("batch", || {
-                let results = crate::strategy::run_transaction(prep, &steps, plan.routed);
-                let finished: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
-                crate::history::chunks(self.id, &finished);
-                results
-            });
+            let results = self.phase("batch", || self.batch_here(&steps, plan.routed));
             self.done.set(self.done.get() + 1);
-            for (s, r) in steps.iter().zip(&results) {
-                totals.add_chunk(r);
-                notice!(
-                    "backfill_ext: chunk {}: {} rows moved, {} conflicts, {}, {:.0} ms",
-                    s.chunk.name,
-                    r.moved,
-                    r.conflicts(),
-                    r.describe(),
-                    r.total_ms()
-                );
-            }
+            report_chunks(&steps, &results, totals);
             done += steps.len();
         }
         false
+    }
+
+    /// One transaction's steps, in this session, and their chunks in the history.
+    fn batch_here(&self, steps: &[&Step], routed: bool) -> Vec<StepResult> {
+        let results = crate::strategy::run_transaction(self.prep, steps, routed);
+        let finished: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
+        crate::history::chunks(self.id, &finished);
+        results
     }
 
     /// The rows outside every existing chunk, in slices of staging, a transaction
@@ -262,6 +265,19 @@ impl Run<'_> {
             }
         };
         caggs::refresh_all(self.session, self.prep, self.id, &refreshes);
+    }
+}
+
+/// What `max_runtime` leaves after `done` chunks, for its NOTICE.
+fn left_after(done: usize, plan: &Plan) -> String {
+    format!("after {done} chunks; the remaining {} chunks are left for the next run", plan.steps.len() - done)
+}
+
+/// Adds up the steps' results, with a NOTICE per chunk.
+fn report_chunks(steps: &[&Step], results: &[StepResult], totals: &mut Totals) {
+    for (s, r) in steps.iter().zip(results) {
+        totals.add_chunk(r);
+        notice!("backfill_ext: chunk {}: {} rows moved, {} conflicts, {}, {:.0} ms", s.chunk.name, r.moved, r.conflicts(), r.describe(), r.total_ms());
     }
 }
 

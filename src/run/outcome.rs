@@ -5,7 +5,7 @@ use crate::plan::Strategy;
 use std::time::Instant;
 
 /// What one step did.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StepResult {
     /// How the rows went in (None for rows outside existing chunks).
     pub strategy: Option<Strategy>,

@@ -62,6 +62,16 @@ pub fn apply(cfg: &Config) {
     }
 }
 
+/// For a merge step (a chunk's rows read, merged with staging's, and written back):
+/// unless the config sets `work_mem`, its sorts and hashes may use
+/// `maintenance_work_mem`, the memory a rewrite already budgets its rows in, so that
+/// they do not spill to temporary files.
+pub fn apply_merge_work_mem(cfg: &Config) {
+    if cfg.work_mem.is_none() {
+        exec(sql::RAISE_WORK_MEM_TO_MAINTENANCE, &[]);
+    }
+}
+
 /// Sets the short `lock_timeout` a chunk rewrite waits for its lock with (a second,
 /// or the run's if shorter); `apply` puts the run's back.
 pub fn apply_rewrite_lock_timeout(cfg: &Config) {

@@ -88,6 +88,14 @@ mod enabled {
 #[cfg(feature = "test_hooks")]
 pub use enabled::{debug_setting, pause_point, register};
 
+/// The test hooks' settings (none in a production build), for a background worker to
+/// take over from its run.
+#[cfg(feature = "test_hooks")]
+pub const TEST_HOOKS: &[&str] =
+    &["backfill_ext.debug_pause_at", "backfill_ext.debug_pause_seconds", "backfill_ext.debug_always_route", "backfill_ext.debug_rewrite_on_disk"];
+#[cfg(not(feature = "test_hooks"))]
+pub const TEST_HOOKS: &[&str] = &[];
+
 /// A test hook, absent from this build (no feature `test_hooks`): does nothing.
 #[cfg(not(feature = "test_hooks"))]
 #[inline(always)]

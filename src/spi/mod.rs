@@ -13,11 +13,12 @@ use pgrx::spi::{SpiHeapTupleData, SpiTupleTable};
 mod hooks;
 mod tx;
 
-pub use hooks::{debug_setting, pause_point};
+pub use hooks::{debug_setting, pause_point, TEST_HOOKS};
 #[cfg(feature = "test_hooks")]
 pub use hooks::register as register_test_hooks;
 pub use tx::{
-    call_nonatomic, caught_message, caught_sqlstate, harden_search_path, in_subtransaction, reraise_with_hint, restore_search_path, Session,
+    call_nonatomic, caught_message, caught_parts, caught_sqlstate, harden_search_path, in_subtransaction, raise_as, reraise_with_hint,
+    restore_search_path, Session,
 };
 
 fn pg_code(c: Code) -> PgSqlErrorCode {

@@ -125,6 +125,31 @@ pub fn caught_message(e: &CaughtError) -> String {
     }
 }
 
+/// The SQLSTATE, message, detail and hint of a caught error.
+pub fn caught_parts(e: &CaughtError) -> (String, String, Option<String>, Option<String>) {
+    let r = match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    (caught_sqlstate(e), r.message().to_string(), r.detail().map(str::to_string), r.hint().map(str::to_string))
+}
+
+/// Raises an error with SQLSTATE `state` (five characters), as another backend
+/// reported it.
+pub fn raise_as(state: &str, message: &str, detail: Option<&str>, hint: Option<&str>) -> ! {
+    // PostgreSQL's MAKE_SQLSTATE: six bits a character
+    let code: i32 = state.bytes().take(5).enumerate().map(|(i, c)| ((c.wrapping_sub(b'0') as i32) & 0x3f) << (6 * i)).sum();
+    let mut report = ErrorReport::new(PgSqlErrorCode::from(code), message.to_string(), "backfill_ext");
+    if let Some(d) = detail {
+        report = report.set_detail(d.to_string());
+    }
+    if let Some(h) = hint {
+        report = report.set_hint(h.to_string());
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
 /// Raises a caught error again; one that has no hint of its own gets `hint`, so
 /// every error a run raises tells the user what state things are in.
 pub fn reraise_with_hint(e: CaughtError, hint: &str) -> ! {

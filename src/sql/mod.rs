@@ -10,6 +10,7 @@
 //! - `hold`: the destination lock and the compression policy hold;
 //! - `chunk`: compressing, decompressing, locking a chunk; the run's temporary tables;
 //! - `settings`: the run's `lock_timeout` and `work_mem`;
+//! - `tasks`: chunk transactions handed to background workers;
 //! - `jobs`: scheduling with TimescaleDB's job API;
 //! - `cron`: scheduling with pg_cron.
 
@@ -24,6 +25,7 @@ pub mod merge;
 pub mod moves;
 pub mod route;
 pub mod settings;
+pub mod tasks;
 
 use crate::columns::Conflict;
 use crate::ident::{quote_ident, QualifiedName};

@@ -15,6 +15,11 @@ pub const CURRENT_SETTING: &str = "SELECT pg_catalog.current_setting($1)";
 /// Sets setting `$1` to `$2` until the end of the transaction.
 pub const SET_LOCAL: &str = "SELECT pg_catalog.set_config($1, $2, true)";
 
+/// Raises `work_mem` to `maintenance_work_mem` until the end of the transaction, where
+/// that is larger (a merge step's sorts and hashes then stay in memory).
+pub const RAISE_WORK_MEM_TO_MAINTENANCE: &str = "SELECT pg_catalog.set_config('work_mem', pg_catalog.current_setting('maintenance_work_mem'), true) \
+     WHERE pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) > pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem'))";
+
 /// Sets `lock_timeout` (milliseconds) from an interval (`$1`) until the end of the transaction.
 pub const SET_LOCK_TIMEOUT: &str =
     "SELECT pg_catalog.set_config('lock_timeout', (extract(epoch FROM $1::interval) * 1000)::int8::text, true)";
@@ -32,6 +37,13 @@ mod tests {
     #[test]
     fn settings_last_for_the_transaction_only() {
         for q in [SET_LOCAL, SET_LOCK_TIMEOUT, SET_REWRITE_LOCK_TIMEOUT] {
+            assert!(q.starts_with("SELECT pg_catalog.set_config("), "{q}");
+            assert!(q.ends_with(", true)"), "is_local must be true: {q}");
+        }
+        // never lowers work_mem
+        assert!(RAISE_WORK_MEM_TO_MAINTENANCE.contains(", true) WHERE "));
+        assert!(RAISE_WORK_MEM_TO_MAINTENANCE.ends_with("> pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem'))"));
+        for q in [SET_LOCAL] {
             assert!(q.starts_with("SELECT pg_catalog.set_config("), "{q}");
             assert!(q.ends_with(", true)"), "is_local must be true: {q}");
         }

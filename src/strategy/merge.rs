@@ -19,6 +19,7 @@ use std::time::Instant;
 pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> StepResult {
     let chunk = &step.chunk;
     super::require_owner(prep);
+    crate::run::settings::apply_merge_work_mem(&prep.cfg);
     let (take_where, take_params) = take_condition(take, step);
     let q = sql::merge::merge_sql(&prep.spec, m, &chunk.name, &take_where);
     exec(&chunk_sql::lock(&chunk.name, "EXCLUSIVE"), &[]);

@@ -34,7 +34,7 @@ impl TimeKind {
 
 /// A closed hash-partition range of a space dimension, as the chunk's CHECK
 /// constraint states it: `lo <= get_partition_hash(column) < hi`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpaceRange {
     pub column: String,
     pub lo: Option<i64>,
@@ -58,7 +58,7 @@ pub mod status {
 }
 
 /// One chunk of the destination, as read from `timescaledb_information.chunks`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chunk {
     pub name: QualifiedName,
     /// The chunk table's OID (0 when not known).

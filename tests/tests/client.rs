@@ -157,7 +157,7 @@ fn procedures_land_in_the_extension_schema_and_state_in_its_own() {
             ("decompress_backfill".into(), "public".into(), "p".into())
         ]
     );
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM pg_tables WHERE schemaname = '_backfill_ext'"), 4);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM pg_tables WHERE schemaname = '_backfill_ext'"), 5);
     // the procedures must be callable non-atomically: no SET clause, not SECURITY DEFINER
     assert_eq!(
         scalar::<i64>(&mut c, "SELECT count(*) FROM pg_proc WHERE proname IN ('backfill_on_schedule', 'decompress_backfill') AND (prosecdef OR proconfig IS NOT NULL)"),

@@ -23,9 +23,12 @@ enum Kill {
     Crash,
 }
 
-const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
+/// The run's own session does every chunk (`workers`: 1), so a pause at a step inside
+/// a chunk stops the backend these tests cancel, terminate or crash; runs with
+/// background workers have their own tests (`tests/tests/workers.rs`).
+const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "workers": 1}"#;
 /// One transaction per chunk: the steps between and inside chunks exist in every run.
-const PER_CHUNK: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}"#;
+const PER_CHUNK: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress", "workers": 1}"#;
 
 /// Staging rows that are not (by key) in the destination, plus destination rows:
 /// constant while nothing is lost or doubled.

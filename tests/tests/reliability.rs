@@ -76,7 +76,8 @@ fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
     let mut long = cl.connect("t");
     long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
     // one transaction per chunk (direct inserts into several chunks would share one)
-    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms", "strategy":"decompress"}"#;
+    // in this session (`workers`: 1), so the chunk after the locked one never starts
+    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms", "strategy":"decompress", "workers": 1}"#;
     let (code, msg, hint) = expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
     assert_eq!(code, "55P03", "{msg}");
     assert!(hint.is_some());
@@ -86,7 +87,7 @@ fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
     // soon: the default of 5 minutes applies only where the session has none)
     let mut r = cl.connect("t");
     r.batch_execute("SET lock_timeout = '500ms'").unwrap();
-    let no_timeout = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}"#;
+    let no_timeout = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress", "workers": 1}"#;
     let t = std::time::Instant::now();
     let (code, _, _) = expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{no_timeout}')"));
     assert_eq!(code, "55P03");
@@ -273,7 +274,7 @@ fn a_policy_schedule_changed_during_the_run_is_left_as_it_was_set() {
     let conn = cl.conn_string("t");
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
-        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"2 minutes", "strategy":"decompress"}"#;
+        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"2 minutes", "strategy":"decompress", "workers": 1}"#;
         r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).map_err(|e| e.to_string())
     });
     backfill_ext_client_tests::wait_for("the run to wait for the chunk", std::time::Duration::from_secs(60), || {

@@ -9,9 +9,10 @@
 //!   (c) decompress  decompress the affected chunks, INSERT ... ON CONFLICT, compress them
 //!
 //! Measured per run: time; peak extra disk (the database's files and the temporary
-//! files, summed about every millisecond); temporary-file bytes
-//! (`pg_stat_database.temp_bytes`); WAL bytes; the session backend's peak RSS; and,
-//! from the run history, how long backfill_ext's chunk steps spent in each phase.
+//! files, summed every 5 ms); temporary-file bytes (`pg_stat_database.temp_bytes`);
+//! WAL bytes; the peak RSS of the session's backend or of any of backfill_ext's
+//! background workers; and, from the run history, how long backfill_ext's chunk steps
+//! spent in each phase.
 
 use backfill_ext_client_tests::{scalar, timescale_installed, Client, Cluster, Options};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -242,6 +243,20 @@ fn files_bytes(dirs: &[std::path::PathBuf]) -> i64 {
     total
 }
 
+/// The peak RSS (kB) of the running processes whose command line contains `title`
+/// (PostgreSQL titles a background worker with its type).
+fn workers_hwm_kb(title: &str) -> i64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+    procs
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(title)))
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .map(backend_hwm_kb)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The database's temporary-file bytes so far (its backends' statistics flushed).
 fn temp_bytes(c: &mut Client) -> i64 {
     c.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
@@ -261,15 +276,22 @@ fn run_once(cl: &Cluster, m: Method, w: Workload, expect: &Expect, config: &str)
     let size0 = files_bytes(&dirs);
     let temp0 = temp_bytes(&mut admin);
     let wal0: String = scalar(&mut c, "SELECT pg_current_wal_insert_lsn()::text");
-    // the database's files, summed again and again (about every millisecond) while the method runs
+    // while the method runs: the database's files summed every 5 ms, and backfill_ext's
+    // background workers' peak memory every 20 ms (each lives for a chunk transaction)
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicI64::new(size0));
+    let workers_kb = Arc::new(AtomicI64::new(0));
     let watcher = {
-        let (stop, peak, dirs) = (stop.clone(), peak.clone(), dirs.clone());
+        let (stop, peak, workers_kb, dirs) = (stop.clone(), peak.clone(), workers_kb.clone(), dirs.clone());
         std::thread::spawn(move || {
+            let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 peak.fetch_max(files_bytes(&dirs), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_micros(200));
+                if i % 4 == 0 {
+                    workers_kb.fetch_max(workers_hwm_kb("backfill_ext worker"), Ordering::Relaxed);
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
             }
         })
     };
@@ -287,7 +309,7 @@ fn run_once(cl: &Cluster, m: Method, w: Workload, expect: &Expect, config: &str)
     let seconds = t.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
-    let rss_kb = backend_hwm_kb(pid);
+    let rss_kb = backend_hwm_kb(pid).max(workers_kb.load(Ordering::Relaxed));
     // the session's statistics reach the shared ones when it ends
     drop(c);
     std::thread::sleep(Duration::from_millis(100));
@@ -399,7 +421,7 @@ fn main() {
         println!("backfill_ext config: {}\n", a.config);
     }
     println!(
-        "| workload | method | seconds | vs best alternative | peak extra disk | temporary files | WAL | backend peak RSS | error |\n|---|---|---:|---:|---:|---:|---:|---:|---|"
+        "| workload | method | seconds | vs best alternative | peak extra disk | temporary files | WAL | peak RSS of a backend | error |\n|---|---|---:|---:|---:|---:|---:|---:|---|"
     );
     let mut phases = vec![];
     for w in [Workload::Sparse, Workload::Dense, Workload::Mixed] {

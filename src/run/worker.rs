@@ -1,0 +1,99 @@
+//! A background worker's side of a task (`pool` starts it): connected to the run's
+//! database as the run's role, with the run's session settings, it validates the
+//! config again, does the task's chunk transaction exactly as the run would (the same
+//! `strategy::run_transaction`), records the chunks in the run's history and marks the
+//! task done, all in one transaction. On an error that transaction is rolled back (the
+//! rows stay in staging) and the task is marked failed with the error, for the run to
+//! raise. A SIGTERM (the run stopping its workers) ends it like `pg_terminate_backend`.
+
+use super::outcome::StepResult;
+use super::prepare::prepare;
+use crate::config::Config;
+use crate::plan::Step;
+use crate::spi::{self, col, p, query_one, run as exec};
+use crate::sql::tasks as sql;
+use crate::timescale::Chunk;
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::pg_sys;
+use std::panic::AssertUnwindSafe;
+
+/// What a worker is asked to do.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Work {
+    pub config: Config,
+    pub steps: Vec<Step>,
+    /// The run's session settings (`sql::tasks::inherited`), as `(name, value)`.
+    pub settings: Vec<(String, String)>,
+}
+
+unsafe extern "C-unwind" {
+    /// PostgreSQL's SIGTERM handler for backends (`die`): the next interrupt check
+    /// ends the backend, rolling its transaction back.
+    #[link_name = "die"]
+    fn postgres_die(signal: std::ffi::c_int);
+}
+
+/// The worker's entry point (named in `pool::Pool::start`).
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn backfill_ext_worker_main(_arg: pg_sys::Datum) {
+    unsafe {
+        #[cfg(not(feature = "pg18"))]
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(postgres_die));
+        #[cfg(feature = "pg18")]
+        pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(postgres_die));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    let extra: Vec<i64> = BackgroundWorker::get_extra().split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let [db, role, run_id, task] = extra[..] else { panic!("backfill_ext worker: bad arguments {extra:?}") };
+    unsafe {
+        // a job's owner may be a role that cannot log in (before 17, the run does not
+        // start workers for such a role: see `parallel::worker_count`)
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        let flags = 0;
+        #[cfg(not(any(feature = "pg15", feature = "pg16")))]
+        let flags = pg_sys::BGWORKER_BYPASS_ROLELOGINCHECK;
+        pg_sys::BackgroundWorkerInitializeConnectionByOid(pg_sys::Oid::from(db as u32), pg_sys::Oid::from(role as u32), flags);
+    }
+    BackgroundWorker::transaction(|| do_task(run_id, task as i32));
+}
+
+/// Reads the task, does it, and records what happened; a task already done (or gone)
+/// is left alone.
+fn do_task(run_id: i64, task: i32) {
+    let key = [p(run_id.to_string()), p(task.to_string())];
+    let Some(work) = query_one(sql::WORK, &key, |r| col::<String>(r, 1)).flatten() else { return };
+    let work: Work = serde_json::from_str(&work).expect("the run wrote this task");
+    report_activity(run_id, &work.steps);
+    for (name, value) in &work.settings {
+        exec(sql::SET_LOCAL, &[p(name), p(value)]);
+    }
+    spi::harden_search_path();
+    match spi::in_subtransaction(AssertUnwindSafe(|| work_through(run_id, &work))) {
+        Ok(results) => {
+            let json = serde_json::to_string(&results).expect("results serialize");
+            exec(sql::DONE, &[key[0].clone(), key[1].clone(), p(json)]);
+        }
+        Err(e) => {
+            let (state, msg, detail, hint) = spi::caught_parts(&e);
+            exec(sql::FAILED, &[key[0].clone(), key[1].clone(), p(state), p(msg), detail, hint]);
+        }
+    }
+}
+
+/// The task's chunk transaction, and its chunks in the run's history.
+fn work_through(run_id: i64, work: &Work) -> Vec<StepResult> {
+    let prep = prepare(work.config.clone());
+    let steps: Vec<&Step> = work.steps.iter().collect();
+    let results = crate::strategy::run_transaction(&prep, &steps, false);
+    let finished: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
+    crate::history::chunks(run_id, &finished);
+    results
+}
+
+/// What `pg_stat_activity` shows for the worker.
+fn report_activity(run_id: i64, steps: &[Step]) {
+    let chunks: Vec<String> = steps.iter().map(|s| s.chunk.name.to_string()).collect();
+    let text = std::ffi::CString::new(format!("backfill_ext worker of run {run_id}: {}", chunks.join(", "))).unwrap_or_default();
+    unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr()) };
+}

@@ -1,0 +1,171 @@
+//! Chunk transactions in background workers (config key `workers`): every row moved
+//! exactly once, workers running at once, and a cancel, a terminate or a failed task
+//! leaving no worker, no task, no hold and the rows accounted for. Run where a full
+//! TimescaleDB is installed (ignored, with the reason, elsewhere).
+
+use backfill_ext_client_tests::fixtures::{assert_compressed_and_policy_as_before, state, timescale_dataset, Dataset, State, START};
+use backfill_ext_client_tests::timescale_cluster as ts_cluster;
+use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster, NoTls};
+use std::time::Duration;
+
+/// Upserts in five chunks (every row of days 0 to 4 corrected, and a new device), and
+/// one row after the last chunk. Returns the rows that are new by key.
+fn stage(c: &mut Client) -> i64 {
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value) SELECT time, device_id, value + 1000 FROM event_data;
+         INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT t, 99, 1 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '5 days' - interval '1 hour', interval '1 hour') t;
+         INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz '{START}' + interval '30 days', 1, 0);"
+    ))
+    .unwrap();
+    5 * 24 + 1
+}
+
+const UPSERT: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "workers": 2}"#;
+
+/// The backfill_ext workers running now.
+fn workers(c: &mut Client, wait_event: Option<&str>) -> i64 {
+    scalar(
+        c,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'backfill_ext worker'{}",
+            wait_event.map(|w| format!(" AND wait_event = '{w}'")).unwrap_or_default()
+        ),
+    )
+}
+
+/// The run's own backend, once it is waiting for its workers.
+fn run_backend(c: &mut Client) -> i32 {
+    wait_for("the run's backend", Duration::from_secs(60), || {
+        c.query_opt("SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND state = 'active'", &[]).unwrap().map(|r| r.get(0))
+    })
+}
+
+/// Starts the upsert in another session, its workers stopping at `after_insert` for
+/// `seconds`; returns once two workers are stopped there at the same time.
+fn start_paused(cl: &Cluster, c: &mut Client, seconds: i32) -> std::thread::JoinHandle<Result<(), (String, String)>> {
+    let conn = cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        r.batch_execute(&format!("SET backfill_ext.debug_pause_at = 'after_insert'; SET backfill_ext.debug_pause_seconds = {seconds}")).unwrap();
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).map_err(|e| {
+            let db = e.as_db_error().map(|d| (d.code().code().to_string(), d.message().to_string()));
+            db.unwrap_or_else(|| ("".into(), e.to_string()))
+        })
+    });
+    wait_for("two workers at once", Duration::from_secs(60), || (workers(c, Some("PgSleep")) == 2).then_some(()));
+    run
+}
+
+/// Nothing left behind by a run that stopped: no worker, no task, no hold, every row
+/// in staging or the destination once, chunks compressed, policy as before.
+fn assert_nothing_left(c: &mut Client, before: &State) {
+    wait_for("the workers to stop", Duration::from_secs(60), || (workers(c, None) == 0).then_some(()));
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM _backfill_ext.run_task"), 0, "no task is left");
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0, "no hold is left");
+    let now = state(c, "event_data", "backfill_event_data");
+    let moved = now.dest_rows - before.dest_rows;
+    let corrected: i64 = scalar(c, "SELECT count(*) FROM event_data WHERE value >= 1000");
+    // a chunk is either all moved (its corrections and new rows) or not at all
+    assert_eq!(now.staging_rows + corrected + moved, before.staging_rows, "every staged row is in staging or the destination, once");
+    assert_compressed_and_policy_as_before(before, &now, "after the run stopped");
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn workers_move_every_row_exactly_once_two_at_a_time() {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let corrections: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
+    let new = stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    // two chunk transactions are seen under way at once, each in a worker
+    let run = start_paused(&cl, &mut c, 2);
+    run.join().unwrap().unwrap();
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!(after.staging_rows, 0);
+    assert_eq!(after.dest_rows, before.dest_rows + new);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value >= 1000"), corrections);
+    assert_compressed_and_policy_as_before(&before, &after, "after a run with workers");
+    let r = c.query_one("SELECT status, rows_moved, chunks_recompressed FROM backfill_status", &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, i64>(1)), ("succeeded".to_string(), corrections + new));
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_run_chunks"), 5);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.run_task"), 0);
+    assert_eq!(workers(&mut c, None), 0);
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_cancel_of_the_run_stops_its_workers_and_leaves_nothing_held() {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let run = start_paused(&cl, &mut c, 3600);
+    let pid = run_backend(&mut c);
+    c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+    let (code, _) = run.join().unwrap().unwrap_err();
+    assert_eq!(code, "57014");
+    assert_nothing_left(&mut c, &before);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), before.staging_rows, "the paused chunks rolled back");
+    let r = c.query_one("SELECT status, sqlstate FROM backfill_status", &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, String>(1)), ("failed".to_string(), "57014".to_string()));
+    assert_eq!(scalar::<i64>(&mut c, &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")), 0);
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn terminating_the_run_stops_its_workers_and_the_next_run_finishes_exactly_once() {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let corrections: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
+    let new = stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let run = start_paused(&cl, &mut c, 3600);
+    let pid = run_backend(&mut c);
+    c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+    assert!(run.join().unwrap().is_err());
+    // the terminated run's backend stopped its workers as it exited
+    wait_for("the workers to stop", Duration::from_secs(60), || (workers(&mut c, None) == 0).then_some(()));
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), before.staging_rows, "the paused chunks rolled back");
+    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!((after.staging_rows, after.dest_rows), (0, before.dest_rows + new));
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value >= 1000"), corrections);
+    assert_compressed_and_policy_as_before(&before, &after, "after the next run");
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.run_task"), 0, "the terminated run's tasks are forgotten");
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_failed_task_fails_the_run_with_the_workers_error_and_the_next_run_finishes() {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let corrections: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
+    let new = stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    // a long transaction holds the chunk of day 2 against writers
+    let second: String = scalar(
+        &mut c,
+        "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
+    );
+    let mut long = cl.connect("t");
+    long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
+    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "workers": 2, "lock_timeout": "500ms"}"#;
+    let (code, msg, hint) = expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+    assert_eq!(code, "55P03", "{msg}");
+    assert!(hint.is_some());
+    assert_nothing_left(&mut c, &before);
+    let r = c.query_one("SELECT status, sqlstate FROM backfill_status", &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, String>(1)), ("failed".to_string(), "55P03".to_string()));
+    long.batch_execute("COMMIT").unwrap();
+    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!((after.staging_rows, after.dest_rows), (0, before.dest_rows + new));
+    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value >= 1000"), corrections);
+}
