@@ -167,6 +167,15 @@ pub fn should_route(chunks_with_rows: usize, staging_rows: i64) -> bool {
 pub const BATCH_MAX_ROWS: i64 = 100_000;
 pub const BATCH_MAX_CHUNKS: usize = 64;
 
+/// Whether a plan whose rows were routed (see `ROUTE_ABOVE_ROW_VISITS`) may still run
+/// its `transactions` in `workers` background workers. A worker cannot read the run's
+/// temporary table of row ids, so each of its transactions filters staging by its
+/// chunks' ranges again: one scan of `staging_rows` a transaction, spread over the
+/// workers. They may while those scans stay under the routing threshold per worker.
+pub fn workers_may_filter(transactions: usize, staging_rows: i64, workers: usize) -> bool {
+    (transactions as i64).saturating_mul(staging_rows) <= ROUTE_ABOVE_ROW_VISITS.saturating_mul(workers as i64)
+}
+
 /// Groups the plan's steps into transactions. Consecutive direct inserts share one
 /// transaction (one statement moves their rows) while it stays small: at most
 /// `BATCH_MAX_ROWS` staging rows, `BATCH_MAX_CHUNKS` chunks, and half of
@@ -225,7 +234,17 @@ fn range_key(c: &Chunk) -> (Option<i128>, Option<String>, String) {
 
 #[cfg(test)]
 mod rest_tests {
-    use super::rest_slices;
+    use super::{rest_slices, workers_may_filter};
+
+    #[test]
+    fn workers_filter_a_routed_plans_staging_only_while_that_stays_cheap() {
+        // 7 transactions of a 3.6M-row staging table: 25.2M row visits, under 2 x 20M
+        assert!(workers_may_filter(7, 3_600_000, 2));
+        assert!(!workers_may_filter(7, 3_600_000, 1));
+        // 100 transactions of 50M rows: the run keeps its routing and its session
+        assert!(!workers_may_filter(100, 50_000_000, 4));
+        assert!(workers_may_filter(0, i64::MAX, 2));
+    }
 
     #[test]
     fn the_rest_is_cut_into_contiguous_slices_of_staging_blocks() {

@@ -33,17 +33,24 @@ enum Outcome {
 /// How many workers a run uses for `transactions` chunk transactions: the config's
 /// `workers`, else the server's CPUs (at most `MAX_AUTO_WORKERS`), never more than
 /// there are transactions. 1 (none: the session does them) where workers cannot see
-/// what the run sees: a call that does not commit as it goes, rows routed through the
-/// session's temporary table, and, before PostgreSQL 17, a role that cannot log in;
-/// and before `ALTER EXTENSION backfill_ext UPDATE` has made the task table.
+/// what the run sees: a call that does not commit as it goes, and, before PostgreSQL
+/// 17, a role that cannot log in; before `ALTER EXTENSION backfill_ext UPDATE` has made
+/// the task table; and where the rows were routed through the session's temporary
+/// table and filtering staging again in each worker would cost more than the routing
+/// saved (`plan::workers_may_filter`).
 pub(super) fn worker_count(run: &Run, plan: &Plan, transactions: usize) -> usize {
     let wanted = run.prep.cfg.workers.map(|w| w as usize).unwrap_or_else(|| {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(MAX_AUTO_WORKERS as usize)
     });
-    if wanted <= 1 || transactions <= 1 || !run.session.nonatomic() || plan.routed || !role_can_connect() || !crate::history::has_task_table() {
+    let workers = wanted.min(transactions);
+    let staging_rows = plan.steps.iter().map(|s| s.staging_rows).sum::<i64>() + plan.rows_for_new_chunks;
+    if workers <= 1 || !run.session.nonatomic() || (plan.routed && !crate::plan::workers_may_filter(transactions, staging_rows, workers)) {
         return 1;
     }
-    wanted.min(transactions)
+    if !role_can_connect() || !crate::history::has_task_table() {
+        return 1;
+    }
+    workers
 }
 
 fn role_can_connect() -> bool {

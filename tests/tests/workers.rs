@@ -43,11 +43,12 @@ fn run_backend(c: &mut Client) -> i32 {
 
 /// Starts the upsert in another session, its workers stopping at `after_insert` for
 /// `seconds`; returns once two workers are stopped there at the same time.
-fn start_paused(cl: &Cluster, c: &mut Client, seconds: i32) -> std::thread::JoinHandle<Result<(), (String, String)>> {
+fn start_paused(cl: &Cluster, c: &mut Client, seconds: i32, routed: bool) -> std::thread::JoinHandle<Result<(), (String, String)>> {
     let conn = cl.conn_string("t");
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
         r.batch_execute(&format!("SET backfill_ext.debug_pause_at = 'after_insert'; SET backfill_ext.debug_pause_seconds = {seconds}")).unwrap();
+        r.batch_execute(&format!("SET backfill_ext.debug_always_route = {routed}")).unwrap();
         r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).map_err(|e| {
             let db = e.as_db_error().map(|d| (d.code().code().to_string(), d.message().to_string()));
             db.unwrap_or_else(|| ("".into(), e.to_string()))
@@ -74,6 +75,18 @@ fn assert_nothing_left(c: &mut Client, before: &State) {
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn workers_move_every_row_exactly_once_two_at_a_time() {
+    two_at_a_time(false);
+}
+
+/// The plan routed the rows through the run's temporary table; the workers filter
+/// staging by their chunks' ranges.
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn workers_move_a_routed_plans_rows_exactly_once_two_at_a_time() {
+    two_at_a_time(true);
+}
+
+fn two_at_a_time(routed: bool) {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
@@ -81,7 +94,7 @@ fn workers_move_every_row_exactly_once_two_at_a_time() {
     let new = stage(&mut c);
     let before = state(&mut c, "event_data", "backfill_event_data");
     // two chunk transactions are seen under way at once, each in a worker
-    let run = start_paused(&cl, &mut c, 2);
+    let run = start_paused(&cl, &mut c, 2, routed);
     run.join().unwrap().unwrap();
     let after = state(&mut c, "event_data", "backfill_event_data");
     assert_eq!(after.staging_rows, 0);
@@ -103,7 +116,7 @@ fn a_cancel_of_the_run_stops_its_workers_and_leaves_nothing_held() {
     timescale_dataset(&mut c, &Dataset::default());
     stage(&mut c);
     let before = state(&mut c, "event_data", "backfill_event_data");
-    let run = start_paused(&cl, &mut c, 3600);
+    let run = start_paused(&cl, &mut c, 3600, false);
     let pid = run_backend(&mut c);
     c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
     let (code, _) = run.join().unwrap().unwrap_err();
@@ -124,7 +137,7 @@ fn terminating_the_run_stops_its_workers_and_the_next_run_finishes_exactly_once(
     let corrections: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
     let new = stage(&mut c);
     let before = state(&mut c, "event_data", "backfill_event_data");
-    let run = start_paused(&cl, &mut c, 3600);
+    let run = start_paused(&cl, &mut c, 3600, false);
     let pid = run_backend(&mut c);
     c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
     assert!(run.join().unwrap().is_err());
