@@ -23,6 +23,37 @@ fn stage(c: &mut Client) -> i64 {
 
 const UPSERT: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "workers": 2}"#;
 
+/// A hypertable with staged upserts, and what every run must end with.
+struct Staged {
+    cl: Cluster,
+    c: Client,
+    /// Destination rows the staging table corrects, and staging rows with new keys.
+    corrections: i64,
+    new: i64,
+    before: State,
+}
+
+fn staged() -> Staged {
+    let cl = ts_cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    let corrections: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
+    let new = stage(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    Staged { cl, c, corrections, new, before }
+}
+
+impl Staged {
+    /// Every staged row is in the destination once, corrections applied, chunks
+    /// compressed and the policy as before.
+    fn assert_moved_once(&mut self, when: &str) {
+        let after = state(&mut self.c, "event_data", "backfill_event_data");
+        assert_eq!((after.staging_rows, after.dest_rows), (0, self.before.dest_rows + self.new), "{when}");
+        assert_eq!(scalar::<i64>(&mut self.c, "SELECT count(*) FROM event_data WHERE value >= 1000"), self.corrections, "{when}");
+        assert_compressed_and_policy_as_before(&self.before, &after, when);
+    }
+}
+
 /// The backfill_ext workers running now.
 fn workers(c: &mut Client, wait_event: Option<&str>) -> i64 {
     scalar(
@@ -87,98 +118,73 @@ fn workers_move_a_routed_plans_rows_exactly_once_two_at_a_time() {
 }
 
 fn two_at_a_time(routed: bool) {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    let corrections: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
-    let new = stage(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
+    let mut s = staged();
     // two chunk transactions are seen under way at once, each in a worker
-    let run = start_paused(&cl, &mut c, 2, routed);
+    let run = start_paused(&s.cl, &mut s.c, 2, routed);
     run.join().unwrap().unwrap();
-    let after = state(&mut c, "event_data", "backfill_event_data");
-    assert_eq!(after.staging_rows, 0);
-    assert_eq!(after.dest_rows, before.dest_rows + new);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value >= 1000"), corrections);
-    assert_compressed_and_policy_as_before(&before, &after, "after a run with workers");
-    let r = c.query_one("SELECT status, rows_moved, chunks_recompressed FROM backfill_status", &[]).unwrap();
-    assert_eq!((r.get::<_, String>(0), r.get::<_, i64>(1)), ("succeeded".to_string(), corrections + new));
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_run_chunks"), 5);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.run_task"), 0);
-    assert_eq!(workers(&mut c, None), 0);
+    s.assert_moved_once("after a run with workers");
+    let c = &mut s.c;
+    let r = c.query_one("SELECT status, rows_moved FROM backfill_status", &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, i64>(1)), ("succeeded".to_string(), s.corrections + s.new));
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM backfill_run_chunks"), 5);
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM _backfill_ext.run_task"), 0);
+    assert_eq!(workers(c, None), 0);
 }
 
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_cancel_of_the_run_stops_its_workers_and_leaves_nothing_held() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    stage(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    let run = start_paused(&cl, &mut c, 3600, false);
-    let pid = run_backend(&mut c);
+    let mut s = staged();
+    let run = start_paused(&s.cl, &mut s.c, 3600, false);
+    let c = &mut s.c;
+    let pid = run_backend(c);
     c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
     let (code, _) = run.join().unwrap().unwrap_err();
     assert_eq!(code, "57014");
-    assert_nothing_left(&mut c, &before);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), before.staging_rows, "the paused chunks rolled back");
+    assert_nothing_left(c, &s.before);
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"), s.before.staging_rows, "the paused chunks rolled back");
     let r = c.query_one("SELECT status, sqlstate FROM backfill_status", &[]).unwrap();
     assert_eq!((r.get::<_, String>(0), r.get::<_, String>(1)), ("failed".to_string(), "57014".to_string()));
-    assert_eq!(scalar::<i64>(&mut c, &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")), 0);
+    assert_eq!(scalar::<i64>(c, &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")), 0);
 }
 
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn terminating_the_run_stops_its_workers_and_the_next_run_finishes_exactly_once() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    let corrections: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
-    let new = stage(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    let run = start_paused(&cl, &mut c, 3600, false);
-    let pid = run_backend(&mut c);
+    let mut s = staged();
+    let run = start_paused(&s.cl, &mut s.c, 3600, false);
+    let c = &mut s.c;
+    let pid = run_backend(c);
     c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
     assert!(run.join().unwrap().is_err());
     // the terminated run's backend stopped its workers as it exited
-    wait_for("the workers to stop", Duration::from_secs(60), || (workers(&mut c, None) == 0).then_some(()));
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), before.staging_rows, "the paused chunks rolled back");
+    wait_for("the workers to stop", Duration::from_secs(60), || (workers(c, None) == 0).then_some(()));
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"), s.before.staging_rows, "the paused chunks rolled back");
     c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
-    let after = state(&mut c, "event_data", "backfill_event_data");
-    assert_eq!((after.staging_rows, after.dest_rows), (0, before.dest_rows + new));
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value >= 1000"), corrections);
-    assert_compressed_and_policy_as_before(&before, &after, "after the next run");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.run_task"), 0, "the terminated run's tasks are forgotten");
+    s.assert_moved_once("after the next run");
+    assert_eq!(scalar::<i64>(&mut s.c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+    assert_eq!(scalar::<i64>(&mut s.c, "SELECT count(*) FROM _backfill_ext.run_task"), 0, "the terminated run's tasks are forgotten");
 }
 
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_failed_task_fails_the_run_with_the_workers_error_and_the_next_run_finishes() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    let corrections: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
-    let new = stage(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
+    let mut s = staged();
     // a long transaction holds the chunk of day 2 against writers
     let second: String = scalar(
-        &mut c,
+        &mut s.c,
         "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
     );
-    let mut long = cl.connect("t");
+    let mut long = s.cl.connect("t");
     long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
     let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "workers": 2, "lock_timeout": "500ms"}"#;
-    let (code, msg, hint) = expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+    let (code, msg, hint) = expect_error(&mut s.c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
     assert_eq!(code, "55P03", "{msg}");
     assert!(hint.is_some());
-    assert_nothing_left(&mut c, &before);
-    let r = c.query_one("SELECT status, sqlstate FROM backfill_status", &[]).unwrap();
+    assert_nothing_left(&mut s.c, &s.before);
+    let r = s.c.query_one("SELECT status, sqlstate FROM backfill_status", &[]).unwrap();
     assert_eq!((r.get::<_, String>(0), r.get::<_, String>(1)), ("failed".to_string(), "55P03".to_string()));
     long.batch_execute("COMMIT").unwrap();
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
-    let after = state(&mut c, "event_data", "backfill_event_data");
-    assert_eq!((after.staging_rows, after.dest_rows), (0, before.dest_rows + new));
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value >= 1000"), corrections);
+    s.c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
+    s.assert_moved_once("after the next run");
 }
