@@ -66,7 +66,7 @@ fn do_task(run_id: i64, task: i32) {
     let work: Work = serde_json::from_str(&work).expect("the run wrote this task");
     report_activity(run_id, &work.steps);
     for (name, value) in &work.settings {
-        exec(sql::SET_LOCAL, &[p(name), p(value)]);
+        exec(crate::sql::settings::SET_LOCAL, &[p(name), p(value)]);
     }
     spi::harden_search_path();
     match spi::in_subtransaction(AssertUnwindSafe(|| work_through(run_id, &work))) {

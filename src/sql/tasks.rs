@@ -42,9 +42,6 @@ pub const HAS_TABLE: &str = "SELECT pg_catalog.to_regclass('_backfill_ext.run_ta
 /// a worker cannot connect as a role that may not).
 pub const CAN_LOG_IN: &str = "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_user";
 
-/// Sets `$1` to `$2` for the transaction.
-pub const SET_LOCAL: &str = "SELECT pg_catalog.set_config($1, $2, true)";
-
 /// The session settings a worker takes over from the run, so that its transaction
 /// behaves as the run's own would: how names resolve and values print, the memory
 /// and lock settings, TimescaleDB's decompression limit, and (in test builds) the test
@@ -87,6 +84,5 @@ mod tests {
             assert!(inherited().contains(&s), "{s}");
         }
         assert!(SETTINGS.contains("pg_catalog.current_setting(n, true)") && SETTINGS.ends_with("WHERE v IS NOT NULL"));
-        assert_eq!(SET_LOCAL, "SELECT pg_catalog.set_config($1, $2, true)");
     }
 }
