@@ -267,6 +267,28 @@ fn needs_key<T>(names: &Names, what: &str, hint: &str) -> Result<T> {
         .hint(hint))
 }
 
+/// An attribute of a row type or table, as its tuple descriptor has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    pub type_oid: u32,
+    pub dropped: bool,
+}
+
+/// For each attribute of `to`, the position in `from` of the attribute with its name
+/// and type (`None` for a dropped one, which stays NULL). `None` when a live attribute
+/// of `to` has no such match: the rows cannot be carried over by position.
+pub fn attribute_map(from: &[Attribute], to: &[Attribute]) -> Option<Vec<Option<usize>>> {
+    to.iter()
+        .map(|t| {
+            if t.dropped {
+                return Some(None);
+            }
+            from.iter().position(|f| !f.dropped && f.name == t.name && f.type_oid == t.type_oid).map(Some)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +453,25 @@ mod tests {
         assert_eq!(e.message, "column \"time\" is in the conflict target and cannot be in \"on_conflict_update_columns\"");
         let c = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["value"]})), &copied, &dest(), &pk(), &names()).unwrap();
         assert_eq!(c.update_columns, ["value"]);
+    }
+
+    fn attr(name: &str, type_oid: u32, dropped: bool) -> Attribute {
+        Attribute { name: name.into(), type_oid, dropped }
+    }
+
+    #[test]
+    fn attributes_map_by_name_and_type() {
+        // a hypertable with a dropped column, and a chunk created after the drop, its columns in another order
+        let table = [attr("time", 1184, false), attr("........pg.dropped.2........", 0, true), attr("dev", 23, false), attr("v", 701, false)];
+        let chunk = [attr("dev", 23, false), attr("time", 1184, false), attr("v", 701, false)];
+        assert_eq!(attribute_map(&table, &chunk), Some(vec![Some(2), Some(0), Some(3)]));
+        // a chunk from before the drop keeps it, as NULL
+        assert_eq!(attribute_map(&table, &table), Some(vec![Some(0), None, Some(2), Some(3)]));
+        // a dropped attribute is never a match, even by name
+        let renamed = [attr("time", 1184, false), attr("........pg.dropped.2........", 0, false)];
+        assert_eq!(attribute_map(&table, &renamed), None);
+        // the same name of another type, or a column the rows lack: no map
+        assert_eq!(attribute_map(&table, &[attr("v", 20, false)]), None);
+        assert_eq!(attribute_map(&table, &[attr("note", 25, false)]), None);
     }
 }

@@ -20,6 +20,8 @@ pub struct StepResult {
     pub rewrote: bool,
     /// It held the merged rows in a temporary table (they would not fit in memory).
     pub rewrote_on_disk: bool,
+    /// Why a rewrite in memory wrote its rows back row by row, not in bulk.
+    pub rewrote_by_insert: Option<String>,
     pub decompress_ms: f64,
     pub insert_ms: f64,
     pub recompress_ms: f64,
@@ -39,7 +41,10 @@ impl StepResult {
             (Some(Strategy::Merge), _) if self.rewrote_on_disk => {
                 "merged, every segment touched: chunk rewritten (through a temporary table), recompressed"
             }
-            (Some(Strategy::Merge), _) if self.rewrote => "merged, every segment touched: chunk rewritten, recompressed",
+            (Some(Strategy::Merge), _) if self.rewrote => match &self.rewrote_by_insert {
+                Some(why) => return format!("merged, every segment touched: chunk rewritten (row by row: {why}), recompressed"),
+                None => "merged, every segment touched: chunk rewritten, recompressed",
+            },
             (Some(Strategy::Merge), _) => "merged into its segments, recompressed",
             _ => "uncompressed chunk",
         };
@@ -111,6 +116,10 @@ mod tests {
         assert_eq!(r.strategy_label(), "decompress (fell back)");
         let r = StepResult { strategy: Some(Strategy::Merge), rewrote: true, rewrote_on_disk: true, ..Default::default() };
         assert!(r.describe().contains("through a temporary table"));
+        let r = StepResult { strategy: Some(Strategy::Merge), rewrote: true, ..Default::default() };
+        assert_eq!(r.describe(), "merged, every segment touched: chunk rewritten, recompressed");
+        let r = StepResult { rewrote_by_insert: Some("the chunk has triggers".into()), ..r };
+        assert_eq!(r.describe(), "merged, every segment touched: chunk rewritten (row by row: the chunk has triggers), recompressed");
         assert_eq!(StepResult::default().strategy_label(), "insert");
     }
 

@@ -1,7 +1,7 @@
 //! The thin layer over SPI: running text-parameter queries and raising
 //! `BackfillError`s with their SQLSTATE (here); the procedure's transaction, its
 //! subtransactions, caught errors and the hardened `search_path` (`tx`); the test hooks
-//! (`hooks`).
+//! (`hooks`); a rewrite's rows written into its chunk in bulk (`bulk`).
 
 use crate::error::{BackfillError, Code};
 use pgrx::datum::DatumWithOid;
@@ -10,6 +10,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiHeapTupleData, SpiTupleTable};
 
+pub mod bulk;
 mod hooks;
 mod tx;
 

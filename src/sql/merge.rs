@@ -55,8 +55,10 @@ pub struct MergeSql {
     /// the staging rows with new keys the array holds too (all of them when staging has
     /// every column of the destination; none otherwise: they are inserted afterwards).
     pub read_merged: String,
-    /// Writes that array (`$1`) into the emptied chunk.
+    /// Writes that array (`$1`) into the emptied chunk, row by row.
     pub write_merged: String,
+    /// Rebuilds the chunk's indexes after its rows were written in bulk, without them.
+    pub reindex_chunk: String,
     /// After a rewrite in memory: inserts the staging rows whose key the chunk lacks.
     pub insert_new_after_rewrite: String,
     /// Empties a temporary table (in place: it was created in this transaction).
@@ -97,6 +99,7 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
             quote_list(&m.dest_columns, Some("x")),
             spec.destination.quoted()
         ),
+        reindex_chunk: format!("REINDEX TABLE {}", x.chunk),
         insert_new_after_rewrite: x.insert_new(&x.chunk),
         empty_new: format!("TRUNCATE {MERGE_NEW}"),
         empty_old: format!("TRUNCATE {MERGE_OLD}"),
@@ -287,6 +290,7 @@ mod tests {
         assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_updated\" boolean)");
         assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL ($1::text::integer[]) OR c.\"device_id\" IS NULL)");
         assert_eq!(q.truncate_chunk, "TRUNCATE \"_ti\".\"c1\"");
+        assert_eq!(q.reindex_chunk, "REINDEX TABLE \"_ti\".\"c1\"");
         // staging lacks "note": new keys are inserted after the rewrite (so "note" gets its default)
         assert_eq!(
             q.read_merged,

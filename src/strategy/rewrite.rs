@@ -2,8 +2,10 @@
 //! and its merged rows written back uncompressed, so compressing it again is a full
 //! compression that gives the uncompressed pages back when the transaction commits.
 //! The merged rows are held in memory (one array of the destination's row type) when
-//! they fit in `maintenance_work_mem`, else in a temporary table. Readers of the chunk
-//! wait for the step; when one is already reading, the chunk is merged by segments.
+//! they fit in `maintenance_work_mem`, else in a temporary table. From memory they are
+//! written in bulk and the chunk's indexes rebuilt once (`spi::bulk`), where the chunk
+//! allows it. Readers of the chunk wait for the step; when one is already reading, the
+//! chunk is merged by segments.
 
 use super::segments;
 use crate::run::outcome::{ms, StepResult};
@@ -57,7 +59,7 @@ pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mu
     r.rewrote = true;
     empty_chunk(prep, q, chunk);
     if let Some(rows) = rows {
-        spi::run_with_value(&q.write_merged, rows, pg_sys::Oid::from(prep.row_array_type));
+        write_rows(prep, q, chunk, rows, r);
         spi::free_value(rows);
     }
     if new_keys > 0 {
@@ -65,6 +67,22 @@ pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mu
         exec(&q.empty_new, &[]);
     }
     r.insert_ms = ms(t);
+}
+
+/// Writes the merged rows into the emptied chunk: in bulk, its indexes rebuilt after;
+/// row by row where the chunk needs an ordinary insert (`r` says why).
+fn write_rows(prep: &Prepared, q: &MergeSql, chunk: &Chunk, rows: pg_sys::Datum, r: &mut StepResult) {
+    let oid = match chunk.oid {
+        0 => query_one("SELECT $1::regclass::oid::int8", &[spi::p(chunk.name.quoted())], |x| col::<i64>(x, 1).unwrap_or(0)).unwrap_or(0) as u32,
+        oid => oid,
+    };
+    match spi::bulk::write_array(pg_sys::Oid::from(oid), rows) {
+        Ok(_) => exec(&q.reindex_chunk, &[]),
+        Err(why) => {
+            r.rewrote_by_insert = Some(why.to_string());
+            spi::run_with_value(&q.write_merged, rows, pg_sys::Oid::from(prep.row_array_type));
+        }
+    }
 }
 
 /// Like `in_memory`, through the merge's temporary table.

@@ -2,7 +2,7 @@
 //! the destination up to date for the time range it changed, even where the
 //! aggregate's refresh policy covers only the last week.
 
-use backfill_ext_client_tests::fixtures::{stage_late_rows, timescale_dataset, Dataset, START};
+use backfill_ext_client_tests::fixtures::{stage_correction_from_day, stage_late_rows, timescale_dataset, Dataset, START};
 use backfill_ext_client_tests::{scalar, Client, Cluster};
 
 fn cluster() -> Cluster {
@@ -136,4 +136,21 @@ fn inside_a_transaction_block_the_run_records_the_refresh_to_make() {
         c.batch_execute(call).unwrap();
     }
     assert_eq!(stale_rows(&mut c), (0, 0));
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_chunk_rewritten_in_bulk_reaches_the_aggregates() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    with_continuous_aggregates(&mut c);
+    // a corrected value for every row of the last day: its chunk is rewritten
+    stage_correction_from_day(&mut c, 4);
+    let (mut r, notices) = cl.connect_with_notices("t");
+    r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{}')", config(true).replace('}', r#", "on_conflict_action":"UPDATE"}"#)))
+        .unwrap();
+    let notices = notices.lock().unwrap().clone();
+    assert!(notices.iter().any(|n| n.contains("merged, every segment touched: chunk rewritten, recompressed")), "{notices:#?}");
+    assert_eq!(stale_rows(&mut c), (0, 0), "both aggregates equal a fresh computation");
 }
