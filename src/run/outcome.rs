@@ -38,13 +38,15 @@ impl StepResult {
             (Some(Strategy::Direct), true) => "inserted into the compressed chunk, recompressed",
             (Some(Strategy::Direct), false) => "inserted into the compressed chunk",
             (Some(Strategy::Decompress), _) => "decompressed, recompressed",
-            (Some(Strategy::Merge), _) if self.rewrote_on_disk => {
-                "merged, every segment touched: chunk rewritten (through a temporary table), recompressed"
+            (Some(Strategy::Merge), _) if self.rewrote => {
+                let through = match (self.rewrote_on_disk, &self.rewrote_by_insert) {
+                    (false, None) => String::new(),
+                    (true, None) => " (through a temporary table)".to_string(),
+                    (false, Some(why)) => format!(" (row by row: {why})"),
+                    (true, Some(why)) => format!(" (through a temporary table, row by row: {why})"),
+                };
+                return format!("merged, every segment touched: chunk rewritten{through}, recompressed");
             }
-            (Some(Strategy::Merge), _) if self.rewrote => match &self.rewrote_by_insert {
-                Some(why) => return format!("merged, every segment touched: chunk rewritten (row by row: {why}), recompressed"),
-                None => "merged, every segment touched: chunk rewritten, recompressed",
-            },
             (Some(Strategy::Merge), _) => "merged into its segments, recompressed",
             _ => "uncompressed chunk",
         };
@@ -115,7 +117,9 @@ mod tests {
         assert_eq!(r.describe(), "decompressed, recompressed (the direct insert would have passed the decompression limit)");
         assert_eq!(r.strategy_label(), "decompress (fell back)");
         let r = StepResult { strategy: Some(Strategy::Merge), rewrote: true, rewrote_on_disk: true, ..Default::default() };
-        assert!(r.describe().contains("through a temporary table"));
+        assert_eq!(r.describe(), "merged, every segment touched: chunk rewritten (through a temporary table), recompressed");
+        let r2 = StepResult { rewrote_by_insert: Some("the chunk has triggers".into()), ..r.clone() };
+        assert_eq!(r2.describe(), "merged, every segment touched: chunk rewritten (through a temporary table, row by row: the chunk has triggers), recompressed");
         let r = StepResult { strategy: Some(Strategy::Merge), rewrote: true, ..Default::default() };
         assert_eq!(r.describe(), "merged, every segment touched: chunk rewritten, recompressed");
         let r = StepResult { rewrote_by_insert: Some("the chunk has triggers".into()), ..r };

@@ -7,7 +7,7 @@
 //!
 //! Only for a chunk an ordinary insert would not do more for: a heap table with no
 //! triggers, rules or row-level security, whose columns the rows have by name and type.
-//! Otherwise `write_array` returns why not, having done nothing, and the caller
+//! Otherwise the writers return why not, having written nothing, and the caller
 //! inserts.
 
 use crate::columns::{attribute_map, Attribute};
@@ -15,6 +15,7 @@ use crate::error::{BackfillError, Code};
 use pgrx::pg_sys;
 use pgrx::PgTupleDesc;
 use std::ffi::CStr;
+use std::ptr::null_mut;
 
 /// Rows a batch holds (as `COPY` buffers them).
 const BATCH: usize = 1000;
@@ -25,28 +26,74 @@ const BATCH: usize = 1000;
 /// them. Returns the rows written, or why the table needs an ordinary insert.
 pub fn write_array(chunk: pg_sys::Oid, rows: pg_sys::Datum) -> Result<i64, &'static str> {
     unsafe {
-        let rel = pg_sys::table_open(chunk, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        let r = write_into(rel, rows);
-        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        if r.is_ok() {
-            pg_sys::CommandCounterIncrement();
-        }
+        let array = pg_sys::pg_detoast_datum(rows.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        let element_type = (*array).elemtype;
+        let from = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(element_type, -1));
+        with_writer(chunk, &from, |w| {
+            let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
+            pg_sys::get_typlenbyvalalign(element_type, &mut len, &mut byval, &mut align);
+            let mut elements: *mut pg_sys::Datum = null_mut();
+            let mut nulls: *mut bool = null_mut();
+            let mut n: std::ffi::c_int = 0;
+            pg_sys::deconstruct_array(array, element_type, len as _, byval, align, &mut elements, &mut nulls, &mut n);
+            for i in 0..n as usize {
+                if *nulls.add(i) {
+                    crate::spi::raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, "internal: a rewritten row is NULL"));
+                }
+                let header = pg_sys::pg_detoast_datum((*elements.add(i)).cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+                let mut tuple = pg_sys::HeapTupleData {
+                    t_len: pgrx::varlena::varsize(header as *const pg_sys::varlena) as u32,
+                    t_self: std::mem::zeroed(),
+                    t_tableOid: pg_sys::InvalidOid,
+                    t_data: header,
+                };
+                w.push(&mut tuple);
+            }
+        })
+    }
+}
+
+/// Like `write_array`, from every row of the table `source` (a temporary table the
+/// transaction wrote; columns it has beyond the chunk's are left out).
+pub fn write_table(chunk: pg_sys::Oid, source: pg_sys::Oid) -> Result<i64, &'static str> {
+    unsafe {
+        let src = pg_sys::table_open(source, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let r = if (*(*src).rd_rel).relam != pg_sys::HEAP_TABLE_AM_OID {
+            Err("the rows are not in a heap table")
+        } else {
+            let from = PgTupleDesc::from_pg_unchecked((*src).rd_att);
+            with_writer(chunk, &from, |w| {
+                let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
+                let scan = pg_sys::table_beginscan(src, snapshot, 0, null_mut());
+                loop {
+                    let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+                    if tuple.is_null() {
+                        break;
+                    }
+                    w.push(&mut *tuple);
+                }
+                pg_sys::heap_endscan(scan);
+                pg_sys::UnregisterSnapshot(snapshot);
+            })
+        };
+        pg_sys::table_close(src, pg_sys::NoLock as pg_sys::LOCKMODE);
         r
     }
 }
 
-/// Why `rel` needs an ordinary insert, if it does.
-unsafe fn needs_insert(rel: pg_sys::Relation) -> Option<&'static str> {
-    let form = &*(*rel).rd_rel;
-    if form.relkind as u8 != pg_sys::RELKIND_RELATION || form.relam != pg_sys::HEAP_TABLE_AM_OID {
-        Some("the chunk is not a heap table")
-    } else if !(*rel).trigdesc.is_null() {
-        Some("the chunk has triggers")
-    } else if !(*rel).rd_rules.is_null() || form.relrowsecurity {
-        Some("the chunk has rules or row-level security")
-    } else {
-        None
+/// Opens `chunk`, checks it can be written in bulk from rows of `from`'s columns, lets
+/// `fill` push the rows, and writes what is left.
+unsafe fn with_writer(chunk: pg_sys::Oid, from: &PgTupleDesc, fill: impl FnOnce(&mut Writer)) -> Result<i64, &'static str> {
+    let rel = pg_sys::table_open(chunk, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+    let r = Writer::new(rel, from).map(|mut w| {
+        fill(&mut w);
+        w.finish()
+    });
+    pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+    if r.is_ok() {
+        pg_sys::CommandCounterIncrement();
     }
+    r
 }
 
 unsafe fn attributes(desc: &PgTupleDesc) -> Vec<Attribute> {
@@ -55,91 +102,112 @@ unsafe fn attributes(desc: &PgTupleDesc) -> Vec<Attribute> {
         .collect()
 }
 
-unsafe fn write_into(rel: pg_sys::Relation, rows: pg_sys::Datum) -> Result<i64, &'static str> {
-    if let Some(why) = needs_insert(rel) {
-        return Err(why);
-    }
-    let array = pg_sys::pg_detoast_datum(rows.cast_mut_ptr()) as *mut pg_sys::ArrayType;
-    let element_type = (*array).elemtype;
-    let from = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(element_type, -1));
-    let to = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
-    let Some(map) = attribute_map(&attributes(&from), &attributes(&to)) else {
-        return Err("the chunk's columns differ from the rows'");
-    };
-    if pg_sys::pg_class_aclcheck((*rel).rd_id, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode) != pg_sys::AclResult::ACLCHECK_OK {
-        crate::spi::raise(
-            BackfillError::new(Code::InsufficientPrivilege, "permission denied to insert into the chunk being rewritten")
-                .hint("Grant INSERT on the destination to the role that runs backfill_ext."),
-        );
-    }
+/// Rows going into one table in batches, each checked against its constraints.
+struct Writer {
+    rel: pg_sys::Relation,
+    /// The rows' descriptor, and for each column of the table the rows' column it takes.
+    from: pg_sys::TupleDesc,
+    map: Vec<Option<usize>>,
+    estate: *mut pg_sys::EState,
+    rri: *mut pg_sys::ResultRelInfo,
+    constrained: bool,
+    bistate: pg_sys::BulkInsertState,
+    cid: pg_sys::CommandId,
+    slots: Vec<*mut pg_sys::TupleTableSlot>,
+    filled: usize,
+    values: Vec<pg_sys::Datum>,
+    isnull: Vec<bool>,
+    written: i64,
+}
 
-    let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
-    pg_sys::get_typlenbyvalalign(element_type, &mut len, &mut byval, &mut align);
-    let mut elements: *mut pg_sys::Datum = std::ptr::null_mut();
-    let mut nulls: *mut bool = std::ptr::null_mut();
-    let mut n: std::ffi::c_int = 0;
-    pg_sys::deconstruct_array(array, element_type, len as _, byval, align, &mut elements, &mut nulls, &mut n);
-
-    let estate = pg_sys::CreateExecutorState();
-    let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
-    pg_sys::InitResultRelInfo(rri, rel, 0, std::ptr::null_mut(), 0);
-    let constrained = !(*(*rel).rd_att).constr.is_null();
-    let multi_insert = (*(*rel).rd_tableam).multi_insert.expect("a heap table inserts in batches");
-    let bistate = pg_sys::GetBulkInsertState();
-    let cid = pg_sys::GetCurrentCommandId(true);
-    let mut slots: Vec<*mut pg_sys::TupleTableSlot> = (0..BATCH).map(|_| pg_sys::table_slot_create(rel, std::ptr::null_mut())).collect();
-    let mut values = vec![pg_sys::Datum::from(0usize); from.len()];
-    let mut isnull = vec![true; from.len()];
-    let mut filled = 0usize;
-    let flush = |filled: &mut usize, slots: &mut Vec<*mut pg_sys::TupleTableSlot>| {
-        if *filled > 0 {
-            multi_insert(rel, slots.as_mut_ptr(), *filled as _, cid, 0, bistate);
-            for s in &slots[..*filled] {
-                pg_sys::ExecClearTuple(*s);
-            }
-            *filled = 0;
+impl Writer {
+    unsafe fn new(rel: pg_sys::Relation, from: &PgTupleDesc) -> Result<Writer, &'static str> {
+        let form = &*(*rel).rd_rel;
+        if form.relkind as u8 != pg_sys::RELKIND_RELATION || form.relam != pg_sys::HEAP_TABLE_AM_OID {
+            return Err("the chunk is not a heap table");
+        } else if !(*rel).trigdesc.is_null() {
+            return Err("the chunk has triggers");
+        } else if !(*rel).rd_rules.is_null() || form.relrowsecurity {
+            return Err("the chunk has rules or row-level security");
         }
-    };
-    for i in 0..n as usize {
-        if *nulls.add(i) {
-            crate::spi::raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, "internal: a rewritten row is NULL"));
-        }
-        let header = pg_sys::pg_detoast_datum((*elements.add(i)).cast_mut_ptr()) as pg_sys::HeapTupleHeader;
-        let mut tuple = pg_sys::HeapTupleData {
-            t_len: pgrx::varlena::varsize(header as *const pg_sys::varlena) as u32,
-            t_self: std::mem::zeroed(),
-            t_tableOid: pg_sys::InvalidOid,
-            t_data: header,
+        let to = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+        let Some(map) = attribute_map(&attributes(from), &attributes(&to)) else {
+            return Err("the chunk's columns differ from the rows'");
         };
-        pg_sys::heap_deform_tuple(&mut tuple, from.as_ptr(), values.as_mut_ptr(), isnull.as_mut_ptr());
-        let slot = slots[filled];
+        if pg_sys::pg_class_aclcheck((*rel).rd_id, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode) != pg_sys::AclResult::ACLCHECK_OK {
+            crate::spi::raise(
+                BackfillError::new(Code::InsufficientPrivilege, "permission denied to insert into the chunk being rewritten")
+                    .hint("Grant INSERT on the destination to the role that runs backfill_ext."),
+            );
+        }
+        let estate = pg_sys::CreateExecutorState();
+        let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+        pg_sys::InitResultRelInfo(rri, rel, 0, null_mut(), 0);
+        Ok(Writer {
+            rel,
+            from: from.as_ptr(),
+            map,
+            estate,
+            rri,
+            constrained: !(*(*rel).rd_att).constr.is_null(),
+            bistate: pg_sys::GetBulkInsertState(),
+            cid: pg_sys::GetCurrentCommandId(true),
+            slots: (0..BATCH).map(|_| pg_sys::table_slot_create(rel, null_mut())).collect(),
+            filled: 0,
+            values: vec![pg_sys::Datum::from(0usize); from.len()],
+            isnull: vec![true; from.len()],
+            written: 0,
+        })
+    }
+
+    /// Adds a row of the rows' descriptor; it is copied when its batch is written.
+    unsafe fn push(&mut self, tuple: &mut pg_sys::HeapTupleData) {
+        pg_sys::heap_deform_tuple(tuple, self.from, self.values.as_mut_ptr(), self.isnull.as_mut_ptr());
+        let slot = self.slots[self.filled];
         pg_sys::ExecClearTuple(slot);
-        for (j, m) in map.iter().enumerate() {
-            let (v, null) = m.map_or((pg_sys::Datum::from(0usize), true), |k| (values[k], isnull[k]));
+        for (j, m) in self.map.iter().enumerate() {
+            let (v, null) = m.map_or((pg_sys::Datum::from(0usize), true), |k| (self.values[k], self.isnull[k]));
             *(*slot).tts_values.add(j) = v;
             *(*slot).tts_isnull.add(j) = null;
         }
         pg_sys::ExecStoreVirtualTuple(slot);
-        if constrained {
-            pg_sys::ExecConstraints(rri, slot, estate);
-            let econtext = (*estate).es_per_tuple_exprcontext;
+        if self.constrained {
+            pg_sys::ExecConstraints(self.rri, slot, self.estate);
+            let econtext = (*self.estate).es_per_tuple_exprcontext;
             if !econtext.is_null() {
                 pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
             }
         }
-        filled += 1;
-        if filled == BATCH {
-            flush(&mut filled, &mut slots);
+        // a row from a table scan lives only until the next one: the batch keeps a copy
+        pg_sys::ExecMaterializeSlot(slot);
+        self.filled += 1;
+        if self.filled == BATCH {
+            self.flush();
         }
     }
-    flush(&mut filled, &mut slots);
-    pg_sys::FreeBulkInsertState(bistate);
-    if let Some(finish) = (*(*rel).rd_tableam).finish_bulk_insert {
-        finish(rel, 0);
+
+    unsafe fn flush(&mut self) {
+        if self.filled > 0 {
+            let multi_insert = (*(*self.rel).rd_tableam).multi_insert.expect("a heap table inserts in batches");
+            multi_insert(self.rel, self.slots.as_mut_ptr(), self.filled as _, self.cid, 0, self.bistate);
+            for s in &self.slots[..self.filled] {
+                pg_sys::ExecClearTuple(*s);
+            }
+            self.written += self.filled as i64;
+            self.filled = 0;
+        }
     }
-    for s in slots {
-        pg_sys::ExecDropSingleTupleTableSlot(s);
+
+    unsafe fn finish(mut self) -> i64 {
+        self.flush();
+        pg_sys::FreeBulkInsertState(self.bistate);
+        if let Some(finish) = (*(*self.rel).rd_tableam).finish_bulk_insert {
+            finish(self.rel, 0);
+        }
+        for s in &self.slots {
+            pg_sys::ExecDropSingleTupleTableSlot(*s);
+        }
+        pg_sys::FreeExecutorState(self.estate);
+        self.written
     }
-    pg_sys::FreeExecutorState(estate);
-    Ok(n as i64)
 }

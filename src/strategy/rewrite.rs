@@ -2,7 +2,7 @@
 //! and its merged rows written back uncompressed, so compressing it again is a full
 //! compression that gives the uncompressed pages back when the transaction commits.
 //! The merged rows are held in memory (one array of the destination's row type) when
-//! they fit in `maintenance_work_mem`, else in a temporary table. From memory they are
+//! they fit in `maintenance_work_mem`, else in a temporary table. From either they are
 //! written in bulk and the chunk's indexes rebuilt once (`spi::bulk`), where the chunk
 //! allows it. Readers of the chunk wait for the step; when one is already reading, the
 //! chunk is merged by segments.
@@ -12,7 +12,7 @@ use crate::run::outcome::{ms, StepResult};
 use crate::run::prepare::Prepared;
 use crate::run::settings;
 use crate::spi::{self, col, query, query_one, run as exec};
-use crate::sql::{chunk as chunk_sql, merge::MergeSql};
+use crate::sql::{chunk as chunk_sql, merge::MergeSql, merge::MERGE_OLD};
 use crate::timescale::Chunk;
 use pgrx::{notice, pg_sys};
 use std::time::Instant;
@@ -72,17 +72,25 @@ pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mu
 /// Writes the merged rows into the emptied chunk: in bulk, its indexes rebuilt after;
 /// row by row where the chunk needs an ordinary insert (`r` says why).
 fn write_rows(prep: &Prepared, q: &MergeSql, chunk: &Chunk, rows: pg_sys::Datum, r: &mut StepResult) {
-    let oid = match chunk.oid {
-        0 => query_one("SELECT $1::regclass::oid::int8", &[spi::p(chunk.name.quoted())], |x| col::<i64>(x, 1).unwrap_or(0)).unwrap_or(0) as u32,
-        oid => oid,
-    };
-    match spi::bulk::write_array(pg_sys::Oid::from(oid), rows) {
+    match spi::bulk::write_array(chunk_oid(chunk), rows) {
         Ok(_) => exec(&q.reindex_chunk, &[]),
         Err(why) => {
             r.rewrote_by_insert = Some(why.to_string());
             spi::run_with_value(&q.write_merged, rows, pg_sys::Oid::from(prep.row_array_type));
         }
     }
+}
+
+fn chunk_oid(chunk: &Chunk) -> pg_sys::Oid {
+    match chunk.oid {
+        0 => oid_of(&chunk.name.quoted()),
+        oid => pg_sys::Oid::from(oid),
+    }
+}
+
+fn oid_of(table: &str) -> pg_sys::Oid {
+    let oid = query_one("SELECT $1::regclass::oid::int8", &[spi::p(table)], |x| col::<i64>(x, 1).unwrap_or(0)).unwrap_or(0);
+    pg_sys::Oid::from(oid as u32)
 }
 
 /// Like `in_memory`, through the merge's temporary table.
@@ -92,7 +100,16 @@ pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kep
     r.rewrote = true;
     r.rewrote_on_disk = true;
     empty_chunk(prep, q, chunk);
-    segments::write_back(q, new_keys, r);
+    match spi::bulk::write_table(chunk_oid(chunk), oid_of(MERGE_OLD)) {
+        Ok(_) => {
+            exec(&q.reindex_chunk, &[]);
+            segments::insert_new_keys(q, new_keys, r);
+        }
+        Err(why) => {
+            r.rewrote_by_insert = Some(why.to_string());
+            segments::write_back(q, new_keys, r);
+        }
+    }
     r.insert_ms = ms(t);
 }
 

@@ -6,7 +6,7 @@ use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, Api, not_fully_compressed, stage_correction_from_day, stage_late_rows, state, timescale_dataset, Dataset,
     START,
 };
-use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster};
+use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster, Notices};
 use std::time::Duration;
 
 fn cluster() -> Cluster {
@@ -646,18 +646,27 @@ fn rewritable_chunk(c: &mut Client, columns: &str) {
 
 const REWRITE_M: &str = r#"CALL backfill_on_schedule(NULL, '{"staging_table":"m_late","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#;
 
+/// A session whose rewrites hold the merged rows in memory, or in a temporary table.
+fn rewriting_session(cl: &Cluster, db: &str, on_disk: bool) -> (Client, Notices) {
+    let (mut r, notices) = cl.connect_with_notices(db);
+    r.batch_execute(&format!("SET backfill_ext.debug_rewrite_on_disk = {on_disk}")).unwrap();
+    (r, notices)
+}
+
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_rewrite_in_bulk_checks_every_rows_constraints_and_a_violation_loses_nothing() {
     let cl = cluster();
-    // one corrected value breaks a CHECK constraint, or a NOT NULL one
-    for (db, bad, code, names) in [("chk", "500", "23514", "\"m_v_check\""), ("nn", "NULL", "23502", "\"v\"")] {
+    // one corrected value breaks a CHECK constraint, or a NOT NULL one; rows from memory, or from a temporary table
+    let cases = [("chk", "500", "23514", "\"m_v_check\""), ("nn", "NULL", "23502", "\"v\"")];
+    for ((name, bad, code, names), on_disk) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
+        let db = &format!("{name}_{on_disk}");
         let mut c = cl.create_db(db);
         rewritable_chunk(&mut c, "v int NOT NULL CHECK (v < 100)");
         c.batch_execute(&format!("UPDATE m_late SET v = {bad} WHERE dev = 2 AND time = '2024-01-01 12:00'")).unwrap();
         let before = state(&mut c, "m", "m_late");
-        let (got, message, hint) = expect_error(&mut cl.connect(db), REWRITE_M);
-        assert_eq!(got, code, "{message}");
+        let (got, message, hint) = expect_error(&mut rewriting_session(&cl, db, on_disk).0, REWRITE_M);
+        assert_eq!(got, *code, "{message}");
         assert!(message.contains(names), "{message}");
         assert!(hint.is_some(), "{message}");
         let after = state(&mut c, "m", "m_late");
@@ -672,62 +681,67 @@ fn a_rewrite_in_bulk_checks_every_rows_constraints_and_a_violation_loses_nothing
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_rewrite_in_bulk_matches_columns_by_name_in_chunks_made_before_and_after_a_column_was_dropped() {
     let cl = cluster();
-    let mut c = cl.create_db("t");
-    // day 1's chunk keeps the dropped column; day 2's, made after the drop, never had
-    // it, so the two chunks and the hypertable number their columns differently
-    rewritable_chunk(&mut c, "gone int, v int, note text DEFAULT 'old'");
-    c.batch_execute(
-        "ALTER TABLE m DROP COLUMN gone;
-         ALTER TABLE m ADD COLUMN added text DEFAULT 'added';
-         INSERT INTO m (time, dev, v, note)
-           SELECT t, d, 0, 'day 2' FROM generate_series(timestamptz '2024-01-02', timestamptz '2024-01-02 23:00', interval '1 hour') t, generate_series(1, 3) d;
-         SELECT count(compress_chunk(ch, if_not_compressed => true)) FROM show_chunks('m') ch;
-         INSERT INTO m_late SELECT time, dev, 2 FROM m WHERE time >= '2024-01-02';",
-    )
-    .unwrap();
-    let natts: Vec<i32> = c
-        .query("SELECT relnatts::int FROM pg_class WHERE oid IN (SELECT show_chunks('m')) ORDER BY relname", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_ne!(natts[0], natts[1], "the chunks' columns are numbered differently");
-    let (mut r, notices) = cl.connect_with_notices("t");
-    r.batch_execute(REWRITE_M).unwrap();
-    let n = notices.lock().unwrap().clone();
-    assert_eq!(n.iter().filter(|m| m.contains("72 rows moved, 72 conflicts, merged, every segment touched: chunk rewritten, recompressed")).count(), 2, "{n:#?}");
-    let rows: Vec<(String, i64, i64)> = c
-        .query("SELECT note || '/' || added, count(*), sum(v) FROM m GROUP BY 1 ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    assert_eq!(rows, [("day 2/added".to_string(), 72, 144), ("old/added".to_string(), 72, 72)]);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+    for on_disk in [false, true] {
+        let db = &format!("t_{on_disk}");
+        let mut c = cl.create_db(db);
+        // day 1's chunk keeps the dropped column; day 2's, made after the drop, never had
+        // it, so the two chunks and the hypertable number their columns differently
+        rewritable_chunk(&mut c, "gone int, v int, note text DEFAULT 'old'");
+        c.batch_execute(
+            "ALTER TABLE m DROP COLUMN gone;
+             ALTER TABLE m ADD COLUMN added text DEFAULT 'added';
+             INSERT INTO m (time, dev, v, note)
+               SELECT t, d, 0, 'day 2' FROM generate_series(timestamptz '2024-01-02', timestamptz '2024-01-02 23:00', interval '1 hour') t, generate_series(1, 3) d;
+             SELECT count(compress_chunk(ch, if_not_compressed => true)) FROM show_chunks('m') ch;
+             INSERT INTO m_late SELECT time, dev, 2 FROM m WHERE time >= '2024-01-02';",
+        )
+        .unwrap();
+        let natts: Vec<i32> = c
+            .query("SELECT relnatts::int FROM pg_class WHERE oid IN (SELECT show_chunks('m')) ORDER BY relname", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_ne!(natts[0], natts[1], "the chunks' columns are numbered differently");
+        let (mut r, notices) = rewriting_session(&cl, db, on_disk);
+        r.batch_execute(REWRITE_M).unwrap();
+        let n = notices.lock().unwrap().clone();
+        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        assert_eq!(n.iter().filter(|m| m.contains(&format!("72 rows moved, 72 conflicts, merged, every segment touched: {how}"))).count(), 2, "{n:#?}");
+        let rows: Vec<(String, i64, i64)> = c
+            .query("SELECT note || '/' || added, count(*), sum(v) FROM m GROUP BY 1 ORDER BY 1", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(rows, [("day 2/added".to_string(), 72, 144), ("old/added".to_string(), 72, 72)]);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+    }
 }
 
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_chunk_with_a_trigger_of_its_own_is_rewritten_row_by_row_and_its_trigger_fires() {
     let cl = cluster();
-    let mut c = cl.create_db("t");
-    rewritable_chunk(&mut c, "v int");
-    c.batch_execute(
-        "CREATE TABLE fired (dev int);
-         CREATE FUNCTION count_insert() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO fired VALUES (NEW.dev); RETURN NULL; END$$;
-         DO $$BEGIN EXECUTE format('CREATE TRIGGER counted AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION count_insert()',
-                                   (SELECT ch FROM show_chunks('m') ch)); END$$;",
-    )
-    .unwrap();
-    let (mut r, notices) = cl.connect_with_notices("t");
-    r.batch_execute(REWRITE_M).unwrap();
-    let n = notices.lock().unwrap().clone();
-    assert!(
-        n.iter().any(|m| m.contains("merged, every segment touched: chunk rewritten (row by row: the chunk has triggers), recompressed")),
-        "{n:#?}"
-    );
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM fired"), 72, "the trigger saw every row written back");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72);
+    for on_disk in [false, true] {
+        let db = &format!("t_{on_disk}");
+        let mut c = cl.create_db(db);
+        rewritable_chunk(&mut c, "v int");
+        c.batch_execute(
+            "CREATE TABLE fired (dev int);
+             CREATE FUNCTION count_insert() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO fired VALUES (NEW.dev); RETURN NULL; END$$;
+             DO $$BEGIN EXECUTE format('CREATE TRIGGER counted AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION count_insert()',
+                                       (SELECT ch FROM show_chunks('m') ch)); END$$;",
+        )
+        .unwrap();
+        let (mut r, notices) = rewriting_session(&cl, db, on_disk);
+        r.batch_execute(REWRITE_M).unwrap();
+        let n = notices.lock().unwrap().clone();
+        let how = if on_disk { "through a temporary table, row by row" } else { "row by row" };
+        assert!(n.iter().any(|m| m.contains(&format!("merged, every segment touched: chunk rewritten ({how}: the chunk has triggers), recompressed"))), "{n:#?}");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM fired"), 72, "the trigger saw every row written back");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72);
+    }
 }
 
 #[test]
