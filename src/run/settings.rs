@@ -77,3 +77,12 @@ pub fn apply_merge_work_mem(cfg: &Config) {
 pub fn apply_rewrite_lock_timeout(cfg: &Config) {
     exec(sql::SET_REWRITE_LOCK_TIMEOUT, &[p(cfg.lock_timeout_or_default())]);
 }
+
+/// Runs `f` with indexes built without parallel workers: a rewrite's index build is
+/// one sort in `maintenance_work_mem` (a parallel build splits it among its workers and
+/// spills to temporary files), and the run's chunk transactions are its parallelism.
+pub fn with_serial_index_build(f: impl FnOnce()) {
+    let saved = query_one(sql::SERIAL_INDEX_BUILD, &[], |r| col::<String>(r, 1)).flatten().expect("a setting has a value");
+    f();
+    exec(sql::SET_LOCAL, &[p("max_parallel_maintenance_workers"), p(saved)]);
+}

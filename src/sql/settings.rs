@@ -15,6 +15,11 @@ pub const CURRENT_SETTING: &str = "SELECT pg_catalog.current_setting($1)";
 /// Sets setting `$1` to `$2` until the end of the transaction.
 pub const SET_LOCAL: &str = "SELECT pg_catalog.set_config($1, $2, true)";
 
+/// Builds indexes without parallel workers until the end of the transaction; returns
+/// the setting it replaced.
+pub const SERIAL_INDEX_BUILD: &str = "SELECT pg_catalog.current_setting('max_parallel_maintenance_workers'), \
+     pg_catalog.set_config('max_parallel_maintenance_workers', '0', true)";
+
 /// Raises `work_mem` to `maintenance_work_mem` until the end of the transaction, where
 /// that is larger (a merge step's sorts and hashes then stay in memory).
 pub const RAISE_WORK_MEM_TO_MAINTENANCE: &str = "SELECT pg_catalog.set_config('work_mem', pg_catalog.current_setting('maintenance_work_mem'), true) \

@@ -62,18 +62,29 @@ pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mu
         write_rows(prep, q, chunk, rows, r);
         spi::free_value(rows);
     }
+    insert_new_keys(q, new_keys, r);
+    r.insert_ms = ms(t);
+}
+
+/// Builds the chunk's indexes from the rows written in bulk, before anything reads them.
+fn rebuild_indexes(q: &MergeSql) {
+    settings::with_serial_index_build(|| exec(&q.reindex_chunk, &[]));
+}
+
+/// Inserts the staging rows whose key the rewritten chunk lacks, and empties their
+/// temporary table.
+fn insert_new_keys(q: &MergeSql, new_keys: i64, r: &mut StepResult) {
     if new_keys > 0 {
         r.inserted += query(&q.insert_new_after_rewrite, &[], |_| ()).len() as i64;
         exec(&q.empty_new, &[]);
     }
-    r.insert_ms = ms(t);
 }
 
 /// Writes the merged rows into the emptied chunk: in bulk, its indexes rebuilt after;
 /// row by row where the chunk needs an ordinary insert (`r` says why).
 fn write_rows(prep: &Prepared, q: &MergeSql, chunk: &Chunk, rows: pg_sys::Datum, r: &mut StepResult) {
     match spi::bulk::write_array(chunk_oid(chunk), rows) {
-        Ok(_) => exec(&q.reindex_chunk, &[]),
+        Ok(_) => rebuild_indexes(q),
         Err(why) => {
             r.rewrote_by_insert = Some(why.to_string());
             spi::run_with_value(&q.write_merged, rows, pg_sys::Oid::from(prep.row_array_type));
@@ -102,8 +113,10 @@ pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kep
     empty_chunk(prep, q, chunk);
     match spi::bulk::write_table(chunk_oid(chunk), oid_of(MERGE_OLD)) {
         Ok(_) => {
-            exec(&q.reindex_chunk, &[]);
-            segments::insert_new_keys(q, new_keys, r);
+            // the rows are in the chunk: their temporary table's space goes back before its indexes are built
+            exec(&q.empty_old, &[]);
+            rebuild_indexes(q);
+            insert_new_keys(q, new_keys, r);
         }
         Err(why) => {
             r.rewrote_by_insert = Some(why.to_string());

@@ -25,12 +25,6 @@ pub fn read_touched(q: &MergeSql, segments: &str, kept: i64, r: &mut StepResult,
 /// empties both temporary tables.
 pub fn write_back(q: &MergeSql, new_keys: i64, r: &mut StepResult) {
     exec(&q.write_old, &[]);
-    insert_new_keys(q, new_keys, r);
-}
-
-/// Once MERGE_OLD is back in the chunk: inserts the staging rows with new keys, and
-/// empties both temporary tables.
-pub fn insert_new_keys(q: &MergeSql, new_keys: i64, r: &mut StepResult) {
     if new_keys > 0 {
         r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
     }

@@ -704,7 +704,10 @@ fn a_rewrite_in_bulk_matches_columns_by_name_in_chunks_made_before_and_after_a_c
             .collect();
         assert_ne!(natts[0], natts[1], "the chunks' columns are numbered differently");
         let (mut r, notices) = rewriting_session(&cl, db, on_disk);
-        r.batch_execute(REWRITE_M).unwrap();
+        // inside a transaction block, the run leaves the caller's settings as they were
+        r.batch_execute(&format!("BEGIN; SET LOCAL max_parallel_maintenance_workers = 1; {REWRITE_M}")).unwrap();
+        assert_eq!(scalar::<String>(&mut r, "SHOW max_parallel_maintenance_workers"), "1");
+        r.batch_execute("COMMIT").unwrap();
         let n = notices.lock().unwrap().clone();
         let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
         assert_eq!(n.iter().filter(|m| m.contains(&format!("72 rows moved, 72 conflicts, merged, every segment touched: {how}"))).count(), 2, "{n:#?}");
