@@ -330,5 +330,15 @@ pub fn oid_of_name(text: &str) -> Option<u32> {
         Some(s) => quote_qualified(&s, &name),
         None => quote_ident(&name),
     };
+    oid_of_quoted(&quoted)
+}
+
+/// The OID of the relation a quoted name names, if it exists.
+fn oid_of_quoted(quoted: &str) -> Option<u32> {
     query_one(sql::REGCLASS_OID, &[p(quoted)], |r| col::<String>(r, 1)).flatten().and_then(|o| o.parse().ok())
+}
+
+/// The OID of a relation the run made or holds (a quoted name); 42P01 if it is gone.
+pub fn existing_oid(quoted: &str) -> u32 {
+    oid_of_quoted(quoted).unwrap_or_else(|| raise(BackfillError::new(Code::UndefinedTable, format!("relation {quoted} does not exist"))))
 }

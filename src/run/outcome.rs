@@ -20,7 +20,7 @@ pub struct StepResult {
     pub rewrote: bool,
     /// It held the merged rows in a temporary table (they would not fit in memory).
     pub rewrote_on_disk: bool,
-    /// Why a rewrite in memory wrote its rows back row by row, not in bulk.
+    /// Why a rewrite wrote its rows back row by row, not in bulk.
     pub rewrote_by_insert: Option<String>,
     pub decompress_ms: f64,
     pub insert_ms: f64,

@@ -93,15 +93,10 @@ fn write_rows(prep: &Prepared, q: &MergeSql, chunk: &Chunk, rows: pg_sys::Datum,
 }
 
 fn chunk_oid(chunk: &Chunk) -> pg_sys::Oid {
-    match chunk.oid {
-        0 => oid_of(&chunk.name.quoted()),
-        oid => pg_sys::Oid::from(oid),
-    }
-}
-
-fn oid_of(table: &str) -> pg_sys::Oid {
-    let oid = query_one("SELECT $1::regclass::oid::int8", &[spi::p(table)], |x| col::<i64>(x, 1).unwrap_or(0)).unwrap_or(0);
-    pg_sys::Oid::from(oid as u32)
+    pg_sys::Oid::from(match chunk.oid {
+        0 => crate::catalog::existing_oid(&chunk.name.quoted()),
+        oid => oid,
+    })
 }
 
 /// Like `in_memory`, through the merge's temporary table.
@@ -111,7 +106,7 @@ pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kep
     r.rewrote = true;
     r.rewrote_on_disk = true;
     empty_chunk(prep, q, chunk);
-    match spi::bulk::write_table(chunk_oid(chunk), oid_of(MERGE_OLD)) {
+    match spi::bulk::write_table(chunk_oid(chunk), pg_sys::Oid::from(crate::catalog::existing_oid(MERGE_OLD))) {
         Ok(_) => {
             // the rows are in the chunk: their temporary table's space goes back before its indexes are built
             exec(&q.empty_old, &[]);
