@@ -545,6 +545,16 @@ fn date_and_smallint_time_columns() {
     assert_eq!(scalar::<i64>(&mut c, "SELECT (SELECT count(*) FROM daily_late) + (SELECT count(*) FROM small_late)"), 0);
 }
 
+/// The upsert of `m_late` into `m` that the rewrite tests run.
+const REWRITE_M: &str = r#"CALL backfill_on_schedule(NULL, '{"staging_table":"m_late","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#;
+
+/// A session whose rewrites hold the merged rows in memory, or in a temporary table.
+fn rewriting_session(cl: &Cluster, db: &str, on_disk: bool) -> (Client, Notices) {
+    let (mut r, notices) = cl.connect_with_notices(db);
+    r.batch_execute(&format!("SET backfill_ext.debug_rewrite_on_disk = {on_disk}")).unwrap();
+    (r, notices)
+}
+
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lacks() {
@@ -565,12 +575,8 @@ fn a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lac
              INSERT INTO m_late VALUES (timestamptz '2024-01-01 00:30', 2, 7);",
         )
         .unwrap();
-        let (mut r, notices) = cl.connect_with_notices(db);
-        if on_disk {
-            r.batch_execute("SET backfill_ext.debug_rewrite_on_disk = on").unwrap();
-        }
-        r.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"m_late","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#)
-            .unwrap();
+        let (mut r, notices) = rewriting_session(&cl, db, on_disk);
+        r.batch_execute(REWRITE_M).unwrap();
         let n = notices.lock().unwrap().clone();
         let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
         assert!(n.iter().any(|m| m.contains(&format!("73 rows moved, 72 conflicts, merged, every segment touched: {how}"))), "{n:#?}");
@@ -606,8 +612,7 @@ fn a_rewrite_sizes_its_rows_by_the_chunks_columns_not_by_stagings() {
     let (mut r, notices) = cl.connect_with_notices("t");
     // 72 staging-sized rows fit in 1MB three times over; 72 rows of 8 kB do not
     r.batch_execute("SET maintenance_work_mem = '1MB'").unwrap();
-    r.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"m_late","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#)
-        .unwrap();
+    r.batch_execute(REWRITE_M).unwrap();
     let n = notices.lock().unwrap().clone();
     assert!(
         n.iter().any(|m| m.contains("72 rows moved, 72 conflicts, merged, every segment touched: chunk rewritten (through a temporary table), recompressed")),
@@ -620,8 +625,7 @@ fn a_rewrite_sizes_its_rows_by_the_chunks_columns_not_by_stagings() {
     c.batch_execute("INSERT INTO m_late SELECT time, dev, 2 FROM m").unwrap();
     c.batch_execute("SELECT count(decompress_chunk(ch)) FROM show_chunks('m') ch; UPDATE m SET note = 'n'; SELECT count(compress_chunk(ch)) FROM show_chunks('m') ch;").unwrap();
     notices.lock().unwrap().clear();
-    r.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"m_late","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#)
-        .unwrap();
+    r.batch_execute(REWRITE_M).unwrap();
     let n = notices.lock().unwrap().clone();
     assert!(n.iter().any(|m| m.contains("72 rows moved, 72 conflicts, merged, every segment touched: chunk rewritten, recompressed")), "{n:#?}");
     assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 144);
@@ -642,15 +646,6 @@ fn rewritable_chunk(c: &mut Client, columns: &str) {
          INSERT INTO m_late SELECT time, dev, 1 FROM m;"
     ))
     .unwrap();
-}
-
-const REWRITE_M: &str = r#"CALL backfill_on_schedule(NULL, '{"staging_table":"m_late","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#;
-
-/// A session whose rewrites hold the merged rows in memory, or in a temporary table.
-fn rewriting_session(cl: &Cluster, db: &str, on_disk: bool) -> (Client, Notices) {
-    let (mut r, notices) = cl.connect_with_notices(db);
-    r.batch_execute(&format!("SET backfill_ext.debug_rewrite_on_disk = {on_disk}")).unwrap();
-    (r, notices)
 }
 
 #[test]
