@@ -86,3 +86,15 @@ pub fn with_serial_index_build(f: impl FnOnce()) {
     f();
     exec(sql::SET_LOCAL, &[p("max_parallel_maintenance_workers"), p(saved)]);
 }
+
+/// Makes TimescaleDB's compression of the current transaction's chunks read them by a
+/// sequential scan, never through an index (a rewrite leaves the indexes that check
+/// nothing unbuilt until compression truncates them); returns the caller's setting,
+/// for `restore_compression_indexscan`, or None where TimescaleDB has no such setting.
+pub fn compression_without_indexscan() -> Option<String> {
+    query_one(sql::COMPRESSION_WITHOUT_INDEXSCAN, &[], |r| col::<String>(r, 1)).flatten()
+}
+
+pub fn restore_compression_indexscan(saved: &str) {
+    exec(sql::SET_LOCAL, &[p("timescaledb.enable_compression_indexscan"), p(saved)]);
+}

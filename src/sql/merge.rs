@@ -59,6 +59,8 @@ pub struct MergeSql {
     pub write_merged: String,
     /// Rebuilds the chunk's indexes after its rows were written in bulk, without them.
     pub reindex_chunk: String,
+    /// The chunk's indexes that check its rows (unique and exclusion ones): schema, name.
+    pub checking_indexes: String,
     /// After a rewrite in memory: inserts the staging rows whose key the chunk lacks.
     pub insert_new_after_rewrite: String,
     /// Empties a temporary table (in place: it was created in this transaction).
@@ -68,10 +70,12 @@ pub struct MergeSql {
     pub drop: String,
 }
 
-/// A column name for MERGE_OLD's "a staging row updated this row" flag that is not
-/// one of the destination's columns.
+/// A column name for MERGE_OLD's "no staging row updated this row" flag that is not
+/// one of the destination's columns. The flag is true or NULL, never false: an updated
+/// row (every row of a dense correction) holds NULL, which takes a bit of the null
+/// bitmap (room a row's header has up to 8 columns) instead of a byte and its padding.
 fn flag_column(dest_columns: &[String]) -> String {
-    let mut name = "backfill_ext_updated".to_string();
+    let mut name = "backfill_ext_untouched".to_string();
     while dest_columns.contains(&name) {
         name.push('_');
     }
@@ -100,11 +104,22 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
             spec.destination.quoted()
         ),
         reindex_chunk: format!("REINDEX TABLE {}", x.chunk),
+        checking_indexes: CHECKING_INDEXES.to_string(),
         insert_new_after_rewrite: x.insert_new(&x.chunk),
         empty_new: format!("TRUNCATE {MERGE_NEW}"),
         empty_old: format!("TRUNCATE {MERGE_OLD}"),
         drop: format!("DROP TABLE {MERGE_NEW}, {MERGE_OLD}"),
     }
+}
+
+/// The unique and exclusion indexes of table `$1` (a quoted name): schema, name.
+const CHECKING_INDEXES: &str = "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_index i \
+     JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion) ORDER BY c.oid";
+
+/// Rebuilds one index.
+pub fn reindex_index(index: &QualifiedName) -> String {
+    format!("REINDEX INDEX {}", index.quoted())
 }
 
 /// The pieces the merge statements share.
@@ -120,7 +135,7 @@ struct Parts<'a> {
     seg: String,
     /// The segment column's values as `$1`.
     seg_values: String,
-    /// MERGE_OLD's "a staging row updated this row" column.
+    /// MERGE_OLD's "no staging row updated this row" column (true, or NULL).
     flag: String,
     /// The insert of the staging rows with new keys (from `moved`).
     insert: String,
@@ -189,9 +204,9 @@ impl<'a> Parts<'a> {
 
     fn read_old(&self) -> String {
         format!(
-            "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {}, n.ctid IS NOT NULL FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} \
+            "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {}, CASE WHEN n.ctid IS NULL THEN true END FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} \
              WHERE o.{seg} = {seg_values} RETURNING {flag}) \
-             SELECT count(*)::int8, count(*) FILTER (WHERE {flag})::int8 FROM w",
+             SELECT count(*)::int8, count(*) FILTER (WHERE {flag} IS NULL)::int8 FROM w",
             self.merged_with(&|q| format!("o.{q}")),
             self.chunk,
             self.keys_on("n", "o"),
@@ -281,16 +296,18 @@ mod tests {
         assert!(q.take.contains("INSERT INTO pg_temp._backfill_new (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\")"), "{}", q.take);
         assert_eq!(
             q.read_old,
-            "WITH w AS (INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_updated\") SELECT o.\"time\", o.\"device_id\", \
-             CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\", n.ctid IS NOT NULL FROM \"_ti\".\"c1\" AS o \
+            "WITH w AS (INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_untouched\") SELECT o.\"time\", o.\"device_id\", \
+             CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\", CASE WHEN n.ctid IS NULL THEN true END FROM \"_ti\".\"c1\" AS o \
              LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" \
-             WHERE o.\"device_id\" = ANY ($1::text::integer[]) RETURNING \"backfill_ext_updated\") \
-             SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_updated\")::int8 FROM w"
+             WHERE o.\"device_id\" = ANY ($1::text::integer[]) RETURNING \"backfill_ext_untouched\") \
+             SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_untouched\" IS NULL)::int8 FROM w"
         );
-        assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_updated\" boolean)");
+        assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_untouched\" boolean)");
         assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL ($1::text::integer[]) OR c.\"device_id\" IS NULL)");
         assert_eq!(q.truncate_chunk, "TRUNCATE \"_ti\".\"c1\"");
         assert_eq!(q.reindex_chunk, "REINDEX TABLE \"_ti\".\"c1\"");
+        assert!(q.checking_indexes.contains("WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion)"), "{}", q.checking_indexes);
+        assert_eq!(reindex_index(&QualifiedName::new("_ti", "c1_pkey \"x")), "REINDEX INDEX \"_ti\".\"c1_pkey \"\"x\"");
         // staging lacks "note": new keys are inserted after the rewrite (so "note" gets its default)
         assert_eq!(
             q.read_merged,
@@ -316,8 +333,8 @@ mod tests {
         assert!(q.fits_in_memory.contains("(SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM \"_ti\".\"c1\" LIMIT 1000) AS c)"), "{}", q.fits_in_memory);
         // the flag column never takes a destination column's name
         let mut m2 = m.clone();
-        m2.dest_columns.push("backfill_ext_updated".into());
-        assert!(merge_sql(&s, &m2, &QualifiedName::new("_ti", "c1"), "true").create[1].contains("\"backfill_ext_updated_\" boolean"));
+        m2.dest_columns.push("backfill_ext_untouched".into());
+        assert!(merge_sql(&s, &m2, &QualifiedName::new("_ti", "c1"), "true").create[1].contains("\"backfill_ext_untouched_\" boolean"));
         assert_eq!(q.delete_segments, "DELETE FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])");
         assert!(q.write_old.starts_with("INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT"), "{}", q.write_old);
         assert!(q.insert_new.contains("NOT EXISTS (SELECT 1 FROM pg_temp._backfill_old AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\"))"), "{}", q.insert_new);

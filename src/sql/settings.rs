@@ -20,6 +20,13 @@ pub const SET_LOCAL: &str = "SELECT pg_catalog.set_config($1, $2, true)";
 pub const SERIAL_INDEX_BUILD: &str = "SELECT pg_catalog.current_setting('max_parallel_maintenance_workers'), \
      pg_catalog.set_config('max_parallel_maintenance_workers', '0', true)";
 
+/// TimescaleDB's compression reads a chunk with a sequential scan and a sort, never
+/// through one of its indexes, until the end of the transaction; returns the setting
+/// it replaced, or NULL (and sets nothing) where this TimescaleDB has no such setting.
+pub const COMPRESSION_WITHOUT_INDEXSCAN: &str = "SELECT s, CASE WHEN s IS NOT NULL THEN \
+       pg_catalog.set_config('timescaledb.enable_compression_indexscan', 'off', true) END \
+     FROM (SELECT pg_catalog.current_setting('timescaledb.enable_compression_indexscan', true) AS s) AS setting";
+
 /// Raises `work_mem` to `maintenance_work_mem` until the end of the transaction, where
 /// that is larger (a merge step's sorts and hashes then stay in memory).
 pub const RAISE_WORK_MEM_TO_MAINTENANCE: &str = "SELECT pg_catalog.set_config('work_mem', pg_catalog.current_setting('maintenance_work_mem'), true) \
@@ -45,6 +52,8 @@ mod tests {
             assert!(q.starts_with("SELECT pg_catalog.set_config("), "{q}");
             assert!(q.ends_with(", true)"), "is_local must be true: {q}");
         }
+        // the compression setting is local, and set only where it exists
+        assert!(COMPRESSION_WITHOUT_INDEXSCAN.contains("CASE WHEN s IS NOT NULL THEN pg_catalog.set_config('timescaledb.enable_compression_indexscan', 'off', true) END"));
         // never lowers work_mem
         assert!(RAISE_WORK_MEM_TO_MAINTENANCE.contains(", true) WHERE "));
         assert!(RAISE_WORK_MEM_TO_MAINTENANCE.ends_with("> pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem'))"));

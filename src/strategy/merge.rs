@@ -37,16 +37,17 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
     };
     let every_segment = !query_one(&q.untouched, &[p(&segments)], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true);
     let rewrite = prep.truncate_ok && every_segment && rewrite::lock_chunk(prep, chunk);
-    if rewrite && rewrite::fits_in_memory(prep, &q) {
-        rewrite::in_memory(prep, &q, chunk, kept, &mut r, t);
+    let indexes = if rewrite && rewrite::fits_in_memory(prep, &q) {
+        rewrite::in_memory(prep, &q, chunk, kept, &mut r, t)
     } else if rewrite {
-        rewrite::on_disk(prep, &q, chunk, &segments, kept, &mut r, t);
+        rewrite::on_disk(prep, &q, chunk, &segments, kept, &mut r, t)
     } else {
         by_segments(&q, &segments, kept, &mut r, t);
-    }
+        rewrite::Indexes::Built
+    };
     spi::pause_point("after_insert");
     let t = Instant::now();
-    super::compress(prep, &chunk.name);
+    rewrite::compress(prep, chunk, indexes);
     r.recompressed = true;
     r.recompress_ms = ms(t);
     exec(&q.drop, &[]);

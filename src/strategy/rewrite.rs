@@ -4,15 +4,17 @@
 //! The merged rows are held in memory (one array of the destination's row type) when
 //! they fit in `maintenance_work_mem`, else in a temporary table. From either they are
 //! written in bulk and the chunk's indexes rebuilt once (`spi::bulk`), where the chunk
-//! allows it. Readers of the chunk wait for the step; when one is already reading, the
+//! allows it; where nothing reads the chunk before it is compressed, only the indexes
+//! that check its rows (compression truncates them all right after). Readers of the chunk wait for the step; when one is already reading, the
 //! chunk is merged by segments.
 
 use super::segments;
 use crate::run::outcome::{ms, StepResult};
 use crate::run::prepare::Prepared;
 use crate::run::settings;
-use crate::spi::{self, col, query, query_one, run as exec};
-use crate::sql::{chunk as chunk_sql, merge::MergeSql, merge::MERGE_OLD};
+use crate::ident::QualifiedName;
+use crate::spi::{self, col, p, query, query_one, run as exec};
+use crate::sql::{chunk as chunk_sql, merge::reindex_index, merge::MergeSql, merge::MERGE_OLD};
 use crate::timescale::Chunk;
 use pgrx::{notice, pg_sys};
 use std::time::Instant;
@@ -45,7 +47,7 @@ pub fn fits_in_memory(prep: &Prepared, q: &MergeSql) -> bool {
 
 /// Reads every row of the chunk, merged, into memory, empties the chunk and writes
 /// them back; then inserts the staging rows with new keys the array did not hold.
-pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mut StepResult, t: Instant) {
+pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mut StepResult, t: Instant) -> Indexes {
     let (rows, counts) = spi::query_value_and_counts(&q.read_merged, &[], 2);
     let (updated, new_in_rows) = (counts[0], counts[1]);
     r.updated = updated;
@@ -58,17 +60,53 @@ pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mu
     let t = Instant::now();
     r.rewrote = true;
     empty_chunk(prep, q, chunk);
+    let mut indexes = Indexes::Built;
     if let Some(rows) = rows {
-        write_rows(prep, q, chunk, rows, r);
+        indexes = write_rows(prep, q, chunk, rows, new_keys, r);
         spi::free_value(rows);
     }
     insert_new_keys(q, new_keys, r);
     r.insert_ms = ms(t);
+    indexes
+}
+
+/// What a rewrite left of the chunk's indexes for its compression.
+pub enum Indexes {
+    /// Every index holds every row.
+    Built,
+    /// Only the unique and exclusion indexes were built; compression must read the
+    /// chunk without an index (`compress`). Holds the caller's setting.
+    Checking(String),
 }
 
 /// Builds the chunk's indexes from the rows written in bulk, before anything reads them.
-fn rebuild_indexes(q: &MergeSql) {
-    settings::with_serial_index_build(|| exec(&q.reindex_chunk, &[]));
+/// Compressing the chunk truncates every index right after, so where nothing reads the
+/// chunk before (no new keys to insert) and TimescaleDB's compression can be told to
+/// read it without an index, only the indexes that check the rows are built: unique
+/// and exclusion indexes.
+fn rebuild_indexes(q: &MergeSql, chunk: &Chunk, new_keys: i64) -> Indexes {
+    let saved = if new_keys == 0 { settings::compression_without_indexscan() } else { None };
+    let Some(saved) = saved else {
+        settings::with_serial_index_build(|| exec(&q.reindex_chunk, &[]));
+        return Indexes::Built;
+    };
+    let checking = query(&q.checking_indexes, &[p(chunk.name.quoted())], |x| {
+        QualifiedName::new(col::<String>(x, 1).unwrap_or_default(), col::<String>(x, 2).unwrap_or_default())
+    });
+    settings::with_serial_index_build(|| {
+        for index in &checking {
+            exec(&reindex_index(index), &[]);
+        }
+    });
+    Indexes::Checking(saved)
+}
+
+/// Compresses the rewritten chunk; without reading an index where some were left unbuilt.
+pub fn compress(prep: &Prepared, chunk: &Chunk, indexes: Indexes) {
+    super::compress(prep, &chunk.name);
+    if let Indexes::Checking(saved) = indexes {
+        settings::restore_compression_indexscan(&saved);
+    }
 }
 
 /// Inserts the staging rows whose key the rewritten chunk lacks, and empties their
@@ -82,12 +120,13 @@ fn insert_new_keys(q: &MergeSql, new_keys: i64, r: &mut StepResult) {
 
 /// Writes the merged rows into the emptied chunk: in bulk, its indexes rebuilt after;
 /// row by row where the chunk needs an ordinary insert (`r` says why).
-fn write_rows(prep: &Prepared, q: &MergeSql, chunk: &Chunk, rows: pg_sys::Datum, r: &mut StepResult) {
+fn write_rows(prep: &Prepared, q: &MergeSql, chunk: &Chunk, rows: pg_sys::Datum, new_keys: i64, r: &mut StepResult) -> Indexes {
     match spi::bulk::write_array(chunk_oid(chunk), rows) {
-        Ok(_) => rebuild_indexes(q),
+        Ok(_) => rebuild_indexes(q, chunk, new_keys),
         Err(why) => {
             r.rewrote_by_insert = Some(why.to_string());
             spi::run_with_value(&q.write_merged, rows, pg_sys::Oid::from(prep.row_array_type));
+            Indexes::Built
         }
     }
 }
@@ -100,25 +139,28 @@ fn chunk_oid(chunk: &Chunk) -> pg_sys::Oid {
 }
 
 /// Like `in_memory`, through the merge's temporary table.
-pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kept: i64, r: &mut StepResult, t: Instant) {
+pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kept: i64, r: &mut StepResult, t: Instant) -> Indexes {
     let new_keys = segments::read_touched(q, segments, kept, r, t);
     let t = Instant::now();
     r.rewrote = true;
     r.rewrote_on_disk = true;
     empty_chunk(prep, q, chunk);
-    match spi::bulk::write_table(chunk_oid(chunk), pg_sys::Oid::from(crate::catalog::existing_oid(MERGE_OLD))) {
+    let indexes = match spi::bulk::write_table(chunk_oid(chunk), pg_sys::Oid::from(crate::catalog::existing_oid(MERGE_OLD))) {
         Ok(_) => {
             // the rows are in the chunk: their temporary table's space goes back before its indexes are built
             exec(&q.empty_old, &[]);
-            rebuild_indexes(q);
+            let indexes = rebuild_indexes(q, chunk, new_keys);
             insert_new_keys(q, new_keys, r);
+            indexes
         }
         Err(why) => {
             r.rewrote_by_insert = Some(why.to_string());
             segments::write_back(q, new_keys, r);
+            Indexes::Built
         }
-    }
+    };
     r.insert_ms = ms(t);
+    indexes
 }
 
 /// Empties a chunk for its rewrite, compressed part included, and marks it

@@ -744,6 +744,54 @@ fn a_chunk_with_a_trigger_of_its_own_is_rewritten_row_by_row_and_its_trigger_fir
 
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_rewrite_in_bulk_is_compressed_without_its_unbuilt_indexes_even_where_compression_may_read_an_index() {
+    let cl = cluster();
+    for on_disk in [false, true] {
+        let db = &format!("t_{on_disk}");
+        let mut c = cl.create_db(db);
+        // the index TimescaleDB's compression would read (segmentby, then orderby) is
+        // not unique, so a rewrite leaves it unbuilt until compression truncates it
+        c.batch_execute(
+            "CREATE TABLE m (time timestamptz NOT NULL, dev int NOT NULL, v int, PRIMARY KEY (time, dev));
+             SELECT create_hypertable('m', 'time', chunk_time_interval => interval '1 day');
+             CREATE INDEX m_dev_time ON m (dev, time);
+             ALTER TABLE m SET (timescaledb.compress, timescaledb.compress_segmentby = 'dev', timescaledb.compress_orderby = 'time');
+             INSERT INTO m (time, dev, v)
+               SELECT t, d, 0 FROM generate_series(timestamptz '2024-01-01', timestamptz '2024-01-01 23:00', interval '1 hour') t, generate_series(1, 3) d;
+             SELECT count(compress_chunk(ch)) FROM show_chunks('m') ch;
+             CREATE TABLE m_late (time timestamptz, dev int, v int);
+             INSERT INTO m_late SELECT time, dev, 1 FROM m;",
+        )
+        .unwrap();
+        let (mut r, notices) = rewriting_session(&cl, db, on_disk);
+        // the session lets compression read an index, outside a transaction block and inside one
+        r.batch_execute("SET timescaledb.enable_compression_indexscan = on").unwrap();
+        if on_disk {
+            r.batch_execute(&format!("BEGIN; SET LOCAL timescaledb.enable_compression_indexscan = on; {REWRITE_M}")).unwrap();
+            assert_eq!(scalar::<String>(&mut r, "SHOW timescaledb.enable_compression_indexscan"), "on");
+            r.batch_execute("COMMIT").unwrap();
+        } else {
+            r.batch_execute(REWRITE_M).unwrap();
+        }
+        assert_eq!(scalar::<String>(&mut r, "SHOW timescaledb.enable_compression_indexscan"), "on");
+        let n = notices.lock().unwrap().clone();
+        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        assert!(n.iter().any(|m| m.contains(&format!("72 rows moved, 72 conflicts, merged, every segment touched: {how}"))), "{n:#?}");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 72, "compression read every row written back");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+        // decompressed, the chunk's indexes hold every row
+        c.batch_execute("SELECT count(decompress_chunk(ch)) FROM show_chunks('m') ch; SET enable_seqscan = off; SET enable_bitmapscan = off").unwrap();
+        let plan: Vec<String> = c.query("EXPLAIN (COSTS OFF) SELECT count(*) FROM m WHERE dev = 2", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        assert!(plan.iter().any(|l| l.contains("Index")), "{plan:#?}");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m WHERE dev = 2"), 24);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m WHERE time >= '2024-01-01 12:00' AND time < '2024-01-02'"), 36);
+    }
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting() {
     let cl = cluster();
     let mut c = cl.create_db("t");
