@@ -29,9 +29,13 @@ pub struct Refresh {
 }
 
 /// The continuous aggregates on the destination (parents first) and the windows that
-/// cover `span` (the first and last time the run changes) in whole buckets.
+/// cover `span` (the first and last time the run changes) in whole buckets. None, at
+/// the cost of one index lookup, where no view reads the destination.
 pub fn plan(prep: &Prepared, span: &(String, String)) -> Vec<Refresh> {
     let (Some(ts), Some(ht)) = (&prep.ts, &prep.ht) else { return vec![] };
+    if !query_one(sql::ANY_VIEW_READS, &[p(prep.dest.oid.to_string())], |r| col::<bool>(r, 1).unwrap_or(true)).unwrap_or(true) {
+        return vec![];
+    }
     let (bucket_info, hypertable_info) = query_one(sql::FUNCTIONS, &[], |r| (col::<bool>(r, 1).unwrap_or(false), col::<bool>(r, 2).unwrap_or(false)))
         .unwrap_or((false, false));
     if !bucket_info {

@@ -16,6 +16,13 @@ pub enum MatId {
     TableName,
 }
 
+/// Whether any view reads table `$1` (an oid): a continuous aggregate's own views read
+/// its hypertable, so without one there is none to list. An index lookup, where
+/// planning the listing through TimescaleDB's views takes milliseconds.
+pub const ANY_VIEW_READS: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+     WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = $1::oid \
+       AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass)";
+
 /// Whether this TimescaleDB has what listing continuous aggregates with their buckets
 /// needs: (`cagg_get_bucket_function_info`, `get_hypertable_info`).
 pub const FUNCTIONS: &str = "SELECT pg_catalog.to_regprocedure('_timescaledb_functions.cagg_get_bucket_function_info(integer)') IS NOT NULL, \
@@ -100,6 +107,13 @@ pub fn refresh(refresh_fn: &str, time_type: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_check_for_views_reads_the_dependency_catalog_by_oid() {
+        assert!(ANY_VIEW_READS.contains("d.refobjid = $1::oid"));
+        assert!(ANY_VIEW_READS.contains("d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"));
+        assert!(!ANY_VIEW_READS.contains("_timescaledb_catalog"));
+    }
 
     #[test]
     fn hierarchical_aggregates_are_listed_parents_first() {
