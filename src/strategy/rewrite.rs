@@ -5,8 +5,9 @@
 //! they fit in `maintenance_work_mem`, else in a temporary table. From either they are
 //! written in bulk and the chunk's indexes rebuilt once (`spi::bulk`), where the chunk
 //! allows it; where nothing reads the chunk before it is compressed, only the indexes
-//! that check its rows (compression truncates them all right after). Readers of the chunk wait for the step; when one is already reading, the
-//! chunk is merged by segments.
+//! that check its rows (compression truncates them all right after). Readers of the
+//! chunk wait for the step; when one is already reading, the chunk is merged by
+//! segments.
 
 use super::segments;
 use crate::run::outcome::{ms, StepResult};
