@@ -33,8 +33,13 @@ pub struct MergeSql {
     /// The touched segment values as array text.
     pub segments: String,
     /// Writes the touched segments' rows into MERGE_OLD, with the staging values applied;
-    /// returns (rows written, rows a staging row updated).
+    /// returns (rows written, rows a staging row updated, 0).
     pub read_old: String,
+    /// For a rewrite through MERGE_OLD where staging has every column of the
+    /// destination: every row of the chunk, with the staging values applied, and the
+    /// staging rows with new keys, into MERGE_OLD; returns (rows written, rows a staging
+    /// row updated, staging rows with new keys). None where staging lacks a column.
+    pub read_all: Option<String>,
     /// Whether the chunk has rows outside the touched segments.
     pub untouched: String,
     /// Removes the touched segments from the chunk (whole compressed batches).
@@ -59,8 +64,6 @@ pub struct MergeSql {
     pub write_merged: String,
     /// Rebuilds the chunk's indexes after its rows were written in bulk, without them.
     pub reindex_chunk: String,
-    /// The chunk's indexes that check its rows (unique and exclusion ones): schema, name.
-    pub checking_indexes: String,
     /// After a rewrite in memory: inserts the staging rows whose key the chunk lacks.
     pub insert_new_after_rewrite: String,
     /// Empties a temporary table (in place: it was created in this transaction).
@@ -89,6 +92,7 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
         take: x.take(take_where),
         segments: format!("SELECT array_agg(DISTINCT n.{})::text FROM {MERGE_NEW} AS n", x.seg),
         read_old: x.read_old(),
+        read_all: x.read_all(),
         untouched: x.untouched(),
         delete_segments: format!("DELETE FROM {} AS c WHERE c.{} = {}", x.chunk, x.seg, x.seg_values),
         truncate_chunk: format!("TRUNCATE {}", x.chunk),
@@ -104,7 +108,6 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
             spec.destination.quoted()
         ),
         reindex_chunk: format!("REINDEX TABLE {}", x.chunk),
-        checking_indexes: CHECKING_INDEXES.to_string(),
         insert_new_after_rewrite: x.insert_new(&x.chunk),
         empty_new: format!("TRUNCATE {MERGE_NEW}"),
         empty_old: format!("TRUNCATE {MERGE_OLD}"),
@@ -113,7 +116,7 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
 }
 
 /// The unique and exclusion indexes of table `$1` (a quoted name): schema, name.
-const CHECKING_INDEXES: &str = "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_index i \
+pub const CHECKING_INDEXES: &str = "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_index i \
      JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion) ORDER BY c.oid";
 
@@ -206,7 +209,7 @@ impl<'a> Parts<'a> {
         format!(
             "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {}, CASE WHEN n.ctid IS NULL THEN true END FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} \
              WHERE o.{seg} = {seg_values} RETURNING {flag}) \
-             SELECT count(*)::int8, count(*) FILTER (WHERE {flag} IS NULL)::int8 FROM w",
+             SELECT count(*)::int8, count(*) FILTER (WHERE {flag} IS NULL)::int8, 0::int8 FROM w",
             self.merged_with(&|q| format!("o.{q}")),
             self.chunk,
             self.keys_on("n", "o"),
@@ -250,18 +253,34 @@ impl<'a> Parts<'a> {
         )
     }
 
+    /// Whether staging has every column of the destination: rows with new keys can then
+    /// be written with the chunk's rows.
+    fn staging_has_every_column(&self) -> bool {
+        self.m.dest_columns.iter().all(|c| self.spec.columns.contains(c))
+    }
+
+    /// Every destination column merged from a full join of the chunk's rows (`o`, a
+    /// marker column telling them from none, as they have no usable ctid) and staging's
+    /// (`n`), and that join.
+    fn full_join(&self) -> (String, String) {
+        (
+            self.merged_with(&|q| format!("CASE WHEN o.backfill_old IS NULL THEN n.{q} ELSE o.{q} END")),
+            format!(
+                "(SELECT c.*, true AS backfill_old FROM {} AS c) AS o FULL JOIN {MERGE_NEW} AS n ON {}",
+                self.chunk,
+                self.keys_on("n", "o")
+            ),
+        )
+    }
+
     fn read_merged(&self) -> String {
         let dest = self.spec.destination.quoted();
-        if self.m.dest_columns.iter().all(|c| self.spec.columns.contains(c)) {
-            // staging has every column: rows with new keys join the array too (a marker
-            // column tells the chunk's rows, which have no usable ctid, from none)
+        if self.staging_has_every_column() {
+            // staging has every column: rows with new keys join the array too
+            let (merged, from) = self.full_join();
             format!(
-                "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE o.backfill_old AND n.ctid IS NOT NULL)::int8, \
-                 count(*) FILTER (WHERE o.backfill_old IS NULL)::int8 \
-                 FROM (SELECT c.*, true AS backfill_old FROM {} AS c) AS o FULL JOIN {MERGE_NEW} AS n ON {}",
-                self.merged_with(&|q| format!("CASE WHEN o.backfill_old IS NULL THEN n.{q} ELSE o.{q} END")),
-                self.chunk,
-                self.keys_on("n", "o"),
+                "SELECT pg_catalog.array_agg(ROW({merged})::{dest}), count(*) FILTER (WHERE o.backfill_old AND n.ctid IS NOT NULL)::int8, \
+                 count(*) FILTER (WHERE o.backfill_old IS NULL)::int8 FROM {from}"
             )
         } else {
             format!(
@@ -272,6 +291,22 @@ impl<'a> Parts<'a> {
                 self.keys_on("n", "o"),
             )
         }
+    }
+
+    /// The flag is true for a row no staging row updated, NULL for an updated one and
+    /// false for a staging row with a new key.
+    fn read_all(&self) -> Option<String> {
+        if !self.staging_has_every_column() {
+            return None;
+        }
+        let (merged, from) = self.full_join();
+        Some(format!(
+            "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {merged}, \
+             CASE WHEN n.ctid IS NULL THEN true WHEN o.backfill_old IS NULL THEN false END FROM {from} RETURNING {flag}) \
+             SELECT count(*)::int8, count(*) FILTER (WHERE {flag} IS NULL)::int8, count(*) FILTER (WHERE NOT {flag})::int8 FROM w",
+            all = self.all,
+            flag = self.flag,
+        ))
     }
 }
 
@@ -300,13 +335,13 @@ mod tests {
              CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\", CASE WHEN n.ctid IS NULL THEN true END FROM \"_ti\".\"c1\" AS o \
              LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" \
              WHERE o.\"device_id\" = ANY ($1::text::integer[]) RETURNING \"backfill_ext_untouched\") \
-             SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_untouched\" IS NULL)::int8 FROM w"
+             SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_untouched\" IS NULL)::int8, 0::int8 FROM w"
         );
         assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_untouched\" boolean)");
         assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL ($1::text::integer[]) OR c.\"device_id\" IS NULL)");
         assert_eq!(q.truncate_chunk, "TRUNCATE \"_ti\".\"c1\"");
         assert_eq!(q.reindex_chunk, "REINDEX TABLE \"_ti\".\"c1\"");
-        assert!(q.checking_indexes.contains("WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion)"), "{}", q.checking_indexes);
+        assert!(CHECKING_INDEXES.contains("WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion)"), "{CHECKING_INDEXES}");
         assert_eq!(reindex_index(&QualifiedName::new("_ti", "c1_pkey \"x")), "REINDEX INDEX \"_ti\".\"c1_pkey \"\"x\"");
         // staging lacks "note": new keys are inserted after the rewrite (so "note" gets its default)
         assert_eq!(
@@ -322,6 +357,14 @@ mod tests {
         assert!(full.contains("CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END"), "{full}");
         assert!(full.contains("FROM (SELECT c.*, true AS backfill_old FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n"), "{full}");
         assert!(full.contains("count(*) FILTER (WHERE o.backfill_old IS NULL)::int8"), "{full}");
+        // through MERGE_OLD: the same full join, its new keys flagged false, counted apart
+        assert!(q.read_all.is_none(), "staging lacks a column: new keys are inserted after the write");
+        let all = merge_sql(&s2, &m, &QualifiedName::new("_ti", "c1"), "true").read_all.unwrap();
+        assert!(all.starts_with("WITH w AS (INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_untouched\") SELECT "), "{all}");
+        assert!(all.contains("CASE WHEN o.backfill_old IS NULL THEN n.\"time\" ELSE o.\"time\" END"), "{all}");
+        assert!(all.contains("CASE WHEN n.ctid IS NULL THEN true WHEN o.backfill_old IS NULL THEN false END FROM (SELECT c.*, true AS backfill_old FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" RETURNING"), "{all}");
+        assert!(all.ends_with("SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_untouched\" IS NULL)::int8, count(*) FILTER (WHERE NOT \"backfill_ext_untouched\")::int8 FROM w"), "{all}");
+        assert!(!all.contains("$1"), "a rewrite reads every segment: {all}");
         assert_eq!(
             q.write_merged,
             "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"

@@ -15,7 +15,7 @@ use crate::run::prepare::Prepared;
 use crate::run::settings;
 use crate::ident::QualifiedName;
 use crate::spi::{self, col, p, query, query_one, run as exec};
-use crate::sql::{chunk as chunk_sql, merge::reindex_index, merge::MergeSql, merge::MERGE_OLD};
+use crate::sql::{chunk as chunk_sql, merge::reindex_index, merge::MergeSql, merge::CHECKING_INDEXES, merge::MERGE_OLD};
 use crate::timescale::Chunk;
 use pgrx::{notice, pg_sys};
 use std::time::Instant;
@@ -91,7 +91,7 @@ fn rebuild_indexes(q: &MergeSql, chunk: &Chunk, new_keys: i64) -> Indexes {
         settings::with_serial_index_build(|| exec(&q.reindex_chunk, &[]));
         return Indexes::Built;
     };
-    let checking = query(&q.checking_indexes, &[p(chunk.name.quoted())], |x| {
+    let checking = query(CHECKING_INDEXES, &[p(chunk.name.quoted())], |x| {
         QualifiedName::new(col::<String>(x, 1).unwrap_or_default(), col::<String>(x, 2).unwrap_or_default())
     });
     settings::with_serial_index_build(|| {
@@ -141,7 +141,12 @@ fn chunk_oid(chunk: &Chunk) -> pg_sys::Oid {
 
 /// Like `in_memory`, through the merge's temporary table.
 pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kept: i64, r: &mut StepResult, t: Instant) -> Indexes {
-    let new_keys = segments::read_touched(q, segments, kept, r, t);
+    // where staging has every column, the rows with new keys go into MERGE_OLD too, and
+    // nothing is left to insert through the chunk after it is written
+    let new_keys = match &q.read_all {
+        Some(read_all) => segments::read_into_old(q, read_all, &[], kept, r, t),
+        None => segments::read_touched(q, segments, kept, r, t),
+    };
     let t = Instant::now();
     r.rewrote = true;
     r.rewrote_on_disk = true;

@@ -3,16 +3,24 @@
 //! rewrite that does not fit in memory).
 
 use crate::run::outcome::{ms, StepResult};
-use crate::spi::{col, p, query, query_one, run as exec};
+use crate::spi::{col, p, query, query_one, run as exec, Param};
 use crate::sql::merge::MergeSql;
 use std::time::Instant;
 
 /// Writes the touched segments' rows, merged, into MERGE_OLD; returns the staging rows
 /// with keys the chunk lacks. `t`: when the step began reading.
 pub fn read_touched(q: &MergeSql, segments: &str, kept: i64, r: &mut StepResult, t: Instant) -> i64 {
-    let (_, updated) = query_one(&q.read_old, &[p(segments)], |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
+    read_into_old(q, &q.read_old, &[p(segments)], kept, r, t)
+}
+
+/// Runs `read` (`read_old` or `read_all`), which writes merged rows into MERGE_OLD and
+/// returns (rows written, rows updated, staging rows with new keys written); returns
+/// the staging rows with new keys left to insert.
+pub fn read_into_old(q: &MergeSql, read: &str, params: &[Param], kept: i64, r: &mut StepResult, t: Instant) -> i64 {
+    let (updated, new_in_rows) = query_one(read, params, |x| (col::<i64>(x, 2).unwrap_or(0), col::<i64>(x, 3).unwrap_or(0))).unwrap();
     r.updated = updated;
-    let new_keys = kept - updated;
+    r.inserted = new_in_rows;
+    let new_keys = kept - updated - new_in_rows;
     if new_keys == 0 {
         // every staging row updated a row now in MERGE_OLD: give its space back before writing
         exec(&q.empty_new, &[]);

@@ -592,6 +592,31 @@ fn a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lac
 
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_rewrite_writes_new_keys_with_the_chunks_rows_where_staging_has_every_column() {
+    let cl = cluster();
+    for on_disk in [false, true] {
+        let db = &format!("t_{on_disk}");
+        let mut c = cl.create_db(db);
+        rewritable_chunk(&mut c, "v int");
+        // a new time for device 2, and device 4, a segment the chunk does not have yet
+        c.batch_execute("INSERT INTO m_late VALUES ('2024-01-01 00:30', 2, 7), ('2024-01-01 05:00', 4, 9), ('2024-01-01 05:00', 4, 9)").unwrap();
+        let (mut r, notices) = rewriting_session(&cl, db, on_disk);
+        r.batch_execute(REWRITE_M).unwrap();
+        let n = notices.lock().unwrap().clone();
+        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        assert!(n.iter().any(|m| m.contains(&format!("75 rows moved, 73 conflicts, merged, every segment touched: {how}"))), "{n:#?}");
+        // the second copy of device 4's row is a conflict within staging
+        assert!(n.iter().any(|m| m.contains("(2 inserted, 72 updated, 73 conflicts)")), "{n:#?}");
+        let rows: Vec<(i32, i64, i64)> =
+            c.query("SELECT dev, count(*), sum(v) FROM m GROUP BY dev ORDER BY dev", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        assert_eq!(rows, [(1, 24, 24), (2, 25, 31), (3, 24, 24), (4, 1, 9)]);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+    }
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_rewrite_sizes_its_rows_by_the_chunks_columns_not_by_stagings() {
     let cl = cluster();
     let mut c = cl.create_db("t");
