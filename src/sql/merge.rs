@@ -73,12 +73,10 @@ pub struct MergeSql {
     pub drop: String,
 }
 
-/// A column name for MERGE_OLD's "no staging row updated this row" flag that is not
-/// one of the destination's columns. The flag is true or NULL, never false: an updated
-/// row (every row of a dense correction) holds NULL, which takes a bit of the null
-/// bitmap (room a row's header has up to 8 columns) instead of a byte and its padding.
-fn flag_column(dest_columns: &[String]) -> String {
-    let mut name = "backfill_ext_untouched".to_string();
+/// `base`, or `base` followed by underscores: a column name none of the destination's
+/// columns has.
+fn free_column(base: &str, dest_columns: &[String]) -> String {
+    let mut name = base.to_string();
     while dest_columns.contains(&name) {
         name.push('_');
     }
@@ -138,8 +136,14 @@ struct Parts<'a> {
     seg: String,
     /// The segment column's values as `$1`.
     seg_values: String,
-    /// MERGE_OLD's "no staging row updated this row" column (true, or NULL).
+    /// MERGE_OLD's "no staging row updated this row" flag: true; NULL for an updated row
+    /// (every row of a dense correction), which takes a bit of the null bitmap (room a
+    /// row's header has up to 8 columns) instead of a byte and its padding; false for a
+    /// staging row with a new key (`read_all`).
     flag: String,
+    /// The column a full join adds to the chunk's rows to tell them from none (they
+    /// have no usable ctid).
+    marker: String,
     /// The insert of the staging rows with new keys (from `moved`).
     insert: String,
 }
@@ -155,7 +159,8 @@ impl<'a> Parts<'a> {
             all: quote_list(&m.dest_columns, None),
             seg: quote_ident(&m.segment),
             seg_values: format!("ANY ($1::text::{}[])", m.segment_type),
-            flag: quote_ident(&flag_column(&m.dest_columns)),
+            flag: quote_ident(&free_column("backfill_ext_untouched", &m.dest_columns)),
+            marker: quote_ident(&free_column("backfill_old", &m.dest_columns)),
             insert: insert_clause(spec, "false").0,
         }
     }
@@ -264,9 +269,10 @@ impl<'a> Parts<'a> {
     /// (`n`), and that join.
     fn full_join(&self) -> (String, String) {
         (
-            self.merged_with(&|q| format!("CASE WHEN o.backfill_old IS NULL THEN n.{q} ELSE o.{q} END")),
+            self.merged_with(&|q| format!("CASE WHEN o.{mk} IS NULL THEN n.{q} ELSE o.{q} END", mk = self.marker)),
             format!(
-                "(SELECT c.*, true AS backfill_old FROM {} AS c) AS o FULL JOIN {MERGE_NEW} AS n ON {}",
+                "(SELECT c.*, true AS {} FROM {} AS c) AS o FULL JOIN {MERGE_NEW} AS n ON {}",
+                self.marker,
                 self.chunk,
                 self.keys_on("n", "o")
             ),
@@ -279,8 +285,9 @@ impl<'a> Parts<'a> {
             // staging has every column: rows with new keys join the array too
             let (merged, from) = self.full_join();
             format!(
-                "SELECT pg_catalog.array_agg(ROW({merged})::{dest}), count(*) FILTER (WHERE o.backfill_old AND n.ctid IS NOT NULL)::int8, \
-                 count(*) FILTER (WHERE o.backfill_old IS NULL)::int8 FROM {from}"
+                "SELECT pg_catalog.array_agg(ROW({merged})::{dest}), count(*) FILTER (WHERE o.{mk} AND n.ctid IS NOT NULL)::int8, \
+                 count(*) FILTER (WHERE o.{mk} IS NULL)::int8 FROM {from}",
+                mk = self.marker
             )
         } else {
             format!(
@@ -302,10 +309,11 @@ impl<'a> Parts<'a> {
         let (merged, from) = self.full_join();
         Some(format!(
             "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {merged}, \
-             CASE WHEN n.ctid IS NULL THEN true WHEN o.backfill_old IS NULL THEN false END FROM {from} RETURNING {flag}) \
+             CASE WHEN n.ctid IS NULL THEN true WHEN o.{mk} IS NULL THEN false END FROM {from} RETURNING {flag}) \
              SELECT count(*)::int8, count(*) FILTER (WHERE {flag} IS NULL)::int8, count(*) FILTER (WHERE NOT {flag})::int8 FROM w",
             all = self.all,
             flag = self.flag,
+            mk = self.marker,
         ))
     }
 }
@@ -332,10 +340,27 @@ mod tests {
         // the full join of a rewrite in memory, its new keys flagged false and counted apart
         let all = merge_sql(&s, &m, &chunk, "true").read_all.unwrap();
         assert!(all.starts_with("WITH w AS (INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_untouched\") SELECT "), "{all}");
-        assert!(all.contains("CASE WHEN o.backfill_old IS NULL THEN n.\"time\" ELSE o.\"time\" END"), "{all}");
-        assert!(all.contains("CASE WHEN n.ctid IS NULL THEN true WHEN o.backfill_old IS NULL THEN false END FROM (SELECT c.*, true AS backfill_old FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" RETURNING"), "{all}");
+        assert!(all.contains("CASE WHEN o.\"backfill_old\" IS NULL THEN n.\"time\" ELSE o.\"time\" END"), "{all}");
+        assert!(all.contains("CASE WHEN n.ctid IS NULL THEN true WHEN o.\"backfill_old\" IS NULL THEN false END FROM (SELECT c.*, true AS \"backfill_old\" FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" RETURNING"), "{all}");
         assert!(all.ends_with("SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_untouched\" IS NULL)::int8, count(*) FILTER (WHERE NOT \"backfill_ext_untouched\")::int8 FROM w"), "{all}");
         assert!(!all.contains("$1"), "a rewrite reads every segment: {all}");
+    }
+
+    #[test]
+    fn the_flag_and_marker_columns_never_take_a_destination_columns_name() {
+        let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
+        let names = ["backfill_ext_untouched", "backfill_old"];
+        let m = MergeSpec {
+            dest_columns: ["time", "device_id", "value"].iter().chain(names.iter()).map(|c| c.to_string()).collect(),
+            segment: "device_id".into(),
+            segment_type: "integer".into(),
+        };
+        s.columns = m.dest_columns.clone();
+        let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"), "true");
+        assert!(q.create[1].contains("\"backfill_ext_untouched_\" boolean"), "{}", q.create[1]);
+        assert!(q.read_merged.contains("true AS \"backfill_old_\" FROM"), "{}", q.read_merged);
+        assert!(q.read_merged.contains("WHEN o.\"backfill_old_\" IS NULL THEN n.\"backfill_old\" ELSE o.\"backfill_old\" END"), "{}", q.read_merged);
+        assert!(q.read_all.unwrap().contains("WHEN o.\"backfill_old_\" IS NULL THEN false END"));
     }
 
     #[test]
@@ -374,10 +399,10 @@ mod tests {
         let mut s2 = s.clone();
         s2.columns.push("note".into());
         let full = merge_sql(&s2, &m, &QualifiedName::new("_ti", "c1"), "true").read_merged;
-        assert!(full.contains("CASE WHEN o.backfill_old IS NULL THEN n.\"time\" ELSE o.\"time\" END"), "{full}");
+        assert!(full.contains("CASE WHEN o.\"backfill_old\" IS NULL THEN n.\"time\" ELSE o.\"time\" END"), "{full}");
         assert!(full.contains("CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END"), "{full}");
-        assert!(full.contains("FROM (SELECT c.*, true AS backfill_old FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n"), "{full}");
-        assert!(full.contains("count(*) FILTER (WHERE o.backfill_old IS NULL)::int8"), "{full}");
+        assert!(full.contains("FROM (SELECT c.*, true AS \"backfill_old\" FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n"), "{full}");
+        assert!(full.contains("count(*) FILTER (WHERE o.\"backfill_old\" IS NULL)::int8"), "{full}");
         assert_eq!(
             q.write_merged,
             "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"
@@ -387,10 +412,6 @@ mod tests {
         assert!(q.fits_in_memory.contains("(SELECT count(*) FROM \"_ti\".\"c1\")::numeric AS n"), "{}", q.fits_in_memory);
         // rows are sized from the chunk's own rows too, not from staging's alone
         assert!(q.fits_in_memory.contains("(SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM \"_ti\".\"c1\" LIMIT 1000) AS c)"), "{}", q.fits_in_memory);
-        // the flag column never takes a destination column's name
-        let mut m2 = m.clone();
-        m2.dest_columns.push("backfill_ext_untouched".into());
-        assert!(merge_sql(&s, &m2, &QualifiedName::new("_ti", "c1"), "true").create[1].contains("\"backfill_ext_untouched_\" boolean"));
         assert_eq!(q.delete_segments, "DELETE FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])");
         assert!(q.write_old.starts_with("INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT"), "{}", q.write_old);
         assert!(q.insert_new.contains("NOT EXISTS (SELECT 1 FROM pg_temp._backfill_old AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\"))"), "{}", q.insert_new);

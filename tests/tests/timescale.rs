@@ -617,6 +617,36 @@ fn a_rewrite_writes_new_keys_with_the_chunks_rows_where_staging_has_every_column
 
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_rewrite_works_on_a_destination_with_columns_named_like_its_own_helper_columns() {
+    let cl = cluster();
+    for on_disk in [false, true] {
+        let db = &format!("t_{on_disk}");
+        let mut c = cl.create_db(db);
+        rewritable_chunk(&mut c, "v int, backfill_old int DEFAULT 5, backfill_ext_untouched boolean DEFAULT true");
+        // staging has every column: the chunk's rows and the new key are read in one full join
+        c.batch_execute(
+            "DROP TABLE m_late; CREATE TABLE m_late (LIKE m);
+             INSERT INTO m_late SELECT time, dev, 1, 6, false FROM m;
+             INSERT INTO m_late VALUES ('2024-01-01 00:30', 2, 7, 7, NULL);",
+        )
+        .unwrap();
+        let (mut r, notices) = rewriting_session(&cl, db, on_disk);
+        r.batch_execute(REWRITE_M).unwrap();
+        let n = notices.lock().unwrap().clone();
+        assert!(n.iter().any(|m| m.contains("(1 inserted, 72 updated, 72 conflicts)")), "{n:#?}");
+        let rows: Vec<(i64, i64, i64, i64)> = c
+            .query("SELECT count(*), sum(v), sum(backfill_old), count(*) FILTER (WHERE backfill_ext_untouched IS NULL) FROM m", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert_eq!(rows, [(73, 72 + 7, 72 * 6 + 7, 1)]);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+    }
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_rewrite_sizes_its_rows_by_the_chunks_columns_not_by_stagings() {
     let cl = cluster();
     let mut c = cl.create_db("t");
