@@ -325,8 +325,9 @@ mod tests {
     use crate::sql::fixtures::*;
     use crate::sql::route::routed_to_chunk;
 
-    #[test]
-    fn a_rewrite_through_merge_old_reads_new_keys_with_the_chunks_rows_where_staging_has_every_column() {
+    /// An upsert of `value` on (device_id, time), segmented by device_id; staging lacks
+    /// the destination's column `note`.
+    fn upsert_with_a_column_staging_lacks() -> (MoveSpec, MergeSpec) {
         let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
         s.columns = vec!["time".into(), "device_id".into(), "value".into()];
         let m = MergeSpec {
@@ -334,6 +335,12 @@ mod tests {
             segment: "device_id".into(),
             segment_type: "integer".into(),
         };
+        (s, m)
+    }
+
+    #[test]
+    fn a_rewrite_through_merge_old_reads_new_keys_with_the_chunks_rows_where_staging_has_every_column() {
+        let (mut s, m) = upsert_with_a_column_staging_lacks();
         let chunk = QualifiedName::new("_ti", "c1");
         assert!(merge_sql(&s, &m, &chunk, "true").read_all.is_none(), "staging lacks a column: new keys are inserted after the write");
         s.columns.push("note".into());
@@ -365,13 +372,7 @@ mod tests {
 
     #[test]
     fn merge_statements() {
-        let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
-        s.columns = vec!["time".into(), "device_id".into(), "value".into()];
-        let m = MergeSpec {
-            dest_columns: vec!["time".into(), "device_id".into(), "value".into(), "note".into()],
-            segment: "device_id".into(),
-            segment_type: "integer".into(),
-        };
+        let (s, m) = upsert_with_a_column_staging_lacks();
         let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"), &routed_to_chunk());
         assert!(q.take.contains("WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = $1::int4)) RETURNING"), "{}", q.take);
         assert!(q.take.contains("INSERT INTO pg_temp._backfill_new (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\")"), "{}", q.take);
