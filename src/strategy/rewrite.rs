@@ -50,14 +50,7 @@ pub fn fits_in_memory(prep: &Prepared, q: &MergeSql) -> bool {
 /// them back; then inserts the staging rows with new keys the array did not hold.
 pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mut StepResult, t: Instant) -> Indexes {
     let (rows, counts) = spi::query_value_and_counts(&q.read_merged, &[], 2);
-    let (updated, new_in_rows) = (counts[0], counts[1]);
-    r.updated = updated;
-    r.inserted = new_in_rows;
-    let new_keys = kept - updated - new_in_rows;
-    if new_keys == 0 {
-        exec(&q.empty_new, &[]);
-    }
-    r.decompress_ms = ms(t);
+    let new_keys = segments::after_read(q, counts[0], counts[1], kept, r, t);
     let t = Instant::now();
     r.rewrote = true;
     empty_chunk(prep, q, chunk);

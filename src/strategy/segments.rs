@@ -18,11 +18,18 @@ pub fn read_touched(q: &MergeSql, segments: &str, kept: i64, r: &mut StepResult,
 /// the staging rows with new keys left to insert.
 pub fn read_into_old(q: &MergeSql, read: &str, params: &[Param], kept: i64, r: &mut StepResult, t: Instant) -> i64 {
     let (updated, new_in_rows) = query_one(read, params, |x| (col::<i64>(x, 2).unwrap_or(0), col::<i64>(x, 3).unwrap_or(0))).unwrap();
+    after_read(q, updated, new_in_rows, kept, r, t)
+}
+
+/// Records a merge's read (rows `updated`, staging rows with new keys `new_in_rows`
+/// already among the merged rows, of the `kept` staging rows); returns the staging rows
+/// with new keys left to insert. Where none is left, every staging row's values are
+/// among the merged rows: MERGE_NEW's space goes back before the write.
+pub fn after_read(q: &MergeSql, updated: i64, new_in_rows: i64, kept: i64, r: &mut StepResult, t: Instant) -> i64 {
     r.updated = updated;
     r.inserted = new_in_rows;
     let new_keys = kept - updated - new_in_rows;
     if new_keys == 0 {
-        // every staging row updated a row now in MERGE_OLD: give its space back before writing
         exec(&q.empty_new, &[]);
     }
     r.decompress_ms = ms(t);
