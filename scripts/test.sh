@@ -44,6 +44,13 @@ if /usr/bin/docker info >/dev/null 2>&1; then export BACKFILL_DOCKER=1; else
   echo "NOTE: $docker_reason; the image test will be skipped"
 fi
 
+# a full run's builds, clusters and image need some 10 GB; without them the failures
+# further down read "No space left on device" and hide the cause
+free_gb=$(df -Pk . /tmp | awk 'NR > 1 { kb = (min == "" || $4 < min) ? $4 : min; min = kb } END { print int(min / 1048576) }')
+if [ "$free_gb" -lt 10 ]; then
+  echo "WARNING: only ${free_gb} GB free (here or in /tmp); a run on every major needs about 10 GB"
+fi
+
 status=0
 problems=()
 for m in $majors; do

@@ -12,6 +12,8 @@ docker=/usr/bin/docker
 # made again when this script or the machine's TimescaleDB for PostgreSQL 15 changed
 stamp=$(cat "$0" /usr/lib/postgresql/15/lib/timescaledb*.so 2>/dev/null | md5sum | cut -c1-16)
 if [ "$("$docker" image inspect -f '{{index .Config.Labels "backfill_ext.stamp"}}' "$image" 2>/dev/null)" = "$stamp" ]; then exit 0; fi
+# the image this one replaces, removed once the new one has its name
+old=$("$docker" image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 . "$(dirname "$0")/../../scripts/versions.sh"
 root=$(mktemp -d /tmp/backfill_ext_base.XXXXXX)
 chmod 755 "$root"   # the image's / (mktemp makes it 0700)
@@ -57,3 +59,4 @@ rm -rf "$root/var/lib/postgresql/15" "$root/etc/postgresql"
 echo "==> importing $image"
 tar -C "$root" -c . | "$docker" import -c 'CMD ["/usr/local/bin/start-postgres"]' -c "LABEL backfill_ext.stamp=$stamp" - "$image" >/dev/null
 rm -f "$root.log"
+if [ -n "$old" ]; then "$docker" rmi "$old" >/dev/null 2>&1 || true; fi
