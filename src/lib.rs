@@ -1,9 +1,10 @@
 //! backfill_ext: moves late-arriving rows from a staging table into a TimescaleDB
 //! hypertable whose old chunks are compressed, one chunk per transaction.
 //!
-//! Pure modules (no Postgres needed to test): `config`, `columns`, `plan`, `timescale`
-//! (the TimescaleDB model: time kinds, status bits, chunks, capabilities), `sql`
-//! (every statement's text), `ident`, `error`. The SPI layer: `spi` (queries; `spi::tx`,
+//! Pure modules (no Postgres needed to test): `config`, `columns`, `plan`,
+//! `route_slices` (routed row ids in bounded slices), `timescale` (the TimescaleDB
+//! model: time kinds, status bits, chunks, capabilities), `sql` (every statement's
+//! text), `ident`, `error`. The SPI layer: `spi` (queries; `spi::tx`,
 //! the transaction; `spi::hooks`, the test hooks), `catalog`, `history`, `jobs`, `run`
 //! (one run, phase by phase) and `strategy` (how a chunk takes its rows). SQL entry
 //! points: `api`. Data flows one way: `api` → `run` → `strategy` → `sql`.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod ident;
 pub mod plan;
+pub mod route_slices;
 pub mod sql;
 pub mod timescale;
 

@@ -66,6 +66,10 @@ impl Run<'_> {
     /// once. Returns whether `max_runtime` stopped the run before the last of them.
     pub(super) fn chunks_in_workers(&self, plan: &Plan, batches: &[Vec<usize>], workers: usize, totals: &mut Totals) -> bool {
         let settings: Vec<(String, String)> = self.phase("settings", || {
+            // workers take their rows by the chunks' ranges: the routing goes now, its space with it
+            if plan.routed {
+                super::planning::drop_temp_tables_named(&[crate::sql::route::ROUTE_TABLE]);
+            }
             let names = crate::sql::array_literal(&sql::inherited().iter().map(|s| s.to_string()).collect::<Vec<_>>());
             query(sql::SETTINGS, &[p(names)], |r| (col::<String>(r, 1).unwrap_or_default(), col::<String>(r, 2).unwrap_or_default()))
         });

@@ -7,9 +7,13 @@ use super::prepare::Prepared;
 use crate::catalog;
 use crate::config::{ConflictAction, StrategyChoice};
 use crate::plan::{self, Candidate, Estimate, Plan};
+use crate::route_slices::{self, RouteSlices};
 use crate::spi::{self, col, p, query, query_one, run as exec, Param};
 use crate::sql::{self, chunk as chunk_sql, route, RowFilter};
 use crate::timescale::{status, Chunk, Hypertable};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
+use pgrx::spi::SpiHeapTupleData;
 
 /// Staging rows and their time span.
 pub struct Span {
@@ -96,21 +100,31 @@ pub fn by_time<'a>(ht: &Hypertable, mut chunks: impl Iterator<Item = &'a Chunk>)
     ht.dimensions == 1 && chunks.all(|c| c.lo.is_some() && c.hi.is_some())
 }
 
-/// Writes the route table (each staging row's ctid and chunk number) in one scan of
-/// the staging table.
+/// Writes the route table (each staging row's ctid under its chunk number) from one
+/// scan of the staging table, in bounded slices (`route_slices`).
 fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
     drop_temp_tables();
     exec(&chunk_sql::create_route_table(), &[]);
-    if by_time(ht, chunks.iter()) {
-        exec(&route::route_by_time(&prep.staging.name, &ht.time_column, ht.kind), &bounds_params(chunks.iter()));
+    let (q, params) = if by_time(ht, chunks.iter()) {
+        (route::route_by_time(&prep.staging.name, &ht.time_column, ht.kind), bounds_params(chunks.iter()))
     } else {
         let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
         let (q, params) = route::route_by_filters(&prep.staging.name, &filters);
-        exec(&q, &spi::params(params));
-    }
-    for q in chunk_sql::index_route_table() {
-        exec(&q, &[]);
-    }
+        (q, spi::params(params))
+    };
+    let (slice, held) = if spi::debug_setting("always_route") { (3, 10) } else { (route_slices::SLICE, route_slices::HELD) };
+    let mut slices = RouteSlices::new(slice, held);
+    let read = |r: &SpiHeapTupleData| (col::<i32>(r, 1).unwrap_or(0), col::<pg_sys::ItemPointerData>(r, 2));
+    spi::for_each_batch(&q, &params, 10_000, read, |rows| {
+        for (idx, tid) in rows {
+            tid.into_iter().flat_map(|tid| slices.push(idx, tid)).for_each(write_route);
+        }
+    });
+    slices.drain().into_iter().for_each(write_route);
+}
+
+fn write_route((idx, tids): (i32, Vec<pg_sys::ItemPointerData>)) {
+    spi::run_typed(route::WRITE_ROUTE, || vec![DatumWithOid::from(idx), DatumWithOid::from(tids)]);
 }
 
 fn temp_table_exists(table: &str) -> bool {

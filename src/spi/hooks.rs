@@ -8,7 +8,8 @@
 //! - `backfill_ext.debug_pause_seconds` (integer, default 3600): how long that stop
 //!   lasts; a short one stands for a long transaction at that step;
 //! - `backfill_ext.debug_always_route` (bool): route staged rows to their chunks
-//!   whatever their number;
+//!   whatever their number, in route table rows of at most 3 ids (at most 10 held),
+//!   so that a test's few rows take every path of `route_slices`;
 //! - `backfill_ext.debug_rewrite_on_disk` (bool): rewrite a chunk on disk even where it
 //!   fits in memory.
 //!

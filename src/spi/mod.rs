@@ -114,6 +114,34 @@ pub fn run_with_value(sql: &str, value: pg_sys::Datum, type_oid: pg_sys::Oid) {
     })
 }
 
+/// Runs a query through a cursor and hands `f` its rows `batch` at a time, each row
+/// read with `read` and the batch's tuple table freed before `f` sees it: for results
+/// too large to hold at once. `f` may run statements of its own.
+pub fn for_each_batch<T>(sql: &str, params: &[Param], batch: i64, read: impl Fn(&SpiHeapTupleData) -> T, mut f: impl FnMut(Vec<T>)) {
+    let args = datums(params);
+    Spi::connect(|client| {
+        let mut cursor = client.try_open_cursor(sql, &args).unwrap_or_else(|e| spi_fail(sql, e));
+        loop {
+            let rows: Vec<T> = cursor.fetch(batch).unwrap_or_else(|e| spi_fail(sql, e)).map(|row| read(&row)).collect();
+            // SAFETY: the fetch's own table, which nothing refers to any more
+            unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
+            if rows.is_empty() {
+                break;
+            }
+            f(rows);
+        }
+    })
+}
+
+/// Runs a statement whose typed parameters `args` makes inside the statement's SPI
+/// connection, so that their memory goes with it.
+pub fn run_typed(sql: &str, args: impl FnOnce() -> Vec<DatumWithOid<'static>>) {
+    Spi::connect_mut(|client| {
+        let args = args();
+        client.update(sql, None, &args).unwrap_or_else(|e| spi_fail(sql, e));
+    })
+}
+
 /// Frees a value `query_value_and_counts` returned.
 pub fn free_value(value: pg_sys::Datum) {
     unsafe { pg_sys::pfree(value.cast_mut_ptr()) }

@@ -46,12 +46,7 @@ pub fn count_null_times(staging: &QualifiedName, time_column: &str) -> String {
 
 /// Creates the route table (see `route::ROUTE_TABLE`).
 pub fn create_route_table() -> String {
-    format!("CREATE TEMP TABLE {} (src tid NOT NULL, idx int4 NOT NULL)", ROUTE_TABLE.trim_start_matches("pg_temp."))
-}
-
-/// Indexes and analyzes the route table once written.
-pub fn index_route_table() -> [String; 2] {
-    [format!("CREATE INDEX ON {ROUTE_TABLE} (idx)"), format!("ANALYZE {ROUTE_TABLE}")]
+    format!("CREATE TEMP TABLE {} (idx int4 NOT NULL, tids tid[] NOT NULL)", ROUTE_TABLE.trim_start_matches("pg_temp."))
 }
 
 /// Whether temporary table `$1` (`pg_temp.name`) exists.
@@ -88,8 +83,7 @@ mod tests {
 
     #[test]
     fn the_route_table_is_temporary() {
-        assert_eq!(create_route_table(), "CREATE TEMP TABLE _backfill_rows (src tid NOT NULL, idx int4 NOT NULL)");
-        assert_eq!(index_route_table(), ["CREATE INDEX ON pg_temp._backfill_rows (idx)".to_string(), "ANALYZE pg_temp._backfill_rows".into()]);
+        assert_eq!(create_route_table(), "CREATE TEMP TABLE _backfill_rows (idx int4 NOT NULL, tids tid[] NOT NULL)");
         assert_eq!(drop_temp_table(ROUTE_TABLE), "DROP TABLE pg_temp._backfill_rows");
     }
 }

@@ -374,7 +374,7 @@ mod tests {
     fn merge_statements() {
         let (s, m) = upsert_with_a_column_staging_lacks();
         let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"), &routed_to_chunk());
-        assert!(q.take.contains("WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = $1::int4)) RETURNING"), "{}", q.take);
+        assert!(q.take.contains("WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = $1::int4)) RETURNING"), "{}", q.take);
         assert!(q.take.contains("INSERT INTO pg_temp._backfill_new (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\")"), "{}", q.take);
         assert_eq!(
             q.read_old,

@@ -2,7 +2,7 @@
 //! inserts them into the destination in one statement, so a row is never lost nor
 //! in both; and the RESTRICT probe that runs before.
 
-use super::route::{time_buckets, ROUTE_TABLE};
+use super::route::{routed_rows, routed_where, time_buckets};
 use super::{MoveSpec, RowFilter};
 use crate::config::ConflictAction;
 use crate::ident::{quote_ident, quote_list};
@@ -109,19 +109,15 @@ pub(super) fn insert_clause(spec: &MoveSpec, updated_expr: &str) -> (String, boo
 /// and `('inserted', chunk oid, rows inserted, rows updated)`.
 pub fn move_routed_rows(spec: &MoveSpec) -> String {
     let scols = quote_list(&spec.columns, Some("s"));
-    // a TID scan: only the routed rows are visited, never the whole staging table
-    let take = format!(
-        "DELETE FROM {} AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = ANY ($1::int4[]))) \
-         RETURNING {scols}, s.ctid AS backfill_src",
-        spec.staging.quoted()
-    );
+    let chunks = "r.idx = ANY ($1::int4[])";
+    let take = format!("DELETE FROM {} AS s WHERE {} RETURNING {scols}, s.ctid AS backfill_src", spec.staging.quoted(), routed_where(chunks));
     let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
     format!(
         "WITH moved AS ({take}), ins AS ({insert}, d.tableoid::oid::int8 AS chunk_oid) \
-         SELECT 'moved'::text, r.idx::int8, count(*)::int8, 0::int8 FROM moved AS m JOIN {ROUTE_TABLE} AS r ON r.src = m.backfill_src \
-         WHERE r.idx = ANY ($1::int4[]) GROUP BY r.idx \
+         SELECT 'moved'::text, r.idx::int8, count(*)::int8, 0::int8 FROM moved AS m JOIN ({}) AS r ON r.src = m.backfill_src GROUP BY r.idx \
          UNION ALL \
-         SELECT 'inserted', chunk_oid, count(*) FILTER (WHERE NOT updated)::int8, count(*) FILTER (WHERE updated)::int8 FROM ins GROUP BY chunk_oid"
+         SELECT 'inserted', chunk_oid, count(*) FILTER (WHERE NOT updated)::int8, count(*) FILTER (WHERE updated)::int8 FROM ins GROUP BY chunk_oid",
+        routed_rows(chunks)
     )
 }
 

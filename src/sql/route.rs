@@ -5,13 +5,33 @@ use super::RowFilter;
 use crate::ident::{quote_ident, QualifiedName};
 use crate::timescale::TimeKind;
 
-/// The temporary table a run routes staging rows through: each row's ctid and the
-/// number of the chunk it belongs in, written in one scan of the staging table.
+/// The temporary table a run routes staging rows through: rows of a chunk number and
+/// an array of its staging rows' ctids (`route_slices`), written from one scan of the
+/// staging table.
 pub const ROUTE_TABLE: &str = "pg_temp._backfill_rows";
+
+/// Writes one row of the route table: `$1` a chunk number, `$2` a tid[].
+pub const WRITE_ROUTE: &str = "INSERT INTO pg_temp._backfill_rows (idx, tids) VALUES ($1, $2)";
+
+/// The routed ctids (`u.src`) of the chunks `cond` takes (on `r.idx`).
+fn routed_from(cond: &str) -> String {
+    format!("FROM {ROUTE_TABLE} AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE {cond}")
+}
+
+/// The condition that takes the staging rows (`s`) routed to the chunks `cond` takes:
+/// a TID scan, only the routed rows are visited, never the whole staging table.
+pub fn routed_where(cond: &str) -> String {
+    format!("s.ctid = ANY (ARRAY(SELECT u.src {}))", routed_from(cond))
+}
+
+/// The routed ctids and their chunk numbers (`idx`, `src`) of the chunks `cond` takes.
+pub fn routed_rows(cond: &str) -> String {
+    format!("SELECT r.idx, u.src {}", routed_from(cond))
+}
 
 /// The condition that takes the staging rows routed to chunk number `$1`.
 pub fn routed_to_chunk() -> String {
-    format!("s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = $1::int4))")
+    routed_where("r.idx = $1::int4")
 }
 
 /// The bounds and the per-row chunk number of `route_by_time` and `count_by_time`:
@@ -37,10 +57,11 @@ pub(super) fn time_buckets(staging: &QualifiedName, time_column: &str, kind: Tim
     )
 }
 
-/// Writes the route table in one scan of staging (see `time_buckets`).
+/// Each staging row's chunk number and ctid (`idx`, `src`), in one scan of staging (see
+/// `time_buckets`): what the route table is written from.
 pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
     let (with, from) = time_buckets(staging, time_column, kind);
-    format!("{with} INSERT INTO {ROUTE_TABLE} (src, idx) SELECT s.ctid, w.b {from}")
+    format!("{with} SELECT w.b, s.ctid {from}")
 }
 
 /// Counts the staging rows of each chunk in one scan (see `time_buckets`): rows of
@@ -69,10 +90,10 @@ fn filter_buckets(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Ve
     (format!("SELECT s.ctid AS src, CASE {} END AS idx FROM {} AS s", arms.join(" "), staging.quoted()), params)
 }
 
-/// Writes the route table testing each chunk's filter in turn.
+/// Like `route_by_time`, testing each chunk's filter in turn.
 pub fn route_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
     let (rows, params) = filter_buckets(staging, filters);
-    (format!("INSERT INTO {ROUTE_TABLE} (src, idx) SELECT src, idx FROM ({rows}) AS x WHERE idx IS NOT NULL"), params)
+    (format!("SELECT idx, src FROM ({rows}) AS x WHERE idx IS NOT NULL"), params)
 }
 
 /// Counts the staging rows of each chunk, testing each chunk's filter in turn.
@@ -86,9 +107,9 @@ pub fn count_routed_meeting_segments(staging: &QualifiedName, chunk: &QualifiedN
     let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
     format!(
         "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s \
-         WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM {ROUTE_TABLE} AS r WHERE r.idx = $1::int4)) \
-         AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT $2::int8) AS m",
+         WHERE {} AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT $2::int8) AS m",
         staging.quoted(),
+        routed_to_chunk(),
         chunk.quoted()
     )
 }
@@ -134,18 +155,20 @@ mod tests {
     #[test]
     fn routed_moves_and_routing() {
         let sql = move_routed_rows(&spec(ConflictAction::Update, &["device_id", "time"], &["value"], true));
-        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = ANY ($1::int4[]))) RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src)"), "{sql}");
+        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = ANY ($1::int4[]))) RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src)"), "{sql}");
         assert!(sql.contains("ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\" RETURNING (d.xmax::text <> '0') AS updated, d.tableoid::oid::int8 AS chunk_oid"), "{sql}");
-        assert!(sql.contains("JOIN pg_temp._backfill_rows AS r ON r.src = m.backfill_src WHERE r.idx = ANY ($1::int4[]) GROUP BY r.idx") && sql.contains("GROUP BY chunk_oid"), "{sql}");
+        assert!(sql.contains("JOIN (SELECT r.idx, u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = ANY ($1::int4[])) AS r ON r.src = m.backfill_src GROUP BY r.idx") && sql.contains("GROUP BY chunk_oid"), "{sql}");
         let sql = move_routed_rows(&spec(ConflictAction::Nothing, &[], &[], true));
         assert!(sql.contains("ON CONFLICT DO NOTHING RETURNING false AS updated"), "{sql}");
         let r = route_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
-        assert!(r.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi) INSERT INTO pg_temp._backfill_rows"), "{r}");
+        assert!(r.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi) SELECT w.b, s.ctid FROM bounds, \"public\".\"st\" AS s, LATERAL"), "{r}");
         assert!(r.contains("pg_catalog.width_bucket(s.\"time\", bounds.lo)") && r.contains("s.\"time\" < bounds.hi[w.b]"), "{r}");
         let r = route_by_time(&QualifiedName::new("public", "st"), "t", TimeKind::Date);
         assert!(r.contains("ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest($1::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"), "{r}");
         let (r, p) = route_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
         assert!(r.contains("CASE WHEN s.\"time\" >= (SELECT $1::bigint) AND s.\"time\" < (SELECT $2::bigint) THEN 1 WHEN s.\"time\" >= (SELECT $3::bigint) AND s.\"time\" < (SELECT $4::bigint) THEN 2 END"), "{r}");
+        assert!(r.starts_with("SELECT idx, src FROM (SELECT s.ctid AS src, CASE WHEN") && r.ends_with("WHERE idx IS NOT NULL"), "{r}");
+        assert_eq!(WRITE_ROUTE, "INSERT INTO pg_temp._backfill_rows (idx, tids) VALUES ($1, $2)");
         assert_eq!(p.len(), 4);
         // counting uses the same chunk numbers, without the table
         let c = count_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
@@ -164,7 +187,7 @@ mod tests {
         assert_eq!(p.len(), 4);
         assert_eq!(array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]), "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}");
         let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &["device_id".into()]);
-        assert!(q.contains("FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT r.src FROM pg_temp._backfill_rows AS r WHERE r.idx = $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
+        assert!(q.contains("FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
     }
 
     #[test]

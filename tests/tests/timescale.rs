@@ -180,24 +180,28 @@ fn integer_time_hypertable() {
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn space_partitioned_hypertable_touches_only_receiving_chunks() {
     let cl = cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset { space_partitions: 2, devices: 8, ..Default::default() });
-    // one device's rows land in exactly one space partition per day
-    c.batch_execute(&format!(
-        "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT t, 1, 0.5 FROM generate_series(timestamptz '{START}' + interval '1 day', timestamptz '{START}' + interval '2 days' - interval '1 minute', interval '1 minute') t
-           ON CONFLICT DO NOTHING;"
-    ))
-    .unwrap();
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    assert_eq!(before.chunks.len(), 10);
-    let (mut c2, notices) = cl.connect_with_notices("t");
-    c2.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
-    let notices = notices.lock().unwrap().clone();
-    let chunk_lines: Vec<&String> = notices.iter().filter(|n| n.starts_with("backfill_ext: chunk ")).collect();
-    assert_eq!(chunk_lines.len(), 1, "one chunk of the two in that day: {notices:#?}");
-    assert!(chunk_lines[0].contains(": 1440 rows moved, 144 conflicts, inserted into the compressed chunk, recompressed"), "{notices:#?}");
-    assert_promises(&mut c, &before, 1440 - 144);
+    // "r": the rows routed to their chunks by each chunk's filter, in route table rows of a few ids
+    for (db, routed) in [("t", false), ("r", true)] {
+        let mut c = cl.create_db(db);
+        timescale_dataset(&mut c, &Dataset { space_partitions: 2, devices: 8, ..Default::default() });
+        // one device's rows land in exactly one space partition per day
+        c.batch_execute(&format!(
+            "INSERT INTO backfill_event_data (time, device_id, value)
+               SELECT t, 1, 0.5 FROM generate_series(timestamptz '{START}' + interval '1 day', timestamptz '{START}' + interval '2 days' - interval '1 minute', interval '1 minute') t
+               ON CONFLICT DO NOTHING;"
+        ))
+        .unwrap();
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        assert_eq!(before.chunks.len(), 10);
+        let (mut c2, notices) = cl.connect_with_notices(db);
+        c2.batch_execute(&format!("SET backfill_ext.debug_always_route = {routed}")).unwrap();
+        c2.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        let notices = notices.lock().unwrap().clone();
+        let chunk_lines: Vec<&String> = notices.iter().filter(|n| n.starts_with("backfill_ext: chunk ")).collect();
+        assert_eq!(chunk_lines.len(), 1, "one chunk of the two in that day: {notices:#?}");
+        assert!(chunk_lines[0].contains(": 1440 rows moved, 144 conflicts, inserted into the compressed chunk, recompressed"), "{notices:#?}");
+        assert_promises(&mut c, &before, 1440 - 144);
+    }
 }
 
 #[test]
