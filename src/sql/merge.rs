@@ -124,23 +124,23 @@ pub fn reindex_index(index: &QualifiedName) -> String {
 }
 
 /// The pieces the merge statements share.
-struct Parts<'a> {
-    spec: &'a MoveSpec,
+pub(super) struct Parts<'a> {
+    pub(super) spec: &'a MoveSpec,
     m: &'a MergeSpec,
-    chunk: String,
+    pub(super) chunk: String,
     /// The copied columns, bare and of staging (`s`).
-    cols: String,
+    pub(super) cols: String,
     scols: String,
     /// Every destination column.
     all: String,
-    seg: String,
+    pub(super) seg: String,
     /// The segment column's values as `$1`.
-    seg_values: String,
+    pub(super) seg_values: String,
     /// MERGE_OLD's "no staging row updated this row" flag: true; NULL for an updated row
     /// (every row of a dense correction), which takes a bit of the null bitmap (room a
     /// row's header has up to 8 columns) instead of a byte and its padding; false for a
     /// staging row with a new key (`read_all`).
-    flag: String,
+    pub(super) flag: String,
     /// The column a full join adds to the chunk's rows to tell them from none (they
     /// have no usable ctid).
     marker: String,
@@ -149,7 +149,7 @@ struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
-    fn new(spec: &'a MoveSpec, m: &'a MergeSpec, chunk: &QualifiedName) -> Parts<'a> {
+    pub(super) fn new(spec: &'a MoveSpec, m: &'a MergeSpec, chunk: &QualifiedName) -> Parts<'a> {
         Parts {
             spec,
             m,
@@ -252,7 +252,7 @@ impl<'a> Parts<'a> {
         format!(
             "SELECT n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824 \
              FROM (SELECT (SELECT count(*) FROM {chunk})::numeric AS n, \
-                          greatest(pg_catalog.pg_relation_size('{MERGE_NEW}') / greatest((SELECT count(*) FROM {MERGE_NEW}), 1), \
+                          greatest((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree('{MERGE_NEW}') AS t)::numeric / greatest((SELECT count(*) FROM {MERGE_NEW}), 1), \
                                    (SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM {chunk} LIMIT 1000) AS c)) AS w) AS size",
             chunk = self.chunk
         )
@@ -260,7 +260,7 @@ impl<'a> Parts<'a> {
 
     /// Whether staging has every column of the destination: rows with new keys can then
     /// be written with the chunk's rows.
-    fn staging_has_every_column(&self) -> bool {
+    pub(super) fn staging_has_every_column(&self) -> bool {
         self.m.dest_columns.iter().all(|c| self.spec.columns.contains(c))
     }
 
@@ -268,14 +268,15 @@ impl<'a> Parts<'a> {
     /// marker column telling them from none, as they have no usable ctid) and staging's
     /// (`n`), and that join.
     fn full_join(&self) -> (String, String) {
+        self.full_join_of("", MERGE_NEW)
+    }
+
+    /// Like `full_join`, of the chunk's rows `chunk_where` takes (alias `c`; empty for
+    /// all) and the staging rows in table `new`.
+    pub(super) fn full_join_of(&self, chunk_where: &str, new: &str) -> (String, String) {
         (
             self.merged_with(&|q| format!("CASE WHEN o.{mk} IS NULL THEN n.{q} ELSE o.{q} END", mk = self.marker)),
-            format!(
-                "(SELECT c.*, true AS {} FROM {} AS c) AS o FULL JOIN {MERGE_NEW} AS n ON {}",
-                self.marker,
-                self.chunk,
-                self.keys_on("n", "o")
-            ),
+            format!("(SELECT c.*, true AS {} FROM {} AS c{chunk_where}) AS o FULL JOIN {new} AS n ON {}", self.marker, self.chunk, self.keys_on("n", "o")),
         )
     }
 
@@ -303,18 +304,21 @@ impl<'a> Parts<'a> {
     /// The flag is true for a row no staging row updated, NULL for an updated one and
     /// false for a staging row with a new key.
     fn read_all(&self) -> Option<String> {
-        if !self.staging_has_every_column() {
-            return None;
-        }
-        let (merged, from) = self.full_join();
-        Some(format!(
-            "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {merged}, \
+        self.staging_has_every_column().then(|| self.read_all_into(MERGE_OLD, "", MERGE_NEW))
+    }
+
+    /// `read_all` of the chunk's rows `chunk_where` takes and the staging rows in `new`,
+    /// into table `old`.
+    pub(super) fn read_all_into(&self, old: &str, chunk_where: &str, new: &str) -> String {
+        let (merged, from) = self.full_join_of(chunk_where, new);
+        format!(
+            "WITH w AS (INSERT INTO {old} ({all}, {flag}) SELECT {merged}, \
              CASE WHEN n.ctid IS NULL THEN true WHEN o.{mk} IS NULL THEN false END FROM {from} RETURNING {flag}) \
              SELECT count(*)::int8, count(*) FILTER (WHERE {flag} IS NULL)::int8, count(*) FILTER (WHERE NOT {flag})::int8 FROM w",
             all = self.all,
             flag = self.flag,
             mk = self.marker,
-        ))
+        )
     }
 }
 

@@ -25,6 +25,7 @@ pub mod merge;
 pub mod moves;
 pub mod route;
 pub mod settings;
+pub mod split;
 pub mod tasks;
 
 use crate::columns::Conflict;

@@ -13,7 +13,7 @@ use crate::run::outcome::{ms, StepResult};
 use crate::run::planning::drop_temp_tables_named;
 use crate::run::prepare::Prepared;
 use crate::spi::{self, col, p, query_one, run as exec, Param};
-use crate::sql::{self, chunk as chunk_sql, merge::MergeSpec, merge::MergeSql};
+use crate::sql::{self, chunk as chunk_sql, merge::MergeSpec, merge::MergeSql, split::SplitSql};
 use std::time::Instant;
 
 pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> StepResult {
@@ -24,7 +24,8 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
     let q = sql::merge::merge_sql(&prep.spec, m, &chunk.name, &take_where);
     exec(&chunk_sql::lock(&chunk.name, "EXCLUSIVE"), &[]);
     drop_temp_tables_named(&[sql::merge::MERGE_NEW, sql::merge::MERGE_OLD]);
-    for create in &q.create {
+    let split = split_for(prep, m, step);
+    for create in split.as_ref().map_or(&q.create[..], |s| &s.create[..]) {
         exec(create, &[]);
     }
     let mut r = StepResult { strategy: Some(Strategy::Merge), ..Default::default() };
@@ -40,7 +41,7 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
     let indexes = if rewrite && rewrite::fits_in_memory(prep, &q) {
         rewrite::in_memory(prep, &q, chunk, kept, &mut r, t)
     } else if rewrite {
-        rewrite::on_disk(prep, &q, chunk, &segments, kept, &mut r, t)
+        rewrite::on_disk(prep, &q, split.as_ref(), chunk, &segments, kept, &mut r, t)
     } else {
         by_segments(&q, &segments, kept, &mut r, t);
         rewrite::Indexes::Built
@@ -52,6 +53,17 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
     r.recompress_ms = ms(t);
     exec(&q.drop, &[]);
     r
+}
+
+/// The statements of a rewrite split by segments (`sql::split`), where the chunk can
+/// be rewritten and its rows would not fit in memory, so that a rewrite would go
+/// through its temporary tables.
+fn split_for(prep: &Prepared, m: &MergeSpec, step: &Step) -> Option<SplitSql> {
+    let s = sql::split::split_sql(&prep.spec, m, &step.chunk.name).filter(|_| prep.truncate_ok)?;
+    let (on_disk, hashable) = query_one(&s.on_disk_and_hashable, &[p(&m.segment_type)], |x| {
+        (col::<bool>(x, 1).unwrap_or(false), col::<bool>(x, 2).unwrap_or(false))
+    })?;
+    ((on_disk || spi::debug_setting("rewrite_on_disk")) && hashable).then_some(s)
 }
 
 /// The condition (alias `s`) that takes the step's staging rows, and its parameters.

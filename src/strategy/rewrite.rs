@@ -15,6 +15,7 @@ use crate::run::prepare::Prepared;
 use crate::run::settings;
 use crate::ident::QualifiedName;
 use crate::spi::{self, col, p, query, query_one, run as exec};
+use crate::sql::split::{part, SplitSql, PARTS};
 use crate::sql::{chunk as chunk_sql, merge::reindex_index, merge::MergeSql, merge::CHECKING_INDEXES, merge::MERGE_OLD};
 use crate::timescale::Chunk;
 use pgrx::{notice, pg_sys};
@@ -132,22 +133,28 @@ fn chunk_oid(chunk: &Chunk) -> pg_sys::Oid {
     })
 }
 
-/// Like `in_memory`, through the merge's temporary table.
-pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kept: i64, r: &mut StepResult, t: Instant) -> Indexes {
+/// Like `in_memory`, through the merge's temporary tables: one part at a time where
+/// they are split by segments (`sql::split`).
+#[allow(clippy::too_many_arguments)]
+pub fn on_disk(prep: &Prepared, q: &MergeSql, split: Option<&SplitSql>, chunk: &Chunk, segments: &str, kept: i64, r: &mut StepResult, t: Instant) -> Indexes {
     // where staging has every column, the rows with new keys go into MERGE_OLD too, and
     // nothing is left to insert through the chunk after it is written
-    let new_keys = match &q.read_all {
-        Some(read_all) => segments::read_into_old(q, read_all, &[], kept, r, t),
-        None => segments::read_touched(q, segments, kept, r, t),
+    let new_keys = match (split, &q.read_all) {
+        (Some(split), _) => read_parts(q, split, kept, r, t),
+        (None, Some(read_all)) => segments::read_into_old(q, read_all, &[], kept, r, t),
+        (None, None) => segments::read_touched(q, segments, kept, r, t),
     };
     let t = Instant::now();
     r.rewrote = true;
     r.rewrote_on_disk = true;
     empty_chunk(prep, q, chunk);
-    let indexes = match spi::bulk::write_table(chunk_oid(chunk), pg_sys::Oid::from(crate::catalog::existing_oid(MERGE_OLD))) {
-        Ok(_) => {
-            // the rows are in the chunk: their temporary table's space goes back before its indexes are built
-            exec(&q.empty_old, &[]);
+    let written = match split {
+        Some(split) => write_parts(split, chunk),
+        None => spi::bulk::write_table(chunk_oid(chunk), existing(MERGE_OLD)).map(|_| exec(&q.empty_old, &[])),
+    };
+    let indexes = match written {
+        // the rows are in the chunk, their temporary table's space given back before its indexes are built
+        Ok(()) => {
             let indexes = rebuild_indexes(q, chunk, new_keys);
             insert_new_keys(q, new_keys, r);
             indexes
@@ -160,6 +167,36 @@ pub fn on_disk(prep: &Prepared, q: &MergeSql, chunk: &Chunk, segments: &str, kep
     };
     r.insert_ms = ms(t);
     indexes
+}
+
+fn existing(table: &str) -> pg_sys::Oid {
+    pg_sys::Oid::from(crate::catalog::existing_oid(table))
+}
+
+/// Reads the chunk part by part into MERGE_OLD's parts, emptying each part of
+/// MERGE_NEW once read; returns the staging rows with new keys left to insert.
+fn read_parts(q: &MergeSql, split: &SplitSql, kept: i64, r: &mut StepResult, t: Instant) -> i64 {
+    let (mut updated, mut new_in_rows) = (0, 0);
+    for k in 0..PARTS {
+        // a part without staging rows has no segment of the chunk: every segment was touched
+        if let Some(segments) = query_one(&split.segments[k], &[], |x| col::<String>(x, 1)).flatten() {
+            let (u, n) = query_one(&split.read[k], &[p(segments)], |x| (col::<i64>(x, 2).unwrap_or(0), col::<i64>(x, 3).unwrap_or(0))).unwrap();
+            updated += u;
+            new_in_rows += n;
+            exec(&split.empty_new[k], &[]);
+        }
+    }
+    segments::after_read(q, updated, new_in_rows, kept, r, t)
+}
+
+/// Writes MERGE_OLD's parts into the emptied chunk in bulk, emptying each once written.
+/// A chunk that cannot be written in bulk is refused before its first row.
+fn write_parts(split: &SplitSql, chunk: &Chunk) -> Result<(), &'static str> {
+    for k in 0..PARTS {
+        spi::bulk::write_table(chunk_oid(chunk), existing(&part(MERGE_OLD, k)))?;
+        exec(&split.empty_old[k], &[]);
+    }
+    Ok(())
 }
 
 /// Empties a chunk for its rewrite, compressed part included, and marks it
