@@ -225,10 +225,12 @@ impl<'a> Parts<'a> {
         )
     }
 
-    /// A condition on the segment column alone is tested on the compressed rows.
+    /// A condition on the segment column alone is tested on the compressed rows. A NULL
+    /// among the touched values (a staging row without a segment) is left out: `<> ALL`
+    /// of a list holding a NULL is never true, which would call every segment touched.
     fn untouched(&self) -> String {
         format!(
-            "SELECT EXISTS (SELECT 1 FROM {} AS c WHERE c.{seg} <> ALL ($1::text::{}[]) OR c.{seg} IS NULL)",
+            "SELECT EXISTS (SELECT 1 FROM {} AS c WHERE c.{seg} <> ALL (pg_catalog.array_remove($1::text::{}[], NULL)) OR c.{seg} IS NULL)",
             self.chunk,
             self.m.segment_type,
             seg = self.seg,
@@ -252,7 +254,8 @@ impl<'a> Parts<'a> {
         format!(
             "SELECT n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824 \
              FROM (SELECT (SELECT count(*) FROM {chunk})::numeric AS n, \
-                          greatest((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree('{MERGE_NEW}') AS t)::numeric / greatest((SELECT count(*) FROM {MERGE_NEW}), 1), \
+                          greatest(coalesce((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree('{MERGE_NEW}') AS t), \
+                                            pg_catalog.pg_relation_size('{MERGE_NEW}'))::numeric / greatest((SELECT count(*) FROM {MERGE_NEW}), 1), \
                                    (SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM {chunk} LIMIT 1000) AS c)) AS w) AS size",
             chunk = self.chunk
         )
@@ -389,7 +392,9 @@ mod tests {
              SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_untouched\" IS NULL)::int8, 0::int8 FROM w"
         );
         assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_untouched\" boolean)");
-        assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL ($1::text::integer[]) OR c.\"device_id\" IS NULL)");
+        assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL (pg_catalog.array_remove($1::text::integer[], NULL)) OR c.\"device_id\" IS NULL)");
+        // MERGE_NEW's pages whether it is one table (no partition tree) or split into parts
+        assert!(q.fits_in_memory.contains("coalesce((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree('pg_temp._backfill_new') AS t), pg_catalog.pg_relation_size('pg_temp._backfill_new'))"), "{}", q.fits_in_memory);
         assert_eq!(q.truncate_chunk, "TRUNCATE \"_ti\".\"c1\"");
         assert_eq!(q.reindex_chunk, "REINDEX TABLE \"_ti\".\"c1\"");
         assert!(CHECKING_INDEXES.contains("WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion)"), "{CHECKING_INDEXES}");

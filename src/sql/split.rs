@@ -23,9 +23,11 @@ pub fn part(table: &str, k: usize) -> String {
 pub struct SplitSql {
     /// Whether the chunk's rows would not fit in `maintenance_work_mem` (the rewrite
     /// goes through its tables: see `MergeSql::fits_in_memory`, sized from the chunk's
-    /// rows alone, before the step has taken its staging rows), and whether the segment
-    /// column's type `$1` has a default hash operator class to partition by.
-    pub on_disk_and_hashable: String,
+    /// rows alone, before the step has taken its staging rows), and whether the tables
+    /// can be split: the segment column's type `$1` has a default hash operator class,
+    /// and staging's segment column (table `$2`, column `$3`) has that type too, so that
+    /// a row hashes to the same part of both tables.
+    pub on_disk_and_splittable: String,
     /// Creates MERGE_NEW and MERGE_OLD as partitioned tables and their parts (in place
     /// of `MergeSql::create`).
     pub create: Vec<String>,
@@ -59,10 +61,12 @@ pub fn split_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> Optio
     }
     let each = |f: &dyn Fn(usize) -> String| (0..PARTS).map(f).collect::<Vec<_>>();
     Some(SplitSql {
-        on_disk_and_hashable: format!(
+        on_disk_and_splittable: format!(
             "SELECT NOT (n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824), \
              EXISTS (SELECT 1 FROM pg_catalog.pg_opclass AS o JOIN pg_catalog.pg_am AS a ON a.oid = o.opcmethod \
                      WHERE a.amname = 'hash' AND o.opcdefault AND o.opcintype = $1::text::regtype) \
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS s \
+                         WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = $1::text::regtype) \
              FROM (SELECT (SELECT count(*) FROM {chunk})::numeric AS n, \
                           (SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM {chunk} LIMIT 1000) AS c) AS w) AS size",
             chunk = x.chunk
@@ -103,8 +107,9 @@ mod tests {
         assert!(r.starts_with("WITH w AS (INSERT INTO pg_temp._backfill_old_1 (\"time\", \"device_id\", \"value\", \"backfill_ext_untouched\") SELECT"), "{r}");
         assert!(r.contains("FROM (SELECT c.*, true AS \"backfill_old\" FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])) AS o FULL JOIN pg_temp._backfill_new_1 AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\""), "{r}");
         assert_eq!((q.empty_new[3].as_str(), q.empty_old[0].as_str()), ("TRUNCATE pg_temp._backfill_new_3", "TRUNCATE pg_temp._backfill_old_0"));
-        assert!(q.on_disk_and_hashable.starts_with("SELECT NOT (n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))"), "{}", q.on_disk_and_hashable);
-        assert!(q.on_disk_and_hashable.contains("o.opcintype = $1::text::regtype"), "{}", q.on_disk_and_hashable);
+        let d = &q.on_disk_and_splittable;
+        assert!(d.starts_with("SELECT NOT (n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))"), "{d}");
+        assert!(d.contains("o.opcintype = $1::text::regtype) AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS s WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = $1::text::regtype)"), "{d}");
         // staging lacks a destination column: no split
         s.columns.pop();
         let mut m = merge_spec();

@@ -778,6 +778,64 @@ fn a_rewrite_in_bulk_matches_columns_by_name_in_chunks_made_before_and_after_a_c
 
 #[test]
 #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_staging_row_without_a_segment_never_makes_the_untouched_segments_look_touched() {
+    let cl = cluster();
+    for on_disk in [false, true] {
+        let db = &format!("t_{on_disk}");
+        let mut c = cl.create_db(db);
+        // a nullable segment column in a unique key; staging corrects devices 1 and 2 and
+        // adds a row without a device: device 3 is untouched, and must stay
+        c.batch_execute(
+            "CREATE TABLE m (time timestamptz NOT NULL, dev int, v int, UNIQUE (dev, time));
+             SELECT create_hypertable('m', 'time', chunk_time_interval => interval '1 day');
+             ALTER TABLE m SET (timescaledb.compress, timescaledb.compress_segmentby = 'dev', timescaledb.compress_orderby = 'time');
+             INSERT INTO m SELECT t, d, 0 FROM generate_series(timestamptz '2024-01-01', timestamptz '2024-01-01 23:00', interval '1 hour') t, generate_series(1, 3) d;
+             SELECT count(compress_chunk(ch)) FROM show_chunks('m') ch;
+             CREATE TABLE m_late (time timestamptz, dev int, v int);
+             INSERT INTO m_late SELECT time, dev, 1 FROM m WHERE dev IN (1, 2);
+             INSERT INTO m_late VALUES ('2024-01-01 05:30', NULL, 7);",
+        )
+        .unwrap();
+        let (mut r, notices) = rewriting_session(&cl, db, on_disk);
+        r.batch_execute(REWRITE_M).unwrap();
+        let n = notices.lock().unwrap().clone();
+        assert!(n.iter().any(|m| m.contains("49 rows moved, 48 conflicts, merged")), "{n:#?}");
+        assert!(!n.iter().any(|m| m.contains("every segment touched")), "device 3 was not touched: {n:#?}");
+        let rows: Vec<(Option<i32>, i64, i64)> = c
+            .query("SELECT dev, count(*), sum(v) FROM m GROUP BY dev ORDER BY dev", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(rows, [(Some(1), 24, 24), (Some(2), 24, 24), (Some(3), 24, 0), (None, 1, 7)]);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+    }
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_rewrite_works_where_stagings_segment_column_has_another_type_than_the_destinations() {
+    let cl = cluster();
+    for (staging_type, on_disk) in [("numeric", false), ("numeric", true), ("bigint", true)] {
+        let db = &format!("t_{staging_type}_{on_disk}");
+        let mut c = cl.create_db(db);
+        rewritable_chunk(&mut c, "v int");
+        // the temporary tables split by a hash of the segment only where both types hash alike
+        c.batch_execute(&format!("ALTER TABLE m_late ALTER COLUMN dev TYPE {staging_type}")).unwrap();
+        let (mut r, notices) = rewriting_session(&cl, db, on_disk);
+        r.batch_execute(REWRITE_M).unwrap();
+        let n = notices.lock().unwrap().clone();
+        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        assert!(n.iter().any(|m| m.contains(&format!("72 rows moved, 72 conflicts, merged, every segment touched: {how}"))), "{n:#?}");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 72);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
+    }
+}
+
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
 fn a_chunk_with_a_trigger_of_its_own_is_rewritten_row_by_row_and_its_trigger_fires() {
     let cl = cluster();
     for on_disk in [false, true] {
