@@ -118,6 +118,11 @@ pub const CHECKING_INDEXES: &str = "SELECT n.nspname::text, c.relname::text FROM
      JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion) ORDER BY c.oid";
 
+/// Whether `n` rows of `w` bytes fit in `maintenance_work_mem` three times over (the
+/// rows being aggregated, the array, and its copy), and the array under PostgreSQL's 1
+/// GB allocation limit.
+pub const FITS: &str = "n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824";
+
 /// Rebuilds one index.
 pub fn reindex_index(index: &QualifiedName) -> String {
     format!("REINDEX INDEX {}", index.quoted())
@@ -251,13 +256,21 @@ impl<'a> Parts<'a> {
         // a row's size: the larger of a staging row's (table pages per row) and the
         // chunk's own rows' (a sample of one batch), which hold the columns staging
         // lacks; the array itself stays well under PostgreSQL's 1 GB allocation limit
+        let (rows, width) = self.chunk_rows_and_width();
         format!(
-            "SELECT n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824 \
-             FROM (SELECT (SELECT count(*) FROM {chunk})::numeric AS n, \
+            "SELECT {FITS} FROM (SELECT {rows} AS n, \
                           greatest(coalesce((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree('{MERGE_NEW}') AS t), \
                                             pg_catalog.pg_relation_size('{MERGE_NEW}'))::numeric / greatest((SELECT count(*) FROM {MERGE_NEW}), 1), \
-                                   (SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM {chunk} LIMIT 1000) AS c)) AS w) AS size",
-            chunk = self.chunk
+                                   {width}) AS w) AS size"
+        )
+    }
+
+    /// The chunk's rows, and the size of a row of a sample of them (one batch), as
+    /// two expressions.
+    pub(super) fn chunk_rows_and_width(&self) -> (String, String) {
+        (
+            format!("(SELECT count(*) FROM {})::numeric", self.chunk),
+            format!("(SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM {} LIMIT 1000) AS c)", self.chunk),
         )
     }
 

@@ -7,7 +7,7 @@
 //! while it writes, the chunk's heap and the merged parts not yet written. Every
 //! statement on the whole of MERGE_NEW or MERGE_OLD reads or empties every part.
 
-use super::merge::{MergeSpec, Parts, MERGE_NEW, MERGE_OLD};
+use super::merge::{MergeSpec, Parts, FITS, MERGE_NEW, MERGE_OLD};
 use super::MoveSpec;
 use crate::ident::QualifiedName;
 
@@ -47,6 +47,7 @@ pub fn split_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> Optio
     if !x.staging_has_every_column() {
         return None;
     }
+    let (rows, width) = x.chunk_rows_and_width();
     let bare = |t: &str| t.trim_start_matches("pg_temp.").to_string();
     let shape = format!("{MERGE_NEW}_shape");
     let mut create = vec![
@@ -62,14 +63,12 @@ pub fn split_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> Optio
     let each = |f: &dyn Fn(usize) -> String| (0..PARTS).map(f).collect::<Vec<_>>();
     Some(SplitSql {
         on_disk_and_splittable: format!(
-            "SELECT NOT (n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824), \
+            "SELECT NOT ({FITS}), \
              EXISTS (SELECT 1 FROM pg_catalog.pg_opclass AS o JOIN pg_catalog.pg_am AS a ON a.oid = o.opcmethod \
                      WHERE a.amname = 'hash' AND o.opcdefault AND o.opcintype = $1::text::regtype) \
              AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS s \
                          WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = $1::text::regtype) \
-             FROM (SELECT (SELECT count(*) FROM {chunk})::numeric AS n, \
-                          (SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM {chunk} LIMIT 1000) AS c) AS w) AS size",
-            chunk = x.chunk
+             FROM (SELECT {rows} AS n, {width} AS w) AS size"
         ),
         create,
         segments: each(&|k| format!("SELECT array_agg(DISTINCT n.{})::text FROM {} AS n", x.seg, part(MERGE_NEW, k))),
