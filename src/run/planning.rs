@@ -10,7 +10,8 @@ use crate::plan::{self, Candidate, Estimate, Plan};
 use crate::route_slices::{self, RouteSlices};
 use crate::spi::{self, col, p, query, query_one, run as exec, Param};
 use crate::sql::{self, chunk as chunk_sql, route, RowFilter};
-use crate::timescale::{status, Chunk, Hypertable};
+use crate::ident::QualifiedName;
+use crate::timescale::{status, Chunk, Hypertable, TimeKind};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::spi::SpiHeapTupleData;
@@ -72,13 +73,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
 
 /// Counts the staging rows of each chunk in one scan; in chunk order.
 fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
-    let (q, params) = if by_time(ht, chunks.iter()) {
-        (route::count_by_time(&prep.staging.name, &ht.time_column, ht.kind), bounds_params(chunks.iter()))
-    } else {
-        let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
-        let (q, params) = route::count_by_filters(&prep.staging.name, &filters);
-        (q, spi::params(params))
-    };
+    let (q, params) = per_chunk_query(prep, ht, chunks, route::count_by_time, route::count_by_filters);
     let mut counts = vec![0i64; chunks.len()];
     for (idx, n) in query(&q, &params, |r| (col::<i32>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0))) {
         if idx >= 1 && (idx as usize) <= counts.len() {
@@ -86,6 +81,25 @@ fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64
         }
     }
     counts
+}
+
+/// A statement over staging that numbers each row by its chunk, and its parameters:
+/// `by_time` where chunks are told apart by time alone (one binary search a row), else
+/// `by_filters`, testing each chunk's filter in turn.
+fn per_chunk_query(
+    prep: &Prepared,
+    ht: &Hypertable,
+    chunks: &[Chunk],
+    by_time_sql: fn(&QualifiedName, &str, TimeKind) -> String,
+    by_filters_sql: fn(&QualifiedName, &[RowFilter]) -> (String, Vec<String>),
+) -> (String, Vec<Param>) {
+    if by_time(ht, chunks.iter()) {
+        (by_time_sql(&prep.staging.name, &ht.time_column, ht.kind), bounds_params(chunks.iter()))
+    } else {
+        let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
+        let (q, params) = by_filters_sql(&prep.staging.name, &filters);
+        (q, spi::params(params))
+    }
 }
 
 /// The chunks' lower and upper bounds as two array parameters (`time_buckets`'s `$1`, `$2`).
@@ -105,13 +119,7 @@ pub fn by_time<'a>(ht: &Hypertable, mut chunks: impl Iterator<Item = &'a Chunk>)
 fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
     drop_temp_tables();
     exec(&chunk_sql::create_route_table(), &[]);
-    let (q, params) = if by_time(ht, chunks.iter()) {
-        (route::route_by_time(&prep.staging.name, &ht.time_column, ht.kind), bounds_params(chunks.iter()))
-    } else {
-        let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
-        let (q, params) = route::route_by_filters(&prep.staging.name, &filters);
-        (q, spi::params(params))
-    };
+    let (q, params) = per_chunk_query(prep, ht, chunks, route::route_by_time, route::route_by_filters);
     let (slice, held) = if spi::debug_setting("always_route") { (3, 10) } else { (route_slices::SLICE, route_slices::HELD) };
     let mut slices = RouteSlices::new(slice, held);
     let read = |r: &SpiHeapTupleData| (col::<i32>(r, 1).unwrap_or(0), col::<pg_sys::ItemPointerData>(r, 2));
