@@ -552,6 +552,16 @@ fn date_and_smallint_time_columns() {
 /// The upsert of `m_late` into `m` that the rewrite tests run.
 const REWRITE_M: &str = r#"CALL backfill_on_schedule(NULL, '{"staging_table":"m_late","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#;
 
+/// How a rewrite's NOTICE ends, with the merged rows in memory or in a temporary table.
+fn rewritten(on_disk: bool) -> &'static str {
+    if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" }
+}
+
+/// The chunks of `m` left not fully compressed.
+fn uncompressed_chunks_of_m(c: &mut Client) -> i64 {
+    scalar(c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1")
+}
+
 /// A session whose rewrites hold the merged rows in memory, or in a temporary table.
 fn rewriting_session(cl: &Cluster, db: &str, on_disk: bool) -> (Client, Notices) {
     let (mut r, notices) = cl.connect_with_notices(db);
@@ -582,14 +592,14 @@ fn a_rewrite_updates_every_row_and_new_keys_get_defaults_for_columns_staging_lac
         let (mut r, notices) = rewriting_session(&cl, db, on_disk);
         r.batch_execute(REWRITE_M).unwrap();
         let n = notices.lock().unwrap().clone();
-        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        let how = rewritten(on_disk);
         assert!(n.iter().any(|m| m.contains(&format!("73 rows moved, 72 conflicts, merged, every segment touched: {how}"))), "{n:#?}");
         assert!(n.iter().any(|m| m.contains("(1 inserted, 72 updated, 72 conflicts)")), "{n:#?}");
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 73);
         assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72 + 7);
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m WHERE note = 'old'"), 72, "updated rows keep the columns staging lacks");
         assert_eq!(scalar::<String>(&mut c, "SELECT note FROM m WHERE v = 7"), "default", "a new key gets the column's default");
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+        assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
     }
 }
@@ -607,7 +617,7 @@ fn a_rewrite_writes_new_keys_with_the_chunks_rows_where_staging_has_every_column
         let (mut r, notices) = rewriting_session(&cl, db, on_disk);
         r.batch_execute(REWRITE_M).unwrap();
         let n = notices.lock().unwrap().clone();
-        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        let how = rewritten(on_disk);
         assert!(n.iter().any(|m| m.contains(&format!("75 rows moved, 73 conflicts, merged, every segment touched: {how}"))), "{n:#?}");
         // the second copy of device 4's row is a conflict within staging
         assert!(n.iter().any(|m| m.contains("(2 inserted, 72 updated, 73 conflicts)")), "{n:#?}");
@@ -615,7 +625,7 @@ fn a_rewrite_writes_new_keys_with_the_chunks_rows_where_staging_has_every_column
             c.query("SELECT dev, count(*), sum(v) FROM m GROUP BY dev ORDER BY dev", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
         assert_eq!(rows, [(1, 24, 24), (2, 25, 31), (3, 24, 24), (4, 1, 9)]);
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+        assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
     }
 }
 
@@ -645,7 +655,7 @@ fn a_rewrite_works_on_a_destination_with_columns_named_like_its_own_helper_colum
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect();
         assert_eq!(rows, [(73, 72 + 7, 72 * 6 + 7, 1)]);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+        assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
     }
 }
 
@@ -679,7 +689,7 @@ fn a_rewrite_sizes_its_rows_by_the_chunks_columns_not_by_stagings() {
     );
     assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72);
     assert_eq!(scalar::<String>(&mut c, "SELECT md5(string_agg(note, ',' ORDER BY dev, time)) FROM m"), notes, "the wide column is kept");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+    assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
     // the same rows with a narrow column do fit: the choice follows the rows' width
     c.batch_execute("INSERT INTO m_late SELECT time, dev, 2 FROM m").unwrap();
     c.batch_execute("SELECT count(decompress_chunk(ch)) FROM show_chunks('m') ch; UPDATE m SET note = 'n'; SELECT count(compress_chunk(ch)) FROM show_chunks('m') ch;").unwrap();
@@ -763,7 +773,7 @@ fn a_rewrite_in_bulk_matches_columns_by_name_in_chunks_made_before_and_after_a_c
         assert_eq!(scalar::<String>(&mut r, "SHOW max_parallel_maintenance_workers"), "1");
         r.batch_execute("COMMIT").unwrap();
         let n = notices.lock().unwrap().clone();
-        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        let how = rewritten(on_disk);
         assert_eq!(n.iter().filter(|m| m.contains(&format!("72 rows moved, 72 conflicts, merged, every segment touched: {how}"))).count(), 2, "{n:#?}");
         let rows: Vec<(String, i64, i64)> = c
             .query("SELECT note || '/' || added, count(*), sum(v) FROM m GROUP BY 1 ORDER BY 1", &[])
@@ -772,7 +782,7 @@ fn a_rewrite_in_bulk_matches_columns_by_name_in_chunks_made_before_and_after_a_c
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
         assert_eq!(rows, [("day 2/added".to_string(), 72, 144), ("old/added".to_string(), 72, 72)]);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+        assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
     }
 }
 
@@ -809,7 +819,7 @@ fn a_staging_row_without_a_segment_never_makes_the_untouched_segments_look_touch
             .collect();
         assert_eq!(rows, [(Some(1), 24, 24), (Some(2), 24, 24), (Some(3), 24, 0), (None, 1, 7)]);
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+        assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
     }
 }
 
@@ -826,7 +836,7 @@ fn a_rewrite_works_where_stagings_segment_column_has_another_type_than_the_desti
         let (mut r, notices) = rewriting_session(&cl, db, on_disk);
         r.batch_execute(REWRITE_M).unwrap();
         let n = notices.lock().unwrap().clone();
-        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        let how = rewritten(on_disk);
         assert!(n.iter().any(|m| m.contains(&format!("72 rows moved, 72 conflicts, merged, every segment touched: {how}"))), "{n:#?}");
         assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72);
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 72);
@@ -892,12 +902,12 @@ fn a_rewrite_in_bulk_is_compressed_without_its_unbuilt_indexes_even_where_compre
         }
         assert_eq!(scalar::<String>(&mut r, "SHOW timescaledb.enable_compression_indexscan"), "on");
         let n = notices.lock().unwrap().clone();
-        let how = if on_disk { "chunk rewritten (through a temporary table), recompressed" } else { "chunk rewritten, recompressed" };
+        let how = rewritten(on_disk);
         assert!(n.iter().any(|m| m.contains(&format!("72 rows moved, 72 conflicts, merged, every segment touched: {how}"))), "{n:#?}");
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 72, "compression read every row written back");
         assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72);
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM show_chunks('m') ch WHERE _timescaledb_functions.chunk_status(ch) <> 1"), 0);
+        assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
         // decompressed, the chunk's indexes hold every row
         c.batch_execute("SELECT count(decompress_chunk(ch)) FROM show_chunks('m') ch; SET enable_seqscan = off; SET enable_bitmapscan = off").unwrap();
         let plan: Vec<String> = c.query("EXPLAIN (COSTS OFF) SELECT count(*) FROM m WHERE dev = 2", &[]).unwrap().iter().map(|r| r.get(0)).collect();
