@@ -8,6 +8,21 @@ PG_MAJORS=(15 16 17 18)
 PG15_DEB_VERSION="15.18-0+deb12u1"
 declare -A PG_PYPI_VERSION=([16]="16.15.0" [17]="17.11.0" [18]="18.6.0")
 PGRX_VERSION="0.18.1"
+
+# TimescaleDB, built from its release source by scripts/setup.sh: the version each major
+# gets, and each tag's commit id (a source archive is built only when
+# `gzip -dc FILE | git get-tar-commit-id` prints it). The declared minimum is built beside
+# the default on one major when asked (scripts/test.sh --timescaledb-minimum).
+declare -A TIMESCALEDB_VERSION=([15]="2.28.3" [16]="2.29.2" [17]="2.29.2" [18]="2.29.2")
+declare -A TIMESCALEDB_COMMIT=(
+  [2.29.2]="165b77b9670b8f13103f9d3da733559d27ca4293"
+  [2.28.3]="4a77ff5cf1bf4348c4f0527e042434a289f06e39"
+  [2.23.0]="ba5dcfd1c69f3529d0cc9de3028e1a12a36042ba"
+)
+TIMESCALEDB_MINIMUM="2.23.0"
+TIMESCALEDB_MINIMUM_MAJOR=16
+# where a release's source archive is downloaded from when no folder of them is named
+timescaledb_url() { echo "https://github.com/timescale/timescaledb/archive/refs/tags/$1.tar.gz"; }
 BACKFILL_PG_ROOT="${BACKFILL_PG_ROOT:-/opt/backfill_ext}"
 
 # pg_config of a major: Debian's for 15, the unpacked PyPI tree's for the others

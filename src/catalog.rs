@@ -2,7 +2,7 @@
 //! public views (`timescaledb_information.*`, `_timescaledb_functions.chunk_status`).
 //! Never `_timescaledb_catalog`, whose tables change between releases.
 
-use crate::columns::{Column, UniqueKey};
+use crate::columns::{Column, KeyRules, UniqueKey};
 use crate::error::{BackfillError, Code};
 use crate::ident::{parse_qualified_name, quote_ident, quote_qualified, QualifiedName};
 use crate::timescale::capabilities::Capabilities;
@@ -116,7 +116,16 @@ pub fn unique_keys(oid: u32) -> Vec<UniqueKey> {
     query(
         sql::UNIQUE_KEYS,
         &[p(oid.to_string())],
-        |r| UniqueKey { name: col(r, 1).unwrap(), primary: col(r, 2).unwrap(), columns: col::<Vec<String>>(r, 3).unwrap() },
+        |r| UniqueKey {
+            name: col(r, 1).unwrap(),
+            primary: col(r, 2).unwrap(),
+            columns: col::<Vec<String>>(r, 3).unwrap(),
+            rules: KeyRules {
+                nulls_not_distinct: col(r, 4).unwrap(),
+                collations: col::<Vec<String>>(r, 5).unwrap().into_iter().map(|c| (!c.is_empty()).then_some(c)).collect(),
+                deterministic: col(r, 6).unwrap(),
+            },
+        },
     )
 }
 
@@ -283,6 +292,12 @@ pub fn segmentby(t: &Table) -> Vec<String> {
 /// TimescaleDB's limit on rows one DML transaction may decompress (0: none).
 pub fn decompress_limit() -> i64 {
     query_one(sql::DECOMPRESS_LIMIT, &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0)
+}
+
+/// How many unique and exclusion indexes the table has, partial and expression ones
+/// included.
+pub fn checking_index_count(oid: u32) -> i64 {
+    query_one(sql::CHECKING_INDEX_COUNT, &[p(oid.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0)
 }
 
 /// Whether the table has triggers of its own (TimescaleDB's insert blocker aside).

@@ -12,6 +12,22 @@ pub struct Conflict {
     pub target: Vec<String>,
     /// Columns UPDATE overwrites.
     pub update_columns: Vec<String>,
+    /// How the target's unique index tells two keys apart.
+    pub rules: KeyRules,
+}
+
+/// How a unique index compares keys: NULLs are distinct unless the index says `NULLS NOT
+/// DISTINCT`, and each text column compares by the index's collation (whatever the
+/// staging column's is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRules {
+    pub nulls_not_distinct: bool,
+    /// Per key column, in key order: the index's collation as a quoted qualified name;
+    /// None for a column of a type without collation.
+    pub collations: Vec<Option<String>>,
+    /// Whether every collation of the key is deterministic (equal only when bytewise
+    /// equal).
+    pub deterministic: bool,
 }
 
 /// A column as read from `pg_attribute`.
@@ -34,6 +50,7 @@ pub struct UniqueKey {
     pub name: String,
     pub primary: bool,
     pub columns: Vec<String>,
+    pub rules: KeyRules,
 }
 
 /// Names of the two tables, for messages.
@@ -119,7 +136,8 @@ pub fn resolve_conflict(
     keys: &[UniqueKey],
     names: &Names,
 ) -> Result<Conflict> {
-    let target = target_columns(cfg, dest, keys, names)?;
+    let key = target_key(cfg, dest, keys, names)?;
+    let target = key.map(|k| k.columns.clone()).unwrap_or_default();
     if let Some(c) = target.iter().find(|c| !copied.contains(c)) {
         if cfg.on_conflict != ConflictAction::Nothing || cfg.conflict_target != ConflictTarget::Default {
             return Err(BackfillError::new(
@@ -143,16 +161,15 @@ pub fn resolve_conflict(
     };
     require_key_where_needed(cfg, keys, names)?;
     // a default target for DO NOTHING is left out, so every unique constraint counts
-    let target = if cfg.on_conflict == ConflictAction::Nothing && cfg.conflict_target == ConflictTarget::Default {
-        vec![]
-    } else {
-        target
-    };
-    Ok(Conflict { action: cfg.on_conflict, target, update_columns })
+    if cfg.on_conflict == ConflictAction::Nothing && cfg.conflict_target == ConflictTarget::Default {
+        return Ok(Conflict { action: cfg.on_conflict, target: vec![], update_columns, rules: KeyRules::default() });
+    }
+    let rules = key.map(|k| k.rules.clone()).unwrap_or_default();
+    Ok(Conflict { action: cfg.on_conflict, target, update_columns, rules })
 }
 
-/// The columns of the unique key the config's target names (empty: none).
-fn target_columns(cfg: &Config, dest: &[Column], keys: &[UniqueKey], names: &Names) -> Result<Vec<String>> {
+/// The unique key the config's target names (None: none).
+fn target_key<'k>(cfg: &Config, dest: &[Column], keys: &'k [UniqueKey], names: &Names) -> Result<Option<&'k UniqueKey>> {
     match &cfg.conflict_target {
         ConflictTarget::Default => default_target(cfg.on_conflict, keys, names),
         ConflictTarget::Columns(cols) => {
@@ -164,7 +181,7 @@ fn target_columns(cfg: &Config, dest: &[Column], keys: &[UniqueKey], names: &Nam
                 .hint("list the columns of a primary key or unique constraint of the destination"));
             }
             match key_for_columns(keys, cols) {
-                Some(k) => Ok(k.columns.clone()),
+                Some(k) => Ok(Some(k)),
                 None => Err(BackfillError::new(
                     Code::InvalidColumnReference,
                     format!("there is no unique or primary key constraint on ({}) in destination {}", cols.join(", "), names.destination),
@@ -177,14 +194,14 @@ fn target_columns(cfg: &Config, dest: &[Column], keys: &[UniqueKey], names: &Nam
 }
 
 /// No target given: the primary key, else the only unique key.
-fn default_target(action: ConflictAction, keys: &[UniqueKey], names: &Names) -> Result<Vec<String>> {
+fn default_target<'k>(action: ConflictAction, keys: &'k [UniqueKey], names: &Names) -> Result<Option<&'k UniqueKey>> {
     let pk = keys.iter().find(|k| k.primary);
     match (pk, keys.len(), action) {
-        (Some(pk), _, _) => Ok(pk.columns.clone()),
-        (None, 1, _) => Ok(keys[0].columns.clone()),
-        (None, 0, _) => Ok(vec![]),
+        (Some(pk), _, _) => Ok(Some(pk)),
+        (None, 1, _) => Ok(Some(&keys[0])),
+        (None, 0, _) => Ok(None),
         // several unique keys: DO NOTHING needs no target; the others do
-        (None, _, ConflictAction::Nothing) => Ok(vec![]),
+        (None, _, ConflictAction::Nothing) => Ok(None),
         (None, n, action) => Err(BackfillError::new(
             Code::InvalidColumnReference,
             format!("destination {} has {n} unique constraints and no primary key; {} needs to know which one to use", names.destination, action.as_str()),
@@ -194,9 +211,9 @@ fn default_target(action: ConflictAction, keys: &[UniqueKey], names: &Names) -> 
 }
 
 /// A target given as one word: a constraint's name, or a column a key is made of.
-fn named_target(n: &str, dest: &[Column], keys: &[UniqueKey], names: &Names) -> Result<Vec<String>> {
+fn named_target<'k>(n: &str, dest: &[Column], keys: &'k [UniqueKey], names: &Names) -> Result<Option<&'k UniqueKey>> {
     if let Some(k) = keys.iter().find(|k| k.name == n) {
-        return Ok(k.columns.clone());
+        return Ok(Some(k));
     }
     if !dest.iter().any(|d| d.name == n) {
         return Err(BackfillError::new(
@@ -206,7 +223,7 @@ fn named_target(n: &str, dest: &[Column], keys: &[UniqueKey], names: &Names) -> 
         .hint(format!("name a constraint or list its columns; {}", describe_keys(keys))));
     }
     match key_for_columns(keys, &[n.to_string()]) {
-        Some(k) => Ok(k.columns.clone()),
+        Some(k) => Ok(Some(k)),
         None => Err(BackfillError::new(
             Code::InvalidColumnReference,
             format!("there is no unique or primary key constraint on ({n}) in destination {}", names.destination),
@@ -311,7 +328,7 @@ mod tests {
         false
     }
     fn pk() -> Vec<UniqueKey> {
-        vec![UniqueKey { name: "event_data_pkey".into(), primary: true, columns: vec!["device_id".into(), "time".into()] }]
+        vec![UniqueKey { name: "event_data_pkey".into(), primary: true, columns: vec!["device_id".into(), "time".into()], rules: KeyRules::default() }]
     }
     fn cfg(extra: serde_json::Value) -> Config {
         let mut v = json!({"staging_table": "stage", "destination_hypertable": "event_data"});
@@ -405,8 +422,8 @@ mod tests {
     #[test]
     fn several_unique_keys_need_a_choice() {
         let keys = vec![
-            UniqueKey { name: "a_key".into(), primary: false, columns: vec!["time".into(), "device_id".into()] },
-            UniqueKey { name: "b_key".into(), primary: false, columns: vec!["time".into(), "note".into()] },
+            UniqueKey { name: "a_key".into(), primary: false, columns: vec!["time".into(), "device_id".into()], rules: KeyRules::default() },
+            UniqueKey { name: "b_key".into(), primary: false, columns: vec!["time".into(), "note".into()], rules: KeyRules::default() },
         ];
         let copied: Vec<String> = ["time", "device_id", "note"].map(String::from).to_vec();
         let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE"})), &copied, &dest(), &keys, &names()).unwrap_err();

@@ -108,6 +108,20 @@ pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Esti
     }
 }
 
+/// The strategy choice a destination allows. TimescaleDB's insert into a compressed
+/// chunk meets conflicts in compressed batches by their bytes, and an upsert's update
+/// only against the conflict target: where a unique index compares text by a
+/// nondeterministic collation ('a' = 'A'), or a second unique index could be violated,
+/// it would let a second row with an equal key in. Such a destination's compressed
+/// chunks are decompressed first.
+pub fn allowed_choice(choice: StrategyChoice, direct_meets_conflicts: bool) -> StrategyChoice {
+    if direct_meets_conflicts {
+        choice
+    } else {
+        StrategyChoice::Decompress
+    }
+}
+
 /// What one transaction of the run does.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
@@ -367,6 +381,10 @@ mod tests {
         let e = est(72_000, 0, true, 100_000);
         assert_eq!(direct_decompression(&e), 0);
         assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+        // not where a unique index compares by a nondeterministic collation
+        assert_eq!(choose_strategy(allowed_choice(StrategyChoice::Auto, false), true, Some(&e)), Strategy::Decompress);
+        assert_eq!(allowed_choice(StrategyChoice::Direct, false), StrategyChoice::Decompress);
+        assert_eq!(allowed_choice(StrategyChoice::Direct, true), StrategyChoice::Direct);
         // a few duplicates: some batches
         let e = est(72_000, 30, true, 100_000);
         assert_eq!(direct_decompression(&e), 30_000);

@@ -42,8 +42,15 @@ pub fn staging_span(prep: &Prepared) -> Span {
 /// The plan: chunks that receive rows, counted per chunk.
 pub fn make_plan(prep: &Prepared) -> Plan {
     let span = staging_span(prep);
+    let choice = plan::allowed_choice(prep.cfg.strategy, prep.direct_meets_conflicts);
+    if choice != prep.cfg.strategy && prep.cfg.strategy == StrategyChoice::Direct {
+        pgrx::notice!(
+            "backfill_ext: TimescaleDB's insert into a compressed chunk of {} would not meet every conflict (several unique indexes, or one comparing by a nondeterministic collation); its compressed chunks are decompressed instead",
+            prep.dest.name
+        );
+    }
     let (Some(ht), Some(min), Some(max)) = (&prep.ht, &span.min, &span.max) else {
-        return plan::plan(vec![], span.rows, prep.cfg.strategy);
+        return plan::plan(vec![], span.rows, choice);
     };
     let chunks = catalog::chunks_overlapping(&prep.dest, ht, min, max);
     let counts = if chunks.is_empty() { vec![] } else { count_by_chunk(prep, ht, &chunks) };
@@ -60,12 +67,12 @@ pub fn make_plan(prep: &Prepared) -> Plan {
         .enumerate()
         .map(|(i, (chunk, staging_rows))| {
             let idx = i as i32 + 1;
-            let estimate = (staging_rows > 0 && prep.cfg.strategy == StrategyChoice::Auto && status::is_compressed(chunk.status))
+            let estimate = (staging_rows > 0 && choice == StrategyChoice::Auto && status::is_compressed(chunk.status))
                 .then(|| estimate(prep, &chunk, idx, routed, staging_rows));
             Candidate { idx, chunk, staging_rows, estimate }
         })
         .collect();
-    let mut plan = plan::plan(candidates, span.rows, prep.cfg.strategy);
+    let mut plan = plan::plan(candidates, span.rows, choice);
     plan.routed = routed;
     plan.span = Some((min.clone(), max.clone()));
     plan

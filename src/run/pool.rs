@@ -2,8 +2,8 @@
 //! transaction, the one task the run wrote for it (`run::worker` is the worker's
 //! side). The run starts at most `size` at once and waits for any of them; a worker
 //! that stopped is forgotten. When the run ends early (an error, a cancel) or its
-//! backend exits, every worker still running is stopped, so its transaction rolls back
-//! and no worker outlives the run's policy hold.
+//! backend exits, every worker still running is stopped and waited for, so its
+//! transaction rolls back and no worker outlives the run's lock or policy hold.
 
 use pgrx::pg_sys;
 use std::ffi::c_char;
@@ -34,13 +34,10 @@ fn copy_into(dst: &mut [c_char], s: &str) {
     dst[n] = 0;
 }
 
-/// Stops every worker still running (at backend exit: a terminated run).
+/// Stops every worker still running and waits for them (at backend exit: a terminated
+/// run), before the exit lets go of the run's locks.
 unsafe extern "C-unwind" fn stop_live_workers(_code: i32, _arg: pg_sys::Datum) {
-    unsafe {
-        for h in (*std::ptr::addr_of!(LIVE)).iter() {
-            pg_sys::TerminateBackgroundWorker(*h as *mut pg_sys::BackgroundWorkerHandle);
-        }
-    }
+    stop_all();
 }
 
 impl Pool {
@@ -135,18 +132,32 @@ fn forget(handle: *mut pg_sys::BackgroundWorkerHandle) {
 }
 
 /// Stops every worker this backend started that is still running, and waits (without
-/// taking interrupts: this runs while an error is handled) until they have, at most a
-/// minute. Their transactions roll back.
+/// taking interrupts: this runs while an error is handled) until they have, however
+/// long that takes: the run puts nothing back (the lock, the policy hold) while a worker
+/// of it could still commit. Their transactions roll back. A warning every minute
+/// names the workers it still waits for.
 pub fn stop_all() {
     let live: Vec<*mut pg_sys::BackgroundWorkerHandle> =
         unsafe { (*std::ptr::addr_of!(LIVE)).iter().map(|h| *h as *mut pg_sys::BackgroundWorkerHandle).collect() };
     for h in &live {
         unsafe { pg_sys::TerminateBackgroundWorker(*h) };
     }
-    let until = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < until && live.iter().any(|h| !has_stopped(*h)) {
+    let mut warn_at = Instant::now() + Duration::from_secs(60);
+    while live.iter().any(|h| !has_stopped(*h)) {
+        if Instant::now() >= warn_at {
+            let pids: Vec<String> = live.iter().filter_map(|h| running_pid(*h)).map(|p| p.to_string()).collect();
+            pgrx::warning!("backfill_ext: still waiting for workers {} to stop before the run lets go of the destination", pids.join(", "));
+            warn_at = Instant::now() + Duration::from_secs(60);
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The process id of a worker that is running.
+fn running_pid(handle: *mut pg_sys::BackgroundWorkerHandle) -> Option<pg_sys::pid_t> {
+    let mut pid: pg_sys::pid_t = 0;
+    let status = unsafe { pg_sys::GetBackgroundWorkerPid(handle, &mut pid) };
+    (status == pg_sys::BgwHandleStatus::BGWH_STARTED).then_some(pid)
 }
 
 impl Drop for Pool {

@@ -28,6 +28,11 @@ pub struct Prepared {
     pub push_interval_s: f64,
     /// Whether the destination has a unique index (inserts check for conflicts).
     pub has_unique: bool,
+    /// Whether TimescaleDB's insert into a compressed chunk meets every conflict: it has
+    /// at most one unique index to meet (an upsert's update is not checked against a
+    /// second one's compressed rows), which compares no text by a nondeterministic
+    /// collation (`plan::allowed_choice`).
+    pub direct_meets_conflicts: bool,
     /// The hypertable's segmentby columns.
     pub segmentby: Vec<String>,
     /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: none).
@@ -109,7 +114,10 @@ pub fn prepare(cfg: Config) -> Prepared {
     };
     // segments matter only where conflicts touch compressed rows (estimates, merges)
     let segmentby = if ht.is_some() && spec.conflict.action != ConflictAction::Nothing { catalog::segmentby(&dest) } else { vec![] };
-    let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby);
+    let checking_indexes = catalog::checking_index_count(dest.oid);
+    // a unique index that is not a plain key (partial, or on expressions) may hold
+    // rows of other segments: a merge of touched segments alone would not meet them
+    let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby).filter(|_| checking_indexes == keys.len() as i64);
     let truncate_ok = merge.is_some() && catalog::chunks_can_be_rewritten(dest.oid);
     Prepared {
         row_array_type: if truncate_ok { catalog::row_array_type(dest.oid) } else { 0 },
@@ -118,6 +126,7 @@ pub fn prepare(cfg: Config) -> Prepared {
         max_runtime_s: intervals.max_runtime_s,
         push_interval_s: intervals.push_interval_s,
         has_unique: !keys.is_empty(),
+        direct_meets_conflicts: checking_indexes <= 1 && keys.iter().all(|k| k.rules.deterministic),
         decompress_limit: catalog::decompress_limit(),
         cfg,
         staging,
@@ -215,6 +224,12 @@ fn merge_spec(spec: &MoveSpec, dest: &Table, d_cols: &[Column], keys: &[UniqueKe
     if !c.target.contains(segment) || !keys.iter().all(|k| k.columns.contains(segment)) {
         return None;
     }
+    // joins on keys that NULLs may equal, or that compare by a nondeterministic
+    // collation, are left to TimescaleDB's own insert
+    if c.rules.nulls_not_distinct || !c.rules.deterministic {
+        return None;
+    }
+    let at = c.target.iter().position(|t| t == segment)?;
     if d_cols.iter().any(|c| c.generated || c.identity) || catalog::has_user_triggers(dest.oid) {
         return None;
     }
@@ -222,6 +237,7 @@ fn merge_spec(spec: &MoveSpec, dest: &Table, d_cols: &[Column], keys: &[UniqueKe
         dest_columns: d_cols.iter().map(|c| c.name.clone()).collect(),
         segment: segment.clone(),
         segment_type: catalog::column_type(dest.oid, segment)?,
+        segment_collation: c.rules.collations.get(at).cloned().flatten(),
     })
 }
 

@@ -10,7 +10,8 @@ use super::outcome::StepResult;
 use super::prepare::prepare;
 use crate::config::Config;
 use crate::plan::Step;
-use crate::spi::{self, col, p, query_one, run as exec};
+use crate::error::{BackfillError, Code};
+use crate::spi::{self, col, p, query, query_one, run as exec};
 use crate::sql::tasks as sql;
 use crate::timescale::Chunk;
 use pgrx::bgworkers::BackgroundWorker;
@@ -59,7 +60,7 @@ pub extern "C-unwind" fn backfill_ext_worker_main(_arg: pg_sys::Datum) {
 }
 
 /// Reads the task, does it, and records what happened; a task already done (or gone)
-/// is left alone.
+/// is left alone, and one that is gone or changed by the time it is done is not done.
 fn do_task(run_id: i64, task: i32) {
     let key = [p(run_id.to_string()), p(task.to_string())];
     let Some(work) = query_one(sql::WORK, &key, |r| col::<String>(r, 1)).flatten() else { return };
@@ -72,7 +73,18 @@ fn do_task(run_id: i64, task: i32) {
     match spi::in_subtransaction(AssertUnwindSafe(|| work_through(run_id, &work))) {
         Ok(results) => {
             let json = serde_json::to_string(&results).expect("results serialize");
-            exec(sql::DONE, &[key[0].clone(), key[1].clone(), p(json)]);
+            // a task that is no longer this run's queued one (gone, or changed) is not
+            // done here: the moves roll back, and the run does the task itself
+            let marked = query(sql::DONE, &[key[0].clone(), key[1].clone(), p(json)], |_| ()).len();
+            if marked != 1 {
+                spi::raise(
+                    BackfillError::new(
+                        Code::ObjectNotInPrerequisiteState,
+                        format!("task {task} of run {run_id} was changed or removed while its worker did it"),
+                    )
+                    .hint("the worker's transaction was rolled back; the run moves those rows itself"),
+                );
+            }
         }
         Err(e) => {
             let (state, msg, detail, hint) = spi::caught_parts(&e);

@@ -49,12 +49,22 @@ pub const CASTABLE: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_cast \
                     WHERE castsource = $1::oid AND casttarget = $2::oid AND castcontext IN ('a', 'i'))";
 
 /// Table `$1`'s unique indexes on plain columns, without predicate: name, primary, key
-/// columns in order; primary key first.
+/// columns in order, whether NULLs are not distinct, each key column's collation as a
+/// quoted qualified name ('' where the type has none), and whether every collation of
+/// the key is deterministic; primary key first.
 pub const UNIQUE_KEYS: &str = "SELECT coalesce(con.conname, ic.relname)::text, i.indisprimary, \
         ARRAY(SELECT a.attname::text \
               FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(num, ord) \
               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num \
-              ORDER BY k.ord) \
+              ORDER BY k.ord), \
+        i.indnullsnotdistinct, \
+        ARRAY(SELECT CASE WHEN co.oid IS NULL THEN '' ELSE pg_catalog.format('%I.%I', cn.nspname, co.collname) END \
+              FROM unnest((i.indcollation::oid[])[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(coll, ord) \
+              LEFT JOIN pg_catalog.pg_collation co ON co.oid = k.coll \
+              LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace \
+              ORDER BY k.ord), \
+        NOT EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) AS k(coll) \
+                    JOIN pg_catalog.pg_collation co ON co.oid = k.coll WHERE NOT co.collisdeterministic) \
      FROM pg_catalog.pg_index i \
      JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
      LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid \
@@ -136,6 +146,11 @@ pub const DECOMPRESS_LIMIT: &str =
 /// Whether table `$1` has triggers of its own (TimescaleDB's insert blocker aside).
 pub const HAS_USER_TRIGGERS: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger \
                     WHERE tgrelid = $1::oid AND NOT tgisinternal AND tgname <> 'ts_insert_blocker')";
+
+/// How many unique and exclusion indexes table `$1` has, partial and expression ones
+/// included.
+pub const CHECKING_INDEX_COUNT: &str = "SELECT count(*)::int8 FROM pg_catalog.pg_index \
+     WHERE indrelid = $1::oid AND (indisunique OR indisexclusion)";
 
 /// Whether no foreign key refers to table `$1` or a child of it, and none of them has
 /// row-level security.
@@ -316,6 +331,8 @@ mod tests {
     #[test]
     fn triggers_and_rewrite() {
         assert_eq!(params(HAS_USER_TRIGGERS), ["$1::oid"]);
+        assert_eq!(params(CHECKING_INDEX_COUNT), ["$1::oid"]);
+        assert!(CHECKING_INDEX_COUNT.ends_with("WHERE indrelid = $1::oid AND (indisunique OR indisexclusion)"));
         assert!(HAS_USER_TRIGGERS.contains("FROM pg_catalog.pg_trigger WHERE tgrelid = $1::oid AND NOT tgisinternal AND tgname <> 'ts_insert_blocker'"));
         let q = CHUNKS_CAN_BE_REWRITTEN;
         assert_eq!(params(q), ["$1::oid"]);

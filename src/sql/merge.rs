@@ -1,6 +1,7 @@
 //! A dense upsert's merge by segments and whole-chunk rewrite: the statements, in
 //! the order the merge strategy runs them.
 
+use super::keys::{keys_match, one_per_key};
 use super::moves::insert_clause;
 use super::MoveSpec;
 use crate::ident::{quote_ident, quote_list, QualifiedName};
@@ -19,6 +20,9 @@ pub struct MergeSpec {
     /// The one segmentby column, and its type as `regtype` prints it (from the catalog).
     pub segment: String,
     pub segment_type: String,
+    /// The conflict key's collation of the segment column (a quoted name), where its
+    /// type has one: the touched values compare by it.
+    pub segment_collation: Option<String>,
 }
 
 /// The statements of a merge step on `chunk`, in order. The step's staging rows are
@@ -71,6 +75,11 @@ pub struct MergeSql {
     pub empty_old: String,
     /// Drops both temporary tables.
     pub drop: String,
+}
+
+/// ` COLLATE x` for the segment column's collation, where it has one.
+fn collate(m: &MergeSpec) -> String {
+    m.segment_collation.as_ref().map(|c| format!(" COLLATE {c}")).unwrap_or_default()
 }
 
 /// `base`, or `base` followed by underscores: a column name none of the destination's
@@ -163,16 +172,16 @@ impl<'a> Parts<'a> {
             scols: quote_list(&spec.columns, Some("s")),
             all: quote_list(&m.dest_columns, None),
             seg: quote_ident(&m.segment),
-            seg_values: format!("ANY ($1::text::{}[])", m.segment_type),
+            seg_values: format!("ANY ($1::text::{}[]{})", m.segment_type, collate(m)),
             flag: quote_ident(&free_column("backfill_ext_untouched", &m.dest_columns)),
             marker: quote_ident(&free_column("backfill_old", &m.dest_columns)),
             insert: insert_clause(spec, "false").0,
         }
     }
 
-    /// The conflict key's columns of `a` equal to those of `b`.
-    fn keys_on(&self, a: &str, b: &str) -> String {
-        self.spec.conflict.target.iter().map(|k| format!("{a}.{q} = {b}.{q}", q = quote_ident(k))).collect::<Vec<_>>().join(" AND ")
+    /// The key of staging's row `staged` is the key of stored row `stored`.
+    fn keys_on(&self, staged: &str, stored: &str) -> String {
+        keys_match(&self.spec.conflict, staged, stored)
     }
 
     /// Each destination column merged: a matched staging row (told by its row's ctid,
@@ -205,13 +214,13 @@ impl<'a> Parts<'a> {
 
     fn take(&self, take_where: &str) -> String {
         format!(
-            "WITH moved AS (DELETE FROM {st} AS s WHERE {take_where} RETURNING {scols}), \
-             kept AS (INSERT INTO {MERGE_NEW} ({cols}) SELECT DISTINCT ON ({t}) {cols} FROM moved RETURNING 1) \
+            "WITH moved AS (DELETE FROM {st} AS s WHERE {take_where} RETURNING {scols}, s.ctid AS backfill_src), \
+             kept AS (INSERT INTO {MERGE_NEW} ({cols}) {one} RETURNING 1) \
              SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
             st = self.spec.staging.quoted(),
             scols = self.scols,
             cols = self.cols,
-            t = quote_list(&self.spec.conflict.target, None),
+            one = one_per_key(&self.spec.conflict, &self.cols, "moved", "backfill_src"),
         )
     }
 
@@ -235,9 +244,10 @@ impl<'a> Parts<'a> {
     /// of a list holding a NULL is never true, which would call every segment touched.
     fn untouched(&self) -> String {
         format!(
-            "SELECT EXISTS (SELECT 1 FROM {} AS c WHERE c.{seg} <> ALL (pg_catalog.array_remove($1::text::{}[], NULL)) OR c.{seg} IS NULL)",
+            "SELECT EXISTS (SELECT 1 FROM {} AS c WHERE c.{seg} <> ALL (pg_catalog.array_remove($1::text::{}[], NULL){}) OR c.{seg} IS NULL)",
             self.chunk,
             self.m.segment_type,
+            collate(self.m),
             seg = self.seg,
         )
     }
@@ -245,9 +255,9 @@ impl<'a> Parts<'a> {
     /// Inserts the staging rows whose key `existing` lacks.
     fn insert_new(&self, existing: &str) -> String {
         format!(
-            "WITH moved AS (SELECT {} FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {existing} AS o WHERE {})) {}",
+            "WITH moved AS (SELECT {}, n.ctid AS backfill_src FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {existing} AS o WHERE {})) {}",
             self.cols,
-            self.keys_on("o", "n"),
+            self.keys_on("n", "o"),
             self.insert
         )
     }
@@ -354,6 +364,7 @@ mod tests {
             dest_columns: vec!["time".into(), "device_id".into(), "value".into(), "note".into()],
             segment: "device_id".into(),
             segment_type: "integer".into(),
+            segment_collation: None,
         };
         (s, m)
     }
@@ -381,6 +392,7 @@ mod tests {
             dest_columns: ["time", "device_id", "value"].iter().chain(names.iter()).map(|c| c.to_string()).collect(),
             segment: "device_id".into(),
             segment_type: "integer".into(),
+            segment_collation: None,
         };
         s.columns = m.dest_columns.clone();
         let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"), "true");

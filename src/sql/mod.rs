@@ -3,6 +3,7 @@
 //! unit-tested as text. One file per concern:
 //! - `moves`: the statements that move rows from staging into the destination;
 //! - `route`: counting and routing staging rows to their chunks;
+//! - `keys`: conflict keys compared as the target's unique index compares them;
 //! - `merge`: a dense upsert's merge by segments and chunk rewrite;
 //! - `caggs`: continuous aggregates and their refresh windows;
 //! - `catalog`: reads of PostgreSQL's catalog and TimescaleDB's views;
@@ -21,6 +22,7 @@ pub mod cron;
 pub mod history;
 pub mod hold;
 pub mod jobs;
+pub mod keys;
 pub mod merge;
 pub mod moves;
 pub mod route;
@@ -158,6 +160,7 @@ pub(crate) mod fixtures {
                 action,
                 target: target.iter().map(|s| s.to_string()).collect(),
                 update_columns: update.iter().map(|s| s.to_string()).collect(),
+                rules: Default::default(),
             },
             delete_from_staging: delete,
             dest_partitioned: false,

@@ -2,6 +2,7 @@
 //! inserts them into the destination in one statement, so a row is never lost nor
 //! in both; and the RESTRICT probe that runs before.
 
+use super::keys::{can_meet, keys_match, one_per_key, staged_key};
 use super::route::{routed_rows, routed_where, time_buckets};
 use super::{MoveSpec, RowFilter};
 use crate::config::ConflictAction;
@@ -49,9 +50,9 @@ pub fn rows_per_block(spec: &MoveSpec, base: &RowFilter, exclude: &[RowFilter]) 
 fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
     let scols = quote_list(&spec.columns, Some("s"));
     let take = if spec.delete_from_staging {
-        format!("DELETE FROM {} AS s WHERE {cond} RETURNING {scols}", spec.staging.quoted())
+        format!("DELETE FROM {} AS s WHERE {cond} RETURNING {scols}, s.ctid AS backfill_src", spec.staging.quoted())
     } else {
-        format!("SELECT {scols} FROM {} AS s WHERE {cond}", spec.staging.quoted())
+        format!("SELECT {scols}, s.ctid AS backfill_src FROM {} AS s WHERE {cond}", spec.staging.quoted())
     };
     let dest = spec.destination.quoted();
     let c = &spec.conflict;
@@ -63,7 +64,7 @@ fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
     } else if !spec.dest_partitioned {
         "(SELECT count(*) FILTER (WHERE NOT updated) FROM ins)::bigint, (SELECT count(*) FILTER (WHERE updated) FROM ins)::bigint".to_string()
     } else {
-        let join = c.target.iter().map(|k| format!("e.{q} = m.{q}", q = quote_ident(k))).collect::<Vec<_>>().join(" AND ");
+        let join = keys_match(c, "m", "e");
         let keys = quote_list(&c.target, Some("m"));
         let existing = format!("(SELECT count(DISTINCT ROW({keys})) FROM moved AS m WHERE EXISTS (SELECT 1 FROM {dest} AS e WHERE {join}))::bigint");
         format!("(SELECT count(*) FROM ins)::bigint - {existing}, {existing}")
@@ -79,7 +80,7 @@ pub(super) fn insert_clause(spec: &MoveSpec, updated_expr: &str) -> (String, boo
     let upsert = c.action == ConflictAction::Update && !c.target.is_empty() && !c.update_columns.is_empty();
     // one row per key: ON CONFLICT DO UPDATE cannot touch a row twice in one statement
     let source = if upsert {
-        format!("SELECT DISTINCT ON ({}) {cols} FROM moved", quote_list(&c.target, None))
+        one_per_key(c, &cols, "moved", "backfill_src")
     } else {
         format!("SELECT {cols} FROM moved")
     };
@@ -133,7 +134,7 @@ pub fn move_bucketed_rows(spec: &MoveSpec, time_column: &str, kind: TimeKind) ->
     let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
     format!(
         "{with}, moved AS (DELETE FROM {} AS s USING bounds WHERE {b} > 0 AND {t} < bounds.hi[{b}] \
-         RETURNING {scols}, ($3::int4[])[{b}] AS backfill_idx), \
+         RETURNING {scols}, s.ctid AS backfill_src, ($3::int4[])[{b}] AS backfill_idx), \
          ins AS ({insert}, d.tableoid::oid::int8 AS chunk_oid) \
          SELECT 'moved'::text, m.backfill_idx::int8, count(*)::int8, 0::int8 FROM moved AS m GROUP BY m.backfill_idx \
          UNION ALL \
@@ -155,7 +156,7 @@ pub fn move_chunk_rows(spec: &MoveSpec, chunks: &[(i32, RowFilter)]) -> (String,
         any.push(format!("({c})"));
     }
     let take = format!(
-        "DELETE FROM {} AS s WHERE {} RETURNING {scols}, CASE {} END AS backfill_idx",
+        "DELETE FROM {} AS s WHERE {} RETURNING {scols}, s.ctid AS backfill_src, CASE {} END AS backfill_idx",
         spec.staging.quoted(),
         any.join(" OR "),
         arms.join(" ")
@@ -179,17 +180,14 @@ pub fn restrict_probe(spec: &MoveSpec, filter: &RowFilter) -> (String, Vec<Strin
     let (cond, params) = filter.render("s", 1);
     let t = &spec.conflict.target;
     let keys = quote_list(t, Some("s"));
-    let join = t
-        .iter()
-        .map(|k| format!("d.{q} = s.{q}", q = quote_ident(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let join = keys_match(&spec.conflict, "s", "d");
+    let (meet, grouped) = (can_meet(&spec.conflict, "s"), staged_key(&spec.conflict, "s"));
     let label = format!("({})", t.iter().map(|k| k.replace('\'', "''")).collect::<Vec<_>>().join(", "));
     let sql = format!(
         "SELECT '{label}=' || k FROM (\
          (SELECT ROW({keys})::text AS k FROM {st} AS s WHERE {cond} AND EXISTS (SELECT 1 FROM {dest} AS d WHERE {join}) LIMIT 1) \
          UNION ALL \
-         (SELECT ROW({keys})::text FROM {st} AS s WHERE {cond} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1)\
+         (SELECT min(ROW({keys})::text) FROM {st} AS s WHERE {cond} AND {meet} GROUP BY {grouped} HAVING count(*) > 1 LIMIT 1)\
          ) probe LIMIT 1",
         st = spec.staging.quoted(),
         dest = spec.destination.quoted(),

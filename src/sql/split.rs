@@ -67,7 +67,9 @@ pub fn split_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> Optio
              EXISTS (SELECT 1 FROM pg_catalog.pg_opclass AS o JOIN pg_catalog.pg_am AS a ON a.oid = o.opcmethod \
                      WHERE a.amname = 'hash' AND o.opcdefault AND o.opcintype = $1::text::regtype) \
              AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS s \
-                         WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = $1::text::regtype) \
+                         WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = $1::text::regtype \
+                         AND s.attcollation = (SELECT d.attcollation FROM pg_catalog.pg_attribute AS d \
+                                               WHERE d.attrelid = $4::text::regclass AND d.attname = $3)) \
              FROM (SELECT {rows} AS n, {width} AS w) AS size"
         ),
         create,
@@ -85,7 +87,12 @@ mod tests {
     use crate::sql::fixtures::*;
 
     fn merge_spec() -> MergeSpec {
-        MergeSpec { dest_columns: vec!["time".into(), "device_id".into(), "value".into()], segment: "device_id".into(), segment_type: "integer".into() }
+        MergeSpec {
+            dest_columns: vec!["time".into(), "device_id".into(), "value".into()],
+            segment: "device_id".into(),
+            segment_type: "integer".into(),
+            segment_collation: None,
+        }
     }
 
     #[test]
@@ -108,7 +115,7 @@ mod tests {
         assert_eq!((q.empty_new[3].as_str(), q.empty_old[0].as_str()), ("TRUNCATE pg_temp._backfill_new_3", "TRUNCATE pg_temp._backfill_old_0"));
         let d = &q.on_disk_and_splittable;
         assert!(d.starts_with("SELECT NOT (n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))"), "{d}");
-        assert!(d.contains("o.opcintype = $1::text::regtype) AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS s WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = $1::text::regtype)"), "{d}");
+        assert!(d.contains("o.opcintype = $1::text::regtype) AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS s WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = $1::text::regtype AND s.attcollation = (SELECT d.attcollation FROM pg_catalog.pg_attribute AS d WHERE d.attrelid = $4::text::regclass AND d.attname = $3))"), "{d}");
         // staging lacks a destination column: no split
         s.columns.pop();
         let mut m = merge_spec();

@@ -8,9 +8,10 @@ pub const ADD: &str = "INSERT INTO _backfill_ext.run_task (run_id, task, work) V
 /// The work of task `$2` of run `$1`, while it is still to be done.
 pub const WORK: &str = "SELECT work::text FROM _backfill_ext.run_task WHERE run_id = $1::int8 AND task = $2::int4 AND status = 'queued'";
 
-/// Task `$2` of run `$1` done, with its results (`$3`, JSON).
-pub const DONE: &str =
-    "UPDATE _backfill_ext.run_task SET status = 'done', results = $3::jsonb WHERE run_id = $1::int8 AND task = $2::int4 AND status = 'queued'";
+/// Task `$2` of run `$1` done, with its results (`$3`, JSON); returns the task marked
+/// (exactly one, or the worker's transaction must not commit).
+pub const DONE: &str = "UPDATE _backfill_ext.run_task SET status = 'done', results = $3::jsonb \
+     WHERE run_id = $1::int8 AND task = $2::int4 AND status = 'queued' RETURNING task";
 
 /// Task `$2` of run `$1` failed: SQLSTATE `$3`, message `$4`, detail `$5`, hint `$6`.
 pub const FAILED: &str = "UPDATE _backfill_ext.run_task SET status = 'failed', sqlstate = $3, error = $4, detail = $5, hint = $6 \
@@ -70,7 +71,7 @@ mod tests {
     fn a_task_is_done_once() {
         // only a queued task is read or finished: a worker never redoes a task
         assert!(WORK.ends_with("AND status = 'queued'"));
-        assert!(DONE.ends_with("AND status = 'queued'") && FAILED.ends_with("AND status = 'queued'"));
+        assert!(DONE.ends_with("AND status = 'queued' RETURNING task") && FAILED.ends_with("AND status = 'queued'"));
         assert!(TAKE.starts_with("DELETE FROM _backfill_ext.run_task WHERE run_id = $1::int8 AND task = $2::int4"));
         assert_eq!(ADD, "INSERT INTO _backfill_ext.run_task (run_id, task, work) VALUES ($1::int8, $2::int4, $3::jsonb)");
         // a failed run's tasks, and those of runs whose backend ended, only

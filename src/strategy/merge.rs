@@ -60,7 +60,7 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
 /// through its temporary tables.
 fn split_for(prep: &Prepared, m: &MergeSpec, step: &Step) -> Option<SplitSql> {
     let s = sql::split::split_sql(&prep.spec, m, &step.chunk.name).filter(|_| prep.truncate_ok)?;
-    let params = [p(&m.segment_type), p(prep.spec.staging.quoted()), p(&m.segment)];
+    let params = [p(&m.segment_type), p(prep.spec.staging.quoted()), p(&m.segment), p(prep.spec.destination.quoted())];
     let (on_disk, splittable) =
         query_one(&s.on_disk_and_splittable, &params, |x| (col::<bool>(x, 1).unwrap_or(false), col::<bool>(x, 2).unwrap_or(false)))?;
     ((on_disk || spi::debug_setting("rewrite_on_disk")) && splittable).then_some(s)
