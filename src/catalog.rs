@@ -102,6 +102,7 @@ pub fn columns(oid: u32) -> Vec<Column> {
             has_default: col(r, 5).unwrap(),
             generated: col(r, 6).unwrap(),
             identity: col(r, 7).unwrap(),
+            collation: col::<String>(r, 8).filter(|c| !c.is_empty()),
         },
     )
 }

@@ -41,6 +41,8 @@ pub struct Column {
     pub has_default: bool,
     pub generated: bool,
     pub identity: bool,
+    /// The column's collation, a quoted qualified name; None for a type without one.
+    pub collation: Option<String>,
 }
 
 /// A unique index usable as an ON CONFLICT target (no expressions, no predicate).
@@ -312,7 +314,7 @@ mod tests {
     use serde_json::json;
 
     fn col(name: &str, ty: u32) -> Column {
-        Column { name: name.into(), type_name: format!("type{ty}"), type_oid: ty, not_null: false, has_default: false, generated: false, identity: false }
+        Column { name: name.into(), type_name: format!("type{ty}"), type_oid: ty, not_null: false, has_default: false, generated: false, identity: false, collation: None }
     }
     fn dest() -> Vec<Column> {
         let mut t = col("time", 1184);

@@ -179,10 +179,10 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
     e.rows_meeting_batches = if prep.segmentby.is_empty() {
         staging_rows
     } else if routed {
-        let q = route::count_routed_meeting_segments(&prep.staging.name, &chunk.name, &prep.segmentby);
+        let q = route::count_routed_meeting_segments(&prep.staging.name, &chunk.name, &prep.segments_collated);
         query_one(&q, &[p(idx.to_string()), p(cap.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
     } else {
-        let (q, params) = route::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segmentby);
+        let (q, params) = route::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segments_collated);
         let mut params = spi::params(params);
         params.push(p(cap.to_string()));
         query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)

@@ -35,6 +35,8 @@ pub struct Prepared {
     pub direct_meets_conflicts: bool,
     /// The hypertable's segmentby columns.
     pub segmentby: Vec<String>,
+    /// The segmentby columns with their collations (where their type has one).
+    pub segments_collated: Vec<(String, Option<String>)>,
     /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: none).
     pub decompress_limit: i64,
     /// Set when dense upserts can merge segments (see `Strategy::Merge`).
@@ -134,6 +136,10 @@ pub fn prepare(cfg: Config) -> Prepared {
         ts,
         ht,
         spec,
+        segments_collated: segmentby
+            .iter()
+            .map(|s| (s.clone(), d_cols.iter().find(|c| &c.name == s).and_then(|c| c.collation.clone())))
+            .collect(),
         segmentby,
         merge,
         truncate_ok,

@@ -38,10 +38,13 @@ pub const REGCLASS_TEXT: &str = "SELECT $1::oid::regclass::text";
 pub const REGCLASS_OID: &str = "SELECT pg_catalog.to_regclass($1)::oid::text";
 
 /// The live columns of table `$1` in order: name, type, type oid, NOT NULL, default,
-/// generated, identity.
+/// generated, identity, collation (a quoted qualified name; '' for a type without one).
 pub const COLUMNS: &str = "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid::int8, \
-        a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> '' \
+        a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> '', \
+        CASE WHEN co.oid IS NULL THEN '' ELSE pg_catalog.format('%I.%I', cn.nspname, co.collname) END \
      FROM pg_catalog.pg_attribute a \
+     LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
+     LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace \
      WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
 /// Whether type `$1` casts to type `$2` by assignment or implicitly.

@@ -6,7 +6,7 @@ use super::keys::{can_meet, keys_match, one_per_key, staged_key};
 use super::route::{routed_rows, routed_where, time_buckets};
 use super::{MoveSpec, RowFilter};
 use crate::config::ConflictAction;
-use crate::ident::{quote_ident, quote_list};
+use crate::ident::{quote_ident, quote_list, QualifiedName};
 use crate::timescale::TimeKind;
 
 /// The statement that moves one step's rows: it deletes them from staging and inserts
@@ -173,10 +173,12 @@ pub fn move_chunk_rows(spec: &MoveSpec, chunks: &[(i32, RowFilter)]) -> (String,
     )
 }
 
-/// For RESTRICT: the first key among the step's staging rows that already exists in the
-/// destination or appears twice in staging, as `(col, ...)=(value, ...)` text; no row
-/// when there is none.
-pub fn restrict_probe(spec: &MoveSpec, filter: &RowFilter) -> (String, Vec<String>) {
+/// For RESTRICT: the first key among the step's staging rows that already exists in
+/// `probed` (the step's chunk, where a key's rows can only be, or the destination) or
+/// appears twice in staging, as `(col, ...)=(value, ...)` text; no row when there is
+/// none. Probing the chunk alone locks no other chunk, which a worker may be
+/// decompressing.
+pub fn restrict_probe(spec: &MoveSpec, filter: &RowFilter, probed: &QualifiedName) -> (String, Vec<String>) {
     let (cond, params) = filter.render("s", 1);
     let t = &spec.conflict.target;
     let keys = quote_list(t, Some("s"));
@@ -190,7 +192,7 @@ pub fn restrict_probe(spec: &MoveSpec, filter: &RowFilter) -> (String, Vec<Strin
          (SELECT min(ROW({keys})::text) FROM {st} AS s WHERE {cond} AND {meet} GROUP BY {grouped} HAVING count(*) > 1 LIMIT 1)\
          ) probe LIMIT 1",
         st = spec.staging.quoted(),
-        dest = spec.destination.quoted(),
+        dest = probed.quoted(),
     );
     (sql, params)
 }
@@ -291,13 +293,13 @@ mod tests {
 
     #[test]
     fn restrict_probe_text() {
-        let (sql, p) = restrict_probe(&spec(ConflictAction::Restrict, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz));
+        let (sql, p) = restrict_probe(&spec(ConflictAction::Restrict, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz), &QualifiedName::new("public", "event_data"));
         assert_eq!(p.len(), 2);
         assert!(sql.starts_with("SELECT '(device_id, time)=' || k FROM ((SELECT ROW(s.\"device_id\", s.\"time\")::text AS k FROM \"public\".\"backfill_event_data\" AS s WHERE"), "{sql}");
         assert!(sql.contains("EXISTS (SELECT 1 FROM \"public\".\"event_data\" AS d WHERE d.\"device_id\" = s.\"device_id\" AND d.\"time\" = s.\"time\")"), "{sql}");
         assert!(sql.contains("GROUP BY s.\"device_id\", s.\"time\" HAVING count(*) > 1"), "{sql}");
         // a quote in a column name cannot end the label literal
-        let (sql, _) = restrict_probe(&spec(ConflictAction::Restrict, &["o'k"], &[], true), &day_filter(TimeKind::TimestampTz));
+        let (sql, _) = restrict_probe(&spec(ConflictAction::Restrict, &["o'k"], &[], true), &day_filter(TimeKind::TimestampTz), &QualifiedName::new("_ti", "c1"));
         assert!(sql.starts_with("SELECT '(o''k)=' || k"), "{sql}");
     }
 }

@@ -102,9 +102,23 @@ pub fn count_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (Stri
     (format!("SELECT idx, count(*)::int8 FROM ({rows}) AS x WHERE idx IS NOT NULL GROUP BY idx"), params)
 }
 
+/// A staging row's (`s`) segment is a chunk row's (`c`): each segmentby column (name,
+/// and the destination's collation where it has one) compared by the destination's
+/// collation, whatever staging's is.
+fn same_segment(segmentby: &[(String, Option<String>)]) -> String {
+    segmentby
+        .iter()
+        .map(|(c, coll)| {
+            let collate = coll.as_ref().map(|x| format!(" COLLATE {x}")).unwrap_or_default();
+            format!("c.{q} = s.{q}{collate}", q = quote_ident(c))
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// Counts, up to `$2`, the routed rows of chunk `$1` whose segment already has batches in `chunk`.
-pub fn count_routed_meeting_segments(staging: &QualifiedName, chunk: &QualifiedName, segmentby: &[String]) -> String {
-    let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+pub fn count_routed_meeting_segments(staging: &QualifiedName, chunk: &QualifiedName, segmentby: &[(String, Option<String>)]) -> String {
+    let join = same_segment(segmentby);
     format!(
         "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s \
          WHERE {} AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT $2::int8) AS m",
@@ -120,10 +134,10 @@ pub fn count_rows_meeting_segments(
     staging: &QualifiedName,
     filter: &RowFilter,
     chunk: &QualifiedName,
-    segmentby: &[String],
+    segmentby: &[(String, Option<String>)],
 ) -> (String, Vec<String>) {
     let (cond, params) = filter.render("s", 1);
-    let join = segmentby.iter().map(|c| format!("c.{q} = s.{q}", q = quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+    let join = same_segment(segmentby);
     (
         format!(
             "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s WHERE {cond} AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT ${}::int8) AS m",
@@ -186,7 +200,7 @@ mod tests {
         assert!(m.contains("THEN 7 END AS backfill_idx") && m.contains("GROUP BY m.backfill_idx") && m.contains("GROUP BY chunk_oid"), "{m}");
         assert_eq!(p.len(), 4);
         assert_eq!(array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]), "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}");
-        let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &["device_id".into()]);
+        let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &[("device_id".into(), None)]);
         assert!(q.contains("FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
     }
 
@@ -196,9 +210,10 @@ mod tests {
             &QualifiedName::new("public", "st"),
             &day_filter(TimeKind::TimestampTz),
             &QualifiedName::new("_timescaledb_internal", "_hyper_1_1_chunk"),
-            &["device_id".to_string(), "site".to_string()],
+            &[("device_id".to_string(), None), ("site".to_string(), Some("pg_catalog.\"C\"".to_string()))],
         );
-        assert!(q.ends_with("AND EXISTS (SELECT 1 FROM \"_timescaledb_internal\".\"_hyper_1_1_chunk\" AS c WHERE c.\"device_id\" = s.\"device_id\" AND c.\"site\" = s.\"site\") LIMIT $3::int8) AS m"), "{q}");
+        // a text segment compares by the destination's collation, whatever staging's is
+        assert!(q.ends_with("AND EXISTS (SELECT 1 FROM \"_timescaledb_internal\".\"_hyper_1_1_chunk\" AS c WHERE c.\"device_id\" = s.\"device_id\" AND c.\"site\" = s.\"site\" COLLATE pg_catalog.\"C\") LIMIT $3::int8) AS m"), "{q}");
         assert_eq!(p.len(), 2);
     }
 }

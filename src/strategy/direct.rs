@@ -55,7 +55,7 @@ fn batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResult> {
         RowSource::Chunks(&filters)
     };
     let t = Instant::now();
-    let moved = source::move_rows(prep, take, &prep.filter_for(&steps[0].chunk), "these chunks");
+    let moved = source::move_rows(prep, take, &prep.filter_for(&steps[0].chunk), "these chunks", None);
     let insert_ms = ms(t);
     spi::pause_point("after_insert");
     let mut results = share_out(&moved, steps, insert_ms);

@@ -108,7 +108,7 @@ pub fn require_owner(prep: &Prepared) {
 /// Moves a step's rows into `r`, timed; the name of the chunk goes into a RESTRICT error.
 fn move_timed(prep: &Prepared, chunk: &Chunk, take: RowSource, r: &mut StepResult) {
     let t = std::time::Instant::now();
-    let moved = source::move_rows(prep, take, &prep.filter_for(chunk), &format!("chunk {}", chunk.name));
+    let moved = source::move_rows(prep, take, &prep.filter_for(chunk), &format!("chunk {}", chunk.name), Some(&chunk.name));
     (r.moved, r.inserted, r.updated) = moved.total();
     r.insert_ms = crate::run::outcome::ms(t);
     spi::pause_point("after_insert");

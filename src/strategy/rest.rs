@@ -63,7 +63,7 @@ fn apply_slice(prep: &Prepared, plan: &Plan, slice: Slice) -> (StepResult, i64) 
     let t = Instant::now();
     let rows = prep.filter_all().in_blocks(slice);
     (r.moved, r.inserted, r.updated) = if prep.cfg.delete_from_staging {
-        let moved = source::move_rows(prep, RowSource::Filter(&rows), &rows, "the new chunks").total();
+        let moved = source::move_rows(prep, RowSource::Filter(&rows), &rows, "the new chunks", None).total();
         spi::pause_point("after_insert");
         moved
     } else {
@@ -106,7 +106,7 @@ fn recompress_new_partials(prep: &Prepared, before: &[(QualifiedName, i32)], r: 
 /// The rows `base` takes that none of `exclude` takes (rows stay in staging).
 fn move_excluding(prep: &Prepared, base: &RowFilter, exclude: &[RowFilter]) -> (i64, i64, i64) {
     if exclude.is_empty() {
-        return source::move_rows(prep, RowSource::Filter(base), base, "the new chunks").total();
+        return source::move_rows(prep, RowSource::Filter(base), base, "the new chunks", None).total();
     }
     let (q, params) = moves::move_rows_excluding(&prep.spec, base, exclude);
     query_one(&q, &spi::params(params), three_counts).unwrap()

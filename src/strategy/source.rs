@@ -4,6 +4,7 @@
 
 use crate::config::ConflictAction;
 use crate::error::{BackfillError, Code};
+use crate::ident::QualifiedName;
 use crate::run::planning::bounds_params;
 use crate::run::prepare::Prepared;
 use crate::spi::{self, col, p, query, query_one, raise, Param};
@@ -40,10 +41,11 @@ impl Moved {
 }
 
 /// Moves rows from staging into the destination in one statement. `filter` also
-/// scopes the RESTRICT probe; `label` names the rows' place in its error.
-pub fn move_rows(prep: &Prepared, take: RowSource, filter: &RowFilter, label: &str) -> Moved {
+/// scopes the RESTRICT probe, which looks in `probed` (the step's chunk, else the
+/// destination); `label` names the rows' place in its error.
+pub fn move_rows(prep: &Prepared, take: RowSource, filter: &RowFilter, label: &str, probed: Option<&QualifiedName>) -> Moved {
     if prep.spec.conflict.action == ConflictAction::Restrict && !prep.spec.conflict.target.is_empty() {
-        refuse_existing_keys(prep, filter, label);
+        refuse_existing_keys(prep, filter, label, probed.unwrap_or(&prep.spec.destination));
     }
     match take {
         RowSource::Filter(f) => {
@@ -61,8 +63,8 @@ pub fn three_counts(r: &pgrx::spi::SpiHeapTupleData) -> (i64, i64, i64) {
 }
 
 /// RESTRICT: raises 23505 naming the first key of the step's rows that exists already.
-fn refuse_existing_keys(prep: &Prepared, filter: &RowFilter, label: &str) {
-    let (q, params) = moves::restrict_probe(&prep.spec, filter);
+fn refuse_existing_keys(prep: &Prepared, filter: &RowFilter, label: &str, probed: &QualifiedName) {
+    let (q, params) = moves::restrict_probe(&prep.spec, filter, probed);
     if let Some(key) = query_one(&q, &spi::params(params), |r| col::<String>(r, 1)).flatten() {
         raise(
             BackfillError::new(Code::UniqueViolation, format!("key {key} already exists in {label} of destination {}", prep.dest.name))
