@@ -72,6 +72,7 @@ fn do_task(run_id: i64, task: i32) {
     spi::harden_search_path();
     match spi::in_subtransaction(AssertUnwindSafe(|| work_through(run_id, &work))) {
         Ok(results) => {
+            spi::unresponsive_point("worker_before_done");
             let json = serde_json::to_string(&results).expect("results serialize");
             // a task that is no longer this run's queued one (gone, or changed) is not
             // done here: the moves roll back, and the run does the task itself

@@ -6,7 +6,9 @@
 //!   `pg_sleep`, so it can be cancelled or terminated there; crash tests use it to kill
 //!   a run at a precise step;
 //! - `backfill_ext.debug_pause_seconds` (integer, default 3600): how long that stop
-//!   lasts; a short one stands for a long transaction at that step;
+//!   lasts; a short one stands for a long transaction at that step; at a point that
+//!   does not answer (`unresponsive_point`), interrupts are held meanwhile, so the
+//!   process stands for one that does not stop when told to;
 //! - `backfill_ext.debug_always_route` (bool): route staged rows to their chunks
 //!   whatever their number, in route table rows of at most 3 ids (at most 10 held),
 //!   so that a test's few rows take every path of `route_slices`;
@@ -76,6 +78,17 @@ mod enabled {
         }
     }
 
+    /// Like `pause_point`, with interrupts held: neither a cancel nor a terminate ends
+    /// the stop, which lasts `backfill_ext.debug_pause_seconds`.
+    pub fn unresponsive_point(point: &str) {
+        if PAUSE_AT.get().is_some_and(|at| at.as_bytes() == point.as_bytes()) {
+            pgrx::log!("backfill_ext: holding interrupts at {point} (backfill_ext.debug_pause_at)");
+            unsafe { pgrx::pg_sys::InterruptHoldoffCount += 1 };
+            std::thread::sleep(std::time::Duration::from_secs(PAUSE_SECONDS.get() as u64));
+            unsafe { pgrx::pg_sys::InterruptHoldoffCount -= 1 };
+        }
+    }
+
     /// The value of the test setting `backfill_ext.debug_<name>`.
     pub fn debug_setting(name: &str) -> bool {
         match name {
@@ -87,7 +100,7 @@ mod enabled {
 }
 
 #[cfg(feature = "test_hooks")]
-pub use enabled::{debug_setting, pause_point, register};
+pub use enabled::{debug_setting, pause_point, register, unresponsive_point};
 
 /// The test hooks' settings (none in a production build), for a background worker to
 /// take over from its run.
@@ -101,6 +114,11 @@ pub const TEST_HOOKS: &[&str] = &[];
 #[cfg(not(feature = "test_hooks"))]
 #[inline(always)]
 pub fn pause_point(_point: &str) {}
+
+/// A test hook, absent from this build (no feature `test_hooks`): does nothing.
+#[cfg(not(feature = "test_hooks"))]
+#[inline(always)]
+pub fn unresponsive_point(_point: &str) {}
 
 /// A test hook, absent from this build (no feature `test_hooks`): always false.
 #[cfg(not(feature = "test_hooks"))]

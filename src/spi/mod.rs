@@ -14,7 +14,7 @@ pub mod bulk;
 mod hooks;
 mod tx;
 
-pub use hooks::{debug_setting, pause_point, TEST_HOOKS};
+pub use hooks::{debug_setting, pause_point, unresponsive_point, TEST_HOOKS};
 #[cfg(feature = "test_hooks")]
 pub use hooks::register as register_test_hooks;
 pub use tx::{

@@ -478,7 +478,7 @@ fn run_case(c: &mut Client, case: &Case, script: &mut Vec<String>) -> Vec<String
 }
 
 fn run_seeds(first: u64) {
-    let cases: u64 = std::env::var("BACKFILL_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(70);
+    let cases: u64 = std::env::var("BACKFILL_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(80);
     let base: u64 = std::env::var("BACKFILL_DIFF_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let cl = timescale_cluster();
     let mut c = cl.create_db("diff");

@@ -188,3 +188,44 @@ fn a_failed_task_fails_the_run_with_the_workers_error_and_the_next_run_finishes(
     s.c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
     s.assert_moved_once("after the next run");
 }
+
+/// A worker's task row removed while it works: the worker's transaction rolls back and
+/// the run moves those rows itself, once (recorded once per chunk).
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_task_removed_while_its_worker_works_is_done_once_by_the_run() {
+    let mut s = staged();
+    let run = start_paused(&s.cl, &mut s.c, 2, false);
+    assert_eq!(scalar::<i64>(&mut s.c, "WITH d AS (DELETE FROM _backfill_ext.run_task RETURNING 1) SELECT count(*) FROM d"), 2);
+    run.join().unwrap().unwrap();
+    s.assert_moved_once("after tasks were removed under their workers");
+    let c = &mut s.c;
+    let r = c.query_one("SELECT status, rows_moved FROM backfill_status", &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, i64>(1)), ("succeeded".to_string(), s.corrections + s.new));
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM backfill_run_chunks"), 5, "each chunk recorded once");
+    assert_eq!(scalar::<i64>(c, "SELECT count(DISTINCT chunk) FROM backfill_run_chunks"), 5);
+}
+
+/// Workers that do not answer a terminate for longer than a minute: the cancelled run
+/// waits for them before it puts anything back, so none of them outlives its hold.
+#[test]
+#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+fn a_cancelled_run_lets_go_of_nothing_while_a_worker_that_does_not_stop_could_commit() {
+    let mut s = staged();
+    let conn = s.cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        r.batch_execute("SET backfill_ext.debug_pause_at = 'worker_before_done'; SET backfill_ext.debug_pause_seconds = 65").unwrap();
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).map_err(|e| e.as_db_error().map(|d| d.code().code().to_string()))
+    });
+    let c = &mut s.c;
+    wait_for("two workers at once", Duration::from_secs(60), || (workers(c, None) == 2).then_some(()));
+    let pid = run_backend(c);
+    c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+    let code = run.join().unwrap().unwrap_err();
+    assert_eq!(code.as_deref(), Some("57014"));
+    // at the moment the run returns, no worker of it is left
+    assert_eq!(workers(c, None), 0, "the run returned while a worker of it was running");
+    assert_nothing_left(c, &s.before);
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"), s.before.staging_rows, "the workers' chunks rolled back");
+}
