@@ -2,6 +2,13 @@
 # Runs every test on every supported PostgreSQL major (15-18), or on one:
 #   bash scripts/test.sh            # every major
 #   bash scripts/test.sh --pg 17    # one major
+#   bash scripts/test.sh --timescaledb-minimum
+#                                   # and the client tests once more on TimescaleDB's
+#                                   # declared minimum (scripts/versions.sh), built
+#                                   # beside the default on one major
+# BACKFILL_DIFF_CASES=N runs N cases per differential test (default 80, four tests a
+# major) for a soak; BACKFILL_TIMESCALEDB_SOURCES names a folder of TimescaleDB's
+# release source archives (scripts/setup.sh).
 # For each major: unit tests and #[pg_test]s (cargo pgrx test), then the client tests
 # over libpq (plain PostgreSQL, pg_cron where installed, and the TimescaleDB tier where
 # a full TimescaleDB is installed for that major), against a build with the cargo
@@ -15,7 +22,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/versions.sh
 majors=$(majors_from_args "$@") || exit 2
-bash scripts/setup.sh || exit 1
+minimum=""
+for a in "$@"; do [ "$a" = --timescaledb-minimum ] && minimum="$TIMESCALEDB_MINIMUM"; done
+bash scripts/setup.sh ${minimum:+--timescaledb-minimum} || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
 
 SUDO=""
@@ -76,6 +85,17 @@ for m in $majors; do
     [ -z "$tsl" ] || ts_name=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$("$pgc" --sharedir)/extension/timescaledb.control")
     echo "==> PostgreSQL $m: client tests (TimescaleDB: $ts_name)"
     BACKFILL_PACKAGE="${pkg:+$PWD/$pkg}" PG_CONFIG="$pgc" cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee "$log_client" || status=1
+    if [ -n "$minimum" ] && [ "$m" = "$TIMESCALEDB_MINIMUM_MAJOR" ]; then
+      echo "==> PostgreSQL $m: client tests on TimescaleDB $minimum (the declared minimum)"
+      log_min="$work/pg$m-minimum.log"
+      BACKFILL_TIMESCALEDB_VERSION="$minimum" PG_CONFIG="$pgc" cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee "$log_min" || status=1
+      read -r pm fm sm < <(counts "$log_min")
+      echo "pg$m+timescaledb-$minimum $pm $fm $sm" >>"$work/summary"
+      [ "$pm" -gt 0 ] || problems+=("PostgreSQL $m: no client test ran on TimescaleDB $minimum")
+      if grep -q ' \.\.\. ignored.*timescaledb-tsl' "$log_min"; then
+        problems+=("PostgreSQL $m: the TimescaleDB tier was skipped on TimescaleDB $minimum")
+      fi
+    fi
   else
     cat "$work/install$m.log"; status=1
     problems+=("PostgreSQL $m: the extension did not install, so no client test ran")

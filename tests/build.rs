@@ -29,13 +29,15 @@ fn version_at_least(version: &str, (major, minor): (u32, u32)) -> bool {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
 
-/// The default TimescaleDB version and its install script, read for the names it creates.
+/// The TimescaleDB version the tests create (`BACKFILL_TIMESCALEDB_VERSION`, else the
+/// default) and its install script, read for the names it creates.
 fn timescale_install_script(share: &Path) -> Option<(String, String)> {
     let control = std::fs::read_to_string(share.join("extension/timescaledb.control")).ok()?;
-    let version = control.lines().find_map(|l| {
+    let default = control.lines().find_map(|l| {
         let (k, v) = l.split_once('=')?;
         (k.trim() == "default_version").then(|| v.trim().trim_matches('\'').to_string())
     })?;
+    let version = std::env::var("BACKFILL_TIMESCALEDB_VERSION").ok().filter(|v| !v.is_empty()).unwrap_or(default);
     let script = std::fs::read_to_string(share.join(format!("extension/timescaledb--{version}.sql"))).ok()?;
     Some((version, script))
 }
@@ -75,6 +77,7 @@ fn main() {
         .expect("scripts/versions.sh names PREVIOUS_VERSION");
     println!("cargo::rustc-env=BACKFILL_PREVIOUS_VERSION={previous}");
     println!("cargo::rerun-if-env-changed=PG_CONFIG");
+    println!("cargo::rerun-if-env-changed=BACKFILL_TIMESCALEDB_VERSION");
     println!("cargo::rerun-if-env-changed=PATH");
     let (Some(lib), Some(share)) = (pg_config("--pkglibdir"), pg_config("--sharedir")) else { return };
     let (lib, share) = (PathBuf::from(lib), PathBuf::from(share));

@@ -247,7 +247,7 @@ impl Cluster {
         admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
         let mut c = self.connect(name);
         if self.timescale {
-            c.batch_execute("CREATE EXTENSION timescaledb").unwrap();
+            c.batch_execute(&create_timescaledb()).unwrap();
         }
         c.batch_execute("CREATE EXTENSION backfill_ext").unwrap();
         c
@@ -265,6 +265,16 @@ impl Drop for Cluster {
         if std::env::var_os("BACKFILL_KEEP_CLUSTER").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// `CREATE EXTENSION timescaledb`, of the version `BACKFILL_TIMESCALEDB_VERSION` names
+/// where it is set (one installed beside the default: `scripts/test.sh
+/// --timescaledb-minimum`).
+pub fn create_timescaledb() -> String {
+    match std::env::var("BACKFILL_TIMESCALEDB_VERSION") {
+        Ok(v) if !v.is_empty() => format!("CREATE EXTENSION timescaledb VERSION '{}'", v.replace('\'', "''")),
+        _ => "CREATE EXTENSION timescaledb".to_string(),
     }
 }
 
