@@ -271,8 +271,13 @@ mod tests {
     #[test]
     fn columns_keys_and_casts() {
         assert_eq!(params(COLUMNS), ["$1::oid"]);
-        assert!(COLUMNS.contains("FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"));
+        assert!(COLUMNS.contains("FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation"));
+        assert!(COLUMNS.ends_with("WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"));
         assert!(COLUMNS.contains("pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid::int8, a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> ''"));
+        assert!(COLUMNS.contains("CASE WHEN co.oid IS NULL THEN '' ELSE pg_catalog.format('%I.%I', cn.nspname, co.collname) END"));
+        assert!(UNIQUE_KEYS.contains("i.indnullsnotdistinct"), "{UNIQUE_KEYS}");
+        assert!(UNIQUE_KEYS.contains("unnest((i.indcollation::oid[])[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(coll, ord)"), "{UNIQUE_KEYS}");
+        assert!(UNIQUE_KEYS.contains("WHERE NOT co.collisdeterministic"), "{UNIQUE_KEYS}");
         assert_eq!(params(CASTABLE), ["$1::oid", "$2::oid"]);
         assert!(CASTABLE.contains("castsource = $1::oid AND casttarget = $2::oid AND castcontext IN ('a', 'i')"));
         assert_eq!(params(UNIQUE_KEYS), ["$1::oid"]);

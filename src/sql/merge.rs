@@ -407,7 +407,9 @@ mod tests {
         let (s, m) = upsert_with_a_column_staging_lacks();
         let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"), &routed_to_chunk());
         assert!(q.take.contains("WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = $1::int4)) RETURNING"), "{}", q.take);
-        assert!(q.take.contains("INSERT INTO pg_temp._backfill_new (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\")"), "{}", q.take);
+        assert!(q.take.contains("RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src), "), "{}", q.take);
+        assert!(q.take.contains("INSERT INTO pg_temp._backfill_new (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\", CASE WHEN"), "{}", q.take);
+        assert!(q.take.contains("backfill_src DESC RETURNING 1"), "{}", q.take);
         assert_eq!(
             q.read_old,
             "WITH w AS (INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_untouched\") SELECT o.\"time\", o.\"device_id\", \
@@ -442,14 +444,14 @@ mod tests {
             q.write_merged,
             "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"
         );
-        assert!(q.insert_new_after_rewrite.contains("NOT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\")"), "{}", q.insert_new_after_rewrite);
+        assert!(q.insert_new_after_rewrite.contains("NOT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS o WHERE n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\")"), "{}", q.insert_new_after_rewrite);
         assert!(q.fits_in_memory.starts_with("SELECT n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824 "), "{}", q.fits_in_memory);
         assert!(q.fits_in_memory.contains("(SELECT count(*) FROM \"_ti\".\"c1\")::numeric AS n"), "{}", q.fits_in_memory);
         // rows are sized from the chunk's own rows too, not from staging's alone
         assert!(q.fits_in_memory.contains("(SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM \"_ti\".\"c1\" LIMIT 1000) AS c)"), "{}", q.fits_in_memory);
         assert_eq!(q.delete_segments, "DELETE FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])");
         assert!(q.write_old.starts_with("INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT"), "{}", q.write_old);
-        assert!(q.insert_new.contains("NOT EXISTS (SELECT 1 FROM pg_temp._backfill_old AS o WHERE o.\"device_id\" = n.\"device_id\" AND o.\"time\" = n.\"time\"))"), "{}", q.insert_new);
+        assert!(q.insert_new.contains("NOT EXISTS (SELECT 1 FROM pg_temp._backfill_old AS o WHERE n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\"))"), "{}", q.insert_new);
         assert!(q.insert_new.contains("ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\""), "{}", q.insert_new);
     }
 }

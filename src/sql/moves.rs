@@ -208,7 +208,7 @@ mod tests {
     fn move_do_nothing_with_target() {
         let (sql, p) = move_rows(&spec(ConflictAction::Nothing, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz));
         assert_eq!(p.len(), 2);
-        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) RETURNING s.\"time\", s.\"device_id\", s.\"value\"), "), "{sql}");
+        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src), "), "{sql}");
         assert!(sql.contains("INSERT INTO \"public\".\"event_data\" AS d (\"time\", \"device_id\", \"value\") SELECT \"time\", \"device_id\", \"value\" FROM moved ON CONFLICT (\"device_id\", \"time\") DO NOTHING RETURNING"), "{sql}");
     }
 
@@ -221,7 +221,11 @@ mod tests {
     #[test]
     fn move_update_dedups_and_sets_columns() {
         let (sql, _) = move_rows(&spec(ConflictAction::Update, &["device_id", "time"], &["value"], true), &day_filter(TimeKind::TimestampTz));
-        assert!(sql.contains("SELECT DISTINCT ON (\"device_id\", \"time\") \"time\", \"device_id\", \"value\" FROM moved ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\" RETURNING"), "{sql}");
+        // one row per key, as the index compares keys (a key with a NULL is its own),
+        // the last staging row of a key winning
+        let one = "SELECT DISTINCT ON (\"device_id\", \"time\", CASE WHEN \"device_id\" IS NULL OR \"time\" IS NULL THEN backfill_src END) \"time\", \"device_id\", \"value\" FROM moved \
+                   ORDER BY \"device_id\", \"time\", CASE WHEN \"device_id\" IS NULL OR \"time\" IS NULL THEN backfill_src END, backfill_src DESC";
+        assert!(sql.contains(&format!("{one} ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\" RETURNING")), "{sql}");
     }
 
     #[test]
@@ -240,7 +244,7 @@ mod tests {
         s.dest_partitioned = true;
         let (sql, _) = move_rows(&s, &day_filter(TimeKind::TimestampTz));
         assert!(!sql.contains("xmax"), "{sql}");
-        assert!(sql.contains("count(DISTINCT ROW(m.\"device_id\", m.\"time\")) FROM moved AS m WHERE EXISTS (SELECT 1 FROM \"public\".\"event_data\" AS e WHERE e.\"device_id\" = m.\"device_id\" AND e.\"time\" = m.\"time\")"), "{sql}");
+        assert!(sql.contains("count(DISTINCT ROW(m.\"device_id\", m.\"time\")) FROM moved AS m WHERE EXISTS (SELECT 1 FROM \"public\".\"event_data\" AS e WHERE m.\"device_id\" = e.\"device_id\" AND m.\"time\" = e.\"time\")"), "{sql}");
     }
 
     #[test]
@@ -252,7 +256,7 @@ mod tests {
     #[test]
     fn move_keep_staging_selects() {
         let (sql, _) = move_rows(&spec(ConflictAction::Nothing, &[], &[], false), &day_filter(TimeKind::TimestampTz));
-        assert!(sql.starts_with("WITH moved AS (SELECT s.\"time\", s.\"device_id\", s.\"value\" FROM \"public\".\"backfill_event_data\" AS s WHERE"), "{sql}");
+        assert!(sql.starts_with("WITH moved AS (SELECT s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src FROM \"public\".\"backfill_event_data\" AS s WHERE"), "{sql}");
         assert!(!sql.contains("DELETE"));
     }
 
@@ -296,8 +300,13 @@ mod tests {
         let (sql, p) = restrict_probe(&spec(ConflictAction::Restrict, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz), &QualifiedName::new("public", "event_data"));
         assert_eq!(p.len(), 2);
         assert!(sql.starts_with("SELECT '(device_id, time)=' || k FROM ((SELECT ROW(s.\"device_id\", s.\"time\")::text AS k FROM \"public\".\"backfill_event_data\" AS s WHERE"), "{sql}");
-        assert!(sql.contains("EXISTS (SELECT 1 FROM \"public\".\"event_data\" AS d WHERE d.\"device_id\" = s.\"device_id\" AND d.\"time\" = s.\"time\")"), "{sql}");
-        assert!(sql.contains("GROUP BY s.\"device_id\", s.\"time\" HAVING count(*) > 1"), "{sql}");
+        assert!(sql.contains("EXISTS (SELECT 1 FROM \"public\".\"event_data\" AS d WHERE s.\"device_id\" = d.\"device_id\" AND s.\"time\" = d.\"time\")"), "{sql}");
+        // a key holding a NULL is no duplicate
+        assert!(sql.contains("(SELECT min(ROW(s.\"device_id\", s.\"time\")::text) FROM \"public\".\"backfill_event_data\" AS s WHERE"), "{sql}");
+        assert!(sql.contains("AND s.\"device_id\" IS NOT NULL AND s.\"time\" IS NOT NULL GROUP BY s.\"device_id\", s.\"time\" HAVING count(*) > 1"), "{sql}");
+        // the probe reads the relation it is given (a step's chunk)
+        let (sql, _) = restrict_probe(&spec(ConflictAction::Restrict, &["device_id", "time"], &[], true), &day_filter(TimeKind::TimestampTz), &QualifiedName::new("_ti", "c1"));
+        assert!(sql.contains("EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS d WHERE"), "{sql}");
         // a quote in a column name cannot end the label literal
         let (sql, _) = restrict_probe(&spec(ConflictAction::Restrict, &["o'k"], &[], true), &day_filter(TimeKind::TimestampTz), &QualifiedName::new("_ti", "c1"));
         assert!(sql.starts_with("SELECT '(o''k)=' || k"), "{sql}");
