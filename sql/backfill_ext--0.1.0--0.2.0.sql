@@ -21,11 +21,21 @@ WHERE status <> 'skipped'
 ORDER BY destination, started DESC, run_id DESC;
 COMMENT ON VIEW @extschema@.backfill_status IS 'The latest backfill run per destination (runs skipped because another was working on it are left out)';
 
--- a role records a "running" run only for a destination it can insert into
-ALTER POLICY runner_or_owner ON _backfill_ext.run
-    WITH CHECK (pg_catalog.pg_has_role(run_by, 'USAGE')
-                AND (status <> 'running' OR destination_oid IS NULL
-                     OR pg_catalog.has_table_privilege(destination_oid, 'INSERT')));
+-- Only the extension writes its state, as the tables' owner (the library's
+-- spi::state): no role keeps a privilege to write it, and the policies only show.
+REVOKE INSERT, UPDATE, DELETE ON _backfill_ext.policy_hold, _backfill_ext.run, _backfill_ext.run_chunk FROM PUBLIC;
+REVOKE USAGE ON SEQUENCE _backfill_ext.run_id_seq FROM PUBLIC;
+DROP POLICY owner_only ON _backfill_ext.policy_hold;
+CREATE POLICY owner_only ON _backfill_ext.policy_hold FOR SELECT
+    USING (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = hypertable), 'USAGE'));
+DROP POLICY runner_or_owner ON _backfill_ext.run;
+CREATE POLICY runner_or_owner ON _backfill_ext.run FOR SELECT
+    USING (pg_catalog.pg_has_role(run_by, 'USAGE')
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                      WHERE c.oid = destination_oid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')));
+DROP POLICY of_visible_runs ON _backfill_ext.run_chunk;
+CREATE POLICY of_visible_runs ON _backfill_ext.run_chunk FOR SELECT
+    USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));
 
 -- continuous aggregates a run brought up to date
 CREATE TABLE _backfill_ext.run_refresh (
@@ -39,9 +49,9 @@ CREATE TABLE _backfill_ext.run_refresh (
     finished             timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX ON _backfill_ext.run_refresh (run_id);
-GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run_refresh TO PUBLIC;
+GRANT SELECT ON _backfill_ext.run_refresh TO PUBLIC;
 ALTER TABLE _backfill_ext.run_refresh ENABLE ROW LEVEL SECURITY;
-CREATE POLICY of_visible_runs ON _backfill_ext.run_refresh
+CREATE POLICY of_visible_runs ON _backfill_ext.run_refresh FOR SELECT
     USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run_refresh', '');
 
@@ -67,9 +77,6 @@ CREATE TABLE _backfill_ext.run_task (
     hint     text,
     PRIMARY KEY (run_id, task)
 );
-GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run_task TO PUBLIC;
--- only the role that made the run sees and changes its tasks (a worker runs as it)
+-- no role but the owner reads or writes tasks: a worker reads its own through the
+-- extension, only while its run is running
 ALTER TABLE _backfill_ext.run_task ENABLE ROW LEVEL SECURITY;
-CREATE POLICY of_own_runs ON _backfill_ext.run_task
-    USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id AND r.run_by = current_user))
-    WITH CHECK (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id AND r.run_by = current_user));

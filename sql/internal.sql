@@ -15,13 +15,14 @@ CREATE TABLE _backfill_ext.policy_hold (
 );
 CREATE INDEX ON _backfill_ext.policy_hold (hypertable);
 
+-- Only the extension writes its state, as the tables' owner (the library's
+-- spi::state); other roles may read what the policies below show them.
 GRANT USAGE ON SCHEMA _backfill_ext TO PUBLIC;
-GRANT SELECT, INSERT, DELETE ON _backfill_ext.policy_hold TO PUBLIC;
--- a role sees and changes only holds on hypertables it owns (or whose owner it is a member of)
+GRANT SELECT ON _backfill_ext.policy_hold TO PUBLIC;
+-- a role sees only holds on hypertables it owns (or whose owner it is a member of)
 ALTER TABLE _backfill_ext.policy_hold ENABLE ROW LEVEL SECURITY;
-CREATE POLICY owner_only ON _backfill_ext.policy_hold
-    USING (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = hypertable), 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = hypertable), 'USAGE'));
+CREATE POLICY owner_only ON _backfill_ext.policy_hold FOR SELECT
+    USING (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = hypertable), 'USAGE'));
 
 -- Run history: one row per run, however it was started, updated (and committed)
 -- after every chunk so another session can watch a run live. A run that found
@@ -82,23 +83,18 @@ CREATE TABLE _backfill_ext.run_refresh (
 );
 CREATE INDEX ON _backfill_ext.run_refresh (run_id);
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run, _backfill_ext.run_chunk, _backfill_ext.run_refresh TO PUBLIC;
-GRANT USAGE ON SEQUENCE _backfill_ext.run_id_seq TO PUBLIC;
--- a role sees the runs it made, and the runs on destinations it owns; it records
--- runs as itself, and a "running" one only for a destination it can insert into
+GRANT SELECT ON _backfill_ext.run, _backfill_ext.run_chunk, _backfill_ext.run_refresh TO PUBLIC;
+-- a role sees the runs it made, and the runs on destinations it owns
 ALTER TABLE _backfill_ext.run ENABLE ROW LEVEL SECURITY;
-CREATE POLICY runner_or_owner ON _backfill_ext.run
+CREATE POLICY runner_or_owner ON _backfill_ext.run FOR SELECT
     USING (pg_catalog.pg_has_role(run_by, 'USAGE')
            OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                      WHERE c.oid = destination_oid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')))
-    WITH CHECK (pg_catalog.pg_has_role(run_by, 'USAGE')
-                AND (status <> 'running' OR destination_oid IS NULL
-                     OR pg_catalog.has_table_privilege(destination_oid, 'INSERT')));
+                      WHERE c.oid = destination_oid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')));
 ALTER TABLE _backfill_ext.run_chunk ENABLE ROW LEVEL SECURITY;
-CREATE POLICY of_visible_runs ON _backfill_ext.run_chunk
+CREATE POLICY of_visible_runs ON _backfill_ext.run_chunk FOR SELECT
     USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));
 ALTER TABLE _backfill_ext.run_refresh ENABLE ROW LEVEL SECURITY;
-CREATE POLICY of_visible_runs ON _backfill_ext.run_refresh
+CREATE POLICY of_visible_runs ON _backfill_ext.run_refresh FOR SELECT
     USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id));
 
 -- A chunk transaction a run hands to a background worker (config key `workers`):
@@ -117,12 +113,9 @@ CREATE TABLE _backfill_ext.run_task (
     hint     text,
     PRIMARY KEY (run_id, task)
 );
-GRANT SELECT, INSERT, UPDATE, DELETE ON _backfill_ext.run_task TO PUBLIC;
--- only the role that made the run sees and changes its tasks (a worker runs as it)
+-- no role but the owner reads or writes tasks: a worker reads its own through the
+-- extension, only while its run is running
 ALTER TABLE _backfill_ext.run_task ENABLE ROW LEVEL SECURITY;
-CREATE POLICY of_own_runs ON _backfill_ext.run_task
-    USING (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id AND r.run_by = current_user))
-    WITH CHECK (EXISTS (SELECT 1 FROM _backfill_ext.run r WHERE r.id = run_id AND r.run_by = current_user));
 
 -- pg_dump keeps the run history and the policy holds with the database's data
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.policy_hold', '');

@@ -301,6 +301,13 @@ pub fn checking_index_count(oid: u32) -> i64 {
     query_one(sql::CHECKING_INDEX_COUNT, &[p(oid.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0)
 }
 
+/// Where the current role is a superuser, the tables among `oids` that another role
+/// owns and that have triggers of their own (which would run with superuser rights).
+pub fn others_triggers_under_superuser(oids: &[u32]) -> Option<String> {
+    let list = format!("{{{}}}", oids.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(","));
+    query_one(sql::OTHERS_TRIGGERS_UNDER_SUPERUSER, &[p(list)], |r| col::<String>(r, 1)).flatten()
+}
+
 /// Whether the table has triggers of its own (TimescaleDB's insert blocker aside).
 pub fn has_user_triggers(oid: u32) -> bool {
     query_one(

@@ -1,9 +1,11 @@
 //! Run history in `_backfill_ext.run` / `_backfill_ext.run_chunk`: written by every
-//! run, in the same transactions as its work, so what it shows was committed.
+//! run, in the same transactions as its work, so what it shows was committed; as the
+//! state's owner (`spi::state_run`), the run's role recorded as `run_by`.
 
 use crate::timescale::Chunk;
 use crate::run::outcome::StepResult;
-use crate::spi::{col, p, query_one, run as exec, Param};
+use crate::catalog::current_user;
+use crate::spi::{col, p, query_one, state_query_one, state_run as exec, Param};
 use crate::sql::history as sql;
 
 /// Starts a run's record; first marks runs of this destination that are still
@@ -18,10 +20,11 @@ pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u3
     if has_refresh_table() {
         exec(sql::MARK_REFRESHES_FAILED, &[p(dest_oid.to_string())]);
     }
-    exec(sql::PRUNE, &[p(retention), p(dest_oid.to_string())]);
-    query_one(
+    let me = current_user();
+    exec(sql::PRUNE, &[p(retention), p(dest_oid.to_string()), p(&me)]);
+    state_query_one(
         sql::START,
-        &[job_id.map(|j| j.to_string()), p(staging), p(destination), p(dest_oid.to_string())],
+        &[job_id.map(|j| j.to_string()), p(staging), p(destination), p(dest_oid.to_string()), p(me)],
         |r| col::<i64>(r, 1).unwrap(),
     )
     .unwrap()
@@ -98,7 +101,7 @@ pub fn failed_start(job_id: Option<i32>, staging: &str, destination: &str, sqlst
     // whose destination could not be resolved are pruned here, after the default retention
     exec(
         sql::PRUNE_UNRESOLVED,
-        &[job_id.map(|j| j.to_string()), p(crate::config::DEFAULT_HISTORY_RETENTION)],
+        &[job_id.map(|j| j.to_string()), p(crate::config::DEFAULT_HISTORY_RETENTION), p(current_user())],
     );
     ended(job_id, staging, destination, dest_oid, "failed", p(sqlstate), message);
 }
@@ -113,7 +116,7 @@ pub fn skipped(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: 
 fn ended(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: Param, status: &str, sqlstate: Param, error: &str) {
     exec(
         sql::ENDED,
-        &[job_id.map(|j| j.to_string()), p(staging), p(destination), dest_oid, p(status), sqlstate, p(error)],
+        &[job_id.map(|j| j.to_string()), p(staging), p(destination), dest_oid, p(status), sqlstate, p(error), p(current_user())],
     );
 }
 

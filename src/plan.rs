@@ -111,8 +111,8 @@ pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Esti
 /// The strategy choice a destination allows. TimescaleDB's insert into a compressed
 /// chunk meets conflicts in compressed batches by their bytes, and an upsert's update
 /// only against the conflict target: where a unique index compares text by a
-/// nondeterministic collation ('a' = 'A'), or a second unique index could be violated,
-/// it would let a second row with an equal key in. Such a destination's compressed
+/// nondeterministic collation ('a' = 'A'), treats NULLs as equal, or a second unique
+/// index could be violated, it would let a second row with an equal key in. Such a destination's compressed
 /// chunks are decompressed first.
 pub fn allowed_choice(choice: StrategyChoice, direct_meets_conflicts: bool) -> StrategyChoice {
     if direct_meets_conflicts {

@@ -12,6 +12,7 @@
 //! - `package`: `BACKFILL_PACKAGE` names a release package built for this PostgreSQL;
 //! - `old_timescaledb`: a full TimescaleDB older than backfill_ext's minimum (2.23) is
 //!   installed beside the default one; its version is `BACKFILL_OLD_TIMESCALEDB`;
+//! - `icu`: the PostgreSQL under test was built with ICU (nondeterministic collations);
 //! - `docker`: `BACKFILL_DOCKER=1`, a Docker engine answers; `debian_pg15`: the
 //!   PostgreSQL under test is Debian's 15, the one the image test's base image has.
 
@@ -52,6 +53,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(docker)");
     println!("cargo::rustc-check-cfg=cfg(old_timescaledb)");
     println!("cargo::rustc-check-cfg=cfg(debian_pg15)");
+    println!("cargo::rustc-check-cfg=cfg(icu)");
     // a Docker engine that answers (scripts/test.sh starts one and says so), for the image test
     println!("cargo::rerun-if-env-changed=BACKFILL_DOCKER");
     if std::env::var("BACKFILL_DOCKER").is_ok_and(|v| v == "1") {
@@ -81,6 +83,9 @@ fn main() {
     println!("cargo::rerun-if-env-changed=PATH");
     let (Some(lib), Some(share)) = (pg_config("--pkglibdir"), pg_config("--sharedir")) else { return };
     let (lib, share) = (PathBuf::from(lib), PathBuf::from(share));
+    if pg_config("--configure").is_some_and(|c| !c.contains("--without-icu")) {
+        println!("cargo::rustc-cfg=icu");
+    }
     if lib == Path::new("/usr/lib/postgresql/15/lib") {
         println!("cargo::rustc-cfg=debian_pg15");
     }

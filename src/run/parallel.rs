@@ -16,7 +16,7 @@ use super::worker::Work;
 use super::{left_after, report_chunks, Run};
 use crate::config::MAX_AUTO_WORKERS;
 use crate::plan::{Plan, Step};
-use crate::spi::{self, col, p, query, query_one, run as exec};
+use crate::spi::{self, col, p, query, query_one, state_query_one, state_run};
 use crate::sql::tasks as sql;
 
 /// An error a worker reported: SQLSTATE, message, detail, hint.
@@ -90,7 +90,7 @@ impl Run<'_> {
             let steps = steps_of(b);
             let work = Work { config: self.prep.cfg.clone(), steps: steps.iter().map(|s| (*s).clone()).collect(), settings: settings.clone() };
             let json = serde_json::to_string(&work).expect("work serializes");
-            self.phase("task", || exec(sql::ADD, &[p(self.id.to_string()), p(b.to_string()), p(json)]));
+            self.phase("task", || state_run(sql::ADD, &[p(self.id.to_string()), p(b.to_string()), p(json)]));
             if !pool.start(self.id, b as i32) {
                 // no worker slot free on the server: this session does it
                 let results = self.phase("batch", || {
@@ -133,7 +133,7 @@ impl Run<'_> {
 
 /// Takes a task's row away, with its outcome.
 fn take_task(run_id: i64, task: i32) -> Outcome {
-    let row = query_one(sql::TAKE, &[p(run_id.to_string()), p(task.to_string())], |r| {
+    let row = state_query_one(sql::TAKE, &[p(run_id.to_string()), p(task.to_string())], |r| {
         (col::<String>(r, 1).unwrap_or_default(), col::<String>(r, 2), col::<String>(r, 3), col::<String>(r, 4), col::<String>(r, 5), col::<String>(r, 6))
     });
     match row {

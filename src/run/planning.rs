@@ -45,7 +45,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
     let choice = plan::allowed_choice(prep.cfg.strategy, prep.direct_meets_conflicts);
     if choice != prep.cfg.strategy && prep.cfg.strategy == StrategyChoice::Direct {
         pgrx::notice!(
-            "backfill_ext: TimescaleDB's insert into a compressed chunk of {} would not meet every conflict (several unique indexes, or one comparing by a nondeterministic collation); its compressed chunks are decompressed instead",
+            "backfill_ext: TimescaleDB's insert into a compressed chunk of {} would not meet every conflict (several unique indexes, or one comparing by a nondeterministic collation or with NULLS NOT DISTINCT); its compressed chunks are decompressed instead",
             prep.dest.name
         );
     }

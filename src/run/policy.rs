@@ -5,7 +5,9 @@
 
 use super::prepare::Prepared;
 use crate::catalog;
-use crate::spi::{col, p, query, query_one, run as exec};
+use crate::catalog::current_user;
+use crate::error::{BackfillError, Code};
+use crate::spi::{col, p, query_one, raise, run as exec, state_query};
 use crate::sql::hold as sql;
 use crate::timescale::{Policy, Timescale};
 
@@ -17,10 +19,18 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
     let policies = catalog::compression_policies(&prep.dest);
     for pol in &policies {
         catalog::require_job_owner(pol);
-        exec(
+        let me = current_user();
+        let held = state_query(
             sql::RECORD_HOLD,
-            &[p(pol.job_id.to_string()), p(prep.dest.oid.to_string()), pol.next_start.clone(), p(pol.scheduled.to_string())],
+            &[p(pol.job_id.to_string()), p(prep.dest.oid.to_string()), pol.next_start.clone(), p(pol.scheduled.to_string()), p(&me)],
+            |_| (),
         );
+        if held.is_empty() {
+            raise(
+                BackfillError::new(Code::InsufficientPrivilege, format!("role \"{me}\" may not hold compression policy job {} of {}", pol.job_id, prep.dest.name))
+                    .hint("run the job as the hypertable's owner (or a member of its role)"),
+            );
+        }
         exec(&sql::push_policy(&ts.func("alter_job")), &[p(pol.job_id.to_string()), p(&prep.push_interval)]);
     }
     policies
@@ -32,7 +42,8 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
 /// interval has passed, so a run longer than the interval never meets the policy.
 pub fn renew(prep: &Prepared) -> usize {
     let (Some(ts), Some(_)) = (&prep.ts, &prep.ht) else { return 0 };
-    let jobs: Vec<i32> = query(sql::RENEW_HOLDS, &[p(prep.dest.oid.to_string()), p(&prep.push_interval)], |r| col::<i32>(r, 1).unwrap());
+    let jobs: Vec<i32> =
+        state_query(sql::RENEW_HOLDS, &[p(prep.dest.oid.to_string()), p(&prep.push_interval), p(current_user())], |r| col::<i32>(r, 1).unwrap());
     for job_id in &jobs {
         exec(&sql::push_policy(&ts.func("alter_job")), &[p(job_id.to_string()), p(&prep.push_interval)]);
     }
@@ -54,7 +65,7 @@ pub fn release(prep: &Prepared) {
 /// Puts back the policy schedules held for hypertable `dest_oid` (see `release`);
 /// `push_interval` is how far this call pushed them.
 pub fn release_holds(ts: &Timescale, dest_oid: u32, push_interval: &str) {
-    let held: Vec<(i32, Option<String>, Option<String>)> = query(sql::TAKE_HOLDS, &[p(dest_oid.to_string()), p(push_interval)], |r| {
+    let held: Vec<(i32, Option<String>, Option<String>)> = state_query(sql::TAKE_HOLDS, &[p(dest_oid.to_string()), p(push_interval), p(current_user())], |r| {
         (col::<i32>(r, 1).unwrap(), col::<String>(r, 2), col::<String>(r, 3))
     });
     for (job_id, original, pushed) in held {

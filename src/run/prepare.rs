@@ -31,7 +31,8 @@ pub struct Prepared {
     /// Whether TimescaleDB's insert into a compressed chunk meets every conflict: it has
     /// at most one unique index to meet (an upsert's update is not checked against a
     /// second one's compressed rows), which compares no text by a nondeterministic
-    /// collation (`plan::allowed_choice`).
+    /// collation and is not NULLS NOT DISTINCT (2.23 met no NULL key in a compressed
+    /// batch) (`plan::allowed_choice`).
     pub direct_meets_conflicts: bool,
     /// The hypertable's segmentby columns.
     pub segmentby: Vec<String>,
@@ -103,6 +104,11 @@ pub fn prepare(cfg: Config) -> Prepared {
     let intervals = check_intervals(&mut cfg);
     settings::validate(&cfg);
     require_privileges(&cfg, &staging, &dest, conflict.action);
+    if let Some(tables) = catalog::others_triggers_under_superuser(&[staging.oid, dest.oid]) {
+        pgrx::warning!(
+            "backfill_ext: this run executes as a superuser, and the triggers of {tables} run with its rights; run it as the tables' owner instead"
+        );
+    }
     if let Some(h) = &ht {
         check_time_column(&staging, &dest, h, &copied);
     }
@@ -128,7 +134,7 @@ pub fn prepare(cfg: Config) -> Prepared {
         max_runtime_s: intervals.max_runtime_s,
         push_interval_s: intervals.push_interval_s,
         has_unique: !keys.is_empty(),
-        direct_meets_conflicts: checking_indexes <= 1 && keys.iter().all(|k| k.rules.deterministic),
+        direct_meets_conflicts: checking_indexes <= 1 && keys.iter().all(|k| k.rules.deterministic && !k.rules.nulls_not_distinct),
         decompress_limit: catalog::decompress_limit(),
         cfg,
         staging,

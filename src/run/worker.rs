@@ -1,5 +1,7 @@
 //! A background worker's side of a task (`pool` starts it): connected to the run's
-//! database as the run's role, with the run's session settings, it validates the
+//! database as the run's role, it reads its task only while the run that wrote it is
+//! running as that role in the backend that started the worker; with the run's session
+//! settings (only those a run takes over: `sql::tasks::inherited`), it validates the
 //! config again, does the task's chunk transaction exactly as the run would (the same
 //! `strategy::run_transaction`), records the chunks in the run's history and marks the
 //! task done, all in one transaction. On an error that transaction is rolled back (the
@@ -11,7 +13,8 @@ use super::prepare::prepare;
 use crate::config::Config;
 use crate::plan::Step;
 use crate::error::{BackfillError, Code};
-use crate::spi::{self, col, p, query, query_one, run as exec};
+use crate::catalog::current_user;
+use crate::spi::{self, col, p, state_query, state_query_one, state_run};
 use crate::sql::tasks as sql;
 use crate::timescale::Chunk;
 use pgrx::bgworkers::BackgroundWorker;
@@ -63,11 +66,21 @@ pub extern "C-unwind" fn backfill_ext_worker_main(_arg: pg_sys::Datum) {
 /// is left alone, and one that is gone or changed by the time it is done is not done.
 fn do_task(run_id: i64, task: i32) {
     let key = [p(run_id.to_string()), p(task.to_string())];
-    let Some(work) = query_one(sql::WORK, &key, |r| col::<String>(r, 1)).flatten() else { return };
+    // the run's backend, which started this worker
+    let run_pid = unsafe { (*pg_sys::MyBgworkerEntry).bgw_notify_pid };
+    let read = [key[0].clone(), key[1].clone(), p(current_user()), p(run_pid.to_string())];
+    let Some(work) = state_query_one(sql::WORK, &read, |r| col::<String>(r, 1)).flatten() else { return };
     let work: Work = serde_json::from_str(&work).expect("the run wrote this task");
     report_activity(run_id, &work.steps);
+    let allowed = sql::inherited();
     for (name, value) in &work.settings {
-        exec(crate::sql::settings::SET_LOCAL, &[p(name), p(value)]);
+        if !allowed.contains(&name.as_str()) {
+            spi::raise(
+                BackfillError::new(Code::InsufficientPrivilege, format!("task {task} of run {run_id} sets \"{name}\", which a worker never takes over"))
+                    .hint("a worker takes over only the run's own settings (sql::tasks::inherited)"),
+            );
+        }
+        spi::run(crate::sql::settings::SET_LOCAL, &[p(name), p(value)]);
     }
     spi::harden_search_path();
     match spi::in_subtransaction(AssertUnwindSafe(|| work_through(run_id, &work))) {
@@ -76,7 +89,7 @@ fn do_task(run_id: i64, task: i32) {
             let json = serde_json::to_string(&results).expect("results serialize");
             // a task that is no longer this run's queued one (gone, or changed) is not
             // done here: the moves roll back, and the run does the task itself
-            let marked = query(sql::DONE, &[key[0].clone(), key[1].clone(), p(json)], |_| ()).len();
+            let marked = state_query(sql::DONE, &[key[0].clone(), key[1].clone(), p(json)], |_| ()).len();
             if marked != 1 {
                 spi::raise(
                     BackfillError::new(
@@ -89,7 +102,7 @@ fn do_task(run_id: i64, task: i32) {
         }
         Err(e) => {
             let (state, msg, detail, hint) = spi::caught_parts(&e);
-            exec(sql::FAILED, &[key[0].clone(), key[1].clone(), p(state), p(msg), detail, hint]);
+            state_run(sql::FAILED, &[key[0].clone(), key[1].clone(), p(state), p(msg), detail, hint]);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The thin layer over SPI: running text-parameter queries and raising
 //! `BackfillError`s with their SQLSTATE (here); the procedure's transaction, its
 //! subtransactions, caught errors and the hardened `search_path` (`tx`); the test hooks
-//! (`hooks`); a rewrite's rows written into its chunk in bulk (`bulk`).
+//! (`hooks`); a rewrite's rows written into its chunk in bulk (`bulk`); the
+//! extension's own state written as its owner (`state`).
 
 use crate::error::{BackfillError, Code};
 use pgrx::datum::DatumWithOid;
@@ -12,9 +13,11 @@ use pgrx::spi::{SpiHeapTupleData, SpiTupleTable};
 
 pub mod bulk;
 mod hooks;
+mod state;
 mod tx;
 
 pub use hooks::{debug_setting, pause_point, unresponsive_point, TEST_HOOKS};
+pub use state::{state_query, state_query_one, state_run};
 #[cfg(feature = "test_hooks")]
 pub use hooks::register as register_test_hooks;
 pub use tx::{

@@ -147,6 +147,16 @@ pub const DECOMPRESS_LIMIT: &str =
     "SELECT coalesce(nullif(pg_catalog.current_setting('timescaledb.max_tuples_decompressed_per_dml_transaction', true), ''), '0')::int8";
 
 /// Whether table `$1` has triggers of its own (TimescaleDB's insert blocker aside).
+/// Where the current role is a superuser: the tables of `$1` (an oid array) that
+/// another role owns and that have triggers of their own, as "table (owned by role)"
+/// text; NULL when there is none (or the role is no superuser).
+pub const OTHERS_TRIGGERS_UNDER_SUPERUSER: &str = "SELECT pg_catalog.string_agg(pg_catalog.format('%s (owned by %s)', c.oid::regclass, \
+            pg_catalog.pg_get_userbyid(c.relowner)), ', ') \
+     FROM pg_catalog.pg_class AS c \
+     WHERE c.oid = ANY ($1::oid[]) AND c.relowner <> (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) \
+       AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user) \
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger AS t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgname <> 'ts_insert_blocker')";
+
 pub const HAS_USER_TRIGGERS: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger \
                     WHERE tgrelid = $1::oid AND NOT tgisinternal AND tgname <> 'ts_insert_blocker')";
 
@@ -339,6 +349,8 @@ mod tests {
     #[test]
     fn triggers_and_rewrite() {
         assert_eq!(params(HAS_USER_TRIGGERS), ["$1::oid"]);
+        assert_eq!(params(OTHERS_TRIGGERS_UNDER_SUPERUSER), ["$1::oid[]"]);
+        assert!(OTHERS_TRIGGERS_UNDER_SUPERUSER.contains("AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user)"));
         assert_eq!(params(CHECKING_INDEX_COUNT), ["$1::oid"]);
         assert!(CHECKING_INDEX_COUNT.ends_with("WHERE indrelid = $1::oid AND (indisunique OR indisexclusion)"));
         assert!(HAS_USER_TRIGGERS.contains("FROM pg_catalog.pg_trigger WHERE tgrelid = $1::oid AND NOT tgisinternal AND tgname <> 'ts_insert_blocker'"));

@@ -1,22 +1,28 @@
 //! The run history's statements (`_backfill_ext.run`, `_backfill_ext.run_chunk`).
 
-/// Marks the runs of destination `$1` (an oid) still "running" as failed: interrupted.
+/// Marks the runs of destination `$1` (an oid) still "running" whose backend is gone
+/// (or is this one, which runs no other run now) as failed: interrupted.
 pub const MARK_INTERRUPTED: &str = "UPDATE _backfill_ext.run SET status = 'failed', finished = clock_timestamp(), sqlstate = '57P01', \
             error = 'interrupted: the backend running it ended before it finished' \
-     WHERE destination_oid = $1::oid AND status = 'running'";
+     WHERE destination_oid = $1::oid AND status = 'running' \
+       AND (pid = pg_catalog.pg_backend_pid() \
+            OR pid NOT IN (SELECT pg_catalog.pg_stat_get_backend_pid(b) FROM pg_catalog.pg_stat_get_backend_idset() AS b))";
 
-/// Deletes destination `$2`'s finished runs that started more than `$1` (an interval) ago.
-pub const PRUNE: &str =
-    "DELETE FROM _backfill_ext.run WHERE destination_oid = $2::oid AND started < now() - $1::interval AND status <> 'running'";
+/// Deletes destination `$2`'s finished runs that started more than `$1` (an interval)
+/// ago and that role `$3` may see: its own, and all runs on destinations it owns.
+pub const PRUNE: &str = "DELETE FROM _backfill_ext.run WHERE destination_oid = $2::oid AND started < now() - $1::interval \
+       AND status <> 'running' AND (pg_catalog.pg_has_role($3::name, run_by, 'USAGE') \
+            OR pg_catalog.pg_has_role($3::name, (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = destination_oid), 'USAGE'))";
 
 /// Deletes the finished runs of job `$1` (NULL: run by hand) whose destination was never
-/// resolved, that started more than `$2` ago.
+/// resolved, that started more than `$2` ago, made by role `$3`.
 pub const PRUNE_UNRESOLVED: &str = "DELETE FROM _backfill_ext.run WHERE destination_oid IS NULL AND job_id IS NOT DISTINCT FROM $1::int \
-       AND started < now() - $2::interval AND status <> 'running'";
+       AND started < now() - $2::interval AND status <> 'running' AND pg_catalog.pg_has_role($3::name, run_by, 'USAGE')";
 
-/// Starts a run's record (job, staging, destination, destination oid); returns its id.
-pub const START: &str = "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid) \
-     VALUES ($1::int, $2, $3, $4::oid) RETURNING id";
+/// Starts a run's record (job, staging, destination, destination oid, the role that
+/// runs it); returns its id.
+pub const START: &str = "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, run_by) \
+     VALUES ($1::int, $2, $3, $4::oid, $5::name) RETURNING id";
 
 /// Records the chunks a transaction finished: run `$1`, then one array per column (NULL
 /// bounds given as the text NULL).
@@ -42,9 +48,9 @@ pub const FAIL: &str = "UPDATE _backfill_ext.run SET status = 'failed', finished
      WHERE id = $1::int8";
 
 /// One finished record for a run that ended before it started: job, staging,
-/// destination, destination oid, status, SQLSTATE, message.
-pub const ENDED: &str = "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, sqlstate, error) \
-     VALUES ($1::int, $2, $3, $4::oid, $5, clock_timestamp(), $6, $7)";
+/// destination, destination oid, status, SQLSTATE, message, the role that ran it.
+pub const ENDED: &str = "INSERT INTO _backfill_ext.run (job_id, staging, destination, destination_oid, status, finished, sqlstate, error, run_by) \
+     VALUES ($1::int, $2, $3, $4::oid, $5, clock_timestamp(), $6, $7, $8::name)";
 
 /// The latest running run of destination `$1`, as "run N (job J, backend P, started T)".
 pub const HOLDER: &str =
@@ -101,23 +107,29 @@ mod tests {
     fn start_fails_the_interrupted_and_prunes_its_destination_only() {
         assert_eq!(params(MARK_INTERRUPTED), ["$1::oid"]);
         assert!(MARK_INTERRUPTED.starts_with("UPDATE _backfill_ext.run SET status = 'failed', finished = clock_timestamp(), sqlstate = '57P01'"));
-        assert!(MARK_INTERRUPTED.ends_with("WHERE destination_oid = $1::oid AND status = 'running'"));
-        assert_eq!(params(PRUNE), ["$1::interval", "$2::oid"]);
+        assert!(MARK_INTERRUPTED.contains("WHERE destination_oid = $1::oid AND status = 'running'"));
+        // only runs whose backend is gone (or is this one)
+        assert!(MARK_INTERRUPTED.ends_with(
+            "AND (pid = pg_catalog.pg_backend_pid() OR pid NOT IN (SELECT pg_catalog.pg_stat_get_backend_pid(b) FROM pg_catalog.pg_stat_get_backend_idset() AS b))"
+        ));
+        assert_eq!(params(PRUNE), ["$1::interval", "$2::oid", "$3::name"]);
         assert!(PRUNE.starts_with("DELETE FROM _backfill_ext.run WHERE destination_oid = $2::oid AND "));
         assert!(PRUNE.contains(" AND started < now() - $1::interval AND status <> 'running'"));
-        assert_eq!(params(START), ["$1::int", "$2", "$3", "$4::oid"]);
-        assert_eq!(list_after(START, "INSERT INTO _backfill_ext.run"), ["job_id", "staging", "destination", "destination_oid"]);
-        assert!(START.ends_with("VALUES ($1::int, $2, $3, $4::oid) RETURNING id"));
+        // only what the role may see: its own runs, and the runs on destinations it owns
+        assert!(PRUNE.contains("AND (pg_catalog.pg_has_role($3::name, run_by, 'USAGE') OR pg_catalog.pg_has_role($3::name, (SELECT c.relowner"));
+        assert_eq!(params(START), ["$1::int", "$2", "$3", "$4::oid", "$5::name"]);
+        assert_eq!(list_after(START, "INSERT INTO _backfill_ext.run"), ["job_id", "staging", "destination", "destination_oid", "run_by"]);
+        assert!(START.ends_with("VALUES ($1::int, $2, $3, $4::oid, $5::name) RETURNING id"));
     }
 
     #[test]
     fn runs_that_never_started() {
-        assert_eq!(params(PRUNE_UNRESOLVED), ["$1::int", "$2::interval"]);
+        assert_eq!(params(PRUNE_UNRESOLVED), ["$1::int", "$2::interval", "$3::name"]);
         assert!(PRUNE_UNRESOLVED.starts_with("DELETE FROM _backfill_ext.run WHERE destination_oid IS NULL AND job_id IS NOT DISTINCT FROM $1::int"));
-        assert!(PRUNE_UNRESOLVED.ends_with("AND started < now() - $2::interval AND status <> 'running'"));
-        assert_eq!(params(ENDED), ["$1::int", "$2", "$3", "$4::oid", "$5", "$6", "$7"]);
+        assert!(PRUNE_UNRESOLVED.ends_with("AND started < now() - $2::interval AND status <> 'running' AND pg_catalog.pg_has_role($3::name, run_by, 'USAGE')"));
+        assert_eq!(params(ENDED), ["$1::int", "$2", "$3", "$4::oid", "$5", "$6", "$7", "$8::name"]);
         let columns = list_after(ENDED, "INSERT INTO _backfill_ext.run");
-        assert_eq!(columns, ["job_id", "staging", "destination", "destination_oid", "status", "finished", "sqlstate", "error"]);
+        assert_eq!(columns, ["job_id", "staging", "destination", "destination_oid", "status", "finished", "sqlstate", "error", "run_by"]);
         assert_eq!(list_after(ENDED, "VALUES").len(), columns.len());
         assert!(ENDED.contains("$5, clock_timestamp(), $6, $7"));
     }

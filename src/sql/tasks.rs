@@ -1,12 +1,17 @@
-//! Chunk transactions handed to background workers (`_backfill_ext.run_task`): the
+//! Chunk transactions handed to background workers (`_backfill_ext.run_task`, which
+//! only the extension reads and writes, as the state's owner: `spi::state_query`): the
 //! run writes a task, the worker reads it, does it and writes what happened; the run
 //! takes the outcome once the worker has stopped.
 
 /// A task of run `$1`, number `$2`, with its work (`$3`, JSON).
 pub const ADD: &str = "INSERT INTO _backfill_ext.run_task (run_id, task, work) VALUES ($1::int8, $2::int4, $3::jsonb)";
 
-/// The work of task `$2` of run `$1`, while it is still to be done.
-pub const WORK: &str = "SELECT work::text FROM _backfill_ext.run_task WHERE run_id = $1::int8 AND task = $2::int4 AND status = 'queued'";
+/// The work of task `$2` of run `$1`, while it is still to be done, and only while
+/// that run is running, as role `$3` (the worker's), from backend `$4` (the one that
+/// started the worker).
+pub const WORK: &str = "SELECT t.work::text FROM _backfill_ext.run_task AS t JOIN _backfill_ext.run AS r ON r.id = t.run_id \
+     WHERE t.run_id = $1::int8 AND t.task = $2::int4 AND t.status = 'queued' \
+       AND r.status = 'running' AND r.run_by = $3::name AND r.pid = $4::int";
 
 /// Task `$2` of run `$1` done, with its results (`$3`, JSON); returns the task marked
 /// (exactly one, or the worker's transaction must not commit).
@@ -70,7 +75,9 @@ mod tests {
     #[test]
     fn a_task_is_done_once() {
         // only a queued task is read or finished: a worker never redoes a task
-        assert!(WORK.ends_with("AND status = 'queued'"));
+        assert!(WORK.contains("WHERE t.run_id = $1::int8 AND t.task = $2::int4 AND t.status = 'queued'"));
+        // only a task of a run that is running, as the worker's role, from the backend that started it
+        assert!(WORK.ends_with("AND r.status = 'running' AND r.run_by = $3::name AND r.pid = $4::int"));
         assert!(DONE.ends_with("AND status = 'queued' RETURNING task") && FAILED.ends_with("AND status = 'queued'"));
         assert!(TAKE.starts_with("DELETE FROM _backfill_ext.run_task WHERE run_id = $1::int8 AND task = $2::int4"));
         assert_eq!(ADD, "INSERT INTO _backfill_ext.run_task (run_id, task, work) VALUES ($1::int8, $2::int4, $3::jsonb)");

@@ -28,13 +28,15 @@ pub fn apply(prep: &Prepared, chunk: &Chunk, take: RowSource) -> StepResult {
 }
 
 /// Moves the rows of several chunks in one statement, then compresses again each chunk
-/// that became partial; one result per step. If the statement would pass the
-/// decompression limit, each chunk is done on its own.
+/// that became partial; one result per step. If the statement fails as
+/// `decompress_instead` says, each chunk is done on its own.
 pub fn run_batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResult> {
     settings::apply(&prep.cfg);
     match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| batch(prep, steps, routed))) {
         Ok(results) => results,
-        Err(e) if spi::caught_sqlstate(&e) == "53400" => steps.iter().map(|s| super::run_step(prep, s, routed)).collect(),
+        Err(e) if super::decompress_instead(&spi::caught_sqlstate(&e), prep.spec.conflict.action) => {
+            steps.iter().map(|s| super::run_step(prep, s, routed)).collect()
+        }
         Err(e) => e.rethrow(),
     }
 }

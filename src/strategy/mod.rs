@@ -14,7 +14,8 @@
 //! - `source`: where a step's rows come from, and the statement that moves them.
 //!
 //! A direct insert or a merge that would pass TimescaleDB's decompression limit
-//! (SQLSTATE 53400) is rolled back and done by decompressing instead.
+//! (SQLSTATE 53400), or that meets a unique violation its `ON CONFLICT` should have
+//! handled (23505), is rolled back and done by decompressing instead.
 
 pub mod decompress;
 pub mod direct;
@@ -25,6 +26,7 @@ pub mod rewrite;
 pub mod segments;
 pub mod source;
 
+use crate::config::ConflictAction;
 use crate::plan::{Step, Strategy};
 use crate::run::outcome::StepResult;
 use crate::run::prepare::Prepared;
@@ -67,16 +69,28 @@ pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
     }
 }
 
-/// Runs `attempt` in a subtransaction; if it would pass TimescaleDB's decompression
-/// limit (53400), rolls it back and decompresses the chunk instead.
+/// Whether a step into a compressed chunk that failed with `sqlstate` is done again by
+/// decompressing the chunk: when it would pass TimescaleDB's decompression limit
+/// (53400), and when an insert with `ON CONFLICT` still met a unique violation (23505;
+/// some TimescaleDB releases miss a conflict with a compressed batch): on the
+/// decompressed chunk PostgreSQL's own checks decide. Under RESTRICT a unique
+/// violation is the answer.
+pub fn decompress_instead(sqlstate: &str, action: ConflictAction) -> bool {
+    sqlstate == "53400" || (sqlstate == "23505" && action != ConflictAction::Restrict)
+}
+
+/// Runs `attempt` in a subtransaction; if it fails as `decompress_instead` says, rolls
+/// it back and decompresses the chunk instead.
 fn or_decompress(prep: &Prepared, chunk: &Chunk, take: RowSource, what: &str, attempt: impl FnOnce() -> StepResult) -> StepResult {
     match spi::in_subtransaction(std::panic::AssertUnwindSafe(attempt)) {
         Ok(r) => r,
-        Err(e) if spi::caught_sqlstate(&e) == "53400" => {
-            notice!(
-                "backfill_ext: chunk {}: {what} would pass timescaledb.max_tuples_decompressed_per_dml_transaction; decompressing the chunk instead",
-                chunk.name
-            );
+        Err(e) if decompress_instead(&spi::caught_sqlstate(&e), prep.spec.conflict.action) => {
+            let why = if spi::caught_sqlstate(&e) == "53400" {
+                "would pass timescaledb.max_tuples_decompressed_per_dml_transaction"
+            } else {
+                "met a conflict TimescaleDB's insert into the compressed chunk did not handle"
+            };
+            notice!("backfill_ext: chunk {}: {what} {why}; decompressing the chunk instead", chunk.name);
             let mut r = decompress::apply(prep, chunk, take);
             r.fell_back = true;
             r
@@ -112,4 +126,21 @@ fn move_timed(prep: &Prepared, chunk: &Chunk, take: RowSource, r: &mut StepResul
     (r.moved, r.inserted, r.updated) = moved.total();
     r.insert_ms = crate::run::outcome::ms(t);
     spi::pause_point("after_insert");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_falls_back_to_decompressing_past_the_limit_and_on_a_missed_conflict() {
+        for action in [ConflictAction::Nothing, ConflictAction::Update, ConflictAction::Restrict] {
+            assert!(decompress_instead("53400", action));
+            assert!(!decompress_instead("23502", action));
+        }
+        assert!(decompress_instead("23505", ConflictAction::Nothing));
+        assert!(decompress_instead("23505", ConflictAction::Update));
+        // RESTRICT's answer to an existing key
+        assert!(!decompress_instead("23505", ConflictAction::Restrict));
+    }
 }

@@ -5,7 +5,7 @@
 //! run history and the holds.
 
 use backfill_ext_client_tests::fixtures::{stage_late_rows, timescale_dataset, Dataset};
-use backfill_ext_client_tests::{scalar, Client, Cluster, Options};
+use backfill_ext_client_tests::{create_timescaledb, scalar, Client, Cluster, Options};
 
 const PREVIOUS: &str = env!("BACKFILL_PREVIOUS_VERSION");
 const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
@@ -94,7 +94,7 @@ fn update_from_the_previous_release_keeps_history_holds_and_jobs_and_equals_a_fr
         admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
     }
     let mut c = cl.connect("updated");
-    c.batch_execute(&format!("CREATE EXTENSION timescaledb; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'")).unwrap();
+    c.batch_execute(&format!("{}; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'", create_timescaledb())).unwrap();
     let job = make_state(&mut c);
     let before = state(&mut c);
     assert_eq!((before.0.len(), before.1.len()), (1, 1), "a run and a hold to keep: {before:?}");
@@ -106,12 +106,20 @@ fn update_from_the_previous_release_keeps_history_holds_and_jobs_and_equals_a_fr
     assert_eq!(version, default);
     assert_ne!(version, PREVIOUS);
     assert_eq!(state(&mut c), before, "history and holds kept");
+    // no role but the owner may write the state any more
+    let writable: i64 = scalar(
+        &mut c,
+        "SELECT count(*) FROM pg_catalog.pg_class AS t, unnest(ARRAY['INSERT', 'UPDATE', 'DELETE']) AS w(p) \
+         WHERE t.relnamespace = '_backfill_ext'::regnamespace AND t.relkind = 'r' AND pg_catalog.has_table_privilege('public', t.oid, w.p)",
+    );
+    assert_eq!(writable, 0, "PUBLIC keeps no write privilege on the state");
+    assert!(!scalar::<bool>(&mut c, "SELECT pg_catalog.has_sequence_privilege('public', '_backfill_ext.run_id_seq', 'USAGE')"));
 
     // the same objects as a fresh install of the current version
     let mut f = cl.connect("fresh");
-    f.batch_execute("CREATE EXTENSION timescaledb; CREATE EXTENSION backfill_ext").unwrap();
+    f.batch_execute(&format!("{}; CREATE EXTENSION backfill_ext", create_timescaledb())).unwrap();
     let mut uo = cl.connect("updated_only");
-    uo.batch_execute(&format!("CREATE EXTENSION timescaledb; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'; ALTER EXTENSION backfill_ext UPDATE"))
+    uo.batch_execute(&format!("{}; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'; ALTER EXTENSION backfill_ext UPDATE", create_timescaledb()))
         .unwrap();
     let (fresh, updated) = (extension_objects(&cl, "fresh"), extension_objects(&cl, "updated_only"));
     assert!(fresh.contains("backfill_on_schedule"), "the dump lists the extension's objects");
@@ -151,7 +159,7 @@ fn dump_and_restore_keep_the_run_history_and_the_policy_holds() {
 
     cl.connect("postgres").batch_execute("CREATE DATABASE restored").unwrap();
     let mut r = cl.connect("restored");
-    r.batch_execute("CREATE EXTENSION timescaledb; SELECT timescaledb_pre_restore()").unwrap();
+    r.batch_execute(&format!("{}; SELECT timescaledb_pre_restore()", create_timescaledb())).unwrap();
     cl.client_program("pg_restore", &["-d", "restored", file.to_str().unwrap()]);
     let mut r = cl.connect("restored");
     r.batch_execute("SELECT timescaledb_post_restore()").unwrap();
