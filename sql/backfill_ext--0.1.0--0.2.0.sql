@@ -24,7 +24,7 @@ COMMENT ON VIEW @extschema@.backfill_status IS 'The latest backfill run per dest
 -- Only the extension writes its state, as the tables' owner (the library's
 -- spi::state): no role keeps a privilege to write it, and the policies only show.
 REVOKE INSERT, UPDATE, DELETE ON _backfill_ext.policy_hold, _backfill_ext.run, _backfill_ext.run_chunk FROM PUBLIC;
-REVOKE USAGE ON SEQUENCE _backfill_ext.run_id_seq FROM PUBLIC;
+REVOKE ALL ON SEQUENCE _backfill_ext.run_id_seq FROM PUBLIC;
 DROP POLICY owner_only ON _backfill_ext.policy_hold;
 CREATE POLICY owner_only ON _backfill_ext.policy_hold FOR SELECT
     USING (pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = hypertable), 'USAGE'));

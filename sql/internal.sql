@@ -84,6 +84,7 @@ CREATE TABLE _backfill_ext.run_refresh (
 CREATE INDEX ON _backfill_ext.run_refresh (run_id);
 
 GRANT SELECT ON _backfill_ext.run, _backfill_ext.run_chunk, _backfill_ext.run_refresh TO PUBLIC;
+REVOKE ALL ON SEQUENCE _backfill_ext.run_id_seq FROM PUBLIC;
 -- a role sees the runs it made, and the runs on destinations it owns
 ALTER TABLE _backfill_ext.run ENABLE ROW LEVEL SECURITY;
 CREATE POLICY runner_or_owner ON _backfill_ext.run FOR SELECT

@@ -104,11 +104,7 @@ pub fn prepare(cfg: Config) -> Prepared {
     let intervals = check_intervals(&mut cfg);
     settings::validate(&cfg);
     require_privileges(&cfg, &staging, &dest, conflict.action);
-    if let Some(tables) = catalog::others_triggers_under_superuser(&[staging.oid, dest.oid]) {
-        pgrx::warning!(
-            "backfill_ext: this run executes as a superuser, and the triggers of {tables} run with its rights; run it as the tables' owner instead"
-        );
-    }
+    warn_of_others_triggers(&staging, &dest);
     if let Some(h) = &ht {
         check_time_column(&staging, &dest, h, &copied);
     }
@@ -219,6 +215,16 @@ fn check_time_column(staging: &Table, dest: &Table, h: &Hypertable, copied: &[St
         raise(
             BackfillError::new(Code::NotNullViolation, format!("{nulls} rows of staging table {} have NULL in the time column \"{}\"", staging.name, h.time_column))
                 .hint(format!("correct or delete them: DELETE FROM {} WHERE {} IS NULL", staging.name.quoted(), quote_ident(&h.time_column))),
+        );
+    }
+}
+
+/// A run as a superuser over another role's tables with triggers of their own runs
+/// that code with superuser rights: say so.
+fn warn_of_others_triggers(staging: &Table, dest: &Table) {
+    if let Some(tables) = catalog::others_triggers_under_superuser(&[staging.oid, dest.oid]) {
+        pgrx::warning!(
+            "backfill_ext: this run executes as a superuser, and the triggers of {tables} run with its rights; run it as the tables' owner instead"
         );
     }
 }

@@ -113,10 +113,16 @@ fn a_role_without_any_privilege_calls_every_public_function_and_nothing_is_writt
         r#"CALL backfill_on_schedule(NULL, '{"staging_table":"st","destination_hypertable":"m"}')"#,
         "CALL decompress_backfill('st', 'm')",
         "SELECT * FROM backfill_plan('st', 'm')",
-        "SELECT schedule_backfill('st', 'm')",
+        r#"SELECT backfill_check_config('{"staging_table":"st","destination_hypertable":"m"}')"#,
     ] {
         let (code, msg, _) = expect_error(&mut nobody, call);
         assert_eq!(code, "42501", "{call}: {msg}");
+    }
+    // scheduling needs a scheduler (none here) before it needs privileges; unscheduling
+    // a job that is not the caller's is refused
+    for call in ["SELECT schedule_backfill('st', 'm')", "SELECT unschedule_backfill(1)"] {
+        let (code, msg, _) = expect_error(&mut nobody, call);
+        assert!(["42501", "55000", "42704"].contains(&code.as_str()), "{call}: {code} {msg}");
     }
     // a refused run is recorded as the caller's own, and changes nothing else
     let rows: Vec<String> =
@@ -134,23 +140,29 @@ fn a_role_without_any_privilege_calls_every_public_function_and_nothing_is_writt
 fn a_non_superusers_run_with_workers_keeps_its_tasks_and_hold_to_itself() {
     let cl = timescale_cluster();
     let mut c = cl.create_db("t");
-    c.batch_execute("CREATE ROLE t_owner LOGIN; CREATE ROLE t_writer LOGIN; GRANT CREATE ON SCHEMA public TO t_owner").unwrap();
+    // the test hooks are set for the role (a setting a session sets before the library
+    // is loaded would be a placeholder)
+    c.batch_execute(
+        "CREATE ROLE t_owner LOGIN; CREATE ROLE t_writer LOGIN; GRANT CREATE ON SCHEMA public TO t_owner;
+         ALTER ROLE t_owner SET backfill_ext.debug_pause_at = 'after_insert'; ALTER ROLE t_owner SET backfill_ext.debug_pause_seconds = 3;",
+    )
+    .unwrap();
     let mut owner = cl.connect_as("t", "t_owner");
     timescale_dataset(&mut owner, &Dataset::default());
     owner.batch_execute("GRANT SELECT, INSERT ON event_data TO t_writer").unwrap();
     for workers in [1, 2] {
-        owner.batch_execute("INSERT INTO backfill_event_data SELECT time, device_id, value + 1000 FROM event_data WHERE value < 1000").unwrap();
+        owner.batch_execute("INSERT INTO backfill_event_data SELECT time, device_id, value + 1 FROM event_data").unwrap();
         let before = state(&mut owner, "event_data", "backfill_event_data");
         let conn = cl.conn_string_as("t", "t_owner");
         let cfg = format!(r#"{{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE","workers":{workers}}}"#);
         let run = std::thread::spawn(move || {
             let mut r = Client::connect(&conn, NoTls).unwrap();
-            r.batch_execute("SET backfill_ext.debug_pause_at = 'after_insert'; SET backfill_ext.debug_pause_seconds = 3").unwrap();
             r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).map_err(|e| e.to_string())
         });
         wait_for("the run to pause", Duration::from_secs(60), || {
-            (scalar::<i64>(&mut c, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") > 0).then_some(())
+            (run.is_finished() || scalar::<i64>(&mut c, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") > 0).then_some(())
         });
+        assert!(!run.is_finished(), "workers {workers}: the run ended before it paused: {:?}", run.join().unwrap());
         for attacker in [&mut owner, &mut cl.connect_as("t", "t_writer")] {
             for attack in ["UPDATE _backfill_ext.run_task SET work = '{}'", "DELETE FROM _backfill_ext.run_task", "UPDATE _backfill_ext.run SET status = 'failed'"] {
                 let (code, msg, _) = expect_error(attacker, attack);

@@ -124,12 +124,14 @@ fn update_from_the_previous_release_keeps_history_holds_and_jobs_and_equals_a_fr
     let (fresh, updated) = (extension_objects(&cl, "fresh"), extension_objects(&cl, "updated_only"));
     assert!(fresh.contains("backfill_on_schedule"), "the dump lists the extension's objects");
     if fresh != updated {
-        let diff: Vec<String> = fresh
-            .lines()
-            .filter(|l| !updated.contains(l))
-            .map(|l| format!("- {l}"))
-            .chain(updated.lines().filter(|l| !fresh.contains(l)).map(|l| format!("+ {l}")))
-            .collect();
+        let (f, u): (Vec<&str>, Vec<&str>) = (fresh.lines().collect(), updated.lines().collect());
+        let mut diff: Vec<String> =
+            f.iter().filter(|l| !u.contains(l)).map(|l| format!("- {l}")).chain(u.iter().filter(|l| !f.contains(l)).map(|l| format!("+ {l}"))).collect();
+        if diff.is_empty() {
+            // the same lines in another order: show where they part
+            let at = f.iter().zip(&u).position(|(a, b)| a != b).unwrap_or(f.len().min(u.len()));
+            diff = (at.saturating_sub(2)..(at + 4)).flat_map(|i| [f.get(i).map(|l| format!("- {l}")), u.get(i).map(|l| format!("+ {l}"))]).flatten().collect();
+        }
         panic!("an updated install differs from a fresh one:\n{}", diff.join("\n"));
     }
 
