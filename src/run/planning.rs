@@ -169,7 +169,9 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         rows_meeting_batches: 0,
         conflicts_decompress,
         decompress_limit: prep.decompress_limit,
-        merge_possible: prep.cfg.delete_from_staging && prep.merge.is_some(),
+        // a partial chunk is not merged: some TimescaleDB releases (2.23) left a
+        // touched segment's compressed batches in place beside its rows written back
+        merge_possible: prep.cfg.delete_from_staging && prep.merge.is_some() && status::is_fully_compressed(chunk.status),
     };
     if !conflicts_decompress {
         return e;

@@ -52,10 +52,12 @@ pub fn run_transaction(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<St
 pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
     settings::apply(&prep.cfg);
     let chunk = &step.chunk;
-    let compressed = status::is_compressed(chunk_status(&chunk.name));
-    let strategy = match (compressed, step.strategy) {
+    let now = chunk_status(&chunk.name);
+    let strategy = match (status::is_compressed(now), step.strategy) {
         (false, _) => Strategy::Insert,
         (true, Strategy::Insert) => Strategy::Decompress,
+        // a chunk that became partial since the plan is not merged (see `planning::estimate`)
+        (true, Strategy::Merge) if !status::is_fully_compressed(now) => Strategy::Decompress,
         (true, s) => s,
     };
     let filter = prep.filter_for(chunk);

@@ -443,8 +443,12 @@ fn run_case(c: &mut Client, case: &Case, script: &mut Vec<String>) -> Vec<String
         (None, Ok(())) => {
             let (got, want) = (rows(c, &format!("{s}.m")), rows(c, &format!("{s}.ref_m")));
             if got != want {
-                let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).collect();
-                let extra: Vec<&String> = got.iter().filter(|g| !want.contains(g)).collect();
+                // multiset differences: a row held twice where the reference holds it once is extra
+                let less = |a: &[String], b: &[String]| -> Vec<String> {
+                    let mut rest = b.to_vec();
+                    a.iter().filter(|x| rest.iter().position(|y| y == *x).map(|i| rest.remove(i)).is_none()).cloned().collect()
+                };
+                let (missing, extra) = (less(&want, &got), less(&got, &want));
                 diffs.push(format!("destination differs from the reference: missing {missing:?}, extra {extra:?} ({} vs {} rows)", got.len(), want.len()));
             }
             let want_staging = if case.delete_from_staging { vec![] } else { staging_before.clone() };
