@@ -2,7 +2,8 @@
 //! config, each run by backfill_ext and by the reference, `INSERT INTO … SELECT … FROM
 //! staging ON CONFLICT …` into a plain table with the same unique indexes. The two must
 //! end with the same rows (as multisets), staging must be left as the config says, and
-//! no chunk that was compressed may be left partial or decompressed. Where staging holds
+//! no chunk that was compressed may be left partial or decompressed, and a continuous
+//! aggregate must equal a fresh `GROUP BY` of the destination. Where staging holds
 //! several rows for one key under UPDATE (the reference alone would fail: a row cannot
 //! be affected twice), the last row in staging's order wins; the reference drops the
 //! earlier ones first, by the unique index's own equality. Where the reference fails
@@ -77,6 +78,8 @@ struct Case {
     rewrite_on_disk: bool,
     strategy: &'static str,
     staging_order: Vec<&'static str>,
+    /// A continuous aggregate on the destination (daily count and sum per device).
+    cagg: bool,
 }
 
 const COLUMNS: [&str; 5] = ["time", "dev", "tag", "v", "w"];
@@ -146,6 +149,7 @@ impl Case {
             rewrite_on_disk: r.chance(30),
             strategy: r.pick(&["auto", "auto", "auto", "direct", "decompress"]),
             staging_order,
+            cagg: time_type == "timestamptz" && r.chance(30),
         }
     }
 
@@ -223,6 +227,12 @@ impl Case {
         ));
         out.push(format!("INSERT INTO {s}.m (time, dev, tag, v, w) VALUES {}", rows.join(", ")));
         out.push(format!("INSERT INTO {s}.ref_m SELECT * FROM {s}.m"));
+        if self.cagg {
+            out.push(format!(
+                "CREATE MATERIALIZED VIEW {s}.m_daily WITH (timescaledb.continuous) AS \
+                 SELECT time_bucket('1 day', time) AS b, dev, count(*) AS n, sum(v) AS sv FROM {s}.m GROUP BY 1, 2 WITH DATA"
+            ));
+        }
         let compressed = if self.uncompressed_chunk { "c.range_start_integer IS DISTINCT FROM 259200 AND c.range_start IS DISTINCT FROM '2024-01-04 00:00:00+00'" } else { "true" };
         out.push(format!(
             "SELECT compress_chunk(format('%I.%I', c.chunk_schema, c.chunk_name)) FROM timescaledb_information.chunks c \
@@ -374,11 +384,12 @@ impl Case {
 
 /// Every row of `table` as text, sorted.
 fn rows(c: &mut Client, table: &str) -> Vec<String> {
-    c.query(&format!("SELECT ROW(time, dev, tag, v, w)::text AS r FROM {table} ORDER BY 1"), &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    rows_of(c, &format!("SELECT ROW(time, dev, tag, v, w)::text AS r FROM {table} ORDER BY 1"))
+}
+
+/// The one text column of `sql`'s rows.
+fn rows_of(c: &mut Client, sql: &str) -> Vec<String> {
+    c.query(sql, &[]).unwrap().iter().map(|r| r.get(0)).collect()
 }
 
 /// Each chunk of the case's destination: name and status bits.
@@ -451,6 +462,15 @@ fn run_case(c: &mut Client, case: &Case, script: &mut Vec<String>) -> Vec<String
                 let (missing, extra) = (less(&want, &got), less(&got, &want));
                 diffs.push(format!("destination differs from the reference: missing {missing:?}, extra {extra:?} ({} vs {} rows)", got.len(), want.len()));
             }
+            if case.cagg {
+                let (agg, fresh) = (
+                    rows_of(c, &format!("SELECT ROW(b, dev, n, sv)::text FROM {s}.m_daily ORDER BY 1")),
+                    rows_of(c, &format!("SELECT ROW(time_bucket('1 day', time), dev, count(*), sum(v))::text FROM {s}.m GROUP BY time_bucket('1 day', time), dev ORDER BY 1")),
+                );
+                if agg != fresh {
+                    diffs.push(format!("the continuous aggregate holds {agg:?}, the destination grouped {fresh:?}"));
+                }
+            }
             let want_staging = if case.delete_from_staging { vec![] } else { staging_before.clone() };
             if staging_after != want_staging {
                 diffs.push(format!("staging left {staging_after:?}, expected {want_staging:?}"));
@@ -491,10 +511,11 @@ fn run_seeds(first: u64) {
         .is_ok();
     // cases with a nondeterministic collation run wherever PostgreSQL has ICU
     assert_eq!(icu, cfg!(icu), "ICU collations, as tests/build.rs read pg_config");
-    let mut failures = vec![];
+    let (mut failures, mut with_cagg) = (vec![], 0);
     for k in 0..cases {
         let seed = base + first * 1_000_000 + k;
         let case = Case::new(seed, icu);
+        with_cagg += case.cagg as u64;
         let mut script = vec![];
         let diffs = run_case(&mut c, &case, &mut script);
         if diffs.is_empty() {
@@ -508,7 +529,7 @@ fn run_seeds(first: u64) {
             ));
         }
     }
-    println!("differential: {cases} cases from seed {}, {} differing", base + first * 1_000_000, failures.len());
+    println!("differential: {cases} cases from seed {} ({with_cagg} with a continuous aggregate), {} differing", base + first * 1_000_000, failures.len());
     assert!(failures.is_empty(), "{} of {cases} cases differ from the reference:\n{}", failures.len(), failures.join("\n\n"));
 }
 
