@@ -88,9 +88,11 @@ for m in $majors; do
     if [ -n "$minimum" ] && [ "$m" = "$TIMESCALEDB_MINIMUM_MAJOR" ]; then
       echo "==> PostgreSQL $m: client tests on TimescaleDB $minimum (the declared minimum)"
       log_min="$work/pg$m-minimum.log"
-      BACKFILL_TIMESCALEDB_VERSION="$minimum" PG_CONFIG="$pgc" cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee "$log_min" || status=1
+      BACKFILL_TIMESCALEDB_VERSION="$minimum" BACKFILL_PACKAGE="${pkg:+$PWD/$pkg}" PG_CONFIG="$pgc" \
+        cargo test -p backfill_ext_client_tests --no-fail-fast -- --test-threads=2 2>&1 | tee "$log_min" || status=1
       read -r pm fm sm < <(counts "$log_min")
       echo "pg$m+timescaledb-$minimum $pm $fm $sm" >>"$work/summary"
+      grep -h ' \.\.\. ignored' "$log_min" | sed -E "s/^test ([^ ]+) \.\.\. ignored(, )?(.*)$/pg$m+timescaledb-$minimum\t\3\t\1/" >>"$work/skipped"
       [ "$pm" -gt 0 ] || problems+=("PostgreSQL $m: no client test ran on TimescaleDB $minimum")
       if grep -q ' \.\.\. ignored.*timescaledb-tsl' "$log_min"; then
         problems+=("PostgreSQL $m: the TimescaleDB tier was skipped on TimescaleDB $minimum")
