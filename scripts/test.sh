@@ -6,9 +6,11 @@
 #                                   # and the client tests once more on TimescaleDB's
 #                                   # declared minimum (scripts/versions.sh), built
 #                                   # beside the default on one major
-# BACKFILL_DIFF_CASES=N runs N cases per differential test (default 80, four tests a
-# major) for a soak; BACKFILL_TIMESCALEDB_SOURCES names a folder of TimescaleDB's
-# release source archives (scripts/setup.sh).
+#   bash scripts/test.sh --soak 1000  # 1000 differential cases per test instead of 80
+#                                   # (four tests a major; BACKFILL_DIFF_SEED=N moves
+#                                   # the seeds)
+# BACKFILL_TIMESCALEDB_SOURCES names a folder of TimescaleDB's release source archives
+# (scripts/setup.sh).
 # For each major: unit tests and #[pg_test]s (cargo pgrx test), then the client tests
 # over libpq (plain PostgreSQL, pg_cron where installed, and the TimescaleDB tier where
 # a full TimescaleDB is installed for that major), against a build with the cargo
@@ -22,8 +24,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/versions.sh
 majors=$(majors_from_args "$@") || exit 2
-minimum=""
-for a in "$@"; do [ "$a" = --timescaledb-minimum ] && minimum="$TIMESCALEDB_MINIMUM"; done
+minimum=""; prev=""
+for a in "$@"; do
+  [ "$a" = --timescaledb-minimum ] && minimum="$TIMESCALEDB_MINIMUM"
+  # --soak N: N differential cases per test (four tests a major) instead of 80
+  if [ "$prev" = --soak ]; then export BACKFILL_DIFF_CASES="$a"; fi
+  prev="$a"
+done
 bash scripts/setup.sh ${minimum:+--timescaledb-minimum} || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
 
