@@ -136,8 +136,35 @@ impl Cluster {
         text.push_str(&conf.join("\n"));
         text.push('\n');
         std::fs::write(&path, text).unwrap();
-        c.pg_ctl_start();
+        c.first_start();
         c
+    }
+
+    /// Starts the new cluster. Its port was free when chosen, but another test's cluster
+    /// may take it before this one binds it: then it starts again on another port.
+    fn first_start(&mut self) {
+        for _ in 0..3 {
+            if self.try_pg_ctl_start().0 {
+                return;
+            }
+            let log = self.server_log();
+            if !log.contains("could not bind") && !log.contains("could not create any TCP/IP sockets") {
+                break;
+            }
+            self.port = free_port();
+            let path = self.data.join("postgresql.conf");
+            let text = std::fs::read_to_string(&path).unwrap() + &format!("port = {}\n", self.port);
+            std::fs::write(&path, text).unwrap();
+        }
+        self.pg_ctl_start();
+    }
+
+    /// Whether `pg_ctl start` started the server, and what it said.
+    fn try_pg_ctl_start(&self) -> (bool, String) {
+        let log = self.dir.join("server.log");
+        let args = ["-D", self.data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"];
+        let out = self.cmd("pg_ctl").args(args).stdin(Stdio::null()).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
     }
 
     fn cmd(&self, prog: &str) -> Command {
@@ -160,8 +187,8 @@ impl Cluster {
     }
 
     fn pg_ctl_start(&mut self) {
-        let log = self.dir.join("server.log");
-        self.pg("pg_ctl", &["-D", self.data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+        let (started, said) = self.try_pg_ctl_start();
+        assert!(started, "pg_ctl start failed: {said}\nserver log:\n{}", self.server_log());
     }
 
     /// Stops the server: `fast`, `smart` or `immediate` (a crash).
