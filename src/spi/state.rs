@@ -51,7 +51,7 @@ pub fn state_query<T>(sql: &'static str, params: &[Param], f: impl FnMut(&SpiHea
     )
     .unwrap_or_default();
     let rows = query(sql, params, f);
-    query("SELECT pg_catalog.set_config('search_path', $1, true)", &[Some(path)], |_| ());
+    super::restore_search_path(&path);
     rows
 }
 
