@@ -88,6 +88,10 @@ install_pgrx() {
     echo "==> installing cargo-pgrx $PGRX_VERSION"
     cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
   fi
+  # the test command checks the formatting (rustfmt.toml)
+  if ! cargo fmt --version >/dev/null 2>&1 && command -v rustup >/dev/null; then
+    rustup component add rustfmt
+  fi
   local cfg="${PGRX_HOME:-$HOME/.pgrx}/config.toml" args=() m missing=0
   for m in "${PG_MAJORS[@]}"; do
     args+=("--pg$m" "$(pg_config_for "$m")")

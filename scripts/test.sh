@@ -11,7 +11,7 @@
 #                                   # the seeds)
 # BACKFILL_TIMESCALEDB_SOURCES names a folder of TimescaleDB's release source archives
 # (scripts/setup.sh).
-# For each major: unit tests and #[pg_test]s (cargo pgrx test), then the client tests
+# First the formatting check (cargo fmt, rustfmt.toml). For each major: unit tests and #[pg_test]s (cargo pgrx test), then the client tests
 # over libpq (plain PostgreSQL, pg_cron where installed, and the TimescaleDB tier where
 # a full TimescaleDB is installed for that major), against a build with the cargo
 # feature test_hooks (the backfill_ext.debug_* settings the crash, reliability and
@@ -69,6 +69,11 @@ fi
 
 status=0
 problems=()
+# the code as rustfmt.toml formats it (tests/tests/layout.rs measures that code)
+echo "==> cargo fmt --all -- --check"
+if ! cargo fmt --all -- --check; then
+  status=1; problems+=("the code is not formatted: run cargo fmt --all")
+fi
 for m in $majors; do
   pgc=$(pg_config_for "$m")
   tsl=""; pkg=""; prev_ok=0

@@ -11,7 +11,13 @@ use pgrx::JsonB;
 /// The value of a required argument, or 22004 naming it.
 fn required<T>(value: Option<T>, name: &str, function: &str) -> T {
     value.unwrap_or_else(|| {
-        spi::raise(BackfillError::new(Code::NullValueNotAllowed, format!("argument {name} of {function} is NULL")).hint("give a value"))
+        spi::raise(
+            BackfillError::new(
+                Code::NullValueNotAllowed,
+                format!("argument {name} of {function} is NULL"),
+            )
+            .hint("give a value"),
+        )
     })
 }
 
@@ -20,9 +26,14 @@ fn required<T>(value: Option<T>, name: &str, function: &str) -> T {
 CREATE PROCEDURE backfill_on_schedule(job_id integer, config jsonb)
 LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
 COMMENT ON PROCEDURE backfill_on_schedule(integer, jsonb) IS
-'Moves rows from config->>''staging_table'' into config->>''destination_hypertable'', one chunk per transaction: decompress, move, recompress. Schedule it with add_job.';
+'Moves rows from config->>''staging_table'' into config->>''destination_hypertable'', one chunk \
+per transaction: decompress, move, recompress. Schedule it with add_job.';
 ")]
-fn backfill_on_schedule(job_id: Option<i32>, config: Option<JsonB>, fcinfo: pg_sys::FunctionCallInfo) {
+fn backfill_on_schedule(
+    job_id: Option<i32>,
+    config: Option<JsonB>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) {
     let json = config.as_ref().map(|j| &j.0);
     let session = unsafe { Session::open(fcinfo) };
     let cfg = match Config::from_json(json) {
@@ -30,11 +41,19 @@ fn backfill_on_schedule(job_id: Option<i32>, config: Option<JsonB>, fcinfo: pg_s
         Err(e) => {
             // a job whose config cannot be read still leaves a history row saying why
             if session.nonatomic() {
-                let key = |k: &str| json.and_then(|j| j.get(k)).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                let key = |k: &str| {
+                    json.and_then(|j| j.get(k)).and_then(|v| v.as_str()).unwrap_or("").to_string()
+                };
                 let (staging, destination) = (key("staging_table"), key("destination_hypertable"));
                 let message = format!("backfill_ext: {}", e.message);
                 let _ = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
-                    crate::history::failed_start(job_id, &staging, &destination, e.code.sqlstate(), &message)
+                    crate::history::failed_start(
+                        job_id,
+                        &staging,
+                        &destination,
+                        e.code.sqlstate(),
+                        &message,
+                    )
                 }));
                 session.commit();
             }
@@ -58,8 +77,10 @@ CREATE PROCEDURE decompress_backfill(
     skip_empty_ranges boolean DEFAULT false,
     on_conflict_target text DEFAULT '')
 LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
-COMMENT ON PROCEDURE decompress_backfill(regclass, regclass, text, boolean, interval, text[], boolean, text) IS
-'Moves the rows of staging_table into destination_hypertable, one chunk per transaction: decompress, move, recompress.';
+COMMENT ON PROCEDURE decompress_backfill(regclass, regclass, text, boolean, interval, text[], \
+boolean, text) IS
+'Moves the rows of staging_table into destination_hypertable, one chunk per transaction: \
+decompress, move, recompress.';
 ")]
 fn decompress_backfill(
     staging_table: Option<pg_sys::Oid>,
@@ -77,8 +98,17 @@ fn decompress_backfill(
     let action_text = on_conflict_action.unwrap_or_else(|| "NOTHING".into());
     let on_conflict = ConflictAction::parse(&action_text).unwrap_or_else(|| {
         spi::raise(
-            BackfillError::new(Code::InvalidParameterValue, format!("on_conflict_action must be NOTHING, UPDATE or RESTRICT, not \"{action_text}\""))
-                .hint("NOTHING keeps existing rows, UPDATE overwrites them, RESTRICT stops at the first conflict"),
+            BackfillError::new(
+                Code::InvalidParameterValue,
+                format!(
+                    "on_conflict_action must be \
+                NOTHING, UPDATE or RESTRICT, not \"{action_text}\""
+                ),
+            )
+            .hint(
+                "NOTHING keeps existing rows, UPDATE overwrites them, RESTRICT stops at the \
+                    first conflict",
+            ),
         )
     });
     let update_columns: Vec<String> = on_conflict_update_columns
@@ -95,9 +125,15 @@ fn decompress_backfill(
         on_conflict,
         // the old script took UPDATE with no columns to mean "every column"
         update_columns,
-        conflict_target: if conflict_target == ConflictTarget::Default { ConflictTarget::Default } else { conflict_target },
+        conflict_target: if conflict_target == ConflictTarget::Default {
+            ConflictTarget::Default
+        } else {
+            conflict_target
+        },
         delete_from_staging: delete_from_staging.unwrap_or(true),
-        push_interval: compression_job_push_interval.map(|i| i.to_iso_string()).unwrap_or_else(|| crate::config::DEFAULT_PUSH_INTERVAL.into()),
+        push_interval: compression_job_push_interval
+            .map(|i| i.to_iso_string())
+            .unwrap_or_else(|| crate::config::DEFAULT_PUSH_INTERVAL.into()),
         skip_empty_ranges: skip_empty_ranges.unwrap_or(false),
         work_mem: None,
         history_retention: crate::config::DEFAULT_HISTORY_RETENTION.into(),
@@ -122,7 +158,8 @@ fn decompress_backfill(
 CREATE FUNCTION backfill_check_config(config jsonb) RETURNS void
 LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
 COMMENT ON FUNCTION backfill_check_config(jsonb) IS
-'Raises an error for any config backfill_on_schedule would reject; use as add_job(..., check_config => ''backfill_check_config'')';
+'Raises an error for any config backfill_on_schedule would reject; use as add_job(..., \
+check_config => ''backfill_check_config'')';
 ")]
 fn backfill_check_config(config: Option<JsonB>) {
     let cfg = spi::check(Config::from_json(config.as_ref().map(|j| &j.0)));
@@ -131,8 +168,18 @@ fn backfill_check_config(config: Option<JsonB>) {
     spi::restore_search_path(&path);
     if prep.ts.is_some() && prep.ht.is_none() {
         spi::raise(
-            BackfillError::new(Code::WrongObjectType, format!("destination {} is not a hypertable", prep.dest.name))
-                .hint("a TimescaleDB job backfills a hypertable; to backfill a plain table, CALL backfill_on_schedule directly"),
+            BackfillError::new(
+                Code::WrongObjectType,
+                format!(
+                    "destination {} is not a \
+                hypertable",
+                    prep.dest.name
+                ),
+            )
+            .hint(
+                "a TimescaleDB job backfills a hypertable; to backfill a plain table, CALL \
+                    backfill_on_schedule directly",
+            ),
         );
     }
 }
@@ -148,7 +195,8 @@ CREATE FUNCTION schedule_backfill(
     initial_start timestamptz DEFAULT now()) RETURNS integer
 LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
 COMMENT ON FUNCTION schedule_backfill(regclass, regclass, interval, jsonb, timestamptz) IS
-'Schedules backfill_on_schedule with TimescaleDB''s job scheduler (or pg_cron) and returns the job id';
+'Schedules backfill_on_schedule with TimescaleDB''s job scheduler (or pg_cron) and returns the job \
+id';
 ")]
 fn schedule_backfill(
     staging_table: Option<pg_sys::Oid>,
@@ -157,21 +205,35 @@ fn schedule_backfill(
     config: Option<JsonB>,
     initial_start: Option<pgrx::datum::TimestampWithTimeZone>,
 ) -> i32 {
-    let staging = crate::catalog::regclass_text(required(staging_table, "staging_table", "schedule_backfill").to_u32());
-    let dest = crate::catalog::regclass_text(required(destination, "destination", "schedule_backfill").to_u32());
-    let interval = required(schedule_interval, "schedule_interval", "schedule_backfill").to_iso_string();
+    let staging = crate::catalog::regclass_text(
+        required(staging_table, "staging_table", "schedule_backfill").to_u32(),
+    );
+    let dest = crate::catalog::regclass_text(
+        required(destination, "destination", "schedule_backfill").to_u32(),
+    );
+    let interval =
+        required(schedule_interval, "schedule_interval", "schedule_backfill").to_iso_string();
     let mut cfg_json = match config.map(|j| j.0) {
         None | Some(serde_json::Value::Null) => serde_json::json!({}),
         Some(v @ serde_json::Value::Object(_)) => v,
         Some(_) => spi::raise(
-            BackfillError::new(Code::InvalidParameterValue, "config of schedule_backfill must be a JSON object")
-                .hint("give the extra keys, such as '{\"on_conflict_action\":\"UPDATE\"}'"),
+            BackfillError::new(
+                Code::InvalidParameterValue,
+                "config of schedule_backfill must be a JSON object",
+            )
+            .hint("give the extra keys, such as '{\"on_conflict_action\":\"UPDATE\"}'"),
         ),
     };
     cfg_json["staging_table"] = serde_json::Value::String(staging.clone());
     cfg_json["destination_hypertable"] = serde_json::Value::String(dest.clone());
     let path = spi::harden_search_path();
-    let id = crate::jobs::schedule(&staging, &dest, &interval, &cfg_json, initial_start.map(|t| t.to_iso_string()));
+    let id = crate::jobs::schedule(
+        &staging,
+        &dest,
+        &interval,
+        &cfg_json,
+        initial_start.map(|t| t.to_iso_string()),
+    );
     spi::restore_search_path(&path);
     id
 }
@@ -180,7 +242,8 @@ fn schedule_backfill(
 #[pg_extern(sql = "
 CREATE FUNCTION unschedule_backfill(job_id integer) RETURNS void
 LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
-COMMENT ON FUNCTION unschedule_backfill(integer) IS 'Removes a backfill job from TimescaleDB''s scheduler or pg_cron';
+COMMENT ON FUNCTION unschedule_backfill(integer) IS 'Removes a backfill job from TimescaleDB''s \
+scheduler or pg_cron';
 ")]
 fn unschedule_backfill(job_id: Option<i32>) {
     let id = required(job_id, "job_id", "unschedule_backfill");
@@ -193,9 +256,11 @@ fn unschedule_backfill(job_id: Option<i32>) {
 /// would touch, and one for the rows that would create new chunks. Changes nothing.
 #[pg_extern(sql = "
 CREATE FUNCTION backfill_plan(staging_table regclass, destination regclass)
-RETURNS TABLE (chunk text, range_start text, range_end text, compressed boolean, staging_rows bigint, action text)
+RETURNS TABLE (chunk text, range_start text, range_end text, compressed boolean, staging_rows \
+bigint, action text)
 LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
-COMMENT ON FUNCTION backfill_plan(regclass, regclass) IS 'What a backfill run would do, chunk by chunk; changes nothing';
+COMMENT ON FUNCTION backfill_plan(regclass, regclass) IS 'What a backfill run would do, chunk by \
+chunk; changes nothing';
 ")]
 #[allow(clippy::type_complexity)]
 fn backfill_plan(
@@ -212,9 +277,15 @@ fn backfill_plan(
         name!(action, String),
     ),
 > {
-    let staging = crate::catalog::regclass_text(required(staging_table, "staging_table", "backfill_plan").to_u32());
-    let dest = crate::catalog::regclass_text(required(destination, "destination", "backfill_plan").to_u32());
-    let cfg = spi::check(Config::from_json(Some(&serde_json::json!({"staging_table": staging, "destination_hypertable": dest}))));
+    let staging = crate::catalog::regclass_text(
+        required(staging_table, "staging_table", "backfill_plan").to_u32(),
+    );
+    let dest = crate::catalog::regclass_text(
+        required(destination, "destination", "backfill_plan").to_u32(),
+    );
+    let cfg = spi::check(Config::from_json(Some(
+        &serde_json::json!({"staging_table": staging, "destination_hypertable": dest}),
+    )));
     let path = spi::harden_search_path();
     let prep = crate::run::prepare(cfg);
     let plan = crate::run::make_plan(&prep);
@@ -231,11 +302,20 @@ fn backfill_plan(
             let compressed = s.strategy != crate::plan::Strategy::Insert;
             let action = match s.strategy {
                 crate::plan::Strategy::Decompress => "decompress, insert, recompress",
-                crate::plan::Strategy::Direct => "insert into the compressed chunk, recompress what became partial",
+                crate::plan::Strategy::Direct => {
+                    "insert into the compressed chunk, recompress what became partial"
+                }
                 crate::plan::Strategy::Merge => "merge into the touched segments, recompress them",
                 crate::plan::Strategy::Insert => "insert",
             };
-            (Some(s.chunk.name.to_string()), s.chunk.lo, s.chunk.hi, Some(compressed), s.staging_rows, action.to_string())
+            (
+                Some(s.chunk.name.to_string()),
+                s.chunk.lo,
+                s.chunk.hi,
+                Some(compressed),
+                s.staging_rows,
+                action.to_string(),
+            )
         })
         .collect();
     if plan.rows_for_new_chunks > 0 {

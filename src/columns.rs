@@ -75,14 +75,21 @@ pub fn match_columns(
         let Some(d) = dest.iter().find(|d| d.name == s.name) else {
             return Err(BackfillError::new(
                 Code::UndefinedColumn,
-                format!("column \"{}\" of staging table {} does not exist in destination {}", s.name, names.staging, names.destination),
+                format!(
+                    "column \"{}\" of staging table {} does not exist in destination {}",
+                    s.name, names.staging, names.destination
+                ),
             )
             .hint("columns are matched by name: drop or rename the staging column"));
         };
         if d.generated {
             return Err(BackfillError::new(
                 Code::GeneratedAlways,
-                format!("column \"{}\" of destination {} is generated and cannot be written from staging table {}", d.name, names.destination, names.staging),
+                format!(
+                    "column \"{}\" of destination {} is generated and cannot be written from \
+                    staging table {}",
+                    d.name, names.destination, names.staging
+                ),
             )
             .hint("drop the column from the staging table; the destination computes it"));
         }
@@ -94,7 +101,10 @@ pub fn match_columns(
                     s.name, s.type_name, names.staging, d.type_name, names.destination
                 ),
             )
-            .hint(format!("change the staging column's type: ALTER TABLE ... ALTER COLUMN ... TYPE {}", d.type_name)));
+            .hint(format!(
+                "change the staging column's type: ALTER TABLE ... ALTER COLUMN ... TYPE {}",
+                d.type_name
+            )));
         }
         out.push(s.name.clone());
     }
@@ -104,7 +114,8 @@ pub fn match_columns(
             return Err(BackfillError::new(
                 Code::NotNullViolation,
                 format!(
-                    "column \"{}\" of destination {} is NOT NULL without a default, but staging table {} has no such column",
+                    "column \"{}\" of destination {} is NOT NULL without a default, but staging \
+                     table {} has no such column",
                     d.name, names.destination, names.staging
                 ),
             )
@@ -112,8 +123,11 @@ pub fn match_columns(
         }
     }
     if out.is_empty() {
-        return Err(BackfillError::new(Code::UndefinedColumn, format!("staging table {} has no columns", names.staging))
-            .hint("give the staging table the destination's columns"));
+        return Err(BackfillError::new(
+            Code::UndefinedColumn,
+            format!("staging table {} has no columns", names.staging),
+        )
+        .hint("give the staging table the destination's columns"));
     }
     Ok(out)
 }
@@ -122,12 +136,14 @@ fn describe_keys(keys: &[UniqueKey]) -> String {
     if keys.is_empty() {
         return "it has no primary key or unique constraint".to_string();
     }
-    let list: Vec<String> = keys.iter().map(|k| format!("{} ({})", k.name, k.columns.join(", "))).collect();
+    let list: Vec<String> =
+        keys.iter().map(|k| format!("{} ({})", k.name, k.columns.join(", "))).collect();
     format!("its unique constraints are: {}", list.join("; "))
 }
 
 fn key_for_columns<'k>(keys: &'k [UniqueKey], cols: &[String]) -> Option<&'k UniqueKey> {
-    keys.iter().find(|k| k.columns.len() == cols.len() && cols.iter().all(|c| k.columns.contains(c)))
+    keys.iter()
+        .find(|k| k.columns.len() == cols.len() && cols.iter().all(|c| k.columns.contains(c)))
 }
 
 /// Resolves the conflict handling for the run.
@@ -141,10 +157,15 @@ pub fn resolve_conflict(
     let key = target_key(cfg, dest, keys, names)?;
     let target = key.map(|k| k.columns.clone()).unwrap_or_default();
     if let Some(c) = target.iter().find(|c| !copied.contains(c)) {
-        if cfg.on_conflict != ConflictAction::Nothing || cfg.conflict_target != ConflictTarget::Default {
+        if cfg.on_conflict != ConflictAction::Nothing
+            || cfg.conflict_target != ConflictTarget::Default
+        {
             return Err(BackfillError::new(
                 Code::UndefinedColumn,
-                format!("conflict target column \"{c}\" is missing from staging table {}", names.staging),
+                format!(
+                    "conflict target column \"{c}\" is missing from staging table {}",
+                    names.staging
+                ),
             )
             .hint("add the column to the staging table, or choose another on_conflict_target"));
         }
@@ -152,7 +173,11 @@ pub fn resolve_conflict(
     let update_columns = if cfg.on_conflict != ConflictAction::Update {
         vec![]
     } else if target.is_empty() {
-        return needs_key(names, "\"on_conflict_action\": \"UPDATE\"", "add a primary key or unique constraint to the destination, or use NOTHING");
+        return needs_key(
+            names,
+            "\"on_conflict_action\": \"UPDATE\"",
+            "add a primary key or unique constraint to the destination, or use NOTHING",
+        );
     } else if cfg.update_columns.is_empty() {
         copied.iter().filter(|c| !target.contains(c)).cloned().collect()
     } else {
@@ -163,30 +188,50 @@ pub fn resolve_conflict(
     };
     require_key_where_needed(cfg, keys, names)?;
     // a default target for DO NOTHING is left out, so every unique constraint counts
-    if cfg.on_conflict == ConflictAction::Nothing && cfg.conflict_target == ConflictTarget::Default {
-        return Ok(Conflict { action: cfg.on_conflict, target: vec![], update_columns, rules: KeyRules::default() });
+    if cfg.on_conflict == ConflictAction::Nothing && cfg.conflict_target == ConflictTarget::Default
+    {
+        return Ok(Conflict {
+            action: cfg.on_conflict,
+            target: vec![],
+            update_columns,
+            rules: KeyRules::default(),
+        });
     }
     let rules = key.map(|k| k.rules.clone()).unwrap_or_default();
     Ok(Conflict { action: cfg.on_conflict, target, update_columns, rules })
 }
 
 /// The unique key the config's target names (None: none).
-fn target_key<'k>(cfg: &Config, dest: &[Column], keys: &'k [UniqueKey], names: &Names) -> Result<Option<&'k UniqueKey>> {
+fn target_key<'k>(
+    cfg: &Config,
+    dest: &[Column],
+    keys: &'k [UniqueKey],
+    names: &Names,
+) -> Result<Option<&'k UniqueKey>> {
     match &cfg.conflict_target {
         ConflictTarget::Default => default_target(cfg.on_conflict, keys, names),
         ConflictTarget::Columns(cols) => {
             if let Some(c) = cols.iter().find(|c| !dest.iter().any(|d| &d.name == *c)) {
                 return Err(BackfillError::new(
                     Code::UndefinedColumn,
-                    format!("column \"{c}\" in \"on_conflict_target\" does not exist in destination {}", names.destination),
+                    format!(
+                        "column \"{c}\" in \"on_conflict_target\" does not exist in destination {}",
+                        names.destination
+                    ),
                 )
-                .hint("list the columns of a primary key or unique constraint of the destination"));
+                .hint(
+                    "list the columns of a primary key or unique constraint of the destination",
+                ));
             }
             match key_for_columns(keys, cols) {
                 Some(k) => Ok(Some(k)),
                 None => Err(BackfillError::new(
                     Code::InvalidColumnReference,
-                    format!("there is no unique or primary key constraint on ({}) in destination {}", cols.join(", "), names.destination),
+                    format!(
+                        "there is no unique or primary key constraint on ({}) in destination {}",
+                        cols.join(", "),
+                        names.destination
+                    ),
                 )
                 .hint(format!("name the columns of an existing one; {}", describe_keys(keys)))),
             }
@@ -196,7 +241,11 @@ fn target_key<'k>(cfg: &Config, dest: &[Column], keys: &'k [UniqueKey], names: &
 }
 
 /// No target given: the primary key, else the only unique key.
-fn default_target<'k>(action: ConflictAction, keys: &'k [UniqueKey], names: &Names) -> Result<Option<&'k UniqueKey>> {
+fn default_target<'k>(
+    action: ConflictAction,
+    keys: &'k [UniqueKey],
+    names: &Names,
+) -> Result<Option<&'k UniqueKey>> {
     let pk = keys.iter().find(|k| k.primary);
     match (pk, keys.len(), action) {
         (Some(pk), _, _) => Ok(Some(pk)),
@@ -206,21 +255,35 @@ fn default_target<'k>(action: ConflictAction, keys: &'k [UniqueKey], names: &Nam
         (None, _, ConflictAction::Nothing) => Ok(None),
         (None, n, action) => Err(BackfillError::new(
             Code::InvalidColumnReference,
-            format!("destination {} has {n} unique constraints and no primary key; {} needs to know which one to use", names.destination, action.as_str()),
+            format!(
+                "destination {} has {n} unique constraints and no primary key; {} needs to \
+                know which one to use",
+                names.destination,
+                action.as_str()
+            ),
         )
         .hint(format!("set \"on_conflict_target\" in the config; {}", describe_keys(keys)))),
     }
 }
 
 /// A target given as one word: a constraint's name, or a column a key is made of.
-fn named_target<'k>(n: &str, dest: &[Column], keys: &'k [UniqueKey], names: &Names) -> Result<Option<&'k UniqueKey>> {
+fn named_target<'k>(
+    n: &str,
+    dest: &[Column],
+    keys: &'k [UniqueKey],
+    names: &Names,
+) -> Result<Option<&'k UniqueKey>> {
     if let Some(k) = keys.iter().find(|k| k.name == n) {
         return Ok(Some(k));
     }
     if !dest.iter().any(|d| d.name == n) {
         return Err(BackfillError::new(
             Code::InvalidColumnReference,
-            format!("\"on_conflict_target\" \"{n}\" is neither a constraint nor a column of destination {}", names.destination),
+            format!(
+                "\"on_conflict_target\" \"{n}\" is neither a constraint nor a column of \
+                destination {}",
+                names.destination
+            ),
         )
         .hint(format!("name a constraint or list its columns; {}", describe_keys(keys))));
     }
@@ -228,32 +291,52 @@ fn named_target<'k>(n: &str, dest: &[Column], keys: &'k [UniqueKey], names: &Nam
         Some(k) => Ok(Some(k)),
         None => Err(BackfillError::new(
             Code::InvalidColumnReference,
-            format!("there is no unique or primary key constraint on ({n}) in destination {}", names.destination),
+            format!(
+                "there is no unique or primary key constraint on ({n}) in destination {}",
+                names.destination
+            ),
         )
         .hint(format!("name an existing constraint or its columns; {}", describe_keys(keys)))),
     }
 }
 
 /// A column of `on_conflict_update_columns`: in both tables, not in the target.
-fn check_update_column(c: &str, copied: &[String], dest: &[Column], target: &[String], names: &Names) -> Result<()> {
+fn check_update_column(
+    c: &str,
+    copied: &[String],
+    dest: &[Column],
+    target: &[String],
+    names: &Names,
+) -> Result<()> {
     if !dest.iter().any(|d| d.name == c) {
         return Err(BackfillError::new(
             Code::UndefinedColumn,
-            format!("column \"{c}\" in \"on_conflict_update_columns\" does not exist in destination {}", names.destination),
+            format!(
+                "column \"{c}\" in \"on_conflict_update_columns\" does not exist in destination {}",
+                names.destination
+            ),
         )
         .hint("list columns of the destination that the staging table also has"));
     }
     if !copied.iter().any(|x| x == c) {
         return Err(BackfillError::new(
             Code::UndefinedColumn,
-            format!("column \"{c}\" in \"on_conflict_update_columns\" is missing from staging table {}", names.staging),
+            format!(
+                "column \"{c}\" in \"on_conflict_update_columns\" is missing from staging table {}",
+                names.staging
+            ),
         )
-        .hint("an updated column takes its value from the staging row: add it to the staging table"));
+        .hint(
+            "an updated column takes its value from the staging row: add it to the staging table",
+        ));
     }
     if target.iter().any(|x| x == c) {
         return Err(BackfillError::new(
             Code::InvalidParameterValue,
-            format!("column \"{c}\" is in the conflict target and cannot be in \"on_conflict_update_columns\""),
+            format!(
+                "column \"{c}\" is in the conflict target and cannot be \
+                in \"on_conflict_update_columns\""
+            ),
         )
         .hint("a conflict target column identifies the row; it cannot be overwritten"));
     }
@@ -267,14 +350,16 @@ fn require_key_where_needed(cfg: &Config, keys: &[UniqueKey], names: &Names) -> 
         return needs_key(
             names,
             "\"on_conflict_action\": \"RESTRICT\"",
-            "add a primary key or unique constraint to the destination; without one, RESTRICT cannot see a duplicate and would insert it",
+            "add a primary key or unique constraint to the destination; without one, RESTRICT \
+             cannot see a duplicate and would insert it",
         );
     }
     if keys.is_empty() && !cfg.delete_from_staging {
         return needs_key(
             names,
             "\"delete_from_staging\": false",
-            "add a primary key or unique constraint to the destination, or let rows leave staging (delete_from_staging: true); without either, every run inserts the staged rows again",
+            "add a primary key or unique constraint to the destination, or let rows leave staging \
+             (delete_from_staging: true); without either, every run inserts the staged rows again",
         );
     }
     Ok(())
@@ -282,8 +367,11 @@ fn require_key_where_needed(cfg: &Config, keys: &[UniqueKey], names: &Names) -> 
 
 /// What the config asks needs a key the destination does not have.
 fn needs_key<T>(names: &Names, what: &str, hint: &str) -> Result<T> {
-    Err(BackfillError::new(Code::InvalidColumnReference, format!("{what} needs a unique constraint, but destination {} has none", names.destination))
-        .hint(hint))
+    Err(BackfillError::new(
+        Code::InvalidColumnReference,
+        format!("{what} needs a unique constraint, but destination {} has none", names.destination),
+    )
+    .hint(hint))
 }
 
 /// An attribute of a row type or table, as its tuple descriptor has it.
@@ -303,7 +391,9 @@ pub fn attribute_map(from: &[Attribute], to: &[Attribute]) -> Option<Vec<Option<
             if t.dropped {
                 return Some(None);
             }
-            from.iter().position(|f| !f.dropped && f.name == t.name && f.type_oid == t.type_oid).map(Some)
+            from.iter()
+                .position(|f| !f.dropped && f.name == t.name && f.type_oid == t.type_oid)
+                .map(Some)
         })
         .collect()
 }
@@ -314,7 +404,16 @@ mod tests {
     use serde_json::json;
 
     fn col(name: &str, ty: u32) -> Column {
-        Column { name: name.into(), type_name: format!("type{ty}"), type_oid: ty, not_null: false, has_default: false, generated: false, identity: false, collation: None }
+        Column {
+            name: name.into(),
+            type_name: format!("type{ty}"),
+            type_oid: ty,
+            not_null: false,
+            has_default: false,
+            generated: false,
+            identity: false,
+            collation: None,
+        }
     }
     fn dest() -> Vec<Column> {
         let mut t = col("time", 1184);
@@ -330,7 +429,12 @@ mod tests {
         false
     }
     fn pk() -> Vec<UniqueKey> {
-        vec![UniqueKey { name: "event_data_pkey".into(), primary: true, columns: vec!["device_id".into(), "time".into()], rules: KeyRules::default() }]
+        vec![UniqueKey {
+            name: "event_data_pkey".into(),
+            primary: true,
+            columns: vec!["device_id".into(), "time".into()],
+            rules: KeyRules::default(),
+        }]
     }
     fn cfg(extra: serde_json::Value) -> Config {
         let mut v = json!({"staging_table": "stage", "destination_hypertable": "event_data"});
@@ -343,7 +447,10 @@ mod tests {
     #[test]
     fn columns_match_by_name_in_any_order() {
         let st = vec![col("value", 701), col("time", 1184), col("device_id", 23)];
-        assert_eq!(match_columns(&st, &dest(), &names(), &no_cast).unwrap(), ["value", "time", "device_id"]);
+        assert_eq!(
+            match_columns(&st, &dest(), &names(), &no_cast).unwrap(),
+            ["value", "time", "device_id"]
+        );
     }
 
     #[test]
@@ -351,7 +458,11 @@ mod tests {
         let st = vec![col("time", 1184), col("device_id", 23), col("extra", 25)];
         let e = match_columns(&st, &dest(), &names(), &no_cast).unwrap_err();
         assert_eq!(e.code.sqlstate(), "42703");
-        assert_eq!(e.message, "column \"extra\" of staging table public.stage does not exist in destination public.event_data");
+        assert_eq!(
+            e.message,
+            "column \"extra\" of staging table public.stage does not exist in \
+            destination public.event_data"
+        );
     }
 
     #[test]
@@ -359,7 +470,11 @@ mod tests {
         let st = vec![col("time", 1184), col("device_id", 20)];
         let e = match_columns(&st, &dest(), &names(), &no_cast).unwrap_err();
         assert_eq!(e.code.sqlstate(), "42804");
-        assert_eq!(e.message, "column \"device_id\" is type20 in staging table public.stage but type23 in destination public.event_data");
+        assert_eq!(
+            e.message,
+            "column \"device_id\" is type20 in staging table public.stage but \
+            type23 in destination public.event_data"
+        );
         assert!(match_columns(&st, &dest(), &names(), &|a, b| a == 20 && b == 23).is_ok());
     }
 
@@ -368,7 +483,11 @@ mod tests {
         let st = vec![col("time", 1184), col("value", 701)];
         let e = match_columns(&st, &dest(), &names(), &no_cast).unwrap_err();
         assert_eq!(e.code.sqlstate(), "23502");
-        assert_eq!(e.message, "column \"device_id\" of destination public.event_data is NOT NULL without a default, but staging table public.stage has no such column");
+        assert_eq!(
+            e.message,
+            "column \"device_id\" of destination public.event_data is NOT NULL \
+            without a default, but staging table public.stage has no such column"
+        );
     }
 
     #[test]
@@ -387,10 +506,24 @@ mod tests {
         let copied: Vec<String> = ["time", "device_id", "value"].map(String::from).to_vec();
         let c = resolve_conflict(&cfg(json!({})), &copied, &dest(), &pk(), &names()).unwrap();
         assert!(c.target.is_empty(), "DO NOTHING takes every unique constraint");
-        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE"})), &copied, &dest(), &pk(), &names()).unwrap();
+        let c = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "UPDATE"})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap();
         assert_eq!(c.target, ["device_id", "time"]);
         assert_eq!(c.update_columns, ["value"]);
-        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "RESTRICT"})), &copied, &dest(), &pk(), &names()).unwrap();
+        let c = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "RESTRICT"})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap();
         assert_eq!(c.target, ["device_id", "time"]);
         assert!(c.update_columns.is_empty());
     }
@@ -398,41 +531,120 @@ mod tests {
     #[test]
     fn update_without_unique_constraint() {
         let copied: Vec<String> = ["time", "device_id"].map(String::from).to_vec();
-        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE"})), &copied, &dest(), &[], &names()).unwrap_err();
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "UPDATE"})),
+            &copied,
+            &dest(),
+            &[],
+            &names(),
+        )
+        .unwrap_err();
         assert_eq!(e.code.sqlstate(), "42P10");
-        assert_eq!(e.message, "\"on_conflict_action\": \"UPDATE\" needs a unique constraint, but destination public.event_data has none");
+        assert_eq!(
+            e.message,
+            "\"on_conflict_action\": \"UPDATE\" needs a unique constraint, but \
+            destination public.event_data has none"
+        );
     }
 
     #[test]
     fn restrict_or_keeping_staging_rows_without_unique_constraint_is_refused() {
-        // RESTRICT could not see a duplicate; keeping staging rows would insert them again every run
+        // RESTRICT could not see a duplicate; keeping staging rows would insert them again every
+        // run
         let copied: Vec<String> = ["time", "device_id"].map(String::from).to_vec();
-        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "RESTRICT"})), &copied, &dest(), &[], &names()).unwrap_err();
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "RESTRICT"})),
+            &copied,
+            &dest(),
+            &[],
+            &names(),
+        )
+        .unwrap_err();
         assert_eq!(e.code.sqlstate(), "42P10");
-        assert_eq!(e.message, "\"on_conflict_action\": \"RESTRICT\" needs a unique constraint, but destination public.event_data has none");
-        assert!(e.hint.unwrap().starts_with("add a primary key or unique constraint to the destination"));
-        let e = resolve_conflict(&cfg(json!({"delete_from_staging": false})), &copied, &dest(), &[], &names()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "\"on_conflict_action\": \"RESTRICT\" needs a unique constraint, but \
+            destination public.event_data has none"
+        );
+        assert!(e
+            .hint
+            .unwrap()
+            .starts_with("add a primary key or unique constraint to the destination"));
+        let e = resolve_conflict(
+            &cfg(json!({"delete_from_staging": false})),
+            &copied,
+            &dest(),
+            &[],
+            &names(),
+        )
+        .unwrap_err();
         assert_eq!(e.code.sqlstate(), "42P10");
-        assert_eq!(e.message, "\"delete_from_staging\": false needs a unique constraint, but destination public.event_data has none");
+        assert_eq!(
+            e.message,
+            "\"delete_from_staging\": false needs a unique constraint, but \
+            destination public.event_data has none"
+        );
         assert!(e.hint.unwrap().contains("delete_from_staging: true"));
         // with a key both are fine; without one, DO NOTHING moving rows out of staging is too
-        assert!(resolve_conflict(&cfg(json!({"on_conflict_action": "RESTRICT"})), &copied, &dest(), &pk(), &names()).is_ok());
-        assert!(resolve_conflict(&cfg(json!({"delete_from_staging": false})), &copied, &dest(), &pk(), &names()).is_ok());
+        assert!(resolve_conflict(
+            &cfg(json!({"on_conflict_action": "RESTRICT"})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names()
+        )
+        .is_ok());
+        assert!(resolve_conflict(
+            &cfg(json!({"delete_from_staging": false})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names()
+        )
+        .is_ok());
         assert!(resolve_conflict(&cfg(json!({})), &copied, &dest(), &[], &names()).is_ok());
     }
 
     #[test]
     fn several_unique_keys_need_a_choice() {
         let keys = vec![
-            UniqueKey { name: "a_key".into(), primary: false, columns: vec!["time".into(), "device_id".into()], rules: KeyRules::default() },
-            UniqueKey { name: "b_key".into(), primary: false, columns: vec!["time".into(), "note".into()], rules: KeyRules::default() },
+            UniqueKey {
+                name: "a_key".into(),
+                primary: false,
+                columns: vec!["time".into(), "device_id".into()],
+                rules: KeyRules::default(),
+            },
+            UniqueKey {
+                name: "b_key".into(),
+                primary: false,
+                columns: vec!["time".into(), "note".into()],
+                rules: KeyRules::default(),
+            },
         ];
         let copied: Vec<String> = ["time", "device_id", "note"].map(String::from).to_vec();
-        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE"})), &copied, &dest(), &keys, &names()).unwrap_err();
-        assert_eq!(e.message, "destination public.event_data has 2 unique constraints and no primary key; UPDATE needs to know which one to use");
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "UPDATE"})),
+            &copied,
+            &dest(),
+            &keys,
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "destination public.event_data has 2 unique constraints and no \
+            primary key; UPDATE needs to know which one to use"
+        );
         assert!(e.hint.unwrap().contains("a_key (time, device_id); b_key (time, note)"));
         assert!(resolve_conflict(&cfg(json!({})), &copied, &dest(), &keys, &names()).is_ok());
-        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_target": "b_key"})), &copied, &dest(), &keys, &names()).unwrap();
+        let c = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_target": "b_key"})),
+            &copied,
+            &dest(),
+            &keys,
+            &names(),
+        )
+        .unwrap();
         assert_eq!(c.target, ["time", "note"]);
         assert_eq!(c.update_columns, ["device_id"]);
     }
@@ -440,37 +652,140 @@ mod tests {
     #[test]
     fn explicit_targets() {
         let copied: Vec<String> = ["time", "device_id", "value"].map(String::from).to_vec();
-        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_target": ["time", "device_id"]})), &copied, &dest(), &pk(), &names()).unwrap();
+        let explicit =
+            json!({"on_conflict_action": "UPDATE", "on_conflict_target": ["time", "device_id"]});
+        let c = resolve_conflict(&cfg(explicit), &copied, &dest(), &pk(), &names()).unwrap();
         assert_eq!(c.target, ["device_id", "time"]);
-        let e = resolve_conflict(&cfg(json!({"on_conflict_target": ["time"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
-        assert_eq!(e.message, "there is no unique or primary key constraint on (time) in destination public.event_data");
-        let e = resolve_conflict(&cfg(json!({"on_conflict_target": ["nope"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
-        assert_eq!(e.message, "column \"nope\" in \"on_conflict_target\" does not exist in destination public.event_data");
-        let e = resolve_conflict(&cfg(json!({"on_conflict_target": "nope"})), &copied, &dest(), &pk(), &names()).unwrap_err();
-        assert_eq!(e.message, "\"on_conflict_target\" \"nope\" is neither a constraint nor a column of destination public.event_data");
-        let e = resolve_conflict(&cfg(json!({"on_conflict_target": "value"})), &copied, &dest(), &pk(), &names()).unwrap_err();
-        assert_eq!(e.message, "there is no unique or primary key constraint on (value) in destination public.event_data");
-        let c = resolve_conflict(&cfg(json!({"on_conflict_target": "event_data_pkey"})), &copied, &dest(), &pk(), &names()).unwrap();
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_target": ["time"]})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "there is no unique or primary key constraint on (time) in \
+            destination public.event_data"
+        );
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_target": ["nope"]})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "column \"nope\" in \"on_conflict_target\" does not exist in \
+            destination public.event_data"
+        );
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_target": "nope"})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "\"on_conflict_target\" \"nope\" is neither a constraint nor a \
+            column of destination public.event_data"
+        );
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_target": "value"})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "there is no unique or primary key constraint on (value) in \
+            destination public.event_data"
+        );
+        let c = resolve_conflict(
+            &cfg(json!({"on_conflict_target": "event_data_pkey"})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap();
         assert_eq!(c.target, ["device_id", "time"]);
     }
 
     #[test]
     fn target_column_missing_from_staging() {
         let copied: Vec<String> = ["time", "value"].map(String::from).to_vec();
-        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "RESTRICT"})), &copied, &dest(), &pk(), &names()).unwrap_err();
-        assert_eq!(e.message, "conflict target column \"device_id\" is missing from staging table public.stage");
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "RESTRICT"})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "conflict target column \"device_id\" is missing from staging table public.stage"
+        );
     }
 
     #[test]
     fn update_column_checks() {
         let copied: Vec<String> = ["time", "device_id", "value"].map(String::from).to_vec();
-        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["zzz"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
-        assert_eq!(e.message, "column \"zzz\" in \"on_conflict_update_columns\" does not exist in destination public.event_data");
-        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["note"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
-        assert_eq!(e.message, "column \"note\" in \"on_conflict_update_columns\" is missing from staging table public.stage");
-        let e = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["time"]})), &copied, &dest(), &pk(), &names()).unwrap_err();
-        assert_eq!(e.message, "column \"time\" is in the conflict target and cannot be in \"on_conflict_update_columns\"");
-        let c = resolve_conflict(&cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["value"]})), &copied, &dest(), &pk(), &names()).unwrap();
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["zzz"]})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "column \"zzz\" in \"on_conflict_update_columns\" does not exist in \
+            destination public.event_data"
+        );
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["note"]})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "column \"note\" in \"on_conflict_update_columns\" is missing from \
+            staging table public.stage"
+        );
+        let e = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["time"]})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "column \"time\" is in the conflict target and cannot be \
+            in \"on_conflict_update_columns\""
+        );
+        let c = resolve_conflict(
+            &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["value"]})),
+            &copied,
+            &dest(),
+            &pk(),
+            &names(),
+        )
+        .unwrap();
         assert_eq!(c.update_columns, ["value"]);
     }
 
@@ -480,8 +795,14 @@ mod tests {
 
     #[test]
     fn attributes_map_by_name_and_type() {
-        // a hypertable with a dropped column, and a chunk created after the drop, its columns in another order
-        let table = [attr("time", 1184, false), attr("........pg.dropped.2........", 0, true), attr("dev", 23, false), attr("v", 701, false)];
+        // a hypertable with a dropped column, and a chunk created after the drop, its columns in
+        // another order
+        let table = [
+            attr("time", 1184, false),
+            attr("........pg.dropped.2........", 0, true),
+            attr("dev", 23, false),
+            attr("v", 701, false),
+        ];
         let chunk = [attr("dev", 23, false), attr("time", 1184, false), attr("v", 701, false)];
         assert_eq!(attribute_map(&table, &chunk), Some(vec![Some(2), Some(0), Some(3)]));
         // a chunk from before the drop keeps it, as NULL

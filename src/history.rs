@@ -2,17 +2,23 @@
 //! run, in the same transactions as its work, so what it shows was committed; as the
 //! state's owner (`spi::state_run`), the run's role recorded as `run_by`.
 
-use crate::timescale::Chunk;
-use crate::run::outcome::StepResult;
 use crate::catalog::current_user;
+use crate::run::outcome::StepResult;
 use crate::spi::{col, p, query_one, state_query_one, state_run as exec, Param};
 use crate::sql::history as sql;
+use crate::timescale::Chunk;
 
 /// Starts a run's record; first marks runs of this destination that are still
 /// "running" as failed (the caller holds the destination's lock, so they were
 /// interrupted) and prunes this destination's history older than the retention
 /// (another destination's history follows its own jobs' retention).
-pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u32, retention: &str) -> i64 {
+pub fn start(
+    job_id: Option<i32>,
+    staging: &str,
+    destination: &str,
+    dest_oid: u32,
+    retention: &str,
+) -> i64 {
     exec(sql::MARK_INTERRUPTED, &[p(dest_oid.to_string())]);
     if has_task_table() {
         exec(crate::sql::tasks::FORGET_ENDED, &[p(dest_oid.to_string())]);
@@ -24,7 +30,13 @@ pub fn start(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: u3
     exec(sql::PRUNE, &[p(retention), p(dest_oid.to_string()), p(&me)]);
     state_query_one(
         sql::START,
-        &[job_id.map(|j| j.to_string()), p(staging), p(destination), p(dest_oid.to_string()), p(me)],
+        &[
+            job_id.map(|j| j.to_string()),
+            p(staging),
+            p(destination),
+            p(dest_oid.to_string()),
+            p(me),
+        ],
         |r| col::<i64>(r, 1).unwrap(),
     )
     .unwrap()
@@ -52,7 +64,13 @@ pub fn chunks(run_id: i64, done: &[(&Chunk, &StepResult)]) {
             p(arr(&|_, r| r.decompress_ms.to_string())),
             p(arr(&|_, r| r.insert_ms.to_string())),
             p(arr(&|_, r| r.recompress_ms.to_string())),
-            p(arr(&|_, r| format!("{}{}", r.strategy.map(|s| s.as_str()).unwrap_or("insert"), if r.fell_back { " (fell back)" } else { "" }))),
+            p(arr(&|_, r| {
+                format!(
+                    "{}{}",
+                    r.strategy.map(|s| s.as_str()).unwrap_or("insert"),
+                    if r.fell_back { " (fell back)" } else { "" }
+                )
+            })),
         ],
     );
     let sum = |f: &dyn Fn(&StepResult) -> i64| done.iter().map(|(_, r)| f(r)).sum::<i64>();
@@ -68,10 +86,24 @@ pub fn chunks(run_id: i64, done: &[(&Chunk, &StepResult)]) {
 
 /// Adds what a step did to the run's totals.
 pub fn add(run_id: i64, r: &StepResult, new_chunks: i64) {
-    add_totals(run_id, r.moved, r.conflicts(), r.decompressed as i64, r.recompressed as i64, new_chunks);
+    add_totals(
+        run_id,
+        r.moved,
+        r.conflicts(),
+        r.decompressed as i64,
+        r.recompressed as i64,
+        new_chunks,
+    );
 }
 
-fn add_totals(run_id: i64, moved: i64, conflicts: i64, decompressed: i64, recompressed: i64, new_chunks: i64) {
+fn add_totals(
+    run_id: i64,
+    moved: i64,
+    conflicts: i64,
+    decompressed: i64,
+    recompressed: i64,
+    new_chunks: i64,
+) {
     exec(
         sql::ADD_TOTALS,
         &[
@@ -95,13 +127,23 @@ pub fn fail(run_id: i64, sqlstate: &str, message: &str) {
 }
 
 /// Records a run that failed before it could start (its config or tables are wrong).
-pub fn failed_start(job_id: Option<i32>, staging: &str, destination: &str, sqlstate: &str, message: &str) {
+pub fn failed_start(
+    job_id: Option<i32>,
+    staging: &str,
+    destination: &str,
+    sqlstate: &str,
+    message: &str,
+) {
     let dest_oid: Param = crate::catalog::oid_of_name(destination).map(|o| o.to_string());
     // such a run never reaches `start`, which prunes by destination: rows of this job
     // whose destination could not be resolved are pruned here, after the default retention
     exec(
         sql::PRUNE_UNRESOLVED,
-        &[job_id.map(|j| j.to_string()), p(crate::config::DEFAULT_HISTORY_RETENTION), p(current_user())],
+        &[
+            job_id.map(|j| j.to_string()),
+            p(crate::config::DEFAULT_HISTORY_RETENTION),
+            p(current_user()),
+        ],
     );
     ended(job_id, staging, destination, dest_oid, "failed", p(sqlstate), message);
 }
@@ -113,10 +155,27 @@ pub fn skipped(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: 
 }
 
 /// One history row for a run that ended before it started working.
-fn ended(job_id: Option<i32>, staging: &str, destination: &str, dest_oid: Param, status: &str, sqlstate: Param, error: &str) {
+fn ended(
+    job_id: Option<i32>,
+    staging: &str,
+    destination: &str,
+    dest_oid: Param,
+    status: &str,
+    sqlstate: Param,
+    error: &str,
+) {
     exec(
         sql::ENDED,
-        &[job_id.map(|j| j.to_string()), p(staging), p(destination), dest_oid, p(status), sqlstate, p(error), p(current_user())],
+        &[
+            job_id.map(|j| j.to_string()),
+            p(staging),
+            p(destination),
+            dest_oid,
+            p(status),
+            sqlstate,
+            p(error),
+            p(current_user()),
+        ],
     );
 }
 
@@ -129,7 +188,10 @@ pub fn holder(dest_oid: u32) -> Option<String> {
 /// (`note` None), or not run and why.
 pub fn refresh(run_id: i64, cagg: &str, lo: &str, hi: &str, not_run: Option<&str>) {
     let status = if not_run.is_some() { "not refreshed" } else { "refreshing" };
-    exec(sql::REFRESH, &[p(run_id.to_string()), p(cagg), p(lo), p(hi), p(status), not_run.map(|s| s.to_string())]);
+    exec(
+        sql::REFRESH,
+        &[p(run_id.to_string()), p(cagg), p(lo), p(hi), p(status), not_run.map(|s| s.to_string())],
+    );
 }
 
 /// Marks a refresh done.
@@ -139,7 +201,8 @@ pub fn refreshed(run_id: i64, cagg: &str, ms: f64) {
 
 /// Whether the task table exists (see `has_refresh_table`).
 pub fn has_task_table() -> bool {
-    query_one(crate::sql::tasks::HAS_TABLE, &[], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+    query_one(crate::sql::tasks::HAS_TABLE, &[], |r| col::<bool>(r, 1).unwrap_or(false))
+        .unwrap_or(false)
 }
 
 /// Forgets the tasks of run `run_id`, which failed (its workers were stopped).

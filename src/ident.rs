@@ -59,7 +59,6 @@ impl std::fmt::Display for QualifiedName {
     }
 }
 
-
 /// Parses a table name as SQL reads it (`name`, `schema.name`, `"Mixed Case"`,
 /// `"a""b"`): unquoted parts are folded to lower case. Returns (schema, name), or
 /// `None` when the text is not valid name syntax (`x; DROP TABLE y`, `a.b.c.d`, ``).
@@ -154,10 +153,27 @@ mod tests {
         assert_eq!(parse_qualified_name("event_data"), Some((None, "event_data".into())));
         assert_eq!(parse_qualified_name("Event_Data"), Some((None, "event_data".into())));
         assert_eq!(parse_qualified_name("public.t"), Some((Some("public".into()), "t".into())));
-        assert_eq!(parse_qualified_name("\"My Schema\".\"My Table\""), Some((Some("My Schema".into()), "My Table".into())));
+        assert_eq!(
+            parse_qualified_name("\"My Schema\".\"My Table\""),
+            Some((Some("My Schema".into()), "My Table".into()))
+        );
         assert_eq!(parse_qualified_name("\"a\"\"b\""), Some((None, "a\"b".into())));
-        assert_eq!(parse_qualified_name(" s.\"x; DROP TABLE y\" "), Some((Some("s".into()), "x; DROP TABLE y".into())));
-        for bad in ["x; DROP TABLE y", "", "a.b.c", "\"unclosed", "a..b", "1abc", "a b", "\"\"", "a.", ".a"] {
+        assert_eq!(
+            parse_qualified_name(" s.\"x; DROP TABLE y\" "),
+            Some((Some("s".into()), "x; DROP TABLE y".into()))
+        );
+        for bad in [
+            "x; DROP TABLE y",
+            "",
+            "a.b.c",
+            "\"unclosed",
+            "a..b",
+            "1abc",
+            "a b",
+            "\"\"",
+            "a.",
+            ".a",
+        ] {
             assert_eq!(parse_qualified_name(bad), None, "{bad:?}");
         }
     }

@@ -10,10 +10,12 @@ use pgrx::prelude::*;
 fn setup_plain() {
     Spi::run(
         "CREATE SCHEMA \"My Schema\";
-         CREATE TABLE \"My Schema\".\"Dest\" (ts timestamptz NOT NULL, id int NOT NULL, v float8, PRIMARY KEY (id, ts));
+         CREATE TABLE \"My Schema\".\"Dest\" (ts timestamptz NOT NULL, id int NOT NULL, v float8, \
+         PRIMARY KEY (id, ts));
          CREATE UNIQUE INDEX dest_v_idx ON \"My Schema\".\"Dest\" (v) INCLUDE (id);
          CREATE TABLE stage (v float8, id int, ts timestamptz);
-         INSERT INTO stage SELECT i, i, '2024-01-01'::timestamptz + i * interval '1 hour' FROM generate_series(1, 10) i;",
+         INSERT INTO stage SELECT i, i, '2024-01-01'::timestamptz + i * interval '1 hour' FROM \
+         generate_series(1, 10) i;",
     )
     .unwrap();
 }
@@ -21,7 +23,8 @@ fn setup_plain() {
 #[pg_test]
 fn resolves_quoted_and_unqualified_names() {
     setup_plain();
-    let t = catalog::resolve_table("destination_hypertable", "destination", "\"My Schema\".\"Dest\"");
+    let t = catalog::resolve_table("destination_hypertable", "destination", "\"My \
+        Schema\".\"Dest\"");
     assert_eq!(t.name.schema, "My Schema");
     assert_eq!(t.name.name, "Dest");
     assert_eq!(t.relkind, "r");
@@ -65,7 +68,8 @@ fn reads_columns_keys_and_casts() {
 fn prepare_and_plan_a_plain_table() {
     setup_plain();
     let cfg = Config::from_json(Some(&serde_json::json!({
-        "staging_table": "stage", "destination_hypertable": "\"My Schema\".\"Dest\"", "on_conflict_action": "UPDATE",
+        "staging_table": "stage", "destination_hypertable": "\"My Schema\".\"Dest\"",
+        "on_conflict_action": "UPDATE",
         "on_conflict_target": "(id, ts)"
     })))
     .unwrap();
@@ -88,7 +92,8 @@ fn negative_interval_is_rejected() {
 fn bad_work_mem_is_rejected() {
     setup_plain();
     let cfg = Config::from_json(Some(&serde_json::json!({
-        "staging_table": "stage", "destination_hypertable": "\"My Schema\".\"Dest\"", "work_mem": "lots"
+        "staging_table": "stage", "destination_hypertable": "\"My Schema\".\"Dest\"",
+        "work_mem": "lots"
     })))
     .unwrap();
     run::prepare(cfg);

@@ -112,7 +112,8 @@ pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Esti
 /// chunk meets conflicts in compressed batches by their bytes, and an upsert's update
 /// only against the conflict target: where a unique index compares text by a
 /// nondeterministic collation ('a' = 'A'), treats NULLs as equal, or a second unique
-/// index could be violated, it would let a second row with an equal key in. Such a destination's compressed
+/// index could be violated, it would let a second row with an equal key in. Such a destination's
+/// compressed
 /// chunks are decompressed first.
 pub fn allowed_choice(choice: StrategyChoice, direct_meets_conflicts: bool) -> StrategyChoice {
     if direct_meets_conflicts {
@@ -132,7 +133,6 @@ pub struct Step {
     /// Rows a direct insert is expected to decompress (0 when unknown or none).
     pub decompression: i64,
 }
-
 
 /// The whole run: one step per chunk that receives rows, in time order, then the rows
 /// that belong in no existing chunk (ordinary inserts that create new chunks).
@@ -158,7 +158,13 @@ pub fn plan(candidates: Vec<Candidate>, total_rows: i64, choice: StrategyChoice)
             let compressed = status::is_compressed(c.chunk.status);
             let strategy = choose_strategy(choice, compressed, c.estimate.as_ref());
             let decompression = c.estimate.as_ref().map(direct_decompression).unwrap_or(0);
-            Step { idx: c.idx, strategy, staging_rows: c.staging_rows, chunk: c.chunk, decompression }
+            Step {
+                idx: c.idx,
+                strategy,
+                staging_rows: c.staging_rows,
+                chunk: c.chunk,
+                decompression,
+            }
         })
         .collect();
     steps.sort_by_key(|s| range_key(&s.chunk));
@@ -174,7 +180,8 @@ pub const ROUTE_ABOVE_ROW_VISITS: i64 = 20_000_000;
 
 /// Whether to route: see `ROUTE_ABOVE_ROW_VISITS`.
 pub fn should_route(chunks_with_rows: usize, staging_rows: i64) -> bool {
-    chunks_with_rows > 1 && (chunks_with_rows as i64).saturating_mul(staging_rows) > ROUTE_ABOVE_ROW_VISITS
+    chunks_with_rows > 1
+        && (chunks_with_rows as i64).saturating_mul(staging_rows) > ROUTE_ABOVE_ROW_VISITS
 }
 
 /// Limits of one transaction that inserts directly into several compressed chunks.
@@ -187,7 +194,8 @@ pub const BATCH_MAX_CHUNKS: usize = 64;
 /// chunks' ranges again: one scan of `staging_rows` a transaction, spread over the
 /// workers. They may while those scans stay under the routing threshold per worker.
 pub fn workers_may_filter(transactions: usize, staging_rows: i64, workers: usize) -> bool {
-    (transactions as i64).saturating_mul(staging_rows) <= ROUTE_ABOVE_ROW_VISITS.saturating_mul(workers as i64)
+    (transactions as i64).saturating_mul(staging_rows)
+        <= ROUTE_ABOVE_ROW_VISITS.saturating_mul(workers as i64)
 }
 
 /// Groups the plan's steps into transactions. Consecutive direct inserts share one
@@ -204,7 +212,8 @@ pub fn batches(steps: &[Step], decompress_limit: i64) -> Vec<Vec<usize>> {
                 last.strategy == Strategy::Direct
                     && b.len() < BATCH_MAX_CHUNKS
                     && rows + s.staging_rows <= BATCH_MAX_ROWS
-                    && (decompress_limit <= 0 || (decomp + s.decompression).saturating_mul(2) <= decompress_limit)
+                    && (decompress_limit <= 0
+                        || (decomp + s.decompression).saturating_mul(2) <= decompress_limit)
             });
         if joinable {
             out.last_mut().unwrap().push(i);
@@ -245,7 +254,6 @@ fn range_key(c: &Chunk) -> (Option<i128>, Option<String>, String) {
     (num, c.lo.clone(), c.name.name.clone())
 }
 
-
 #[cfg(test)]
 mod rest_tests {
     use super::{rest_slices, workers_may_filter};
@@ -266,19 +274,29 @@ mod rest_tests {
         // everything fits: one slice, open at both ends (the statement of one transaction)
         assert_eq!(rest_slices(&[(0, 4), (1, 4), (7, 2)], 10), [(None, None)]);
         // 4 + 4 fit, 2 more would pass 9
-        assert_eq!(rest_slices(&[(0, 4), (1, 4), (7, 2), (8, 9)], 9), [(None, Some(7)), (Some(7), Some(8)), (Some(8), None)]);
+        assert_eq!(
+            rest_slices(&[(0, 4), (1, 4), (7, 2), (8, 9)], 9),
+            [(None, Some(7)), (Some(7), Some(8)), (Some(8), None)]
+        );
         // a block with more rows than the limit is a slice of its own
         assert_eq!(rest_slices(&[(3, 50), (4, 1)], 10), [(None, Some(4)), (Some(4), None)]);
         // every block is in exactly one slice
         let blocks: Vec<(i64, i64)> = (0..100).map(|b| (b * 2, 1 + b % 7)).collect();
         let slices = rest_slices(&blocks, 25);
         for &(b, _) in &blocks {
-            let n = slices.iter().filter(|(f, t)| f.is_none_or(|f| b >= f) && t.is_none_or(|t| b < t)).count();
+            let n = slices
+                .iter()
+                .filter(|(f, t)| f.is_none_or(|f| b >= f) && t.is_none_or(|t| b < t))
+                .count();
             assert_eq!(n, 1, "block {b}");
         }
         // and none holds more than the limit (no block here passes it alone)
         for (f, t) in &slices {
-            let rows: i64 = blocks.iter().filter(|(b, _)| f.is_none_or(|f| *b >= f) && t.is_none_or(|t| *b < t)).map(|x| x.1).sum();
+            let rows: i64 = blocks
+                .iter()
+                .filter(|(b, _)| f.is_none_or(|f| *b >= f) && t.is_none_or(|t| *b < t))
+                .map(|x| x.1)
+                .sum();
             assert!(rows <= 25, "{f:?}..{t:?}: {rows}");
         }
     }
@@ -304,10 +322,30 @@ mod tests {
     fn plan_touches_only_chunks_with_rows_in_time_order() {
         let p = plan(
             vec![
-                Candidate { idx: 0, chunk: chunk("c3", "2024-01-03", 1), staging_rows: 5, estimate: None },
-                Candidate { idx: 0, chunk: chunk("c1", "2024-01-01", 1), staging_rows: 0, estimate: None },
-                Candidate { idx: 0, chunk: chunk("c2", "2024-01-02", 0), staging_rows: 7, estimate: None },
-                Candidate { idx: 0, chunk: chunk("c4", "2024-01-04", 9), staging_rows: 1, estimate: None },
+                Candidate {
+                    idx: 0,
+                    chunk: chunk("c3", "2024-01-03", 1),
+                    staging_rows: 5,
+                    estimate: None,
+                },
+                Candidate {
+                    idx: 0,
+                    chunk: chunk("c1", "2024-01-01", 1),
+                    staging_rows: 0,
+                    estimate: None,
+                },
+                Candidate {
+                    idx: 0,
+                    chunk: chunk("c2", "2024-01-02", 0),
+                    staging_rows: 7,
+                    estimate: None,
+                },
+                Candidate {
+                    idx: 0,
+                    chunk: chunk("c4", "2024-01-04", 9),
+                    staging_rows: 1,
+                    estimate: None,
+                },
             ],
             20,
             StrategyChoice::Auto,
@@ -338,7 +376,13 @@ mod tests {
     }
 
     fn step(strategy: Strategy, rows: i64, decompression: i64) -> Step {
-        Step { idx: 0, chunk: chunk("c", "2024-01-01", 1), staging_rows: rows, strategy, decompression }
+        Step {
+            idx: 0,
+            chunk: chunk("c", "2024-01-01", 1),
+            staging_rows: rows,
+            strategy,
+            decompression,
+        }
     }
 
     #[test]
@@ -355,9 +399,15 @@ mod tests {
             step(Insert, 10, 0),
             step(Direct, 10, 0),
         ];
-        assert_eq!(batches(&steps, 100_000), vec![vec![0, 1], vec![2], vec![3], vec![4, 5], vec![6], vec![7], vec![8]]);
+        assert_eq!(
+            batches(&steps, 100_000),
+            vec![vec![0, 1], vec![2], vec![3], vec![4, 5], vec![6], vec![7], vec![8]]
+        );
         // without a decompression limit only rows and chunk counts bound a batch
-        assert_eq!(batches(&steps, 0), vec![vec![0, 1], vec![2], vec![3], vec![4, 5, 6], vec![7], vec![8]]);
+        assert_eq!(
+            batches(&steps, 0),
+            vec![vec![0, 1], vec![2], vec![3], vec![4, 5, 6], vec![7], vec![8]]
+        );
         let many: Vec<Step> = (0..130).map(|_| step(Direct, 1, 0)).collect();
         let b = batches(&many, 100_000);
         assert_eq!(b.iter().map(|x| x.len()).collect::<Vec<_>>(), [64, 64, 2]);
@@ -372,7 +422,13 @@ mod tests {
     }
 
     fn est(chunk_rows: i64, meeting: i64, conflicts: bool, limit: i64) -> Estimate {
-        Estimate { chunk_rows, rows_meeting_batches: meeting, conflicts_decompress: conflicts, decompress_limit: limit, merge_possible: false }
+        Estimate {
+            chunk_rows,
+            rows_meeting_batches: meeting,
+            conflicts_decompress: conflicts,
+            decompress_limit: limit,
+            merge_possible: false,
+        }
     }
 
     #[test]
@@ -382,7 +438,10 @@ mod tests {
         assert_eq!(direct_decompression(&e), 0);
         assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
         // not where a unique index compares by a nondeterministic collation
-        assert_eq!(choose_strategy(allowed_choice(StrategyChoice::Auto, false), true, Some(&e)), Strategy::Decompress);
+        assert_eq!(
+            choose_strategy(allowed_choice(StrategyChoice::Auto, false), true, Some(&e)),
+            Strategy::Decompress
+        );
         assert_eq!(allowed_choice(StrategyChoice::Direct, false), StrategyChoice::Decompress);
         assert_eq!(allowed_choice(StrategyChoice::Direct, true), StrategyChoice::Direct);
         // a few duplicates: some batches
@@ -402,8 +461,14 @@ mod tests {
         // one more than the cap flips the choice; the cap itself does not
         for (rows, limit) in [(72_000, 100_000), (10_000_000, 100_000), (10_000_000, 0)] {
             let k = meeting_rows_that_decide(rows, limit);
-            assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&est(rows, k, true, limit))), Strategy::Decompress);
-            assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&est(rows, k - 1, true, limit))), Strategy::Direct);
+            assert_eq!(
+                choose_strategy(StrategyChoice::Auto, true, Some(&est(rows, k, true, limit))),
+                Strategy::Decompress
+            );
+            assert_eq!(
+                choose_strategy(StrategyChoice::Auto, true, Some(&est(rows, k - 1, true, limit))),
+                Strategy::Direct
+            );
         }
     }
 
@@ -426,7 +491,10 @@ mod tests {
         let mut sparse = est(72_000, 0, true, 100_000);
         sparse.merge_possible = true;
         assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&sparse)), Strategy::Direct);
-        assert_eq!(choose_strategy(StrategyChoice::Decompress, true, Some(&e)), Strategy::Decompress);
+        assert_eq!(
+            choose_strategy(StrategyChoice::Decompress, true, Some(&e)),
+            Strategy::Decompress
+        );
         assert_eq!(Strategy::Merge.as_str(), "merge");
     }
 
@@ -436,13 +504,20 @@ mod tests {
         assert_eq!(direct_decompression(&e), 200_000);
         assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Decompress);
         let e = est(1_000_000, 200, true, 0);
-        assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct, "no limit");
+        assert_eq!(
+            choose_strategy(StrategyChoice::Auto, true, Some(&e)),
+            Strategy::Direct,
+            "no limit"
+        );
     }
 
     #[test]
     fn forced_and_uncompressed_strategies() {
         let e = est(72_000, 0, true, 100_000);
-        assert_eq!(choose_strategy(StrategyChoice::Decompress, true, Some(&e)), Strategy::Decompress);
+        assert_eq!(
+            choose_strategy(StrategyChoice::Decompress, true, Some(&e)),
+            Strategy::Decompress
+        );
         assert_eq!(choose_strategy(StrategyChoice::Direct, true, None), Strategy::Direct);
         assert_eq!(choose_strategy(StrategyChoice::Direct, false, None), Strategy::Insert);
         assert_eq!(choose_strategy(StrategyChoice::Auto, false, Some(&e)), Strategy::Insert);
@@ -461,5 +536,4 @@ mod tests {
         assert!(should_route(1000, 100_000));
         assert!(!should_route(0, i64::MAX) && should_route(3, i64::MAX), "no overflow");
     }
-
 }

@@ -20,7 +20,12 @@ pub struct RouteSlices<T> {
 
 impl<T> RouteSlices<T> {
     pub fn new(slice: usize, max_held: usize) -> Self {
-        RouteSlices { by_chunk: BTreeMap::new(), held: 0, slice: slice.max(1), max_held: max_held.max(1) }
+        RouteSlices {
+            by_chunk: BTreeMap::new(),
+            held: 0,
+            slice: slice.max(1),
+            max_held: max_held.max(1),
+        }
     }
 
     /// Adds a row's id; returns the slices to write now: the chunk's, once it holds a
@@ -71,7 +76,10 @@ mod tests {
         assert_eq!(seen, (0..1000).collect::<Vec<_>>());
         for (chunk, ids) in &out {
             assert!(!ids.is_empty() && ids.len() <= 16, "slice of {} ids", ids.len());
-            assert!(ids.iter().all(|i| (i * 7 % 13) as i32 + 1 == *chunk), "an id in another chunk's slice");
+            assert!(
+                ids.iter().all(|i| (i * 7 % 13) as i32 + 1 == *chunk),
+                "an id in another chunk's slice"
+            );
         }
     }
 
@@ -80,7 +88,12 @@ mod tests {
         let mut r = RouteSlices::new(3, 4);
         assert!(r.push(1, 10).is_empty() && r.push(1, 11).is_empty());
         assert_eq!(r.push(1, 12), vec![(1, vec![10, 11, 12])]);
-        assert!(r.push(2, 20).is_empty() && r.push(3, 30).is_empty() && r.push(2, 21).is_empty() && r.push(4, 40).is_empty());
+        assert!(
+            r.push(2, 20).is_empty()
+                && r.push(3, 30).is_empty()
+                && r.push(2, 21).is_empty()
+                && r.push(4, 40).is_empty()
+        );
         // the fifth id held: everything goes, chunk by chunk
         assert_eq!(r.push(3, 31), vec![(2, vec![20, 21]), (3, vec![30, 31]), (4, vec![40])]);
         assert!(r.drain().is_empty());

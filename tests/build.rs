@@ -26,7 +26,8 @@ fn pg_config(flag: &str) -> Option<String> {
 }
 
 fn version_at_least(version: &str, (major, minor): (u32, u32)) -> bool {
-    let mut parts = version.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts =
+        version.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
 
@@ -38,8 +39,13 @@ fn timescale_install_script(share: &Path) -> Option<(String, String)> {
         let (k, v) = l.split_once('=')?;
         (k.trim() == "default_version").then(|| v.trim().trim_matches('\'').to_string())
     })?;
-    let version = std::env::var("BACKFILL_TIMESCALEDB_VERSION").ok().filter(|v| !v.is_empty()).unwrap_or(default);
-    let script = std::fs::read_to_string(share.join(format!("extension/timescaledb--{version}.sql"))).ok()?;
+    let version = std::env::var("BACKFILL_TIMESCALEDB_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or(default);
+    let script =
+        std::fs::read_to_string(share.join(format!("extension/timescaledb--{version}.sql")))
+            .ok()?;
     Some((version, script))
 }
 
@@ -60,7 +66,10 @@ fn main() {
         println!("cargo::rustc-cfg=docker");
     }
     let manifest = std::fs::read_to_string("../Cargo.toml").expect("the extension's Cargo.toml");
-    let version = manifest.lines().find_map(|l| l.strip_prefix("version = ").map(|v| v.trim_matches('"').to_string())).unwrap();
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = ").map(|v| v.trim_matches('"').to_string()))
+        .unwrap();
     println!("cargo::rerun-if-changed=../Cargo.toml");
     println!("cargo::rustc-env=BACKFILL_EXT_VERSION={version}");
     // a release package for this PostgreSQL (scripts/package.sh), for the package test
@@ -75,13 +84,19 @@ fn main() {
     println!("cargo::rerun-if-changed=../scripts/versions.sh");
     let previous = std::fs::read_to_string("../scripts/versions.sh")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PREVIOUS_VERSION=").map(|v| v.trim_matches('"').to_string())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PREVIOUS_VERSION=").map(|v| v.trim_matches('"').to_string())
+            })
+        })
         .expect("scripts/versions.sh names PREVIOUS_VERSION");
     println!("cargo::rustc-env=BACKFILL_PREVIOUS_VERSION={previous}");
     println!("cargo::rerun-if-env-changed=PG_CONFIG");
     println!("cargo::rerun-if-env-changed=BACKFILL_TIMESCALEDB_VERSION");
     println!("cargo::rerun-if-env-changed=PATH");
-    let (Some(lib), Some(share)) = (pg_config("--pkglibdir"), pg_config("--sharedir")) else { return };
+    let (Some(lib), Some(share)) = (pg_config("--pkglibdir"), pg_config("--sharedir")) else {
+        return;
+    };
     let (lib, share) = (PathBuf::from(lib), PathBuf::from(share));
     if pg_config("--configure").is_some_and(|c| !c.contains("--without-icu")) {
         println!("cargo::rustc-cfg=icu");
@@ -93,7 +108,9 @@ fn main() {
     println!("cargo::rerun-if-changed={}", lib.display());
     println!("cargo::rerun-if-changed={}", share.join("extension").display());
     let tsl = std::fs::read_dir(&lib)
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("timescaledb-tsl-")))
+        .map(|d| {
+            d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("timescaledb-tsl-"))
+        })
         .unwrap_or(false);
     if tsl {
         println!("cargo::rustc-cfg=timescaledb");
@@ -106,9 +123,14 @@ fn main() {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
                 let v = name.strip_prefix("timescaledb--")?.strip_suffix(".sql")?.to_string();
-                (!v.contains("--") && lib.join(format!("timescaledb-tsl-{v}.so")).exists() && !version_at_least(&v, (2, 23))).then_some(v)
+                (!v.contains("--")
+                    && lib.join(format!("timescaledb-tsl-{v}.so")).exists()
+                    && !version_at_least(&v, (2, 23)))
+                .then_some(v)
             })
-            .max_by_key(|v| v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>());
+            .max_by_key(|v| {
+                v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>()
+            });
         if let Some(v) = old {
             println!("cargo::rustc-cfg=old_timescaledb");
             println!("cargo::rustc-env=BACKFILL_OLD_TIMESCALEDB={v}");

@@ -125,13 +125,42 @@ pub const KEYS: &[(&str, &str)] = &[
     ("skip_empty_ranges", "boolean, accepted for compatibility"),
     ("work_mem", "text or integer (kB): work_mem for the run's statements"),
     ("history_retention", "interval text, default '30 days': how long run history is kept"),
-    ("lock_wait", "interval text, default '1 minute': how long to wait for another run on the destination"),
-    ("max_runtime", "interval text: stop cleanly between chunks after this long; the next run continues"),
-    ("lock_timeout", "interval text, default the session's lock_timeout, else '5 minutes': how long a step waits for a lock before the run fails cleanly"),
-    ("strategy", "text: auto (default), direct or decompress: how compressed chunks take their rows"),
-    ("refresh_continuous_aggregates", "boolean, default true: after moving rows, refresh the destination's continuous aggregates for the time range the run changed"),
-    ("rest_batch_rows", "integer, default 100000: the most rows one transaction moves outside existing chunks, or into a table that is not a hypertable"),
-    ("workers", "integer from 1 to 64, default the server's CPUs (at most 4): how many chunk transactions run at once, each in a background worker; 1 runs them one after another in the calling session"),
+    (
+        "lock_wait",
+        "interval text, default '1 minute': how long to wait for another run on the \
+      destination",
+    ),
+    (
+        "max_runtime",
+        "interval text: stop cleanly between chunks after this long; the next run \
+      continues",
+    ),
+    (
+        "lock_timeout",
+        "interval text, default the session's lock_timeout, else '5 minutes': how \
+      long a step waits for a lock before the run fails cleanly",
+    ),
+    (
+        "strategy",
+        "text: auto (default), direct or decompress: how compressed chunks take their \
+      rows",
+    ),
+    (
+        "refresh_continuous_aggregates",
+        "boolean, default true: after moving rows, refresh the \
+      destination's continuous aggregates for the time range the run changed",
+    ),
+    (
+        "rest_batch_rows",
+        "integer, default 100000: the most rows one transaction moves outside \
+      existing chunks, or into a table that is not a hypertable",
+    ),
+    (
+        "workers",
+        "integer from 1 to 64, default the server's CPUs (at most 4): how many chunk \
+      transactions run at once, each in a background worker; 1 runs them one after another in the \
+      calling session",
+    ),
 ];
 
 fn key_list() -> String {
@@ -190,7 +219,9 @@ fn example_for(key: &str) -> &'static str {
         "on_conflict_action" => "\"on_conflict_action\": \"UPDATE\"",
         "on_conflict_update_columns" => "\"on_conflict_update_columns\": [\"value\"]",
         "on_conflict_target" => "\"on_conflict_target\": [\"device_id\", \"time\"]",
-        "delete_from_staging" | "skip_empty_ranges" | "refresh_continuous_aggregates" => "true or false",
+        "delete_from_staging" | "skip_empty_ranges" | "refresh_continuous_aggregates" => {
+            "true or false"
+        }
         "compression_job_push_interval" => "\"compression_job_push_interval\": \"2 days\"",
         "work_mem" => "\"work_mem\": \"256MB\"",
         "history_retention" => "\"history_retention\": \"90 days\"",
@@ -209,7 +240,8 @@ fn required_name(obj: &Map<String, Value>, key: &str) -> Result<String> {
         None | Some(Value::Null) => Err(invalid(format!("config key \"{key}\" is required"))
             .hint(format!("add it to the job's config, for example {}", example_for(key)))),
         Some(Value::String(s)) if s.trim().is_empty() => {
-            Err(invalid(format!("config key \"{key}\" must not be empty")).hint(format!("for example {}", example_for(key))))
+            Err(invalid(format!("config key \"{key}\" must not be empty"))
+                .hint(format!("for example {}", example_for(key))))
         }
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(wrong_type(key, "a table name (string)", other)),
@@ -253,8 +285,10 @@ fn string_array(key: &str, v: &Value) -> Result<Vec<String>> {
             Value::String(s) if !s.trim().is_empty() => {
                 let name = column_name(s);
                 if out.contains(&name) {
-                    return Err(invalid(format!("config key \"{key}\" names column \"{name}\" twice"))
-                        .hint("list each column once"));
+                    return Err(invalid(format!(
+                        "config key \"{key}\" names column \"{name}\" twice"
+                    ))
+                    .hint("list each column once"));
                 }
                 out.push(name)
             }
@@ -273,7 +307,8 @@ fn interval_key(obj: &Map<String, Value>, key: &str, default: &str) -> Result<St
     match opt_string(obj, key)? {
         None => Ok(default.to_string()),
         Some(s) if s.trim().is_empty() => {
-            Err(invalid(format!("config key \"{key}\" must not be empty")).hint(format!("for example {}", example_for(key))))
+            Err(invalid(format!("config key \"{key}\" must not be empty"))
+                .hint(format!("for example {}", example_for(key))))
         }
         Some(s) => Ok(s),
     }
@@ -290,16 +325,20 @@ pub fn parse_target_text(text: &str) -> Result<ConflictTarget> {
         Some(rest) => match rest.strip_suffix(')') {
             Some(inner) => (inner, true),
             None => {
-                return Err(invalid(format!("config key \"on_conflict_target\" has an unclosed parenthesis: {t}"))
-                    .hint("write a column list as (col1, col2) or as a JSON array"))
+                return Err(invalid(format!(
+                    "config key \"on_conflict_target\" has an unclosed parenthesis: {t}"
+                ))
+                .hint("write a column list as (col1, col2) or as a JSON array"))
             }
         },
         None => (t, false),
     };
     let parts: Vec<String> = split_names(inner).into_iter().map(|p| column_name(&p)).collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(invalid(format!("config key \"on_conflict_target\" holds an empty column name: {t}"))
-            .hint("write a column list as (col1, col2) or as a JSON array"));
+        return Err(invalid(format!(
+            "config key \"on_conflict_target\" holds an empty column name: {t}"
+        ))
+        .hint("write a column list as (col1, col2) or as a JSON array"));
     }
     if parts.len() == 1 && !parenthesised {
         Ok(ConflictTarget::NameOrColumn(parts.into_iter().next().unwrap()))
@@ -325,14 +364,22 @@ fn split_names(text: &str) -> Vec<String> {
     parts.into_iter().map(|p| p.trim().to_string()).collect()
 }
 
-const CONFIG_EXAMPLE: &str = "give a config such as {\"staging_table\":\"backfill_event_data\",\"destination_hypertable\":\"event_data\"}";
+const CONFIG_EXAMPLE: &str = "give a config such as \
+    {\"staging_table\":\"backfill_event_data\",\"destination_hypertable\":\"event_data\"}";
 
 /// The config as a JSON object.
 fn object(value: Option<&Value>) -> Result<&Map<String, Value>> {
     match value {
-        None | Some(Value::Null) => Err(BackfillError::new(Code::NullValueNotAllowed, "the backfill job's config is NULL").hint(CONFIG_EXAMPLE)),
+        None | Some(Value::Null) => {
+            Err(BackfillError::new(Code::NullValueNotAllowed, "the backfill job's config is NULL")
+                .hint(CONFIG_EXAMPLE))
+        }
         Some(Value::Object(obj)) => Ok(obj),
-        Some(other) => Err(invalid(format!("the backfill job's config must be a JSON object, not {}", type_name(other))).hint(CONFIG_EXAMPLE)),
+        Some(other) => Err(invalid(format!(
+            "the backfill job's config must be a JSON object, not {}",
+            type_name(other)
+        ))
+        .hint(CONFIG_EXAMPLE)),
     }
 }
 
@@ -351,14 +398,21 @@ fn check_keys(obj: &Map<String, Value>) -> Result<()> {
 }
 
 /// `on_conflict_action`, `on_conflict_update_columns` and `on_conflict_target`.
-fn conflict_keys(obj: &Map<String, Value>) -> Result<(ConflictAction, Vec<String>, ConflictTarget)> {
-    let on_conflict = match opt_string(obj, "on_conflict_action")? {
-        None => ConflictAction::Nothing,
-        Some(s) => ConflictAction::parse(&s).ok_or_else(|| {
-            invalid(format!("config key \"on_conflict_action\" must be NOTHING, UPDATE or RESTRICT, not \"{s}\""))
-                .hint("NOTHING keeps existing rows, UPDATE overwrites them, RESTRICT stops at the first conflict")
-        })?,
-    };
+fn conflict_keys(
+    obj: &Map<String, Value>,
+) -> Result<(ConflictAction, Vec<String>, ConflictTarget)> {
+    let on_conflict =
+        match opt_string(obj, "on_conflict_action")? {
+            None => ConflictAction::Nothing,
+            Some(s) => {
+                ConflictAction::parse(&s).ok_or_else(|| {
+                    invalid(format!("config key \"on_conflict_action\" must be NOTHING, UPDATE or \
+                RESTRICT, not \"{s}\""))
+                .hint("NOTHING keeps existing rows, UPDATE overwrites them, RESTRICT stops at the \
+                    first conflict")
+                })?
+            }
+        };
     let update_columns = match obj.get("on_conflict_update_columns") {
         None | Some(Value::Null) => vec![],
         Some(v) => string_array("on_conflict_update_columns", v)?,
@@ -368,9 +422,19 @@ fn conflict_keys(obj: &Map<String, Value>) -> Result<(ConflictAction, Vec<String
         Some(Value::String(s)) => parse_target_text(s)?,
         Some(v @ Value::Array(_)) => {
             let cols = string_array("on_conflict_target", v)?;
-            if cols.is_empty() { ConflictTarget::Default } else { ConflictTarget::Columns(cols) }
+            if cols.is_empty() {
+                ConflictTarget::Default
+            } else {
+                ConflictTarget::Columns(cols)
+            }
         }
-        Some(other) => return Err(wrong_type("on_conflict_target", "an array of column names or a constraint name", other)),
+        Some(other) => {
+            return Err(wrong_type(
+                "on_conflict_target",
+                "an array of column names or a constraint name",
+                other,
+            ))
+        }
     };
     Ok((on_conflict, update_columns, conflict_target))
 }
@@ -388,8 +452,14 @@ fn strategy(obj: &Map<String, Value>) -> Result<StrategyChoice> {
     match opt_string(obj, "strategy")? {
         None => Ok(StrategyChoice::Auto),
         Some(s) => StrategyChoice::parse(&s).ok_or_else(|| {
-            invalid(format!("config key \"strategy\" must be auto, direct or decompress, not \"{s}\""))
-                .hint("auto chooses per chunk; direct inserts into compressed chunks; decompress decompresses each chunk whole")
+            invalid(format!(
+                "config key \"strategy\" must be auto, direct or decompress, \
+                not \"{s}\""
+            ))
+            .hint(
+                "auto chooses per chunk; direct inserts into compressed chunks; decompress \
+                    decompresses each chunk whole",
+            )
         }),
     }
 }
@@ -414,8 +484,14 @@ fn work_mem(obj: &Map<String, Value>) -> Result<Option<String>> {
     match obj.get("work_mem") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|k| k > 0) => Ok(Some(format!("{}kB", n.as_u64().unwrap()))),
-        Some(other) => Err(wrong_type("work_mem", "a memory size such as \"256MB\" or a positive number of kB", other)),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|k| k > 0) => {
+            Ok(Some(format!("{}kB", n.as_u64().unwrap())))
+        }
+        Some(other) => Err(wrong_type(
+            "work_mem",
+            "a memory size such as \"256MB\" or a positive number of kB",
+            other,
+        )),
     }
 }
 
@@ -436,7 +512,8 @@ impl Config {
         // read in this order, so that of several wrong keys the first is reported
         let delete_from_staging = opt_bool(obj, "delete_from_staging", true)?;
         let skip_empty_ranges = opt_bool(obj, "skip_empty_ranges", false)?;
-        let push_interval = interval_key(obj, "compression_job_push_interval", DEFAULT_PUSH_INTERVAL)?;
+        let push_interval =
+            interval_key(obj, "compression_job_push_interval", DEFAULT_PUSH_INTERVAL)?;
         let history_retention = interval_key(obj, "history_retention", DEFAULT_HISTORY_RETENTION)?;
         let lock_wait = interval_key(obj, "lock_wait", DEFAULT_LOCK_WAIT)?;
         let lock_timeout = opt_interval(obj, "lock_timeout")?;
@@ -473,23 +550,34 @@ impl Config {
     pub fn check_combinations(&self) -> Result<()> {
         if !self.update_columns.is_empty() && self.on_conflict != ConflictAction::Update {
             return Err(invalid(format!(
-                "config key \"on_conflict_update_columns\" needs \"on_conflict_action\": \"UPDATE\", but it is {}",
+                "config key \"on_conflict_update_columns\" \
+                 needs \"on_conflict_action\": \"UPDATE\", but it is {}",
                 self.on_conflict.as_str()
             ))
-            .hint("set \"on_conflict_action\" to \"UPDATE\" or remove \"on_conflict_update_columns\""));
+            .hint(
+                "set \"on_conflict_action\" to \"UPDATE\" or \
+                remove \"on_conflict_update_columns\"",
+            ));
         }
         if let ConflictTarget::Columns(cols) = &self.conflict_target {
             if let Some(c) = self.update_columns.iter().find(|c| cols.contains(c)) {
                 return Err(invalid(format!(
-                    "column \"{c}\" is in both \"on_conflict_target\" and \"on_conflict_update_columns\""
+                    "column \"{c}\" is in both \"on_conflict_target\" \
+                     and \"on_conflict_update_columns\""
                 ))
                 .hint("a conflict target column identifies the row; it cannot be overwritten"));
             }
         }
         if !self.delete_from_staging && self.on_conflict == ConflictAction::Restrict {
             // a second run would conflict with the rows the first one copied
-            return Err(invalid("\"delete_from_staging\": false cannot be combined with \"on_conflict_action\": \"RESTRICT\"")
-                .hint("rows left in staging would conflict with themselves on the next run; use NOTHING or UPDATE"));
+            return Err(invalid(
+                "\"delete_from_staging\": false cannot be combined \
+                with \"on_conflict_action\": \"RESTRICT\"",
+            )
+            .hint(
+                "rows left in staging would conflict with themselves on the next run; use \
+                    NOTHING or UPDATE",
+            ));
         }
         Ok(())
     }

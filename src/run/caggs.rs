@@ -33,26 +33,43 @@ pub struct Refresh {
 /// the cost of one index lookup, where no view reads the destination.
 pub fn plan(prep: &Prepared, span: &(String, String)) -> Vec<Refresh> {
     let (Some(ts), Some(ht)) = (&prep.ts, &prep.ht) else { return vec![] };
-    if !query_one(sql::ANY_VIEW_READS, &[p(prep.dest.oid.to_string())], |r| col::<bool>(r, 1).unwrap_or(true)).unwrap_or(true) {
+    if !query_one(sql::ANY_VIEW_READS, &[p(prep.dest.oid.to_string())], |r| {
+        col::<bool>(r, 1).unwrap_or(true)
+    })
+    .unwrap_or(true)
+    {
         return vec![];
     }
-    let (bucket_info, hypertable_info) = query_one(sql::FUNCTIONS, &[], |r| (col::<bool>(r, 1).unwrap_or(false), col::<bool>(r, 2).unwrap_or(false)))
-        .unwrap_or((false, false));
+    let (bucket_info, hypertable_info) = query_one(sql::FUNCTIONS, &[], |r| {
+        (col::<bool>(r, 1).unwrap_or(false), col::<bool>(r, 2).unwrap_or(false))
+    })
+    .unwrap_or((false, false));
     if !bucket_info {
         return vec![];
     }
     let mat_id = if hypertable_info { sql::MatId::HypertableInfo } else { sql::MatId::TableName };
-    let rows = query(&sql::list(mat_id), &[p(&prep.dest.name.schema), p(&prep.dest.name.name)], |r| {
-        let buckets: Vec<Option<String>> = (5..=8).map(|i| col::<String>(r, i)).collect();
-        (QualifiedName::new(col::<String>(r, 2).unwrap_or_default(), col::<String>(r, 3).unwrap_or_default()), col::<bool>(r, 4).unwrap_or(false), buckets)
-    });
+    let rows =
+        query(&sql::list(mat_id), &[p(&prep.dest.name.schema), p(&prep.dest.name.name)], |r| {
+            let buckets: Vec<Option<String>> = (5..=8).map(|i| col::<String>(r, i)).collect();
+            (
+                QualifiedName::new(
+                    col::<String>(r, 2).unwrap_or_default(),
+                    col::<String>(r, 3).unwrap_or_default(),
+                ),
+                col::<bool>(r, 4).unwrap_or(false),
+                buckets,
+            )
+        });
     let window_sql = sql::window(&ts.func("time_bucket"), ht.kind);
     rows.into_iter()
         .map(|(name, owned, b)| {
             let window = b[0].as_ref().and_then(|_| {
                 let mut params = b.clone();
                 params.extend([p(&span.0), p(&span.1)]);
-                query_one(&window_sql, &params, |r| Some((col::<String>(r, 1)?, col::<String>(r, 2)?))).flatten()
+                query_one(&window_sql, &params, |r| {
+                    Some((col::<String>(r, 1)?, col::<String>(r, 2)?))
+                })
+                .flatten()
             });
             Refresh { name, window, owned }
         })
@@ -68,7 +85,14 @@ pub fn refresh_all(session: &Session, prep: &Prepared, run_id: i64, refreshes: &
         // the name as the history shows it, and as SQL takes it
         let (label, quoted) = (r.name.to_string(), quote_qualified(&r.name.schema, &r.name.name));
         let Some((lo, hi)) = &r.window else {
-            not_refreshed(session, run_id, &label, "", "", "its buckets could not be read from this TimescaleDB".into());
+            not_refreshed(
+                session,
+                run_id,
+                &label,
+                "",
+                "",
+                "its buckets could not be read from this TimescaleDB".into(),
+            );
             continue;
         };
         if let Some(why) = cannot_refresh(session, r) {
@@ -79,7 +103,14 @@ pub fn refresh_all(session: &Session, prep: &Prepared, run_id: i64, refreshes: &
                 quote_literal(lo),
                 quote_literal(hi)
             );
-            not_refreshed(session, run_id, &label, lo, hi, format!("{why}; to refresh it: {call_text}"));
+            not_refreshed(
+                session,
+                run_id,
+                &label,
+                lo,
+                hi,
+                format!("{why}; to refresh it: {call_text}"),
+            );
             continue;
         }
         crate::history::refresh(run_id, &label, lo, hi, None);
@@ -89,7 +120,10 @@ pub fn refresh_all(session: &Session, prep: &Prepared, run_id: i64, refreshes: &
         session.after_commit();
         crate::history::refreshed(run_id, &label, ms(t));
         session.commit();
-        notice!("backfill_ext: continuous aggregate {label} refreshed for [{lo}, {hi}) in {:.0} ms", ms(t));
+        notice!(
+            "backfill_ext: continuous aggregate {label} refreshed for [{lo}, {hi}) in {:.0} ms",
+            ms(t)
+        );
     }
 }
 
@@ -99,7 +133,9 @@ fn cannot_refresh(session: &Session, r: &Refresh) -> Option<String> {
         return Some(format!("role \"{}\" does not own it", crate::catalog::current_user()));
     }
     if !session.nonatomic() {
-        return Some("the backfill was called inside a transaction block, where a refresh cannot run".into());
+        return Some(
+            "the backfill was called inside a transaction block, where a refresh cannot run".into(),
+        );
     }
     None
 }

@@ -11,7 +11,12 @@ use crate::spi::{self, Session};
 use std::panic::AssertUnwindSafe;
 
 /// Runs one phase of the run `run_id` (None before its history row exists).
-pub fn guarded<T>(session: &Session, prep: &Prepared, run_id: Option<i64>, f: impl FnOnce() -> T) -> T {
+pub fn guarded<T>(
+    session: &Session,
+    prep: &Prepared,
+    run_id: Option<i64>,
+    f: impl FnOnce() -> T,
+) -> T {
     if !session.nonatomic() {
         return f();
     }
@@ -20,9 +25,11 @@ pub fn guarded<T>(session: &Session, prep: &Prepared, run_id: Option<i64>, f: im
         Err(e) => {
             // no worker of the run goes on once the policy is back
             super::pool::stop_all();
-            if let Err(cleanup) = spi::in_subtransaction(AssertUnwindSafe(|| policy::release(prep))) {
+            if let Err(cleanup) = spi::in_subtransaction(AssertUnwindSafe(|| policy::release(prep)))
+            {
                 pgrx::warning!(
-                    "backfill_ext: could not put back the compression policy schedule of {} ({}); the next run will",
+                    "backfill_ext: could not put back the compression policy schedule of {} ({}); \
+                     the next run will",
                     prep.dest.name,
                     spi::caught_message(&cleanup)
                 );
@@ -38,7 +45,8 @@ pub fn guarded<T>(session: &Session, prep: &Prepared, run_id: Option<i64>, f: im
             session.commit();
             spi::reraise_with_hint(
                 e,
-                "the failed step was rolled back: its rows are still in the staging table, chunks are compressed as before \
+                "the failed step was rolled back: its rows are still in the staging table, chunks \
+                 are compressed as before \
                  and the compression policy's schedule is restored; fix the cause and run again",
             )
         }
@@ -48,9 +56,13 @@ pub fn guarded<T>(session: &Session, prep: &Prepared, run_id: Option<i64>, f: im
 /// Validates; in a call that commits as it goes, a failure is recorded in the history.
 pub fn prepare_recorded(session: &Session, job_id: Option<i32>, cfg: Config) -> Prepared {
     let (staging, destination) = (cfg.staging_table.clone(), cfg.destination.clone());
-    before_start(session, job_id, (&staging, &destination), "nothing was changed; correct the job's config or tables and run again", || {
-        prepare(cfg)
-    })
+    before_start(
+        session,
+        job_id,
+        (&staging, &destination),
+        "nothing was changed; correct the job's config or tables and run again",
+        || prepare(cfg),
+    )
 }
 
 /// Takes the destination's lock (see `lock::acquire`); a run cancelled while it waits
@@ -69,7 +81,13 @@ pub fn acquire_recorded(session: &Session, job_id: Option<i32>, prep: &Prepared)
 /// Runs a phase before the run's history row exists: in a call that commits as it
 /// goes, a failure is recorded as a run that failed before it started (`tables`:
 /// staging and destination as named), committed, and raised with `hint`.
-fn before_start<T>(session: &Session, job_id: Option<i32>, tables: (&str, &str), hint: &str, f: impl FnOnce() -> T) -> T {
+fn before_start<T>(
+    session: &Session,
+    job_id: Option<i32>,
+    tables: (&str, &str),
+    hint: &str,
+    f: impl FnOnce() -> T,
+) -> T {
     if !session.nonatomic() {
         return f();
     }
@@ -77,7 +95,9 @@ fn before_start<T>(session: &Session, job_id: Option<i32>, tables: (&str, &str),
         Ok(v) => v,
         Err(e) => {
             let (state, msg) = (spi::caught_sqlstate(&e), spi::caught_message(&e));
-            let _ = spi::in_subtransaction(AssertUnwindSafe(|| crate::history::failed_start(job_id, tables.0, tables.1, &state, &msg)));
+            let _ = spi::in_subtransaction(AssertUnwindSafe(|| {
+                crate::history::failed_start(job_id, tables.0, tables.1, &state, &msg)
+            }));
             session.commit();
             spi::reraise_with_hint(e, hint)
         }

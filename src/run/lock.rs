@@ -19,7 +19,10 @@ fn try_lock(dest: &Table, session: &Session) -> bool {
 
 /// Tries destination `dest_oid`'s lock, for the session or for the transaction.
 pub fn try_lock_oid(dest_oid: u32, session_level: bool) -> bool {
-    query_one(&sql::try_lock(session_level), &[p(sql::lock_key(dest_oid).to_string())], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+    query_one(&sql::try_lock(session_level), &[p(sql::lock_key(dest_oid).to_string())], |r| {
+        col::<bool>(r, 1).unwrap_or(false)
+    })
+    .unwrap_or(false)
 }
 
 /// Takes the destination's lock, waiting up to `lock_wait` for a run that holds it.
@@ -50,7 +53,11 @@ pub fn holder(dest: &Table) -> String {
         return run;
     }
     let key = sql::lock_key(dest.oid) as u64;
-    query_one(sql::LOCK_HOLDERS, &[p((key >> 32).to_string()), p((key & 0xffff_ffff).to_string())], |r| col::<String>(r, 1))
-        .flatten()
-        .unwrap_or_else(|| "another session".into())
+    query_one(
+        sql::LOCK_HOLDERS,
+        &[p((key >> 32).to_string()), p((key & 0xffff_ffff).to_string())],
+        |r| col::<String>(r, 1),
+    )
+    .flatten()
+    .unwrap_or_else(|| "another session".into())
 }

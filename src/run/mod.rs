@@ -67,7 +67,14 @@ pub fn backfill(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         return Totals::default();
     }
     let id = start(session, job_id, &prep);
-    let run = Run { session, prep: &prep, id, started, held: Cell::new(Instant::now()), done: Cell::new(0) };
+    let run = Run {
+        session,
+        prep: &prep,
+        id,
+        started,
+        held: Cell::new(Instant::now()),
+        done: Cell::new(0),
+    };
     let plan = run.plan_and_hold();
     let mut totals = Totals::default();
     let stopped_early = run.chunks(&plan, &mut totals) || run.rest(&plan, &mut totals);
@@ -87,14 +94,26 @@ fn skip(session: &Session, job_id: Option<i32>, prep: &Prepared) {
         prep.cfg.lock_wait
     );
     notice!("backfill_ext: {reason}");
-    crate::history::skipped(job_id, &prep.staging.name.to_string(), &prep.dest.name.to_string(), prep.dest.oid, &reason);
+    crate::history::skipped(
+        job_id,
+        &prep.staging.name.to_string(),
+        &prep.dest.name.to_string(),
+        prep.dest.oid,
+        &reason,
+    );
     session.commit();
 }
 
 /// The run's history row, committed.
 fn start(session: &Session, job_id: Option<i32>, prep: &Prepared) -> i64 {
     let id = guard::guarded(session, prep, None, || {
-        crate::history::start(job_id, &prep.staging.name.to_string(), &prep.dest.name.to_string(), prep.dest.oid, &prep.history_retention)
+        crate::history::start(
+            job_id,
+            &prep.staging.name.to_string(),
+            &prep.dest.name.to_string(),
+            prep.dest.oid,
+            &prep.history_retention,
+        )
     });
     session.commit();
     id
@@ -141,9 +160,14 @@ impl Run<'_> {
         }
         let go_on = self.phase("between", || {
             spi::pause_point("between_chunks");
-            let stop = may_stop && prep.max_runtime_s.is_some_and(|m| self.started.elapsed().as_secs_f64() >= m);
+            let stop = may_stop
+                && prep.max_runtime_s.is_some_and(|m| self.started.elapsed().as_secs_f64() >= m);
             if stop {
-                notice!("backfill_ext: max_runtime ({}) reached {}", prep.cfg.max_runtime.as_deref().unwrap_or_default(), left());
+                notice!(
+                    "backfill_ext: max_runtime ({}) reached {}",
+                    prep.cfg.max_runtime.as_deref().unwrap_or_default(),
+                    left()
+                );
             }
             !stop
         });
@@ -186,7 +210,8 @@ impl Run<'_> {
     /// One transaction's steps, in this session, and their chunks in the history.
     fn batch_here(&self, steps: &[&Step], routed: bool) -> Vec<StepResult> {
         let results = crate::strategy::run_transaction(self.prep, steps, routed);
-        let finished: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
+        let finished: Vec<(&Chunk, &StepResult)> =
+            steps.iter().map(|s| &s.chunk).zip(&results).collect();
         crate::history::chunks(self.id, &finished);
         results
     }
@@ -199,7 +224,13 @@ impl Run<'_> {
         let mut left = false;
         for (i, slice) in slices.iter().enumerate() {
             // max_runtime never holds back the first slice: it goes with the last chunk
-            if !self.between(i > 0, || format!("after {i} of {} slices of rows outside existing chunks; the rest are left for the next run", slices.len())) {
+            if !self.between(i > 0, || {
+                format!(
+                    "after {i} of {} slices of rows outside existing \
+                chunks; the rest are left for the next run",
+                    slices.len()
+                )
+            }) {
                 return true;
             }
             let done = self.phase("rest", || {
@@ -216,8 +247,10 @@ impl Run<'_> {
             };
             if rest.moved > 0 || rest.recompressed {
                 notice!(
-                    "backfill_ext: rows outside existing chunks{}: {} rows moved, {} conflicts, {} new chunks, {:.0} ms",
-                    if slices.len() > 1 { format!(" (slice {} of {})", i + 1, slices.len()) } else { String::new() },
+                    "backfill_ext: rows outside existing chunks{}: {} rows moved, {} conflicts, {} \
+                     new chunks, {:.0} ms",
+                    if slices.len() > 1 { format!(" (slice {} of \
+                        {})", i + 1, slices.len()) } else { String::new() },
                     rest.moved,
                     rest.conflicts(),
                     new_chunks,
@@ -247,17 +280,27 @@ impl Run<'_> {
     /// After the run, with nothing held: the continuous aggregates on the destination,
     /// for the range the run changed (see `caggs`).
     fn refresh_continuous_aggregates(&self, plan: &Plan, totals: &Totals) {
-        let (Some(span), true, true) = (&plan.span, totals.moved > 0, self.prep.cfg.refresh_continuous_aggregates) else { return };
+        let (Some(span), true, true) =
+            (&plan.span, totals.moved > 0, self.prep.cfg.refresh_continuous_aggregates)
+        else {
+            return;
+        };
         if !crate::history::has_refresh_table() {
-            notice!("backfill_ext: continuous aggregates are not refreshed until ALTER EXTENSION backfill_ext UPDATE has run");
+            notice!(
+                "backfill_ext: continuous aggregates are not refreshed until ALTER EXTENSION \
+                backfill_ext UPDATE has run"
+            );
             return;
         }
         // the rows are in and committed: a failure to read the aggregates is a warning
-        let refreshes = match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| caggs::plan(self.prep, span))) {
+        let refreshes = match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
+            caggs::plan(self.prep, span)
+        })) {
             Ok(refreshes) => refreshes,
             Err(e) => {
                 pgrx::warning!(
-                    "backfill_ext: the continuous aggregates on {} could not be read, so none was refreshed: {}",
+                    "backfill_ext: the continuous aggregates on {} could not be read, so none was \
+                     refreshed: {}",
                     self.prep.dest.name,
                     spi::caught_message(&e)
                 );
@@ -270,21 +313,32 @@ impl Run<'_> {
 
 /// What `max_runtime` leaves after `done` chunks, for its NOTICE.
 fn left_after(done: usize, plan: &Plan) -> String {
-    format!("after {done} chunks; the remaining {} chunks are left for the next run", plan.steps.len() - done)
+    format!(
+        "after {done} chunks; the remaining {} chunks are left for the next run",
+        plan.steps.len() - done
+    )
 }
 
 /// Adds up the steps' results, with a NOTICE per chunk.
 fn report_chunks(steps: &[&Step], results: &[StepResult], totals: &mut Totals) {
     for (s, r) in steps.iter().zip(results) {
         totals.add_chunk(r);
-        notice!("backfill_ext: chunk {}: {} rows moved, {} conflicts, {}, {:.0} ms", s.chunk.name, r.moved, r.conflicts(), r.describe(), r.total_ms());
+        notice!(
+            "backfill_ext: chunk {}: {} rows moved, {} conflicts, {}, {:.0} ms",
+            s.chunk.name,
+            r.moved,
+            r.conflicts(),
+            r.describe(),
+            r.total_ms()
+        );
     }
 }
 
 /// The run's closing NOTICE.
 fn report(run: &Run, t: &Totals) {
     notice!(
-        "backfill_ext: run {}: moved {} rows from {} into {} ({} inserted, {} updated, {} conflicts), {} chunks ({} decompressed, {} recompressed), {} new chunks, {:.0} ms",
+        "backfill_ext: run {}: moved {} rows from {} into {} ({} inserted, {} updated, {} \
+         conflicts), {} chunks ({} decompressed, {} recompressed), {} new chunks, {:.0} ms",
         run.id,
         t.moved,
         run.prep.staging.name,

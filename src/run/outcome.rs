@@ -45,7 +45,9 @@ impl StepResult {
                     (false, Some(why)) => format!(" (row by row: {why})"),
                     (true, Some(why)) => format!(" (through a temporary table, row by row: {why})"),
                 };
-                return format!("merged, every segment touched: chunk rewritten{through}, recompressed");
+                return format!(
+                    "merged, every segment touched: chunk rewritten{through}, recompressed"
+                );
             }
             (Some(Strategy::Merge), _) => "merged into its segments, recompressed",
             _ => "uncompressed chunk",
@@ -111,26 +113,63 @@ mod tests {
 
     #[test]
     fn descriptions_say_what_was_done() {
-        let r = StepResult { strategy: Some(Strategy::Direct), recompressed: true, ..Default::default() };
+        let r = StepResult {
+            strategy: Some(Strategy::Direct),
+            recompressed: true,
+            ..Default::default()
+        };
         assert_eq!(r.describe(), "inserted into the compressed chunk, recompressed");
-        let r = StepResult { strategy: Some(Strategy::Decompress), fell_back: true, ..Default::default() };
-        assert_eq!(r.describe(), "decompressed, recompressed (the direct insert would have passed the decompression limit)");
+        let r = StepResult {
+            strategy: Some(Strategy::Decompress),
+            fell_back: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            r.describe(),
+            "decompressed, recompressed (the direct insert would have passed \
+            the decompression limit)"
+        );
         assert_eq!(r.strategy_label(), "decompress (fell back)");
-        let r = StepResult { strategy: Some(Strategy::Merge), rewrote: true, rewrote_on_disk: true, ..Default::default() };
-        assert_eq!(r.describe(), "merged, every segment touched: chunk rewritten (through a temporary table), recompressed");
-        let r2 = StepResult { rewrote_by_insert: Some("the chunk has triggers".into()), ..r.clone() };
-        assert_eq!(r2.describe(), "merged, every segment touched: chunk rewritten (through a temporary table, row by row: the chunk has triggers), recompressed");
+        let r = StepResult {
+            strategy: Some(Strategy::Merge),
+            rewrote: true,
+            rewrote_on_disk: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            r.describe(),
+            "merged, every segment touched: chunk rewritten (through a \
+            temporary table), recompressed"
+        );
+        let r2 =
+            StepResult { rewrote_by_insert: Some("the chunk has triggers".into()), ..r.clone() };
+        assert_eq!(
+            r2.describe(),
+            "merged, every segment touched: chunk rewritten (through a \
+            temporary table, row by row: the chunk has triggers), recompressed"
+        );
         let r = StepResult { strategy: Some(Strategy::Merge), rewrote: true, ..Default::default() };
         assert_eq!(r.describe(), "merged, every segment touched: chunk rewritten, recompressed");
         let r = StepResult { rewrote_by_insert: Some("the chunk has triggers".into()), ..r };
-        assert_eq!(r.describe(), "merged, every segment touched: chunk rewritten (row by row: the chunk has triggers), recompressed");
+        assert_eq!(
+            r.describe(),
+            "merged, every segment touched: chunk rewritten (row by row: the \
+            chunk has triggers), recompressed"
+        );
         assert_eq!(StepResult::default().strategy_label(), "insert");
     }
 
     #[test]
     fn totals_count_rows_and_chunks() {
         let mut t = Totals::default();
-        let r = StepResult { moved: 10, inserted: 7, updated: 2, decompressed: true, recompressed: true, ..Default::default() };
+        let r = StepResult {
+            moved: 10,
+            inserted: 7,
+            updated: 2,
+            decompressed: true,
+            recompressed: true,
+            ..Default::default()
+        };
         t.add_chunk(&r);
         t.add_rows(&StepResult { moved: 5, inserted: 5, ..Default::default() });
         assert_eq!((t.moved, t.inserted, t.updated, t.conflicts), (15, 12, 2, 3));

@@ -40,11 +40,18 @@ enum Outcome {
 /// saved (`plan::workers_may_filter`).
 pub(super) fn worker_count(run: &Run, plan: &Plan, transactions: usize) -> usize {
     let wanted = run.prep.cfg.workers.map(|w| w as usize).unwrap_or_else(|| {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(MAX_AUTO_WORKERS as usize)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(MAX_AUTO_WORKERS as usize)
     });
     let workers = wanted.min(transactions);
-    let staging_rows = plan.steps.iter().map(|s| s.staging_rows).sum::<i64>() + plan.rows_for_new_chunks;
-    if workers <= 1 || !run.session.nonatomic() || (plan.routed && !crate::plan::workers_may_filter(transactions, staging_rows, workers)) {
+    let staging_rows =
+        plan.steps.iter().map(|s| s.staging_rows).sum::<i64>() + plan.rows_for_new_chunks;
+    if workers <= 1
+        || !run.session.nonatomic()
+        || (plan.routed && !crate::plan::workers_may_filter(transactions, staging_rows, workers))
+    {
         return 1;
     }
     if !role_can_connect() || !crate::history::has_task_table() {
@@ -64,16 +71,28 @@ fn role_can_connect() -> bool {
 impl Run<'_> {
     /// The chunk transactions (`batches` of the plan's steps), at most `workers` at
     /// once. Returns whether `max_runtime` stopped the run before the last of them.
-    pub(super) fn chunks_in_workers(&self, plan: &Plan, batches: &[Vec<usize>], workers: usize, totals: &mut Totals) -> bool {
+    pub(super) fn chunks_in_workers(
+        &self,
+        plan: &Plan,
+        batches: &[Vec<usize>],
+        workers: usize,
+        totals: &mut Totals,
+    ) -> bool {
         let settings: Vec<(String, String)> = self.phase("settings", || {
-            // workers take their rows by the chunks' ranges: the routing goes now, its space with it
+            // workers take their rows by the chunks' ranges: the routing goes now, its space with
+            // it
             if plan.routed {
                 super::planning::drop_temp_tables_named(&[crate::sql::route::ROUTE_TABLE]);
             }
-            let names = crate::sql::array_literal(&sql::inherited().iter().map(|s| s.to_string()).collect::<Vec<_>>());
-            query(sql::SETTINGS, &[p(names)], |r| (col::<String>(r, 1).unwrap_or_default(), col::<String>(r, 2).unwrap_or_default()))
+            let names = crate::sql::array_literal(
+                &sql::inherited().iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            );
+            query(sql::SETTINGS, &[p(names)], |r| {
+                (col::<String>(r, 1).unwrap_or_default(), col::<String>(r, 2).unwrap_or_default())
+            })
         });
-        let steps_of = |b: usize| -> Vec<&Step> { batches[b].iter().map(|i| &plan.steps[*i]).collect() };
+        let steps_of =
+            |b: usize| -> Vec<&Step> { batches[b].iter().map(|i| &plan.steps[*i]).collect() };
         let mut pool = Pool::new(workers);
         let (mut failure, mut done, mut stopped) = (None, 0, false);
         for b in 0..batches.len() {
@@ -88,9 +107,15 @@ impl Run<'_> {
                 break;
             }
             let steps = steps_of(b);
-            let work = Work { config: self.prep.cfg.clone(), steps: steps.iter().map(|s| (*s).clone()).collect(), settings: settings.clone() };
+            let work = Work {
+                config: self.prep.cfg.clone(),
+                steps: steps.iter().map(|s| (*s).clone()).collect(),
+                settings: settings.clone(),
+            };
             let json = serde_json::to_string(&work).expect("work serializes");
-            self.phase("task", || state_run(sql::ADD, &[p(self.id.to_string()), p(b.to_string()), p(json)]));
+            self.phase("task", || {
+                state_run(sql::ADD, &[p(self.id.to_string()), p(b.to_string()), p(json)])
+            });
             if !pool.start(self.id, b as i32) {
                 // no worker slot free on the server: this session does it
                 let results = self.phase("batch", || {
@@ -106,13 +131,21 @@ impl Run<'_> {
             self.collect(&mut pool, &steps_of, totals, &mut failure);
         }
         if let Some((state, msg, detail, hint)) = failure {
-            self.phase("failed task", || spi::raise_as(&state, &msg, detail.as_deref(), hint.as_deref()));
+            self.phase("failed task", || {
+                spi::raise_as(&state, &msg, detail.as_deref(), hint.as_deref())
+            });
         }
         stopped
     }
 
     /// Waits for a worker to stop, and takes the outcome of each that has.
-    fn collect<'p>(&self, pool: &mut Pool, steps_of: &dyn Fn(usize) -> Vec<&'p Step>, totals: &mut Totals, failure: &mut Option<Failure>) {
+    fn collect<'p>(
+        &self,
+        pool: &mut Pool,
+        steps_of: &dyn Fn(usize) -> Vec<&'p Step>,
+        totals: &mut Totals,
+        failure: &mut Option<Failure>,
+    ) {
         let stopped = self.phase("wait for workers", || pool.wait_any());
         for task in stopped {
             let steps = steps_of(task as usize);
@@ -134,13 +167,25 @@ impl Run<'_> {
 /// Takes a task's row away, with its outcome.
 fn take_task(run_id: i64, task: i32) -> Outcome {
     let row = state_query_one(sql::TAKE, &[p(run_id.to_string()), p(task.to_string())], |r| {
-        (col::<String>(r, 1).unwrap_or_default(), col::<String>(r, 2), col::<String>(r, 3), col::<String>(r, 4), col::<String>(r, 5), col::<String>(r, 6))
+        (
+            col::<String>(r, 1).unwrap_or_default(),
+            col::<String>(r, 2),
+            col::<String>(r, 3),
+            col::<String>(r, 4),
+            col::<String>(r, 5),
+            col::<String>(r, 6),
+        )
     });
     match row {
-        Some((status, Some(results), ..)) if status == "done" => Outcome::Done(serde_json::from_str(&results).expect("the worker wrote these")),
-        Some((status, _, state, msg, detail, hint)) if status == "failed" => {
-            Outcome::Failed((state.unwrap_or_else(|| "XX000".into()), msg.unwrap_or_default(), detail, hint))
+        Some((status, Some(results), ..)) if status == "done" => {
+            Outcome::Done(serde_json::from_str(&results).expect("the worker wrote these"))
         }
+        Some((status, _, state, msg, detail, hint)) if status == "failed" => Outcome::Failed((
+            state.unwrap_or_else(|| "XX000".into()),
+            msg.unwrap_or_default(),
+            detail,
+            hint,
+        )),
         _ => Outcome::NotDone,
     }
 }

@@ -6,11 +6,11 @@
 use super::prepare::Prepared;
 use crate::catalog;
 use crate::config::{ConflictAction, StrategyChoice};
+use crate::ident::QualifiedName;
 use crate::plan::{self, Candidate, Estimate, Plan};
 use crate::route_slices::{self, RouteSlices};
 use crate::spi::{self, col, p, query, query_one, run as exec, Param};
 use crate::sql::{self, chunk as chunk_sql, route, RowFilter};
-use crate::ident::QualifiedName;
 use crate::timescale::{status, Chunk, Hypertable, TimeKind};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
@@ -25,16 +25,17 @@ pub struct Span {
 
 pub fn staging_span(prep: &Prepared) -> Span {
     match &prep.ht {
-        Some(h) => query_one(&route::staging_span(&prep.staging.name, &h.time_column), &[], |r| Span {
-            min: col(r, 1),
-            max: col(r, 2),
-            rows: col::<i64>(r, 3).unwrap_or(0),
+        Some(h) => query_one(&route::staging_span(&prep.staging.name, &h.time_column), &[], |r| {
+            Span { min: col(r, 1), max: col(r, 2), rows: col::<i64>(r, 3).unwrap_or(0) }
         })
         .unwrap(),
         None => Span {
             min: None,
             max: None,
-            rows: query_one(&chunk_sql::count_rows(&prep.staging.name), &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0),
+            rows: query_one(&chunk_sql::count_rows(&prep.staging.name), &[], |r| {
+                col::<i64>(r, 1).unwrap_or(0)
+            })
+            .unwrap_or(0),
         },
     }
 }
@@ -45,7 +46,9 @@ pub fn make_plan(prep: &Prepared) -> Plan {
     let choice = plan::allowed_choice(prep.cfg.strategy, prep.direct_meets_conflicts);
     if choice != prep.cfg.strategy && prep.cfg.strategy == StrategyChoice::Direct {
         pgrx::notice!(
-            "backfill_ext: TimescaleDB's insert into a compressed chunk of {} would not meet every conflict (several unique indexes, or one comparing by a nondeterministic collation or with NULLS NOT DISTINCT); its compressed chunks are decompressed instead",
+            "backfill_ext: TimescaleDB's insert into a compressed chunk of {} would not meet every \
+             conflict (several unique indexes, or one comparing by a nondeterministic collation or \
+             with NULLS NOT DISTINCT); its compressed chunks are decompressed instead",
             prep.dest.name
         );
     }
@@ -57,7 +60,8 @@ pub fn make_plan(prep: &Prepared) -> Plan {
     // with rows leaving staging as they move, and many chunks to scan it for, route the
     // rows to their chunks once
     let with_rows = counts.iter().filter(|n| **n > 0).count();
-    let routed = prep.cfg.delete_from_staging && (plan::should_route(with_rows, span.rows) || spi::debug_setting("always_route"));
+    let routed = prep.cfg.delete_from_staging
+        && (plan::should_route(with_rows, span.rows) || spi::debug_setting("always_route"));
     if routed {
         route_rows(prep, ht, &chunks);
     }
@@ -67,8 +71,10 @@ pub fn make_plan(prep: &Prepared) -> Plan {
         .enumerate()
         .map(|(i, (chunk, staging_rows))| {
             let idx = i as i32 + 1;
-            let estimate = (staging_rows > 0 && choice == StrategyChoice::Auto && status::is_compressed(chunk.status))
-                .then(|| estimate(prep, &chunk, idx, routed, staging_rows));
+            let estimate = (staging_rows > 0
+                && choice == StrategyChoice::Auto
+                && status::is_compressed(chunk.status))
+            .then(|| estimate(prep, &chunk, idx, routed, staging_rows));
             Candidate { idx, chunk, staging_rows, estimate }
         })
         .collect();
@@ -80,9 +86,12 @@ pub fn make_plan(prep: &Prepared) -> Plan {
 
 /// Counts the staging rows of each chunk in one scan; in chunk order.
 fn count_by_chunk(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
-    let (q, params) = per_chunk_query(prep, ht, chunks, route::count_by_time, route::count_by_filters);
+    let (q, params) =
+        per_chunk_query(prep, ht, chunks, route::count_by_time, route::count_by_filters);
     let mut counts = vec![0i64; chunks.len()];
-    for (idx, n) in query(&q, &params, |r| (col::<i32>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0))) {
+    for (idx, n) in
+        query(&q, &params, |r| (col::<i32>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0)))
+    {
         if idx >= 1 && (idx as usize) <= counts.len() {
             counts[idx as usize - 1] = n;
         }
@@ -126,10 +135,17 @@ pub fn by_time<'a>(ht: &Hypertable, mut chunks: impl Iterator<Item = &'a Chunk>)
 fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
     drop_temp_tables();
     exec(&chunk_sql::create_route_table(), &[]);
-    let (q, params) = per_chunk_query(prep, ht, chunks, route::route_by_time, route::route_by_filters);
-    let (slice, held) = if spi::debug_setting("always_route") { (3, 10) } else { (route_slices::SLICE, route_slices::HELD) };
+    let (q, params) =
+        per_chunk_query(prep, ht, chunks, route::route_by_time, route::route_by_filters);
+    let (slice, held) = if spi::debug_setting("always_route") {
+        (3, 10)
+    } else {
+        (route_slices::SLICE, route_slices::HELD)
+    };
     let mut slices = RouteSlices::new(slice, held);
-    let read = |r: &SpiHeapTupleData| (col::<i32>(r, 1).unwrap_or(0), col::<pg_sys::ItemPointerData>(r, 2));
+    let read = |r: &SpiHeapTupleData| {
+        (col::<i32>(r, 1).unwrap_or(0), col::<pg_sys::ItemPointerData>(r, 2))
+    };
     spi::for_each_batch(&q, &params, 10_000, read, |rows| {
         for (idx, tid) in rows {
             tid.into_iter().flat_map(|tid| slices.push(idx, tid)).for_each(write_route);
@@ -143,7 +159,8 @@ fn write_route((idx, tids): (i32, Vec<pg_sys::ItemPointerData>)) {
 }
 
 fn temp_table_exists(table: &str) -> bool {
-    query_one(chunk_sql::TEMP_TABLE_EXISTS, &[p(table)], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+    query_one(chunk_sql::TEMP_TABLE_EXISTS, &[p(table)], |r| col::<bool>(r, 1).unwrap_or(false))
+        .unwrap_or(false)
 }
 
 /// Drops the run's temporary tables of `names` that exist.
@@ -163,7 +180,8 @@ pub fn drop_temp_tables() {
 /// What choosing a strategy for a compressed chunk needs: its rows, and the staging
 /// rows whose segment already has batches there.
 fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows: i64) -> Estimate {
-    let conflicts_decompress = prep.has_unique && prep.spec.conflict.action != ConflictAction::Nothing;
+    let conflicts_decompress =
+        prep.has_unique && prep.spec.conflict.action != ConflictAction::Nothing;
     let mut e = Estimate {
         chunk_rows: 0,
         rows_meeting_batches: 0,
@@ -171,20 +189,34 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         decompress_limit: prep.decompress_limit,
         // a partial chunk is not merged: some TimescaleDB releases (2.23) left a
         // touched segment's compressed batches in place beside its rows written back
-        merge_possible: prep.cfg.delete_from_staging && prep.merge.is_some() && status::is_fully_compressed(chunk.status),
+        merge_possible: prep.cfg.delete_from_staging
+            && prep.merge.is_some()
+            && status::is_fully_compressed(chunk.status),
     };
     if !conflicts_decompress {
         return e;
     }
-    e.chunk_rows = query_one(&chunk_sql::count_rows(&chunk.name), &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0);
+    e.chunk_rows =
+        query_one(&chunk_sql::count_rows(&chunk.name), &[], |r| col::<i64>(r, 1).unwrap_or(0))
+            .unwrap_or(0);
     let cap = plan::meeting_rows_that_decide(e.chunk_rows, e.decompress_limit);
     e.rows_meeting_batches = if prep.segmentby.is_empty() {
         staging_rows
     } else if routed {
-        let q = route::count_routed_meeting_segments(&prep.staging.name, &chunk.name, &prep.segments_collated);
-        query_one(&q, &[p(idx.to_string()), p(cap.to_string())], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
+        let q = route::count_routed_meeting_segments(
+            &prep.staging.name,
+            &chunk.name,
+            &prep.segments_collated,
+        );
+        query_one(&q, &[p(idx.to_string()), p(cap.to_string())], |r| col::<i64>(r, 1).unwrap_or(0))
+            .unwrap_or(staging_rows)
     } else {
-        let (q, params) = route::count_rows_meeting_segments(&prep.staging.name, &prep.filter_for(chunk), &chunk.name, &prep.segments_collated);
+        let (q, params) = route::count_rows_meeting_segments(
+            &prep.staging.name,
+            &prep.filter_for(chunk),
+            &chunk.name,
+            &prep.segments_collated,
+        );
         let mut params = spi::params(params);
         params.push(p(cap.to_string()));
         query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)

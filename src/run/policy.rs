@@ -22,16 +22,31 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
         let me = current_user();
         let held = state_query(
             sql::RECORD_HOLD,
-            &[p(pol.job_id.to_string()), p(prep.dest.oid.to_string()), pol.next_start.clone(), p(pol.scheduled.to_string()), p(&me)],
+            &[
+                p(pol.job_id.to_string()),
+                p(prep.dest.oid.to_string()),
+                pol.next_start.clone(),
+                p(pol.scheduled.to_string()),
+                p(&me),
+            ],
             |_| (),
         );
         if held.is_empty() {
             raise(
-                BackfillError::new(Code::InsufficientPrivilege, format!("role \"{me}\" may not hold compression policy job {} of {}", pol.job_id, prep.dest.name))
-                    .hint("run the job as the hypertable's owner (or a member of its role)"),
+                BackfillError::new(
+                    Code::InsufficientPrivilege,
+                    format!(
+                        "role \"{me}\" may not hold compression policy job {} of {}",
+                        pol.job_id, prep.dest.name
+                    ),
+                )
+                .hint("run the job as the hypertable's owner (or a member of its role)"),
             );
         }
-        exec(&sql::push_policy(&ts.func("alter_job")), &[p(pol.job_id.to_string()), p(&prep.push_interval)]);
+        exec(
+            &sql::push_policy(&ts.func("alter_job")),
+            &[p(pol.job_id.to_string()), p(&prep.push_interval)],
+        );
     }
     policies
 }
@@ -42,13 +57,22 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
 /// interval has passed, so a run longer than the interval never meets the policy.
 pub fn renew(prep: &Prepared) -> usize {
     let (Some(ts), Some(_)) = (&prep.ts, &prep.ht) else { return 0 };
-    let jobs: Vec<i32> =
-        state_query(sql::RENEW_HOLDS, &[p(prep.dest.oid.to_string()), p(&prep.push_interval), p(current_user())], |r| col::<i32>(r, 1).unwrap());
+    let jobs: Vec<i32> = state_query(
+        sql::RENEW_HOLDS,
+        &[p(prep.dest.oid.to_string()), p(&prep.push_interval), p(current_user())],
+        |r| col::<i32>(r, 1).unwrap(),
+    );
     for job_id in &jobs {
-        exec(&sql::push_policy(&ts.func("alter_job")), &[p(job_id.to_string()), p(&prep.push_interval)]);
+        exec(
+            &sql::push_policy(&ts.func("alter_job")),
+            &[p(job_id.to_string()), p(&prep.push_interval)],
+        );
     }
     if !jobs.is_empty() {
-        pgrx::debug1!("backfill_ext: compression policy hold renewed for another {} (jobs {jobs:?})", prep.push_interval);
+        pgrx::debug1!(
+            "backfill_ext: compression policy hold renewed for another {} (jobs {jobs:?})",
+            prep.push_interval
+        );
     }
     jobs.len()
 }
@@ -65,19 +89,24 @@ pub fn release(prep: &Prepared) {
 /// Puts back the policy schedules held for hypertable `dest_oid` (see `release`);
 /// `push_interval` is how far this call pushed them.
 pub fn release_holds(ts: &Timescale, dest_oid: u32, push_interval: &str) {
-    let held: Vec<(i32, Option<String>, Option<String>)> = state_query(sql::TAKE_HOLDS, &[p(dest_oid.to_string()), p(push_interval), p(current_user())], |r| {
-        (col::<i32>(r, 1).unwrap(), col::<String>(r, 2), col::<String>(r, 3))
-    });
+    let held: Vec<(i32, Option<String>, Option<String>)> = state_query(
+        sql::TAKE_HOLDS,
+        &[p(dest_oid.to_string()), p(push_interval), p(current_user())],
+        |r| (col::<i32>(r, 1).unwrap(), col::<String>(r, 2), col::<String>(r, 3)),
+    );
     for (job_id, original, pushed) in held {
         // no row: the job is gone
         let Some((now, unmoved)) =
-            query_one(sql::JOB_NEXT_START, &[p(job_id.to_string()), pushed.clone()], |r| (col::<String>(r, 1), col::<bool>(r, 2).unwrap_or(false)))
+            query_one(sql::JOB_NEXT_START, &[p(job_id.to_string()), pushed.clone()], |r| {
+                (col::<String>(r, 1), col::<bool>(r, 2).unwrap_or(false))
+            })
         else {
             continue;
         };
         if pushed.is_some() && !unmoved {
             pgrx::notice!(
-                "backfill_ext: the schedule of compression policy job {job_id} was changed during the run (next start {}); it is left as it was set",
+                "backfill_ext: the schedule of compression policy job {job_id} was changed during \
+                 the run (next start {}); it is left as it was set",
                 now.as_deref().unwrap_or("none")
             );
             continue;

@@ -64,13 +64,20 @@ impl Pool {
     /// does the task itself).
     pub fn start(&mut self, run_id: i64, task: i32) -> bool {
         let mut w = pg_sys::BackgroundWorker::default();
-        let extra = unsafe { format!("{} {} {run_id} {task}", pg_sys::MyDatabaseId.to_u32(), pg_sys::GetUserId().to_u32()) };
+        let extra = unsafe {
+            format!(
+                "{} {} {run_id} {task}",
+                pg_sys::MyDatabaseId.to_u32(),
+                pg_sys::GetUserId().to_u32()
+            )
+        };
         copy_into(&mut w.bgw_name, &format!("backfill_ext worker for run {run_id}"));
         copy_into(&mut w.bgw_type, "backfill_ext worker");
         copy_into(&mut w.bgw_library_name, "backfill_ext");
         copy_into(&mut w.bgw_function_name, "backfill_ext_worker_main");
         copy_into(&mut w.bgw_extra, &extra);
-        w.bgw_flags = (pg_sys::BGWORKER_SHMEM_ACCESS | pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION) as i32;
+        w.bgw_flags =
+            (pg_sys::BGWORKER_SHMEM_ACCESS | pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION) as i32;
         w.bgw_start_time = pg_sys::BgWorkerStartTime::BgWorkerStart_RecoveryFinished;
         w.bgw_restart_time = pg_sys::BGW_NEVER_RESTART;
         w.bgw_notify_pid = unsafe { pg_sys::MyProcPid };
@@ -94,7 +101,8 @@ impl Pool {
     /// have. Cancellable: a cancel raises here (and `Drop` stops the rest).
     pub fn wait_any(&mut self) -> Vec<i32> {
         loop {
-            let stopped: Vec<i32> = self.running.iter().filter(|r| has_stopped(r.handle)).map(|r| r.task).collect();
+            let stopped: Vec<i32> =
+                self.running.iter().filter(|r| has_stopped(r.handle)).map(|r| r.task).collect();
             if !stopped.is_empty() {
                 for t in &stopped {
                     let i = self.running.iter().position(|r| r.task == *t).unwrap();
@@ -106,7 +114,8 @@ impl Pool {
             unsafe {
                 pg_sys::WaitLatch(
                     pg_sys::MyLatch,
-                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH)
+                        as i32,
                     100,
                     pg_sys::PG_WAIT_EXTENSION,
                 );
@@ -120,7 +129,8 @@ impl Pool {
 fn has_stopped(handle: *mut pg_sys::BackgroundWorkerHandle) -> bool {
     let mut pid: pg_sys::pid_t = 0;
     let status = unsafe { pg_sys::GetBackgroundWorkerPid(handle, &mut pid) };
-    status == pg_sys::BgwHandleStatus::BGWH_STOPPED || status == pg_sys::BgwHandleStatus::BGWH_POSTMASTER_DIED
+    status == pg_sys::BgwHandleStatus::BGWH_STOPPED
+        || status == pg_sys::BgwHandleStatus::BGWH_POSTMASTER_DIED
 }
 
 /// Takes a stopped worker's handle off the exit callback's list and frees it.
@@ -137,16 +147,25 @@ fn forget(handle: *mut pg_sys::BackgroundWorkerHandle) {
 /// of it could still commit. Their transactions roll back. A warning every minute
 /// names the workers it still waits for.
 pub fn stop_all() {
-    let live: Vec<*mut pg_sys::BackgroundWorkerHandle> =
-        unsafe { (*std::ptr::addr_of!(LIVE)).iter().map(|h| *h as *mut pg_sys::BackgroundWorkerHandle).collect() };
+    let live: Vec<*mut pg_sys::BackgroundWorkerHandle> = unsafe {
+        (*std::ptr::addr_of!(LIVE))
+            .iter()
+            .map(|h| *h as *mut pg_sys::BackgroundWorkerHandle)
+            .collect()
+    };
     for h in &live {
         unsafe { pg_sys::TerminateBackgroundWorker(*h) };
     }
     let mut warn_at = Instant::now() + Duration::from_secs(60);
     while live.iter().any(|h| !has_stopped(*h)) {
         if Instant::now() >= warn_at {
-            let pids: Vec<String> = live.iter().filter_map(|h| running_pid(*h)).map(|p| p.to_string()).collect();
-            pgrx::warning!("backfill_ext: still waiting for workers {} to stop before the run lets go of the destination", pids.join(", "));
+            let pids: Vec<String> =
+                live.iter().filter_map(|h| running_pid(*h)).map(|p| p.to_string()).collect();
+            pgrx::warning!(
+                "backfill_ext: still waiting for workers {} to stop before the run lets \
+                go of the destination",
+                pids.join(", ")
+            );
             warn_at = Instant::now() + Duration::from_secs(60);
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -97,7 +97,12 @@ pub fn prepare(cfg: Config) -> Prepared {
     let (names_s, names_d) = (staging.name.to_string(), dest.name.to_string());
     let names = Names { staging: &names_s, destination: &names_d };
     let d_cols = catalog::columns(dest.oid);
-    let copied = spi::check(columns::match_columns(&catalog::columns(staging.oid), &d_cols, &names, &catalog::castable));
+    let copied = spi::check(columns::match_columns(
+        &catalog::columns(staging.oid),
+        &d_cols,
+        &names,
+        &catalog::castable,
+    ));
     let keys = catalog::unique_keys(dest.oid);
     let conflict = spi::check(columns::resolve_conflict(&cfg, &copied, &d_cols, &keys, &names));
     let mut cfg = cfg;
@@ -117,11 +122,16 @@ pub fn prepare(cfg: Config) -> Prepared {
         dest_partitioned: dest.relkind == "p",
     };
     // segments matter only where conflicts touch compressed rows (estimates, merges)
-    let segmentby = if ht.is_some() && spec.conflict.action != ConflictAction::Nothing { catalog::segmentby(&dest) } else { vec![] };
+    let segmentby = if ht.is_some() && spec.conflict.action != ConflictAction::Nothing {
+        catalog::segmentby(&dest)
+    } else {
+        vec![]
+    };
     let checking_indexes = catalog::checking_index_count(dest.oid);
     // a unique index that is not a plain key (partial, or on expressions) may hold
     // rows of other segments: a merge of touched segments alone would not meet them
-    let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby).filter(|_| checking_indexes == keys.len() as i64);
+    let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby)
+        .filter(|_| checking_indexes == keys.len() as i64);
     let truncate_ok = merge.is_some() && catalog::chunks_can_be_rewritten(dest.oid);
     Prepared {
         row_array_type: if truncate_ok { catalog::row_array_type(dest.oid) } else { 0 },
@@ -130,7 +140,8 @@ pub fn prepare(cfg: Config) -> Prepared {
         max_runtime_s: intervals.max_runtime_s,
         push_interval_s: intervals.push_interval_s,
         has_unique: !keys.is_empty(),
-        direct_meets_conflicts: checking_indexes <= 1 && keys.iter().all(|k| k.rules.deterministic && !k.rules.nulls_not_distinct),
+        direct_meets_conflicts: checking_indexes <= 1
+            && keys.iter().all(|k| k.rules.deterministic && !k.rules.nulls_not_distinct),
         decompress_limit: catalog::decompress_limit(),
         cfg,
         staging,
@@ -140,7 +151,9 @@ pub fn prepare(cfg: Config) -> Prepared {
         spec,
         segments_collated: segmentby
             .iter()
-            .map(|s| (s.clone(), d_cols.iter().find(|c| &c.name == s).and_then(|c| c.collation.clone())))
+            .map(|s| {
+                (s.clone(), d_cols.iter().find(|c| &c.name == s).and_then(|c| c.collation.clone()))
+            })
             .collect(),
         segmentby,
         merge,
@@ -153,21 +166,38 @@ fn resolve_tables(cfg: &Config) -> (Table, Table) {
     let staging = catalog::resolve_table("staging_table", "staging table", &cfg.staging_table);
     if staging.relkind != "r" && staging.relkind != "p" {
         raise(
-            BackfillError::new(Code::WrongObjectType, format!("staging table {} is not a table ({})", staging.name, relkind_name(&staging.relkind)))
-                .hint("rows are deleted from the staging table as they move: give a table"),
+            BackfillError::new(
+                Code::WrongObjectType,
+                format!(
+                    "staging table {} is not a table ({})",
+                    staging.name,
+                    relkind_name(&staging.relkind)
+                ),
+            )
+            .hint("rows are deleted from the staging table as they move: give a table"),
         );
     }
     let dest = catalog::resolve_table("destination_hypertable", "destination", &cfg.destination);
     if dest.relkind != "r" && dest.relkind != "p" {
         raise(
-            BackfillError::new(Code::WrongObjectType, format!("destination {} is not a table ({})", dest.name, relkind_name(&dest.relkind)))
-                .hint("give a hypertable, or a plain or partitioned table"),
+            BackfillError::new(
+                Code::WrongObjectType,
+                format!(
+                    "destination {} is not a table ({})",
+                    dest.name,
+                    relkind_name(&dest.relkind)
+                ),
+            )
+            .hint("give a hypertable, or a plain or partitioned table"),
         );
     }
     if staging.oid == dest.oid {
         raise(
-            BackfillError::new(Code::InvalidParameterValue, format!("staging table and destination are the same table, {}", dest.name))
-                .hint("the staging table is a separate table with the destination's columns"),
+            BackfillError::new(
+                Code::InvalidParameterValue,
+                format!("staging table and destination are the same table, {}", dest.name),
+            )
+            .hint("the staging table is a separate table with the destination's columns"),
         );
     }
     (staging, dest)
@@ -176,13 +206,17 @@ fn resolve_tables(cfg: &Config) -> (Table, Table) {
 /// Checks every interval of the config, and settles `lock_timeout` (see
 /// `settings::resolve_lock_timeout`).
 fn check_intervals(cfg: &mut Config) -> Intervals {
-    let push_interval = catalog::check_interval("compression_job_push_interval", &cfg.push_interval);
+    let push_interval =
+        catalog::check_interval("compression_job_push_interval", &cfg.push_interval);
     let history_retention = catalog::check_interval("history_retention", &cfg.history_retention);
     catalog::check_interval("lock_wait", &cfg.lock_wait);
     let lock_timeout = settings::resolve_lock_timeout(cfg.lock_timeout.take());
     catalog::check_interval("lock_timeout", &lock_timeout);
     cfg.lock_timeout = Some(lock_timeout);
-    let max_runtime_s = cfg.max_runtime.as_ref().map(|m| settings::seconds(&catalog::check_interval("max_runtime", m)));
+    let max_runtime_s = cfg
+        .max_runtime
+        .as_ref()
+        .map(|m| settings::seconds(&catalog::check_interval("max_runtime", m)));
     let push_interval_s = settings::seconds(&push_interval);
     Intervals { push_interval, history_retention, max_runtime_s, push_interval_s }
 }
@@ -206,15 +240,34 @@ fn require_privileges(cfg: &Config, staging: &Table, dest: &Table, action: Confl
 fn check_time_column(staging: &Table, dest: &Table, h: &Hypertable, copied: &[String]) {
     if !copied.contains(&h.time_column) {
         raise(
-            BackfillError::new(Code::UndefinedColumn, format!("staging table {} has no column \"{}\", the time column of hypertable {}", staging.name, h.time_column, dest.name))
-                .hint("add the time column to the staging table"),
+            BackfillError::new(
+                Code::UndefinedColumn,
+                format!(
+                    "staging table {} has no column \"{}\", the time column of hypertable {}",
+                    staging.name, h.time_column, dest.name
+                ),
+            )
+            .hint("add the time column to the staging table"),
         );
     }
-    let nulls = query_one(&sql::chunk::count_null_times(&staging.name, &h.time_column), &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0);
+    let nulls = query_one(&sql::chunk::count_null_times(&staging.name, &h.time_column), &[], |r| {
+        col::<i64>(r, 1).unwrap_or(0)
+    })
+    .unwrap_or(0);
     if nulls > 0 {
         raise(
-            BackfillError::new(Code::NotNullViolation, format!("{nulls} rows of staging table {} have NULL in the time column \"{}\"", staging.name, h.time_column))
-                .hint(format!("correct or delete them: DELETE FROM {} WHERE {} IS NULL", staging.name.quoted(), quote_ident(&h.time_column))),
+            BackfillError::new(
+                Code::NotNullViolation,
+                format!(
+                    "{nulls} rows of staging table {} have NULL in the time column \"{}\"",
+                    staging.name, h.time_column
+                ),
+            )
+            .hint(format!(
+                "correct or delete them: DELETE FROM {} WHERE {} IS NULL",
+                staging.name.quoted(),
+                quote_ident(&h.time_column)
+            )),
         );
     }
 }
@@ -224,7 +277,8 @@ fn check_time_column(staging: &Table, dest: &Table, h: &Hypertable, copied: &[St
 fn warn_of_others_triggers(staging: &Table, dest: &Table) {
     if let Some(tables) = catalog::others_triggers_under_superuser(&[staging.oid, dest.oid]) {
         pgrx::warning!(
-            "backfill_ext: this run executes as a superuser, and the triggers of {tables} run with its rights; run it as the tables' owner instead"
+            "backfill_ext: this run executes as a superuser, and the triggers of {tables} run with \
+             its rights; run it as the tables' owner instead"
         );
     }
 }
@@ -233,9 +287,19 @@ fn warn_of_others_triggers(staging: &Table, dest: &Table) {
 /// UPDATE on one segmentby column that every unique key contains (so conflicts stay
 /// inside a segment), no generated or identity columns, and no triggers of the user's
 /// (rows of a touched segment are written again).
-fn merge_spec(spec: &MoveSpec, dest: &Table, d_cols: &[Column], keys: &[UniqueKey], segmentby: &[String]) -> Option<MergeSpec> {
+fn merge_spec(
+    spec: &MoveSpec,
+    dest: &Table,
+    d_cols: &[Column],
+    keys: &[UniqueKey],
+    segmentby: &[String],
+) -> Option<MergeSpec> {
     let c = &spec.conflict;
-    if c.action != ConflictAction::Update || c.target.is_empty() || c.update_columns.is_empty() || segmentby.len() != 1 {
+    if c.action != ConflictAction::Update
+        || c.target.is_empty()
+        || c.update_columns.is_empty()
+        || segmentby.len() != 1
+    {
         return None;
     }
     let segment = &segmentby[0];

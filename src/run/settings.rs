@@ -20,14 +20,22 @@ pub fn resolve_lock_timeout(configured: Option<String>) -> String {
 
 /// An interval in seconds.
 pub fn seconds(interval: &str) -> f64 {
-    query_one(sql::INTERVAL_SECONDS, &[p(interval)], |r| col::<f64>(r, 1).unwrap_or(0.0)).unwrap_or(0.0)
+    query_one(sql::INTERVAL_SECONDS, &[p(interval)], |r| col::<f64>(r, 1).unwrap_or(0.0))
+        .unwrap_or(0.0)
 }
 
 /// Checks the config's `work_mem` and `lock_timeout` without leaving them set.
 pub fn validate(cfg: &Config) {
     let saved: Vec<(&str, String)> = ["lock_timeout", "work_mem"]
         .into_iter()
-        .map(|name| (name, query_one(sql::CURRENT_SETTING, &[p(name)], |r| col::<String>(r, 1)).flatten().unwrap_or_default()))
+        .map(|name| {
+            (
+                name,
+                query_one(sql::CURRENT_SETTING, &[p(name)], |r| col::<String>(r, 1))
+                    .flatten()
+                    .unwrap_or_default(),
+            )
+        })
         .collect();
     apply(cfg);
     for (name, value) in saved {
@@ -54,9 +62,12 @@ pub fn apply(cfg: &Config) {
         }));
         if let Err(e) = r {
             raise(
-                BackfillError::new(Code::InvalidParameterValue, format!("config key \"{name}\" is not valid: \"{value}\""))
-                    .detail(spi::caught_message(&e))
-                    .hint(format!("give {example}")),
+                BackfillError::new(
+                    Code::InvalidParameterValue,
+                    format!("config key \"{name}\" is not valid: \"{value}\""),
+                )
+                .detail(spi::caught_message(&e))
+                .hint(format!("give {example}")),
             );
         }
     }
@@ -82,7 +93,9 @@ pub fn apply_rewrite_lock_timeout(cfg: &Config) {
 /// one sort in `maintenance_work_mem` (a parallel build splits it among its workers and
 /// spills to temporary files), and the run's chunk transactions are its parallelism.
 pub fn with_serial_index_build(f: impl FnOnce()) {
-    let saved = query_one(sql::SERIAL_INDEX_BUILD, &[], |r| col::<String>(r, 1)).flatten().expect("a setting has a value");
+    let saved = query_one(sql::SERIAL_INDEX_BUILD, &[], |r| col::<String>(r, 1))
+        .flatten()
+        .expect("a setting has a value");
     f();
     exec(sql::SET_LOCAL, &[p("max_parallel_maintenance_workers"), p(saved)]);
 }

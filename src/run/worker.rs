@@ -10,10 +10,10 @@
 
 use super::outcome::StepResult;
 use super::prepare::prepare;
-use crate::config::Config;
-use crate::plan::Step;
-use crate::error::{BackfillError, Code};
 use crate::catalog::current_user;
+use crate::config::Config;
+use crate::error::{BackfillError, Code};
+use crate::plan::Step;
 use crate::spi::{self, col, p, state_query, state_query_one, state_run};
 use crate::sql::tasks as sql;
 use crate::timescale::Chunk;
@@ -48,8 +48,11 @@ pub extern "C-unwind" fn backfill_ext_worker_main(_arg: pg_sys::Datum) {
         pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(postgres_die));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
-    let extra: Vec<i64> = BackgroundWorker::get_extra().split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    let [db, role, run_id, task] = extra[..] else { panic!("backfill_ext worker: bad arguments {extra:?}") };
+    let extra: Vec<i64> =
+        BackgroundWorker::get_extra().split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let [db, role, run_id, task] = extra[..] else {
+        panic!("backfill_ext worker: bad arguments {extra:?}")
+    };
     unsafe {
         // a job's owner may be a role that cannot log in (before 17, the run does not
         // start workers for such a role: see `parallel::worker_count`)
@@ -57,7 +60,11 @@ pub extern "C-unwind" fn backfill_ext_worker_main(_arg: pg_sys::Datum) {
         let flags = 0;
         #[cfg(not(any(feature = "pg15", feature = "pg16")))]
         let flags = pg_sys::BGWORKER_BYPASS_ROLELOGINCHECK;
-        pg_sys::BackgroundWorkerInitializeConnectionByOid(pg_sys::Oid::from(db as u32), pg_sys::Oid::from(role as u32), flags);
+        pg_sys::BackgroundWorkerInitializeConnectionByOid(
+            pg_sys::Oid::from(db as u32),
+            pg_sys::Oid::from(role as u32),
+            flags,
+        );
     }
     BackgroundWorker::transaction(|| do_task(run_id, task as i32));
 }
@@ -69,15 +76,26 @@ fn do_task(run_id: i64, task: i32) {
     // the run's backend, which started this worker
     let run_pid = unsafe { (*pg_sys::MyBgworkerEntry).bgw_notify_pid };
     let read = [key[0].clone(), key[1].clone(), p(current_user()), p(run_pid.to_string())];
-    let Some(work) = state_query_one(sql::WORK, &read, |r| col::<String>(r, 1)).flatten() else { return };
+    let Some(work) = state_query_one(sql::WORK, &read, |r| col::<String>(r, 1)).flatten() else {
+        return;
+    };
     let work: Work = serde_json::from_str(&work).expect("the run wrote this task");
     report_activity(run_id, &work.steps);
     let allowed = sql::inherited();
     for (name, value) in &work.settings {
         if !allowed.contains(&name.as_str()) {
             spi::raise(
-                BackfillError::new(Code::InsufficientPrivilege, format!("task {task} of run {run_id} sets \"{name}\", which a worker never takes over"))
-                    .hint("a worker takes over only the run's own settings (sql::tasks::inherited)"),
+                BackfillError::new(
+                    Code::InsufficientPrivilege,
+                    format!(
+                        "task {task} of run \
+                    {run_id} sets \"{name}\", which a worker never takes over"
+                    ),
+                )
+                .hint(
+                    "a worker takes over only the run's own settings \
+                        (sql::tasks::inherited)",
+                ),
             );
         }
         spi::run(crate::sql::settings::SET_LOCAL, &[p(name), p(value)]);
@@ -89,20 +107,30 @@ fn do_task(run_id: i64, task: i32) {
             let json = serde_json::to_string(&results).expect("results serialize");
             // a task that is no longer this run's queued one (gone, or changed) is not
             // done here: the moves roll back, and the run does the task itself
-            let marked = state_query(sql::DONE, &[key[0].clone(), key[1].clone(), p(json)], |_| ()).len();
+            let marked =
+                state_query(sql::DONE, &[key[0].clone(), key[1].clone(), p(json)], |_| ()).len();
             if marked != 1 {
                 spi::raise(
                     BackfillError::new(
                         Code::ObjectNotInPrerequisiteState,
-                        format!("task {task} of run {run_id} was changed or removed while its worker did it"),
+                        format!(
+                            "task {task} of run {run_id} was changed or removed while its \
+                            worker did it"
+                        ),
                     )
-                    .hint("the worker's transaction was rolled back; the run moves those rows itself"),
+                    .hint(
+                        "the worker's transaction was rolled back; the run moves those rows \
+                        itself",
+                    ),
                 );
             }
         }
         Err(e) => {
             let (state, msg, detail, hint) = spi::caught_parts(&e);
-            state_run(sql::FAILED, &[key[0].clone(), key[1].clone(), p(state), p(msg), detail, hint]);
+            state_run(
+                sql::FAILED,
+                &[key[0].clone(), key[1].clone(), p(state), p(msg), detail, hint],
+            );
         }
     }
 }
@@ -112,7 +140,8 @@ fn work_through(run_id: i64, work: &Work) -> Vec<StepResult> {
     let prep = prepare(work.config.clone());
     let steps: Vec<&Step> = work.steps.iter().collect();
     let results = crate::strategy::run_transaction(&prep, &steps, false);
-    let finished: Vec<(&Chunk, &StepResult)> = steps.iter().map(|s| &s.chunk).zip(&results).collect();
+    let finished: Vec<(&Chunk, &StepResult)> =
+        steps.iter().map(|s| &s.chunk).zip(&results).collect();
     crate::history::chunks(run_id, &finished);
     results
 }
@@ -120,6 +149,10 @@ fn work_through(run_id: i64, work: &Work) -> Vec<StepResult> {
 /// What `pg_stat_activity` shows for the worker.
 fn report_activity(run_id: i64, steps: &[Step]) {
     let chunks: Vec<String> = steps.iter().map(|s| s.chunk.name.to_string()).collect();
-    let text = std::ffi::CString::new(format!("backfill_ext worker of run {run_id}: {}", chunks.join(", "))).unwrap_or_default();
+    let text = std::ffi::CString::new(format!(
+        "backfill_ext worker of run {run_id}: {}",
+        chunks.join(", ")
+    ))
+    .unwrap_or_default();
     unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr()) };
 }

@@ -35,12 +35,25 @@ pub fn write_array(chunk: pg_sys::Oid, rows: pg_sys::Datum) -> Result<i64, &'sta
             let mut elements: *mut pg_sys::Datum = null_mut();
             let mut nulls: *mut bool = null_mut();
             let mut n: std::ffi::c_int = 0;
-            pg_sys::deconstruct_array(array, element_type, len as _, byval, align, &mut elements, &mut nulls, &mut n);
+            pg_sys::deconstruct_array(
+                array,
+                element_type,
+                len as _,
+                byval,
+                align,
+                &mut elements,
+                &mut nulls,
+                &mut n,
+            );
             for i in 0..n as usize {
                 if *nulls.add(i) {
-                    crate::spi::raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, "internal: a rewritten row is NULL"));
+                    crate::spi::raise(BackfillError::new(
+                        Code::ObjectNotInPrerequisiteState,
+                        "internal: a rewritten row is NULL",
+                    ));
                 }
-                let header = pg_sys::pg_detoast_datum((*elements.add(i)).cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+                let header = pg_sys::pg_detoast_datum((*elements.add(i)).cast_mut_ptr())
+                    as pg_sys::HeapTupleHeader;
                 let mut tuple = pg_sys::HeapTupleData {
                     t_len: pgrx::varlena::varsize(header as *const pg_sys::varlena) as u32,
                     t_self: std::mem::zeroed(),
@@ -66,7 +79,8 @@ pub fn write_table(chunk: pg_sys::Oid, source: pg_sys::Oid) -> Result<i64, &'sta
                 let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
                 let scan = pg_sys::table_beginscan(src, snapshot, 0, null_mut());
                 loop {
-                    let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+                    let tuple =
+                        pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
                     if tuple.is_null() {
                         break;
                     }
@@ -83,7 +97,11 @@ pub fn write_table(chunk: pg_sys::Oid, source: pg_sys::Oid) -> Result<i64, &'sta
 
 /// Opens `chunk`, checks it can be written in bulk from rows of `from`'s columns, lets
 /// `fill` push the rows, and writes what is left.
-unsafe fn with_writer(chunk: pg_sys::Oid, from: &PgTupleDesc, fill: impl FnOnce(&mut Writer)) -> Result<i64, &'static str> {
+unsafe fn with_writer(
+    chunk: pg_sys::Oid,
+    from: &PgTupleDesc,
+    fill: impl FnOnce(&mut Writer),
+) -> Result<i64, &'static str> {
     let rel = pg_sys::table_open(chunk, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
     let r = Writer::new(rel, from).map(|mut w| {
         fill(&mut w);
@@ -98,7 +116,11 @@ unsafe fn with_writer(chunk: pg_sys::Oid, from: &PgTupleDesc, fill: impl FnOnce(
 
 unsafe fn attributes(desc: &PgTupleDesc) -> Vec<Attribute> {
     desc.iter()
-        .map(|a| Attribute { name: CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned(), type_oid: a.atttypid.to_u32(), dropped: a.attisdropped })
+        .map(|a| Attribute {
+            name: CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned(),
+            type_oid: a.atttypid.to_u32(),
+            dropped: a.attisdropped,
+        })
         .collect()
 }
 
@@ -123,7 +145,8 @@ struct Writer {
 impl Writer {
     unsafe fn new(rel: pg_sys::Relation, from: &PgTupleDesc) -> Result<Writer, &'static str> {
         let form = &*(*rel).rd_rel;
-        if form.relkind as u8 != pg_sys::RELKIND_RELATION || form.relam != pg_sys::HEAP_TABLE_AM_OID {
+        if form.relkind as u8 != pg_sys::RELKIND_RELATION || form.relam != pg_sys::HEAP_TABLE_AM_OID
+        {
             return Err("the chunk is not a heap table");
         } else if !(*rel).trigdesc.is_null() {
             return Err("the chunk has triggers");
@@ -134,14 +157,23 @@ impl Writer {
         let Some(map) = attribute_map(&attributes(from), &attributes(&to)) else {
             return Err("the chunk's columns differ from the rows'");
         };
-        if pg_sys::pg_class_aclcheck((*rel).rd_id, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode) != pg_sys::AclResult::ACLCHECK_OK {
+        if pg_sys::pg_class_aclcheck(
+            (*rel).rd_id,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_INSERT as pg_sys::AclMode,
+        ) != pg_sys::AclResult::ACLCHECK_OK
+        {
             crate::spi::raise(
-                BackfillError::new(Code::InsufficientPrivilege, "permission denied to insert into the chunk being rewritten")
-                    .hint("Grant INSERT on the destination to the role that runs backfill_ext."),
+                BackfillError::new(
+                    Code::InsufficientPrivilege,
+                    "permission denied to insert into the chunk being rewritten",
+                )
+                .hint("Grant INSERT on the destination to the role that runs backfill_ext."),
             );
         }
         let estate = pg_sys::CreateExecutorState();
-        let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+        let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
+            as *mut pg_sys::ResultRelInfo;
         pg_sys::InitResultRelInfo(rri, rel, 0, null_mut(), 0);
         Ok(Writer {
             rel,
@@ -162,11 +194,17 @@ impl Writer {
 
     /// Adds a row of the rows' descriptor; it is copied when its batch is written.
     unsafe fn push(&mut self, tuple: &mut pg_sys::HeapTupleData) {
-        pg_sys::heap_deform_tuple(tuple, self.from, self.values.as_mut_ptr(), self.isnull.as_mut_ptr());
+        pg_sys::heap_deform_tuple(
+            tuple,
+            self.from,
+            self.values.as_mut_ptr(),
+            self.isnull.as_mut_ptr(),
+        );
         let slot = self.slots[self.filled];
         pg_sys::ExecClearTuple(slot);
         for (j, m) in self.map.iter().enumerate() {
-            let (v, null) = m.map_or((pg_sys::Datum::from(0usize), true), |k| (self.values[k], self.isnull[k]));
+            let (v, null) =
+                m.map_or((pg_sys::Datum::from(0usize), true), |k| (self.values[k], self.isnull[k]));
             *(*slot).tts_values.add(j) = v;
             *(*slot).tts_isnull.add(j) = null;
         }
@@ -188,8 +226,16 @@ impl Writer {
 
     unsafe fn flush(&mut self) {
         if self.filled > 0 {
-            let multi_insert = (*(*self.rel).rd_tableam).multi_insert.expect("a heap table inserts in batches");
-            multi_insert(self.rel, self.slots.as_mut_ptr(), self.filled as _, self.cid, 0, self.bistate);
+            let multi_insert =
+                (*(*self.rel).rd_tableam).multi_insert.expect("a heap table inserts in batches");
+            multi_insert(
+                self.rel,
+                self.slots.as_mut_ptr(),
+                self.filled as _,
+                self.cid,
+                0,
+                self.bistate,
+            );
             for s in &self.slots[..self.filled] {
                 pg_sys::ExecClearTuple(*s);
             }

@@ -35,8 +35,10 @@ mod enabled {
         GucRegistry::define_string_guc(
             c"backfill_ext.debug_pause_at",
             c"Test hook (test builds only): the step at which a run stops, in pg_sleep.",
-            c"Built only with the cargo feature test_hooks. A run stops at the named step (after_hold, \
-              after_decompress, after_insert, between_chunks, before_restore) until it is cancelled or terminated.",
+            c"Built only with the cargo feature test_hooks. A run stops at the named step \
+              (after_hold, \
+              after_decompress, after_insert, between_chunks, before_restore) until it is \
+              cancelled or terminated.",
             &PAUSE_AT,
             GucContext::Userset,
             GucFlags::default(),
@@ -44,7 +46,8 @@ mod enabled {
         GucRegistry::define_int_guc(
             c"backfill_ext.debug_pause_seconds",
             c"Test hook (test builds only): how long a run stops at backfill_ext.debug_pause_at.",
-            c"Built only with the cargo feature test_hooks. A short stop stands for a long transaction at that step.",
+            c"Built only with the cargo feature test_hooks. A short stop stands for a long \
+              transaction at that step.",
             &PAUSE_SECONDS,
             0,
             3600,
@@ -53,8 +56,10 @@ mod enabled {
         );
         GucRegistry::define_bool_guc(
             c"backfill_ext.debug_always_route",
-            c"Test hook (test builds only): route staged rows to their chunks whatever their number.",
-            c"Built only with the cargo feature test_hooks, for tests whose data is too small to be routed otherwise.",
+            c"Test hook (test builds only): route staged rows to their chunks whatever their \
+              number.",
+            c"Built only with the cargo feature test_hooks, for tests whose data is too small to \
+              be routed otherwise.",
             &ALWAYS_ROUTE,
             GucContext::Userset,
             GucFlags::default(),
@@ -62,7 +67,8 @@ mod enabled {
         GucRegistry::define_bool_guc(
             c"backfill_ext.debug_rewrite_on_disk",
             c"Test hook (test builds only): rewrite a chunk on disk even where it fits in memory.",
-            c"Built only with the cargo feature test_hooks, for tests whose chunks are too small to be rewritten on disk otherwise.",
+            c"Built only with the cargo feature test_hooks, for tests whose chunks are too small \
+              to be rewritten on disk otherwise.",
             &REWRITE_ON_DISK,
             GucContext::Userset,
             GucFlags::default(),
@@ -74,7 +80,10 @@ mod enabled {
     pub fn pause_point(point: &str) {
         if PAUSE_AT.get().is_some_and(|at| at.as_bytes() == point.as_bytes()) {
             pgrx::log!("backfill_ext: pausing at {point} (backfill_ext.debug_pause_at)");
-            run("SELECT pg_catalog.pg_sleep($1::float8)", &[crate::spi::p(PAUSE_SECONDS.get().to_string())]);
+            run(
+                "SELECT pg_catalog.pg_sleep($1::float8)",
+                &[crate::spi::p(PAUSE_SECONDS.get().to_string())],
+            );
         }
     }
 
@@ -94,7 +103,10 @@ mod enabled {
         match name {
             "always_route" => ALWAYS_ROUTE.get(),
             "rewrite_on_disk" => REWRITE_ON_DISK.get(),
-            _ => panic!("backfill_ext: no test hook backfill_ext.debug_{name} (src/spi/hooks.rs registers them)"),
+            _ => panic!(
+                "backfill_ext: no test hook backfill_ext.debug_{name} (src/spi/hooks.rs \
+                registers them)"
+            ),
         }
     }
 }
@@ -105,8 +117,12 @@ pub use enabled::{debug_setting, pause_point, register, unresponsive_point};
 /// The test hooks' settings (none in a production build), for a background worker to
 /// take over from its run.
 #[cfg(feature = "test_hooks")]
-pub const TEST_HOOKS: &[&str] =
-    &["backfill_ext.debug_pause_at", "backfill_ext.debug_pause_seconds", "backfill_ext.debug_always_route", "backfill_ext.debug_rewrite_on_disk"];
+pub const TEST_HOOKS: &[&str] = &[
+    "backfill_ext.debug_pause_at",
+    "backfill_ext.debug_pause_seconds",
+    "backfill_ext.debug_always_route",
+    "backfill_ext.debug_rewrite_on_disk",
+];
 #[cfg(not(feature = "test_hooks"))]
 pub const TEST_HOOKS: &[&str] = &[];
 

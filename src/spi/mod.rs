@@ -16,13 +16,13 @@ mod hooks;
 mod state;
 mod tx;
 
-pub use hooks::{debug_setting, pause_point, unresponsive_point, TEST_HOOKS};
-pub use state::{state_query, state_query_one, state_run};
 #[cfg(feature = "test_hooks")]
 pub use hooks::register as register_test_hooks;
+pub use hooks::{debug_setting, pause_point, unresponsive_point, TEST_HOOKS};
+pub use state::{state_query, state_query_one, state_run};
 pub use tx::{
-    call_nonatomic, caught_message, caught_parts, caught_sqlstate, harden_search_path, in_subtransaction, raise_as, reraise_with_hint,
-    restore_search_path, Session,
+    call_nonatomic, caught_message, caught_parts, caught_sqlstate, harden_search_path,
+    in_subtransaction, raise_as, reraise_with_hint, restore_search_path, Session,
 };
 
 fn pg_code(c: Code) -> PgSqlErrorCode {
@@ -48,7 +48,8 @@ fn pg_code(c: Code) -> PgSqlErrorCode {
 
 /// Raises `e` as an ERROR with its SQLSTATE, detail and hint.
 pub fn raise(e: BackfillError) -> ! {
-    let mut r = ErrorReport::new(pg_code(e.code), format!("backfill_ext: {}", e.message), "backfill_ext");
+    let mut r =
+        ErrorReport::new(pg_code(e.code), format!("backfill_ext: {}", e.message), "backfill_ext");
     if let Some(h) = e.hint {
         r = r.set_hint(h);
     }
@@ -78,14 +79,21 @@ fn datums(params: &[Param]) -> Vec<DatumWithOid<'static>> {
 }
 
 fn spi_fail(sql: &str, e: pgrx::spi::SpiError) -> ! {
-    raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("internal query failed: {e}")).detail(sql.to_string()))
+    raise(
+        BackfillError::new(
+            Code::ObjectNotInPrerequisiteState,
+            format!("internal query failed: {e}"),
+        )
+        .detail(sql.to_string()),
+    )
 }
 
 /// Runs a statement and maps every result row with `f`.
 pub fn query<T>(sql: &str, params: &[Param], mut f: impl FnMut(&SpiHeapTupleData) -> T) -> Vec<T> {
     let args = datums(params);
     Spi::connect_mut(|client| {
-        let table: SpiTupleTable = client.update(sql, None, &args).unwrap_or_else(|e| spi_fail(sql, e));
+        let table: SpiTupleTable =
+            client.update(sql, None, &args).unwrap_or_else(|e| spi_fail(sql, e));
         table.map(|row| f(&row)).collect()
     })
 }
@@ -93,15 +101,22 @@ pub fn query<T>(sql: &str, params: &[Param], mut f: impl FnMut(&SpiHeapTupleData
 /// Runs a statement that returns one row of a variable-length value (an array, say) and
 /// bigints; returns a copy of the value made in the top transaction's memory (the
 /// caller frees it with `free_value`) and the bigints.
-pub fn query_value_and_counts(sql: &str, params: &[Param], counts: usize) -> (Option<pg_sys::Datum>, Vec<i64>) {
+pub fn query_value_and_counts(
+    sql: &str,
+    params: &[Param],
+    counts: usize,
+) -> (Option<pg_sys::Datum>, Vec<i64>) {
     let args = datums(params);
     Spi::connect_mut(|client| {
         let table = client.update(sql, Some(1), &args).unwrap_or_else(|e| spi_fail(sql, e)).first();
         let value = table.get_datum_by_ordinal(1).ok().flatten();
-        let counts = (0..counts).map(|i| table.get::<i64>(i + 2).ok().flatten().unwrap_or(0)).collect();
+        let counts =
+            (0..counts).map(|i| table.get::<i64>(i + 2).ok().flatten().unwrap_or(0)).collect();
         let copy = value.map(|d| unsafe {
             let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
-            let c = pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr::<pg_sys::varlena>()));
+            let c = pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(
+                d.cast_mut_ptr::<pg_sys::varlena>(),
+            ));
             pg_sys::MemoryContextSwitchTo(old);
             c
         });
@@ -120,12 +135,22 @@ pub fn run_with_value(sql: &str, value: pg_sys::Datum, type_oid: pg_sys::Oid) {
 /// Runs a query through a cursor and hands `f` its rows `batch` at a time, each row
 /// read with `read` and the batch's tuple table freed before `f` sees it: for results
 /// too large to hold at once. `f` may run statements of its own.
-pub fn for_each_batch<T>(sql: &str, params: &[Param], batch: i64, read: impl Fn(&SpiHeapTupleData) -> T, mut f: impl FnMut(Vec<T>)) {
+pub fn for_each_batch<T>(
+    sql: &str,
+    params: &[Param],
+    batch: i64,
+    read: impl Fn(&SpiHeapTupleData) -> T,
+    mut f: impl FnMut(Vec<T>),
+) {
     let args = datums(params);
     Spi::connect(|client| {
         let mut cursor = client.try_open_cursor(sql, &args).unwrap_or_else(|e| spi_fail(sql, e));
         loop {
-            let rows: Vec<T> = cursor.fetch(batch).unwrap_or_else(|e| spi_fail(sql, e)).map(|row| read(&row)).collect();
+            let rows: Vec<T> = cursor
+                .fetch(batch)
+                .unwrap_or_else(|e| spi_fail(sql, e))
+                .map(|row| read(&row))
+                .collect();
             // SAFETY: the fetch's own table, which nothing refers to any more
             unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
             if rows.is_empty() {
@@ -151,7 +176,11 @@ pub fn free_value(value: pg_sys::Datum) {
 }
 
 /// The first row, if any.
-pub fn query_one<T>(sql: &str, params: &[Param], f: impl FnMut(&SpiHeapTupleData) -> T) -> Option<T> {
+pub fn query_one<T>(
+    sql: &str,
+    params: &[Param],
+    f: impl FnMut(&SpiHeapTupleData) -> T,
+) -> Option<T> {
     query(sql, params, f).into_iter().next()
 }
 
@@ -162,7 +191,12 @@ pub fn run(sql: &str, params: &[Param]) {
 
 /// Reads column `i` (1-based) of a row; SQL NULL is `None`.
 pub fn col<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, i: usize) -> Option<T> {
-    row.get::<T>(i).unwrap_or_else(|e| raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("internal result column {i}: {e}"))))
+    row.get::<T>(i).unwrap_or_else(|e| {
+        raise(BackfillError::new(
+            Code::ObjectNotInPrerequisiteState,
+            format!("internal result column {i}: {e}"),
+        ))
+    })
 }
 
 /// The text values a `sql` builder returns, as parameters.
@@ -174,4 +208,3 @@ pub fn params(values: Vec<String>) -> Vec<Param> {
 pub fn p(s: impl Into<String>) -> Param {
     Some(s.into())
 }
-

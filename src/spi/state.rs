@@ -15,7 +15,8 @@ use pgrx::pg_sys;
 use pgrx::spi::SpiHeapTupleData;
 
 /// The owner of the state tables.
-const OWNER: &str = "SELECT c.relowner::int8 FROM pg_catalog.pg_class AS c WHERE c.oid = pg_catalog.to_regclass('_backfill_ext.run')";
+const OWNER: &str = "SELECT c.relowner::int8 FROM pg_catalog.pg_class AS c WHERE c.oid = \
+    pg_catalog.to_regclass('_backfill_ext.run')";
 
 /// Puts back the caller's user and security context.
 struct Restore {
@@ -30,7 +31,11 @@ impl Drop for Restore {
 }
 
 /// Runs `sql` as the state's owner; the rows as `f` reads them.
-pub fn state_query<T>(sql: &'static str, params: &[Param], f: impl FnMut(&SpiHeapTupleData) -> T) -> Vec<T> {
+pub fn state_query<T>(
+    sql: &'static str,
+    params: &[Param],
+    f: impl FnMut(&SpiHeapTupleData) -> T,
+) -> Vec<T> {
     let Some(owner) = query_one(OWNER, &[], |r| col::<i64>(r, 1)).flatten() else {
         // no state table (an extension older than its library): nothing to write
         return vec![];
@@ -41,11 +46,14 @@ pub fn state_query<T>(sql: &'static str, params: &[Param], f: impl FnMut(&SpiHea
     unsafe {
         pg_sys::SetUserIdAndSecContext(
             pg_sys::Oid::from(owner as u32),
-            context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+            context
+                | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION)
+                    as i32,
         )
     };
     let path = query_one(
-        "SELECT pg_catalog.current_setting('search_path'), pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
+        "SELECT pg_catalog.current_setting('search_path'), pg_catalog.set_config('search_path', \
+         'pg_catalog, pg_temp', true)",
         &[],
         |r| col::<String>(r, 1).unwrap_or_default(),
     )
@@ -56,7 +64,11 @@ pub fn state_query<T>(sql: &'static str, params: &[Param], f: impl FnMut(&SpiHea
 }
 
 /// The first row of `state_query`, if any.
-pub fn state_query_one<T>(sql: &'static str, params: &[Param], f: impl FnMut(&SpiHeapTupleData) -> T) -> Option<T> {
+pub fn state_query_one<T>(
+    sql: &'static str,
+    params: &[Param],
+    f: impl FnMut(&SpiHeapTupleData) -> T,
+) -> Option<T> {
     state_query(sql, params, f).into_iter().next()
 }
 

@@ -15,7 +15,8 @@ use pgrx::prelude::*;
 pub fn harden_search_path() -> String {
     query_one(
         "SELECT pg_catalog.current_setting('search_path'),
-                pg_catalog.set_config('search_path', 'pg_catalog, ' || pg_catalog.current_setting('search_path'), true)",
+                pg_catalog.set_config('search_path', 'pg_catalog, ' || \
+                pg_catalog.current_setting('search_path'), true)",
         &[],
         |r| col::<String>(r, 1).unwrap_or_default(),
     )
@@ -47,7 +48,10 @@ impl Session {
         let opts = if nonatomic { pg_sys::SPI_OPT_NONATOMIC as i32 } else { 0 };
         let rc = unsafe { pg_sys::SPI_connect_ext(opts) };
         if rc != pg_sys::SPI_OK_CONNECT as i32 {
-            raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("SPI_connect_ext failed: {rc}")));
+            raise(BackfillError::new(
+                Code::ObjectNotInPrerequisiteState,
+                format!("SPI_connect_ext failed: {rc}"),
+            ));
         }
         let saved_path = harden_search_path();
         Session { nonatomic, saved_path }
@@ -82,7 +86,9 @@ impl Session {
 /// locks, writes and memory released) and the error is handed back, so the caller can
 /// clean up in a transaction that still works before raising it again.
 #[allow(clippy::result_large_err)] // pgrx's CaughtError, handed back as is
-pub fn in_subtransaction<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, CaughtError> {
+pub fn in_subtransaction<T>(
+    f: impl FnOnce() -> T + std::panic::UnwindSafe,
+) -> Result<T, CaughtError> {
     unsafe {
         let old_cx = pg_sys::CurrentMemoryContext;
         let old_owner = pg_sys::CurrentResourceOwner;
@@ -131,15 +137,26 @@ pub fn caught_parts(e: &CaughtError) -> (String, String, Option<String>, Option<
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
         CaughtError::RustPanic { ereport, .. } => ereport,
     };
-    (caught_sqlstate(e), r.message().to_string(), r.detail().map(str::to_string), r.hint().map(str::to_string))
+    (
+        caught_sqlstate(e),
+        r.message().to_string(),
+        r.detail().map(str::to_string),
+        r.hint().map(str::to_string),
+    )
 }
 
 /// Raises an error with SQLSTATE `state` (five characters), as another backend
 /// reported it.
 pub fn raise_as(state: &str, message: &str, detail: Option<&str>, hint: Option<&str>) -> ! {
     // PostgreSQL's MAKE_SQLSTATE: six bits a character
-    let code: i32 = state.bytes().take(5).enumerate().map(|(i, c)| ((c.wrapping_sub(b'0') as i32) & 0x3f) << (6 * i)).sum();
-    let mut report = ErrorReport::new(PgSqlErrorCode::from(code), message.to_string(), "backfill_ext");
+    let code: i32 = state
+        .bytes()
+        .take(5)
+        .enumerate()
+        .map(|(i, c)| ((c.wrapping_sub(b'0') as i32) & 0x3f) << (6 * i))
+        .sum();
+    let mut report =
+        ErrorReport::new(PgSqlErrorCode::from(code), message.to_string(), "backfill_ext");
     if let Some(d) = detail {
         report = report.set_detail(d.to_string());
     }
@@ -160,7 +177,8 @@ pub fn reraise_with_hint(e: CaughtError, hint: &str) -> ! {
     if r.hint().is_some() {
         e.rethrow()
     }
-    let mut report = ErrorReport::new(r.sql_error_code(), r.message().to_string(), "backfill_ext").set_hint(hint);
+    let mut report = ErrorReport::new(r.sql_error_code(), r.message().to_string(), "backfill_ext")
+        .set_hint(hint);
     if let Some(d) = r.detail() {
         report = report.set_detail(d.to_string());
     }
@@ -178,7 +196,16 @@ pub fn call_nonatomic(sql: &str, params: &[super::Param]) {
     unsafe {
         let plan = pg_sys::SPI_prepare(csql.as_ptr(), params.len() as i32, types.as_mut_ptr());
         if plan.is_null() {
-            raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("SPI_prepare failed: {}", std::ptr::addr_of!(pg_sys::SPI_result).read())).detail(sql.to_string()));
+            raise(
+                BackfillError::new(
+                    Code::ObjectNotInPrerequisiteState,
+                    format!(
+                        "SPI_prepare failed: {}",
+                        std::ptr::addr_of!(pg_sys::SPI_result).read()
+                    ),
+                )
+                .detail(sql.to_string()),
+            );
         }
         let list = pg_sys::makeParamList(params.len() as i32);
         let slots = (*list).params.as_mut_slice(params.len());
@@ -186,7 +213,10 @@ pub fn call_nonatomic(sql: &str, params: &[super::Param]) {
             slot.ptype = pg_sys::TEXTOID;
             slot.pflags = pg_sys::PARAM_FLAG_CONST as u16;
             slot.isnull = value.is_none();
-            slot.value = value.as_deref().and_then(|v| v.into_datum()).unwrap_or(pg_sys::Datum::from(0usize));
+            slot.value = value
+                .as_deref()
+                .and_then(|v| v.into_datum())
+                .unwrap_or(pg_sys::Datum::from(0usize));
         }
         let mut options: pg_sys::SPIExecuteOptions = std::mem::zeroed();
         options.params = list;
@@ -195,7 +225,13 @@ pub fn call_nonatomic(sql: &str, params: &[super::Param]) {
         let rc = pg_sys::SPI_execute_plan_extended(plan, &options);
         pg_sys::SPI_freeplan(plan);
         if rc < 0 {
-            raise(BackfillError::new(Code::ObjectNotInPrerequisiteState, format!("internal call failed: {rc}")).detail(sql.to_string()));
+            raise(
+                BackfillError::new(
+                    Code::ObjectNotInPrerequisiteState,
+                    format!("internal call failed: {rc}"),
+                )
+                .detail(sql.to_string()),
+            );
         }
     }
 }

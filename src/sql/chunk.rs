@@ -24,7 +24,8 @@ pub fn status() -> String {
 /// of `$2`; returns each compressed chunk's OID.
 pub fn compress_partial(compress_chunk: &str) -> String {
     format!(
-        "SELECT x.c::oid::int8, {compress_chunk}(x.c, true) FROM (SELECT c FROM pg_catalog.unnest($1::regclass[]) AS c \
+        "SELECT x.c::oid::int8, {compress_chunk}(x.c, true) FROM (SELECT c FROM \
+         pg_catalog.unnest($1::regclass[]) AS c \
          WHERE {CHUNK_STATUS_FN}(c) & $2::int <> 0 OFFSET 0) AS x"
     )
 }
@@ -41,12 +42,19 @@ pub fn count_rows(table: &QualifiedName) -> String {
 
 /// Staging rows with a NULL time.
 pub fn count_null_times(staging: &QualifiedName, time_column: &str) -> String {
-    format!("SELECT count(*)::int8 FROM {} AS s WHERE s.{} IS NULL", staging.quoted(), quote_ident(time_column))
+    format!(
+        "SELECT count(*)::int8 FROM {} AS s WHERE s.{} IS NULL",
+        staging.quoted(),
+        quote_ident(time_column)
+    )
 }
 
 /// Creates the route table (see `route::ROUTE_TABLE`).
 pub fn create_route_table() -> String {
-    format!("CREATE TEMP TABLE {} (idx int4 NOT NULL, tids tid[] NOT NULL)", ROUTE_TABLE.trim_start_matches("pg_temp."))
+    format!(
+        "CREATE TEMP TABLE {} (idx int4 NOT NULL, tids tid[] NOT NULL)",
+        ROUTE_TABLE.trim_start_matches("pg_temp.")
+    )
 }
 
 /// Whether temporary table `$1` (`pg_temp.name`) exists.
@@ -64,8 +72,14 @@ mod tests {
 
     #[test]
     fn chunk_functions_take_regclass_parameters() {
-        assert_eq!(compress("public.compress_chunk"), "SELECT public.compress_chunk($1::regclass, true)");
-        assert_eq!(decompress("ts.decompress_chunk"), "SELECT ts.decompress_chunk($1::regclass, true)");
+        assert_eq!(
+            compress("public.compress_chunk"),
+            "SELECT public.compress_chunk($1::regclass, true)"
+        );
+        assert_eq!(
+            decompress("ts.decompress_chunk"),
+            "SELECT ts.decompress_chunk($1::regclass, true)"
+        );
         assert_eq!(status(), "SELECT _timescaledb_functions.chunk_status($1::regclass)");
         let q = compress_partial("public.compress_chunk");
         assert!(q.contains("public.compress_chunk(x.c, true)"));
@@ -76,14 +90,24 @@ mod tests {
     #[test]
     fn names_are_quoted() {
         let t = QualifiedName::new("my schema", "Odd\"Name");
-        assert_eq!(lock(&t, "EXCLUSIVE"), "LOCK TABLE \"my schema\".\"Odd\"\"Name\" IN EXCLUSIVE MODE");
+        assert_eq!(
+            lock(&t, "EXCLUSIVE"),
+            "LOCK TABLE \"my schema\".\"Odd\"\"Name\" IN EXCLUSIVE MODE"
+        );
         assert_eq!(count_rows(&t), "SELECT count(*)::int8 FROM \"my schema\".\"Odd\"\"Name\"");
-        assert_eq!(count_null_times(&t, "Time"), "SELECT count(*)::int8 FROM \"my schema\".\"Odd\"\"Name\" AS s WHERE s.\"Time\" IS NULL");
+        assert_eq!(
+            count_null_times(&t, "Time"),
+            "SELECT count(*)::int8 FROM \"my \
+            schema\".\"Odd\"\"Name\" AS s WHERE s.\"Time\" IS NULL"
+        );
     }
 
     #[test]
     fn the_route_table_is_temporary() {
-        assert_eq!(create_route_table(), "CREATE TEMP TABLE _backfill_rows (idx int4 NOT NULL, tids tid[] NOT NULL)");
+        assert_eq!(
+            create_route_table(),
+            "CREATE TEMP TABLE _backfill_rows (idx int4 NOT NULL, tids tid[] NOT NULL)"
+        );
         assert_eq!(drop_temp_table(ROUTE_TABLE), "DROP TABLE pg_temp._backfill_rows");
     }
 }

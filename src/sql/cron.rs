@@ -9,8 +9,17 @@ use crate::error::{BackfillError, Code, Result};
 /// cron can keep evenly are accepted.
 pub fn cron_schedule(secs: i64, with_seconds: bool) -> Result<String> {
     let bad = |why: &str| {
-        BackfillError::new(Code::InvalidParameterValue, format!("pg_cron cannot run a job every {secs} seconds: {why}"))
-            .hint("use 1-59 seconds, a number of minutes or hours that divides an hour or a day, or whole days up to 31")
+        BackfillError::new(
+            Code::InvalidParameterValue,
+            format!(
+                "pg_cron cannot run a job every \
+            {secs} seconds: {why}"
+            ),
+        )
+        .hint(
+            "use 1-59 seconds, a number of minutes or hours that divides an hour or a day, \
+                or whole days up to 31",
+        )
     };
     const MIN: i64 = 60;
     const HOUR: i64 = 3600;
@@ -18,7 +27,9 @@ pub fn cron_schedule(secs: i64, with_seconds: bool) -> Result<String> {
     match secs {
         s if s <= 0 => Err(bad("the interval must be positive")),
         s if s < MIN && with_seconds => Ok(format!("{s} seconds")),
-        s if s < MIN => Err(bad("this pg_cron runs jobs at most once a minute (seconds need pg_cron 1.5)")),
+        s if s < MIN => {
+            Err(bad("this pg_cron runs jobs at most once a minute (seconds need pg_cron 1.5)"))
+        }
         s if s % DAY == 0 => match s / DAY {
             1 => Ok("0 0 * * *".to_string()),
             7 => Ok("0 0 * * 0".to_string()),
@@ -38,7 +49,10 @@ pub fn quote_literal(text: &str) -> String {
 
 /// The command pg_cron runs: the procedure, qualified with its schema, with the config.
 pub fn cron_command(quoted_schema: &str, config_json: &str) -> String {
-    format!("CALL {quoted_schema}.backfill_on_schedule(NULL, {}::jsonb)", quote_literal(config_json))
+    format!(
+        "CALL {quoted_schema}.backfill_on_schedule(NULL, {}::jsonb)",
+        quote_literal(config_json)
+    )
 }
 
 /// A readable job name for a staging/destination pair.
@@ -52,7 +66,8 @@ pub const INTERVAL_SECONDS: &str = "SELECT extract(epoch FROM $1::interval)::int
 /// Whether the installed pg_cron is 1.5 or later (schedules in seconds); no row
 /// without pg_cron.
 pub const WITH_SECONDS: &str = "SELECT ARRAY[m[1]::int, m[2]::int] >= ARRAY[1, 5] \
-     FROM pg_catalog.pg_extension, regexp_match(extversion, '^([0-9]+)[.]([0-9]+)') AS m WHERE extname = 'pg_cron'";
+     FROM pg_catalog.pg_extension, regexp_match(extversion, '^([0-9]+)[.]([0-9]+)') AS m WHERE \
+     extname = 'pg_cron'";
 
 /// pg_cron's `schedule`: job named `$1`, on schedule `$2`, running command `$3`. Returns the id.
 pub fn schedule(quoted_schema: &str) -> String {
@@ -61,7 +76,10 @@ pub fn schedule(quoted_schema: &str) -> String {
 
 /// How many of pg_cron's jobs with id `$1` run `backfill_on_schedule` (0 or 1).
 pub fn count_our_job(quoted_schema: &str) -> String {
-    format!("SELECT count(*)::int8 FROM {quoted_schema}.job WHERE jobid = $1::int8 AND command LIKE '%backfill_on_schedule(%'")
+    format!(
+        "SELECT count(*)::int8 FROM {quoted_schema}.job WHERE jobid = $1::int8 AND command \
+        LIKE '%backfill_on_schedule(%'"
+    )
 }
 
 /// pg_cron's `unschedule` of job `$1`.
@@ -80,7 +98,11 @@ mod tests {
         assert_eq!(cron_schedule(5, true).unwrap(), "5 seconds");
         assert_eq!(cron_schedule(59, true).unwrap(), "59 seconds");
         let e = cron_schedule(5, false).unwrap_err();
-        assert_eq!(e.message, "pg_cron cannot run a job every 5 seconds: this pg_cron runs jobs at most once a minute (seconds need pg_cron 1.5)");
+        assert_eq!(
+            e.message,
+            "pg_cron cannot run a job every 5 seconds: this pg_cron runs jobs at \
+            most once a minute (seconds need pg_cron 1.5)"
+        );
         assert_eq!(cron_schedule(60, false).unwrap(), "*/1 * * * *");
         assert_eq!(cron_schedule(900, false).unwrap(), "*/15 * * * *");
         assert_eq!(cron_schedule(3600, false).unwrap(), "0 */1 * * *");
@@ -95,7 +117,11 @@ mod tests {
         for s in [0, -5, 7 * 60, 5 * 3600, 90, 40 * 86400, 86400 + 1] {
             let e = cron_schedule(s, true).unwrap_err();
             assert_eq!(e.code, Code::InvalidParameterValue, "{s}");
-            assert!(e.message.starts_with(&format!("pg_cron cannot run a job every {s} seconds")), "{}", e.message);
+            assert!(
+                e.message.starts_with(&format!("pg_cron cannot run a job every {s} seconds")),
+                "{}",
+                e.message
+            );
         }
     }
 
@@ -113,7 +139,9 @@ mod tests {
     fn interval_and_version_checks() {
         assert_eq!(INTERVAL_SECONDS, "SELECT extract(epoch FROM $1::interval)::int8");
         assert!(params(WITH_SECONDS).is_empty());
-        assert!(WITH_SECONDS.starts_with("SELECT ARRAY[m[1]::int, m[2]::int] >= ARRAY[1, 5] FROM pg_catalog.pg_extension, "));
+        assert!(WITH_SECONDS.starts_with(
+            "SELECT ARRAY[m[1]::int, m[2]::int] >= ARRAY[1, 5] FROM pg_catalog.pg_extension, "
+        ));
         assert!(WITH_SECONDS.contains("regexp_match(extversion, '^([0-9]+)[.]([0-9]+)') AS m"));
         assert!(WITH_SECONDS.ends_with("WHERE extname = 'pg_cron'"));
     }
@@ -126,7 +154,10 @@ mod tests {
         assert_eq!(params(&q), ["$1", "$2", "$3"]);
         let q = count_our_job(&cron);
         assert_eq!(params(&q), ["$1::int8"]);
-        assert!(q.starts_with("SELECT count(*)::int8 FROM \"cron\".job WHERE jobid = $1::int8 AND "), "{q}");
+        assert!(
+            q.starts_with("SELECT count(*)::int8 FROM \"cron\".job WHERE jobid = $1::int8 AND "),
+            "{q}"
+        );
         // the pattern matches the command a backfill job runs
         assert!(q.ends_with("command LIKE '%backfill_on_schedule(%'"));
         assert!(cron_command("\"public\"", "{}").contains("backfill_on_schedule("));

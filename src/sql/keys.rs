@@ -31,7 +31,11 @@ pub fn can_meet(c: &Conflict, alias: &str) -> String {
     if c.rules.nulls_not_distinct {
         return "true".to_string();
     }
-    c.target.iter().map(|k| format!("{alias}.{} IS NOT NULL", quote_ident(k))).collect::<Vec<_>>().join(" AND ")
+    c.target
+        .iter()
+        .map(|k| format!("{alias}.{} IS NOT NULL", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 /// Whether the key of staging's row `staged_alias` is the key of stored row
@@ -39,7 +43,13 @@ pub fn can_meet(c: &Conflict, alias: &str) -> String {
 pub fn keys_match(c: &Conflict, staged_alias: &str, stored_alias: &str) -> String {
     let eq = if c.rules.nulls_not_distinct { "IS NOT DISTINCT FROM" } else { "=" };
     (0..c.target.len())
-        .map(|i| format!("{} {eq} {stored_alias}.{}", staged(c, i, staged_alias), quote_ident(&c.target[i])))
+        .map(|i| {
+            format!(
+                "{} {eq} {stored_alias}.{}",
+                staged(c, i, staged_alias),
+                quote_ident(&c.target[i])
+            )
+        })
         .collect::<Vec<_>>()
         .join(" AND ")
 }
@@ -51,7 +61,12 @@ pub fn keys_match(c: &Conflict, staged_alias: &str, stored_alias: &str) -> Strin
 pub fn one_per_key(c: &Conflict, cols: &str, from: &str, src: &str) -> String {
     let mut key: Vec<String> = (0..c.target.len()).map(|i| staged(c, i, "")).collect();
     if !c.rules.nulls_not_distinct {
-        let any_null = c.target.iter().map(|k| format!("{} IS NULL", quote_ident(k))).collect::<Vec<_>>().join(" OR ");
+        let any_null = c
+            .target
+            .iter()
+            .map(|k| format!("{} IS NULL", quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
         key.push(format!("CASE WHEN {any_null} THEN {src} END"));
     }
     let key = key.join(", ");
@@ -65,21 +80,34 @@ mod tests {
     use crate::columns::KeyRules;
 
     fn conflict(action: ConflictAction, rules: KeyRules) -> Conflict {
-        Conflict { action, target: vec!["dev".into(), "tag".into()], update_columns: vec!["v".into()], rules }
+        Conflict {
+            action,
+            target: vec!["dev".into(), "tag".into()],
+            update_columns: vec!["v".into()],
+            rules,
+        }
     }
 
     fn text_key(nulls_not_distinct: bool) -> KeyRules {
-        KeyRules { nulls_not_distinct, collations: vec![None, Some("public.\"ci\"".into())], deterministic: false }
+        KeyRules {
+            nulls_not_distinct,
+            collations: vec![None, Some("public.\"ci\"".into())],
+            deterministic: false,
+        }
     }
 
     #[test]
     fn keys_with_a_null_match_nothing_unless_nulls_are_not_distinct() {
         let c = conflict(ConflictAction::Update, text_key(false));
-        assert_eq!(keys_match(&c, "n", "o"), "n.\"dev\" = o.\"dev\" AND n.\"tag\" COLLATE public.\"ci\" = o.\"tag\"");
+        assert_eq!(
+            keys_match(&c, "n", "o"),
+            "n.\"dev\" = o.\"dev\" AND n.\"tag\" COLLATE public.\"ci\" = o.\"tag\""
+        );
         let c = conflict(ConflictAction::Update, text_key(true));
         assert_eq!(
             keys_match(&c, "n", "o"),
-            "n.\"dev\" IS NOT DISTINCT FROM o.\"dev\" AND n.\"tag\" COLLATE public.\"ci\" IS NOT DISTINCT FROM o.\"tag\""
+            "n.\"dev\" IS NOT DISTINCT FROM o.\"dev\" AND n.\"tag\" COLLATE public.\"ci\" IS NOT \
+             DISTINCT FROM o.\"tag\""
         );
     }
 
@@ -96,8 +124,10 @@ mod tests {
         let c = conflict(ConflictAction::Update, text_key(false));
         assert_eq!(
             one_per_key(&c, "a, b", "moved", "backfill_src"),
-            "SELECT DISTINCT ON (\"dev\", \"tag\" COLLATE public.\"ci\", CASE WHEN \"dev\" IS NULL OR \"tag\" IS NULL THEN backfill_src END) a, b \
-             FROM moved ORDER BY \"dev\", \"tag\" COLLATE public.\"ci\", CASE WHEN \"dev\" IS NULL OR \"tag\" IS NULL THEN backfill_src END, backfill_src DESC"
+            "SELECT DISTINCT ON (\"dev\", \"tag\" COLLATE public.\"ci\", CASE WHEN \"dev\" IS NULL \
+             OR \"tag\" IS NULL THEN backfill_src END) a, b \
+             FROM moved ORDER BY \"dev\", \"tag\" COLLATE public.\"ci\", CASE WHEN \"dev\" IS NULL \
+             OR \"tag\" IS NULL THEN backfill_src END, backfill_src DESC"
         );
     }
 
@@ -106,7 +136,8 @@ mod tests {
         let c = conflict(ConflictAction::Nothing, text_key(true));
         assert_eq!(
             one_per_key(&c, "a", "t", "s"),
-            "SELECT DISTINCT ON (\"dev\", \"tag\" COLLATE public.\"ci\") a FROM t ORDER BY \"dev\", \"tag\" COLLATE public.\"ci\", s"
+            "SELECT DISTINCT ON (\"dev\", \"tag\" COLLATE public.\"ci\") a FROM t ORDER \
+             BY \"dev\", \"tag\" COLLATE public.\"ci\", s"
         );
     }
 }

@@ -92,7 +92,12 @@ fn free_column(base: &str, dest_columns: &[String]) -> String {
     name
 }
 
-pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_where: &str) -> MergeSql {
+pub fn merge_sql(
+    spec: &MoveSpec,
+    m: &MergeSpec,
+    chunk: &QualifiedName,
+    take_where: &str,
+) -> MergeSql {
     let x = Parts::new(spec, m, chunk);
     MergeSql {
         create: x.create(),
@@ -101,9 +106,16 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
         read_old: x.read_old(),
         read_all: x.read_all(),
         untouched: x.untouched(),
-        delete_segments: format!("DELETE FROM {} AS c WHERE c.{} = {}", x.chunk, x.seg, x.seg_values),
+        delete_segments: format!(
+            "DELETE FROM {} AS c WHERE c.{} = {}",
+            x.chunk, x.seg, x.seg_values
+        ),
         truncate_chunk: format!("TRUNCATE {}", x.chunk),
-        write_old: format!("INSERT INTO {} ({all}) SELECT {all} FROM {MERGE_OLD}", x.chunk, all = x.all),
+        write_old: format!(
+            "INSERT INTO {} ({all}) SELECT {all} FROM {MERGE_OLD}",
+            x.chunk,
+            all = x.all
+        ),
         insert_new: x.insert_new(MERGE_OLD),
         fits_in_memory: x.fits_in_memory(),
         read_merged: x.read_merged(),
@@ -123,14 +135,18 @@ pub fn merge_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName, take_whe
 }
 
 /// The unique and exclusion indexes of table `$1` (a quoted name): schema, name.
-pub const CHECKING_INDEXES: &str = "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_index i \
-     JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+pub const CHECKING_INDEXES: &str = "SELECT n.nspname::text, c.relname::text FROM \
+    pg_catalog.pg_index i \
+     JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = \
+     c.relnamespace \
      WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion) ORDER BY c.oid";
 
 /// Whether `n` rows of `w` bytes fit in `maintenance_work_mem` three times over (the
 /// rows being aggregated, the array, and its copy), and the array under PostgreSQL's 1
 /// GB allocation limit.
-pub const FITS: &str = "n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824";
+pub const FITS: &str = "n * w * 3 <= \
+    pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < \
+    1073741824";
 
 /// Rebuilds one index.
 pub fn reindex_index(index: &QualifiedName) -> String {
@@ -207,14 +223,25 @@ impl<'a> Parts<'a> {
     fn create(&self) -> [String; 2] {
         let bare = |t: &str| t.trim_start_matches("pg_temp.").to_string();
         [
-            format!("CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA", bare(MERGE_NEW), self.cols, self.spec.staging.quoted()),
-            format!("CREATE TEMP TABLE {} (LIKE {}, {} boolean)", bare(MERGE_OLD), self.spec.destination.quoted(), self.flag),
+            format!(
+                "CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA",
+                bare(MERGE_NEW),
+                self.cols,
+                self.spec.staging.quoted()
+            ),
+            format!(
+                "CREATE TEMP TABLE {} (LIKE {}, {} boolean)",
+                bare(MERGE_OLD),
+                self.spec.destination.quoted(),
+                self.flag
+            ),
         ]
     }
 
     fn take(&self, take_where: &str) -> String {
         format!(
-            "WITH moved AS (DELETE FROM {st} AS s WHERE {take_where} RETURNING {scols}, s.ctid AS backfill_src), \
+            "WITH moved AS (DELETE FROM {st} AS s WHERE {take_where} RETURNING {scols}, s.ctid AS \
+             backfill_src), \
              kept AS (INSERT INTO {MERGE_NEW} ({cols}) {one} RETURNING 1) \
              SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
             st = self.spec.staging.quoted(),
@@ -226,7 +253,8 @@ impl<'a> Parts<'a> {
 
     fn read_old(&self) -> String {
         format!(
-            "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {}, CASE WHEN n.ctid IS NULL THEN true END FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} \
+            "WITH w AS (INSERT INTO {MERGE_OLD} ({all}, {flag}) SELECT {}, CASE WHEN n.ctid IS \
+             NULL THEN true END FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {} \
              WHERE o.{seg} = {seg_values} RETURNING {flag}) \
              SELECT count(*)::int8, count(*) FILTER (WHERE {flag} IS NULL)::int8, 0::int8 FROM w",
             self.merged_with(&|q| format!("o.{q}")),
@@ -244,7 +272,8 @@ impl<'a> Parts<'a> {
     /// of a list holding a NULL is never true, which would call every segment touched.
     fn untouched(&self) -> String {
         format!(
-            "SELECT EXISTS (SELECT 1 FROM {} AS c WHERE c.{seg} <> ALL (pg_catalog.array_remove($1::text::{}[], NULL){}) OR c.{seg} IS NULL)",
+            "SELECT EXISTS (SELECT 1 FROM {} AS c WHERE c.{seg} <> ALL \
+             (pg_catalog.array_remove($1::text::{}[], NULL){}) OR c.{seg} IS NULL)",
             self.chunk,
             self.m.segment_type,
             collate(self.m),
@@ -255,7 +284,8 @@ impl<'a> Parts<'a> {
     /// Inserts the staging rows whose key `existing` lacks.
     fn insert_new(&self, existing: &str) -> String {
         format!(
-            "WITH moved AS (SELECT {}, n.ctid AS backfill_src FROM {MERGE_NEW} AS n WHERE NOT EXISTS (SELECT 1 FROM {existing} AS o WHERE {})) {}",
+            "WITH moved AS (SELECT {}, n.ctid AS backfill_src FROM {MERGE_NEW} AS n WHERE NOT \
+             EXISTS (SELECT 1 FROM {existing} AS o WHERE {})) {}",
             self.cols,
             self.keys_on("n", "o"),
             self.insert
@@ -269,8 +299,10 @@ impl<'a> Parts<'a> {
         let (rows, width) = self.chunk_rows_and_width();
         format!(
             "SELECT {FITS} FROM (SELECT {rows} AS n, \
-                          greatest(coalesce((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree('{MERGE_NEW}') AS t), \
-                                            pg_catalog.pg_relation_size('{MERGE_NEW}'))::numeric / greatest((SELECT count(*) FROM {MERGE_NEW}), 1), \
+                          greatest(coalesce((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM \
+                          pg_catalog.pg_partition_tree('{MERGE_NEW}') AS t), \
+                                            pg_catalog.pg_relation_size('{MERGE_NEW}'))::numeric / \
+                                            greatest((SELECT count(*) FROM {MERGE_NEW}), 1), \
                                    {width}) AS w) AS size"
         )
     }
@@ -280,7 +312,11 @@ impl<'a> Parts<'a> {
     pub(super) fn chunk_rows_and_width(&self) -> (String, String) {
         (
             format!("(SELECT count(*) FROM {})::numeric", self.chunk),
-            format!("(SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM {} LIMIT 1000) AS c)", self.chunk),
+            format!(
+                "(SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM \
+                {} LIMIT 1000) AS c)",
+                self.chunk
+            ),
         )
     }
 
@@ -301,8 +337,20 @@ impl<'a> Parts<'a> {
     /// all) and the staging rows in table `new`.
     pub(super) fn full_join_of(&self, chunk_where: &str, new: &str) -> (String, String) {
         (
-            self.merged_with(&|q| format!("CASE WHEN o.{mk} IS NULL THEN n.{q} ELSE o.{q} END", mk = self.marker)),
-            format!("(SELECT c.*, true AS {} FROM {} AS c{chunk_where}) AS o FULL JOIN {new} AS n ON {}", self.marker, self.chunk, self.keys_on("n", "o")),
+            self.merged_with(&|q| {
+                format!(
+                    "CASE WHEN o.{mk} IS NULL THEN n.{q} ELSE o.{q} \
+                END",
+                    mk = self.marker
+                )
+            }),
+            format!(
+                "(SELECT c.*, true AS {} FROM {} AS c{chunk_where}) AS o FULL JOIN {new} AS n \
+                ON {}",
+                self.marker,
+                self.chunk,
+                self.keys_on("n", "o")
+            ),
         )
     }
 
@@ -312,13 +360,15 @@ impl<'a> Parts<'a> {
             // staging has every column: rows with new keys join the array too
             let (merged, from) = self.full_join();
             format!(
-                "SELECT pg_catalog.array_agg(ROW({merged})::{dest}), count(*) FILTER (WHERE o.{mk} AND n.ctid IS NOT NULL)::int8, \
+                "SELECT pg_catalog.array_agg(ROW({merged})::{dest}), count(*) FILTER (WHERE o.{mk} \
+                 AND n.ctid IS NOT NULL)::int8, \
                  count(*) FILTER (WHERE o.{mk} IS NULL)::int8 FROM {from}",
                 mk = self.marker
             )
         } else {
             format!(
-                "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8, 0::int8 \
+                "SELECT pg_catalog.array_agg(ROW({})::{dest}), count(*) FILTER (WHERE n.ctid IS \
+                 NOT NULL)::int8, 0::int8 \
                  FROM {} AS o LEFT JOIN {MERGE_NEW} AS n ON {}",
                 self.merged_with(&|q| format!("o.{q}")),
                 self.chunk,
@@ -339,8 +389,10 @@ impl<'a> Parts<'a> {
         let (merged, from) = self.full_join_of(chunk_where, new);
         format!(
             "WITH w AS (INSERT INTO {old} ({all}, {flag}) SELECT {merged}, \
-             CASE WHEN n.ctid IS NULL THEN true WHEN o.{mk} IS NULL THEN false END FROM {from} RETURNING {flag}) \
-             SELECT count(*)::int8, count(*) FILTER (WHERE {flag} IS NULL)::int8, count(*) FILTER (WHERE NOT {flag})::int8 FROM w",
+             CASE WHEN n.ctid IS NULL THEN true WHEN o.{mk} IS NULL THEN false END FROM {from} \
+             RETURNING {flag}) \
+             SELECT count(*)::int8, count(*) FILTER (WHERE {flag} IS NULL)::int8, count(*) FILTER \
+             (WHERE NOT {flag})::int8 FROM w",
             all = self.all,
             flag = self.flag,
             mk = self.marker,
@@ -370,17 +422,47 @@ mod tests {
     }
 
     #[test]
-    fn a_rewrite_through_merge_old_reads_new_keys_with_the_chunks_rows_where_staging_has_every_column() {
+    fn merge_old_reads_new_keys_with_the_chunks_rows_where_staging_has_every_column() {
         let (mut s, m) = upsert_with_a_column_staging_lacks();
         let chunk = QualifiedName::new("_ti", "c1");
-        assert!(merge_sql(&s, &m, &chunk, "true").read_all.is_none(), "staging lacks a column: new keys are inserted after the write");
+        assert!(
+            merge_sql(&s, &m, &chunk, "true").read_all.is_none(),
+            "staging lacks a column: new keys are inserted after the write"
+        );
         s.columns.push("note".into());
         // the full join of a rewrite in memory, its new keys flagged false and counted apart
         let all = merge_sql(&s, &m, &chunk, "true").read_all.unwrap();
-        assert!(all.starts_with("WITH w AS (INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_untouched\") SELECT "), "{all}");
-        assert!(all.contains("CASE WHEN o.\"backfill_old\" IS NULL THEN n.\"time\" ELSE o.\"time\" END"), "{all}");
-        assert!(all.contains("CASE WHEN n.ctid IS NULL THEN true WHEN o.\"backfill_old\" IS NULL THEN false END FROM (SELECT c.*, true AS \"backfill_old\" FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" RETURNING"), "{all}");
-        assert!(all.ends_with("SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_untouched\" IS NULL)::int8, count(*) FILTER (WHERE NOT \"backfill_ext_untouched\")::int8 FROM w"), "{all}");
+        assert!(
+            all.starts_with(
+                "WITH w AS (INSERT INTO pg_temp._backfill_old \
+            (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_untouched\") \
+            SELECT "
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "CASE WHEN o.\"backfill_old\" IS NULL THEN n.\"time\" ELSE o.\"time\" END"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "CASE WHEN n.ctid IS NULL THEN true WHEN o.\"backfill_old\" IS NULL \
+            THEN false END FROM (SELECT c.*, true AS \"backfill_old\" FROM \"_ti\".\"c1\" AS c) AS \
+            o FULL JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND \
+            n.\"time\" = o.\"time\" RETURNING"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.ends_with(
+                "SELECT count(*)::int8, count(*) FILTER \
+            (WHERE \"backfill_ext_untouched\" IS NULL)::int8, count(*) FILTER (WHERE \
+            NOT \"backfill_ext_untouched\")::int8 FROM w"
+            ),
+            "{all}"
+        );
         assert!(!all.contains("$1"), "a rewrite reads every segment: {all}");
     }
 
@@ -389,7 +471,11 @@ mod tests {
         let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
         let names = ["backfill_ext_untouched", "backfill_old"];
         let m = MergeSpec {
-            dest_columns: ["time", "device_id", "value"].iter().chain(names.iter()).map(|c| c.to_string()).collect(),
+            dest_columns: ["time", "device_id", "value"]
+                .iter()
+                .chain(names.iter())
+                .map(|c| c.to_string())
+                .collect(),
             segment: "device_id".into(),
             segment_type: "integer".into(),
             segment_collation: None,
@@ -398,7 +484,14 @@ mod tests {
         let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"), "true");
         assert!(q.create[1].contains("\"backfill_ext_untouched_\" boolean"), "{}", q.create[1]);
         assert!(q.read_merged.contains("true AS \"backfill_old_\" FROM"), "{}", q.read_merged);
-        assert!(q.read_merged.contains("WHEN o.\"backfill_old_\" IS NULL THEN n.\"backfill_old\" ELSE o.\"backfill_old\" END"), "{}", q.read_merged);
+        assert!(
+            q.read_merged.contains(
+                "WHEN o.\"backfill_old_\" IS NULL THEN n.\"backfill_old\" \
+            ELSE o.\"backfill_old\" END"
+            ),
+            "{}",
+            q.read_merged
+        );
         assert!(q.read_all.unwrap().contains("WHEN o.\"backfill_old_\" IS NULL THEN false END"));
     }
 
@@ -406,52 +499,179 @@ mod tests {
     fn merge_statements() {
         let (s, m) = upsert_with_a_column_staging_lacks();
         let q = merge_sql(&s, &m, &QualifiedName::new("_ti", "c1"), &routed_to_chunk());
-        assert!(q.take.contains("WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = $1::int4)) RETURNING"), "{}", q.take);
-        assert!(q.take.contains("RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src), "), "{}", q.take);
-        assert!(q.take.contains("INSERT INTO pg_temp._backfill_new (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\", CASE WHEN"), "{}", q.take);
+        assert!(
+            q.take.contains(
+                "WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM \
+            pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = \
+            $1::int4)) RETURNING"
+            ),
+            "{}",
+            q.take
+        );
+        assert!(
+            q.take.contains(
+                "RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src), "
+            ),
+            "{}",
+            q.take
+        );
+        assert!(
+            q.take.contains(
+                "INSERT INTO pg_temp._backfill_new \
+            (\"time\", \"device_id\", \"value\") SELECT DISTINCT ON (\"device_id\", \"time\", CASE \
+            WHEN"
+            ),
+            "{}",
+            q.take
+        );
         assert!(q.take.contains("backfill_src DESC RETURNING 1"), "{}", q.take);
         assert_eq!(
             q.read_old,
-            "WITH w AS (INSERT INTO pg_temp._backfill_old (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_untouched\") SELECT o.\"time\", o.\"device_id\", \
-             CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\", CASE WHEN n.ctid IS NULL THEN true END FROM \"_ti\".\"c1\" AS o \
-             LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" \
-             WHERE o.\"device_id\" = ANY ($1::text::integer[]) RETURNING \"backfill_ext_untouched\") \
-             SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_untouched\" IS NULL)::int8, 0::int8 FROM w"
+            "WITH w AS (INSERT INTO pg_temp._backfill_old \
+             (\"time\", \"device_id\", \"value\", \"note\", \"backfill_ext_untouched\") SELECT \
+             o.\"time\", o.\"device_id\", \
+             CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\", CASE WHEN \
+             n.ctid IS NULL THEN true END FROM \"_ti\".\"c1\" AS o \
+             LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND \
+             n.\"time\" = o.\"time\" \
+             WHERE o.\"device_id\" = ANY ($1::text::integer[]) \
+             RETURNING \"backfill_ext_untouched\") \
+             SELECT count(*)::int8, count(*) FILTER (WHERE \"backfill_ext_untouched\" IS \
+             NULL)::int8, 0::int8 FROM w"
         );
-        assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_untouched\" boolean)");
-        assert_eq!(q.untouched, "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" <> ALL (pg_catalog.array_remove($1::text::integer[], NULL)) OR c.\"device_id\" IS NULL)");
+        assert_eq!(
+            q.create[1],
+            "CREATE TEMP TABLE _backfill_old \
+            (LIKE \"public\".\"event_data\", \"backfill_ext_untouched\" boolean)"
+        );
+        assert_eq!(
+            q.untouched,
+            "SELECT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE \
+            c.\"device_id\" <> ALL (pg_catalog.array_remove($1::text::integer[], NULL)) OR \
+            c.\"device_id\" IS NULL)"
+        );
         // MERGE_NEW's pages whether it is one table (no partition tree) or split into parts
-        assert!(q.fits_in_memory.contains("coalesce((SELECT sum(pg_catalog.pg_relation_size(t.relid)) FROM pg_catalog.pg_partition_tree('pg_temp._backfill_new') AS t), pg_catalog.pg_relation_size('pg_temp._backfill_new'))"), "{}", q.fits_in_memory);
+        assert!(
+            q.fits_in_memory.contains(
+                "coalesce((SELECT \
+            sum(pg_catalog.pg_relation_size(t.relid)) FROM \
+            pg_catalog.pg_partition_tree('pg_temp._backfill_new') AS t), \
+            pg_catalog.pg_relation_size('pg_temp._backfill_new'))"
+            ),
+            "{}",
+            q.fits_in_memory
+        );
         assert_eq!(q.truncate_chunk, "TRUNCATE \"_ti\".\"c1\"");
         assert_eq!(q.reindex_chunk, "REINDEX TABLE \"_ti\".\"c1\"");
-        assert!(CHECKING_INDEXES.contains("WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion)"), "{CHECKING_INDEXES}");
-        assert_eq!(reindex_index(&QualifiedName::new("_ti", "c1_pkey \"x")), "REINDEX INDEX \"_ti\".\"c1_pkey \"\"x\"");
-        // staging lacks "note": new keys are inserted after the rewrite (so "note" gets its default)
+        assert!(
+            CHECKING_INDEXES.contains(
+                "WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisexclusion)"
+            ),
+            "{CHECKING_INDEXES}"
+        );
+        assert_eq!(
+            reindex_index(&QualifiedName::new("_ti", "c1_pkey \"x")),
+            "REINDEX INDEX \"_ti\".\"c1_pkey \"\"x\""
+        );
+        // staging lacks "note": new keys are inserted after the rewrite (so "note" gets its
+        // default)
         assert_eq!(
             q.read_merged,
-            "SELECT pg_catalog.array_agg(ROW(o.\"time\", o.\"device_id\", CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END, o.\"note\")::\"public\".\"event_data\"), \
-             count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8, 0::int8 FROM \"_ti\".\"c1\" AS o LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\""
+            "SELECT pg_catalog.array_agg(ROW(o.\"time\", o.\"device_id\", CASE WHEN n.ctid IS NULL \
+             THEN o.\"value\" ELSE n.\"value\" END, o.\"note\")::\"public\".\"event_data\"), \
+             count(*) FILTER (WHERE n.ctid IS NOT NULL)::int8, 0::int8 FROM \"_ti\".\"c1\" AS o \
+             LEFT JOIN pg_temp._backfill_new AS n ON n.\"device_id\" = o.\"device_id\" AND \
+             n.\"time\" = o.\"time\""
         );
         // staging has every column: one full join
         let mut s2 = s.clone();
         s2.columns.push("note".into());
         let full = merge_sql(&s2, &m, &QualifiedName::new("_ti", "c1"), "true").read_merged;
-        assert!(full.contains("CASE WHEN o.\"backfill_old\" IS NULL THEN n.\"time\" ELSE o.\"time\" END"), "{full}");
-        assert!(full.contains("CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END"), "{full}");
-        assert!(full.contains("FROM (SELECT c.*, true AS \"backfill_old\" FROM \"_ti\".\"c1\" AS c) AS o FULL JOIN pg_temp._backfill_new AS n"), "{full}");
-        assert!(full.contains("count(*) FILTER (WHERE o.\"backfill_old\" IS NULL)::int8"), "{full}");
+        assert!(
+            full.contains(
+                "CASE WHEN o.\"backfill_old\" IS NULL THEN n.\"time\" ELSE o.\"time\" END"
+            ),
+            "{full}"
+        );
+        assert!(
+            full.contains("CASE WHEN n.ctid IS NULL THEN o.\"value\" ELSE n.\"value\" END"),
+            "{full}"
+        );
+        assert!(
+            full.contains(
+                "FROM (SELECT c.*, true AS \"backfill_old\" FROM \"_ti\".\"c1\" AS \
+            c) AS o FULL JOIN pg_temp._backfill_new AS n"
+            ),
+            "{full}"
+        );
+        assert!(
+            full.contains("count(*) FILTER (WHERE o.\"backfill_old\" IS NULL)::int8"),
+            "{full}"
+        );
         assert_eq!(
             q.write_merged,
-            "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"
+            "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT \
+             x.\"time\", x.\"device_id\", x.\"value\", x.\"note\" FROM \
+             pg_catalog.unnest($1::\"public\".\"event_data\"[]) AS x"
         );
-        assert!(q.insert_new_after_rewrite.contains("NOT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS o WHERE n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\")"), "{}", q.insert_new_after_rewrite);
-        assert!(q.fits_in_memory.starts_with("SELECT n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w * 2 < 1073741824 "), "{}", q.fits_in_memory);
-        assert!(q.fits_in_memory.contains("(SELECT count(*) FROM \"_ti\".\"c1\")::numeric AS n"), "{}", q.fits_in_memory);
+        assert!(
+            q.insert_new_after_rewrite.contains(
+                "NOT EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS o \
+            WHERE n.\"device_id\" = o.\"device_id\" AND n.\"time\" = \
+            o.\"time\")"
+            ),
+            "{}",
+            q.insert_new_after_rewrite
+        );
+        assert!(
+            q.fits_in_memory.starts_with(
+                "SELECT n * w * 3 <= \
+            pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) AND n * w \
+            * 2 < 1073741824 "
+            ),
+            "{}",
+            q.fits_in_memory
+        );
+        assert!(
+            q.fits_in_memory.contains("(SELECT count(*) FROM \"_ti\".\"c1\")::numeric AS n"),
+            "{}",
+            q.fits_in_memory
+        );
         // rows are sized from the chunk's own rows too, not from staging's alone
-        assert!(q.fits_in_memory.contains("(SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), 0) FROM (SELECT * FROM \"_ti\".\"c1\" LIMIT 1000) AS c)"), "{}", q.fits_in_memory);
-        assert_eq!(q.delete_segments, "DELETE FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])");
-        assert!(q.write_old.starts_with("INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT"), "{}", q.write_old);
-        assert!(q.insert_new.contains("NOT EXISTS (SELECT 1 FROM pg_temp._backfill_old AS o WHERE n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\"))"), "{}", q.insert_new);
-        assert!(q.insert_new.contains("ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\""), "{}", q.insert_new);
+        assert!(
+            q.fits_in_memory.contains(
+                "(SELECT coalesce(avg(pg_catalog.pg_column_size(c.*)), \
+            0) FROM (SELECT * FROM \"_ti\".\"c1\" LIMIT 1000) AS c)"
+            ),
+            "{}",
+            q.fits_in_memory
+        );
+        assert_eq!(
+            q.delete_segments,
+            "DELETE FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])"
+        );
+        assert!(
+            q.write_old.starts_with(
+                "INSERT INTO \"_ti\".\"c1\" (\"time\", \"device_id\", \"value\", \"note\") SELECT"
+            ),
+            "{}",
+            q.write_old
+        );
+        assert!(
+            q.insert_new.contains(
+                "NOT EXISTS (SELECT 1 FROM pg_temp._backfill_old AS o WHERE \
+            n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\"))"
+            ),
+            "{}",
+            q.insert_new
+        );
+        assert!(
+            q.insert_new.contains(
+                "ON CONFLICT (\"device_id\", \"time\") DO UPDATE \
+            SET \"value\" = EXCLUDED.\"value\""
+            ),
+            "{}",
+            q.insert_new
+        );
     }
 }

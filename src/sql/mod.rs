@@ -76,7 +76,9 @@ impl RowFilter {
     fn bound(kind: TimeKind, param: usize) -> String {
         match kind {
             TimeKind::TimestampTz => format!("(SELECT ${param}::timestamptz)"),
-            TimeKind::Timestamp | TimeKind::Date => format!("(SELECT ${param}::timestamptz AT TIME ZONE 'UTC')"),
+            TimeKind::Timestamp | TimeKind::Date => {
+                format!("(SELECT ${param}::timestamptz AT TIME ZONE 'UTC')")
+            }
             TimeKind::Integer => format!("(SELECT ${param}::bigint)"),
         }
     }
@@ -142,7 +144,10 @@ pub struct MoveSpec {
 
 /// An array literal of text values, for a `$n::type[]` parameter.
 pub fn array_literal(values: &[String]) -> String {
-    let items: Vec<String> = values.iter().map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    let items: Vec<String> = values
+        .iter()
+        .map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
     format!("{{{}}}", items.join(","))
 }
 
@@ -151,7 +156,12 @@ pub(crate) mod fixtures {
     use super::*;
     use crate::config::ConflictAction;
 
-    pub fn spec(action: ConflictAction, target: &[&str], update: &[&str], delete: bool) -> MoveSpec {
+    pub fn spec(
+        action: ConflictAction,
+        target: &[&str],
+        update: &[&str],
+        delete: bool,
+    ) -> MoveSpec {
         MoveSpec {
             staging: QualifiedName::new("public", "backfill_event_data"),
             destination: QualifiedName::new("public", "event_data"),
@@ -188,20 +198,33 @@ mod tests {
     #[test]
     fn filter_by_time_kind() {
         let (c, p) = day_filter(TimeKind::TimestampTz).render("s", 1);
-        assert_eq!(c, "s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz)");
+        assert_eq!(
+            c,
+            "s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz)"
+        );
         assert_eq!(p, ["2024-01-01 00:00:00+00", "2024-01-02 00:00:00+00"]);
         let (c, _) = day_filter(TimeKind::Timestamp).render("s", 3);
-        assert_eq!(c, "s.\"time\" >= (SELECT $3::timestamptz AT TIME ZONE 'UTC') AND s.\"time\" < (SELECT $4::timestamptz AT TIME ZONE 'UTC')");
+        assert_eq!(
+            c,
+            "s.\"time\" >= (SELECT $3::timestamptz AT TIME ZONE 'UTC') AND s.\"time\" < \
+            (SELECT $4::timestamptz AT TIME ZONE 'UTC')"
+        );
         let (c, _) = day_filter(TimeKind::Integer).render("x", 1);
         assert_eq!(c, "x.\"time\" >= (SELECT $1::bigint) AND x.\"time\" < (SELECT $2::bigint)");
         let (c, p) = RowFilter::everything("time", TimeKind::Date).render("s", 1);
         assert_eq!((c.as_str(), p.len()), ("true", 0));
         // a slice of staging's blocks, either end open
-        let (c, p) = RowFilter::everything("time", TimeKind::Date).in_blocks((Some(10), Some(20))).render("s", 1);
+        let (c, p) = RowFilter::everything("time", TimeKind::Date)
+            .in_blocks((Some(10), Some(20)))
+            .render("s", 1);
         assert_eq!(c, "s.ctid >= (SELECT $1::tid) AND s.ctid < (SELECT $2::tid)");
         assert_eq!(p, ["(10,0)", "(20,0)"]);
         let (c, p) = day_filter(TimeKind::TimestampTz).in_blocks((None, Some(7))).render("s", 1);
-        assert_eq!(c, "s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) AND s.ctid < (SELECT $3::tid)");
+        assert_eq!(
+            c,
+            "s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT \
+            $2::timestamptz) AND s.ctid < (SELECT $3::tid)"
+        );
         assert_eq!(p[2], "(7,0)");
     }
 
@@ -213,7 +236,9 @@ mod tests {
         let (c, p) = f.render("s", 1);
         assert_eq!(
             c,
-            "s.\"time\" >= (SELECT $1::timestamptz) AND _timescaledb_functions.get_partition_hash(s.\"device id\") >= (SELECT $2::integer) AND _timescaledb_functions.get_partition_hash(s.\"device id\") < (SELECT $3::integer)"
+            "s.\"time\" >= (SELECT $1::timestamptz) AND \
+             _timescaledb_functions.get_partition_hash(s.\"device id\") >= (SELECT $2::integer) \
+             AND _timescaledb_functions.get_partition_hash(s.\"device id\") < (SELECT $3::integer)"
         );
         assert_eq!(p, ["2024-01-01 00:00:00+00", "10", "20"]);
     }

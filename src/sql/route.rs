@@ -38,12 +38,17 @@ pub fn routed_to_chunk() -> String {
 /// `$1`, `$2` are the chunks' lower and upper bounds as array text, sorted and not
 /// overlapping (no space dimension); each row gets the number of the chunk it falls in
 /// by binary search. Returns (WITH clause, FROM-WHERE clause).
-pub(super) fn time_buckets(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> (String, String) {
+pub(super) fn time_buckets(
+    staging: &QualifiedName,
+    time_column: &str,
+    kind: TimeKind,
+) -> (String, String) {
     let t = format!("s.{}", quote_ident(time_column));
     let typed = |param: usize| match kind {
         TimeKind::TimestampTz => format!("${param}::timestamptz[]"),
         TimeKind::Timestamp | TimeKind::Date => format!(
-            "ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest(${param}::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"
+            "ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest(${param}::timestamptz[]) \
+             WITH ORDINALITY AS b(v, o) ORDER BY b.o)"
         ),
         TimeKind::Integer => format!("${param}::int8[]"),
     };
@@ -51,7 +56,8 @@ pub(super) fn time_buckets(staging: &QualifiedName, time_column: &str, kind: Tim
     (
         format!("WITH bounds AS MATERIALIZED (SELECT {} AS lo, {} AS hi)", typed(1), typed(2)),
         format!(
-            "FROM bounds, {st} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b) AS w WHERE w.b > 0 AND {t} < bounds.hi[w.b]",
+            "FROM bounds, {st} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b) \
+             AS w WHERE w.b > 0 AND {t} < bounds.hi[w.b]",
             st = staging.quoted()
         ),
     )
@@ -72,7 +78,8 @@ pub fn count_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind)
     // the bucket computed once per row (cheaper than the routing form's lateral subquery)
     format!(
         "{with} SELECT x.b, count(*) FILTER (WHERE x.t < x.hi[x.b])::int8 FROM \
-         (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b, {t} AS t, bounds.hi FROM bounds, {} AS s) AS x WHERE x.b > 0 GROUP BY x.b",
+         (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b, {t} AS t, bounds.hi FROM bounds, {} \
+         AS s) AS x WHERE x.b > 0 GROUP BY x.b",
         staging.quoted()
     )
 }
@@ -87,7 +94,14 @@ fn filter_buckets(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Ve
         params.extend(p);
         arms.push(format!("WHEN {c} THEN {}", i + 1));
     }
-    (format!("SELECT s.ctid AS src, CASE {} END AS idx FROM {} AS s", arms.join(" "), staging.quoted()), params)
+    (
+        format!(
+            "SELECT s.ctid AS src, CASE {} END AS idx FROM {} AS s",
+            arms.join(" "),
+            staging.quoted()
+        ),
+        params,
+    )
 }
 
 /// Like `route_by_time`, testing each chunk's filter in turn.
@@ -99,7 +113,10 @@ pub fn route_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (Stri
 /// Counts the staging rows of each chunk, testing each chunk's filter in turn.
 pub fn count_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
     let (rows, params) = filter_buckets(staging, filters);
-    (format!("SELECT idx, count(*)::int8 FROM ({rows}) AS x WHERE idx IS NOT NULL GROUP BY idx"), params)
+    (
+        format!("SELECT idx, count(*)::int8 FROM ({rows}) AS x WHERE idx IS NOT NULL GROUP BY idx"),
+        params,
+    )
 }
 
 /// A staging row's (`s`) segment is a chunk row's (`c`): each segmentby column (name,
@@ -117,7 +134,11 @@ fn same_segment(segmentby: &[(String, Option<String>)]) -> String {
 }
 
 /// Counts, up to `$2`, the routed rows of chunk `$1` whose segment already has batches in `chunk`.
-pub fn count_routed_meeting_segments(staging: &QualifiedName, chunk: &QualifiedName, segmentby: &[(String, Option<String>)]) -> String {
+pub fn count_routed_meeting_segments(
+    staging: &QualifiedName,
+    chunk: &QualifiedName,
+    segmentby: &[(String, Option<String>)],
+) -> String {
     let join = same_segment(segmentby);
     format!(
         "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s \
@@ -140,7 +161,8 @@ pub fn count_rows_meeting_segments(
     let join = same_segment(segmentby);
     (
         format!(
-            "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s WHERE {cond} AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT ${}::int8) AS m",
+            "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s WHERE {cond} AND EXISTS (SELECT 1 \
+             FROM {} AS c WHERE {join}) LIMIT ${}::int8) AS m",
             staging.quoted(),
             chunk.quoted(),
             params.len() + 1
@@ -153,7 +175,8 @@ pub fn count_rows_meeting_segments(
 pub fn staging_span(staging: &QualifiedName, time_column: &str) -> String {
     let t = format!("s.{}", quote_ident(time_column));
     format!(
-        "SELECT min({t})::text, max({t})::text, count(*)::bigint, (count(*) - count({t}))::bigint FROM {} AS s",
+        "SELECT min({t})::text, max({t})::text, count(*)::bigint, (count(*) - count({t}))::bigint \
+         FROM {} AS s",
         staging.quoted()
     )
 }
@@ -161,47 +184,178 @@ pub fn staging_span(staging: &QualifiedName, time_column: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConflictAction;
     use crate::sql::array_literal;
     use crate::sql::fixtures::*;
     use crate::sql::moves::*;
-    use crate::config::ConflictAction;
 
     #[test]
     fn routed_moves_and_routing() {
-        let sql = move_routed_rows(&spec(ConflictAction::Update, &["device_id", "time"], &["value"], true));
-        assert!(sql.starts_with("WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = ANY ($1::int4[]))) RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src)"), "{sql}");
-        assert!(sql.contains("ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = EXCLUDED.\"value\" RETURNING (d.xmax::text <> '0') AS updated, d.tableoid::oid::int8 AS chunk_oid"), "{sql}");
-        assert!(sql.contains("JOIN (SELECT r.idx, u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = ANY ($1::int4[])) AS r ON r.src = m.backfill_src GROUP BY r.idx") && sql.contains("GROUP BY chunk_oid"), "{sql}");
+        let sql = move_routed_rows(&spec(
+            ConflictAction::Update,
+            &["device_id", "time"],
+            &["value"],
+            true,
+        ));
+        assert!(
+            sql.starts_with(
+                "WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS \
+            s WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, \
+            pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = ANY ($1::int4[]))) RETURNING \
+            s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS backfill_src)"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "ON CONFLICT (\"device_id\", \"time\") DO UPDATE SET \"value\" = \
+            EXCLUDED.\"value\" RETURNING (d.xmax::text <> '0') AS updated, d.tableoid::oid::int8 \
+            AS chunk_oid"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "JOIN (SELECT r.idx, u.src FROM pg_temp._backfill_rows AS r, \
+            pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = ANY ($1::int4[])) AS r ON r.src = \
+            m.backfill_src GROUP BY r.idx"
+            ) && sql.contains("GROUP BY chunk_oid"),
+            "{sql}"
+        );
         let sql = move_routed_rows(&spec(ConflictAction::Nothing, &[], &[], true));
         assert!(sql.contains("ON CONFLICT DO NOTHING RETURNING false AS updated"), "{sql}");
         let r = route_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
-        assert!(r.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi) SELECT w.b, s.ctid FROM bounds, \"public\".\"st\" AS s, LATERAL"), "{r}");
-        assert!(r.contains("pg_catalog.width_bucket(s.\"time\", bounds.lo)") && r.contains("s.\"time\" < bounds.hi[w.b]"), "{r}");
+        assert!(
+            r.starts_with(
+                "WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, \
+            $2::timestamptz[] AS hi) SELECT w.b, s.ctid FROM bounds, \"public\".\"st\" AS s, \
+            LATERAL"
+            ),
+            "{r}"
+        );
+        assert!(
+            r.contains("pg_catalog.width_bucket(s.\"time\", bounds.lo)")
+                && r.contains("s.\"time\" < bounds.hi[w.b]"),
+            "{r}"
+        );
         let r = route_by_time(&QualifiedName::new("public", "st"), "t", TimeKind::Date);
-        assert!(r.contains("ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest($1::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"), "{r}");
-        let (r, p) = route_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
-        assert!(r.contains("CASE WHEN s.\"time\" >= (SELECT $1::bigint) AND s.\"time\" < (SELECT $2::bigint) THEN 1 WHEN s.\"time\" >= (SELECT $3::bigint) AND s.\"time\" < (SELECT $4::bigint) THEN 2 END"), "{r}");
-        assert!(r.starts_with("SELECT idx, src FROM (SELECT s.ctid AS src, CASE WHEN") && r.ends_with("WHERE idx IS NOT NULL"), "{r}");
+        assert!(
+            r.contains(
+                "ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM \
+            pg_catalog.unnest($1::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"
+            ),
+            "{r}"
+        );
+        let (r, p) = route_by_filters(
+            &QualifiedName::new("public", "st"),
+            &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)],
+        );
+        assert!(
+            r.contains(
+                "CASE WHEN s.\"time\" >= (SELECT $1::bigint) AND s.\"time\" < (SELECT \
+            $2::bigint) THEN 1 WHEN s.\"time\" >= (SELECT $3::bigint) AND s.\"time\" < (SELECT \
+            $4::bigint) THEN 2 END"
+            ),
+            "{r}"
+        );
+        assert!(
+            r.starts_with("SELECT idx, src FROM (SELECT s.ctid AS src, CASE WHEN")
+                && r.ends_with("WHERE idx IS NOT NULL"),
+            "{r}"
+        );
         assert_eq!(WRITE_ROUTE, "INSERT INTO pg_temp._backfill_rows (idx, tids) VALUES ($1, $2)");
         assert_eq!(p.len(), 4);
         // counting uses the same chunk numbers, without the table
         let c = count_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
-        assert!(c.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi) SELECT x.b, count(*) FILTER (WHERE x.t < x.hi[x.b])::int8 FROM"), "{c}");
-        assert!(c.ends_with("(SELECT pg_catalog.width_bucket(s.\"time\", bounds.lo) AS b, s.\"time\" AS t, bounds.hi FROM bounds, \"public\".\"st\" AS s) AS x WHERE x.b > 0 GROUP BY x.b"), "{c}");
-        let (c, p) = count_by_filters(&QualifiedName::new("public", "st"), &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)]);
-        assert!(c.starts_with("SELECT idx, count(*)::int8 FROM (SELECT s.ctid AS src, CASE WHEN") && c.ends_with("WHERE idx IS NOT NULL GROUP BY idx"), "{c}");
+        assert!(
+            c.starts_with(
+                "WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, \
+            $2::timestamptz[] AS hi) SELECT x.b, count(*) FILTER (WHERE x.t < x.hi[x.b])::int8 \
+            FROM"
+            ),
+            "{c}"
+        );
+        assert!(
+            c.ends_with(
+                "(SELECT pg_catalog.width_bucket(s.\"time\", bounds.lo) AS b, \
+            s.\"time\" AS t, bounds.hi FROM bounds, \"public\".\"st\" AS s) AS x WHERE x.b > 0 \
+            GROUP BY x.b"
+            ),
+            "{c}"
+        );
+        let (c, p) = count_by_filters(
+            &QualifiedName::new("public", "st"),
+            &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)],
+        );
+        assert!(
+            c.starts_with("SELECT idx, count(*)::int8 FROM (SELECT s.ctid AS src, CASE WHEN")
+                && c.ends_with("WHERE idx IS NOT NULL GROUP BY idx"),
+            "{c}"
+        );
         assert_eq!(p.len(), 4);
-        let m = move_bucketed_rows(&spec(ConflictAction::Nothing, &[], &[], true), "time", TimeKind::TimestampTz);
-        assert!(m.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, $2::timestamptz[] AS hi), moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s USING bounds WHERE pg_catalog.width_bucket(s.\"time\", bounds.lo) > 0 AND s.\"time\" < bounds.hi[pg_catalog.width_bucket(s.\"time\", bounds.lo)]"), "{m}");
-        assert!(m.contains("($3::int4[])[pg_catalog.width_bucket(s.\"time\", bounds.lo)] AS backfill_idx") && m.contains("GROUP BY m.backfill_idx"), "{m}");
-        let (m, p) = move_chunk_rows(&spec(ConflictAction::Nothing, &[], &[], true), &[(3, day_filter(TimeKind::TimestampTz)), (7, day_filter(TimeKind::TimestampTz))]);
-        assert!(m.contains("WHERE (s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz)) OR (s.\"time\" >= (SELECT $3::timestamptz)"), "{m}");
-        assert!(m.contains("CASE WHEN s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT $2::timestamptz) THEN 3 WHEN"), "{m}");
-        assert!(m.contains("THEN 7 END AS backfill_idx") && m.contains("GROUP BY m.backfill_idx") && m.contains("GROUP BY chunk_oid"), "{m}");
+        let m = move_bucketed_rows(
+            &spec(ConflictAction::Nothing, &[], &[], true),
+            "time",
+            TimeKind::TimestampTz,
+        );
+        assert!(
+            m.starts_with(
+                "WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, \
+            $2::timestamptz[] AS hi), moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS \
+            s USING bounds WHERE pg_catalog.width_bucket(s.\"time\", bounds.lo) > 0 AND s.\"time\" \
+            < bounds.hi[pg_catalog.width_bucket(s.\"time\", bounds.lo)]"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                "($3::int4[])[pg_catalog.width_bucket(s.\"time\", bounds.lo)] AS backfill_idx"
+            ) && m.contains("GROUP BY m.backfill_idx"),
+            "{m}"
+        );
+        let (m, p) = move_chunk_rows(
+            &spec(ConflictAction::Nothing, &[], &[], true),
+            &[(3, day_filter(TimeKind::TimestampTz)), (7, day_filter(TimeKind::TimestampTz))],
+        );
+        assert!(
+            m.contains(
+                "WHERE (s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT \
+            $2::timestamptz)) OR (s.\"time\" >= (SELECT $3::timestamptz)"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                "CASE WHEN s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < \
+            (SELECT $2::timestamptz) THEN 3 WHEN"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("THEN 7 END AS backfill_idx")
+                && m.contains("GROUP BY m.backfill_idx")
+                && m.contains("GROUP BY chunk_oid"),
+            "{m}"
+        );
         assert_eq!(p.len(), 4);
-        assert_eq!(array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]), "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}");
-        let q = count_routed_meeting_segments(&QualifiedName::new("public", "st"), &QualifiedName::new("_ti", "c1"), &[("device_id".into(), None)]);
-        assert!(q.contains("FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) AS m"), "{q}");
+        assert_eq!(
+            array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]),
+            "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}"
+        );
+        let q = count_routed_meeting_segments(
+            &QualifiedName::new("public", "st"),
+            &QualifiedName::new("_ti", "c1"),
+            &[("device_id".into(), None)],
+        );
+        assert!(
+            q.contains(
+                "FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT u.src \
+            FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = \
+            $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = \
+            s.\"device_id\") LIMIT $2::int8) AS m"
+            ),
+            "{q}"
+        );
     }
 
     #[test]
@@ -210,10 +364,21 @@ mod tests {
             &QualifiedName::new("public", "st"),
             &day_filter(TimeKind::TimestampTz),
             &QualifiedName::new("_timescaledb_internal", "_hyper_1_1_chunk"),
-            &[("device_id".to_string(), None), ("site".to_string(), Some("pg_catalog.\"C\"".to_string()))],
+            &[
+                ("device_id".to_string(), None),
+                ("site".to_string(), Some("pg_catalog.\"C\"".to_string())),
+            ],
         );
         // a text segment compares by the destination's collation, whatever staging's is
-        assert!(q.ends_with("AND EXISTS (SELECT 1 FROM \"_timescaledb_internal\".\"_hyper_1_1_chunk\" AS c WHERE c.\"device_id\" = s.\"device_id\" AND c.\"site\" = s.\"site\" COLLATE pg_catalog.\"C\") LIMIT $3::int8) AS m"), "{q}");
+        assert!(
+            q.ends_with(
+                "AND EXISTS (SELECT 1 \
+            FROM \"_timescaledb_internal\".\"_hyper_1_1_chunk\" AS c WHERE c.\"device_id\" = \
+            s.\"device_id\" AND c.\"site\" = s.\"site\" COLLATE pg_catalog.\"C\") LIMIT $3::int8) \
+            AS m"
+            ),
+            "{q}"
+        );
         assert_eq!(p.len(), 2);
     }
 }

@@ -52,29 +52,71 @@ pub fn split_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> Optio
     let shape = format!("{MERGE_NEW}_shape");
     let mut create = vec![
         // the staging columns' types, without staging's constraints
-        format!("CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA", bare(&shape), x.cols, spec.staging.quoted()),
-        format!("CREATE TEMP TABLE {} (LIKE {shape}) PARTITION BY HASH ({})", bare(MERGE_NEW), x.seg),
+        format!(
+            "CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA",
+            bare(&shape),
+            x.cols,
+            spec.staging.quoted()
+        ),
+        format!(
+            "CREATE TEMP TABLE {} (LIKE {shape}) PARTITION BY HASH ({})",
+            bare(MERGE_NEW),
+            x.seg
+        ),
         format!("DROP TABLE {shape}"),
-        format!("CREATE TEMP TABLE {} (LIKE {}, {} boolean) PARTITION BY HASH ({})", bare(MERGE_OLD), spec.destination.quoted(), x.flag, x.seg),
+        format!(
+            "CREATE TEMP TABLE {} (LIKE {}, {} boolean) PARTITION BY HASH ({})",
+            bare(MERGE_OLD),
+            spec.destination.quoted(),
+            x.flag,
+            x.seg
+        ),
     ];
     for table in [MERGE_NEW, MERGE_OLD] {
-        create.extend((0..PARTS).map(|k| format!("CREATE TEMP TABLE {} PARTITION OF {table} FOR VALUES WITH (MODULUS {PARTS}, REMAINDER {k})", bare(&part(table, k)))));
+        create.extend((0..PARTS).map(|k| {
+            format!(
+                "CREATE TEMP TABLE {} PARTITION OF {table} FOR \
+            VALUES WITH (MODULUS {PARTS}, REMAINDER {k})",
+                bare(&part(table, k))
+            )
+        }));
     }
     let each = |f: &dyn Fn(usize) -> String| (0..PARTS).map(f).collect::<Vec<_>>();
     Some(SplitSql {
         on_disk_and_splittable: format!(
             "SELECT NOT ({FITS}), \
-             EXISTS (SELECT 1 FROM pg_catalog.pg_opclass AS o JOIN pg_catalog.pg_am AS a ON a.oid = o.opcmethod \
+             EXISTS (SELECT 1 FROM pg_catalog.pg_opclass AS o JOIN pg_catalog.pg_am AS a ON a.oid \
+             = o.opcmethod \
                      WHERE a.amname = 'hash' AND o.opcdefault AND o.opcintype = $1::text::regtype) \
              AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS s \
-                         WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = $1::text::regtype \
-                         AND s.attcollation = (SELECT d.attcollation FROM pg_catalog.pg_attribute AS d \
-                                               WHERE d.attrelid = $4::text::regclass AND d.attname = $3)) \
+                         WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = \
+                         $1::text::regtype \
+                         AND s.attcollation = (SELECT d.attcollation FROM pg_catalog.pg_attribute \
+                         AS d \
+                                               WHERE d.attrelid = $4::text::regclass AND d.attname \
+                                               = $3)) \
              FROM (SELECT {rows} AS n, {width} AS w) AS size"
         ),
         create,
-        segments: each(&|k| format!("SELECT array_agg(DISTINCT n.{})::text FROM {} AS n", x.seg, part(MERGE_NEW, k))),
-        read: each(&|k| x.read_all_into(&part(MERGE_OLD, k), &format!(" WHERE c.{} = {}", x.seg, x.seg_values), &part(MERGE_NEW, k))),
+        segments: each(&|k| {
+            format!(
+                "SELECT array_agg(DISTINCT n.{})::text FROM {} AS \
+            n",
+                x.seg,
+                part(MERGE_NEW, k)
+            )
+        }),
+        read: each(&|k| {
+            x.read_all_into(
+                &part(MERGE_OLD, k),
+                &format!(
+                    " WHERE c.{} = \
+            {}",
+                    x.seg, x.seg_values
+                ),
+                &part(MERGE_NEW, k),
+            )
+        }),
         empty_new: each(&|k| format!("TRUNCATE {}", part(MERGE_NEW, k))),
         empty_old: each(&|k| format!("TRUNCATE {}", part(MERGE_OLD, k))),
     })
@@ -100,22 +142,80 @@ mod tests {
         let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
         s.columns = vec!["time".into(), "device_id".into(), "value".into()];
         let q = split_sql(&s, &merge_spec(), &QualifiedName::new("_ti", "c1")).unwrap();
-        assert_eq!(q.create[0], "CREATE TEMP TABLE _backfill_new_shape AS SELECT \"time\", \"device_id\", \"value\" FROM \"public\".\"backfill_event_data\" WITH NO DATA");
-        assert_eq!(q.create[1], "CREATE TEMP TABLE _backfill_new (LIKE pg_temp._backfill_new_shape) PARTITION BY HASH (\"device_id\")");
+        assert_eq!(
+            q.create[0],
+            "CREATE TEMP TABLE _backfill_new_shape AS \
+            SELECT \"time\", \"device_id\", \"value\" FROM \"public\".\"backfill_event_data\" WITH \
+            NO DATA"
+        );
+        assert_eq!(
+            q.create[1],
+            "CREATE TEMP TABLE _backfill_new (LIKE \
+            pg_temp._backfill_new_shape) PARTITION BY HASH (\"device_id\")"
+        );
         assert_eq!(q.create[2], "DROP TABLE pg_temp._backfill_new_shape");
-        assert_eq!(q.create[3], "CREATE TEMP TABLE _backfill_old (LIKE \"public\".\"event_data\", \"backfill_ext_untouched\" boolean) PARTITION BY HASH (\"device_id\")");
+        assert_eq!(
+            q.create[3],
+            "CREATE TEMP TABLE _backfill_old \
+            (LIKE \"public\".\"event_data\", \"backfill_ext_untouched\" boolean) PARTITION BY HASH \
+            (\"device_id\")"
+        );
         assert_eq!(q.create.len(), 4 + 2 * PARTS);
-        assert_eq!(q.create[4], "CREATE TEMP TABLE _backfill_new_0 PARTITION OF pg_temp._backfill_new FOR VALUES WITH (MODULUS 4, REMAINDER 0)");
-        assert_eq!(q.create[4 + 2 * PARTS - 1], "CREATE TEMP TABLE _backfill_old_3 PARTITION OF pg_temp._backfill_old FOR VALUES WITH (MODULUS 4, REMAINDER 3)");
-        assert_eq!(q.segments[2], "SELECT array_agg(DISTINCT n.\"device_id\")::text FROM pg_temp._backfill_new_2 AS n");
-        // part 1: that part's segments of the chunk, pushed down to its compressed batches, with that part's staging rows
+        assert_eq!(
+            q.create[4],
+            "CREATE TEMP TABLE _backfill_new_0 PARTITION OF \
+            pg_temp._backfill_new FOR VALUES WITH (MODULUS 4, REMAINDER 0)"
+        );
+        assert_eq!(
+            q.create[4 + 2 * PARTS - 1],
+            "CREATE TEMP TABLE _backfill_old_3 PARTITION OF \
+            pg_temp._backfill_old FOR VALUES WITH (MODULUS 4, REMAINDER 3)"
+        );
+        assert_eq!(
+            q.segments[2],
+            "SELECT array_agg(DISTINCT n.\"device_id\")::text FROM pg_temp._backfill_new_2 AS n"
+        );
+        // part 1: that part's segments of the chunk, pushed down to its compressed batches, with
+        // that part's staging rows
         let r = &q.read[1];
-        assert!(r.starts_with("WITH w AS (INSERT INTO pg_temp._backfill_old_1 (\"time\", \"device_id\", \"value\", \"backfill_ext_untouched\") SELECT"), "{r}");
-        assert!(r.contains("FROM (SELECT c.*, true AS \"backfill_old\" FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = ANY ($1::text::integer[])) AS o FULL JOIN pg_temp._backfill_new_1 AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\""), "{r}");
-        assert_eq!((q.empty_new[3].as_str(), q.empty_old[0].as_str()), ("TRUNCATE pg_temp._backfill_new_3", "TRUNCATE pg_temp._backfill_old_0"));
+        assert!(
+            r.starts_with(
+                "WITH w AS (INSERT INTO pg_temp._backfill_old_1 \
+            (\"time\", \"device_id\", \"value\", \"backfill_ext_untouched\") SELECT"
+            ),
+            "{r}"
+        );
+        assert!(
+            r.contains(
+                "FROM (SELECT c.*, true AS \"backfill_old\" FROM \"_ti\".\"c1\" AS c \
+            WHERE c.\"device_id\" = ANY ($1::text::integer[])) AS o FULL JOIN \
+            pg_temp._backfill_new_1 AS n ON n.\"device_id\" = o.\"device_id\" AND n.\"time\" = \
+            o.\"time\""
+            ),
+            "{r}"
+        );
+        assert_eq!(
+            (q.empty_new[3].as_str(), q.empty_old[0].as_str()),
+            ("TRUNCATE pg_temp._backfill_new_3", "TRUNCATE pg_temp._backfill_old_0")
+        );
         let d = &q.on_disk_and_splittable;
-        assert!(d.starts_with("SELECT NOT (n * w * 3 <= pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))"), "{d}");
-        assert!(d.contains("o.opcintype = $1::text::regtype) AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS s WHERE s.attrelid = $2::text::regclass AND s.attname = $3 AND s.atttypid = $1::text::regtype AND s.attcollation = (SELECT d.attcollation FROM pg_catalog.pg_attribute AS d WHERE d.attrelid = $4::text::regclass AND d.attname = $3))"), "{d}");
+        assert!(
+            d.starts_with(
+                "SELECT NOT (n * w * 3 <= \
+            pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem'))"
+            ),
+            "{d}"
+        );
+        assert!(
+            d.contains(
+                "o.opcintype = $1::text::regtype) AND EXISTS (SELECT 1 FROM \
+            pg_catalog.pg_attribute AS s WHERE s.attrelid = $2::text::regclass AND s.attname = $3 \
+            AND s.atttypid = $1::text::regtype AND s.attcollation = (SELECT d.attcollation FROM \
+            pg_catalog.pg_attribute AS d WHERE d.attrelid = $4::text::regclass AND d.attname = \
+            $3))"
+            ),
+            "{d}"
+        );
         // staging lacks a destination column: no split
         s.columns.pop();
         let mut m = merge_spec();

@@ -4,12 +4,14 @@
 //! takes the outcome once the worker has stopped.
 
 /// A task of run `$1`, number `$2`, with its work (`$3`, JSON).
-pub const ADD: &str = "INSERT INTO _backfill_ext.run_task (run_id, task, work) VALUES ($1::int8, $2::int4, $3::jsonb)";
+pub const ADD: &str = "INSERT INTO _backfill_ext.run_task (run_id, task, work) VALUES ($1::int8, \
+    $2::int4, $3::jsonb)";
 
 /// The work of task `$2` of run `$1`, while it is still to be done, and only while
 /// that run is running, as role `$3` (the worker's), from backend `$4` (the one that
 /// started the worker).
-pub const WORK: &str = "SELECT t.work::text FROM _backfill_ext.run_task AS t JOIN _backfill_ext.run AS r ON r.id = t.run_id \
+pub const WORK: &str = "SELECT t.work::text FROM _backfill_ext.run_task AS t JOIN \
+    _backfill_ext.run AS r ON r.id = t.run_id \
      WHERE t.run_id = $1::int8 AND t.task = $2::int4 AND t.status = 'queued' \
        AND r.status = 'running' AND r.run_by = $3::name AND r.pid = $4::int";
 
@@ -19,12 +21,14 @@ pub const DONE: &str = "UPDATE _backfill_ext.run_task SET status = 'done', resul
      WHERE run_id = $1::int8 AND task = $2::int4 AND status = 'queued' RETURNING task";
 
 /// Task `$2` of run `$1` failed: SQLSTATE `$3`, message `$4`, detail `$5`, hint `$6`.
-pub const FAILED: &str = "UPDATE _backfill_ext.run_task SET status = 'failed', sqlstate = $3, error = $4, detail = $5, hint = $6 \
+pub const FAILED: &str = "UPDATE _backfill_ext.run_task SET status = 'failed', sqlstate = $3, \
+    error = $4, detail = $5, hint = $6 \
      WHERE run_id = $1::int8 AND task = $2::int4 AND status = 'queued'";
 
 /// Takes task `$2` of run `$1` away, returning its status, results (JSON text),
 /// SQLSTATE, message, detail and hint.
-pub const TAKE: &str = "DELETE FROM _backfill_ext.run_task WHERE run_id = $1::int8 AND task = $2::int4 \
+pub const TAKE: &str =
+    "DELETE FROM _backfill_ext.run_task WHERE run_id = $1::int8 AND task = $2::int4 \
      RETURNING status, results::text, sqlstate, error, detail, hint";
 
 /// Forgets the tasks of run `$1` (a run that failed: its workers were stopped).
@@ -32,12 +36,14 @@ pub const FORGET_RUN: &str = "DELETE FROM _backfill_ext.run_task WHERE run_id = 
 
 /// Forgets the tasks left by runs of destination `$1` (an oid) that are no longer
 /// running (a run whose backend ended).
-pub const FORGET_ENDED: &str = "DELETE FROM _backfill_ext.run_task AS t USING _backfill_ext.run AS r \
+pub const FORGET_ENDED: &str =
+    "DELETE FROM _backfill_ext.run_task AS t USING _backfill_ext.run AS r \
      WHERE r.id = t.run_id AND r.destination_oid = $1::oid AND r.status <> 'running'";
 
 /// The values in this session of the settings `$1` (a text array), as `(name,
 /// value)`; a setting that does not exist here is left out.
-pub const SETTINGS: &str = "SELECT n, v FROM (SELECT n, pg_catalog.current_setting(n, true) AS v FROM pg_catalog.unnest($1::text[]) AS n) AS s \
+pub const SETTINGS: &str = "SELECT n, v FROM (SELECT n, pg_catalog.current_setting(n, true) AS v \
+    FROM pg_catalog.unnest($1::text[]) AS n) AS s \
      WHERE v IS NOT NULL";
 
 /// Whether the task table exists (not before `ALTER EXTENSION backfill_ext UPDATE`
@@ -46,7 +52,8 @@ pub const HAS_TABLE: &str = "SELECT pg_catalog.to_regclass('_backfill_ext.run_ta
 
 /// Whether the current role may log in (a worker connects as it; before PostgreSQL 17
 /// a worker cannot connect as a role that may not).
-pub const CAN_LOG_IN: &str = "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_user";
+pub const CAN_LOG_IN: &str =
+    "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_user";
 
 /// The session settings a worker takes over from the run, so that its transaction
 /// behaves as the run's own would: how names resolve and values print, the memory
@@ -75,12 +82,25 @@ mod tests {
     #[test]
     fn a_task_is_done_once() {
         // only a queued task is read or finished: a worker never redoes a task
-        assert!(WORK.contains("WHERE t.run_id = $1::int8 AND t.task = $2::int4 AND t.status = 'queued'"));
-        // only a task of a run that is running, as the worker's role, from the backend that started it
-        assert!(WORK.ends_with("AND r.status = 'running' AND r.run_by = $3::name AND r.pid = $4::int"));
-        assert!(DONE.ends_with("AND status = 'queued' RETURNING task") && FAILED.ends_with("AND status = 'queued'"));
-        assert!(TAKE.starts_with("DELETE FROM _backfill_ext.run_task WHERE run_id = $1::int8 AND task = $2::int4"));
-        assert_eq!(ADD, "INSERT INTO _backfill_ext.run_task (run_id, task, work) VALUES ($1::int8, $2::int4, $3::jsonb)");
+        assert!(WORK
+            .contains("WHERE t.run_id = $1::int8 AND t.task = $2::int4 AND t.status = 'queued'"));
+        // only a task of a run that is running, as the worker's role, from the backend that started
+        // it
+        assert!(
+            WORK.ends_with("AND r.status = 'running' AND r.run_by = $3::name AND r.pid = $4::int")
+        );
+        assert!(
+            DONE.ends_with("AND status = 'queued' RETURNING task")
+                && FAILED.ends_with("AND status = 'queued'")
+        );
+        assert!(TAKE.starts_with(
+            "DELETE FROM _backfill_ext.run_task WHERE run_id = $1::int8 AND task = $2::int4"
+        ));
+        assert_eq!(
+            ADD,
+            "INSERT INTO _backfill_ext.run_task (run_id, task, work) VALUES ($1::int8, \
+            $2::int4, $3::jsonb)"
+        );
         // a failed run's tasks, and those of runs whose backend ended, only
         assert_eq!(FORGET_RUN, "DELETE FROM _backfill_ext.run_task WHERE run_id = $1::int8");
         assert!(FORGET_ENDED.ends_with("r.destination_oid = $1::oid AND r.status <> 'running'"));
@@ -88,9 +108,17 @@ mod tests {
 
     #[test]
     fn a_worker_takes_over_the_settings_that_change_what_a_step_does() {
-        for s in ["search_path", "TimeZone", "maintenance_work_mem", "timescaledb.max_tuples_decompressed_per_dml_transaction"] {
+        for s in [
+            "search_path",
+            "TimeZone",
+            "maintenance_work_mem",
+            "timescaledb.max_tuples_decompressed_per_dml_transaction",
+        ] {
             assert!(inherited().contains(&s), "{s}");
         }
-        assert!(SETTINGS.contains("pg_catalog.current_setting(n, true)") && SETTINGS.ends_with("WHERE v IS NOT NULL"));
+        assert!(
+            SETTINGS.contains("pg_catalog.current_setting(n, true)")
+                && SETTINGS.ends_with("WHERE v IS NOT NULL")
+        );
     }
 }

@@ -34,7 +34,9 @@ pub fn run_batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResu
     settings::apply(&prep.cfg);
     match spi::in_subtransaction(std::panic::AssertUnwindSafe(|| batch(prep, steps, routed))) {
         Ok(results) => results,
-        Err(e) if super::decompress_instead(&spi::caught_sqlstate(&e), prep.spec.conflict.action) => {
+        Err(e)
+            if super::decompress_instead(&spi::caught_sqlstate(&e), prep.spec.conflict.action) =>
+        {
             steps.iter().map(|s| super::run_step(prep, s, routed)).collect()
         }
         Err(e) => e.rethrow(),
@@ -46,9 +48,13 @@ fn batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResult> {
     let idxs: Vec<i32> = steps.iter().map(|s| s.idx).collect();
     let ht = prep.ht.as_ref().expect("chunks belong to a hypertable");
     let by_time = by_time(ht, steps.iter().map(|s| &s.chunk));
-    let filters: Vec<(i32, RowFilter)> =
-        if routed || by_time { vec![] } else { steps.iter().map(|s| (s.idx, prep.filter_for(&s.chunk))).collect() };
-    let buckets: Vec<(i32, &Chunk)> = if by_time { steps.iter().map(|s| (s.idx, &s.chunk)).collect() } else { vec![] };
+    let filters: Vec<(i32, RowFilter)> = if routed || by_time {
+        vec![]
+    } else {
+        steps.iter().map(|s| (s.idx, prep.filter_for(&s.chunk))).collect()
+    };
+    let buckets: Vec<(i32, &Chunk)> =
+        if by_time { steps.iter().map(|s| (s.idx, &s.chunk)).collect() } else { vec![] };
     let take = if routed {
         RowSource::Routed(&idxs)
     } else if by_time {
@@ -57,7 +63,8 @@ fn batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResult> {
         RowSource::Chunks(&filters)
     };
     let t = Instant::now();
-    let moved = source::move_rows(prep, take, &prep.filter_for(&steps[0].chunk), "these chunks", None);
+    let moved =
+        source::move_rows(prep, take, &prep.filter_for(&steps[0].chunk), "these chunks", None);
     let insert_ms = ms(t);
     spi::pause_point("after_insert");
     let mut results = share_out(&moved, steps, insert_ms);
@@ -72,7 +79,11 @@ fn share_out(moved: &Moved, steps: &[&Step], insert_ms: f64) -> Vec<StepResult> 
         .iter()
         .map(|s| {
             let m = moved.moved.iter().filter(|(i, _)| *i == s.idx).map(|(_, n)| *n).sum::<i64>();
-            let (ins, upd) = moved.inserted.iter().filter(|(o, _, _)| *o == s.chunk.oid).fold((0, 0), |a, (_, i, u)| (a.0 + i, a.1 + u));
+            let (ins, upd) = moved
+                .inserted
+                .iter()
+                .filter(|(o, _, _)| *o == s.chunk.oid)
+                .fold((0, 0), |a, (_, i, u)| (a.0 + i, a.1 + u));
             StepResult {
                 strategy: Some(Strategy::Direct),
                 moved: m,
@@ -100,7 +111,9 @@ fn recompress_partial(prep: &Prepared, steps: &[&Step], results: &mut [StepResul
     let partial: Vec<u32> = query(
         &chunk_sql::compress_partial(&prep.timescale().func("compress_chunk")),
         &[
-            p(sql::array_literal(&steps.iter().map(|s| s.chunk.oid.to_string()).collect::<Vec<_>>())),
+            p(sql::array_literal(
+                &steps.iter().map(|s| s.chunk.oid.to_string()).collect::<Vec<_>>(),
+            )),
             p((status::UNORDERED | status::PARTIAL).to_string()),
         ],
         |r| col::<i64>(r, 1).unwrap_or(0) as u32,

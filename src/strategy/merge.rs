@@ -6,8 +6,8 @@
 //! (`rewrite`). Staging rows with new keys are inserted, and the chunk is compressed.
 //! One transaction.
 
-use super::{rewrite, segments};
 use super::source::RowSource;
+use super::{rewrite, segments};
 use crate::plan::{Step, Strategy};
 use crate::run::outcome::{ms, StepResult};
 use crate::run::planning::drop_temp_tables_named;
@@ -30,13 +30,18 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
     }
     let mut r = StepResult { strategy: Some(Strategy::Merge), ..Default::default() };
     let t = Instant::now();
-    let (moved, kept) = query_one(&q.take, &take_params, |x| (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))).unwrap();
+    let (moved, kept) = query_one(&q.take, &take_params, |x| {
+        (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))
+    })
+    .unwrap();
     r.moved = moved;
     let Some(segments) = query_one(&q.segments, &[], |x| col::<String>(x, 1)).flatten() else {
         exec(&q.drop, &[]);
         return r;
     };
-    let every_segment = !query_one(&q.untouched, &[p(&segments)], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true);
+    let every_segment =
+        !query_one(&q.untouched, &[p(&segments)], |x| col::<bool>(x, 1).unwrap_or(true))
+            .unwrap_or(true);
     let rewrite = prep.truncate_ok && every_segment && rewrite::lock_chunk(prep, chunk);
     let indexes = if rewrite && rewrite::fits_in_memory(prep, &q) {
         rewrite::in_memory(prep, &q, chunk, kept, &mut r, t)
@@ -60,9 +65,15 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
 /// through its temporary tables.
 fn split_for(prep: &Prepared, m: &MergeSpec, step: &Step) -> Option<SplitSql> {
     let s = sql::split::split_sql(&prep.spec, m, &step.chunk.name).filter(|_| prep.truncate_ok)?;
-    let params = [p(&m.segment_type), p(prep.spec.staging.quoted()), p(&m.segment), p(prep.spec.destination.quoted())];
-    let (on_disk, splittable) =
-        query_one(&s.on_disk_and_splittable, &params, |x| (col::<bool>(x, 1).unwrap_or(false), col::<bool>(x, 2).unwrap_or(false)))?;
+    let params = [
+        p(&m.segment_type),
+        p(prep.spec.staging.quoted()),
+        p(&m.segment),
+        p(prep.spec.destination.quoted()),
+    ];
+    let (on_disk, splittable) = query_one(&s.on_disk_and_splittable, &params, |x| {
+        (col::<bool>(x, 1).unwrap_or(false), col::<bool>(x, 2).unwrap_or(false))
+    })?;
     ((on_disk || spi::debug_setting("rewrite_on_disk")) && splittable).then_some(s)
 }
 
@@ -74,7 +85,9 @@ fn take_condition(take: RowSource, step: &Step) -> (String, Vec<Param>) {
             let (c, params) = f.render("s", 1);
             (c, spi::params(params))
         }
-        RowSource::Chunks(_) | RowSource::Buckets(_) => unreachable!("a merge takes one chunk's rows"),
+        RowSource::Chunks(_) | RowSource::Buckets(_) => {
+            unreachable!("a merge takes one chunk's rows")
+        }
     }
 }
 

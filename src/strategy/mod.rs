@@ -27,6 +27,7 @@ pub mod segments;
 pub mod source;
 
 use crate::config::ConflictAction;
+use crate::ident::QualifiedName;
 use crate::plan::{Step, Strategy};
 use crate::run::outcome::StepResult;
 use crate::run::prepare::Prepared;
@@ -34,7 +35,6 @@ use crate::run::settings;
 use crate::spi::{self, col, p, query_one, run as exec};
 use crate::sql::chunk as sql;
 use crate::timescale::{status, Chunk};
-use crate::ident::QualifiedName;
 use pgrx::notice;
 use source::RowSource;
 
@@ -64,8 +64,12 @@ pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
     let idx = [step.idx];
     let take = if routed { RowSource::Routed(&idx) } else { RowSource::Filter(&filter) };
     match (strategy, &prep.merge) {
-        (Strategy::Merge, Some(m)) => or_decompress(prep, chunk, take, "a merge", || merge::apply(prep, m, step, take)),
-        (Strategy::Direct, _) => or_decompress(prep, chunk, take, "a direct insert", || direct::apply(prep, chunk, take)),
+        (Strategy::Merge, Some(m)) => {
+            or_decompress(prep, chunk, take, "a merge", || merge::apply(prep, m, step, take))
+        }
+        (Strategy::Direct, _) => {
+            or_decompress(prep, chunk, take, "a direct insert", || direct::apply(prep, chunk, take))
+        }
         (Strategy::Insert, _) => insert::apply(prep, chunk, take),
         (Strategy::Decompress | Strategy::Merge, _) => decompress::apply(prep, chunk, take),
     }
@@ -83,7 +87,13 @@ pub fn decompress_instead(sqlstate: &str, action: ConflictAction) -> bool {
 
 /// Runs `attempt` in a subtransaction; if it fails as `decompress_instead` says, rolls
 /// it back and decompresses the chunk instead.
-fn or_decompress(prep: &Prepared, chunk: &Chunk, take: RowSource, what: &str, attempt: impl FnOnce() -> StepResult) -> StepResult {
+fn or_decompress(
+    prep: &Prepared,
+    chunk: &Chunk,
+    take: RowSource,
+    what: &str,
+    attempt: impl FnOnce() -> StepResult,
+) -> StepResult {
     match spi::in_subtransaction(std::panic::AssertUnwindSafe(attempt)) {
         Ok(r) => r,
         Err(e) if decompress_instead(&spi::caught_sqlstate(&e), prep.spec.conflict.action) => {
@@ -92,7 +102,10 @@ fn or_decompress(prep: &Prepared, chunk: &Chunk, take: RowSource, what: &str, at
             } else {
                 "met a conflict TimescaleDB's insert into the compressed chunk did not handle"
             };
-            notice!("backfill_ext: chunk {}: {what} {why}; decompressing the chunk instead", chunk.name);
+            notice!(
+                "backfill_ext: chunk {}: {what} {why}; decompressing the chunk instead",
+                chunk.name
+            );
             let mut r = decompress::apply(prep, chunk, take);
             r.fell_back = true;
             r
@@ -124,7 +137,13 @@ pub fn require_owner(prep: &Prepared) {
 /// Moves a step's rows into `r`, timed; the name of the chunk goes into a RESTRICT error.
 fn move_timed(prep: &Prepared, chunk: &Chunk, take: RowSource, r: &mut StepResult) {
     let t = std::time::Instant::now();
-    let moved = source::move_rows(prep, take, &prep.filter_for(chunk), &format!("chunk {}", chunk.name), Some(&chunk.name));
+    let moved = source::move_rows(
+        prep,
+        take,
+        &prep.filter_for(chunk),
+        &format!("chunk {}", chunk.name),
+        Some(&chunk.name),
+    );
     (r.moved, r.inserted, r.updated) = moved.total();
     r.insert_ms = crate::run::outcome::ms(t);
     spi::pause_point("after_insert");

@@ -23,7 +23,9 @@ pub fn slices(prep: &Prepared, plan: &Plan) -> Vec<Slice> {
     settings::apply(&prep.cfg);
     let all = prep.filter_all();
     let (q, params) = moves::rows_per_block(&prep.spec, &all, &excluded(prep, plan));
-    let blocks = query(&q, &spi::params(params), |r| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0)));
+    let blocks = query(&q, &spi::params(params), |r| {
+        (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2).unwrap_or(0))
+    });
     plan::rest_slices(&blocks, prep.cfg.rest_batch_rows)
 }
 
@@ -47,8 +49,10 @@ pub fn apply(prep: &Prepared, plan: &Plan, slice: Slice) -> Option<(StepResult, 
         Ok(done) => Some(done),
         Err(e) if spi::caught_sqlstate(&e) == "53400" => {
             pgrx::notice!(
-                "backfill_ext: rows outside the planned chunks would decompress past timescaledb.max_tuples_decompressed_per_dml_transaction \
-                 (a chunk was compressed since the plan); they stay in {} for the next run, which moves them chunk by chunk",
+                "backfill_ext: rows outside the planned chunks would decompress past \
+                 timescaledb.max_tuples_decompressed_per_dml_transaction \
+                 (a chunk was compressed since the plan); they stay in {} for the next run, which \
+                 moves them chunk by chunk",
                 prep.staging.name
             );
             None
@@ -63,7 +67,9 @@ fn apply_slice(prep: &Prepared, plan: &Plan, slice: Slice) -> (StepResult, i64) 
     let t = Instant::now();
     let rows = prep.filter_all().in_blocks(slice);
     (r.moved, r.inserted, r.updated) = if prep.cfg.delete_from_staging {
-        let moved = source::move_rows(prep, RowSource::Filter(&rows), &rows, "the new chunks", None).total();
+        let moved =
+            source::move_rows(prep, RowSource::Filter(&rows), &rows, "the new chunks", None)
+                .total();
         spi::pause_point("after_insert");
         moved
     } else {
@@ -85,16 +91,24 @@ fn chunk_statuses(prep: &Prepared) -> Vec<(QualifiedName, i32)> {
 
 /// Compresses again the compressed chunks that became partial since `before`;
 /// returns how many chunks were created.
-fn recompress_new_partials(prep: &Prepared, before: &[(QualifiedName, i32)], r: &mut StepResult) -> i64 {
+fn recompress_new_partials(
+    prep: &Prepared,
+    before: &[(QualifiedName, i32)],
+    r: &mut StepResult,
+) -> i64 {
     if prep.ht.is_none() || prep.ts.is_none() {
         return 0;
     }
-    let partial_before: HashSet<&QualifiedName> = before.iter().filter(|(_, s)| !status::is_fully_compressed(*s)).map(|(n, _)| n).collect();
+    let partial_before: HashSet<&QualifiedName> =
+        before.iter().filter(|(_, s)| !status::is_fully_compressed(*s)).map(|(n, _)| n).collect();
     let t = Instant::now();
     let now = chunk_statuses(prep);
     let new_chunks = (now.len() as i64 - before.len() as i64).max(0);
     for (name, st) in now {
-        if status::is_compressed(st) && !status::is_fully_compressed(st) && !partial_before.contains(&name) {
+        if status::is_compressed(st)
+            && !status::is_fully_compressed(st)
+            && !partial_before.contains(&name)
+        {
             super::compress(prep, &name);
             r.recompressed = true;
         }
@@ -106,7 +120,8 @@ fn recompress_new_partials(prep: &Prepared, before: &[(QualifiedName, i32)], r: 
 /// The rows `base` takes that none of `exclude` takes (rows stay in staging).
 fn move_excluding(prep: &Prepared, base: &RowFilter, exclude: &[RowFilter]) -> (i64, i64, i64) {
     if exclude.is_empty() {
-        return source::move_rows(prep, RowSource::Filter(base), base, "the new chunks", None).total();
+        return source::move_rows(prep, RowSource::Filter(base), base, "the new chunks", None)
+            .total();
     }
     let (q, params) = moves::move_rows_excluding(&prep.spec, base, exclude);
     query_one(&q, &spi::params(params), three_counts).unwrap()

@@ -10,13 +10,16 @@
 //! segments.
 
 use super::segments;
+use crate::ident::QualifiedName;
 use crate::run::outcome::{ms, StepResult};
 use crate::run::prepare::Prepared;
 use crate::run::settings;
-use crate::ident::QualifiedName;
 use crate::spi::{self, col, p, query, query_one, run as exec};
 use crate::sql::split::{part, SplitSql, PARTS};
-use crate::sql::{chunk as chunk_sql, merge::reindex_index, merge::MergeSql, merge::CHECKING_INDEXES, merge::MERGE_OLD};
+use crate::sql::{
+    chunk as chunk_sql, merge::reindex_index, merge::MergeSql, merge::CHECKING_INDEXES,
+    merge::MERGE_OLD,
+};
 use crate::timescale::Chunk;
 use pgrx::{notice, pg_sys};
 use std::time::Instant;
@@ -33,7 +36,10 @@ pub fn lock_chunk(prep: &Prepared, chunk: &Chunk) -> bool {
     match got {
         Ok(()) => true,
         Err(e) if spi::caught_sqlstate(&e) == "55P03" => {
-            notice!("backfill_ext: chunk {}: being read; merging by segments instead of rewriting it", chunk.name);
+            notice!(
+                "backfill_ext: chunk {}: being read; merging by segments instead of rewriting it",
+                chunk.name
+            );
             false
         }
         Err(e) => e.rethrow(),
@@ -44,12 +50,20 @@ pub fn lock_chunk(prep: &Prepared, chunk: &Chunk) -> bool {
 pub fn fits_in_memory(prep: &Prepared, q: &MergeSql) -> bool {
     prep.row_array_type != 0
         && !spi::debug_setting("rewrite_on_disk")
-        && query_one(&q.fits_in_memory, &[], |x| col::<bool>(x, 1).unwrap_or(false)).unwrap_or(false)
+        && query_one(&q.fits_in_memory, &[], |x| col::<bool>(x, 1).unwrap_or(false))
+            .unwrap_or(false)
 }
 
 /// Reads every row of the chunk, merged, into memory, empties the chunk and writes
 /// them back; then inserts the staging rows with new keys the array did not hold.
-pub fn in_memory(prep: &Prepared, q: &MergeSql, chunk: &Chunk, kept: i64, r: &mut StepResult, t: Instant) -> Indexes {
+pub fn in_memory(
+    prep: &Prepared,
+    q: &MergeSql,
+    chunk: &Chunk,
+    kept: i64,
+    r: &mut StepResult,
+    t: Instant,
+) -> Indexes {
     let (rows, counts) = spi::query_value_and_counts(&q.read_merged, &[], 2);
     let new_keys = segments::after_read(q, counts[0], counts[1], kept, r, t);
     let t = Instant::now();
@@ -86,7 +100,10 @@ fn rebuild_indexes(q: &MergeSql, chunk: &Chunk, new_keys: i64) -> Indexes {
         return Indexes::Built;
     };
     let checking = query(CHECKING_INDEXES, &[p(chunk.name.quoted())], |x| {
-        QualifiedName::new(col::<String>(x, 1).unwrap_or_default(), col::<String>(x, 2).unwrap_or_default())
+        QualifiedName::new(
+            col::<String>(x, 1).unwrap_or_default(),
+            col::<String>(x, 2).unwrap_or_default(),
+        )
     });
     settings::with_serial_index_build(|| {
         for index in &checking {
@@ -115,7 +132,14 @@ fn insert_new_keys(q: &MergeSql, new_keys: i64, r: &mut StepResult) {
 
 /// Writes the merged rows into the emptied chunk: in bulk, its indexes rebuilt after;
 /// row by row where the chunk needs an ordinary insert (`r` says why).
-fn write_rows(prep: &Prepared, q: &MergeSql, chunk: &Chunk, rows: pg_sys::Datum, new_keys: i64, r: &mut StepResult) -> Indexes {
+fn write_rows(
+    prep: &Prepared,
+    q: &MergeSql,
+    chunk: &Chunk,
+    rows: pg_sys::Datum,
+    new_keys: i64,
+    r: &mut StepResult,
+) -> Indexes {
     match spi::bulk::write_array(chunk_oid(chunk), rows) {
         Ok(_) => rebuild_indexes(q, chunk, new_keys),
         Err(why) => {
@@ -136,7 +160,16 @@ fn chunk_oid(chunk: &Chunk) -> pg_sys::Oid {
 /// Like `in_memory`, through the merge's temporary tables: one part at a time where
 /// they are split by segments (`sql::split`).
 #[allow(clippy::too_many_arguments)]
-pub fn on_disk(prep: &Prepared, q: &MergeSql, split: Option<&SplitSql>, chunk: &Chunk, segments: &str, kept: i64, r: &mut StepResult, t: Instant) -> Indexes {
+pub fn on_disk(
+    prep: &Prepared,
+    q: &MergeSql,
+    split: Option<&SplitSql>,
+    chunk: &Chunk,
+    segments: &str,
+    kept: i64,
+    r: &mut StepResult,
+    t: Instant,
+) -> Indexes {
     // where staging has every column, the rows with new keys go into MERGE_OLD too, and
     // nothing is left to insert through the chunk after it is written
     let new_keys = match (split, &q.read_all) {
@@ -150,10 +183,12 @@ pub fn on_disk(prep: &Prepared, q: &MergeSql, split: Option<&SplitSql>, chunk: &
     empty_chunk(prep, q, chunk);
     let written = match split {
         Some(split) => write_parts(split, chunk),
-        None => spi::bulk::write_table(chunk_oid(chunk), existing(MERGE_OLD)).map(|_| exec(&q.empty_old, &[])),
+        None => spi::bulk::write_table(chunk_oid(chunk), existing(MERGE_OLD))
+            .map(|_| exec(&q.empty_old, &[])),
     };
     let indexes = match written {
-        // the rows are in the chunk, their temporary table's space given back before its indexes are built
+        // the rows are in the chunk, their temporary table's space given back before its indexes
+        // are built
         Ok(()) => {
             let indexes = rebuild_indexes(q, chunk, new_keys);
             insert_new_keys(q, new_keys, r);
@@ -179,8 +214,13 @@ fn read_parts(q: &MergeSql, split: &SplitSql, kept: i64, r: &mut StepResult, t: 
     let (mut updated, mut new_in_rows) = (0, 0);
     for k in 0..PARTS {
         // a part without staging rows has no segment of the chunk: every segment was touched
-        if let Some(segments) = query_one(&split.segments[k], &[], |x| col::<String>(x, 1)).flatten() {
-            let (u, n) = query_one(&split.read[k], &[p(segments)], |x| (col::<i64>(x, 2).unwrap_or(0), col::<i64>(x, 3).unwrap_or(0))).unwrap();
+        if let Some(segments) =
+            query_one(&split.segments[k], &[], |x| col::<String>(x, 1)).flatten()
+        {
+            let (u, n) = query_one(&split.read[k], &[p(segments)], |x| {
+                (col::<i64>(x, 2).unwrap_or(0), col::<i64>(x, 3).unwrap_or(0))
+            })
+            .unwrap();
             updated += u;
             new_in_rows += n;
             exec(&split.empty_new[k], &[]);

@@ -9,15 +9,30 @@ use std::time::Instant;
 
 /// Writes the touched segments' rows, merged, into MERGE_OLD; returns the staging rows
 /// with keys the chunk lacks. `t`: when the step began reading.
-pub fn read_touched(q: &MergeSql, segments: &str, kept: i64, r: &mut StepResult, t: Instant) -> i64 {
+pub fn read_touched(
+    q: &MergeSql,
+    segments: &str,
+    kept: i64,
+    r: &mut StepResult,
+    t: Instant,
+) -> i64 {
     read_into_old(q, &q.read_old, &[p(segments)], kept, r, t)
 }
 
 /// Runs `read` (`read_old` or `read_all`), which writes merged rows into MERGE_OLD and
 /// returns (rows written, rows updated, staging rows with new keys written); returns
 /// the staging rows with new keys left to insert.
-pub fn read_into_old(q: &MergeSql, read: &str, params: &[Param], kept: i64, r: &mut StepResult, t: Instant) -> i64 {
-    let (updated, new_in_rows) = query_one(read, params, |x| (col::<i64>(x, 2).unwrap_or(0), col::<i64>(x, 3).unwrap_or(0))).unwrap();
+pub fn read_into_old(
+    q: &MergeSql,
+    read: &str,
+    params: &[Param],
+    kept: i64,
+    r: &mut StepResult,
+    t: Instant,
+) -> i64 {
+    let (updated, new_in_rows) =
+        query_one(read, params, |x| (col::<i64>(x, 2).unwrap_or(0), col::<i64>(x, 3).unwrap_or(0)))
+            .unwrap();
     after_read(q, updated, new_in_rows, kept, r, t)
 }
 
@@ -25,7 +40,14 @@ pub fn read_into_old(q: &MergeSql, read: &str, params: &[Param], kept: i64, r: &
 /// already among the merged rows, of the `kept` staging rows); returns the staging rows
 /// with new keys left to insert. Where none is left, every staging row's values are
 /// among the merged rows: MERGE_NEW's space goes back before the write.
-pub fn after_read(q: &MergeSql, updated: i64, new_in_rows: i64, kept: i64, r: &mut StepResult, t: Instant) -> i64 {
+pub fn after_read(
+    q: &MergeSql,
+    updated: i64,
+    new_in_rows: i64,
+    kept: i64,
+    r: &mut StepResult,
+    t: Instant,
+) -> i64 {
     r.updated = updated;
     r.inserted = new_in_rows;
     let new_keys = kept - updated - new_in_rows;

@@ -43,8 +43,16 @@ impl Moved {
 /// Moves rows from staging into the destination in one statement. `filter` also
 /// scopes the RESTRICT probe, which looks in `probed` (the step's chunk, else the
 /// destination); `label` names the rows' place in its error.
-pub fn move_rows(prep: &Prepared, take: RowSource, filter: &RowFilter, label: &str, probed: Option<&QualifiedName>) -> Moved {
-    if prep.spec.conflict.action == ConflictAction::Restrict && !prep.spec.conflict.target.is_empty() {
+pub fn move_rows(
+    prep: &Prepared,
+    take: RowSource,
+    filter: &RowFilter,
+    label: &str,
+    probed: Option<&QualifiedName>,
+) -> Moved {
+    if prep.spec.conflict.action == ConflictAction::Restrict
+        && !prep.spec.conflict.target.is_empty()
+    {
         refuse_existing_keys(prep, filter, label, probed.unwrap_or(&prep.spec.destination));
     }
     match take {
@@ -53,7 +61,9 @@ pub fn move_rows(prep: &Prepared, take: RowSource, filter: &RowFilter, label: &s
             let (m, i, u) = query_one(&q, &spi::params(params), three_counts).unwrap();
             Moved { moved: vec![(0, m)], inserted: vec![(0, i, u)] }
         }
-        RowSource::Routed(_) | RowSource::Chunks(_) | RowSource::Buckets(_) => move_numbered(prep, take),
+        RowSource::Routed(_) | RowSource::Chunks(_) | RowSource::Buckets(_) => {
+            move_numbered(prep, take)
+        }
     }
 }
 
@@ -67,9 +77,22 @@ fn refuse_existing_keys(prep: &Prepared, filter: &RowFilter, label: &str, probed
     let (q, params) = moves::restrict_probe(&prep.spec, filter, probed);
     if let Some(key) = query_one(&q, &spi::params(params), |r| col::<String>(r, 1)).flatten() {
         raise(
-            BackfillError::new(Code::UniqueViolation, format!("key {key} already exists in {label} of destination {}", prep.dest.name))
-                .detail("on_conflict_action is RESTRICT; this chunk was rolled back and its rows stay in the staging table")
-                .hint("remove the conflicting staging rows, or use on_conflict_action NOTHING or UPDATE"),
+            BackfillError::new(
+                Code::UniqueViolation,
+                format!(
+                    "key {key} already exists in {label} \
+                of destination {}",
+                    prep.dest.name
+                ),
+            )
+            .detail(
+                "on_conflict_action is RESTRICT; this chunk was rolled back and its rows \
+                    stay in the staging table",
+            )
+            .hint(
+                "remove the conflicting staging rows, or use on_conflict_action NOTHING or \
+                    UPDATE",
+            ),
         );
     }
 }
@@ -77,7 +100,9 @@ fn refuse_existing_keys(prep: &Prepared, filter: &RowFilter, label: &str, probed
 /// The rows of chunks told by number (routed, by filters or by time buckets).
 fn move_numbered(prep: &Prepared, take: RowSource) -> Moved {
     let (q, params): (String, Vec<Param>) = match take {
-        RowSource::Routed(idxs) => (moves::move_routed_rows(&prep.spec), vec![idx_array(idxs.iter().copied())]),
+        RowSource::Routed(idxs) => {
+            (moves::move_routed_rows(&prep.spec), vec![idx_array(idxs.iter().copied())])
+        }
         RowSource::Chunks(chunks) => {
             let (q, params) = moves::move_chunk_rows(&prep.spec, chunks);
             (q, spi::params(params))
@@ -91,7 +116,12 @@ fn move_numbered(prep: &Prepared, take: RowSource) -> Moved {
         RowSource::Filter(_) => unreachable!("a filter moves through moves::move_rows"),
     };
     let rows = query(&q, &params, |r| {
-        (col::<String>(r, 1).unwrap_or_default(), col::<i64>(r, 2).unwrap_or(0), col::<i64>(r, 3).unwrap_or(0), col::<i64>(r, 4).unwrap_or(0))
+        (
+            col::<String>(r, 1).unwrap_or_default(),
+            col::<i64>(r, 2).unwrap_or(0),
+            col::<i64>(r, 3).unwrap_or(0),
+            col::<i64>(r, 4).unwrap_or(0),
+        )
     });
     let mut out = Moved { moved: vec![], inserted: vec![] };
     for (kind, key, a, b) in rows {

@@ -41,10 +41,26 @@ impl Capabilities {
     pub fn missing(&self) -> Vec<&'static str> {
         let all = [
             (self.chunk_status_fn, "function _timescaledb_functions.chunk_status(regclass)"),
-            (self.decompress_limit_setting, "setting timescaledb.max_tuples_decompressed_per_dml_transaction"),
-            (self.direct_batch_delete_setting, "setting timescaledb.enable_compressed_direct_batch_delete"),
-            (self.chunk_delete_fixed, "the fix for DELETE on compressed chunks of 2.23.0 (setting timescaledb.enable_direct_compress_insert)"),
-            (self.compress_functions, "functions compress_chunk(regclass, boolean) and decompress_chunk(regclass, boolean)"),
+            (
+                self.decompress_limit_setting,
+                "setting \
+                timescaledb.max_tuples_decompressed_per_dml_transaction",
+            ),
+            (
+                self.direct_batch_delete_setting,
+                "setting \
+                timescaledb.enable_compressed_direct_batch_delete",
+            ),
+            (
+                self.chunk_delete_fixed,
+                "the fix for DELETE on compressed chunks of 2.23.0 (setting \
+                timescaledb.enable_direct_compress_insert)",
+            ),
+            (
+                self.compress_functions,
+                "functions compress_chunk(regclass, boolean) and \
+                decompress_chunk(regclass, boolean)",
+            ),
             (self.alter_job, "function alter_job"),
         ];
         all.iter().filter(|(has, _)| !has).map(|(_, what)| *what).collect()
@@ -58,11 +74,15 @@ impl Capabilities {
         }
         Err(BackfillError::new(
             Code::FeatureNotSupported,
-            format!("TimescaleDB {version} lacks what backfill_ext needs (TimescaleDB {MIN_TIMESCALEDB} or later)"),
+            format!(
+                "TimescaleDB {version} lacks what backfill_ext needs (TimescaleDB \
+                {MIN_TIMESCALEDB} or later)"
+            ),
         )
         .detail(format!("This TimescaleDB lacks: {}.", missing.join("; ")))
         .hint(format!(
-            "update TimescaleDB to {MIN_TIMESCALEDB} or later (tested up to {TESTED_UP_TO}), then run ALTER EXTENSION timescaledb UPDATE"
+            "update TimescaleDB to {MIN_TIMESCALEDB} or later (tested up to {TESTED_UP_TO}), then \
+             run ALTER EXTENSION timescaledb UPDATE"
         )))
     }
 }
@@ -94,14 +114,23 @@ mod tests {
         let c = Capabilities { chunk_delete_fixed: false, ..all() };
         let e = c.check("2.22.1").unwrap_err();
         assert_eq!(e.code.sqlstate(), "0A000");
-        assert_eq!(e.message, "TimescaleDB 2.22.1 lacks what backfill_ext needs (TimescaleDB 2.23 or later)");
+        assert_eq!(
+            e.message,
+            "TimescaleDB 2.22.1 lacks what backfill_ext needs (TimescaleDB 2.23 or later)"
+        );
         assert_eq!(
             e.detail.as_deref(),
-            Some("This TimescaleDB lacks: the fix for DELETE on compressed chunks of 2.23.0 (setting timescaledb.enable_direct_compress_insert).")
+            Some(
+                "This TimescaleDB lacks: the fix for DELETE on compressed chunks of 2.23.0 \
+                (setting timescaledb.enable_direct_compress_insert)."
+            )
         );
         assert_eq!(
             e.hint.as_deref(),
-            Some("update TimescaleDB to 2.23 or later (tested up to 2.29.2), then run ALTER EXTENSION timescaledb UPDATE")
+            Some(
+                "update TimescaleDB to 2.23 or later (tested up to 2.29.2), then run ALTER \
+                EXTENSION timescaledb UPDATE"
+            )
         );
         // 2.11: no _timescaledb_functions schema, no limit setting either
         let c = Capabilities {
@@ -117,7 +146,8 @@ mod tests {
                 "function _timescaledb_functions.chunk_status(regclass)",
                 "setting timescaledb.max_tuples_decompressed_per_dml_transaction",
                 "setting timescaledb.enable_compressed_direct_batch_delete",
-                "the fix for DELETE on compressed chunks of 2.23.0 (setting timescaledb.enable_direct_compress_insert)"
+                "the fix for DELETE on compressed chunks of 2.23.0 (setting \
+                 timescaledb.enable_direct_compress_insert)"
             ]
         );
         let c = Capabilities { compress_functions: false, alter_job: false, ..all() };

@@ -89,39 +89,63 @@ mod tests {
 
     #[test]
     fn space_checks_parse() {
-        let both = "CHECK (((_timescaledb_functions.get_partition_hash(device_id) >= 1073741823) AND (_timescaledb_functions.get_partition_hash(device_id) < 2147483647)))";
+        let both = "CHECK (((_timescaledb_functions.get_partition_hash(device_id) >= 1073741823) \
+            AND (_timescaledb_functions.get_partition_hash(device_id) < 2147483647)))";
         assert_eq!(
             parse_space_check(both),
-            Some(SpaceRange { column: "device_id".into(), lo: Some(1073741823), hi: Some(2147483647) })
+            Some(SpaceRange {
+                column: "device_id".into(),
+                lo: Some(1073741823),
+                hi: Some(2147483647)
+            })
         );
         let upper = "CHECK ((_timescaledb_functions.get_partition_hash(device_id) < 1073741823))";
-        assert_eq!(parse_space_check(upper), Some(SpaceRange { column: "device_id".into(), lo: None, hi: Some(1073741823) }));
+        assert_eq!(
+            parse_space_check(upper),
+            Some(SpaceRange { column: "device_id".into(), lo: None, hi: Some(1073741823) })
+        );
         let lower = "CHECK ((_timescaledb_functions.get_partition_hash(\"Dev \"\"x\") >= 5))";
-        assert_eq!(parse_space_check(lower), Some(SpaceRange { column: "Dev \"x".into(), lo: Some(5), hi: None }));
+        assert_eq!(
+            parse_space_check(lower),
+            Some(SpaceRange { column: "Dev \"x".into(), lo: Some(5), hi: None })
+        );
     }
 
     #[test]
     fn other_checks_do_not_parse() {
-        assert_eq!(parse_space_check("CHECK ((\"time\" >= '2024-01-01 00:00:00+00'::timestamp with time zone))"), None);
+        assert_eq!(
+            parse_space_check(
+                "CHECK ((\"time\" >= '2024-01-01 00:00:00+00'::timestamp with time zone))"
+            ),
+            None
+        );
         assert_eq!(parse_space_check("CHECK ((value > (0)::double precision))"), None);
         // a user's extra condition next to the hash range: not ours to interpret
         assert_eq!(
-            parse_space_check("CHECK (((_timescaledb_functions.get_partition_hash(d) < 5) AND (d > 3)))"),
+            parse_space_check(
+                "CHECK (((_timescaledb_functions.get_partition_hash(d) < 5) AND (d > 3)))"
+            ),
             None
         );
         // two different columns in one constraint
         assert_eq!(
-            parse_space_check("CHECK (((_timescaledb_functions.get_partition_hash(a) >= 1) AND (_timescaledb_functions.get_partition_hash(b) < 5)))"),
+            parse_space_check(
+                "CHECK (((_timescaledb_functions.get_partition_hash(a) >= 1) AND \
+                (_timescaledb_functions.get_partition_hash(b) < 5)))"
+            ),
             None
         );
-        assert_eq!(parse_space_check("CHECK ((_timescaledb_functions.get_partition_hash(a) = 5))"), None);
+        assert_eq!(
+            parse_space_check("CHECK ((_timescaledb_functions.get_partition_hash(a) = 5))"),
+            None
+        );
         assert_eq!(parse_space_check("UNIQUE (a)"), None);
     }
 
-
     #[test]
     fn a_constraint_that_cannot_be_read_is_named() {
-        let ok = "CHECK ((_timescaledb_functions.get_partition_hash(device_id) < 1073741823))".to_string();
+        let ok = "CHECK ((_timescaledb_functions.get_partition_hash(device_id) < 1073741823))"
+            .to_string();
         let odd = "CHECK ((_timescaledb_functions.get_partition_hash(device_id) <> 5))".to_string();
         assert_eq!(space_ranges(&[]), Ok(vec![]));
         assert_eq!(space_ranges(std::slice::from_ref(&ok)).unwrap().len(), 1);

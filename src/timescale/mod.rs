@@ -116,8 +116,14 @@ mod tests {
 
     #[test]
     fn time_kinds() {
-        assert_eq!(TimeKind::from_type_name("timestamp with time zone"), Some(TimeKind::TimestampTz));
-        assert_eq!(TimeKind::from_type_name("timestamp without time zone"), Some(TimeKind::Timestamp));
+        assert_eq!(
+            TimeKind::from_type_name("timestamp with time zone"),
+            Some(TimeKind::TimestampTz)
+        );
+        assert_eq!(
+            TimeKind::from_type_name("timestamp without time zone"),
+            Some(TimeKind::Timestamp)
+        );
         assert_eq!(TimeKind::from_type_name("date"), Some(TimeKind::Date));
         for t in ["smallint", "integer", "bigint"] {
             assert_eq!(TimeKind::from_type_name(t), Some(TimeKind::Integer));

@@ -33,7 +33,14 @@ pub enum Api {
 
 impl Default for Dataset {
     fn default() -> Self {
-        Dataset { days: 5, devices: 5, step_minutes: 10, time_type: "timestamptz", space_partitions: 0, api: Api::Compression }
+        Dataset {
+            days: 5,
+            devices: 5,
+            step_minutes: 10,
+            time_type: "timestamptz",
+            space_partitions: 0,
+            api: Api::Compression,
+        }
     }
 }
 
@@ -44,36 +51,46 @@ pub const START: &str = "2024-01-01 00:00:00+00";
 /// table `backfill_event_data` with the same columns.
 pub fn timescale_dataset(c: &mut Client, d: &Dataset) {
     let tt = d.time_type;
-    let columns = format!("time {tt} NOT NULL, device_id int NOT NULL, value double precision, note text, PRIMARY KEY (device_id, time)");
+    let columns = format!(
+        "time {tt} NOT NULL, device_id int NOT NULL, value double precision, \
+        note text, PRIMARY KEY (device_id, time)"
+    );
     match d.api {
         Api::Compression | Api::Columnstore => c
             .batch_execute(&format!(
                 "CREATE TABLE event_data ({columns});
-                 SELECT create_hypertable('event_data', 'time', chunk_time_interval => interval '1 day');"
+                 SELECT create_hypertable('event_data', 'time', chunk_time_interval => interval '1 \
+                 day');"
             ))
             .unwrap(),
         Api::CreateTableWith => c
             .batch_execute(&format!(
                 "CREATE TABLE event_data ({columns})
-                   WITH (tsdb.hypertable, tsdb.partition_column = 'time', tsdb.chunk_interval = '1 day',
+                   WITH (tsdb.hypertable, tsdb.partition_column = 'time', tsdb.chunk_interval = '1 \
+                   day',
                          tsdb.columnstore, tsdb.segmentby = 'device_id', tsdb.orderby = 'time');"
             ))
             .unwrap(),
     }
     if d.space_partitions > 0 {
-        c.batch_execute(&format!("SELECT add_dimension('event_data', 'device_id', number_partitions => {})", d.space_partitions))
-            .unwrap();
+        c.batch_execute(&format!(
+            "SELECT add_dimension('event_data', 'device_id', number_partitions => {})",
+            d.space_partitions
+        ))
+        .unwrap();
     }
     match d.api {
         Api::Compression => c
             .batch_execute(
-                "ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id',
+                "ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby \
+                 = 'device_id',
                                              timescaledb.compress_orderby = 'time');",
             )
             .unwrap(),
         Api::Columnstore => c
             .batch_execute(
-                "ALTER TABLE event_data SET (timescaledb.enable_columnstore, timescaledb.segmentby = 'device_id',
+                "ALTER TABLE event_data SET (timescaledb.enable_columnstore, timescaledb.segmentby \
+                 = 'device_id',
                                              timescaledb.orderby = 'time');",
             )
             .unwrap(),
@@ -82,7 +99,8 @@ pub fn timescale_dataset(c: &mut Client, d: &Dataset) {
     c.batch_execute(&format!(
         "INSERT INTO event_data (time, device_id, value)
            SELECT t::{tt}, dev, round((dev * 1000 + extract(epoch FROM t) / 60)::numeric % 997, 2)
-           FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '{} days' - interval '1 minute',
+           FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '{} days' \
+           - interval '1 minute',
                                 interval '{} minutes') t,
                 generate_series(1, {}) dev;
          CREATE TABLE backfill_event_data (LIKE event_data);",
@@ -91,19 +109,29 @@ pub fn timescale_dataset(c: &mut Client, d: &Dataset) {
     .unwrap();
     match d.api {
         Api::Compression => {
-            c.batch_execute("SELECT count(compress_chunk(ch)) FROM show_chunks('event_data') ch").unwrap();
+            c.batch_execute("SELECT count(compress_chunk(ch)) FROM show_chunks('event_data') ch")
+                .unwrap();
             add_pinned_policy(c, "event_data");
         }
         Api::Columnstore | Api::CreateTableWith => {
-            let chunks: Vec<String> =
-                c.query("SELECT ch::text FROM show_chunks('event_data') ch", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+            let chunks: Vec<String> = c
+                .query("SELECT ch::text FROM show_chunks('event_data') ch", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
             for ch in chunks {
                 c.execute("CALL convert_to_columnstore($1::text::regclass)", &[&ch]).unwrap();
             }
             // CREATE TABLE … WITH (tsdb.columnstore) may add a policy of its own (2.22+)
-            c.batch_execute("CALL add_columnstore_policy('event_data', after => interval '7 days', if_not_exists => true)").unwrap();
             c.batch_execute(
-                "SELECT alter_job(job_id, next_start => '2099-01-01 00:00:00+00') FROM timescaledb_information.jobs
+                "CALL add_columnstore_policy('event_data', after => interval '7 days', \
+                if_not_exists => true)",
+            )
+            .unwrap();
+            c.batch_execute(
+                "SELECT alter_job(job_id, next_start => '2099-01-01 00:00:00+00') FROM \
+                 timescaledb_information.jobs
                  WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'",
             )
             .unwrap();
@@ -117,10 +145,15 @@ pub fn timescale_dataset(c: &mut Client, d: &Dataset) {
 /// compressed, and an empty staging table `backfill_event_data`.
 pub fn event_data_sql(days: i32, devices: i32, step_minutes: i32, value: i32) -> String {
     format!(
-        "CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value float8, PRIMARY KEY (device_id, time));
+        "CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value float8, \
+         PRIMARY KEY (device_id, time));
          SELECT create_hypertable('event_data', 'time', chunk_time_interval => interval '1 day');
-         ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id');
-         INSERT INTO event_data SELECT t, d, {value} FROM generate_series('2024-01-01'::timestamptz, '2024-01-01'::timestamptz + interval '{days} days' - interval '1 minute', interval '{step_minutes} minutes') t, generate_series(1, {devices}) d;
+         ALTER TABLE event_data SET (timescaledb.compress, timescaledb.compress_segmentby = \
+         'device_id');
+         INSERT INTO event_data SELECT t, d, {value} FROM \
+         generate_series('2024-01-01'::timestamptz, '2024-01-01'::timestamptz + interval '{days} \
+         days' - interval '1 minute', interval '{step_minutes} minutes') t, generate_series(1, \
+         {devices}) d;
          SELECT count(compress_chunk(c)) FROM show_chunks('event_data') c;
          CREATE TABLE backfill_event_data (LIKE event_data);"
     )
@@ -129,8 +162,10 @@ pub fn event_data_sql(days: i32, devices: i32, step_minutes: i32, value: i32) ->
 /// Adds a compression policy whose schedule is pinned far ahead, so it never runs
 /// during a test and its `next_start` is a known value to compare with.
 pub fn add_pinned_policy(c: &mut Client, table: &str) -> i32 {
-    let job: i32 = scalar(c, &format!("SELECT add_compression_policy('{table}', interval '7 days')"));
-    c.batch_execute(&format!("SELECT alter_job({job}, next_start => '2099-01-01 00:00:00+00')")).unwrap();
+    let job: i32 =
+        scalar(c, &format!("SELECT add_compression_policy('{table}', interval '7 days')"));
+    c.batch_execute(&format!("SELECT alter_job({job}, next_start => '2099-01-01 00:00:00+00')"))
+        .unwrap();
     job
 }
 
@@ -150,7 +185,8 @@ pub fn state(c: &mut Client, dest: &str, staging: &str) -> State {
     let staging_rows: i64 = scalar(c, &format!("SELECT count(*) FROM {staging}"));
     let chunks = c
         .query(
-            "SELECT chunk_name::text, _timescaledb_functions.chunk_status(format('%I.%I', chunk_schema, chunk_name)::regclass)
+            "SELECT chunk_name::text, _timescaledb_functions.chunk_status(format('%I.%I', \
+             chunk_schema, chunk_name)::regclass)
              FROM timescaledb_information.chunks WHERE hypertable_name = $1 ORDER BY chunk_name",
             &[&dest],
         )
@@ -182,11 +218,13 @@ pub fn stage_late_rows(c: &mut Client) -> i64 {
     c.batch_execute(&format!(
         "INSERT INTO backfill_event_data (time, device_id, value)
            SELECT t, 99, 1.5 FROM generate_series(timestamptz '{START}' + interval '1 day',
-                                                  timestamptz '{START}' + interval '3 days' - interval '1 minute', interval '10 minutes') t;
+                                                  timestamptz '{START}' + interval '3 days' - \
+                                                  interval '1 minute', interval '10 minutes') t;
          INSERT INTO backfill_event_data (time, device_id, value)
            SELECT time, device_id, value FROM event_data WHERE device_id = 2 ORDER BY time LIMIT 30;
          INSERT INTO backfill_event_data (time, device_id, value) VALUES
-           (timestamptz '{START}' - interval '3 days', 1, 0), (timestamptz '{START}' + interval '40 days', 1, 0);"
+           (timestamptz '{START}' - interval '3 days', 1, 0), (timestamptz '{START}' + interval \
+           '40 days', 1, 0);"
     ))
     .unwrap();
     288 + 2 // new rows; the 30 duplicates are kept once
@@ -197,7 +235,8 @@ pub fn stage_late_rows(c: &mut Client) -> i64 {
 pub fn stage_correction_from_day(c: &mut Client, from_day: i32) -> i64 {
     c.batch_execute(&format!(
         "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + interval '{from_day} days'"
+           SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz '{START}' + \
+           interval '{from_day} days'"
     ))
     .unwrap();
     scalar(c, "SELECT count(*) FROM backfill_event_data")
@@ -210,8 +249,15 @@ pub fn assert_compressed_and_policy_as_before(before: &State, after: &State, wha
     for (chunk, st) in &before.chunks {
         if *st == 1 {
             let now = after.chunks.iter().find(|(n, _)| n == chunk).map(|(_, s)| *s);
-            assert_eq!(now, Some(1), "chunk {chunk} was compressed before and is fully compressed after ({what})");
+            assert_eq!(
+                now,
+                Some(1),
+                "chunk {chunk} was compressed before and is fully compressed after ({what})"
+            );
         }
     }
-    assert_eq!(after.policies, before.policies, "the compression policy's next_start and scheduled are as before ({what})");
+    assert_eq!(
+        after.policies, before.policies,
+        "the compression policy's next_start and scheduled are as before ({what})"
+    );
 }

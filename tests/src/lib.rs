@@ -26,7 +26,9 @@ pub fn pg_config(flag: &str) -> String {
 pub fn timescale_installed() -> bool {
     let dir = pg_config("--pkglibdir");
     std::fs::read_dir(&dir)
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("timescaledb-tsl-")))
+        .map(|d| {
+            d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("timescaledb-tsl-"))
+        })
         .unwrap_or(false)
 }
 
@@ -34,7 +36,11 @@ pub fn timescale_installed() -> bool {
 /// `#[cfg_attr(not(timescaledb), ignore = …)]` (see build.rs), so they are reported as
 /// skipped where no full TimescaleDB is installed; run anyway, they fail here.
 pub fn timescale_cluster() -> Cluster {
-    assert!(timescale_installed(), "no full TimescaleDB (timescaledb-tsl) is installed in {}", pg_config("--pkglibdir"));
+    assert!(
+        timescale_installed(),
+        "no full TimescaleDB (timescaledb-tsl) is installed in {}",
+        pg_config("--pkglibdir")
+    );
     Cluster::start(Options { timescale: true, ..Default::default() })
 }
 
@@ -44,7 +50,11 @@ pub fn pg_cron_installed() -> bool {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn free_port() -> u16 {
@@ -81,7 +91,8 @@ impl Cluster {
         let bindir = opts.bindir.clone().unwrap_or_else(|| PathBuf::from(pg_config("--bindir")));
         let base = std::env::temp_dir().join("backfill_ext_clusters");
         std::fs::create_dir_all(&base).unwrap();
-        let dir = base.join(format!("c{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
+        let dir =
+            base.join(format!("c{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let as_postgres = is_root();
@@ -96,12 +107,26 @@ impl Cluster {
         };
         if as_postgres {
             let _ = Command::new("chmod").args(["o+rx"]).arg(&base).status();
-            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&c.dir).status().unwrap();
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&c.dir)
+                .status()
+                .unwrap();
             assert!(st.success());
         }
         c.pg(
             "initdb",
-            &["-D", c.data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"],
+            &[
+                "-D",
+                c.data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
         );
         let mut preload = vec![];
         if c.timescale {
@@ -148,7 +173,9 @@ impl Cluster {
                 return;
             }
             let log = self.server_log();
-            if !log.contains("could not bind") && !log.contains("could not create any TCP/IP sockets") {
+            if !log.contains("could not bind")
+                && !log.contains("could not create any TCP/IP sockets")
+            {
                 break;
             }
             self.port = free_port();
@@ -162,7 +189,16 @@ impl Cluster {
     /// Whether `pg_ctl start` started the server, and what it said.
     fn try_pg_ctl_start(&self) -> (bool, String) {
         let log = self.dir.join("server.log");
-        let args = ["-D", self.data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"];
+        let args = [
+            "-D",
+            self.data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ];
         let out = self.cmd("pg_ctl").args(args).stdin(Stdio::null()).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
     }
@@ -183,7 +219,12 @@ impl Cluster {
 
     fn pg(&self, prog: &str, args: &[&str]) {
         let out = self.cmd(prog).args(args).stdin(Stdio::null()).output().unwrap();
-        assert!(out.status.success(), "{prog} {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{prog} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn pg_ctl_start(&mut self) {
@@ -193,7 +234,10 @@ impl Cluster {
 
     /// Stops the server: `fast`, `smart` or `immediate` (a crash).
     pub fn stop(&self, mode: &str) {
-        self.pg("pg_ctl", &["-D", self.data.to_str().unwrap(), "-m", mode, "-w", "-t", "60", "stop"]);
+        self.pg(
+            "pg_ctl",
+            &["-D", self.data.to_str().unwrap(), "-m", mode, "-w", "-t", "60", "stop"],
+        );
     }
 
     pub fn restart(&mut self, mode: &str) {
@@ -215,11 +259,13 @@ impl Cluster {
 
     /// A connection as another role (the cluster trusts local connections).
     pub fn connect_as(&self, db: &str, user: &str) -> Client {
-        Client::connect(&self.conn_string_as(db, user), NoTls).unwrap_or_else(|e| panic!("connect to {db} as {user}: {e}"))
+        Client::connect(&self.conn_string_as(db, user), NoTls)
+            .unwrap_or_else(|e| panic!("connect to {db} as {user}: {e}"))
     }
 
     pub fn connect(&self, db: &str) -> Client {
-        Client::connect(&self.conn_string(db), NoTls).unwrap_or_else(|e| panic!("connect to {db}: {e}"))
+        Client::connect(&self.conn_string(db), NoTls)
+            .unwrap_or_else(|e| panic!("connect to {db}: {e}"))
     }
 
     /// A connection that records every NOTICE it receives.
@@ -242,23 +288,36 @@ impl Cluster {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{prog} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{prog} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// Waits until TimescaleDB's scheduler has run `job` (up to 2 minutes) and returns its
     /// successes; panics with the job's errors and the server log if a run failed.
     pub fn wait_for_job(&self, c: &mut Client, job: i32) -> i64 {
-        let (ok, failed): (i64, i64) = wait_for(&format!("the scheduler to run job {job}"), Duration::from_secs(120), || {
-            let r = c
-                .query_opt("SELECT total_successes, total_failures FROM timescaledb_information.job_stats WHERE job_id = $1", &[&job])
-                .unwrap()?;
-            let (s, f): (i64, i64) = (r.get(0), r.get(1));
-            (s + f > 0).then_some((s, f))
-        });
+        let (ok, failed): (i64, i64) =
+            wait_for(&format!("the scheduler to run job {job}"), Duration::from_secs(120), || {
+                let r = c
+                    .query_opt(
+                        "SELECT total_successes, total_failures FROM \
+                    timescaledb_information.job_stats WHERE job_id = $1",
+                        &[&job],
+                    )
+                    .unwrap()?;
+                let (s, f): (i64, i64) = (r.get(0), r.get(1));
+                (s + f > 0).then_some((s, f))
+            });
         if failed > 0 {
             let errs: Vec<String> = c
-                .query("SELECT coalesce(err_message, '') FROM timescaledb_information.job_errors WHERE job_id = $1", &[&job])
+                .query(
+                    "SELECT coalesce(err_message, '') FROM timescaledb_information.job_errors \
+                    WHERE job_id = $1",
+                    &[&job],
+                )
                 .unwrap()
                 .iter()
                 .map(|r| r.get(0))
@@ -300,7 +359,9 @@ impl Drop for Cluster {
 /// --timescaledb-minimum`).
 pub fn create_timescaledb() -> String {
     match std::env::var("BACKFILL_TIMESCALEDB_VERSION") {
-        Ok(v) if !v.is_empty() => format!("CREATE EXTENSION timescaledb VERSION '{}'", v.replace('\'', "''")),
+        Ok(v) if !v.is_empty() => {
+            format!("CREATE EXTENSION timescaledb VERSION '{}'", v.replace('\'', "''"))
+        }
         _ => "CREATE EXTENSION timescaledb".to_string(),
     }
 }

@@ -9,8 +9,8 @@
 //! as ignored, with the reason, elsewhere); the plain-PostgreSQL variants run everywhere.
 
 use backfill_ext_client_tests::fixtures::{
-    assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day, stage_late_rows, state, timescale_dataset, Dataset,
-    State, START,
+    assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day,
+    stage_late_rows, state, timescale_dataset, Dataset, State, START,
 };
 use backfill_ext_client_tests::{scalar, wait_for, Client, Cluster, NoTls, Options};
 use std::time::Duration;
@@ -37,27 +37,30 @@ fn rows_accounted(c: &mut Client) -> i64 {
         c,
         "SELECT (SELECT count(*) FROM event_data)
               + (SELECT count(*) FROM (SELECT DISTINCT time, device_id FROM backfill_event_data s
-                                       WHERE NOT EXISTS (SELECT 1 FROM event_data e WHERE e.time = s.time AND e.device_id = s.device_id)) x)",
+                                       WHERE NOT EXISTS (SELECT 1 FROM event_data e WHERE e.time = \
+                                       s.time AND e.device_id = s.device_id)) x)",
     )
 }
 
 fn plain_setup(c: &mut Client) {
     c.batch_execute(&format!(
-        "CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value double precision, note text,
+        "CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value double \
+         precision, note text,
                                   PRIMARY KEY (device_id, time));
          INSERT INTO event_data (time, device_id, value)
-           SELECT t, d, 1 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '5 days' - interval '1 minute',
+           SELECT t, d, 1 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + \
+           interval '5 days' - interval '1 minute',
                                                  interval '10 minutes') t, generate_series(1, 5) d;
          CREATE TABLE backfill_event_data (LIKE event_data);"
     ))
     .unwrap();
 }
 
-
 fn pid_of_run(c: &mut Client, waiting_on: &str) -> i32 {
     wait_for(&format!("the run to stop at {waiting_on}"), Duration::from_secs(60), || {
         c.query_opt(
-            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND wait_event = $1",
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND \
+             wait_event = $1",
             &[&waiting_on],
         )
         .unwrap()
@@ -76,7 +79,8 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
     // new rows in days 1-2, 30 duplicates, a row before the first chunk and one after the last
     stage_late_rows(&mut c);
     let expected = rows_accounted(&mut c);
-    let before: Option<State> = timescale.then(|| state(&mut c, "event_data", "backfill_event_data"));
+    let before: Option<State> =
+        timescale.then(|| state(&mut c, "event_data", "backfill_event_data"));
 
     // stop the run at the step
     let mut blocker = None;
@@ -86,15 +90,18 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
         b.batch_execute("BEGIN; LOCK TABLE backfill_event_data IN SHARE MODE;").unwrap();
         blocker = Some(b);
     } else {
-        c.batch_execute(&format!("ALTER DATABASE t SET backfill_ext.debug_pause_at = '{point}'")).unwrap();
+        c.batch_execute(&format!("ALTER DATABASE t SET backfill_ext.debug_pause_at = '{point}'"))
+            .unwrap();
     }
     let conn = cl.conn_string("t");
     // the direct strategy moves these chunks in one transaction; decompressing has a
     // transaction per chunk, with steps after a decompress and between chunks
-    let config = if matches!(point, "after_decompress" | "between_chunks") { PER_CHUNK } else { CONFIG };
+    let config =
+        if matches!(point, "after_decompress" | "between_chunks") { PER_CHUNK } else { CONFIG };
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{config}')")).map_err(|e| e.to_string())
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{config}')"))
+            .map_err(|e| e.to_string())
     });
     let pid = pid_of_run(&mut c, if point == "mid_insert" { "relation" } else { "PgSleep" });
     match kill {
@@ -109,26 +116,58 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
 
     let mut c = cl.connect("t");
     c.batch_execute("ALTER DATABASE t RESET backfill_ext.debug_pause_at").unwrap();
-    assert_eq!(rows_accounted(&mut c), expected, "after the kill at {point}, every row is in staging or the destination, once");
+    assert_eq!(
+        rows_accounted(&mut c),
+        expected,
+        "after the kill at {point}, every row is in staging or the destination, once"
+    );
     if let Some(before) = &before {
         // the chunk being worked on was rolled back with its decompression
         let now = state(&mut c, "event_data", "backfill_event_data");
-        let was_compressed: Vec<_> = not_fully_compressed(&now).into_iter().filter(|(n, _)| before.chunks.iter().any(|(b, s)| b == n && *s == 1)).collect();
-        assert!(was_compressed.is_empty(), "no chunk left decompressed at {point}: {:?}", now.chunks);
+        let was_compressed: Vec<_> = not_fully_compressed(&now)
+            .into_iter()
+            .filter(|(n, _)| before.chunks.iter().any(|(b, s)| b == n && *s == 1))
+            .collect();
+        assert!(
+            was_compressed.is_empty(),
+            "no chunk left decompressed at {point}: {:?}",
+            now.chunks
+        );
     }
 
     // the next run repairs and finishes
     let mut c = cl.connect("t");
     c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0, "staging is empty");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data"), expected, "every row once");
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"),
+        0,
+        "staging is empty"
+    );
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM event_data"),
+        expected,
+        "every row once"
+    );
     if let Some(before) = before {
         let after = state(&mut c, "event_data", "backfill_event_data");
-        assert_compressed_and_policy_as_before(&before, &after, &format!("kill at {point}, then a run"));
+        assert_compressed_and_policy_as_before(
+            &before,
+            &after,
+            &format!("kill at {point}, then a run"),
+        );
     }
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-    let statuses: Vec<String> = c.query("SELECT status FROM backfill_runs ORDER BY run_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(statuses, ["failed", "succeeded"], "the killed run is recorded as failed by the next one");
+    let statuses: Vec<String> = c
+        .query("SELECT status FROM backfill_runs ORDER BY run_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["failed", "succeeded"],
+        "the killed run is recorded as failed by the next one"
+    );
 }
 
 macro_rules! kill_tests {
@@ -142,29 +181,41 @@ macro_rules! kill_tests {
 }
 
 kill_tests! {
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_after_policy_postponed_terminate: true, "after_hold", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_after_policy_postponed_crash: true, "after_hold", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_after_decompress_terminate: true, "after_decompress", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_after_decompress_crash: true, "after_decompress", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_mid_insert_terminate: true, "mid_insert", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_mid_insert_crash: true, "mid_insert", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_after_insert_before_recompress_terminate: true, "after_insert", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_after_insert_before_recompress_crash: true, "after_insert", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_between_chunks_terminate: true, "between_chunks", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_between_chunks_crash: true, "between_chunks", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_before_policy_restored_terminate: true, "before_restore", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
+        this PostgreSQL")]
     timescale_before_policy_restored_crash: true, "before_restore", Kill::Crash;
     plain_after_start_terminate: false, "after_hold", Kill::Terminate;
     plain_after_start_crash: false, "after_hold", Kill::Crash;
@@ -188,7 +239,8 @@ fn rewrite_scenario(kill: Kill) {
     let rows: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
     let sum = "SELECT sum(value::numeric)::text FROM event_data";
     let sum_before: String = scalar(&mut c, sum);
-    let sum_after: String = scalar(&mut c, &format!("SELECT (sum(value::numeric) + {staged})::text FROM event_data"));
+    let sum_after: String =
+        scalar(&mut c, &format!("SELECT (sum(value::numeric) + {staged})::text FROM event_data"));
     let before = state(&mut c, "event_data", "backfill_event_data");
     c.batch_execute("ALTER DATABASE t SET backfill_ext.debug_pause_at = 'after_insert'").unwrap();
     let conn = cl.conn_string("t");
@@ -205,12 +257,15 @@ fn rewrite_scenario(kill: Kill) {
         &mut c,
         &format!(
             "SELECT count(*) FROM pg_locks l JOIN pg_class r ON r.oid = l.relation
-             WHERE l.pid = {pid} AND l.mode = 'AccessExclusiveLock' AND l.granted AND r.relname LIKE '\\_hyper\\_%\\_chunk'"
+             WHERE l.pid = {pid} AND l.mode = 'AccessExclusiveLock' AND l.granted AND r.relname \
+             LIKE '\\_hyper\\_%\\_chunk'"
         ),
     );
     assert!(truncated >= 1, "the run holds the chunk it emptied");
     match kill {
-        Kill::Terminate => c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).map(|_| ()).unwrap(),
+        Kill::Terminate => {
+            c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).map(|_| ()).unwrap()
+        }
         Kill::Crash => cl.restart("immediate"),
     }
     assert!(run.join().unwrap().is_err(), "the run was killed");
@@ -218,9 +273,17 @@ fn rewrite_scenario(kill: Kill) {
     let mut c = cl.connect("t");
     c.batch_execute("ALTER DATABASE t RESET backfill_ext.debug_pause_at").unwrap();
     let mut c = cl.connect("t");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data"), rows, "the emptied chunk's rows are back");
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM event_data"),
+        rows,
+        "the emptied chunk's rows are back"
+    );
     assert_eq!(scalar::<String>(&mut c, sum), sum_before, "no correction applied yet");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), staged, "the corrections are still staged");
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"),
+        staged,
+        "the corrections are still staged"
+    );
     let now = state(&mut c, "event_data", "backfill_event_data");
     assert!(not_fully_compressed(&now).is_empty(), "every chunk compressed: {:?}", now.chunks);
 
@@ -236,13 +299,19 @@ fn rewrite_scenario(kill: Kill) {
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn timescale_kill_during_rewrite_terminate() {
     rewrite_scenario(Kill::Terminate);
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn timescale_kill_during_rewrite_crash() {
     rewrite_scenario(Kill::Crash);
 }
@@ -263,10 +332,19 @@ fn cancel_scenario(point: &str) {
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
         r.batch_execute(&format!("SET backfill_ext.debug_pause_at = '{at}'")).unwrap();
-        let err = r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{PER_CHUNK}')")).unwrap_err();
-        let code = err.as_db_error().map(|e| e.code().code().to_string()).unwrap_or_else(|| err.to_string());
+        let err = r
+            .batch_execute(&format!("CALL backfill_on_schedule(NULL, '{PER_CHUNK}')"))
+            .unwrap_err();
+        let code = err
+            .as_db_error()
+            .map(|e| e.code().code().to_string())
+            .unwrap_or_else(|| err.to_string());
         let locks: i64 = r
-            .query_one("SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()", &[])
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND \
+                pid = pg_catalog.pg_backend_pid()",
+                &[],
+            )
             .unwrap()
             .get(0);
         (code, locks)
@@ -276,21 +354,50 @@ fn cancel_scenario(point: &str) {
     let (code, locks) = run.join().unwrap();
     assert_eq!(code, "57014", "the run cancelled at {point} ends with query_canceled");
     assert_eq!(locks, 0, "the session holds no advisory lock after a cancel at {point}");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0, "no policy hold after a cancel at {point}");
-    assert_compressed_and_policy_as_before(&before, &state(&mut c, "event_data", "backfill_event_data"), &format!("cancel at {point}"));
-    assert_eq!(rows_accounted(&mut c), expected, "after a cancel at {point}, every row is in staging or the destination, once");
-    let runs: Vec<(String, Option<String>)> =
-        c.query("SELECT status, sqlstate FROM backfill_runs ORDER BY run_id", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(runs, [("failed".to_string(), Some("57014".to_string()))], "the cancelled run recorded itself");
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
+        0,
+        "no policy hold after a cancel at {point}"
+    );
+    assert_compressed_and_policy_as_before(
+        &before,
+        &state(&mut c, "event_data", "backfill_event_data"),
+        &format!("cancel at {point}"),
+    );
+    assert_eq!(
+        rows_accounted(&mut c),
+        expected,
+        "after a cancel at {point}, every row is in staging or the destination, once"
+    );
+    let runs: Vec<(String, Option<String>)> = c
+        .query("SELECT status, sqlstate FROM backfill_runs ORDER BY run_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        runs,
+        [("failed".to_string(), Some("57014".to_string()))],
+        "the cancelled run recorded itself"
+    );
     c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0, "the next run finishes");
-    assert_compressed_and_policy_as_before(&before, &state(&mut c, "event_data", "backfill_event_data"), "the run after a cancel");
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"),
+        0,
+        "the next run finishes"
+    );
+    assert_compressed_and_policy_as_before(
+        &before,
+        &state(&mut c, "event_data", "backfill_event_data"),
+        "the run after a cancel",
+    );
 }
 
 macro_rules! cancel_tests {
     ($($name:ident: $point:expr;)*) => {$(
         #[test]
-        #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+        #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed \
+            for this PostgreSQL")]
         fn $name() {
             cancel_scenario($point);
         }
@@ -308,7 +415,10 @@ cancel_tests! {
 /// A run cancelled while it waits for another run on its destination holds nothing
 /// and records that it failed.
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn cancel_while_waiting_for_the_destination() {
     let cl = Cluster::start(Options { timescale: true, ..Default::default() });
     let mut c = cl.create_db("t");
@@ -316,12 +426,18 @@ fn cancel_while_waiting_for_the_destination() {
     stage_late_rows(&mut c);
     // another session holds the destination's lock, as a run does
     let mut holder = cl.connect("t");
-    holder.batch_execute("SELECT pg_advisory_lock(((x'6266696c'::int8 << 32) | 'event_data'::regclass::oid::int8))").unwrap();
+    holder
+        .batch_execute(
+            "SELECT pg_advisory_lock(((x'6266696c'::int8 << 32) | \
+        'event_data'::regclass::oid::int8))",
+        )
+        .unwrap();
     let conn = cl.conn_string("t");
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
         let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_wait":"5 minutes"}"#;
-        let err = r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap_err();
+        let err =
+            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap_err();
         err.as_db_error().map(|e| e.code().code().to_string()).unwrap_or_else(|| err.to_string())
     });
     let pid = pid_of_run(&mut c, "PgSleep");
@@ -333,7 +449,14 @@ fn cancel_while_waiting_for_the_destination() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    assert_eq!(runs, [("failed".to_string(), Some("57014".to_string()), "public.event_data".to_string())]);
+    assert_eq!(
+        runs,
+        [("failed".to_string(), Some("57014".to_string()), "public.event_data".to_string())]
+    );
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 99"), 0, "nothing moved");
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 99"),
+        0,
+        "nothing moved"
+    );
 }

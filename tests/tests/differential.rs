@@ -95,7 +95,8 @@ impl Case {
             collations.push("backfill_ci");
         }
         let tag_collation = r.pick(&collations);
-        let staging_tag_collation = if r.chance(30) { r.pick(&["default", "\"C\"", "\"POSIX\""]) } else { tag_collation };
+        let staging_tag_collation =
+            if r.chance(30) { r.pick(&["default", "\"C\"", "\"POSIX\""]) } else { tag_collation };
         let key: Vec<&str> = match r.below(4) {
             0 => vec![],
             1 => vec!["dev", "time"],
@@ -111,12 +112,15 @@ impl Case {
             1 if deterministic_tag => vec!["dev", "tag"],
             _ => vec!["dev"],
         };
-        let mut action = r.pick(&[Action::Nothing, Action::Update, Action::Update, Action::Restrict]);
+        let mut action =
+            r.pick(&[Action::Nothing, Action::Update, Action::Update, Action::Restrict]);
         if key.is_empty() {
             action = Action::Nothing;
         }
-        let update_columns = if action == Action::Update && r.chance(30) { vec!["v"] } else { vec![] };
-        let explicit_target = !key.is_empty() && (second_unique && action != Action::Nothing || r.chance(30));
+        let update_columns =
+            if action == Action::Update && r.chance(30) { vec!["v"] } else { vec![] };
+        let explicit_target =
+            !key.is_empty() && (second_unique && action != Action::Nothing || r.chance(30));
         let delete_from_staging = key.is_empty() || r.chance(85);
         let mut staging_order = COLUMNS.to_vec();
         if r.chance(30) {
@@ -158,7 +162,9 @@ impl Case {
         match self.time_type {
             "bigint" => (day * 86400 + minute * 60).to_string(),
             "date" => format!("(date '2024-01-01' + {day})"),
-            t => format!("({t} '2024-01-01 00:00:00+00' + interval '{day} days {minute} minutes')::{t}"),
+            t => format!(
+                "({t} '2024-01-01 00:00:00+00' + interval '{day} days {minute} minutes')::{t}"
+            ),
         }
     }
 
@@ -186,7 +192,9 @@ impl Case {
     fn column_type(&self, c: &str, tag_collation: &str) -> String {
         match c {
             "time" => format!("{} NOT NULL", self.time_type),
-            "dev" => format!("{}{}", self.dev_type, if self.dev_nullable { "" } else { " NOT NULL" }),
+            "dev" => {
+                format!("{}{}", self.dev_type, if self.dev_nullable { "" } else { " NOT NULL" })
+            }
             "tag" => format!("text{}", Case::collate(tag_collation)),
             "v" => "int".into(),
             _ => "text".into(),
@@ -196,15 +204,29 @@ impl Case {
     /// The statements that make the destination, its reference twin and staging.
     fn setup(&self, rows: &[String], staged: &[String]) -> Vec<String> {
         let s = &self.schema;
-        let cols: Vec<String> = COLUMNS.iter().map(|c| format!("{c} {}", self.column_type(c, self.tag_collation))).collect();
-        let mut out = vec![format!("CREATE SCHEMA {s}"), format!("CREATE TABLE {s}.m ({}{})", cols.join(", "), if self.dropped_column { ", junk int" } else { "" })];
+        let cols: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| format!("{c} {}", self.column_type(c, self.tag_collation)))
+            .collect();
+        let mut out = vec![
+            format!("CREATE SCHEMA {s}"),
+            format!(
+                "CREATE TABLE {s}.m ({}{})",
+                cols.join(", "),
+                if self.dropped_column { ", junk int" } else { "" }
+            ),
+        ];
         if self.dropped_column {
             out.push(format!("ALTER TABLE {s}.m DROP COLUMN junk"));
         }
         if !self.key.is_empty() {
             let nnd = if self.nulls_not_distinct { " NULLS NOT DISTINCT" } else { "" };
-            let kind = if self.primary { "PRIMARY KEY".to_string() } else { format!("UNIQUE{nnd}") };
-            out.push(format!("ALTER TABLE {s}.m ADD CONSTRAINT m_key {kind} ({})", self.key.join(", ")));
+            let kind =
+                if self.primary { "PRIMARY KEY".to_string() } else { format!("UNIQUE{nnd}") };
+            out.push(format!(
+                "ALTER TABLE {s}.m ADD CONSTRAINT m_key {kind} ({})",
+                self.key.join(", ")
+            ));
         }
         if self.second_unique {
             out.push(format!("ALTER TABLE {s}.m ADD CONSTRAINT m_w UNIQUE (w, time)"));
@@ -214,15 +236,25 @@ impl Case {
         }
         // the reference: a plain table with the same columns and unique indexes
         out.push(format!("CREATE TABLE {s}.ref_m (LIKE {s}.m INCLUDING INDEXES)"));
-        let interval = if self.time_type == "bigint" { "86400".to_string() } else { "interval '1 day'".to_string() };
-        out.push(format!("SELECT create_hypertable('{s}.m', 'time', chunk_time_interval => {interval})"));
+        let interval = if self.time_type == "bigint" {
+            "86400".to_string()
+        } else {
+            "interval '1 day'".to_string()
+        };
+        out.push(format!(
+            "SELECT create_hypertable('{s}.m', 'time', chunk_time_interval => {interval})"
+        ));
         if self.time_type == "bigint" {
-            out.push(format!("CREATE FUNCTION {s}.now_int() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT 0::bigint'"));
+            out.push(format!(
+                "CREATE FUNCTION {s}.now_int() RETURNS bigint LANGUAGE sql STABLE AS \
+                'SELECT 0::bigint'"
+            ));
             out.push(format!("SELECT set_integer_now_func('{s}.m', '{s}.now_int')"));
         }
         let order = if self.orderby_desc { "time DESC" } else { "time" };
         out.push(format!(
-            "ALTER TABLE {s}.m SET (timescaledb.compress, timescaledb.compress_segmentby = '{}', timescaledb.compress_orderby = '{order}')",
+            "ALTER TABLE {s}.m SET (timescaledb.compress, timescaledb.compress_segmentby = '{}', \
+             timescaledb.compress_orderby = '{order}')",
             self.segmentby.join(", ")
         ));
         out.push(format!("INSERT INTO {s}.m (time, dev, tag, v, w) VALUES {}", rows.join(", ")));
@@ -230,12 +262,19 @@ impl Case {
         if self.cagg {
             out.push(format!(
                 "CREATE MATERIALIZED VIEW {s}.m_daily WITH (timescaledb.continuous) AS \
-                 SELECT time_bucket('1 day', time) AS b, dev, count(*) AS n, sum(v) AS sv FROM {s}.m GROUP BY 1, 2 WITH DATA"
+                 SELECT time_bucket('1 day', time) AS b, dev, count(*) AS n, sum(v) AS sv FROM \
+                 {s}.m GROUP BY 1, 2 WITH DATA"
             ));
         }
-        let compressed = if self.uncompressed_chunk { "c.range_start_integer IS DISTINCT FROM 259200 AND c.range_start IS DISTINCT FROM '2024-01-04 00:00:00+00'" } else { "true" };
+        let compressed = if self.uncompressed_chunk {
+            "c.range_start_integer IS DISTINCT FROM 259200 AND c.range_start IS DISTINCT FROM \
+             '2024-01-04 00:00:00+00'"
+        } else {
+            "true"
+        };
         out.push(format!(
-            "SELECT compress_chunk(format('%I.%I', c.chunk_schema, c.chunk_name)) FROM timescaledb_information.chunks c \
+            "SELECT compress_chunk(format('%I.%I', c.chunk_schema, c.chunk_name)) FROM \
+             timescaledb_information.chunks c \
              WHERE c.hypertable_schema = '{s}' AND c.hypertable_name = 'm' AND {compressed}"
         ));
         if self.partial_chunk {
@@ -243,7 +282,11 @@ impl Case {
             out.push(format!("INSERT INTO {s}.m (time, dev, tag, v, w) VALUES {extra}"));
             out.push(format!("INSERT INTO {s}.ref_m (time, dev, tag, v, w) VALUES {extra}"));
         }
-        let scols: Vec<String> = self.staging_order.iter().map(|c| format!("{c} {}", self.column_type(c, self.staging_tag_collation))).collect();
+        let scols: Vec<String> = self
+            .staging_order
+            .iter()
+            .map(|c| format!("{c} {}", self.column_type(c, self.staging_tag_collation)))
+            .collect();
         out.push(format!("CREATE TABLE {s}.st ({})", scols.join(", ")));
         out.push(format!("INSERT INTO {s}.st (time, dev, tag, v, w) VALUES {}", staged.join(", ")));
         // staging as the reference sees it: the same rows in the same order
@@ -259,7 +302,12 @@ impl Case {
             for hour in if self.time_type == "date" { &[0][..] } else { &[0, 6, 12, 18][..] } {
                 for slot in 0..5 {
                     let tag = if slot % 2 == 0 { "'a'" } else { "NULL" };
-                    rows.push(format!("({}, {}, {tag}, {}, 'w{slot}')", self.time(day, hour * 60), self.dev(slot), slot * 10 + *hour));
+                    rows.push(format!(
+                        "({}, {}, {tag}, {}, 'w{slot}')",
+                        self.time(day, hour * 60),
+                        self.dev(slot),
+                        slot * 10 + *hour
+                    ));
                 }
             }
         }
@@ -270,19 +318,41 @@ impl Case {
     fn staged_rows(&self, r: &mut Rng) -> Vec<String> {
         let mut keys: Vec<(String, String, String)> = vec![];
         let n = 8 + r.below(30);
-        let tags: &[&str] = if self.tag_collation == "backfill_ci" { &["'a'", "'A'", "'b'", "NULL"] } else { &["'a'", "'b'", "NULL"] };
+        let tags: &[&str] = if self.tag_collation == "backfill_ci" {
+            &["'a'", "'A'", "'b'", "NULL"]
+        } else {
+            &["'a'", "'b'", "NULL"]
+        };
         for _ in 0..n {
             let key = match r.below(6) {
-                0 | 1 => (self.time(r.below(4), 360 * r.below(4)), self.dev(r.below(5)), r.pick(tags).to_string()),
-                2 => (self.time(r.below(4), 1 + r.below(1400)), self.dev(r.below(5)), r.pick(tags).to_string()),
+                0 | 1 => (
+                    self.time(r.below(4), 360 * r.below(4)),
+                    self.dev(r.below(5)),
+                    r.pick(tags).to_string(),
+                ),
+                2 => (
+                    self.time(r.below(4), 1 + r.below(1400)),
+                    self.dev(r.below(5)),
+                    r.pick(tags).to_string(),
+                ),
                 3 if !keys.is_empty() => keys[r.below(keys.len() as u64) as usize].clone(),
-                4 => (self.time(r.below(4), 360 * r.below(4)), if self.dev_nullable { "NULL".into() } else { self.dev(0) }, "NULL".into()),
-                _ => (self.time(8 + r.below(2), r.below(1400)), self.dev(r.below(5)), r.pick(tags).to_string()),
+                4 => (
+                    self.time(r.below(4), 360 * r.below(4)),
+                    if self.dev_nullable { "NULL".into() } else { self.dev(0) },
+                    "NULL".into(),
+                ),
+                _ => (
+                    self.time(8 + r.below(2), r.below(1400)),
+                    self.dev(r.below(5)),
+                    r.pick(tags).to_string(),
+                ),
             };
             keys.push(key);
         }
         keys.iter()
-            .map(|(t, d, tag)| format!("({t}, {d}, {tag}, {}, 'w{}')", 100 + r.below(900), r.below(7)))
+            .map(|(t, d, tag)| {
+                format!("({t}, {d}, {tag}, {}, 'w{}')", 100 + r.below(900), r.below(7))
+            })
             .collect()
     }
 
@@ -329,10 +399,30 @@ impl Case {
         let mut out = vec![];
         for (cols, nnd) in keys {
             let list = cols.join(", ");
-            let meet = if nnd { "true".to_string() } else { cols.iter().map(|k| format!("{k} IS NOT NULL")).collect::<Vec<_>>().join(" AND ") };
-            let grouped = cols.iter().map(|k| if *k == "tag" { format!("tag{}", Case::collate(self.tag_collation)) } else { k.to_string() }).collect::<Vec<_>>().join(", ");
+            let meet = if nnd {
+                "true".to_string()
+            } else {
+                cols.iter().map(|k| format!("{k} IS NOT NULL")).collect::<Vec<_>>().join(" AND ")
+            };
+            let grouped = cols
+                .iter()
+                .map(|k| {
+                    if *k == "tag" {
+                        format!("tag{}", Case::collate(self.tag_collation))
+                    } else {
+                        k.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             let dups: Vec<String> = c
-                .query(&format!("SELECT min(ROW({list})::text) FROM {s}.m WHERE {meet} GROUP BY {grouped} HAVING count(*) > 1"), &[])
+                .query(
+                    &format!(
+                        "SELECT min(ROW({list})::text) FROM {s}.m WHERE {meet} GROUP BY \
+                    {grouped} HAVING count(*) > 1"
+                    ),
+                    &[],
+                )
                 .unwrap()
                 .iter()
                 .map(|r| r.get(0))
@@ -360,12 +450,16 @@ impl Case {
             let same = target
                 .iter()
                 .map(|k| {
-                    let coll = if *k == "tag" { Case::collate(self.tag_collation) } else { String::new() };
+                    let coll =
+                        if *k == "tag" { Case::collate(self.tag_collation) } else { String::new() };
                     format!("a.{k}{coll} {eq} b.{k}{coll}")
                 })
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            out.push(format!("DELETE FROM {s}.ref_st AS a USING {s}.ref_st AS b WHERE {same} AND a.ctid < b.ctid"));
+            out.push(format!(
+                "DELETE FROM {s}.ref_st AS a USING {s}.ref_st AS b WHERE {same} AND \
+                a.ctid < b.ctid"
+            ));
         }
         let conflict = match self.action {
             Action::Restrict => String::new(),
@@ -374,10 +468,17 @@ impl Case {
             Action::Update => format!(
                 " ON CONFLICT ({}) DO UPDATE SET {}",
                 target.join(", "),
-                updated.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect::<Vec<_>>().join(", ")
+                updated
+                    .iter()
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
-        out.push(format!("INSERT INTO {s}.ref_m (time, dev, tag, v, w) SELECT time, dev, tag, v, w FROM {s}.ref_st ORDER BY ctid{conflict}"));
+        out.push(format!(
+            "INSERT INTO {s}.ref_m (time, dev, tag, v, w) SELECT time, dev, tag, v, w \
+            FROM {s}.ref_st ORDER BY ctid{conflict}"
+        ));
         out
     }
 }
@@ -395,8 +496,10 @@ fn rows_of(c: &mut Client, sql: &str) -> Vec<String> {
 /// Each chunk of the case's destination: name and status bits.
 fn chunk_status(c: &mut Client, schema: &str) -> Vec<(String, i32)> {
     c.query(
-        "SELECT chunk_name::text, _timescaledb_functions.chunk_status(format('%I.%I', chunk_schema, chunk_name)::regclass) \
-         FROM timescaledb_information.chunks WHERE hypertable_schema = $1 AND hypertable_name = 'm' ORDER BY 1",
+        "SELECT chunk_name::text, _timescaledb_functions.chunk_status(format('%I.%I', \
+         chunk_schema, chunk_name)::regclass) \
+         FROM timescaledb_information.chunks WHERE hypertable_schema = $1 AND hypertable_name = \
+         'm' ORDER BY 1",
         &[&schema],
     )
     .unwrap()
@@ -411,7 +514,11 @@ fn run_case(c: &mut Client, case: &Case, script: &mut Vec<String>) -> Vec<String
     let staged = case.staged_rows(&mut r);
     let exec = |c: &mut Client, sql: String, script: &mut Vec<String>| -> Result<(), String> {
         script.push(format!("{sql};"));
-        c.batch_execute(&sql).map_err(|e| e.as_db_error().map(|d| format!("{}: {}", d.code().code(), d.message())).unwrap_or(e.to_string()))
+        c.batch_execute(&sql).map_err(|e| {
+            e.as_db_error()
+                .map(|d| format!("{}: {}", d.code().code(), d.message()))
+                .unwrap_or(e.to_string())
+        })
     };
     for sql in case.setup(&case.existing_rows(), &staged) {
         if let Err(e) = exec(c, sql, script) {
@@ -439,10 +546,13 @@ fn run_case(c: &mut Client, case: &Case, script: &mut Vec<String>) -> Vec<String
         let was = before.iter().find(|(n, _)| *n == name).map(|(_, st)| *st).unwrap_or(0);
         // compressed stays compressed, and a chunk that was whole is not left partial
         if was & 1 == 1 && (status & 1 == 0 || (was & 8 == 0 && status & 8 == 8)) {
-            diffs.push(format!("chunk {name} was compressed (status {was}) and is now status {status}"));
+            diffs.push(format!(
+                "chunk {name} was compressed (status {was}) and is now status {status}"
+            ));
         }
     }
-    let held: i64 = c.query_one("SELECT count(*) FROM _backfill_ext.policy_hold", &[]).unwrap().get(0);
+    let held: i64 =
+        c.query_one("SELECT count(*) FROM _backfill_ext.policy_hold", &[]).unwrap().get(0);
     if held > 0 {
         diffs.push(format!("{held} policy holds left"));
     }
@@ -457,35 +567,69 @@ fn run_case(c: &mut Client, case: &Case, script: &mut Vec<String>) -> Vec<String
                 // multiset differences: a row held twice where the reference holds it once is extra
                 let less = |a: &[String], b: &[String]| -> Vec<String> {
                     let mut rest = b.to_vec();
-                    a.iter().filter(|x| rest.iter().position(|y| y == *x).map(|i| rest.remove(i)).is_none()).cloned().collect()
+                    a.iter()
+                        .filter(|x| {
+                            rest.iter().position(|y| y == *x).map(|i| rest.remove(i)).is_none()
+                        })
+                        .cloned()
+                        .collect()
                 };
                 let (missing, extra) = (less(&want, &got), less(&got, &want));
-                diffs.push(format!("destination differs from the reference: missing {missing:?}, extra {extra:?} ({} vs {} rows)", got.len(), want.len()));
+                diffs.push(format!(
+                    "destination differs from the reference: missing {missing:?}, \
+                    extra {extra:?} ({} vs {} rows)",
+                    got.len(),
+                    want.len()
+                ));
             }
             if case.cagg {
                 let (agg, fresh) = (
-                    rows_of(c, &format!("SELECT ROW(b, dev, n, sv)::text FROM {s}.m_daily ORDER BY 1")),
-                    rows_of(c, &format!("SELECT ROW(time_bucket('1 day', time), dev, count(*), sum(v))::text FROM {s}.m GROUP BY time_bucket('1 day', time), dev ORDER BY 1")),
+                    rows_of(
+                        c,
+                        &format!(
+                            "SELECT ROW(b, dev, n, sv)::text FROM {s}.m_daily ORDER BY \
+                        1"
+                        ),
+                    ),
+                    rows_of(
+                        c,
+                        &format!(
+                            "SELECT ROW(time_bucket('1 day', time), dev, count(*), \
+                        sum(v))::text FROM {s}.m GROUP BY time_bucket('1 day', time), dev ORDER BY \
+                        1"
+                        ),
+                    ),
                 );
                 if agg != fresh {
-                    diffs.push(format!("the continuous aggregate holds {agg:?}, the destination grouped {fresh:?}"));
+                    diffs.push(format!(
+                        "the continuous aggregate holds {agg:?}, the destination grouped {fresh:?}"
+                    ));
                 }
             }
-            let want_staging = if case.delete_from_staging { vec![] } else { staging_before.clone() };
+            let want_staging =
+                if case.delete_from_staging { vec![] } else { staging_before.clone() };
             if staging_after != want_staging {
                 diffs.push(format!("staging left {staging_after:?}, expected {want_staging:?}"));
             }
         }
-        (Some(e), Ok(())) => diffs.push(format!("the reference failed ({e}) but the run succeeded")),
+        (Some(e), Ok(())) => {
+            diffs.push(format!("the reference failed ({e}) but the run succeeded"))
+        }
         (None, Err(e)) => diffs.push(format!("the run failed ({e}) where the reference succeeded")),
         (Some(_), Err(_)) => {
             // nothing lost: every row the run took from staging has its key in the
             // destination (the text of a key that compares by a collation may differ)
             let dest = rows(c, &format!("{s}.m"));
             // the fields of the target key (of every column without one)
-            let at: Vec<usize> = COLUMNS.iter().enumerate().filter(|(_, c)| case.key.is_empty() || case.key.contains(c)).map(|(i, _)| i).collect();
+            let at: Vec<usize> = COLUMNS
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| case.key.is_empty() || case.key.contains(c))
+                .map(|(i, _)| i)
+                .collect();
             let key_of = |row: &str| -> Vec<String> {
-                let f: Vec<&str> = row.trim_matches(|ch| ch == '(' || ch == ')').split(',').collect();
+                let f: Vec<&str> =
+                    row.trim_matches(|ch| ch == '(' || ch == ')').split(',').collect();
                 at.iter().map(|i| f[*i].to_string()).collect()
             };
             let mut left = staging_after.clone();
@@ -493,7 +637,10 @@ fn run_case(c: &mut Client, case: &Case, script: &mut Vec<String>) -> Vec<String
                 if let Some(i) = left.iter().position(|x| x == row) {
                     left.remove(i);
                 } else if !dest.iter().any(|d| key_of(d) == key_of(row)) {
-                    diffs.push(format!("staging row {row} is neither in staging nor in the destination after the failed run"));
+                    diffs.push(format!(
+                        "staging row {row} is neither in staging nor in the \
+                        destination after the failed run"
+                    ));
                 }
             }
         }
@@ -502,12 +649,17 @@ fn run_case(c: &mut Client, case: &Case, script: &mut Vec<String>) -> Vec<String
 }
 
 fn run_seeds(first: u64) {
-    let cases: u64 = std::env::var("BACKFILL_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(80);
-    let base: u64 = std::env::var("BACKFILL_DIFF_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let cases: u64 =
+        std::env::var("BACKFILL_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(80);
+    let base: u64 =
+        std::env::var("BACKFILL_DIFF_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let cl = timescale_cluster();
     let mut c = cl.create_db("diff");
     let icu = c
-        .batch_execute("CREATE COLLATION backfill_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+        .batch_execute(
+            "CREATE COLLATION backfill_ci (provider = icu, locale = 'und-u-ks-level2', \
+            deterministic = false)",
+        )
         .is_ok();
     // cases with a nondeterministic collation run wherever PostgreSQL has ICU
     assert_eq!(icu, cfg!(icu), "ICU collations, as tests/build.rs read pg_config");
@@ -522,37 +674,61 @@ fn run_seeds(first: u64) {
             c.batch_execute(&format!("DROP SCHEMA {} CASCADE", case.schema)).unwrap();
         } else {
             failures.push(format!(
-                "seed {seed}: {}\n  case: {case:?}\n  to reproduce (in a database with timescaledb and backfill_ext{}):\n{}",
+                "seed {seed}: {}\n  case: {case:?}\n  to reproduce (in a database with timescaledb \
+                 and backfill_ext{}):\n{}",
                 diffs.join("\n  "),
-                if icu { ", and CREATE COLLATION backfill_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)" } else { "" },
+                if icu { ", and CREATE COLLATION backfill_ci (provider = icu, locale = \
+                    'und-u-ks-level2', deterministic = false)" } else { "" },
                 script.join("\n")
             ));
         }
     }
-    println!("differential: {cases} cases from seed {} ({with_cagg} with a continuous aggregate), {} differing", base + first * 1_000_000, failures.len());
-    assert!(failures.is_empty(), "{} of {cases} cases differ from the reference:\n{}", failures.len(), failures.join("\n\n"));
+    println!(
+        "differential: {cases} cases from seed {} ({with_cagg} with a continuous aggregate), \
+        {} differing",
+        base + first * 1_000_000,
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases differ from the reference:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn differential_cases_a() {
     run_seeds(1);
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn differential_cases_b() {
     run_seeds(2);
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn differential_cases_c() {
     run_seeds(3);
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn differential_cases_d() {
     run_seeds(4);
 }

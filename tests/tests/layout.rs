@@ -29,7 +29,10 @@ fn long_functions(text: &str, max: usize) -> Vec<(String, usize)> {
     for (i, l) in lines.iter().enumerate() {
         let t = l.trim_start();
         let indent = &l[..l.len() - t.len()];
-        let t = t.trim_start_matches("pub(crate) ").trim_start_matches("pub(super) ").trim_start_matches("pub ");
+        let t = t
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
+            .trim_start_matches("pub ");
         let t = t.trim_start_matches("unsafe ").trim_start_matches("extern \"C-unwind\" ");
         if !t.starts_with("fn ") || l.trim_end().ends_with(';') {
             continue;
@@ -81,13 +84,17 @@ fn imports() -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src");
     let files = sources();
     let modules: BTreeSet<Vec<String>> = files.keys().map(|p| module_of(&src, p)).collect();
-    let file_of = |parts: &[String]| (0..=parts.len()).rev().map(|n| parts[..n].to_vec()).find(|m| modules.contains(m));
+    let file_of = |parts: &[String]| {
+        (0..=parts.len()).rev().map(|n| parts[..n].to_vec()).find(|m| modules.contains(m))
+    };
     let mut graph = BTreeMap::new();
     for (path, text) in &files {
         let me = module_of(&src, path);
         let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
         let mut to = BTreeSet::new();
-        for (prefix, base) in [("crate::", vec![]), ("super::", me[..me.len().saturating_sub(1)].to_vec())] {
+        for (prefix, base) in
+            [("crate::", vec![]), ("super::", me[..me.len().saturating_sub(1)].to_vec())]
+        {
             for piece in code.split(prefix).skip(1) {
                 let path: Vec<String> = piece
                     .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
@@ -139,7 +146,10 @@ fn cycle(graph: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Vec<Vec
 #[test]
 fn no_two_files_import_each_other() {
     let graph = imports();
-    assert!(graph[&vec!["run".to_string()]].contains(&vec!["strategy".to_string()]), "the graph sees imports: {graph:#?}");
+    assert!(
+        graph[&vec!["run".to_string()]].contains(&vec!["strategy".to_string()]),
+        "the graph sees imports: {graph:#?}"
+    );
     assert_eq!(cycle(&graph), None);
 }
 

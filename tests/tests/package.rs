@@ -32,13 +32,18 @@ fn assert_no_test_hooks(cl: &Cluster, c: &mut Client, library: &Path) {
     let bytes = std::fs::read(library).unwrap();
     for needle in [&b"backfill_ext.debug_"[..], b"pg_sleep($1::float8)"] {
         let found = bytes.windows(needle.len()).any(|w| w == needle);
-        assert!(!found, "the release library contains {:?}: it was built with the test hooks", String::from_utf8_lossy(needle));
+        assert!(
+            !found,
+            "the release library contains {:?}: it was built with the test hooks",
+            String::from_utf8_lossy(needle)
+        );
     }
     // a run with the pause set runs through (it would sleep an hour in a test build)
     c.batch_execute(
         "INSERT INTO late SELECT i, now(), 2 FROM generate_series(251, 260) i;
          SET backfill_ext.debug_pause_at = 'after_hold'; SET statement_timeout = '60s';
-         CALL backfill_on_schedule(NULL, '{\"staging_table\":\"late\", \"destination_hypertable\":\"readings\"}');
+         CALL backfill_on_schedule(NULL, \
+         '{\"staging_table\":\"late\", \"destination_hypertable\":\"readings\"}');
          RESET statement_timeout; RESET backfill_ext.debug_pause_at;",
     )
     .unwrap();
@@ -46,19 +51,34 @@ fn assert_no_test_hooks(cl: &Cluster, c: &mut Client, library: &Path) {
     // a new session with the library loaded: no such setting exists
     let mut s = cl.connect("t");
     s.batch_execute("LOAD 'backfill_ext'").unwrap();
-    assert_eq!(scalar::<i64>(&mut s, "SELECT count(*) FROM pg_settings WHERE name LIKE 'backfill_ext.%'"), 0);
-    let unset: Option<String> = scalar(&mut s, "SELECT current_setting('backfill_ext.debug_pause_at', true)");
+    assert_eq!(
+        scalar::<i64>(&mut s, "SELECT count(*) FROM pg_settings WHERE name LIKE 'backfill_ext.%'"),
+        0
+    );
+    let unset: Option<String> =
+        scalar(&mut s, "SELECT current_setting('backfill_ext.debug_pause_at', true)");
     assert_eq!(unset, None, "backfill_ext.debug_pause_at is not registered");
     let (code, msg, _) = expect_error(&mut s, "SHOW backfill_ext.debug_pause_at");
     assert_eq!(code, "42704", "{msg}");
 }
 
 #[test]
-#[cfg_attr(not(package), ignore = "no release package was built for this PostgreSQL (scripts/package.sh)")]
+#[cfg_attr(
+    not(package),
+    ignore = "no release package was built for this PostgreSQL (scripts/package.sh)"
+)]
 fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill() {
     let package = PathBuf::from(PACKAGE.unwrap());
-    let major = pg_config("--version").split_whitespace().nth(1).unwrap().split('.').next().unwrap().to_string();
-    let root = std::env::temp_dir().join(format!("backfill_ext_package_tree_{}", std::process::id()));
+    let major = pg_config("--version")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    let root =
+        std::env::temp_dir().join(format!("backfill_ext_package_tree_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let bindir = copy_under(&root, &pg_config("--bindir"));
     let libdir = copy_under(&root, &pg_config("--pkglibdir"));
@@ -70,7 +90,10 @@ fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill()
     };
     assert_eq!(copy_config("--pkglibdir"), libdir);
     assert_eq!(copy_config("--sharedir"), sharedir);
-    assert!(!libdir.join("backfill_ext.so").exists() && !sharedir.join("extension/backfill_ext.control").exists());
+    assert!(
+        !libdir.join("backfill_ext.so").exists()
+            && !sharedir.join("extension/backfill_ext.control").exists()
+    );
 
     // install: the package's two folders into the tree's
     let unpacked = root.join("unpacked");
@@ -79,7 +102,9 @@ fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill()
     let pkg_lib = unpacked.join(format!("usr/lib/postgresql/{major}/lib"));
     let pkg_ext = unpacked.join(format!("usr/share/postgresql/{major}/extension"));
     for (from, to) in [(&pkg_lib, libdir.clone()), (&pkg_ext, sharedir.join("extension"))] {
-        for f in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())).flatten() {
+        for f in
+            std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())).flatten()
+        {
             std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
         }
     }
@@ -87,18 +112,24 @@ fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill()
 
     let cl = Cluster::start(Options { bindir: Some(bindir.clone()), ..Default::default() });
     let mut c = cl.create_db("t");
-    let version: String = scalar(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'backfill_ext'");
+    let version: String =
+        scalar(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'backfill_ext'");
     assert_eq!(version, env!("BACKFILL_EXT_VERSION"));
     c.batch_execute(
         "CREATE TABLE readings (id int PRIMARY KEY, at timestamptz NOT NULL, v float8);
          CREATE TABLE late (LIKE readings);
          INSERT INTO readings SELECT i, now(), 0 FROM generate_series(1, 100) i;
          INSERT INTO late SELECT i, now(), 1 FROM generate_series(51, 250) i;
-         CALL backfill_on_schedule(NULL, '{\"staging_table\":\"late\", \"destination_hypertable\":\"readings\"}');",
+         CALL backfill_on_schedule(NULL, \
+         '{\"staging_table\":\"late\", \"destination_hypertable\":\"readings\"}');",
     )
     .unwrap();
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 250);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings WHERE v = 0"), 100, "DO NOTHING kept the existing rows");
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM readings WHERE v = 0"),
+        100,
+        "DO NOTHING kept the existing rows"
+    );
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM late"), 0);
     assert_eq!(scalar::<String>(&mut c, "SELECT status FROM backfill_runs"), "succeeded");
     assert_no_test_hooks(&cl, &mut c, &libdir.join("backfill_ext.so"));

@@ -2,22 +2,27 @@
 //! cases run when a full TimescaleDB is installed (ignored, with the reason, elsewhere);
 //! the plain ones everywhere.
 
-use backfill_ext_client_tests::fixtures::{assert_compressed_and_policy_as_before, state, timescale_dataset, Dataset, State, START};
+use backfill_ext_client_tests::fixtures::{
+    assert_compressed_and_policy_as_before, state, timescale_dataset, Dataset, State, START,
+};
 use backfill_ext_client_tests::{expect_error, scalar, Client, Cluster, NoTls, Options};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use backfill_ext_client_tests::timescale_cluster as ts_cluster;
 
-const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
+const CONFIG: &str =
+    r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
 
 /// 144 new rows in each of days 1, 2 and 3, and one row after the last chunk.
 fn stage(c: &mut Client) -> i64 {
     c.batch_execute(&format!(
         "INSERT INTO backfill_event_data (time, device_id, value)
            SELECT t, 99, 1 FROM generate_series(timestamptz '{START}' + interval '1 day',
-                                                timestamptz '{START}' + interval '4 days' - interval '1 minute', interval '10 minutes') t;
-         INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz '{START}' + interval '30 days', 1, 0);"
+                                                timestamptz '{START}' + interval '4 days' - \
+                                                interval '1 minute', interval '10 minutes') t;
+         INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz '{START}' + \
+         interval '30 days', 1, 0);"
     ))
     .unwrap();
     3 * 144 + 1
@@ -43,7 +48,10 @@ fn assert_clean(c: &mut Client, before: &State, moved_so_far: i64) {
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn statement_timeout_ends_the_run_cleanly() {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
@@ -52,19 +60,29 @@ fn statement_timeout_ends_the_run_cleanly() {
     let before = state(&mut c, "event_data", "backfill_event_data");
     // the second chunk is slow (paused after its decompression); the statement times out there
     let mut r = cl.connect("t");
-    r.batch_execute("SET backfill_ext.debug_pause_at = 'after_decompress'; SET statement_timeout = '3s'").unwrap();
+    r.batch_execute(
+        "SET backfill_ext.debug_pause_at = 'after_decompress'; SET statement_timeout = '3s'",
+    )
+    .unwrap();
     let decompress = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}"#;
-    let (code, msg, hint) = expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{decompress}')"));
+    let (code, msg, hint) =
+        expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{decompress}')"));
     assert_eq!(code, "57014", "{msg}");
     assert!(hint.as_deref().is_some_and(|h| h.contains("rolled back")), "{msg} {hint:?}");
     assert_clean(&mut c, &before, 0);
-    assert_eq!(scalar::<String>(&mut c, "SELECT status || ' ' || sqlstate FROM backfill_status"), "failed 57014");
+    assert_eq!(
+        scalar::<String>(&mut c, "SELECT status || ' ' || sqlstate FROM backfill_status"),
+        "failed 57014"
+    );
     c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
     assert_clean(&mut c, &before, staged);
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
@@ -78,7 +96,8 @@ fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
     // one transaction per chunk (direct inserts into several chunks would share one)
     // in this session (`workers`: 1), so the chunk after the locked one never starts
     let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms", "strategy":"decompress", "workers": 1}"#;
-    let (code, msg, hint) = expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+    let (code, msg, hint) =
+        expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
     assert_eq!(code, "55P03", "{msg}");
     assert!(hint.is_some());
     // day 1 was done and committed; day 2 was rolled back
@@ -89,10 +108,19 @@ fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
     r.batch_execute("SET lock_timeout = '500ms'").unwrap();
     let no_timeout = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress", "workers": 1}"#;
     let t = std::time::Instant::now();
-    let (code, _, _) = expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{no_timeout}')"));
+    let (code, _, _) =
+        expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{no_timeout}')"));
     assert_eq!(code, "55P03");
-    assert!(t.elapsed() < std::time::Duration::from_secs(60), "the session's 500ms, not the 5-minute default: {:?}", t.elapsed());
-    assert_eq!(scalar::<String>(&mut r, "SHOW lock_timeout"), "500ms", "the session keeps its setting");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(60),
+        "the session's 500ms, not the 5-minute default: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        scalar::<String>(&mut r, "SHOW lock_timeout"),
+        "500ms",
+        "the session keeps its setting"
+    );
     assert_clean(&mut c, &before, 144);
     long.batch_execute("COMMIT").unwrap();
     c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
@@ -100,7 +128,10 @@ fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn max_runtime_stops_between_chunks_and_the_next_run_continues() {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
@@ -127,7 +158,10 @@ fn max_runtime_stops_between_chunks_and_the_next_run_continues() {
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn writers_on_both_tables_during_runs_lose_nothing() {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
@@ -152,9 +186,13 @@ fn writers_on_both_tables_during_runs_lose_nothing() {
     };
     let w1 = writer(
         "INSERT INTO backfill_event_data (time, device_id, value)
-         VALUES (timestamptz '2024-01-01' + ($1::int8 % 5) * interval '1 day' + ($1::int8 / 5) * interval '1 second', 1000, 1)",
+         VALUES (timestamptz '2024-01-01' + ($1::int8 % 5) * interval '1 day' + ($1::int8 / 5) * \
+         interval '1 second', 1000, 1)",
     );
-    let w2 = writer("INSERT INTO event_data (time, device_id, value) VALUES (timestamptz '2024-03-01' + $1::int8 * interval '1 second', 2000, 1)");
+    let w2 = writer(
+        "INSERT INTO event_data (time, device_id, value) VALUES (timestamptz \
+        '2024-03-01' + $1::int8 * interval '1 second', 2000, 1)",
+    );
     let w3 = writer("SELECT count(*) FROM event_data WHERE device_id = $1::int8::int % 5");
     for _ in 0..4 {
         c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
@@ -173,7 +211,8 @@ fn writers_on_both_tables_during_runs_lose_nothing() {
 
 fn plain_tables(c: &mut Client) {
     c.batch_execute(
-        "CREATE TABLE readings (id int NOT NULL, ts timestamptz NOT NULL, value float8, PRIMARY KEY (id, ts));
+        "CREATE TABLE readings (id int NOT NULL, ts timestamptz NOT NULL, value float8, PRIMARY \
+         KEY (id, ts));
          CREATE TABLE staging (LIKE readings);
          INSERT INTO staging SELECT i, now(), i FROM generate_series(1, 20) i;",
     )
@@ -184,24 +223,36 @@ fn plain_tables(c: &mut Client) {
 fn a_non_superuser_installs_and_runs_it_and_missing_privileges_are_named_first() {
     let cl = Cluster::start(Options::default());
     let mut admin = cl.connect("postgres");
-    admin
-        .batch_execute("CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;")
-        .unwrap();
+    admin.batch_execute("CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;").unwrap();
     admin.batch_execute("CREATE DATABASE t OWNER alice").unwrap();
     // the extension is trusted: the database owner installs it without superuser
     let mut alice = cl.connect_as("t", "alice");
     alice.batch_execute("CREATE EXTENSION backfill_ext").unwrap();
     plain_tables(&mut alice);
-    alice.batch_execute("CALL backfill_on_schedule(1, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')").unwrap();
+    alice
+        .batch_execute(
+            "CALL backfill_on_schedule(1, \
+        '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')",
+        )
+        .unwrap();
     assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM readings"), 20);
-    alice.batch_execute("INSERT INTO staging SELECT i, now(), i FROM generate_series(21, 30) i").unwrap();
+    alice
+        .batch_execute("INSERT INTO staging SELECT i, now(), i FROM generate_series(21, 30) i")
+        .unwrap();
 
     let mut bob = cl.connect_as("t", "bob");
-    let call = "CALL backfill_on_schedule(2, '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')";
+    let call = "CALL backfill_on_schedule(2, \
+        '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')";
     let steps: &[(&str, &str)] = &[
         ("", "role \"bob\" lacks SELECT, DELETE on staging table public.staging"),
-        ("GRANT SELECT ON staging TO bob", "role \"bob\" lacks DELETE on staging table public.staging"),
-        ("GRANT DELETE ON staging TO bob", "role \"bob\" lacks INSERT on destination public.readings"),
+        (
+            "GRANT SELECT ON staging TO bob",
+            "role \"bob\" lacks DELETE on staging table public.staging",
+        ),
+        (
+            "GRANT DELETE ON staging TO bob",
+            "role \"bob\" lacks INSERT on destination public.readings",
+        ),
     ];
     for (grant, msg) in steps {
         if !grant.is_empty() {
@@ -211,34 +262,60 @@ fn a_non_superuser_installs_and_runs_it_and_missing_privileges_are_named_first()
         assert_eq!(code, "42501", "{m}");
         assert!(m.contains(msg), "{m}");
         assert!(hint.unwrap().starts_with("GRANT "));
-        assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM staging"), 10, "nothing changed");
+        assert_eq!(
+            scalar::<i64>(&mut alice, "SELECT count(*) FROM staging"),
+            10,
+            "nothing changed"
+        );
     }
     alice.batch_execute("GRANT INSERT ON readings TO bob").unwrap();
     bob.batch_execute(call).unwrap();
     assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM readings"), 30);
     // each sees the runs it made, and the owner of the destination sees all of them
-    assert_eq!(scalar::<i64>(&mut bob, "SELECT count(*) FROM backfill_runs"), 4, "its three refused runs and the one that worked");
+    assert_eq!(
+        scalar::<i64>(&mut bob, "SELECT count(*) FROM backfill_runs"),
+        4,
+        "its three refused runs and the one that worked"
+    );
     assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM backfill_runs"), 5);
     // bob cannot plant a policy hold for alice's table
-    let (code, _, _) = expect_error(&mut bob, "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable) VALUES (1, 'readings')");
+    let (code, _, _) = expect_error(
+        &mut bob,
+        "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable) VALUES (1, 'readings')",
+    );
     assert_eq!(code, "42501");
     // nor can any role plant a "running" run on it (as if a run were working there):
     // only the extension writes runs, not even bob, who may insert into readings
     admin.batch_execute("CREATE ROLE carol LOGIN").unwrap();
     let mut carol = cl.connect_as("t", "carol");
-    let plant = "INSERT INTO _backfill_ext.run (staging, destination, destination_oid) VALUES ('public.staging', 'public.readings', 'readings'::regclass)";
+    let plant = "INSERT INTO _backfill_ext.run (staging, destination, destination_oid) VALUES \
+        ('public.staging', 'public.readings', 'readings'::regclass)";
     for who in [&mut carol, &mut bob] {
         let (code, m, _) = expect_error(who, plant);
         assert_eq!(code, "42501", "{m}");
         assert!(m.contains("permission denied for table run"), "{m}");
     }
-    assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM backfill_runs WHERE status = 'running'"), 0);
+    assert_eq!(
+        scalar::<i64>(&mut alice, "SELECT count(*) FROM backfill_runs WHERE status = 'running'"),
+        0
+    );
     // nothing runs as SECURITY DEFINER
-    assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid JOIN pg_extension e ON e.oid = d.refobjid WHERE e.extname = 'backfill_ext' AND p.prosecdef"), 0);
+    assert_eq!(
+        scalar::<i64>(
+            &mut alice,
+            "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON \
+        d.objid = p.oid JOIN pg_extension e ON e.oid = d.refobjid WHERE e.extname = 'backfill_ext' \
+        AND p.prosecdef"
+        ),
+        0
+    );
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn a_job_owner_who_does_not_own_the_hypertable_is_stopped_before_anything_changes() {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
@@ -247,26 +324,40 @@ fn a_job_owner_who_does_not_own_the_hypertable_is_stopped_before_anything_change
     let before = state(&mut c, "event_data", "backfill_event_data");
     c.batch_execute(
         "CREATE ROLE bob LOGIN;
-         GRANT SELECT, DELETE ON backfill_event_data TO bob; GRANT SELECT, INSERT ON event_data TO bob;",
+         GRANT SELECT, DELETE ON backfill_event_data TO bob; GRANT SELECT, INSERT ON event_data TO \
+         bob;",
     )
     .unwrap();
     let mut bob = cl.connect_as("t", "bob");
-    let (code, msg, hint) = expect_error(&mut bob, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
+    let (code, msg, hint) =
+        expect_error(&mut bob, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
     assert_eq!(code, "42501", "{msg}");
-    assert!(msg.contains("role \"bob\" must own hypertable public.event_data to decompress and compress its chunks"), "{msg}");
+    assert!(
+        msg.contains(
+            "role \"bob\" must own hypertable public.event_data to decompress and \
+        compress its chunks"
+        ),
+        "{msg}"
+    );
     assert!(hint.is_some());
     assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn a_policy_schedule_changed_during_the_run_is_left_as_it_was_set() {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset::default());
     stage(&mut c);
-    let job: i32 =
-        scalar(&mut c, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'");
+    let job: i32 = scalar(
+        &mut c,
+        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
+            'event_data' AND proc_name = 'policy_compression'",
+    );
     let second = chunk_of_day_2(&mut c);
     // the run waits for a long transaction on the chunk of day 2, its policy held
     let mut long = cl.connect("t");
@@ -275,20 +366,39 @@ fn a_policy_schedule_changed_during_the_run_is_left_as_it_was_set() {
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
         let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"2 minutes", "strategy":"decompress", "workers": 1}"#;
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).map_err(|e| e.to_string())
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
+            .map_err(|e| e.to_string())
     });
-    backfill_ext_client_tests::wait_for("the run to wait for the chunk", std::time::Duration::from_secs(60), || {
-        c.query_opt("SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND wait_event_type = 'Lock'", &[])
+    backfill_ext_client_tests::wait_for(
+        "the run to wait for the chunk",
+        std::time::Duration::from_secs(60),
+        || {
+            c.query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL \
+                backfill_on_schedule%' AND wait_event_type = 'Lock'",
+                &[],
+            )
             .unwrap()
             .map(|r| r.get::<_, i32>(0))
-    });
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 1, "the run holds the policy");
+        },
+    );
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
+        1,
+        "the run holds the policy"
+    );
     // an administrator moves the policy meanwhile
-    c.batch_execute(&format!("SELECT alter_job({job}, next_start => '2030-06-01 00:00:00+00')")).unwrap();
+    c.batch_execute(&format!("SELECT alter_job({job}, next_start => '2030-06-01 00:00:00+00')"))
+        .unwrap();
     long.batch_execute("COMMIT").unwrap();
     run.join().unwrap().unwrap();
     assert_eq!(
-        scalar::<String>(&mut c, &format!("SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {job}")),
+        scalar::<String>(
+            &mut c,
+            &format!(
+                "SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {job}"
+            )
+        ),
         "2030-06-01 00:00:00+00",
         "the administrator's schedule stays"
     );
@@ -297,7 +407,10 @@ fn a_policy_schedule_changed_during_the_run_is_left_as_it_was_set() {
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn unschedule_backfill_puts_back_a_policy_an_interrupted_run_left_held() {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
@@ -305,53 +418,93 @@ fn unschedule_backfill_puts_back_a_policy_an_interrupted_run_left_held() {
     stage(&mut c);
     let job: i32 = scalar(
         &mut c,
-        "SELECT schedule_backfill('backfill_event_data', 'event_data', interval '1 day', '{}', timestamptz '2099-01-01 00:00:00+00')",
+        "SELECT schedule_backfill('backfill_event_data', 'event_data', interval '1 day', '{}', \
+         timestamptz '2099-01-01 00:00:00+00')",
     );
-    let policy: i32 =
-        scalar(&mut c, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'");
-    let next_start = |c: &mut Client| scalar::<String>(c, &format!("SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {policy}"));
+    let policy: i32 = scalar(
+        &mut c,
+        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
+            'event_data' AND proc_name = 'policy_compression'",
+    );
+    let next_start = |c: &mut Client| {
+        scalar::<String>(
+            c,
+            &format!(
+                "SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {policy}"
+            ),
+        )
+    };
     let original = next_start(&mut c);
-    // what a run of the job leaves when its backend ends mid-run: the hold, and the policy pushed out
+    // what a run of the job leaves when its backend ends mid-run: the hold, and the policy pushed
+    // out
     c.batch_execute(&format!(
-        "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, original_scheduled, held_at)
+        "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, \
+         original_scheduled, held_at)
            VALUES ({policy}, 'event_data', '{original}', true, now() - interval '1 hour');
          SELECT alter_job({policy}, next_start => now() + interval '1 day');"
     ))
     .unwrap();
     assert_ne!(next_start(&mut c), original);
     c.batch_execute(&format!("SELECT unschedule_backfill({job})")).unwrap();
-    assert_eq!(scalar::<i64>(&mut c, &format!("SELECT count(*) FROM timescaledb_information.jobs WHERE job_id = {job}")), 0);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0, "no hold outlives the job");
-    assert_eq!(next_start(&mut c), original, "the policy's schedule is as before the interrupted run");
+    assert_eq!(
+        scalar::<i64>(
+            &mut c,
+            &format!("SELECT count(*) FROM timescaledb_information.jobs WHERE job_id = {job}")
+        ),
+        0
+    );
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
+        0,
+        "no hold outlives the job"
+    );
+    assert_eq!(
+        next_start(&mut c),
+        original,
+        "the policy's schedule is as before the interrupted run"
+    );
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn a_run_longer_than_the_push_interval_keeps_the_policy_held_to_its_end() {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
     timescale_dataset(&mut c, &Dataset { days: 7, ..Dataset::default() });
     c.batch_execute(&format!(
         "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT t, 99, 1 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + interval '7 days' - interval '1 hour', interval '1 hour') t"
+           SELECT t, 99, 1 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + \
+           interval '7 days' - interval '1 hour', interval '1 hour') t"
     ))
     .unwrap();
     let before = state(&mut c, "event_data", "backfill_event_data");
-    let job: i32 =
-        scalar(&mut c, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = 'event_data' AND proc_name = 'policy_compression'");
+    let job: i32 = scalar(
+        &mut c,
+        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
+            'event_data' AND proc_name = 'policy_compression'",
+    );
     // seven chunk transactions with a second between each: about 6 s, three times the push interval
     let conn = cl.conn_string("t");
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute("SET backfill_ext.debug_pause_at = 'between_chunks'; SET backfill_ext.debug_pause_seconds = 1").unwrap();
+        r.batch_execute(
+            "SET backfill_ext.debug_pause_at = 'between_chunks'; SET \
+            backfill_ext.debug_pause_seconds = 1",
+        )
+        .unwrap();
         let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "compression_job_push_interval":"2 seconds", "strategy":"decompress"}"#;
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).map_err(|e| e.to_string())
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
+            .map_err(|e| e.to_string())
     });
     let mut looks = 0;
     while !run.is_finished() {
         let held: Option<bool> = c
             .query_opt(
-                "SELECT j.next_start > now() FROM timescaledb_information.jobs j JOIN _backfill_ext.policy_hold h ON h.job_id = j.job_id WHERE j.job_id = $1",
+                "SELECT j.next_start > now() FROM timescaledb_information.jobs j JOIN \
+                 _backfill_ext.policy_hold h ON h.job_id = j.job_id WHERE j.job_id = $1",
                 &[&job],
             )
             .unwrap()
@@ -381,9 +534,13 @@ fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
     let cl = Cluster::start(Options::default());
     let mut c = cl.create_db("t");
     plain_tables(&mut c);
-    c.batch_execute("TRUNCATE staging; INSERT INTO staging SELECT i, timestamptz '2024-01-01' + i * interval '1 minute', i FROM generate_series(1, 3000) i;")
-        .unwrap();
-    let blocks: i64 = scalar(&mut c, "SELECT count(DISTINCT (ctid::text::point)[0])::int8 FROM staging");
+    c.batch_execute(
+        "TRUNCATE staging; INSERT INTO staging SELECT i, timestamptz '2024-01-01' + i \
+        * interval '1 minute', i FROM generate_series(1, 3000) i;",
+    )
+    .unwrap();
+    let blocks: i64 =
+        scalar(&mut c, "SELECT count(DISTINCT (ctid::text::point)[0])::int8 FROM staging");
     assert!(blocks >= 10, "{blocks} blocks");
     // rows stay in staging: copied in slices, once each
     let keep = r#"{"staging_table":"staging", "destination_hypertable":"readings", "rest_batch_rows": 500, "delete_from_staging": false}"#;
@@ -391,9 +548,16 @@ fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 3000);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 3000);
     let slices = writers(&mut c, "readings");
-    assert!((6..=blocks).contains(&slices), "3000 rows in slices of at most 500: {slices} transactions");
+    assert!(
+        (6..=blocks).contains(&slices),
+        "3000 rows in slices of at most 500: {slices} transactions"
+    );
     c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{keep}')")).unwrap();
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 3000, "a second run adds nothing");
+    assert_eq!(
+        scalar::<i64>(&mut c, "SELECT count(*) FROM readings"),
+        3000,
+        "a second run adds nothing"
+    );
     // moved: each slice deleted from staging and inserted together
     c.batch_execute("TRUNCATE readings").unwrap();
     let (mut r, notices) = cl.connect_with_notices("t");
@@ -406,13 +570,19 @@ fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
     assert!(n.iter().any(|m| m.contains("rows outside existing chunks (slice 1 of ")), "{n:#?}");
     assert_eq!(scalar::<i64>(&mut c, "SELECT rows_moved FROM backfill_status"), 3000);
     // the default takes them in one transaction
-    c.batch_execute("TRUNCATE readings; INSERT INTO staging SELECT i, now(), i FROM generate_series(1, 3000) i").unwrap();
+    c.batch_execute(
+        "TRUNCATE readings; INSERT INTO staging SELECT i, now(), i FROM generate_series(1, 3000) i",
+    )
+    .unwrap();
     c.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"staging", "destination_hypertable":"readings"}')"#).unwrap();
     assert_eq!(writers(&mut c, "readings"), 1);
 }
 
 #[test]
-#[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL")]
+#[cfg_attr(
+    not(timescaledb),
+    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+)]
 fn new_chunks_fill_in_slices_and_a_chunk_compressed_since_the_plan_waits_for_the_next_run() {
     let cl = ts_cluster();
     let mut c = cl.create_db("t");
@@ -420,33 +590,48 @@ fn new_chunks_fill_in_slices_and_a_chunk_compressed_since_the_plan_waits_for_the
     // 2000 rows on days 40 to 41 and 600 of device 1 on day 30: outside every chunk
     c.batch_execute(&format!(
         "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT timestamptz '{START}' + interval '40 days' + i * interval '1 minute', 2, 2 FROM generate_series(0, 1999) i;
+           SELECT timestamptz '{START}' + interval '40 days' + i * interval '1 minute', 2, 2 FROM \
+           generate_series(0, 1999) i;
          INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 2 FROM generate_series(0, 599) i;"
+           SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 2 FROM \
+           generate_series(0, 599) i;"
     ))
     .unwrap();
     let before = state(&mut c, "event_data", "backfill_event_data");
-    // while the run is paused after its plan, a writer fills day 30 with the same keys and compresses it
+    // while the run is paused after its plan, a writer fills day 30 with the same keys and
+    // compresses it
     let conn = cl.conn_string("t");
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
         r.batch_execute(
-            "SET backfill_ext.debug_pause_at = 'after_hold'; SET backfill_ext.debug_pause_seconds = 3;
+            "SET backfill_ext.debug_pause_at = 'after_hold'; SET backfill_ext.debug_pause_seconds \
+             = 3;
              SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100",
         )
         .unwrap();
         let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "rest_batch_rows": 300}"#;
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).map_err(|e| e.to_string())
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
+            .map_err(|e| e.to_string())
     });
-    backfill_ext_client_tests::wait_for("the run to pause", std::time::Duration::from_secs(60), || {
-        c.query_opt("SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND wait_event = 'PgSleep'", &[])
+    backfill_ext_client_tests::wait_for(
+        "the run to pause",
+        std::time::Duration::from_secs(60),
+        || {
+            c.query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL \
+                backfill_on_schedule%' AND wait_event = 'PgSleep'",
+                &[],
+            )
             .unwrap()
             .map(|r| r.get::<_, i32>(0))
-    });
+        },
+    );
     c.batch_execute(&format!(
         "INSERT INTO event_data (time, device_id, value)
-           SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 1 FROM generate_series(0, 599) i;
-         SELECT count(compress_chunk(ch)) FROM show_chunks('event_data', newer_than => timestamptz '{START}' + interval '29 days') ch;"
+           SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 1 FROM \
+           generate_series(0, 599) i;
+         SELECT count(compress_chunk(ch)) FROM show_chunks('event_data', newer_than => timestamptz \
+         '{START}' + interval '29 days') ch;"
     ))
     .unwrap();
     run.join().unwrap().unwrap();
@@ -455,9 +640,18 @@ fn new_chunks_fill_in_slices_and_a_chunk_compressed_since_the_plan_waits_for_the
     let later = format!("time >= timestamptz '{START}' + interval '40 days'");
     let moved: i64 = scalar(&mut c, &format!("SELECT count(*) FROM event_data WHERE {later}"));
     assert!(moved >= 1500, "{moved} of 2000 rows of days 40 and 41 moved");
-    assert_eq!(scalar::<i64>(&mut c, &format!("SELECT count(*) FROM backfill_event_data WHERE {later}")), 2000 - moved);
+    assert_eq!(
+        scalar::<i64>(&mut c, &format!("SELECT count(*) FROM backfill_event_data WHERE {later}")),
+        2000 - moved
+    );
     assert!(writers(&mut c, &format!("event_data WHERE {later}")) >= 3);
-    assert_eq!(scalar::<i64>(&mut c, &format!("SELECT count(*) FROM backfill_event_data WHERE NOT ({later})")), 600);
+    assert_eq!(
+        scalar::<i64>(
+            &mut c,
+            &format!("SELECT count(*) FROM backfill_event_data WHERE NOT ({later})")
+        ),
+        600
+    );
     let r = c.query_one("SELECT status, stopped_early FROM backfill_status", &[]).unwrap();
     assert_eq!((r.get::<_, String>(0), r.get::<_, bool>(1)), ("succeeded".to_string(), true));
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
@@ -471,10 +665,37 @@ fn new_chunks_fill_in_slices_and_a_chunk_compressed_since_the_plan_waits_for_the
     let n = notices.lock().unwrap().clone();
     assert!(n.iter().any(|m| m.contains("600 rows moved, 600 conflicts")), "{n:#?}");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_status WHERE status = 'succeeded' AND NOT stopped_early"), 1);
-    assert_eq!(scalar::<f64>(&mut c, &format!("SELECT sum(value) FROM event_data WHERE time >= timestamptz '{START}' + interval '30 days'")), 2.0 * 2600.0);
+    assert_eq!(
+        scalar::<i64>(
+            &mut c,
+            "SELECT count(*) FROM backfill_status WHERE status = 'succeeded' AND NOT stopped_early"
+        ),
+        1
+    );
+    assert_eq!(
+        scalar::<f64>(
+            &mut c,
+            &format!(
+                "SELECT sum(value) FROM event_data WHERE time >= \
+        timestamptz '{START}' + interval '30 days'"
+            )
+        ),
+        2.0 * 2600.0
+    );
     let after = state(&mut c, "event_data", "backfill_event_data");
     assert_eq!(after.dest_rows, before.dest_rows + 2600);
-    let day_30 = format!("show_chunks('event_data', newer_than => timestamptz '{START}' + interval '29 days', older_than => timestamptz '{START}' + interval '31 days')");
-    assert_eq!(scalar::<String>(&mut c, &format!("SELECT string_agg(_timescaledb_functions.chunk_status(ch)::text, ',') FROM {day_30} ch")), "1");
+    let day_30 = format!(
+        "show_chunks('event_data', newer_than => timestamptz '{START}' + interval \
+        '29 days', older_than => timestamptz '{START}' + interval '31 days')"
+    );
+    assert_eq!(
+        scalar::<String>(
+            &mut c,
+            &format!(
+                "SELECT \
+        string_agg(_timescaledb_functions.chunk_status(ch)::text, ',') FROM {day_30} ch"
+            )
+        ),
+        "1"
+    );
 }

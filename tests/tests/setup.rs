@@ -34,12 +34,25 @@ fn a_missing_or_foreign_source_archive_is_refused_with_the_variable_and_the_url(
     // no archive in the folder
     let (ok, err) = source("2.29.2", &dir, &out);
     assert!(!ok);
-    assert!(err.contains(&format!("no timescaledb-2.29.2.tar.gz in BACKFILL_TIMESCALEDB_SOURCES={}", dir.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no timescaledb-2.29.2.tar.gz in BACKFILL_TIMESCALEDB_SOURCES={}",
+            dir.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains(url), "{err}");
     // an archive of another commit, named as the release
     let git = |args: &[&str]| {
-        let st = Command::new("git").current_dir(dir.join("repo")).args(args).env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t")
-            .env("GIT_COMMITTER_NAME", "t").env("GIT_COMMITTER_EMAIL", "t@t").output().unwrap();
+        let st = Command::new("git")
+            .current_dir(dir.join("repo"))
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .unwrap();
         assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
         String::from_utf8_lossy(&st.stdout).trim().to_string()
     };
@@ -49,11 +62,21 @@ fn a_missing_or_foreign_source_archive_is_refused_with_the_variable_and_the_url(
     git(&["commit", "-q", "-m", "x"]);
     let commit = git(&["rev-parse", "HEAD"]);
     let archive = dir.join("timescaledb-2.29.2.tar.gz");
-    git(&["archive", "--format=tar.gz", "--prefix=timescaledb-2.29.2/", "-o", archive.to_str().unwrap(), "HEAD"]);
+    git(&[
+        "archive",
+        "--format=tar.gz",
+        "--prefix=timescaledb-2.29.2/",
+        "-o",
+        archive.to_str().unwrap(),
+        "HEAD",
+    ]);
     let (ok, err) = source("2.29.2", &dir, &out);
     assert!(!ok);
     assert!(
-        err.contains(&format!("the source archive of TimescaleDB 2.29.2 is of commit '{commit}', not the pinned 165b77b9670b8f13103f9d3da733559d27ca4293")),
+        err.contains(&format!(
+            "the source archive of TimescaleDB 2.29.2 is of commit '{commit}', \
+            not the pinned 165b77b9670b8f13103f9d3da733559d27ca4293"
+        )),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -4,7 +4,8 @@
 //!
 //! Methods:
 //!   backfill_ext  CALL backfill_on_schedule(...)
-//!   (a) insert    INSERT ... ON CONFLICT into the hypertable, then recompress the chunks it left partial
+//! (a) insert    INSERT ... ON CONFLICT into the hypertable, then recompress the chunks it left
+//! partial
 //!   (b) no limit  the same with timescaledb.max_tuples_decompressed_per_dml_transaction = 0
 //!   (c) decompress  decompress the affected chunks, INSERT ... ON CONFLICT, compress them
 //!
@@ -42,7 +43,8 @@ fn args() -> Args {
             ("--config", _) if argv.get(i + 1).is_some() => a.config = argv[i + 1].clone(),
             _ => {
                 eprintln!(
-                    "usage: bench [--days N] [--devices N] [--scale N] [--runs N] [--config '\"key\": value, ...']\n\
+                    "usage: bench [--days N] [--devices N] [--scale N] [--runs N] [--config \
+                     '\"key\": value, ...']\n\
                      (defaults: 30 days, 50 devices, 3 runs; --scale multiplies the devices)"
                 );
                 std::process::exit(2);
@@ -111,29 +113,37 @@ fn build_template(cl: &Cluster, a: &Args) {
     let t = Instant::now();
     c.batch_execute(&format!(
         "CREATE EXTENSION timescaledb; CREATE EXTENSION backfill_ext;
-         CREATE TABLE ev (time timestamptz NOT NULL, device_id int NOT NULL, value double precision NOT NULL,
+         CREATE TABLE ev (time timestamptz NOT NULL, device_id int NOT NULL, value double \
+         precision NOT NULL,
                           PRIMARY KEY (device_id, time));
          SELECT create_hypertable('ev', 'time', chunk_time_interval => interval '1 day');
-         ALTER TABLE ev SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id', timescaledb.compress_orderby = 'time');
+         ALTER TABLE ev SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id', \
+         timescaledb.compress_orderby = 'time');
          INSERT INTO ev SELECT t, d, (d * 7 + extract(epoch FROM t)::bigint / 60) % 100
-           FROM generate_series(timestamptz '2024-01-01', timestamptz '2024-01-01' + interval '{days} days' - interval '1 minute', interval '1 minute') t,
+           FROM generate_series(timestamptz '2024-01-01', timestamptz '2024-01-01' + interval \
+           '{days} days' - interval '1 minute', interval '1 minute') t,
                 generate_series(1, {devices}) d;
          SELECT count(compress_chunk(c)) FROM show_chunks('ev') c;
          SELECT add_compression_policy('ev', interval '7 days');
          -- sparse: a new device every 10 minutes across all days, and 1,000 exact duplicates
          CREATE TABLE stage_sparse (LIKE ev);
          INSERT INTO stage_sparse SELECT t, {new_dev}, 1
-           FROM generate_series(timestamptz '2024-01-01', timestamptz '2024-01-01' + interval '{days} days' - interval '1 minute', interval '10 minutes') t;
-         INSERT INTO stage_sparse SELECT time, device_id, value FROM ev WHERE device_id = (extract(epoch FROM time)::bigint / 60) % {devices} + 1
+           FROM generate_series(timestamptz '2024-01-01', timestamptz '2024-01-01' + interval \
+           '{days} days' - interval '1 minute', interval '10 minutes') t;
+         INSERT INTO stage_sparse SELECT time, device_id, value FROM ev WHERE device_id = \
+         (extract(epoch FROM time)::bigint / 60) % {devices} + 1
            ORDER BY time DESC LIMIT 1000;
          -- dense: corrected values for every existing row of the first 5 days
          CREATE TABLE stage_dense (LIKE ev);
-         INSERT INTO stage_dense SELECT time, device_id, value + 1000 FROM ev WHERE time < timestamptz '2024-01-06';
+         INSERT INTO stage_dense SELECT time, device_id, value + 1000 FROM ev WHERE time < \
+         timestamptz '2024-01-06';
          -- mixed: both, and rows that create new chunks
          CREATE TABLE stage_mixed (LIKE ev);
          INSERT INTO stage_mixed SELECT * FROM stage_sparse UNION ALL SELECT * FROM stage_dense;
          INSERT INTO stage_mixed SELECT t, d, 2
-           FROM generate_series(timestamptz '2024-01-01' + interval '{days} days', timestamptz '2024-01-01' + interval '{days_after} days' - interval '1 minute', interval '1 minute') t,
+           FROM generate_series(timestamptz '2024-01-01' + interval '{days} days', timestamptz \
+           '2024-01-01' + interval '{days_after} days' - interval '1 minute', interval '1 minute') \
+           t,
                 generate_series(1, 3) d;",
         days = a.days,
         devices = a.devices,
@@ -148,7 +158,8 @@ fn build_template(cl: &Cluster, a: &Args) {
         "SELECT max(before_compression_total_bytes)::int8 FROM chunk_compression_stats('ev')",
     );
     println!(
-        "dataset: {} days x {} devices at 1-minute resolution = {rows} rows in {} daily chunks, all compressed; uncompressed chunk: {} ({:.0} s to build)",
+        "dataset: {} days x {} devices at 1-minute resolution = {rows} rows in {} daily chunks, \
+         all compressed; uncompressed chunk: {} ({:.0} s to build)",
         a.days,
         a.devices,
         a.days,
@@ -181,16 +192,19 @@ fn statements(m: Method, w: Workload, config: &str) -> Vec<String> {
         _ => "ON CONFLICT (device_id, time) DO UPDATE SET value = excluded.value".to_string(),
     };
     let recompress_partial = "SELECT count(compress_chunk(c)) FROM show_chunks('ev') c
-                              WHERE _timescaledb_functions.chunk_status(c) & 1 = 1 AND _timescaledb_functions.chunk_status(c) & 10 <> 0"
+                              WHERE _timescaledb_functions.chunk_status(c) & 1 = 1 AND \
+                              _timescaledb_functions.chunk_status(c) & 10 <> 0"
         .to_string();
     let dedup = format!("SELECT DISTINCT ON (device_id, time) * FROM {st}");
     match m {
         Method::Backfill => vec![format!(
-            "CALL backfill_on_schedule(NULL, '{{\"staging_table\":\"{st}\",\"destination_hypertable\":\"ev\",\"on_conflict_action\":\"{}\"{}}}')",
+            "CALL backfill_on_schedule(NULL, \
+             '{{\"staging_table\":\"{st}\",\"destination_hypertable\":\"ev\",\"on_conflict_action\":\"{}\"{}}}')",
             w.action(),
             if config.is_empty() { String::new() } else { format!(", {config}") }
         )],
-        Method::Insert => vec![format!("INSERT INTO ev {dedup} {on_conflict}"), recompress_partial, format!("TRUNCATE {st}")],
+        Method::Insert => vec![format!("INSERT INTO ev {dedup} \
+            {on_conflict}"), recompress_partial, format!("TRUNCATE {st}")],
         Method::NoLimit => vec![
             "SET timescaledb.max_tuples_decompressed_per_dml_transaction = 0".into(),
             format!("INSERT INTO ev {dedup} {on_conflict}"),
@@ -199,10 +213,12 @@ fn statements(m: Method, w: Workload, config: &str) -> Vec<String> {
         ],
         Method::Decompress => vec![
             format!(
-                "CREATE TEMP TABLE affected AS SELECT format('%I.%I', ch.chunk_schema, ch.chunk_name)::regclass AS c
+                "CREATE TEMP TABLE affected AS SELECT format('%I.%I', ch.chunk_schema, \
+                 ch.chunk_name)::regclass AS c
                  FROM timescaledb_information.chunks ch
                  WHERE ch.hypertable_name = 'ev' AND ch.is_compressed
-                   AND EXISTS (SELECT 1 FROM {st} s WHERE s.time >= ch.range_start AND s.time < ch.range_end)"
+                   AND EXISTS (SELECT 1 FROM {st} s WHERE s.time >= ch.range_start AND s.time < \
+                   ch.range_end)"
             ),
             "SELECT count(decompress_chunk(c)) FROM affected".into(),
             format!("INSERT INTO ev {dedup} {on_conflict}"),
@@ -226,7 +242,11 @@ struct Outcome {
 fn backend_hwm_kb(pid: i32) -> i64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0))
+        })
         .unwrap_or(0)
 }
 
@@ -236,7 +256,8 @@ fn files_bytes(dirs: &[std::path::PathBuf]) -> i64 {
     for d in dirs {
         if let Ok(entries) = std::fs::read_dir(d) {
             for e in entries.flatten() {
-                total += e.metadata().map(|m| if m.is_dir() { 0 } else { m.len() as i64 }).unwrap_or(0);
+                total +=
+                    e.metadata().map(|m| if m.is_dir() { 0 } else { m.len() as i64 }).unwrap_or(0);
             }
         }
     }
@@ -250,7 +271,10 @@ fn workers_hwm_kb(title: &str) -> i64 {
     procs
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(title)))
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(title))
+        })
         .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
         .map(backend_hwm_kb)
         .max()
@@ -269,8 +293,10 @@ fn run_once(cl: &Cluster, m: Method, w: Workload, expect: &Expect, config: &str)
     admin.batch_execute("DROP DATABASE IF EXISTS run").unwrap();
     admin.batch_execute("CREATE DATABASE run TEMPLATE base").unwrap();
     admin.batch_execute("CHECKPOINT").unwrap();
-    let dboid: u32 = admin.query_one("SELECT oid FROM pg_database WHERE datname = 'run'", &[]).unwrap().get(0);
-    let dirs = vec![cl.data.join("base").join(dboid.to_string()), cl.data.join("base").join("pgsql_tmp")];
+    let dboid: u32 =
+        admin.query_one("SELECT oid FROM pg_database WHERE datname = 'run'", &[]).unwrap().get(0);
+    let dirs =
+        vec![cl.data.join("base").join(dboid.to_string()), cl.data.join("base").join("pgsql_tmp")];
     let mut c = cl.connect("run");
     let pid: i32 = scalar(&mut c, "SELECT pg_backend_pid()");
     let size0 = files_bytes(&dirs);
@@ -282,7 +308,8 @@ fn run_once(cl: &Cluster, m: Method, w: Workload, expect: &Expect, config: &str)
     let peak = Arc::new(AtomicI64::new(size0));
     let workers_kb = Arc::new(AtomicI64::new(0));
     let watcher = {
-        let (stop, peak, workers_kb, dirs) = (stop.clone(), peak.clone(), workers_kb.clone(), dirs.clone());
+        let (stop, peak, workers_kb, dirs) =
+            (stop.clone(), peak.clone(), workers_kb.clone(), dirs.clone());
         std::thread::spawn(move || {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -315,22 +342,36 @@ fn run_once(cl: &Cluster, m: Method, w: Workload, expect: &Expect, config: &str)
     std::thread::sleep(Duration::from_millis(100));
     let temp = temp_bytes(&mut admin) - temp0;
     let mut c = cl.connect("run");
-    let wal: i64 = scalar(&mut c, &format!("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '{wal0}')::int8"));
+    let wal: i64 = scalar(
+        &mut c,
+        &format!("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '{wal0}')::int8"),
+    );
     if error.is_none() {
         if let Err(problem) = check(&mut c, w, expect) {
             error = Some(format!("WRONG RESULT: {problem}"));
         }
     }
     let phases = if m == Method::Backfill && error.is_none() {
-        c.query("SELECT strategy, decompress_ms, insert_ms, recompress_ms FROM _backfill_ext.run_chunk", &[])
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect()
+        c.query(
+            "SELECT strategy, decompress_ms, insert_ms, recompress_ms FROM _backfill_ext.run_chunk",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
     } else {
         vec![]
     };
-    Outcome { seconds, peak_disk: peak.load(Ordering::Relaxed) - size0, temp_bytes: temp, wal, rss_kb, error, phases }
+    Outcome {
+        seconds,
+        peak_disk: peak.load(Ordering::Relaxed) - size0,
+        temp_bytes: temp,
+        wal,
+        rss_kb,
+        error,
+        phases,
+    }
 }
 
 /// What every method must end with.
@@ -347,12 +388,22 @@ fn expectations(cl: &Cluster, w: Workload, days: i64) -> Expect {
     let rows: i64 = scalar(
         &mut c,
         &format!(
-            "SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM (SELECT DISTINCT device_id, time FROM {st} s
-                    WHERE NOT EXISTS (SELECT 1 FROM ev e WHERE e.device_id = s.device_id AND e.time = s.time)) x)"
+            "SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM (SELECT DISTINCT device_id, \
+             time FROM {st} s
+                    WHERE NOT EXISTS (SELECT 1 FROM ev e WHERE e.device_id = s.device_id AND \
+                    e.time = s.time)) x)"
         ),
     );
-    let corrected: i64 = if w.action() == "UPDATE" { scalar(&mut c, &format!("SELECT count(*) FROM {st} WHERE value >= 1000")) } else { 0 };
-    Expect { rows, corrected, end: format!("2024-01-01 00:00:00+00'::timestamptz + interval '{days} days") }
+    let corrected: i64 = if w.action() == "UPDATE" {
+        scalar(&mut c, &format!("SELECT count(*) FROM {st} WHERE value >= 1000"))
+    } else {
+        0
+    };
+    Expect {
+        rows,
+        corrected,
+        end: format!("2024-01-01 00:00:00+00'::timestamptz + interval '{days} days"),
+    }
 }
 
 fn check(c: &mut Client, w: Workload, e: &Expect) -> Result<(), String> {
@@ -366,8 +417,10 @@ fn check(c: &mut Client, w: Workload, e: &Expect) -> Result<(), String> {
     }
     let partial: i64 = scalar(
         c,
-        "SELECT count(*) FROM show_chunks('ev') ch WHERE _timescaledb_functions.chunk_status(ch) & 1 = 1
-                                                      AND _timescaledb_functions.chunk_status(ch) & 10 <> 0",
+        "SELECT count(*) FROM show_chunks('ev') ch WHERE _timescaledb_functions.chunk_status(ch) & \
+         1 = 1
+                                                      AND _timescaledb_functions.chunk_status(ch) \
+                                                      & 10 <> 0",
     );
     if partial != 0 {
         return Err(format!("{partial} partially compressed chunks"));
@@ -375,7 +428,8 @@ fn check(c: &mut Client, w: Workload, e: &Expect) -> Result<(), String> {
     let decompressed: i64 = scalar(
         c,
         &format!(
-            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'ev' AND NOT is_compressed
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'ev' AND \
+             NOT is_compressed
                                                                AND range_end <= '{}'",
             e.end
         ),
@@ -400,35 +454,53 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let a = args();
     if !timescale_installed() {
-        eprintln!("benchmark: no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL; nothing measured");
+        eprintln!(
+            "benchmark: no full TimescaleDB (timescaledb-tsl) is installed for this \
+            PostgreSQL; nothing measured"
+        );
         std::process::exit(2);
     }
     let cl = Cluster::start(Options {
         timescale: true,
-        // no job scheduler: nothing else runs during a measurement, and the template has no sessions
-        extra_conf: vec!["timescaledb.max_background_workers = 0".into(), "shared_buffers = '1GB'".into(), "max_wal_size = '8GB'".into()],
+        // no job scheduler: nothing else runs during a measurement, and the template has no
+        // sessions
+        extra_conf: vec![
+            "timescaledb.max_background_workers = 0".into(),
+            "shared_buffers = '1GB'".into(),
+            "max_wal_size = '8GB'".into(),
+        ],
         ..Default::default()
     });
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     let mut probe = cl.connect("postgres");
     let pg: String = scalar(&mut probe, "SELECT current_setting('server_version')");
-    println!("machine: {} cores ({cpu}), PostgreSQL {pg}; median of {} runs\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), a.runs);
+    println!(
+        "machine: {} cores ({cpu}), PostgreSQL {pg}; median of {} runs\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        a.runs
+    );
     build_template(&cl, &a);
     if !a.config.is_empty() {
         println!("backfill_ext config: {}\n", a.config);
     }
     println!(
-        "| workload | method | seconds | vs best alternative | peak extra disk | temporary files | WAL | peak RSS of a backend | error |\n|---|---|---:|---:|---:|---:|---:|---:|---|"
+        "| workload | method | seconds | vs best alternative | peak extra disk | temporary files | \
+         WAL | peak RSS of a backend | error |\n|---|---|---:|---:|---:|---:|---:|---:|---|"
     );
     let mut phases = vec![];
     for w in [Workload::Sparse, Workload::Dense, Workload::Mixed] {
         let expect = expectations(&cl, w, a.days);
         let mut rows = vec![];
         for m in [Method::Insert, Method::NoLimit, Method::Decompress, Method::Backfill] {
-            let outcomes: Vec<Outcome> = (0..a.runs).map(|_| run_once(&cl, m, w, &expect, &a.config)).collect();
+            let outcomes: Vec<Outcome> =
+                (0..a.runs).map(|_| run_once(&cl, m, w, &expect, &a.config)).collect();
             rows.push(summary(m, &outcomes));
             if m == Method::Backfill {
                 // the phases of the median run
@@ -437,9 +509,17 @@ fn main() {
                 phases.push((w, by_time[by_time.len() / 2].phases.clone()));
             }
         }
-        let best_alt = rows.iter().filter(|r| r.method != Method::Backfill && r.error.is_none()).map(|r| r.seconds).fold(f64::INFINITY, f64::min);
+        let best_alt = rows
+            .iter()
+            .filter(|r| r.method != Method::Backfill && r.error.is_none())
+            .map(|r| r.seconds)
+            .fold(f64::INFINITY, f64::min);
         for r in rows {
-            let ratio = if r.error.is_some() || !best_alt.is_finite() { "-".to_string() } else { format!("{:.2}x", r.seconds / best_alt) };
+            let ratio = if r.error.is_some() || !best_alt.is_finite() {
+                "-".to_string()
+            } else {
+                format!("{:.2}x", r.seconds / best_alt)
+            };
             println!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 w.name(),
@@ -484,7 +564,10 @@ fn summary(method: Method, outcomes: &[Outcome]) -> Summary {
 /// the mean time a chunk spent reading (decompressing, merging), writing, compressing.
 fn print_phases(phases: &[(Workload, Vec<(String, f64, f64, f64)>)]) {
     println!("\nbackfill_ext per chunk (median run; ms, mean over the chunks of a strategy):\n");
-    println!("| workload | strategy | chunks | read and merge | write | compress |\n|---|---|---:|---:|---:|---:|");
+    println!(
+        "| workload | strategy | chunks | read and merge | write | compress \
+        |\n|---|---|---:|---:|---:|---:|"
+    );
     for (w, steps) in phases {
         let mut strategies: Vec<&String> = steps.iter().map(|s| &s.0).collect();
         strategies.sort();
@@ -492,8 +575,17 @@ fn print_phases(phases: &[(Workload, Vec<(String, f64, f64, f64)>)]) {
         for st in strategies {
             let of: Vec<_> = steps.iter().filter(|s| &s.0 == st).collect();
             let n = of.len() as f64;
-            let mean = |f: &dyn Fn(&(String, f64, f64, f64)) -> f64| of.iter().map(|s| f(s)).sum::<f64>() / n;
-            println!("| {} | {st} | {} | {:.0} | {:.0} | {:.0} |", w.name(), of.len(), mean(&|s| s.1), mean(&|s| s.2), mean(&|s| s.3));
+            let mean = |f: &dyn Fn(&(String, f64, f64, f64)) -> f64| {
+                of.iter().map(|s| f(s)).sum::<f64>() / n
+            };
+            println!(
+                "| {} | {st} | {} | {:.0} | {:.0} | {:.0} |",
+                w.name(),
+                of.len(),
+                mean(&|s| s.1),
+                mean(&|s| s.2),
+                mean(&|s| s.3)
+            );
         }
     }
 }

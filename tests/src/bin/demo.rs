@@ -22,10 +22,14 @@ fn main() {
 fn chunk_table(c: &mut Client) -> Vec<(String, String, i64, i64, i32)> {
     c.query(
         "SELECT chunk_name::text, to_char(range_start, 'YYYY-MM-DD'),
-                (SELECT count(*) FROM event_data e WHERE e.time >= c.range_start AND e.time < c.range_end),
-                (SELECT count(*) FROM backfill_event_data s WHERE s.time >= c.range_start AND s.time < c.range_end),
-                _timescaledb_functions.chunk_status(format('%I.%I', chunk_schema, chunk_name)::regclass)
-         FROM timescaledb_information.chunks c WHERE hypertable_name = 'event_data' ORDER BY range_start",
+                (SELECT count(*) FROM event_data e WHERE e.time >= c.range_start AND e.time < \
+                c.range_end),
+                (SELECT count(*) FROM backfill_event_data s WHERE s.time >= c.range_start AND \
+                s.time < c.range_end),
+                _timescaledb_functions.chunk_status(format('%I.%I', chunk_schema, \
+                chunk_name)::regclass)
+         FROM timescaledb_information.chunks c WHERE hypertable_name = 'event_data' ORDER BY \
+         range_start",
         &[],
     )
     .unwrap()
@@ -46,12 +50,14 @@ fn status_text(s: Option<i32>) -> &'static str {
 
 fn timescale_demo(cl: &Cluster) {
     let mut c = cl.create_db("demo");
-    let version: String = scalar(&mut c, "SELECT extversion::text FROM pg_extension WHERE extname = 'timescaledb'");
+    let version: String =
+        scalar(&mut c, "SELECT extversion::text FROM pg_extension WHERE extname = 'timescaledb'");
     let d = Dataset { days: 30, devices: 20, step_minutes: 1, ..Default::default() };
     let t = Instant::now();
     timescale_dataset(&mut c, &d);
     println!(
-        "TimescaleDB {version}: hypertable event_data, {} days x {} devices at 1-minute resolution, daily chunks, all compressed ({:.1} s)",
+        "TimescaleDB {version}: hypertable event_data, {} days x {} devices at 1-minute \
+         resolution, daily chunks, all compressed ({:.1} s)",
         d.days,
         d.devices,
         t.elapsed().as_secs_f64()
@@ -61,14 +67,18 @@ fn timescale_demo(cl: &Cluster) {
     // from after the last chunk
     c.batch_execute(&format!(
         "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT t, 21, 20 + random() FROM generate_series(timestamptz '{START}' + interval '10 days',
-               timestamptz '{START}' + interval '13 days' - interval '1 minute', interval '1 minute') t;
+           SELECT t, 21, 20 + random() FROM generate_series(timestamptz '{START}' + interval '10 \
+           days',
+               timestamptz '{START}' + interval '13 days' - interval '1 minute', interval '1 \
+               minute') t;
          INSERT INTO backfill_event_data (time, device_id, value, note)
            SELECT time, device_id, value, 'resent' FROM event_data
-           WHERE time >= timestamptz '{START}' + interval '20 days' AND time < timestamptz '{START}' + interval '20 days 3 hours';
+           WHERE time >= timestamptz '{START}' + interval '20 days' AND time < timestamptz \
+           '{START}' + interval '20 days 3 hours';
          INSERT INTO backfill_event_data (time, device_id, value)
            SELECT t, 1, 1 FROM generate_series(timestamptz '{START}' + interval '30 days',
-               timestamptz '{START}' + interval '31 days' - interval '1 minute', interval '1 minute') t;"
+               timestamptz '{START}' + interval '31 days' - interval '1 minute', interval '1 \
+               minute') t;"
     ))
     .unwrap();
     let before: State = state(&mut c, "event_data", "backfill_event_data");
@@ -80,14 +90,31 @@ fn timescale_demo(cl: &Cluster) {
     println!("psql> {sql}");
     let job: i32 = scalar(&mut c, sql);
     let t = Instant::now();
-    let (ok, failed): (i64, i64) = wait_for("the scheduler to run the job", Duration::from_secs(600), || {
-        let r = c.query_opt("SELECT total_successes, total_failures FROM timescaledb_information.job_stats WHERE job_id = $1", &[&job]).unwrap()?;
-        let (s, f): (i64, i64) = (r.get(0), r.get(1));
-        (s + f > 0).then_some((s, f))
-    });
-    println!("job {job} ran on TimescaleDB's scheduler: {ok} success, {failed} failures ({:.1} s)\n", t.elapsed().as_secs_f64());
+    let (ok, failed): (i64, i64) =
+        wait_for("the scheduler to run the job", Duration::from_secs(600), || {
+            let r = c
+                .query_opt(
+                    "SELECT total_successes, total_failures FROM \
+                timescaledb_information.job_stats WHERE job_id = $1",
+                    &[&job],
+                )
+                .unwrap()?;
+            let (s, f): (i64, i64) = (r.get(0), r.get(1));
+            (s + f > 0).then_some((s, f))
+        });
+    println!(
+        "job {job} ran on TimescaleDB's scheduler: {ok} success, {failed} failures ({:.1} s)\n",
+        t.elapsed().as_secs_f64()
+    );
     if failed > 0 {
-        for r in c.query("SELECT coalesce(err_message, '') FROM timescaledb_information.job_errors WHERE job_id = $1", &[&job]).unwrap() {
+        for r in c
+            .query(
+                "SELECT coalesce(err_message, '') FROM timescaledb_information.job_errors \
+            WHERE job_id = $1",
+                &[&job],
+            )
+            .unwrap()
+        {
             println!("job error: {}", r.get::<_, String>(0));
         }
         std::process::exit(1);
@@ -101,7 +128,8 @@ fn timescale_demo(cl: &Cluster) {
     let mut untouched = 0;
     for (name, day, rows, _, st) in &chunks_after {
         let prev = chunks_before.iter().find(|x| &x.0 == name);
-        let (staged, rows_before, st_before) = prev.map(|p| (p.3, p.2, Some(p.4))).unwrap_or((*rows, 0, None)); // a new chunk: all its rows came from staging
+        let (staged, rows_before, st_before) =
+            prev.map(|p| (p.3, p.2, Some(p.4))).unwrap_or((*rows, 0, None)); // a new chunk: all its rows came from staging
         if staged == 0 && prev.is_some() {
             untouched += 1;
             continue;
@@ -119,13 +147,19 @@ fn timescale_demo(cl: &Cluster) {
         );
     }
     println!("({untouched} chunks without late rows were not touched)\n");
-    println!("rows in event_data:   {} -> {} (+{})", before.dest_rows, after.dest_rows, after.dest_rows - before.dest_rows);
+    println!(
+        "rows in event_data:   {} -> {} (+{})",
+        before.dest_rows,
+        after.dest_rows,
+        after.dest_rows - before.dest_rows
+    );
     println!("rows in staging:      {} -> {}", before.staging_rows, after.staging_rows);
     report_rows(&expected, after.dest_rows - before.dest_rows);
     let partial = after.chunks.iter().filter(|(_, s)| *s & 8 != 0).count();
     println!("partial chunks:       {partial}");
     println!(
-        "compression policy:   next_start {} before, {} after (pinned ahead for the demo; pushed out during the run)",
+        "compression policy:   next_start {} before, {} after (pinned ahead for the demo; pushed \
+         out during the run)",
         before.policies[0].0, after.policies[0].0
     );
 }
@@ -133,20 +167,28 @@ fn timescale_demo(cl: &Cluster) {
 fn plain_demo(cl: &Cluster) {
     let mut c = cl.create_db("demo");
     c.batch_execute(
-        "CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value float8, PRIMARY KEY (device_id, time))
+        "CREATE TABLE event_data (time timestamptz NOT NULL, device_id int NOT NULL, value float8, \
+         PRIMARY KEY (device_id, time))
            PARTITION BY RANGE (time);
-         CREATE TABLE event_data_2024_01 PARTITION OF event_data FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
-         CREATE TABLE event_data_2024_02 PARTITION OF event_data FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
-         INSERT INTO event_data SELECT t, d, random() FROM generate_series('2024-01-01'::timestamptz, '2024-02-29', '1 minute') t, generate_series(1, 5) d;
+         CREATE TABLE event_data_2024_01 PARTITION OF event_data FOR VALUES FROM ('2024-01-01') TO \
+         ('2024-02-01');
+         CREATE TABLE event_data_2024_02 PARTITION OF event_data FOR VALUES FROM ('2024-02-01') TO \
+         ('2024-03-01');
+         INSERT INTO event_data SELECT t, d, random() FROM \
+         generate_series('2024-01-01'::timestamptz, '2024-02-29', '1 minute') t, \
+         generate_series(1, 5) d;
          CREATE TABLE backfill_event_data (LIKE event_data);
-         INSERT INTO backfill_event_data SELECT t, 6, 1 FROM generate_series('2024-01-10'::timestamptz, '2024-02-10', '10 minutes') t;
-         INSERT INTO backfill_event_data SELECT time, device_id, value FROM event_data WHERE device_id = 1 LIMIT 500;",
+         INSERT INTO backfill_event_data SELECT t, 6, 1 FROM \
+         generate_series('2024-01-10'::timestamptz, '2024-02-10', '10 minutes') t;
+         INSERT INTO backfill_event_data SELECT time, device_id, value FROM event_data WHERE \
+         device_id = 1 LIMIT 500;",
     )
     .unwrap();
     let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
     let before: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
     let expected = expected_rows(&mut c);
-    let sql = "CALL backfill_on_schedule(NULL, '{\"staging_table\":\"backfill_event_data\",\"destination_hypertable\":\"event_data\"}')";
+    let sql = "CALL backfill_on_schedule(NULL, \
+        '{\"staging_table\":\"backfill_event_data\",\"destination_hypertable\":\"event_data\"}')";
     println!("psql> {sql}");
     c.batch_execute(sql).unwrap();
     let after: i64 = scalar(&mut c, "SELECT count(*) FROM event_data");
@@ -161,8 +203,10 @@ fn plain_demo(cl: &Cluster) {
 fn expected_rows(c: &mut Client) -> (i64, i64) {
     let row = c
         .query_one(
-            "SELECT count(DISTINCT (s.time, s.device_id)) FILTER (WHERE NOT EXISTS (SELECT 1 FROM event_data e WHERE e.time = s.time AND e.device_id = s.device_id)),
-                    count(*) FILTER (WHERE EXISTS (SELECT 1 FROM event_data e WHERE e.time = s.time AND e.device_id = s.device_id))
+            "SELECT count(DISTINCT (s.time, s.device_id)) FILTER (WHERE NOT EXISTS (SELECT 1 FROM \
+             event_data e WHERE e.time = s.time AND e.device_id = s.device_id)),
+                    count(*) FILTER (WHERE EXISTS (SELECT 1 FROM event_data e WHERE e.time = \
+                    s.time AND e.device_id = s.device_id))
              FROM backfill_event_data s",
             &[],
         )
