@@ -1,7 +1,7 @@
 //! The SQL entry points. Each is short: read the arguments into a `Config`, hand it
 //! to `run`. The procedures are C-language procedures so that they can COMMIT.
 
-use crate::config::{parse_target_text, Config, ConflictAction, ConflictTarget};
+use crate::config::Config;
 use crate::error::{BackfillError, Code};
 use crate::spi::{self, Session};
 use pgrx::datum::Interval;
@@ -64,7 +64,8 @@ fn backfill_on_schedule(
     session.close();
 }
 
-/// `CALL decompress_backfill(...)`: the old script's signature and meaning.
+/// `CALL decompress_backfill(...)`: the old script's signature and meaning. Its
+/// arguments go through the same `Config::from_json` as a job's config.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(sql = "
 CREATE PROCEDURE decompress_backfill(
@@ -95,57 +96,35 @@ fn decompress_backfill(
 ) {
     let staging = required(staging_table, "staging_table", "decompress_backfill");
     let dest = required(destination_hypertable, "destination_hypertable", "decompress_backfill");
-    let action_text = on_conflict_action.unwrap_or_else(|| "NOTHING".into());
-    let on_conflict = ConflictAction::parse(&action_text).unwrap_or_else(|| {
-        spi::raise(
-            BackfillError::new(
-                Code::InvalidParameterValue,
-                format!(
-                    "on_conflict_action must be \
-                NOTHING, UPDATE or RESTRICT, not \"{action_text}\""
-                ),
-            )
-            .hint(
-                "NOTHING keeps existing rows, UPDATE overwrites them, RESTRICT stops at the \
-                    first conflict",
-            ),
-        )
+    let mut json = serde_json::json!({
+        "staging_table": crate::catalog::regclass_text(staging.to_u32()),
+        "destination_hypertable": crate::catalog::regclass_text(dest.to_u32()),
     });
+    // the arguments are the config keys of the same names; a NULL one takes the default
+    let obj = json.as_object_mut().expect("an object");
+    let mut set = |key: &str, value: Option<serde_json::Value>| {
+        if let Some(v) = value {
+            obj.insert(key.to_string(), v);
+        }
+    };
+    set("on_conflict_action", on_conflict_action.map(Into::into));
+    set("delete_from_staging", delete_from_staging.map(Into::into));
+    set(
+        "compression_job_push_interval",
+        compression_job_push_interval.map(|i| i.to_iso_string().into()),
+    );
+    // the old script took empty entries (its default is '{}'), and UPDATE with no
+    // columns to mean "every column"
     let update_columns: Vec<String> = on_conflict_update_columns
         .unwrap_or_default()
         .into_iter()
         .flatten()
         .filter(|c| !c.trim().is_empty())
-        .map(|c| crate::config::column_name(&c))
         .collect();
-    let conflict_target = spi::check(parse_target_text(&on_conflict_target.unwrap_or_default()));
-    let cfg = Config {
-        staging_table: crate::catalog::regclass_text(staging.to_u32()),
-        destination: crate::catalog::regclass_text(dest.to_u32()),
-        on_conflict,
-        // the old script took UPDATE with no columns to mean "every column"
-        update_columns,
-        conflict_target: if conflict_target == ConflictTarget::Default {
-            ConflictTarget::Default
-        } else {
-            conflict_target
-        },
-        delete_from_staging: delete_from_staging.unwrap_or(true),
-        push_interval: compression_job_push_interval
-            .map(|i| i.to_iso_string())
-            .unwrap_or_else(|| crate::config::DEFAULT_PUSH_INTERVAL.into()),
-        skip_empty_ranges: skip_empty_ranges.unwrap_or(false),
-        work_mem: None,
-        history_retention: crate::config::DEFAULT_HISTORY_RETENTION.into(),
-        lock_wait: crate::config::DEFAULT_LOCK_WAIT.into(),
-        max_runtime: None,
-        lock_timeout: None,
-        strategy: crate::config::StrategyChoice::Auto,
-        refresh_continuous_aggregates: true,
-        rest_batch_rows: crate::config::DEFAULT_REST_BATCH_ROWS,
-        workers: None,
-    };
-    spi::check(cfg.check_combinations());
+    set("on_conflict_update_columns", Some(update_columns.into()));
+    set("skip_empty_ranges", skip_empty_ranges.map(Into::into));
+    set("on_conflict_target", on_conflict_target.filter(|t| !t.trim().is_empty()).map(Into::into));
+    let cfg = spi::check(Config::from_json(Some(&json)));
     let session = unsafe { Session::open(fcinfo) };
     crate::run::backfill(&session, None, cfg);
     session.close();

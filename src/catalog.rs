@@ -6,9 +6,9 @@ use crate::columns::{Column, KeyRules, UniqueKey};
 use crate::error::{BackfillError, Code};
 use crate::ident::{parse_qualified_name, quote_ident, quote_qualified, QualifiedName};
 use crate::spi::{self, col, p, query, query_one, raise};
-use crate::sql::catalog as sql;
+use crate::sql;
 use crate::timescale::capabilities::Capabilities;
-use crate::timescale::constraint::space_ranges as space_ranges_of;
+use crate::timescale::constraint;
 use crate::timescale::{
     Chunk, Hypertable, Policy, SpaceRange, TimeKind, Timescale, CHUNK_STATUS_FN,
 };
@@ -24,7 +24,7 @@ pub struct Table {
 
 /// TimescaleDB, if installed in this database with its compression and job API.
 pub fn timescale() -> Option<Timescale> {
-    query_one(sql::TIMESCALE, &[], |r| {
+    query_one(sql::lookups::TIMESCALE, &[], |r| {
         (
             col::<String>(r, 1).unwrap(),
             col::<String>(r, 2).unwrap(),
@@ -38,7 +38,7 @@ pub fn timescale() -> Option<Timescale> {
 /// Reads what a run needs of this TimescaleDB (see `capabilities`): functions by
 /// their signature and kind in its schemas, settings by their presence.
 pub fn timescale_capabilities(ts: &Timescale) -> Capabilities {
-    query_one(sql::CAPABILITIES, &[p(&ts.schema)], |r| Capabilities {
+    query_one(sql::lookups::CAPABILITIES, &[p(&ts.schema)], |r| Capabilities {
         chunk_status_fn: col(r, 1).unwrap_or(false),
         decompress_limit_setting: col(r, 2).unwrap_or(false),
         direct_batch_delete_setting: col(r, 3).unwrap_or(false),
@@ -70,7 +70,7 @@ pub fn resolve_table(key: &str, role: &str, text: &str) -> Table {
         Some(s) => quote_qualified(s, &name),
         None => quote_ident(&name),
     };
-    let found = query_one(sql::RESOLVE_TABLE, &[p(quoted)], |r| Table {
+    let found = query_one(sql::lookups::RESOLVE_TABLE, &[p(quoted)], |r| Table {
         oid: col::<i64>(r, 1).unwrap() as u32,
         name: QualifiedName::new(col::<String>(r, 2).unwrap(), col::<String>(r, 3).unwrap()),
         relkind: col::<String>(r, 4).unwrap(),
@@ -78,7 +78,7 @@ pub fn resolve_table(key: &str, role: &str, text: &str) -> Table {
     match found {
         Some(t) => t,
         None => {
-            let path = query_one(sql::SEARCH_PATH, &[], |r| col::<String>(r, 1))
+            let path = query_one(sql::lookups::SEARCH_PATH, &[], |r| col::<String>(r, 1))
                 .flatten()
                 .unwrap_or_default();
             raise(
@@ -100,7 +100,7 @@ pub fn resolve_table(key: &str, role: &str, text: &str) -> Table {
 
 /// The text form of a regclass, for procedures that take `regclass` arguments.
 pub fn regclass_text(oid: u32) -> String {
-    query_one(sql::REGCLASS_TEXT, &[p(oid.to_string())], |r| col::<String>(r, 1))
+    query_one(sql::lookups::REGCLASS_TEXT, &[p(oid.to_string())], |r| col::<String>(r, 1))
         .flatten()
         .unwrap_or_else(|| {
             raise(BackfillError::new(
@@ -112,7 +112,7 @@ pub fn regclass_text(oid: u32) -> String {
 
 /// The table's live columns in order.
 pub fn columns(oid: u32) -> Vec<Column> {
-    query(sql::COLUMNS, &[p(oid.to_string())], |r| Column {
+    query(sql::lookups::COLUMNS, &[p(oid.to_string())], |r| Column {
         name: col(r, 1).unwrap(),
         type_name: col(r, 2).unwrap(),
         type_oid: col::<i64>(r, 3).unwrap() as u32,
@@ -126,14 +126,16 @@ pub fn columns(oid: u32) -> Vec<Column> {
 
 /// Whether a value of type `from` can be stored into a column of type `to`.
 pub fn castable(from: u32, to: u32) -> bool {
-    query_one(sql::CASTABLE, &[p(from.to_string()), p(to.to_string())], |r| col::<bool>(r, 1))
-        .flatten()
-        .unwrap_or(false)
+    query_one(sql::lookups::CASTABLE, &[p(from.to_string()), p(to.to_string())], |r| {
+        col::<bool>(r, 1)
+    })
+    .flatten()
+    .unwrap_or(false)
 }
 
 /// Unique indexes that can serve as ON CONFLICT targets, primary key first.
 pub fn unique_keys(oid: u32) -> Vec<UniqueKey> {
-    query(sql::UNIQUE_KEYS, &[p(oid.to_string())], |r| UniqueKey {
+    query(sql::lookups::UNIQUE_KEYS, &[p(oid.to_string())], |r| UniqueKey {
         name: col(r, 1).unwrap(),
         primary: col(r, 2).unwrap(),
         columns: col::<Vec<String>>(r, 3).unwrap(),
@@ -156,7 +158,7 @@ pub fn require_privileges(t: &Table, role: &str, privs: &[&str]) {
         .iter()
         .copied()
         .filter(|priv_| {
-            !query_one(sql::HAS_TABLE_PRIVILEGE, &[p(t.oid.to_string()), p(*priv_)], |r| {
+            !query_one(sql::lookups::HAS_TABLE_PRIVILEGE, &[p(t.oid.to_string()), p(*priv_)], |r| {
                 col::<bool>(r, 1)
             })
             .flatten()
@@ -177,7 +179,7 @@ pub fn require_privileges(t: &Table, role: &str, privs: &[&str]) {
 
 /// Raises 42501 unless the current role owns the table (needed to decompress chunks).
 pub fn require_owner(t: &Table, why: &str) {
-    let ok = query_one(sql::OWNS_TABLE, &[p(t.oid.to_string())], |r| col::<bool>(r, 1))
+    let ok = query_one(sql::lookups::OWNS_TABLE, &[p(t.oid.to_string())], |r| col::<bool>(r, 1))
         .flatten()
         .unwrap_or(false);
     if !ok {
@@ -226,7 +228,7 @@ pub fn current_user() -> String {
 
 /// The hypertable behind `t`, if it is one.
 pub fn hypertable(t: &Table) -> Option<Hypertable> {
-    let row = query_one(sql::HYPERTABLE, &[p(&t.name.schema), p(&t.name.name)], |r| {
+    let row = query_one(sql::lookups::HYPERTABLE, &[p(&t.name.schema), p(&t.name.name)], |r| {
         (col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap(), col::<i64>(r, 3).unwrap())
     })?;
     let kind =
@@ -245,7 +247,7 @@ pub fn hypertable(t: &Table) -> Option<Hypertable> {
 }
 
 pub fn compression_policies(t: &Table) -> Vec<Policy> {
-    query(sql::COMPRESSION_POLICIES, &[p(&t.name.schema), p(&t.name.name)], |r| Policy {
+    query(sql::lookups::COMPRESSION_POLICIES, &[p(&t.name.schema), p(&t.name.name)], |r| Policy {
         job_id: col(r, 1).unwrap(),
         next_start: col(r, 2),
         scheduled: col(r, 3).unwrap_or(true),
@@ -257,7 +259,7 @@ pub fn compression_policies(t: &Table) -> Vec<Policy> {
 /// Chunks whose time range meets the staging span `[min, max]`, with status and space ranges.
 pub fn chunks_overlapping(t: &Table, ht: &Hypertable, min: &str, max: &str) -> Vec<Chunk> {
     let mut chunks = query(
-        &sql::chunks_overlapping(ht.kind, CHUNK_STATUS_FN),
+        &sql::lookups::chunks_overlapping(ht.kind, CHUNK_STATUS_FN),
         &[p(&t.name.schema), p(&t.name.name), p(min), p(max)],
         |r| Chunk {
             name: QualifiedName::new(col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap()),
@@ -279,10 +281,10 @@ pub fn chunks_overlapping(t: &Table, ht: &Hypertable, min: &str, max: &str) -> V
 /// The hash ranges a chunk's CHECK constraints give its space dimensions; raises
 /// 0A000, having changed nothing, when one of them cannot be read.
 fn space_ranges(chunk: &QualifiedName) -> Vec<SpaceRange> {
-    let defs: Vec<String> = query(sql::SPACE_CONSTRAINT_DEFS, &[p(chunk.quoted())], |r| {
+    let defs: Vec<String> = query(sql::lookups::SPACE_CONSTRAINT_DEFS, &[p(chunk.quoted())], |r| {
         col::<String>(r, 1).unwrap_or_default()
     });
-    space_ranges_of(&defs).unwrap_or_else(|def| {
+    constraint::space_ranges(&defs).unwrap_or_else(|def| {
         raise(
             BackfillError::new(
                 Code::FeatureNotSupported,
@@ -304,7 +306,7 @@ fn space_ranges(chunk: &QualifiedName) -> Vec<SpaceRange> {
 /// Every chunk of the hypertable with its status bits (from `show_chunks`, cheaper
 /// than the chunks view where ranges are not needed).
 pub fn chunk_statuses(ts: &Timescale, t: &Table) -> Vec<(QualifiedName, i32)> {
-    query(&sql::chunk_statuses(ts), &[p(t.oid.to_string())], |r| {
+    query(&sql::lookups::chunk_statuses(ts), &[p(t.oid.to_string())], |r| {
         (
             QualifiedName::new(col::<String>(r, 1).unwrap(), col::<String>(r, 2).unwrap()),
             col::<i32>(r, 3).unwrap_or(0),
@@ -315,7 +317,7 @@ pub fn chunk_statuses(ts: &Timescale, t: &Table) -> Vec<(QualifiedName, i32)> {
 /// Validates an interval given under a config key; returns its text form.
 pub fn check_interval(key: &str, text: &str) -> String {
     let r = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
-        query_one(sql::CHECK_INTERVAL, &[p(text)], |r| {
+        query_one(sql::lookups::CHECK_INTERVAL, &[p(text)], |r| {
             (col::<String>(r, 1).unwrap(), col::<bool>(r, 2).unwrap(), col::<bool>(r, 3).unwrap())
         })
         .unwrap()
@@ -349,34 +351,39 @@ pub fn check_interval(key: &str, text: &str) -> String {
 
 /// The hypertable's segmentby columns, in order.
 pub fn segmentby(t: &Table) -> Vec<String> {
-    query(sql::SEGMENTBY, &[p(&t.name.schema), p(&t.name.name)], |r| {
+    query(sql::lookups::SEGMENTBY, &[p(&t.name.schema), p(&t.name.name)], |r| {
         col::<String>(r, 1).unwrap_or_default()
     })
 }
 
 /// TimescaleDB's limit on rows one DML transaction may decompress (0: none).
 pub fn decompress_limit() -> i64 {
-    query_one(sql::DECOMPRESS_LIMIT, &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0)
+    query_one(sql::lookups::DECOMPRESS_LIMIT, &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0)
 }
 
 /// How many unique and exclusion indexes the table has, partial and expression ones
 /// included.
 pub fn checking_index_count(oid: u32) -> i64 {
-    query_one(sql::CHECKING_INDEX_COUNT, &[p(oid.to_string())], |r| col::<i64>(r, 1).unwrap_or(0))
-        .unwrap_or(0)
+    query_one(sql::lookups::CHECKING_INDEX_COUNT, &[p(oid.to_string())], |r| {
+        col::<i64>(r, 1).unwrap_or(0)
+    })
+    .unwrap_or(0)
 }
 
 /// Where the current role is a superuser, the tables among `oids` that another role
 /// owns and that have triggers of their own (which would run with superuser rights).
 pub fn others_triggers_under_superuser(oids: &[u32]) -> Option<String> {
     let list = format!("{{{}}}", oids.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(","));
-    query_one(sql::OTHERS_TRIGGERS_UNDER_SUPERUSER, &[p(list)], |r| col::<String>(r, 1)).flatten()
+    query_one(sql::lookups::OTHERS_TRIGGERS_UNDER_SUPERUSER, &[p(list)], |r| col::<String>(r, 1))
+        .flatten()
 }
 
 /// Whether the table has triggers of its own (TimescaleDB's insert blocker aside).
 pub fn has_user_triggers(oid: u32) -> bool {
-    query_one(sql::HAS_USER_TRIGGERS, &[p(oid.to_string())], |r| col::<bool>(r, 1).unwrap_or(true))
-        .unwrap_or(true)
+    query_one(sql::lookups::HAS_USER_TRIGGERS, &[p(oid.to_string())], |r| {
+        col::<bool>(r, 1).unwrap_or(true)
+    })
+    .unwrap_or(true)
 }
 
 /// Whether the table's chunks may be emptied with TRUNCATE and written again: no
@@ -384,7 +391,7 @@ pub fn has_user_triggers(oid: u32) -> bool {
 /// row-level security (a read could miss rows that TRUNCATE removes; TimescaleDB
 /// refuses it on hypertables with compression today, so this only guards the future).
 pub fn chunks_can_be_rewritten(oid: u32) -> bool {
-    query_one(sql::CHUNKS_CAN_BE_REWRITTEN, &[p(oid.to_string())], |r| {
+    query_one(sql::lookups::CHUNKS_CAN_BE_REWRITTEN, &[p(oid.to_string())], |r| {
         col::<bool>(r, 1).unwrap_or(false)
     })
     .unwrap_or(false)
@@ -392,13 +399,16 @@ pub fn chunks_can_be_rewritten(oid: u32) -> bool {
 
 /// The array type of a table's row type.
 pub fn row_array_type(oid: u32) -> u32 {
-    query_one(sql::ROW_ARRAY_TYPE, &[p(oid.to_string())], |r| col::<i64>(r, 1).unwrap_or(0) as u32)
-        .unwrap_or(0)
+    query_one(sql::lookups::ROW_ARRAY_TYPE, &[p(oid.to_string())], |r| {
+        col::<i64>(r, 1).unwrap_or(0) as u32
+    })
+    .unwrap_or(0)
 }
 
 /// A column's type as `regtype` prints it (a valid, quoted SQL type name).
 pub fn column_type(oid: u32, column: &str) -> Option<String> {
-    query_one(sql::COLUMN_TYPE, &[p(oid.to_string()), p(column)], |r| col::<String>(r, 1)).flatten()
+    query_one(sql::lookups::COLUMN_TYPE, &[p(oid.to_string()), p(column)], |r| col::<String>(r, 1))
+        .flatten()
 }
 
 /// The OID of the table a config names (`name`, `schema.name`, quoted parts), if it exists.
@@ -413,7 +423,7 @@ pub fn oid_of_name(text: &str) -> Option<u32> {
 
 /// The OID of the relation a quoted name names, if it exists.
 fn oid_of_quoted(quoted: &str) -> Option<u32> {
-    query_one(sql::REGCLASS_OID, &[p(quoted)], |r| col::<String>(r, 1))
+    query_one(sql::lookups::REGCLASS_OID, &[p(quoted)], |r| col::<String>(r, 1))
         .flatten()
         .and_then(|o| o.parse().ok())
 }

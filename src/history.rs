@@ -1,11 +1,11 @@
 //! Run history in `_backfill_ext.run` / `_backfill_ext.run_chunk`: written by every
 //! run, in the same transactions as its work, so what it shows was committed; as the
-//! state's owner (`spi::state_run`), the run's role recorded as `run_by`.
+//! state's owner (`spi::state_execute`), the run's role recorded as `run_by`.
 
 use crate::catalog::current_user;
-use crate::run::outcome::StepResult;
-use crate::spi::{col, p, query_one, state_query_one, state_run as exec, Param};
-use crate::sql::history as sql;
+use crate::spi::{col, p, query_one, state_execute, state_query_one, Param};
+use crate::sql;
+use crate::step::StepResult;
 use crate::timescale::Chunk;
 
 /// Starts a run's record; first marks runs of this destination that are still
@@ -19,17 +19,17 @@ pub fn start(
     dest_oid: u32,
     retention: &str,
 ) -> i64 {
-    exec(sql::MARK_INTERRUPTED, &[p(dest_oid.to_string())]);
+    state_execute(sql::history_rows::MARK_INTERRUPTED, &[p(dest_oid.to_string())]);
     if has_task_table() {
-        exec(crate::sql::tasks::FORGET_ENDED, &[p(dest_oid.to_string())]);
+        state_execute(crate::sql::tasks::FORGET_ENDED, &[p(dest_oid.to_string())]);
     }
     if has_refresh_table() {
-        exec(sql::MARK_REFRESHES_FAILED, &[p(dest_oid.to_string())]);
+        state_execute(sql::history_rows::MARK_REFRESHES_FAILED, &[p(dest_oid.to_string())]);
     }
     let me = current_user();
-    exec(sql::PRUNE, &[p(retention), p(dest_oid.to_string()), p(&me)]);
+    state_execute(sql::history_rows::PRUNE, &[p(retention), p(dest_oid.to_string()), p(&me)]);
     state_query_one(
-        sql::START,
+        sql::history_rows::START,
         &[
             job_id.map(|j| j.to_string()),
             p(staging),
@@ -50,8 +50,8 @@ pub fn chunks(run_id: i64, done: &[(&Chunk, &StepResult)]) {
     };
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
     // NULL bounds are written as the text NULL and mapped back
-    exec(
-        sql::RECORD_CHUNKS,
+    state_execute(
+        sql::history_rows::RECORD_CHUNKS,
         &[
             p(run_id.to_string()),
             p(arr(&|c, _| c.name.to_string())),
@@ -64,13 +64,7 @@ pub fn chunks(run_id: i64, done: &[(&Chunk, &StepResult)]) {
             p(arr(&|_, r| r.decompress_ms.to_string())),
             p(arr(&|_, r| r.insert_ms.to_string())),
             p(arr(&|_, r| r.recompress_ms.to_string())),
-            p(arr(&|_, r| {
-                format!(
-                    "{}{}",
-                    r.strategy.map(|s| s.as_str()).unwrap_or("insert"),
-                    if r.fell_back { " (fell back)" } else { "" }
-                )
-            })),
+            p(arr(&|_, r| r.strategy_label())),
         ],
     );
     let sum = |f: &dyn Fn(&StepResult) -> i64| done.iter().map(|(_, r)| f(r)).sum::<i64>();
@@ -104,8 +98,8 @@ fn add_totals(
     recompressed: i64,
     new_chunks: i64,
 ) {
-    exec(
-        sql::ADD_TOTALS,
+    state_execute(
+        sql::history_rows::ADD_TOTALS,
         &[
             p(run_id.to_string()),
             p(moved.to_string()),
@@ -119,11 +113,14 @@ fn add_totals(
 
 /// Marks a run succeeded; `stopped_early` when max_runtime left chunks for the next run.
 pub fn succeed(run_id: i64, stopped_early: bool) {
-    exec(sql::SUCCEED, &[p(run_id.to_string()), p(stopped_early.to_string())]);
+    state_execute(
+        sql::history_rows::SUCCEED,
+        &[p(run_id.to_string()), p(stopped_early.to_string())],
+    );
 }
 
 pub fn fail(run_id: i64, sqlstate: &str, message: &str) {
-    exec(sql::FAIL, &[p(run_id.to_string()), p(sqlstate), p(message)]);
+    state_execute(sql::history_rows::FAIL, &[p(run_id.to_string()), p(sqlstate), p(message)]);
 }
 
 /// Records a run that failed before it could start (its config or tables are wrong).
@@ -137,8 +134,8 @@ pub fn failed_start(
     let dest_oid: Param = crate::catalog::oid_of_name(destination).map(|o| o.to_string());
     // such a run never reaches `start`, which prunes by destination: rows of this job
     // whose destination could not be resolved are pruned here, after the default retention
-    exec(
-        sql::PRUNE_UNRESOLVED,
+    state_execute(
+        sql::history_rows::PRUNE_UNRESOLVED,
         &[
             job_id.map(|j| j.to_string()),
             p(crate::config::DEFAULT_HISTORY_RETENTION),
@@ -164,8 +161,8 @@ fn ended(
     sqlstate: Param,
     error: &str,
 ) {
-    exec(
-        sql::ENDED,
+    state_execute(
+        sql::history_rows::ENDED,
         &[
             job_id.map(|j| j.to_string()),
             p(staging),
@@ -181,22 +178,26 @@ fn ended(
 
 /// The run holding a destination, as "run N (job J, backend P, started T)".
 pub fn holder(dest_oid: u32) -> Option<String> {
-    query_one(sql::HOLDER, &[p(dest_oid.to_string())], |r| col::<String>(r, 1)).flatten()
+    query_one(sql::history_rows::HOLDER, &[p(dest_oid.to_string())], |r| col::<String>(r, 1))
+        .flatten()
 }
 
 /// Records a refresh of a continuous aggregate over `[lo, hi)`: about to run
 /// (`note` None), or not run and why.
 pub fn refresh(run_id: i64, cagg: &str, lo: &str, hi: &str, not_run: Option<&str>) {
     let status = if not_run.is_some() { "not refreshed" } else { "refreshing" };
-    exec(
-        sql::REFRESH,
+    state_execute(
+        sql::history_rows::REFRESH,
         &[p(run_id.to_string()), p(cagg), p(lo), p(hi), p(status), not_run.map(|s| s.to_string())],
     );
 }
 
 /// Marks a refresh done.
 pub fn refreshed(run_id: i64, cagg: &str, ms: f64) {
-    exec(sql::REFRESHED, &[p(run_id.to_string()), p(cagg), p(ms.to_string())]);
+    state_execute(
+        sql::history_rows::REFRESHED,
+        &[p(run_id.to_string()), p(cagg), p(ms.to_string())],
+    );
 }
 
 /// Whether the task table exists (see `has_refresh_table`).
@@ -208,12 +209,13 @@ pub fn has_task_table() -> bool {
 /// Forgets the tasks of run `run_id`, which failed (its workers were stopped).
 pub fn forget_tasks(run_id: i64) {
     if has_task_table() {
-        exec(crate::sql::tasks::FORGET_RUN, &[p(run_id.to_string())]);
+        state_execute(crate::sql::tasks::FORGET_RUN, &[p(run_id.to_string())]);
     }
 }
 
 /// Whether the refresh history exists: the library can be newer than the extension's
 /// objects until `ALTER EXTENSION backfill_ext UPDATE` runs.
 pub fn has_refresh_table() -> bool {
-    query_one(sql::HAS_REFRESH_TABLE, &[], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+    query_one(sql::history_rows::HAS_REFRESH_TABLE, &[], |r| col::<bool>(r, 1).unwrap_or(false))
+        .unwrap_or(false)
 }

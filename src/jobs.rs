@@ -107,7 +107,7 @@ pub fn unschedule(job_id: i32) {
                 col::<String>(r, 1)
             })
             .flatten();
-            spi::run(&sql::jobs::delete_job(&ts), &[p(job_id.to_string())]);
+            spi::execute(&sql::jobs::delete_job(&ts), &[p(job_id.to_string())]);
             if let Some(oid) = dest.as_deref().and_then(catalog::oid_of_name) {
                 release_left_holds(&ts, oid);
             }
@@ -120,7 +120,7 @@ pub fn unschedule(job_id: i32) {
         })
         .unwrap_or(0);
         if ours > 0 {
-            spi::run(&cron::unschedule(&cron_schema), &[p(job_id.to_string())]);
+            spi::execute(&cron::unschedule(&cron_schema), &[p(job_id.to_string())]);
             return;
         }
     }

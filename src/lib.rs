@@ -11,22 +11,23 @@
 
 use pgrx::prelude::*;
 
-pub mod columns;
-pub mod config;
-pub mod error;
-pub mod ident;
-pub mod plan;
-pub mod route_slices;
-pub mod sql;
-pub mod timescale;
+mod columns;
+mod config;
+mod error;
+mod ident;
+mod plan;
+mod route_slices;
+mod sql;
+mod timescale;
 
-pub mod api;
-pub mod catalog;
-pub mod history;
-pub mod jobs;
-pub mod run;
-pub mod spi;
-pub mod strategy;
+mod api;
+mod catalog;
+mod history;
+mod jobs;
+mod run;
+mod spi;
+mod step;
+mod strategy;
 
 ::pgrx::pg_module_magic!();
 

@@ -77,7 +77,8 @@ fn prepare_and_plan_a_plain_table() {
     assert_eq!(prep.spec.columns, ["v", "id", "ts"]);
     assert_eq!(prep.spec.conflict.target, ["id", "ts"]);
     assert_eq!(prep.spec.conflict.update_columns, ["v"]);
-    assert_eq!(prep.push_interval, "1 day");
+    assert_eq!(prep.push_interval.text, "1 day");
+    assert_eq!(prep.push_interval.seconds, 86400.0);
     let plan = run::make_plan(&prep);
     assert!(plan.steps.is_empty());
     assert_eq!(plan.rows_for_new_chunks, 10);

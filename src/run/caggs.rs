@@ -10,12 +10,12 @@
 //! scheduler. Called inside a transaction block, the run records the refreshes it
 //! could not make, with the `CALL` that makes them.
 
-use super::outcome::ms;
-use super::prepare::Prepared;
 use crate::ident::{quote_qualified, QualifiedName};
 use crate::spi::{self, col, p, query, query_one, Session};
-use crate::sql::caggs as sql;
+use crate::sql;
 use crate::sql::cron::quote_literal;
+use crate::step::ms;
+use crate::step::Prepared;
 use pgrx::notice;
 use std::time::Instant;
 
@@ -33,23 +33,29 @@ pub struct Refresh {
 /// the cost of one index lookup, where no view reads the destination.
 pub fn plan(prep: &Prepared, span: &(String, String)) -> Vec<Refresh> {
     let (Some(ts), Some(ht)) = (&prep.ts, &prep.ht) else { return vec![] };
-    if !query_one(sql::ANY_VIEW_READS, &[p(prep.dest.oid.to_string())], |r| {
+    if !query_one(sql::caggs::ANY_VIEW_READS, &[p(prep.dest.oid.to_string())], |r| {
         col::<bool>(r, 1).unwrap_or(true)
     })
     .unwrap_or(true)
     {
         return vec![];
     }
-    let (bucket_info, hypertable_info) = query_one(sql::FUNCTIONS, &[], |r| {
+    let (bucket_info, hypertable_info) = query_one(sql::caggs::FUNCTIONS, &[], |r| {
         (col::<bool>(r, 1).unwrap_or(false), col::<bool>(r, 2).unwrap_or(false))
     })
     .unwrap_or((false, false));
     if !bucket_info {
         return vec![];
     }
-    let mat_id = if hypertable_info { sql::MatId::HypertableInfo } else { sql::MatId::TableName };
-    let rows =
-        query(&sql::list(mat_id), &[p(&prep.dest.name.schema), p(&prep.dest.name.name)], |r| {
+    let mat_id = if hypertable_info {
+        sql::caggs::MatId::HypertableInfo
+    } else {
+        sql::caggs::MatId::TableName
+    };
+    let rows = query(
+        &sql::caggs::list(mat_id),
+        &[p(&prep.dest.name.schema), p(&prep.dest.name.name)],
+        |r| {
             let buckets: Vec<Option<String>> = (5..=8).map(|i| col::<String>(r, i)).collect();
             (
                 QualifiedName::new(
@@ -59,8 +65,9 @@ pub fn plan(prep: &Prepared, span: &(String, String)) -> Vec<Refresh> {
                 col::<bool>(r, 4).unwrap_or(false),
                 buckets,
             )
-        });
-    let window_sql = sql::window(&ts.func("time_bucket"), ht.kind);
+        },
+    );
+    let window_sql = sql::caggs::window(&ts.func("time_bucket"), ht.kind);
     rows.into_iter()
         .map(|(name, owned, b)| {
             let window = b[0].as_ref().and_then(|_| {
@@ -80,7 +87,7 @@ pub fn plan(prep: &Prepared, span: &(String, String)) -> Vec<Refresh> {
 /// history; each refresh commits.
 pub fn refresh_all(session: &Session, prep: &Prepared, run_id: i64, refreshes: &[Refresh]) {
     let (Some(ts), Some(ht)) = (&prep.ts, &prep.ht) else { return };
-    let call = sql::refresh(&ts.func("refresh_continuous_aggregate"), &ht.time_type);
+    let call = sql::caggs::refresh(&ts.func("refresh_continuous_aggregate"), &ht.time_type);
     for r in refreshes {
         // the name as the history shows it, and as SQL takes it
         let (label, quoted) = (r.name.to_string(), quote_qualified(&r.name.schema, &r.name.name));

@@ -4,10 +4,11 @@
 //! is committed, and then the error is raised. In an atomic call the error aborts it
 //! all, history included.
 
-use super::prepare::{prepare, Prepared};
+use super::prepare::prepare;
 use super::{lock, policy};
 use crate::config::Config;
 use crate::spi::{self, Session};
+use crate::step::Prepared;
 use std::panic::AssertUnwindSafe;
 
 /// Runs one phase of the run `run_id` (None before its history row exists).

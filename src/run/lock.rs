@@ -2,15 +2,15 @@
 //! held by the session for a run that commits as it goes (released at its end, or
 //! when the backend ends), by the transaction otherwise.
 
-use super::prepare::Prepared;
 use super::settings;
 use crate::catalog::Table;
-use crate::spi::{col, p, query_one, run as exec, Session};
-use crate::sql::hold as sql;
+use crate::spi::{col, execute, p, query_one, Session};
+use crate::sql;
+use crate::step::Prepared;
 use std::time::Instant;
 
 fn key_param(dest: &Table) -> Option<String> {
-    p(sql::lock_key(dest.oid).to_string())
+    p(sql::hold::lock_key(dest.oid).to_string())
 }
 
 fn try_lock(dest: &Table, session: &Session) -> bool {
@@ -19,9 +19,11 @@ fn try_lock(dest: &Table, session: &Session) -> bool {
 
 /// Tries destination `dest_oid`'s lock, for the session or for the transaction.
 pub fn try_lock_oid(dest_oid: u32, session_level: bool) -> bool {
-    query_one(&sql::try_lock(session_level), &[p(sql::lock_key(dest_oid).to_string())], |r| {
-        col::<bool>(r, 1).unwrap_or(false)
-    })
+    query_one(
+        &sql::hold::try_lock(session_level),
+        &[p(sql::hold::lock_key(dest_oid).to_string())],
+        |r| col::<bool>(r, 1).unwrap_or(false),
+    )
     .unwrap_or(false)
 }
 
@@ -36,14 +38,14 @@ pub fn acquire(prep: &Prepared, session: &Session) -> bool {
         if start.elapsed().as_secs_f64() >= wait_s {
             return false;
         }
-        exec(sql::WAIT, &[]);
+        execute(sql::hold::WAIT, &[]);
     }
 }
 
 /// Releases the lock (a transaction's lock goes with its transaction).
 pub fn release(dest: &Table, session: &Session) {
     if session.nonatomic() {
-        exec(sql::UNLOCK, &[key_param(dest)]);
+        execute(sql::hold::UNLOCK, &[key_param(dest)]);
     }
 }
 
@@ -52,9 +54,9 @@ pub fn holder(dest: &Table) -> String {
     if let Some(run) = crate::history::holder(dest.oid) {
         return run;
     }
-    let key = sql::lock_key(dest.oid) as u64;
+    let key = sql::hold::lock_key(dest.oid) as u64;
     query_one(
-        sql::LOCK_HOLDERS,
+        sql::hold::LOCK_HOLDERS,
         &[p((key >> 32).to_string()), p((key & 0xffff_ffff).to_string())],
         |r| col::<String>(r, 1),
     )

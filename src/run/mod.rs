@@ -18,27 +18,26 @@
 //!
 //! How a chunk takes its rows is `crate::strategy`.
 
-pub mod caggs;
-pub mod guard;
-pub mod lock;
-pub mod outcome;
+pub(crate) mod caggs;
+pub(crate) mod guard;
+pub(crate) mod lock;
 mod parallel;
-pub mod planning;
-pub mod policy;
-pub mod pool;
-pub mod prepare;
-pub mod settings;
-pub mod worker;
+pub(crate) mod planning;
+pub(crate) mod policy;
+pub(crate) mod pool;
+pub(crate) mod prepare;
+pub(crate) mod totals;
+pub(crate) mod worker;
 
-pub use outcome::{StepResult, Totals};
 pub use planning::make_plan;
-pub use prepare::{prepare, Prepared};
+pub use prepare::prepare;
+pub use totals::Totals;
 
 use crate::config::Config;
 use crate::plan::{self, Plan, Step, Strategy};
 use crate::spi::{self, Session};
+use crate::step::{ms, settings, temp_tables, Prepared, StepResult};
 use crate::timescale::Chunk;
-use outcome::ms;
 use pgrx::notice;
 use std::cell::Cell;
 use std::time::Instant;
@@ -61,7 +60,7 @@ pub fn backfill(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
     let prep = guard::prepare_recorded(session, job_id, cfg);
     // validation left the caller's settings alone; the run's own statements use the config's
     settings::apply(&prep.cfg);
-    phase(&started, "prepare");
+    debug_elapsed(&started, "prepare");
     if !guard::acquire_recorded(session, job_id, &prep) {
         skip(session, job_id, &prep);
         return Totals::default();
@@ -124,7 +123,7 @@ impl Run<'_> {
     fn phase<T>(&self, name: &str, f: impl FnOnce() -> T) -> T {
         let v = guard::guarded(self.session, self.prep, Some(self.id), f);
         self.session.commit();
-        phase(&self.started, name);
+        debug_elapsed(&self.started, name);
         v
     }
 
@@ -141,8 +140,9 @@ impl Run<'_> {
             plan
         });
         self.held.set(Instant::now());
-        // every moment between the run's transactions is guarded too: a cancel there
-        // leaves nothing held and the run recorded as failed
+        // a test build stops here, between two of the run's transactions, to show that a
+        // cancel there leaves nothing held and the run recorded as failed
+        #[cfg(feature = "test_hooks")]
         self.phase("after hold", || spi::pause_point("after_hold"));
         plan
     }
@@ -172,7 +172,7 @@ impl Run<'_> {
             !stop
         });
         // in a transaction of its own, so the policy is pushed from now
-        if go_on && self.held.get().elapsed().as_secs_f64() * 2.0 >= prep.push_interval_s {
+        if go_on && self.held.get().elapsed().as_secs_f64() * 2.0 >= prep.push_interval.seconds {
             self.phase("renew hold", || policy::renew(prep));
             self.held.set(Instant::now());
         }
@@ -269,7 +269,7 @@ impl Run<'_> {
         self.phase("release", || {
             spi::pause_point("before_restore");
             policy::release(self.prep);
-            planning::drop_temp_tables();
+            temp_tables::drop_all();
             crate::history::succeed(self.id, stopped_early);
             lock::release(&self.prep.dest, self.session);
         });
@@ -355,6 +355,6 @@ fn report(run: &Run, t: &Totals) {
 }
 
 /// Reports at DEBUG1 the time since the run started (`SET client_min_messages = debug1`).
-fn phase(started: &Instant, name: &str) {
+fn debug_elapsed(started: &Instant, name: &str) {
     pgrx::debug1!("backfill_ext: {name} done at {:.1} ms", ms(*started));
 }

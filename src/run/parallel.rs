@@ -10,14 +10,15 @@
 //! worker reported it. A cancel or an error in the run stops its workers (their
 //! transactions roll back) before anything else is put back (`guard`).
 
-use super::outcome::{StepResult, Totals};
 use super::pool::Pool;
-use super::worker::Work;
+use super::totals::Totals;
+use super::worker::{self, Work};
 use super::{left_after, report_chunks, Run};
 use crate::config::MAX_AUTO_WORKERS;
 use crate::plan::{Plan, Step};
-use crate::spi::{self, col, p, query, query_one, state_query_one, state_run};
-use crate::sql::tasks as sql;
+use crate::spi::{self, col, p, query, query_one, state_execute, state_query_one};
+use crate::sql;
+use crate::step::StepResult;
 
 /// An error a worker reported: SQLSTATE, message, detail, hint.
 type Failure = (String, String, Option<String>, Option<String>);
@@ -62,7 +63,8 @@ pub(super) fn worker_count(run: &Run, plan: &Plan, transactions: usize) -> usize
 
 fn role_can_connect() -> bool {
     if cfg!(any(feature = "pg15", feature = "pg16")) {
-        query_one(sql::CAN_LOG_IN, &[], |r| col::<bool>(r, 1).unwrap_or(false)).unwrap_or(false)
+        query_one(sql::tasks::CAN_LOG_IN, &[], |r| col::<bool>(r, 1).unwrap_or(false))
+            .unwrap_or(false)
     } else {
         true
     }
@@ -82,12 +84,11 @@ impl Run<'_> {
             // workers take their rows by the chunks' ranges: the routing goes now, its space with
             // it
             if plan.routed {
-                super::planning::drop_temp_tables_named(&[crate::sql::route::ROUTE_TABLE]);
+                crate::step::temp_tables::drop_named(&[crate::sql::route::ROUTE_TABLE]);
             }
-            let names = crate::sql::array_literal(
-                &sql::inherited().iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            );
-            query(sql::SETTINGS, &[p(names)], |r| {
+            let names: Vec<String> = worker::inherited_settings().map(String::from).collect();
+            let names = crate::sql::array_literal(&names);
+            query(sql::tasks::SETTINGS, &[p(names)], |r| {
                 (col::<String>(r, 1).unwrap_or_default(), col::<String>(r, 2).unwrap_or_default())
             })
         });
@@ -114,7 +115,7 @@ impl Run<'_> {
             };
             let json = serde_json::to_string(&work).expect("work serializes");
             self.phase("task", || {
-                state_run(sql::ADD, &[p(self.id.to_string()), p(b.to_string()), p(json)])
+                state_execute(sql::tasks::ADD, &[p(self.id.to_string()), p(b.to_string()), p(json)])
             });
             if !pool.start(self.id, b as i32) {
                 // no worker slot free on the server: this session does it
@@ -166,16 +167,17 @@ impl Run<'_> {
 
 /// Takes a task's row away, with its outcome.
 fn take_task(run_id: i64, task: i32) -> Outcome {
-    let row = state_query_one(sql::TAKE, &[p(run_id.to_string()), p(task.to_string())], |r| {
-        (
-            col::<String>(r, 1).unwrap_or_default(),
-            col::<String>(r, 2),
-            col::<String>(r, 3),
-            col::<String>(r, 4),
-            col::<String>(r, 5),
-            col::<String>(r, 6),
-        )
-    });
+    let row =
+        state_query_one(sql::tasks::TAKE, &[p(run_id.to_string()), p(task.to_string())], |r| {
+            (
+                col::<String>(r, 1).unwrap_or_default(),
+                col::<String>(r, 2),
+                col::<String>(r, 3),
+                col::<String>(r, 4),
+                col::<String>(r, 5),
+                col::<String>(r, 6),
+            )
+        });
     match row {
         Some((status, Some(results), ..)) if status == "done" => {
             Outcome::Done(serde_json::from_str(&results).expect("the worker wrote these"))

@@ -3,14 +3,14 @@
 //! routing of staging rows to their chunks when that is cheaper than scanning staging
 //! per chunk. The choice itself is pure (`plan`).
 
-use super::prepare::Prepared;
 use crate::catalog;
 use crate::config::{ConflictAction, StrategyChoice};
 use crate::ident::QualifiedName;
 use crate::plan::{self, Candidate, Estimate, Plan};
 use crate::route_slices::{self, RouteSlices};
-use crate::spi::{self, col, p, query, query_one, run as exec, Param};
-use crate::sql::{self, chunk as chunk_sql, route, RowFilter};
+use crate::spi::{self, col, execute, p, query, query_one, Param};
+use crate::sql::{self, route, RowFilter};
+use crate::step::Prepared;
 use crate::timescale::{status, Chunk, Hypertable, TimeKind};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
@@ -32,7 +32,7 @@ pub fn staging_span(prep: &Prepared) -> Span {
         None => Span {
             min: None,
             max: None,
-            rows: query_one(&chunk_sql::count_rows(&prep.staging.name), &[], |r| {
+            rows: query_one(&sql::chunk::count_rows(&prep.staging.name), &[], |r| {
                 col::<i64>(r, 1).unwrap_or(0)
             })
             .unwrap_or(0),
@@ -61,7 +61,7 @@ pub fn make_plan(prep: &Prepared) -> Plan {
     // rows to their chunks once
     let with_rows = counts.iter().filter(|n| **n > 0).count();
     let routed = prep.cfg.delete_from_staging
-        && (plan::should_route(with_rows, span.rows) || spi::debug_setting("always_route"));
+        && (plan::should_route(with_rows, span.rows) || spi::always_route());
     if routed {
         route_rows(prep, ht, &chunks);
     }
@@ -109,8 +109,9 @@ fn per_chunk_query(
     by_time_sql: fn(&QualifiedName, &str, TimeKind) -> String,
     by_filters_sql: fn(&QualifiedName, &[RowFilter]) -> (String, Vec<String>),
 ) -> (String, Vec<Param>) {
-    if by_time(ht, chunks.iter()) {
-        (by_time_sql(&prep.staging.name, &ht.time_column, ht.kind), bounds_params(chunks.iter()))
+    if ht.by_time(chunks.iter()) {
+        let bounds = spi::params(route::bounds(chunks.iter()));
+        (by_time_sql(&prep.staging.name, &ht.time_column, ht.kind), bounds)
     } else {
         let filters: Vec<RowFilter> = chunks.iter().map(|c| prep.filter_for(c)).collect();
         let (q, params) = by_filters_sql(&prep.staging.name, &filters);
@@ -118,30 +119,15 @@ fn per_chunk_query(
     }
 }
 
-/// The chunks' lower and upper bounds as two array parameters (`time_buckets`'s `$1`, `$2`).
-pub fn bounds_params<'a>(chunks: impl Iterator<Item = &'a Chunk> + Clone) -> Vec<Param> {
-    let lows: Vec<String> = chunks.clone().map(|c| c.lo.clone().unwrap_or_default()).collect();
-    let highs: Vec<String> = chunks.map(|c| c.hi.clone().unwrap_or_default()).collect();
-    vec![p(sql::array_literal(&lows)), p(sql::array_literal(&highs))]
-}
-
-/// Whether chunks are told apart by time alone (one dimension, bounded ranges).
-pub fn by_time<'a>(ht: &Hypertable, mut chunks: impl Iterator<Item = &'a Chunk>) -> bool {
-    ht.dimensions == 1 && chunks.all(|c| c.lo.is_some() && c.hi.is_some())
-}
-
 /// Writes the route table (each staging row's ctid under its chunk number) from one
 /// scan of the staging table, in bounded slices (`route_slices`).
 fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
-    drop_temp_tables();
-    exec(&chunk_sql::create_route_table(), &[]);
+    crate::step::temp_tables::drop_all();
+    execute(&sql::chunk::create_route_table(), &[]);
     let (q, params) =
         per_chunk_query(prep, ht, chunks, route::route_by_time, route::route_by_filters);
-    let (slice, held) = if spi::debug_setting("always_route") {
-        (3, 10)
-    } else {
-        (route_slices::SLICE, route_slices::HELD)
-    };
+    let (slice, held) =
+        if spi::always_route() { (3, 10) } else { (route_slices::SLICE, route_slices::HELD) };
     let mut slices = RouteSlices::new(slice, held);
     let read = |r: &SpiHeapTupleData| {
         (col::<i32>(r, 1).unwrap_or(0), col::<pg_sys::ItemPointerData>(r, 2))
@@ -156,25 +142,6 @@ fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
 
 fn write_route((idx, tids): (i32, Vec<pg_sys::ItemPointerData>)) {
     spi::run_typed(route::WRITE_ROUTE, || vec![DatumWithOid::from(idx), DatumWithOid::from(tids)]);
-}
-
-fn temp_table_exists(table: &str) -> bool {
-    query_one(chunk_sql::TEMP_TABLE_EXISTS, &[p(table)], |r| col::<bool>(r, 1).unwrap_or(false))
-        .unwrap_or(false)
-}
-
-/// Drops the run's temporary tables of `names` that exist.
-pub fn drop_temp_tables_named(names: &[&str]) {
-    for table in names {
-        if temp_table_exists(table) {
-            exec(&chunk_sql::drop_temp_table(table), &[]);
-        }
-    }
-}
-
-/// Drops the run's temporary tables (routing, merge) at the end of a run.
-pub fn drop_temp_tables() {
-    drop_temp_tables_named(&[route::ROUTE_TABLE, sql::merge::MERGE_NEW, sql::merge::MERGE_OLD]);
 }
 
 /// What choosing a strategy for a compressed chunk needs: its rows, and the staging
@@ -197,7 +164,7 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         return e;
     }
     e.chunk_rows =
-        query_one(&chunk_sql::count_rows(&chunk.name), &[], |r| col::<i64>(r, 1).unwrap_or(0))
+        query_one(&sql::chunk::count_rows(&chunk.name), &[], |r| col::<i64>(r, 1).unwrap_or(0))
             .unwrap_or(0);
     let cap = plan::meeting_rows_that_decide(e.chunk_rows, e.decompress_limit);
     e.rows_meeting_batches = if prep.segmentby.is_empty() {

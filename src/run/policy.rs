@@ -3,12 +3,12 @@
 //! schedule from before is recorded durably in `_backfill_ext.policy_hold`, in the
 //! same transaction. The end of the run (or the next run, after a crash) puts it back.
 
-use super::prepare::Prepared;
 use crate::catalog;
 use crate::catalog::current_user;
 use crate::error::{BackfillError, Code};
-use crate::spi::{col, p, query_one, raise, run as exec, state_query};
-use crate::sql::hold as sql;
+use crate::spi::{col, execute, p, query_one, raise, state_query};
+use crate::sql;
+use crate::step::Prepared;
 use crate::timescale::{Policy, Timescale};
 
 /// Pushes the compression policies out for the run, remembering their schedule from
@@ -21,7 +21,7 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
         catalog::require_job_owner(pol);
         let me = current_user();
         let held = state_query(
-            sql::RECORD_HOLD,
+            sql::hold::RECORD_HOLD,
             &[
                 p(pol.job_id.to_string()),
                 p(prep.dest.oid.to_string()),
@@ -43,9 +43,9 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
                 .hint("run the job as the hypertable's owner (or a member of its role)"),
             );
         }
-        exec(
-            &sql::push_policy(&ts.func("alter_job")),
-            &[p(pol.job_id.to_string()), p(&prep.push_interval)],
+        execute(
+            &sql::hold::push_policy(&ts.func("alter_job")),
+            &[p(pol.job_id.to_string()), p(&prep.push_interval.text)],
         );
     }
     policies
@@ -58,20 +58,20 @@ pub fn hold(prep: &Prepared) -> Vec<Policy> {
 pub fn renew(prep: &Prepared) -> usize {
     let (Some(ts), Some(_)) = (&prep.ts, &prep.ht) else { return 0 };
     let jobs: Vec<i32> = state_query(
-        sql::RENEW_HOLDS,
-        &[p(prep.dest.oid.to_string()), p(&prep.push_interval), p(current_user())],
+        sql::hold::RENEW_HOLDS,
+        &[p(prep.dest.oid.to_string()), p(&prep.push_interval.text), p(current_user())],
         |r| col::<i32>(r, 1).unwrap(),
     );
     for job_id in &jobs {
-        exec(
-            &sql::push_policy(&ts.func("alter_job")),
-            &[p(job_id.to_string()), p(&prep.push_interval)],
+        execute(
+            &sql::hold::push_policy(&ts.func("alter_job")),
+            &[p(job_id.to_string()), p(&prep.push_interval.text)],
         );
     }
     if !jobs.is_empty() {
         pgrx::debug1!(
             "backfill_ext: compression policy hold renewed for another {} (jobs {jobs:?})",
-            prep.push_interval
+            prep.push_interval.text
         );
     }
     jobs.len()
@@ -82,7 +82,7 @@ pub fn renew(prep: &Prepared) -> usize {
 /// pushed it) is left as they set it.
 pub fn release(prep: &Prepared) {
     if let Some(ts) = &prep.ts {
-        release_holds(ts, prep.dest.oid, &prep.push_interval);
+        release_holds(ts, prep.dest.oid, &prep.push_interval.text);
     }
 }
 
@@ -90,14 +90,14 @@ pub fn release(prep: &Prepared) {
 /// `push_interval` is how far this call pushed them.
 pub fn release_holds(ts: &Timescale, dest_oid: u32, push_interval: &str) {
     let held: Vec<(i32, Option<String>, Option<String>)> = state_query(
-        sql::TAKE_HOLDS,
+        sql::hold::TAKE_HOLDS,
         &[p(dest_oid.to_string()), p(push_interval), p(current_user())],
         |r| (col::<i32>(r, 1).unwrap(), col::<String>(r, 2), col::<String>(r, 3)),
     );
     for (job_id, original, pushed) in held {
         // no row: the job is gone
         let Some((now, unmoved)) =
-            query_one(sql::JOB_NEXT_START, &[p(job_id.to_string()), pushed.clone()], |r| {
+            query_one(sql::hold::JOB_NEXT_START, &[p(job_id.to_string()), pushed.clone()], |r| {
                 (col::<String>(r, 1), col::<bool>(r, 2).unwrap_or(false))
             })
         else {
@@ -113,6 +113,9 @@ pub fn release_holds(ts: &Timescale, dest_oid: u32, push_interval: &str) {
         }
         // no schedule recorded (the policy had not run yet): it is due now, as it was
         let next_start = original.unwrap_or_else(|| "now".to_string());
-        exec(&sql::restore_policy(&ts.func("alter_job")), &[p(job_id.to_string()), p(next_start)]);
+        execute(
+            &sql::hold::restore_policy(&ts.func("alter_job")),
+            &[p(job_id.to_string()), p(next_start)],
+        );
     }
 }

@@ -1,89 +1,22 @@
 //! Validation before a run touches anything: the tables, their columns and keys,
 //! privileges, TimescaleDB's capabilities, the config's intervals and settings. What
-//! it finds is `Prepared`, which every later phase reads.
+//! it finds is `Prepared` (`crate::step`), which every later phase reads.
 
-use super::settings;
 use crate::catalog::{self, Table};
 use crate::columns::{self, Column, Names, UniqueKey};
 use crate::config::{Config, ConflictAction};
 use crate::error::{BackfillError, Code};
 use crate::ident::quote_ident;
 use crate::spi::{self, col, query_one, raise};
-use crate::sql::{self, merge::MergeSpec, MoveSpec, RowFilter};
-use crate::timescale::{Chunk, Hypertable, Timescale, HASH_FN};
-
-/// Everything validated before the run touches anything.
-pub struct Prepared {
-    pub cfg: Config,
-    pub staging: Table,
-    pub dest: Table,
-    pub ts: Option<Timescale>,
-    pub ht: Option<Hypertable>,
-    pub spec: MoveSpec,
-    pub push_interval: String,
-    pub history_retention: String,
-    /// `max_runtime` in seconds, if set.
-    pub max_runtime_s: Option<f64>,
-    /// `push_interval` in seconds (a run renews its hold once half of it has passed).
-    pub push_interval_s: f64,
-    /// Whether the destination has a unique index (inserts check for conflicts).
-    pub has_unique: bool,
-    /// Whether TimescaleDB's insert into a compressed chunk meets every conflict: it has
-    /// at most one unique index to meet (an upsert's update is not checked against a
-    /// second one's compressed rows), which compares no text by a nondeterministic
-    /// collation and is not NULLS NOT DISTINCT (2.23 met no NULL key in a compressed
-    /// batch) (`plan::allowed_choice`).
-    pub direct_meets_conflicts: bool,
-    /// The hypertable's segmentby columns.
-    pub segmentby: Vec<String>,
-    /// The segmentby columns with their collations (where their type has one).
-    pub segments_collated: Vec<(String, Option<String>)>,
-    /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: none).
-    pub decompress_limit: i64,
-    /// Set when dense upserts can merge segments (see `Strategy::Merge`).
-    pub merge: Option<MergeSpec>,
-    /// Whether a merge that touches every segment of a chunk may empty the chunk with
-    /// TRUNCATE and rewrite it (see `catalog::chunks_can_be_rewritten`).
-    pub truncate_ok: bool,
-    /// The array type of the destination's row type (a rewrite holds rows in one).
-    pub row_array_type: u32,
-}
-
-impl Prepared {
-    /// The staging rows that belong in chunk `c`.
-    pub fn filter_for(&self, c: &Chunk) -> RowFilter {
-        let ht = self.ht.as_ref().expect("chunks belong to a hypertable");
-        RowFilter {
-            time_column: ht.time_column.clone(),
-            kind: ht.kind,
-            lo: c.lo.clone(),
-            hi: c.hi.clone(),
-            space: c.space.clone(),
-            hash_function: HASH_FN.to_string(),
-            blocks: (None, None),
-        }
-    }
-
-    /// Every staging row.
-    pub fn filter_all(&self) -> RowFilter {
-        match &self.ht {
-            Some(h) => RowFilter::everything(&h.time_column, h.kind),
-            None => RowFilter::everything("", crate::timescale::TimeKind::Integer),
-        }
-    }
-
-    /// TimescaleDB, for a hypertable destination.
-    pub fn timescale(&self) -> &Timescale {
-        self.ts.as_ref().expect("chunks mean TimescaleDB")
-    }
-}
+use crate::sql::{self, segment_merge::MergeSpec, MoveSpec};
+use crate::step::{settings, CheckedInterval, Prepared};
+use crate::timescale::Hypertable;
 
 /// The intervals of the config, checked.
 struct Intervals {
-    push_interval: String,
+    push_interval: CheckedInterval,
     history_retention: String,
     max_runtime_s: Option<f64>,
-    push_interval_s: f64,
 }
 
 /// Resolves and checks everything; raises (having changed nothing) on any problem.
@@ -138,7 +71,6 @@ pub fn prepare(cfg: Config) -> Prepared {
         push_interval: intervals.push_interval,
         history_retention: intervals.history_retention,
         max_runtime_s: intervals.max_runtime_s,
-        push_interval_s: intervals.push_interval_s,
         has_unique: !keys.is_empty(),
         direct_meets_conflicts: checking_indexes <= 1
             && keys.iter().all(|k| k.rules.deterministic && !k.rules.nulls_not_distinct),
@@ -217,8 +149,9 @@ fn check_intervals(cfg: &mut Config) -> Intervals {
         .max_runtime
         .as_ref()
         .map(|m| settings::seconds(&catalog::check_interval("max_runtime", m)));
-    let push_interval_s = settings::seconds(&push_interval);
-    Intervals { push_interval, history_retention, max_runtime_s, push_interval_s }
+    let push_interval =
+        CheckedInterval { seconds: settings::seconds(&push_interval), text: push_interval };
+    Intervals { push_interval, history_retention, max_runtime_s }
 }
 
 /// The privileges the run needs on both tables.

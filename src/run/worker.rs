@@ -8,14 +8,14 @@
 //! rows stay in staging) and the task is marked failed with the error, for the run to
 //! raise. A SIGTERM (the run stopping its workers) ends it like `pg_terminate_backend`.
 
-use super::outcome::StepResult;
 use super::prepare::prepare;
 use crate::catalog::current_user;
 use crate::config::Config;
 use crate::error::{BackfillError, Code};
 use crate::plan::Step;
-use crate::spi::{self, col, p, state_query, state_query_one, state_run};
-use crate::sql::tasks as sql;
+use crate::spi::{self, col, p, state_execute, state_query, state_query_one};
+use crate::sql;
+use crate::step::StepResult;
 use crate::timescale::Chunk;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::pg_sys;
@@ -76,14 +76,14 @@ fn do_task(run_id: i64, task: i32) {
     // the run's backend, which started this worker
     let run_pid = unsafe { (*pg_sys::MyBgworkerEntry).bgw_notify_pid };
     let read = [key[0].clone(), key[1].clone(), p(current_user()), p(run_pid.to_string())];
-    let Some(work) = state_query_one(sql::WORK, &read, |r| col::<String>(r, 1)).flatten() else {
+    let Some(work) = state_query_one(sql::tasks::WORK, &read, |r| col::<String>(r, 1)).flatten()
+    else {
         return;
     };
     let work: Work = serde_json::from_str(&work).expect("the run wrote this task");
     report_activity(run_id, &work.steps);
-    let allowed = sql::inherited();
     for (name, value) in &work.settings {
-        if !allowed.contains(&name.as_str()) {
+        if !inherited_settings().any(|s| s == name) {
             spi::raise(
                 BackfillError::new(
                     Code::InsufficientPrivilege,
@@ -94,11 +94,11 @@ fn do_task(run_id: i64, task: i32) {
                 )
                 .hint(
                     "a worker takes over only the run's own settings \
-                        (sql::tasks::inherited)",
+                        (run::worker::inherited_settings)",
                 ),
             );
         }
-        spi::run(crate::sql::settings::SET_LOCAL, &[p(name), p(value)]);
+        spi::execute(crate::sql::settings::SET_LOCAL, &[p(name), p(value)]);
     }
     spi::harden_search_path();
     match spi::in_subtransaction(AssertUnwindSafe(|| work_through(run_id, &work))) {
@@ -108,7 +108,8 @@ fn do_task(run_id: i64, task: i32) {
             // a task that is no longer this run's queued one (gone, or changed) is not
             // done here: the moves roll back, and the run does the task itself
             let marked =
-                state_query(sql::DONE, &[key[0].clone(), key[1].clone(), p(json)], |_| ()).len();
+                state_query(sql::tasks::DONE, &[key[0].clone(), key[1].clone(), p(json)], |_| ())
+                    .len();
             if marked != 1 {
                 spi::raise(
                     BackfillError::new(
@@ -127,8 +128,8 @@ fn do_task(run_id: i64, task: i32) {
         }
         Err(e) => {
             let (state, msg, detail, hint) = spi::caught_parts(&e);
-            state_run(
-                sql::FAILED,
+            state_execute(
+                sql::tasks::FAILED,
                 &[key[0].clone(), key[1].clone(), p(state), p(msg), detail, hint],
             );
         }
@@ -155,4 +156,10 @@ fn report_activity(run_id: i64, steps: &[Step]) {
     ))
     .unwrap_or_default();
     unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr()) };
+}
+
+/// The session settings a worker takes over from its run (`sql::tasks::INHERITED`, and
+/// in test builds the test hooks'); any other is refused.
+pub fn inherited_settings() -> impl Iterator<Item = &'static str> {
+    sql::tasks::INHERITED.iter().chain(spi::TEST_HOOKS).copied()
 }

@@ -15,12 +15,14 @@
 //! - `backfill_ext.debug_rewrite_on_disk` (bool): rewrite a chunk on disk even where it
 //!   fits in memory.
 //!
-//! Without the feature `pause_point` does nothing and `debug_setting` is false: a
-//! production build registers no setting, reads none here, and never sleeps.
+//! Without the feature every hook compiles to nothing: `pause_point` and
+//! `unresponsive_point` are empty, `always_route` and `rewrite_on_disk` are the
+//! constant false, and a production build registers no setting, reads none, and never
+//! sleeps.
 
 #[cfg(feature = "test_hooks")]
 mod enabled {
-    use crate::spi::run;
+    use crate::spi::execute;
     use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
     use std::ffi::CString;
 
@@ -80,7 +82,7 @@ mod enabled {
     pub fn pause_point(point: &str) {
         if PAUSE_AT.get().is_some_and(|at| at.as_bytes() == point.as_bytes()) {
             pgrx::log!("backfill_ext: pausing at {point} (backfill_ext.debug_pause_at)");
-            run(
+            execute(
                 "SELECT pg_catalog.pg_sleep($1::float8)",
                 &[crate::spi::p(PAUSE_SECONDS.get().to_string())],
             );
@@ -98,21 +100,19 @@ mod enabled {
         }
     }
 
-    /// The value of the test setting `backfill_ext.debug_<name>`.
-    pub fn debug_setting(name: &str) -> bool {
-        match name {
-            "always_route" => ALWAYS_ROUTE.get(),
-            "rewrite_on_disk" => REWRITE_ON_DISK.get(),
-            _ => panic!(
-                "backfill_ext: no test hook backfill_ext.debug_{name} (src/spi/hooks.rs \
-                registers them)"
-            ),
-        }
+    /// `backfill_ext.debug_always_route`.
+    pub fn always_route() -> bool {
+        ALWAYS_ROUTE.get()
+    }
+
+    /// `backfill_ext.debug_rewrite_on_disk`.
+    pub fn rewrite_on_disk() -> bool {
+        REWRITE_ON_DISK.get()
     }
 }
 
 #[cfg(feature = "test_hooks")]
-pub use enabled::{debug_setting, pause_point, register, unresponsive_point};
+pub use enabled::{always_route, pause_point, register, rewrite_on_disk, unresponsive_point};
 
 /// The test hooks' settings (none in a production build), for a background worker to
 /// take over from its run.
@@ -139,6 +139,13 @@ pub fn unresponsive_point(_point: &str) {}
 /// A test hook, absent from this build (no feature `test_hooks`): always false.
 #[cfg(not(feature = "test_hooks"))]
 #[inline(always)]
-pub fn debug_setting(_name: &str) -> bool {
+pub const fn always_route() -> bool {
+    false
+}
+
+/// A test hook, absent from this build (no feature `test_hooks`): always false.
+#[cfg(not(feature = "test_hooks"))]
+#[inline(always)]
+pub const fn rewrite_on_disk() -> bool {
     false
 }

@@ -11,15 +11,15 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiHeapTupleData, SpiTupleTable};
 
-pub mod bulk;
+pub(crate) mod bulk;
 mod hooks;
 mod state;
 mod tx;
 
 #[cfg(feature = "test_hooks")]
 pub use hooks::register as register_test_hooks;
-pub use hooks::{debug_setting, pause_point, unresponsive_point, TEST_HOOKS};
-pub use state::{state_query, state_query_one, state_run};
+pub use hooks::{always_route, pause_point, rewrite_on_disk, unresponsive_point, TEST_HOOKS};
+pub use state::{state_execute, state_query, state_query_one};
 pub use tx::{
     call_nonatomic, caught_message, caught_parts, caught_sqlstate, harden_search_path,
     in_subtransaction, raise_as, reraise_with_hint, restore_search_path, Session,
@@ -185,7 +185,7 @@ pub fn query_one<T>(
 }
 
 /// Runs a statement for its effect.
-pub fn run(sql: &str, params: &[Param]) {
+pub fn execute(sql: &str, params: &[Param]) {
     query(sql, params, |_| ());
 }
 

@@ -6,7 +6,7 @@
 //! queries, a security-restricted `SetUserIdAndSecContext`) and `search_path` pinned
 //! to `pg_catalog, pg_temp`; the caller's user, context and `search_path` come back
 //! afterwards, and on an error with the (sub)transaction's abort. The statements are
-//! the fixed texts of `sql::history`, `sql::hold` and `sql::tasks`, each of which
+//! the fixed texts of `sql::history_rows`, `sql::hold` and `sql::tasks`, each of which
 //! says whose rows it may touch (the caller is passed as a parameter where it
 //! matters, since inside the switch `current_user` is the owner).
 
@@ -73,6 +73,6 @@ pub fn state_query_one<T>(
 }
 
 /// `state_query` for its effect.
-pub fn state_run(sql: &'static str, params: &[Param]) {
+pub fn state_execute(sql: &'static str, params: &[Param]) {
     state_query(sql, params, |_| ());
 }

@@ -1,7 +1,7 @@
 //! The procedure's transaction: its SPI connection (non-atomic when it may COMMIT),
 //! subtransactions, errors caught in them, and the hardened `search_path`.
 
-use super::{col, p, query_one, raise, run};
+use super::{col, execute, p, query_one, raise};
 use crate::error::{BackfillError, Code};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
@@ -25,7 +25,7 @@ pub fn harden_search_path() -> String {
 
 /// Restores a `search_path` saved by `harden_search_path` (for calls that do not commit).
 pub fn restore_search_path(path: &str) {
-    run("SELECT pg_catalog.set_config('search_path', $1, true)", &[p(path)]);
+    execute("SELECT pg_catalog.set_config('search_path', $1, true)", &[p(path)]);
 }
 
 /// The procedure's transaction context: whether it may COMMIT between steps.

@@ -15,20 +15,20 @@
 //! - `jobs`: scheduling with TimescaleDB's job API;
 //! - `cron`: scheduling with pg_cron.
 
-pub mod caggs;
-pub mod catalog;
-pub mod chunk;
-pub mod cron;
-pub mod history;
-pub mod hold;
-pub mod jobs;
-pub mod keys;
-pub mod merge;
-pub mod moves;
-pub mod route;
-pub mod settings;
-pub mod split;
-pub mod tasks;
+pub(crate) mod caggs;
+pub(crate) mod chunk;
+pub(crate) mod cron;
+pub(crate) mod history_rows;
+pub(crate) mod hold;
+pub(crate) mod jobs;
+pub(crate) mod keys;
+pub(crate) mod lookups;
+pub(crate) mod moves;
+pub(crate) mod route;
+pub(crate) mod segment_merge;
+pub(crate) mod settings;
+pub(crate) mod split;
+pub(crate) mod tasks;
 
 use crate::columns::Conflict;
 use crate::ident::{quote_ident, QualifiedName};

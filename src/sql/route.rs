@@ -3,12 +3,19 @@
 
 use super::RowFilter;
 use crate::ident::{quote_ident, QualifiedName};
-use crate::timescale::TimeKind;
+use crate::timescale::{Chunk, TimeKind};
 
 /// The temporary table a run routes staging rows through: rows of a chunk number and
 /// an array of its staging rows' ctids (`route_slices`), written from one scan of the
 /// staging table.
 pub const ROUTE_TABLE: &str = "pg_temp._backfill_rows";
+
+/// The chunks' lower and upper bounds as two array texts (`time_buckets`'s `$1`, `$2`).
+pub fn bounds<'a>(chunks: impl Iterator<Item = &'a Chunk> + Clone) -> Vec<String> {
+    let lows: Vec<String> = chunks.clone().map(|c| c.lo.clone().unwrap_or_default()).collect();
+    let highs: Vec<String> = chunks.map(|c| c.hi.clone().unwrap_or_default()).collect();
+    vec![super::array_literal(&lows), super::array_literal(&highs)]
+}
 
 /// Writes one row of the route table: `$1` a chunk number, `$2` a tid[].
 pub const WRITE_ROUTE: &str = "INSERT INTO pg_temp._backfill_rows (idx, tids) VALUES ($1, $2)";

@@ -7,7 +7,7 @@
 //! while it writes, the chunk's heap and the merged parts not yet written. Every
 //! statement on the whole of MERGE_NEW or MERGE_OLD reads or empties every part.
 
-use super::merge::{MergeSpec, Parts, FITS, MERGE_NEW, MERGE_OLD};
+use super::segment_merge::{MergeSpec, Parts, FITS, MERGE_NEW, MERGE_OLD};
 use super::MoveSpec;
 use crate::ident::QualifiedName;
 

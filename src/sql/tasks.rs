@@ -57,23 +57,19 @@ pub const CAN_LOG_IN: &str =
 
 /// The session settings a worker takes over from the run, so that its transaction
 /// behaves as the run's own would: how names resolve and values print, the memory
-/// and lock settings, TimescaleDB's decompression limit, and (in test builds) the test
-/// hooks.
-pub fn inherited() -> Vec<&'static str> {
-    let mut names = vec![
-        "search_path",
-        "TimeZone",
-        "DateStyle",
-        "IntervalStyle",
-        "maintenance_work_mem",
-        "work_mem",
-        "temp_buffers",
-        "lock_timeout",
-        "timescaledb.max_tuples_decompressed_per_dml_transaction",
-    ];
-    names.extend(crate::spi::TEST_HOOKS);
-    names
-}
+/// and lock settings, TimescaleDB's decompression limit (and in test builds the test
+/// hooks', `run::worker::inherited_settings`).
+pub const INHERITED: &[&str] = &[
+    "search_path",
+    "TimeZone",
+    "DateStyle",
+    "IntervalStyle",
+    "maintenance_work_mem",
+    "work_mem",
+    "temp_buffers",
+    "lock_timeout",
+    "timescaledb.max_tuples_decompressed_per_dml_transaction",
+];
 
 #[cfg(test)]
 mod tests {
@@ -114,7 +110,7 @@ mod tests {
             "maintenance_work_mem",
             "timescaledb.max_tuples_decompressed_per_dml_transaction",
         ] {
-            assert!(inherited().contains(&s), "{s}");
+            assert!(INHERITED.contains(&s), "{s}");
         }
         assert!(
             SETTINGS.contains("pg_catalog.current_setting(n, true)")

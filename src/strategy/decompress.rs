@@ -3,9 +3,9 @@
 
 use super::source::RowSource;
 use crate::plan::Strategy;
-use crate::run::outcome::{ms, StepResult};
-use crate::run::prepare::Prepared;
 use crate::spi;
+use crate::step::Prepared;
+use crate::step::{ms, StepResult};
 use crate::timescale::Chunk;
 use std::time::Instant;
 

@@ -4,12 +4,11 @@
 
 use super::source::{self, Moved, RowSource};
 use crate::plan::{Step, Strategy};
-use crate::run::outcome::{ms, StepResult};
-use crate::run::planning::by_time;
-use crate::run::prepare::Prepared;
-use crate::run::settings;
 use crate::spi::{self, col, p, query};
-use crate::sql::{self, chunk as chunk_sql, RowFilter};
+use crate::sql::{self, RowFilter};
+use crate::step::settings;
+use crate::step::Prepared;
+use crate::step::{ms, StepResult};
 use crate::timescale::{status, Chunk};
 use std::time::Instant;
 
@@ -47,7 +46,7 @@ fn batch(prep: &Prepared, steps: &[&Step], routed: bool) -> Vec<StepResult> {
     super::require_owner(prep);
     let idxs: Vec<i32> = steps.iter().map(|s| s.idx).collect();
     let ht = prep.ht.as_ref().expect("chunks belong to a hypertable");
-    let by_time = by_time(ht, steps.iter().map(|s| &s.chunk));
+    let by_time = ht.by_time(steps.iter().map(|s| &s.chunk));
     let filters: Vec<(i32, RowFilter)> = if routed || by_time {
         vec![]
     } else {
@@ -109,7 +108,7 @@ fn share_out(moved: &Moved, steps: &[&Step], insert_ms: f64) -> Vec<StepResult> 
 fn recompress_partial(prep: &Prepared, steps: &[&Step], results: &mut [StepResult]) {
     let t = Instant::now();
     let partial: Vec<u32> = query(
-        &chunk_sql::compress_partial(&prep.timescale().func("compress_chunk")),
+        &sql::chunk::compress_partial(&prep.timescale().func("compress_chunk")),
         &[
             p(sql::array_literal(
                 &steps.iter().map(|s| s.chunk.oid.to_string()).collect::<Vec<_>>(),

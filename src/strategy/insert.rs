@@ -2,8 +2,8 @@
 
 use super::source::RowSource;
 use crate::plan::Strategy;
-use crate::run::outcome::StepResult;
-use crate::run::prepare::Prepared;
+use crate::step::Prepared;
+use crate::step::StepResult;
 use crate::timescale::Chunk;
 
 pub fn apply(prep: &Prepared, chunk: &Chunk, take: RowSource) -> StepResult {

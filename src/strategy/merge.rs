@@ -9,24 +9,25 @@
 use super::source::RowSource;
 use super::{rewrite, segments};
 use crate::plan::{Step, Strategy};
-use crate::run::outcome::{ms, StepResult};
-use crate::run::planning::drop_temp_tables_named;
-use crate::run::prepare::Prepared;
-use crate::spi::{self, col, p, query_one, run as exec, Param};
-use crate::sql::{self, chunk as chunk_sql, merge::MergeSpec, merge::MergeSql, split::SplitSql};
+use crate::spi::{self, col, execute, p, query_one, Param};
+use crate::sql::segment_merge::{MergeSpec, MergeSql};
+use crate::sql::{self, split::SplitSql};
+use crate::step::temp_tables;
+use crate::step::Prepared;
+use crate::step::{ms, StepResult};
 use std::time::Instant;
 
 pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> StepResult {
     let chunk = &step.chunk;
     super::require_owner(prep);
-    crate::run::settings::apply_merge_work_mem(&prep.cfg);
+    crate::step::settings::apply_merge_work_mem(&prep.cfg);
     let (take_where, take_params) = take_condition(take, step);
-    let q = sql::merge::merge_sql(&prep.spec, m, &chunk.name, &take_where);
-    exec(&chunk_sql::lock(&chunk.name, "EXCLUSIVE"), &[]);
-    drop_temp_tables_named(&[sql::merge::MERGE_NEW, sql::merge::MERGE_OLD]);
+    let q = sql::segment_merge::merge_sql(&prep.spec, m, &chunk.name, &take_where);
+    execute(&sql::chunk::lock(&chunk.name, "EXCLUSIVE"), &[]);
+    temp_tables::drop_named(&[sql::segment_merge::MERGE_NEW, sql::segment_merge::MERGE_OLD]);
     let split = split_for(prep, m, step);
     for create in split.as_ref().map_or(&q.create[..], |s| &s.create[..]) {
-        exec(create, &[]);
+        execute(create, &[]);
     }
     let mut r = StepResult { strategy: Some(Strategy::Merge), ..Default::default() };
     let t = Instant::now();
@@ -36,7 +37,7 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
     .unwrap();
     r.moved = moved;
     let Some(segments) = query_one(&q.segments, &[], |x| col::<String>(x, 1)).flatten() else {
-        exec(&q.drop, &[]);
+        execute(&q.drop, &[]);
         return r;
     };
     let every_segment =
@@ -56,7 +57,7 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
     rewrite::compress(prep, chunk, indexes);
     r.recompressed = true;
     r.recompress_ms = ms(t);
-    exec(&q.drop, &[]);
+    execute(&q.drop, &[]);
     r
 }
 
@@ -74,7 +75,7 @@ fn split_for(prep: &Prepared, m: &MergeSpec, step: &Step) -> Option<SplitSql> {
     let (on_disk, splittable) = query_one(&s.on_disk_and_splittable, &params, |x| {
         (col::<bool>(x, 1).unwrap_or(false), col::<bool>(x, 2).unwrap_or(false))
     })?;
-    ((on_disk || spi::debug_setting("rewrite_on_disk")) && splittable).then_some(s)
+    ((on_disk || spi::rewrite_on_disk()) && splittable).then_some(s)
 }
 
 /// The condition (alias `s`) that takes the step's staging rows, and its parameters.
@@ -95,7 +96,7 @@ fn take_condition(take: RowSource, step: &Step) -> (String, Vec<Param>) {
 fn by_segments(q: &MergeSql, segments: &str, kept: i64, r: &mut StepResult, t: Instant) {
     let new_keys = segments::read_touched(q, segments, kept, r, t);
     let t = Instant::now();
-    exec(&q.delete_segments, &[p(segments)]);
+    execute(&q.delete_segments, &[p(segments)]);
     segments::write_back(q, new_keys, r);
     r.insert_ms = ms(t);
 }

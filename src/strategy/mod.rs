@@ -17,23 +17,23 @@
 //! (SQLSTATE 53400), or that meets a unique violation its `ON CONFLICT` should have
 //! handled (23505), is rolled back and done by decompressing instead.
 
-pub mod decompress;
-pub mod direct;
-pub mod insert;
-pub mod merge;
-pub mod rest;
-pub mod rewrite;
-pub mod segments;
-pub mod source;
+pub(crate) mod decompress;
+pub(crate) mod direct;
+pub(crate) mod insert;
+pub(crate) mod merge;
+pub(crate) mod rest;
+pub(crate) mod rewrite;
+pub(crate) mod segments;
+pub(crate) mod source;
 
 use crate::config::ConflictAction;
 use crate::ident::QualifiedName;
 use crate::plan::{Step, Strategy};
-use crate::run::outcome::StepResult;
-use crate::run::prepare::Prepared;
-use crate::run::settings;
-use crate::spi::{self, col, p, query_one, run as exec};
-use crate::sql::chunk as sql;
+use crate::spi::{self, col, execute, p, query_one};
+use crate::sql;
+use crate::step::settings;
+use crate::step::Prepared;
+use crate::step::StepResult;
 use crate::timescale::{status, Chunk};
 use pgrx::notice;
 use source::RowSource;
@@ -116,17 +116,18 @@ fn or_decompress(
 
 /// A chunk's status bits now.
 fn chunk_status(c: &QualifiedName) -> i32 {
-    query_one(&sql::status(), &[p(c.quoted())], |r| col::<i32>(r, 1).unwrap_or(0)).unwrap_or(0)
+    query_one(&sql::chunk::status(), &[p(c.quoted())], |r| col::<i32>(r, 1).unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// Compresses a chunk (whole: whatever it holds uncompressed).
 fn compress(prep: &Prepared, c: &QualifiedName) {
-    exec(&sql::compress(&prep.timescale().func("compress_chunk")), &[p(c.quoted())]);
+    execute(&sql::chunk::compress(&prep.timescale().func("compress_chunk")), &[p(c.quoted())]);
 }
 
 /// Decompresses a chunk.
 fn decompress_chunk(prep: &Prepared, c: &QualifiedName) {
-    exec(&sql::decompress(&prep.timescale().func("decompress_chunk")), &[p(c.quoted())]);
+    execute(&sql::chunk::decompress(&prep.timescale().func("decompress_chunk")), &[p(c.quoted())]);
 }
 
 /// Changing compressed chunks takes the hypertable's owner.
@@ -145,7 +146,7 @@ fn move_timed(prep: &Prepared, chunk: &Chunk, take: RowSource, r: &mut StepResul
         Some(&chunk.name),
     );
     (r.moved, r.inserted, r.updated) = moved.total();
-    r.insert_ms = crate::run::outcome::ms(t);
+    r.insert_ms = crate::step::result::ms(t);
     spi::pause_point("after_insert");
 }
 

@@ -6,11 +6,11 @@
 use super::source::{self, three_counts, RowSource};
 use crate::ident::QualifiedName;
 use crate::plan::{self, Plan};
-use crate::run::outcome::{ms, StepResult};
-use crate::run::prepare::Prepared;
-use crate::run::settings;
 use crate::spi::{self, col, query, query_one};
 use crate::sql::{moves, RowFilter};
+use crate::step::settings;
+use crate::step::Prepared;
+use crate::step::{ms, StepResult};
 use crate::timescale::status;
 use std::collections::HashSet;
 use std::time::Instant;

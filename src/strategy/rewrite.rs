@@ -11,15 +11,13 @@
 
 use super::segments;
 use crate::ident::QualifiedName;
-use crate::run::outcome::{ms, StepResult};
-use crate::run::prepare::Prepared;
-use crate::run::settings;
-use crate::spi::{self, col, p, query, query_one, run as exec};
+use crate::spi::{self, col, execute, p, query, query_one};
+use crate::sql;
+use crate::sql::segment_merge::{reindex_index, MergeSql, CHECKING_INDEXES, MERGE_OLD};
 use crate::sql::split::{part, SplitSql, PARTS};
-use crate::sql::{
-    chunk as chunk_sql, merge::reindex_index, merge::MergeSql, merge::CHECKING_INDEXES,
-    merge::MERGE_OLD,
-};
+use crate::step::settings;
+use crate::step::Prepared;
+use crate::step::{ms, StepResult};
 use crate::timescale::Chunk;
 use pgrx::{notice, pg_sys};
 use std::time::Instant;
@@ -30,7 +28,7 @@ use std::time::Instant;
 pub fn lock_chunk(prep: &Prepared, chunk: &Chunk) -> bool {
     let got = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
         settings::apply_rewrite_lock_timeout(&prep.cfg);
-        exec(&chunk_sql::lock(&chunk.name, "ACCESS EXCLUSIVE"), &[]);
+        execute(&sql::chunk::lock(&chunk.name, "ACCESS EXCLUSIVE"), &[]);
     }));
     settings::apply(&prep.cfg);
     match got {
@@ -49,7 +47,7 @@ pub fn lock_chunk(prep: &Prepared, chunk: &Chunk) -> bool {
 /// Whether the merged rows may be held in memory (see `MergeSql::fits_in_memory`).
 pub fn fits_in_memory(prep: &Prepared, q: &MergeSql) -> bool {
     prep.row_array_type != 0
-        && !spi::debug_setting("rewrite_on_disk")
+        && !spi::rewrite_on_disk()
         && query_one(&q.fits_in_memory, &[], |x| col::<bool>(x, 1).unwrap_or(false))
             .unwrap_or(false)
 }
@@ -96,7 +94,7 @@ pub enum Indexes {
 fn rebuild_indexes(q: &MergeSql, chunk: &Chunk, new_keys: i64) -> Indexes {
     let saved = if new_keys == 0 { settings::compression_without_indexscan() } else { None };
     let Some(saved) = saved else {
-        settings::with_serial_index_build(|| exec(&q.reindex_chunk, &[]));
+        settings::with_serial_index_build(|| execute(&q.reindex_chunk, &[]));
         return Indexes::Built;
     };
     let checking = query(CHECKING_INDEXES, &[p(chunk.name.quoted())], |x| {
@@ -107,7 +105,7 @@ fn rebuild_indexes(q: &MergeSql, chunk: &Chunk, new_keys: i64) -> Indexes {
     });
     settings::with_serial_index_build(|| {
         for index in &checking {
-            exec(&reindex_index(index), &[]);
+            execute(&reindex_index(index), &[]);
         }
     });
     Indexes::Checking(saved)
@@ -126,7 +124,7 @@ pub fn compress(prep: &Prepared, chunk: &Chunk, indexes: Indexes) {
 fn insert_new_keys(q: &MergeSql, new_keys: i64, r: &mut StepResult) {
     if new_keys > 0 {
         r.inserted += query(&q.insert_new_after_rewrite, &[], |_| ()).len() as i64;
-        exec(&q.empty_new, &[]);
+        execute(&q.empty_new, &[]);
     }
 }
 
@@ -184,7 +182,7 @@ pub fn on_disk(
     let written = match split {
         Some(split) => write_parts(split, chunk),
         None => spi::bulk::write_table(chunk_oid(chunk), existing(MERGE_OLD))
-            .map(|_| exec(&q.empty_old, &[])),
+            .map(|_| execute(&q.empty_old, &[])),
     };
     let indexes = match written {
         // the rows are in the chunk, their temporary table's space given back before its indexes
@@ -223,7 +221,7 @@ fn read_parts(q: &MergeSql, split: &SplitSql, kept: i64, r: &mut StepResult, t: 
             .unwrap();
             updated += u;
             new_in_rows += n;
-            exec(&split.empty_new[k], &[]);
+            execute(&split.empty_new[k], &[]);
         }
     }
     segments::after_read(q, updated, new_in_rows, kept, r, t)
@@ -234,7 +232,7 @@ fn read_parts(q: &MergeSql, split: &SplitSql, kept: i64, r: &mut StepResult, t: 
 fn write_parts(split: &SplitSql, chunk: &Chunk) -> Result<(), &'static str> {
     for k in 0..PARTS {
         spi::bulk::write_table(chunk_oid(chunk), existing(&part(MERGE_OLD, k)))?;
-        exec(&split.empty_old[k], &[]);
+        execute(&split.empty_old[k], &[]);
     }
     Ok(())
 }
@@ -243,6 +241,6 @@ fn write_parts(split: &SplitSql, chunk: &Chunk) -> Result<(), &'static str> {
 /// uncompressed (decompressing what is now empty), so that its rows go back in as
 /// plain rows and compressing it again is a full compression.
 fn empty_chunk(prep: &Prepared, q: &MergeSql, chunk: &Chunk) {
-    exec(&q.truncate_chunk, &[]);
+    execute(&q.truncate_chunk, &[]);
     super::decompress_chunk(prep, &chunk.name);
 }

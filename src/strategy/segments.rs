@@ -2,9 +2,9 @@
 //! the staging values applied, then written back (a merge by segments, or a chunk
 //! rewrite that does not fit in memory).
 
-use crate::run::outcome::{ms, StepResult};
-use crate::spi::{col, p, query, query_one, run as exec, Param};
-use crate::sql::merge::MergeSql;
+use crate::spi::{col, execute, p, query, query_one, Param};
+use crate::sql::segment_merge::MergeSql;
+use crate::step::{ms, StepResult};
 use std::time::Instant;
 
 /// Writes the touched segments' rows, merged, into MERGE_OLD; returns the staging rows
@@ -52,7 +52,7 @@ pub fn after_read(
     r.inserted = new_in_rows;
     let new_keys = kept - updated - new_in_rows;
     if new_keys == 0 {
-        exec(&q.empty_new, &[]);
+        execute(&q.empty_new, &[]);
     }
     r.decompress_ms = ms(t);
     new_keys
@@ -61,12 +61,12 @@ pub fn after_read(
 /// Writes MERGE_OLD back into the chunk, inserts the staging rows with new keys, and
 /// empties both temporary tables.
 pub fn write_back(q: &MergeSql, new_keys: i64, r: &mut StepResult) {
-    exec(&q.write_old, &[]);
+    execute(&q.write_old, &[]);
     if new_keys > 0 {
         r.inserted = query(&q.insert_new, &[], |_| ()).len() as i64;
     }
-    exec(&q.empty_old, &[]);
+    execute(&q.empty_old, &[]);
     if new_keys > 0 {
-        exec(&q.empty_new, &[]);
+        execute(&q.empty_new, &[]);
     }
 }

@@ -5,10 +5,9 @@
 use crate::config::ConflictAction;
 use crate::error::{BackfillError, Code};
 use crate::ident::QualifiedName;
-use crate::run::planning::bounds_params;
-use crate::run::prepare::Prepared;
 use crate::spi::{self, col, p, query, query_one, raise, Param};
-use crate::sql::{moves, RowFilter};
+use crate::sql::{self, moves, RowFilter};
+use crate::step::Prepared;
 use crate::timescale::Chunk;
 
 /// Where a step's rows come from: a filter on staging, or the routing table.
@@ -109,7 +108,7 @@ fn move_numbered(prep: &Prepared, take: RowSource) -> Moved {
         }
         RowSource::Buckets(chunks) => {
             let ht = prep.ht.as_ref().expect("chunks belong to a hypertable");
-            let mut params = bounds_params(chunks.iter().map(|(_, c)| *c));
+            let mut params = spi::params(sql::route::bounds(chunks.iter().map(|(_, c)| *c)));
             params.push(idx_array(chunks.iter().map(|(i, _)| *i)));
             (moves::move_bucketed_rows(&prep.spec, &ht.time_column, ht.kind), params)
         }

@@ -2,8 +2,8 @@
 //! time kinds, chunk status bits, chunks and their space ranges, hypertables, policy
 //! jobs, and what a run needs of a TimescaleDB release (`capabilities`). Pure.
 
-pub mod capabilities;
-pub mod constraint;
+pub(crate) mod capabilities;
+pub(crate) mod constraint;
 
 use crate::ident::{quote_ident, QualifiedName};
 
@@ -42,10 +42,9 @@ pub struct SpaceRange {
 }
 
 /// The chunk status bits of `_timescaledb_functions.chunk_status()`.
-pub mod status {
+pub(crate) mod status {
     pub const COMPRESSED: i32 = 1;
     pub const UNORDERED: i32 = 2;
-    pub const FROZEN: i32 = 4;
     pub const PARTIAL: i32 = 8;
 
     pub fn is_compressed(s: i32) -> bool {
@@ -97,6 +96,14 @@ pub struct Hypertable {
     /// The time column's type as `format_type` prints it (one `TimeKind::from_type_name` knows).
     pub time_type: String,
     pub dimensions: i64,
+}
+
+impl Hypertable {
+    /// Whether `chunks` are told apart by time alone (one dimension, bounded ranges), so
+    /// that a row's chunk is found from its time by one binary search.
+    pub fn by_time<'a>(&self, mut chunks: impl Iterator<Item = &'a Chunk>) -> bool {
+        self.dimensions == 1 && chunks.all(|c| c.lo.is_some() && c.hi.is_some())
+    }
 }
 
 /// A compression policy job and its schedule as it was before the run.

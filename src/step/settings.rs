@@ -5,22 +5,24 @@
 
 use crate::config::{Config, DEFAULT_LOCK_TIMEOUT};
 use crate::error::{BackfillError, Code};
-use crate::spi::{self, col, p, query_one, raise, run as exec};
-use crate::sql::settings as sql;
+use crate::spi::{self, col, execute, p, query_one, raise};
+use crate::sql;
 
 /// The config's `lock_timeout`, or when unset the session's where it has one (a
 /// role's or database's setting for jobs), else the default.
 pub fn resolve_lock_timeout(configured: Option<String>) -> String {
     configured.unwrap_or_else(|| {
-        query_one(sql::SESSION_LOCK_TIMEOUT, &[p(DEFAULT_LOCK_TIMEOUT)], |r| col::<String>(r, 1))
-            .flatten()
-            .unwrap_or_else(|| DEFAULT_LOCK_TIMEOUT.into())
+        query_one(sql::settings::SESSION_LOCK_TIMEOUT, &[p(DEFAULT_LOCK_TIMEOUT)], |r| {
+            col::<String>(r, 1)
+        })
+        .flatten()
+        .unwrap_or_else(|| DEFAULT_LOCK_TIMEOUT.into())
     })
 }
 
 /// An interval in seconds.
 pub fn seconds(interval: &str) -> f64 {
-    query_one(sql::INTERVAL_SECONDS, &[p(interval)], |r| col::<f64>(r, 1).unwrap_or(0.0))
+    query_one(sql::settings::INTERVAL_SECONDS, &[p(interval)], |r| col::<f64>(r, 1).unwrap_or(0.0))
         .unwrap_or(0.0)
 }
 
@@ -31,7 +33,7 @@ pub fn validate(cfg: &Config) {
         .map(|name| {
             (
                 name,
-                query_one(sql::CURRENT_SETTING, &[p(name)], |r| col::<String>(r, 1))
+                query_one(sql::settings::CURRENT_SETTING, &[p(name)], |r| col::<String>(r, 1))
                     .flatten()
                     .unwrap_or_default(),
             )
@@ -39,7 +41,7 @@ pub fn validate(cfg: &Config) {
         .collect();
     apply(cfg);
     for (name, value) in saved {
-        exec(sql::SET_LOCAL, &[p(name), p(value)]);
+        execute(sql::settings::SET_LOCAL, &[p(name), p(value)]);
     }
 }
 
@@ -55,9 +57,9 @@ pub fn apply(cfg: &Config) {
         let r = spi::in_subtransaction(std::panic::AssertUnwindSafe(|| {
             if name == "lock_timeout" {
                 // the setting takes milliseconds; the config, an interval
-                exec(sql::SET_LOCK_TIMEOUT, &[p(value)])
+                execute(sql::settings::SET_LOCK_TIMEOUT, &[p(value)])
             } else {
-                exec(sql::SET_LOCAL, &[p(name), p(value)])
+                execute(sql::settings::SET_LOCAL, &[p(name), p(value)])
             }
         }));
         if let Err(e) = r {
@@ -79,25 +81,25 @@ pub fn apply(cfg: &Config) {
 /// they do not spill to temporary files.
 pub fn apply_merge_work_mem(cfg: &Config) {
     if cfg.work_mem.is_none() {
-        exec(sql::RAISE_WORK_MEM_TO_MAINTENANCE, &[]);
+        execute(sql::settings::RAISE_WORK_MEM_TO_MAINTENANCE, &[]);
     }
 }
 
 /// Sets the short `lock_timeout` a chunk rewrite waits for its lock with (a second,
 /// or the run's if shorter); `apply` puts the run's back.
 pub fn apply_rewrite_lock_timeout(cfg: &Config) {
-    exec(sql::SET_REWRITE_LOCK_TIMEOUT, &[p(cfg.lock_timeout_or_default())]);
+    execute(sql::settings::SET_REWRITE_LOCK_TIMEOUT, &[p(cfg.lock_timeout_or_default())]);
 }
 
 /// Runs `f` with indexes built without parallel workers: a rewrite's index build is
 /// one sort in `maintenance_work_mem` (a parallel build splits it among its workers and
 /// spills to temporary files), and the run's chunk transactions are its parallelism.
 pub fn with_serial_index_build(f: impl FnOnce()) {
-    let saved = query_one(sql::SERIAL_INDEX_BUILD, &[], |r| col::<String>(r, 1))
+    let saved = query_one(sql::settings::SERIAL_INDEX_BUILD, &[], |r| col::<String>(r, 1))
         .flatten()
         .expect("a setting has a value");
     f();
-    exec(sql::SET_LOCAL, &[p("max_parallel_maintenance_workers"), p(saved)]);
+    execute(sql::settings::SET_LOCAL, &[p("max_parallel_maintenance_workers"), p(saved)]);
 }
 
 /// Makes TimescaleDB's compression of the current transaction's chunks read them by a
@@ -105,9 +107,9 @@ pub fn with_serial_index_build(f: impl FnOnce()) {
 /// nothing unbuilt until compression truncates them); returns the caller's setting,
 /// for `restore_compression_indexscan`, or None where TimescaleDB has no such setting.
 pub fn compression_without_indexscan() -> Option<String> {
-    query_one(sql::COMPRESSION_WITHOUT_INDEXSCAN, &[], |r| col::<String>(r, 1)).flatten()
+    query_one(sql::settings::COMPRESSION_WITHOUT_INDEXSCAN, &[], |r| col::<String>(r, 1)).flatten()
 }
 
 pub fn restore_compression_indexscan(saved: &str) {
-    exec(sql::SET_LOCAL, &[p("timescaledb.enable_compression_indexscan"), p(saved)]);
+    execute(sql::settings::SET_LOCAL, &[p("timescaledb.enable_compression_indexscan"), p(saved)]);
 }

@@ -1,5 +1,6 @@
-//! What a run did: one `StepResult` per chunk (or for the rows outside every chunk),
-//! added up in `Totals`. The history records these; the NOTICEs describe them.
+//! What one step did: a `StepResult` per chunk (or per slice of the rows outside every
+//! chunk). The run adds them up (`run::totals`); the history records them; the NOTICEs
+//! describe them.
 
 use crate::plan::Strategy;
 use std::time::Instant;
@@ -71,37 +72,6 @@ impl StepResult {
     }
 }
 
-/// Totals of a run.
-#[derive(Debug, Default)]
-pub struct Totals {
-    pub moved: i64,
-    pub inserted: i64,
-    pub updated: i64,
-    pub conflicts: i64,
-    pub chunks: i64,
-    pub decompressed: i64,
-    pub recompressed: i64,
-    pub new_chunks: i64,
-}
-
-impl Totals {
-    /// Adds a chunk step.
-    pub fn add_chunk(&mut self, r: &StepResult) {
-        self.add_rows(r);
-        self.chunks += 1;
-        self.decompressed += r.decompressed as i64;
-        self.recompressed += r.recompressed as i64;
-    }
-
-    /// Adds the rows of a step (the rows outside every chunk count only these).
-    pub fn add_rows(&mut self, r: &StepResult) {
-        self.moved += r.moved;
-        self.inserted += r.inserted;
-        self.updated += r.updated;
-        self.conflicts += r.conflicts();
-    }
-}
-
 /// Milliseconds since `t`.
 pub fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
@@ -157,22 +127,5 @@ mod tests {
             chunk has triggers), recompressed"
         );
         assert_eq!(StepResult::default().strategy_label(), "insert");
-    }
-
-    #[test]
-    fn totals_count_rows_and_chunks() {
-        let mut t = Totals::default();
-        let r = StepResult {
-            moved: 10,
-            inserted: 7,
-            updated: 2,
-            decompressed: true,
-            recompressed: true,
-            ..Default::default()
-        };
-        t.add_chunk(&r);
-        t.add_rows(&StepResult { moved: 5, inserted: 5, ..Default::default() });
-        assert_eq!((t.moved, t.inserted, t.updated, t.conflicts), (15, 12, 2, 3));
-        assert_eq!((t.chunks, t.decompressed, t.recompressed), (1, 1, 1));
     }
 }
