@@ -274,29 +274,7 @@ fn backfill_plan(
         _ => vec![],
     };
     spi::restore_search_path(&path);
-    let mut rows: Vec<_> = plan
-        .steps
-        .into_iter()
-        .map(|s| {
-            let compressed = s.strategy != crate::plan::Strategy::Insert;
-            let action = match s.strategy {
-                crate::plan::Strategy::Decompress => "decompress, insert, recompress",
-                crate::plan::Strategy::Direct => {
-                    "insert into the compressed chunk, recompress what became partial"
-                }
-                crate::plan::Strategy::Merge => "merge into the touched segments, recompress them",
-                crate::plan::Strategy::Insert => "insert",
-            };
-            (
-                Some(s.chunk.name.to_string()),
-                s.chunk.lo,
-                s.chunk.hi,
-                Some(compressed),
-                s.staging_rows,
-                action.to_string(),
-            )
-        })
-        .collect();
+    let mut rows: Vec<PlanRow> = plan.steps.into_iter().map(step_row).collect();
     if plan.rows_for_new_chunks > 0 {
         let action = if prep.ht.is_some() { "insert, creating new chunks" } else { "insert" };
         rows.push((None, None, None, None, plan.rows_for_new_chunks, action.to_string()));
@@ -306,4 +284,27 @@ fn backfill_plan(
         rows.push((None, lo, hi, None, 0, format!("refresh continuous aggregate {}", r.name)));
     }
     TableIterator::new(rows)
+}
+
+/// A row of `backfill_plan`: chunk, range start and end, compressed, staging rows, action.
+type PlanRow = (Option<String>, Option<String>, Option<String>, Option<bool>, i64, String);
+
+/// `backfill_plan`'s row for one chunk step.
+fn step_row(s: crate::plan::Step) -> PlanRow {
+    use crate::plan::Strategy;
+    let action = match s.strategy {
+        Strategy::Decompress => "decompress, insert, recompress",
+        Strategy::Direct => "insert into the compressed chunk, recompress what became partial",
+        Strategy::Merge => "merge into the touched segments, recompress them",
+        Strategy::Insert => "insert",
+    };
+    let compressed = s.strategy != Strategy::Insert;
+    (
+        Some(s.chunk.name.to_string()),
+        s.chunk.lo,
+        s.chunk.hi,
+        Some(compressed),
+        s.staging_rows,
+        action.to_string(),
+    )
 }

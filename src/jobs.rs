@@ -39,26 +39,7 @@ pub fn schedule(
     let ext = extension_schema("backfill_ext").expect("backfill_ext is installed");
     let name = cron::job_name(staging, dest);
     if let Some(ts) = catalog::timescale() {
-        let with_job_name = add_job_has_job_name(&ts);
-        let mut params = vec![
-            p(format!("{ext}.backfill_on_schedule")),
-            p(interval),
-            p(cfg_json.to_string()),
-            initial_start,
-            p(format!("{ext}.backfill_check_config")),
-        ];
-        if with_job_name {
-            params.push(p(&name));
-        }
-        // add_job runs backfill_check_config: the config is validated before it is stored
-        let id = query_one(&sql::jobs::add_job(&ts, with_job_name), &params, |r| col::<i32>(r, 1))
-            .flatten()
-            .unwrap();
-        notice!(
-            "backfill_ext: scheduled with TimescaleDB's job scheduler as job {id} ({name}, \
-            every {interval})"
-        );
-        return id;
+        return with_timescaledb(&ts, &ext, &name, interval, cfg_json, initial_start);
     }
     let Some(cron_schema) = pg_cron_schema() else {
         raise(
@@ -74,25 +55,7 @@ pub fn schedule(
         )
     };
     crate::run::prepare(cfg);
-    let secs = query_one(cron::INTERVAL_SECONDS, &[p(interval)], |r| col::<i64>(r, 1))
-        .flatten()
-        .unwrap_or(0);
-    let with_seconds =
-        query_one(cron::WITH_SECONDS, &[], |r| col::<bool>(r, 1)).flatten().unwrap_or(false);
-    let cron_schedule = spi::check(cron::cron_schedule(secs, with_seconds));
-    let command = cron::cron_command(&ext, &cfg_json.to_string());
-    let id = query_one(
-        &cron::schedule(&cron_schema),
-        &[p(&name), p(&cron_schedule), p(&command)],
-        |r| col::<i32>(r, 1),
-    )
-    .flatten()
-    .unwrap();
-    notice!(
-        "backfill_ext: TimescaleDB's job API is not available; scheduled with pg_cron as job \
-        {id} ({name}, '{cron_schedule}')"
-    );
-    id
+    with_pg_cron(&cron_schema, &ext, &name, interval, cfg_json)
 }
 
 /// Removes a backfill job of either kind.
@@ -140,4 +103,63 @@ fn release_left_holds(ts: &crate::timescale::Timescale, dest_oid: u32) {
     if crate::run::lock::try_lock_oid(dest_oid, false) {
         crate::run::policy::release_holds(ts, dest_oid, "0 seconds");
     }
+}
+
+/// Schedules the job with TimescaleDB's `add_job`.
+fn with_timescaledb(
+    ts: &crate::timescale::Timescale,
+    ext: &str,
+    name: &str,
+    interval: &str,
+    cfg_json: &serde_json::Value,
+    initial_start: Option<String>,
+) -> i32 {
+    let with_job_name = add_job_has_job_name(ts);
+    let mut params = vec![
+        p(format!("{ext}.backfill_on_schedule")),
+        p(interval),
+        p(cfg_json.to_string()),
+        initial_start,
+        p(format!("{ext}.backfill_check_config")),
+    ];
+    if with_job_name {
+        params.push(p(name));
+    }
+    // add_job runs backfill_check_config: the config is validated before it is stored
+    let id = query_one(&sql::jobs::add_job(ts, with_job_name), &params, |r| col::<i32>(r, 1))
+        .flatten()
+        .unwrap();
+    notice!(
+        "backfill_ext: scheduled with TimescaleDB's job scheduler as job {id} ({name}, \
+        every {interval})"
+    );
+    id
+}
+
+/// Schedules the job with pg_cron (in schema `cron_schema`).
+fn with_pg_cron(
+    cron_schema: &str,
+    ext: &str,
+    name: &str,
+    interval: &str,
+    cfg_json: &serde_json::Value,
+) -> i32 {
+    let secs = query_one(cron::INTERVAL_SECONDS, &[p(interval)], |r| col::<i64>(r, 1))
+        .flatten()
+        .unwrap_or(0);
+    let with_seconds =
+        query_one(cron::WITH_SECONDS, &[], |r| col::<bool>(r, 1)).flatten().unwrap_or(false);
+    let cron_schedule = spi::check(cron::cron_schedule(secs, with_seconds));
+    let command = cron::cron_command(ext, &cfg_json.to_string());
+    let id =
+        query_one(&cron::schedule(cron_schema), &[p(name), p(&cron_schedule), p(&command)], |r| {
+            col::<i32>(r, 1)
+        })
+        .flatten()
+        .unwrap();
+    notice!(
+        "backfill_ext: TimescaleDB's job API is not available; scheduled with pg_cron as job \
+        {id} ({name}, '{cron_schedule}')"
+    );
+    id
 }

@@ -1,5 +1,7 @@
 //! Unit tests of the config: parsing, checks, hints.
 
+use super::keys::{distance, suggest_key};
+use super::read::parse_target_text;
 use super::*;
 use serde_json::json;
 
@@ -157,6 +159,7 @@ fn misspelled_key_is_named_with_suggestion() {
 
 #[test]
 fn wrong_types_name_the_key() {
+    // table-driven
     let cases = [
         (
             "staging_table",

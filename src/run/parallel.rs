@@ -80,18 +80,7 @@ impl Run<'_> {
         workers: usize,
         totals: &mut Totals,
     ) -> bool {
-        let settings: Vec<(String, String)> = self.phase("settings", || {
-            // workers take their rows by the chunks' ranges: the routing goes now, its space with
-            // it
-            if plan.routed {
-                crate::step::temp_tables::drop_named(&[crate::sql::route::ROUTE_TABLE]);
-            }
-            let names: Vec<String> = worker::inherited_settings().map(String::from).collect();
-            let names = crate::sql::array_literal(&names);
-            query(sql::tasks::SETTINGS, &[p(names)], |r| {
-                (col::<String>(r, 1).unwrap_or_default(), col::<String>(r, 2).unwrap_or_default())
-            })
-        });
+        let settings = self.phase("settings", || settings_for_workers(plan.routed));
         let steps_of =
             |b: usize| -> Vec<&Step> { batches[b].iter().map(|i| &plan.steps[*i]).collect() };
         let mut pool = Pool::new(workers);
@@ -190,4 +179,18 @@ fn take_task(run_id: i64, task: i32) -> Outcome {
         )),
         _ => Outcome::NotDone,
     }
+}
+
+/// The run's settings its workers take over, read in the run's session. Workers take
+/// their rows by the chunks' ranges: a routed plan's route table goes now, its space
+/// with it.
+fn settings_for_workers(routed: bool) -> Vec<(String, String)> {
+    if routed {
+        crate::step::temp_tables::drop_named(&[crate::sql::route::ROUTE_TABLE]);
+    }
+    let names: Vec<String> = worker::inherited_settings().map(String::from).collect();
+    let names = crate::sql::array_literal(&names);
+    query(sql::tasks::SETTINGS, &[p(names)], |r| {
+        (col::<String>(r, 1).unwrap_or_default(), col::<String>(r, 2).unwrap_or_default())
+    })
 }

@@ -3,7 +3,7 @@
 //! it finds is `Prepared` (`crate::step`), which every later phase reads.
 
 use crate::catalog::{self, Table};
-use crate::columns::{self, Column, Names, UniqueKey};
+use crate::columns::{self, Column, Conflict, Names, UniqueKey};
 use crate::config::{Config, ConflictAction};
 use crate::error::{BackfillError, Code};
 use crate::ident::quote_ident;
@@ -27,17 +27,7 @@ pub fn prepare(cfg: Config) -> Prepared {
     if let (Some(ts), Some(_)) = (&ts, &ht) {
         spi::check(catalog::timescale_capabilities(ts).check(&ts.version));
     }
-    let (names_s, names_d) = (staging.name.to_string(), dest.name.to_string());
-    let names = Names { staging: &names_s, destination: &names_d };
-    let d_cols = catalog::columns(dest.oid);
-    let copied = spi::check(columns::match_columns(
-        &catalog::columns(staging.oid),
-        &d_cols,
-        &names,
-        &catalog::castable,
-    ));
-    let keys = catalog::unique_keys(dest.oid);
-    let conflict = spi::check(columns::resolve_conflict(&cfg, &copied, &d_cols, &keys, &names));
+    let (copied, d_cols, keys, conflict) = resolve_columns(&cfg, &staging, &dest);
     let mut cfg = cfg;
     let intervals = check_intervals(&mut cfg);
     settings::validate(&cfg);
@@ -81,16 +71,38 @@ pub fn prepare(cfg: Config) -> Prepared {
         ts,
         ht,
         spec,
-        segments_collated: segmentby
-            .iter()
-            .map(|s| {
-                (s.clone(), d_cols.iter().find(|c| &c.name == s).and_then(|c| c.collation.clone()))
-            })
-            .collect(),
+        segments_collated: collated(&segmentby, &d_cols),
         segmentby,
         merge,
         truncate_ok,
     }
+}
+
+/// The segmentby columns with their collations (where their type has one).
+fn collated(segmentby: &[String], columns: &[Column]) -> Vec<(String, Option<String>)> {
+    let collation = |s: &String| columns.iter().find(|c| &c.name == s)?.collation.clone();
+    segmentby.iter().map(|s| (s.clone(), collation(s))).collect()
+}
+
+/// The columns a run copies, the destination's columns and unique keys, and the
+/// conflict target and update columns.
+fn resolve_columns(
+    cfg: &Config,
+    staging: &Table,
+    dest: &Table,
+) -> (Vec<String>, Vec<Column>, Vec<UniqueKey>, Conflict) {
+    let (names_s, names_d) = (staging.name.to_string(), dest.name.to_string());
+    let names = Names { staging: &names_s, destination: &names_d };
+    let d_cols = catalog::columns(dest.oid);
+    let copied = spi::check(columns::match_columns(
+        &catalog::columns(staging.oid),
+        &d_cols,
+        &names,
+        &catalog::castable,
+    ));
+    let keys = catalog::unique_keys(dest.oid);
+    let conflict = spi::check(columns::resolve_conflict(cfg, &copied, &d_cols, &keys, &names));
+    (copied, d_cols, keys, conflict)
 }
 
 /// The staging table and the destination: tables, and not the same one.

@@ -26,7 +26,7 @@ use std::panic::AssertUnwindSafe;
 pub struct Work {
     pub config: Config,
     pub steps: Vec<Step>,
-    /// The run's session settings (`sql::tasks::inherited`), as `(name, value)`.
+    /// The run's session settings (`inherited_settings`), as `(name, value)`.
     pub settings: Vec<(String, String)>,
 }
 
@@ -82,49 +82,12 @@ fn do_task(run_id: i64, task: i32) {
     };
     let work: Work = serde_json::from_str(&work).expect("the run wrote this task");
     report_activity(run_id, &work.steps);
-    for (name, value) in &work.settings {
-        if !inherited_settings().any(|s| s == name) {
-            spi::raise(
-                BackfillError::new(
-                    Code::InsufficientPrivilege,
-                    format!(
-                        "task {task} of run \
-                    {run_id} sets \"{name}\", which a worker never takes over"
-                    ),
-                )
-                .hint(
-                    "a worker takes over only the run's own settings \
-                        (run::worker::inherited_settings)",
-                ),
-            );
-        }
-        spi::execute(crate::sql::settings::SET_LOCAL, &[p(name), p(value)]);
-    }
+    take_over_settings(run_id, task, &work.settings);
     spi::harden_search_path();
     match spi::in_subtransaction(AssertUnwindSafe(|| work_through(run_id, &work))) {
         Ok(results) => {
             spi::unresponsive_point("worker_before_done");
-            let json = serde_json::to_string(&results).expect("results serialize");
-            // a task that is no longer this run's queued one (gone, or changed) is not
-            // done here: the moves roll back, and the run does the task itself
-            let marked =
-                state_query(sql::tasks::DONE, &[key[0].clone(), key[1].clone(), p(json)], |_| ())
-                    .len();
-            if marked != 1 {
-                spi::raise(
-                    BackfillError::new(
-                        Code::ObjectNotInPrerequisiteState,
-                        format!(
-                            "task {task} of run {run_id} was changed or removed while its \
-                            worker did it"
-                        ),
-                    )
-                    .hint(
-                        "the worker's transaction was rolled back; the run moves those rows \
-                        itself",
-                    ),
-                );
-            }
+            mark_done(run_id, task, &results);
         }
         Err(e) => {
             let (state, msg, detail, hint) = spi::caught_parts(&e);
@@ -133,6 +96,48 @@ fn do_task(run_id: i64, task: i32) {
                 &[key[0].clone(), key[1].clone(), p(state), p(msg), detail, hint],
             );
         }
+    }
+}
+
+/// Sets the run's settings in this worker's transaction; raises 42501 for a setting a
+/// worker never takes over (a task is the run's, never another role's, to write).
+fn take_over_settings(run_id: i64, task: i32, settings: &[(String, String)]) {
+    for (name, value) in settings {
+        if !inherited_settings().any(|s| s == name) {
+            spi::raise(
+                BackfillError::new(
+                    Code::InsufficientPrivilege,
+                    format!(
+                        "task {task} of run {run_id} sets \"{name}\", which a worker never \
+                         takes over"
+                    ),
+                )
+                .hint(
+                    "a worker takes over only the run's own settings \
+                    (run::worker::inherited_settings)",
+                ),
+            );
+        }
+        spi::execute(crate::sql::settings::SET_LOCAL, &[p(name), p(value)]);
+    }
+}
+
+/// Marks the task done with its results. A task that is no longer this run's queued one
+/// (gone, or changed) is not done here: this raises, the moves roll back, and the run
+/// does the task itself.
+fn mark_done(run_id: i64, task: i32, results: &[StepResult]) {
+    let json = serde_json::to_string(results).expect("results serialize");
+    let params = [p(run_id.to_string()), p(task.to_string()), p(json)];
+    if state_query(sql::tasks::DONE, &params, |_| ()).len() != 1 {
+        spi::raise(
+            BackfillError::new(
+                Code::ObjectNotInPrerequisiteState,
+                format!(
+                    "task {task} of run {run_id} was changed or removed while its worker did it"
+                ),
+            )
+            .hint("the worker's transaction was rolled back; the run moves those rows itself"),
+        );
     }
 }
 

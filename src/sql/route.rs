@@ -197,7 +197,7 @@ mod tests {
     use crate::sql::moves::*;
 
     #[test]
-    fn routed_moves_and_routing() {
+    fn routed_moves() {
         let sql = move_routed_rows(&spec(
             ConflictAction::Update,
             &["device_id", "time"],
@@ -231,6 +231,10 @@ mod tests {
         );
         let sql = move_routed_rows(&spec(ConflictAction::Nothing, &[], &[], true));
         assert!(sql.contains("ON CONFLICT DO NOTHING RETURNING false AS updated"), "{sql}");
+    }
+
+    #[test]
+    fn routing_by_time_finds_each_rows_chunk_by_binary_search() {
         let r = route_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
         assert!(
             r.starts_with(
@@ -253,6 +257,10 @@ mod tests {
             ),
             "{r}"
         );
+    }
+
+    #[test]
+    fn routing_by_filters_tests_each_chunks_filter() {
         let (r, p) = route_by_filters(
             &QualifiedName::new("public", "st"),
             &[day_filter(TimeKind::Integer), day_filter(TimeKind::Integer)],
@@ -272,6 +280,10 @@ mod tests {
         );
         assert_eq!(WRITE_ROUTE, "INSERT INTO pg_temp._backfill_rows (idx, tids) VALUES ($1, $2)");
         assert_eq!(p.len(), 4);
+    }
+
+    #[test]
+    fn counting_uses_the_same_chunk_numbers() {
         // counting uses the same chunk numbers, without the table
         let c = count_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
         assert!(
@@ -300,6 +312,10 @@ mod tests {
             "{c}"
         );
         assert_eq!(p.len(), 4);
+    }
+
+    #[test]
+    fn moves_by_time_bucket_and_by_chunk_filters() {
         let m = move_bucketed_rows(
             &spec(ConflictAction::Nothing, &[], &[], true),
             "time",
@@ -349,6 +365,10 @@ mod tests {
             array_literal(&["2024-01-01 00:00:00+00".into(), "a\"b\\c".into()]),
             "{\"2024-01-01 00:00:00+00\",\"a\\\"b\\\\c\"}"
         );
+    }
+
+    #[test]
+    fn counts_routed_rows_meeting_segments() {
         let q = count_routed_meeting_segments(
             &QualifiedName::new("public", "st"),
             &QualifiedName::new("_ti", "c1"),

@@ -48,39 +48,7 @@ pub fn split_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> Optio
         return None;
     }
     let (rows, width) = x.chunk_rows_and_width();
-    let bare = |t: &str| t.trim_start_matches("pg_temp.").to_string();
-    let shape = format!("{MERGE_NEW}_shape");
-    let mut create = vec![
-        // the staging columns' types, without staging's constraints
-        format!(
-            "CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA",
-            bare(&shape),
-            x.cols,
-            spec.staging.quoted()
-        ),
-        format!(
-            "CREATE TEMP TABLE {} (LIKE {shape}) PARTITION BY HASH ({})",
-            bare(MERGE_NEW),
-            x.seg
-        ),
-        format!("DROP TABLE {shape}"),
-        format!(
-            "CREATE TEMP TABLE {} (LIKE {}, {} boolean) PARTITION BY HASH ({})",
-            bare(MERGE_OLD),
-            spec.destination.quoted(),
-            x.flag,
-            x.seg
-        ),
-    ];
-    for table in [MERGE_NEW, MERGE_OLD] {
-        create.extend((0..PARTS).map(|k| {
-            format!(
-                "CREATE TEMP TABLE {} PARTITION OF {table} FOR \
-            VALUES WITH (MODULUS {PARTS}, REMAINDER {k})",
-                bare(&part(table, k))
-            )
-        }));
-    }
+    let create = create_statements(&x);
     let each = |f: &dyn Fn(usize) -> String| (0..PARTS).map(f).collect::<Vec<_>>();
     Some(SplitSql {
         on_disk_and_splittable: format!(
@@ -99,27 +67,54 @@ pub fn split_sql(spec: &MoveSpec, m: &MergeSpec, chunk: &QualifiedName) -> Optio
         ),
         create,
         segments: each(&|k| {
-            format!(
-                "SELECT array_agg(DISTINCT n.{})::text FROM {} AS \
-            n",
-                x.seg,
-                part(MERGE_NEW, k)
-            )
+            format!("SELECT array_agg(DISTINCT n.{})::text FROM {} AS n", x.seg, part(MERGE_NEW, k))
         }),
         read: each(&|k| {
-            x.read_all_into(
-                &part(MERGE_OLD, k),
-                &format!(
-                    " WHERE c.{} = \
-            {}",
-                    x.seg, x.seg_values
-                ),
-                &part(MERGE_NEW, k),
-            )
+            let touched = format!(" WHERE c.{} = {}", x.seg, x.seg_values);
+            x.read_all_into(&part(MERGE_OLD, k), &touched, &part(MERGE_NEW, k))
         }),
         empty_new: each(&|k| format!("TRUNCATE {}", part(MERGE_NEW, k))),
         empty_old: each(&|k| format!("TRUNCATE {}", part(MERGE_OLD, k))),
     })
+}
+
+/// The split rewrite's temporary tables: each hash-partitioned by the segment column
+/// into `PARTS` parts, the staging rows' in staging's column types.
+fn create_statements(x: &Parts) -> Vec<String> {
+    let bare = |t: &str| t.trim_start_matches("pg_temp.").to_string();
+    let shape = format!("{MERGE_NEW}_shape");
+    let mut create = vec![
+        // the staging columns' types, without staging's constraints
+        format!(
+            "CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA",
+            bare(&shape),
+            x.cols,
+            x.spec.staging.quoted()
+        ),
+        format!(
+            "CREATE TEMP TABLE {} (LIKE {shape}) PARTITION BY HASH ({})",
+            bare(MERGE_NEW),
+            x.seg
+        ),
+        format!("DROP TABLE {shape}"),
+        format!(
+            "CREATE TEMP TABLE {} (LIKE {}, {} boolean) PARTITION BY HASH ({})",
+            bare(MERGE_OLD),
+            x.spec.destination.quoted(),
+            x.flag,
+            x.seg
+        ),
+    ];
+    for table in [MERGE_NEW, MERGE_OLD] {
+        create.extend((0..PARTS).map(|k| {
+            format!(
+                "CREATE TEMP TABLE {} PARTITION OF {table} \
+                 FOR VALUES WITH (MODULUS {PARTS}, REMAINDER {k})",
+                bare(&part(table, k))
+            )
+        }));
+    }
+    create
 }
 
 #[cfg(test)]
@@ -175,6 +170,13 @@ mod tests {
             q.segments[2],
             "SELECT array_agg(DISTINCT n.\"device_id\")::text FROM pg_temp._backfill_new_2 AS n"
         );
+    }
+
+    #[test]
+    fn each_part_reads_its_own_segments_and_staging_rows() {
+        let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
+        s.columns = vec!["time".into(), "device_id".into(), "value".into()];
+        let q = split_sql(&s, &merge_spec(), &QualifiedName::new("_ti", "c1")).unwrap();
         // part 1: that part's segments of the chunk, pushed down to its compressed batches, with
         // that part's staging rows
         let r = &q.read[1];
@@ -198,6 +200,13 @@ mod tests {
             (q.empty_new[3].as_str(), q.empty_old[0].as_str()),
             ("TRUNCATE pg_temp._backfill_new_3", "TRUNCATE pg_temp._backfill_old_0")
         );
+    }
+
+    #[test]
+    fn a_chunk_is_split_where_it_is_too_big_and_its_segment_hashes() {
+        let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
+        s.columns = vec!["time".into(), "device_id".into(), "value".into()];
+        let q = split_sql(&s, &merge_spec(), &QualifiedName::new("_ti", "c1")).unwrap();
         let d = &q.on_disk_and_splittable;
         assert!(
             d.starts_with(

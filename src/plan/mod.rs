@@ -1,0 +1,258 @@
+//! Which chunks a run touches and what it does to each. Pure: built from what the SPI
+//! layer read (chunk ranges, status bits, staging row counts) and tested without Postgres.
+
+use crate::config::StrategyChoice;
+use crate::timescale::{status, Chunk};
+
+/// A chunk with the number of staging rows that belong in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The chunk's number in the routing of staging rows (1-based).
+    pub idx: i32,
+    pub chunk: Chunk,
+    pub staging_rows: i64,
+    /// For a compressed chunk under `auto`: what the strategy is chosen from.
+    pub estimate: Option<Estimate>,
+}
+
+/// How a chunk's rows go in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Strategy {
+    /// The chunk is not compressed: an ordinary insert.
+    Insert,
+    /// Insert into the compressed chunk (TimescaleDB decompresses only the batches a
+    /// conflict check needs), then compress again what became partial.
+    Direct,
+    /// Decompress the whole chunk, insert, compress it.
+    Decompress,
+    /// For upserts: read the touched segments' rows (decompressing in memory), merge
+    /// the staging rows into them, replace the segments' batches, compress. Writes
+    /// each row once instead of decompressing, then updating it.
+    Merge,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Insert => "insert",
+            Strategy::Direct => "direct",
+            Strategy::Decompress => "decompress",
+            Strategy::Merge => "merge",
+        }
+    }
+}
+
+/// What the plan knows of a compressed chunk to choose a strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Rows in the chunk.
+    pub chunk_rows: i64,
+    /// Staging rows whose segment (segmentby values) already has batches in the chunk:
+    /// each may make a conflict check decompress a batch.
+    pub rows_meeting_batches: i64,
+    /// Whether a conflict makes TimescaleDB decompress the batch it meets: with a
+    /// unique index and UPDATE or RESTRICT. (DO NOTHING checks compressed batches in
+    /// place and decompresses nothing.)
+    pub conflicts_decompress: bool,
+    /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: no limit).
+    pub decompress_limit: i64,
+    /// Whether the chunk's segments can be merged (see `Strategy::Merge`).
+    pub merge_possible: bool,
+}
+
+/// Rows in a full compressed batch.
+pub const BATCH_ROWS: i64 = 1000;
+
+/// Rows a direct insert would decompress, at most: a batch per staging row that meets
+/// existing batches, never more than the chunk.
+pub fn direct_decompression(e: &Estimate) -> i64 {
+    if !e.conflicts_decompress {
+        return 0;
+    }
+    e.rows_meeting_batches.saturating_mul(BATCH_ROWS).min(e.chunk_rows)
+}
+
+/// How many staging rows meeting existing batches settle the choice for decompressing:
+/// counting beyond this changes nothing, so the estimate query stops there.
+pub fn meeting_rows_that_decide(chunk_rows: i64, decompress_limit: i64) -> i64 {
+    let by_size = chunk_rows / (2 * BATCH_ROWS);
+    let by_limit = if decompress_limit > 0 { decompress_limit / BATCH_ROWS } else { i64::MAX };
+    by_size.min(by_limit) + 1
+}
+
+/// Chooses how a chunk's rows go in. A direct insert wins when it would decompress at
+/// most half the chunk and stay within TimescaleDB's decompression limit; otherwise
+/// the chunk is decompressed whole. (A direct insert that hits the limit anyway falls
+/// back to decompressing; see `run`.)
+pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Estimate>) -> Strategy {
+    if !compressed {
+        return Strategy::Insert;
+    }
+    match choice {
+        StrategyChoice::Direct => Strategy::Direct,
+        StrategyChoice::Decompress => Strategy::Decompress,
+        StrategyChoice::Auto => match e {
+            None => Strategy::Decompress,
+            Some(e) => {
+                let d = direct_decompression(e);
+                let within_limit = e.decompress_limit <= 0 || d <= e.decompress_limit;
+                if within_limit && d.saturating_mul(2) <= e.chunk_rows {
+                    Strategy::Direct
+                } else if e.merge_possible {
+                    Strategy::Merge
+                } else {
+                    Strategy::Decompress
+                }
+            }
+        },
+    }
+}
+
+/// The strategy choice a destination allows. TimescaleDB's insert into a compressed
+/// chunk meets conflicts in compressed batches by their bytes, and an upsert's update
+/// only against the conflict target: where a unique index compares text by a
+/// nondeterministic collation ('a' = 'A'), treats NULLs as equal, or a second unique
+/// index could be violated, it would let a second row with an equal key in. Such a destination's
+/// compressed
+/// chunks are decompressed first.
+pub fn allowed_choice(choice: StrategyChoice, direct_meets_conflicts: bool) -> StrategyChoice {
+    if direct_meets_conflicts {
+        choice
+    } else {
+        StrategyChoice::Decompress
+    }
+}
+
+/// What one transaction of the run does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Step {
+    pub idx: i32,
+    pub chunk: Chunk,
+    pub staging_rows: i64,
+    pub strategy: Strategy,
+    /// Rows a direct insert is expected to decompress (0 when unknown or none).
+    pub decompression: i64,
+}
+
+/// The whole run: one step per chunk that receives rows, in time order, then the rows
+/// that belong in no existing chunk (ordinary inserts that create new chunks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub rows_for_new_chunks: i64,
+    /// Whether the staging rows were routed to their chunks in one scan (the steps
+    /// then take them by chunk number instead of filtering staging again).
+    pub routed: bool,
+    /// The staging rows' first and last time (text of the time column's type), on a
+    /// hypertable: the range the run changes.
+    pub span: Option<(String, String)>,
+}
+
+/// Builds the plan. `total_rows` is the staging row count; what the chunk steps do not
+/// cover goes to new chunks. A chunk that receives no rows is never touched.
+pub fn plan(candidates: Vec<Candidate>, total_rows: i64, choice: StrategyChoice) -> Plan {
+    let mut steps: Vec<Step> = candidates
+        .into_iter()
+        .filter(|c| c.staging_rows > 0)
+        .map(|c| {
+            let compressed = status::is_compressed(c.chunk.status);
+            let strategy = choose_strategy(choice, compressed, c.estimate.as_ref());
+            let decompression = c.estimate.as_ref().map(direct_decompression).unwrap_or(0);
+            Step {
+                idx: c.idx,
+                strategy,
+                staging_rows: c.staging_rows,
+                chunk: c.chunk,
+                decompression,
+            }
+        })
+        .collect();
+    steps.sort_by_key(|s| range_key(&s.chunk));
+    let covered: i64 = steps.iter().map(|s| s.staging_rows).sum();
+    Plan { steps, rows_for_new_chunks: (total_rows - covered).max(0), routed: false, span: None }
+}
+
+/// Above this many row visits (staging rows times chunks that receive rows), a run
+/// routes the staging rows to their chunks once, into a temporary table of row ids,
+/// instead of each step filtering the staging table by its chunk's range. Below it the
+/// scans are cheaper than the table (about 40 bytes of disk a staging row).
+pub const ROUTE_ABOVE_ROW_VISITS: i64 = 20_000_000;
+
+/// Whether to route: see `ROUTE_ABOVE_ROW_VISITS`.
+pub fn should_route(chunks_with_rows: usize, staging_rows: i64) -> bool {
+    chunks_with_rows > 1
+        && (chunks_with_rows as i64).saturating_mul(staging_rows) > ROUTE_ABOVE_ROW_VISITS
+}
+
+/// Limits of one transaction that inserts directly into several compressed chunks.
+pub const BATCH_MAX_ROWS: i64 = 100_000;
+pub const BATCH_MAX_CHUNKS: usize = 64;
+
+/// Whether a plan whose rows were routed (see `ROUTE_ABOVE_ROW_VISITS`) may still run
+/// its `transactions` in `workers` background workers. A worker cannot read the run's
+/// temporary table of row ids, so each of its transactions filters staging by its
+/// chunks' ranges again: one scan of `staging_rows` a transaction, spread over the
+/// workers. They may while those scans stay under the routing threshold per worker.
+pub fn workers_may_filter(transactions: usize, staging_rows: i64, workers: usize) -> bool {
+    (transactions as i64).saturating_mul(staging_rows)
+        <= ROUTE_ABOVE_ROW_VISITS.saturating_mul(workers as i64)
+}
+
+/// Groups the plan's steps into transactions. Consecutive direct inserts share one
+/// transaction (one statement moves their rows) while it stays small: at most
+/// `BATCH_MAX_ROWS` staging rows, `BATCH_MAX_CHUNKS` chunks, and half of
+/// TimescaleDB's decompression limit. Every other step is a transaction of its own.
+pub fn batches(steps: &[Step], decompress_limit: i64) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = vec![];
+    let (mut rows, mut decomp) = (0i64, 0i64);
+    for (i, s) in steps.iter().enumerate() {
+        let joinable = s.strategy == Strategy::Direct
+            && out.last().is_some_and(|b| {
+                let last = &steps[*b.last().unwrap()];
+                last.strategy == Strategy::Direct
+                    && b.len() < BATCH_MAX_CHUNKS
+                    && rows + s.staging_rows <= BATCH_MAX_ROWS
+                    && (decompress_limit <= 0
+                        || (decomp + s.decompression).saturating_mul(2) <= decompress_limit)
+            });
+        if joinable {
+            out.last_mut().unwrap().push(i);
+            rows += s.staging_rows;
+            decomp += s.decompression;
+        } else {
+            out.push(vec![i]);
+            rows = s.staging_rows;
+            decomp = s.decompression;
+        }
+    }
+    out
+}
+
+/// Cuts the rest (rows outside every chunk, or all rows for a destination that is not
+/// a hypertable) into slices of staging's blocks of at most `max_rows` rows each (a
+/// block with more is a slice of its own), one transaction each. `blocks` holds
+/// `(block, rows)` in block order; a slice is `[from, to)`. The slices are contiguous,
+/// the first open below and the last above, so a row staged meanwhile into any block
+/// is still in one of them. No rows: no slice.
+pub fn rest_slices(blocks: &[(i64, i64)], max_rows: i64) -> Vec<(Option<i64>, Option<i64>)> {
+    let mut starts: Vec<i64> = vec![];
+    let mut rows = 0i64;
+    for &(block, n) in blocks {
+        if starts.is_empty() || rows + n > max_rows {
+            starts.push(block);
+            rows = 0;
+        }
+        rows += n;
+    }
+    (0..starts.len()).map(|i| ((i > 0).then(|| starts[i]), starts.get(i + 1).copied())).collect()
+}
+
+/// Orders chunks by their place in time; the view's text forms sort correctly only
+/// within one type, which is all one hypertable has. Integers are compared as numbers.
+fn range_key(c: &Chunk) -> (Option<i128>, Option<String>, String) {
+    let num = c.lo.as_deref().and_then(|s| s.parse::<i128>().ok());
+    (num, c.lo.clone(), c.name.name.clone())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+use super::*;
+use crate::ident::QualifiedName;
+
+fn chunk(name: &str, lo: &str, status: i32) -> Chunk {
+    Chunk {
+        name: QualifiedName::new("_timescaledb_internal", name),
+        oid: 0,
+        lo: Some(lo.into()),
+        hi: None,
+        space: vec![],
+        status,
+    }
+}
+
+#[test]
+fn plan_touches_only_chunks_with_rows_in_time_order() {
+    let p = plan(
+        vec![
+            Candidate {
+                idx: 0,
+                chunk: chunk("c3", "2024-01-03", 1),
+                staging_rows: 5,
+                estimate: None,
+            },
+            Candidate {
+                idx: 0,
+                chunk: chunk("c1", "2024-01-01", 1),
+                staging_rows: 0,
+                estimate: None,
+            },
+            Candidate {
+                idx: 0,
+                chunk: chunk("c2", "2024-01-02", 0),
+                staging_rows: 7,
+                estimate: None,
+            },
+            Candidate {
+                idx: 0,
+                chunk: chunk("c4", "2024-01-04", 9),
+                staging_rows: 1,
+                estimate: None,
+            },
+        ],
+        20,
+        StrategyChoice::Auto,
+    );
+    let names: Vec<_> = p.steps.iter().map(|s| s.chunk.name.name.as_str()).collect();
+    assert_eq!(names, ["c2", "c3", "c4"]);
+    assert_eq!(p.steps[0].strategy, Strategy::Insert);
+    // without an estimate a compressed chunk is decompressed; a partial one too
+    assert_eq!(p.steps[1].strategy, Strategy::Decompress);
+    assert_eq!(p.steps[2].strategy, Strategy::Decompress);
+    assert_eq!(p.rows_for_new_chunks, 7);
+}
+
+#[test]
+fn integer_ranges_sort_numerically() {
+    let p = plan(
+        vec![
+            Candidate { idx: 0, chunk: chunk("b", "1000", 0), staging_rows: 1, estimate: None },
+            Candidate { idx: 0, chunk: chunk("a", "-50", 0), staging_rows: 1, estimate: None },
+            Candidate { idx: 0, chunk: chunk("c", "200", 0), staging_rows: 1, estimate: None },
+        ],
+        3,
+        StrategyChoice::Auto,
+    );
+    let names: Vec<_> = p.steps.iter().map(|s| s.chunk.name.name.as_str()).collect();
+    assert_eq!(names, ["a", "c", "b"]);
+    assert_eq!(p.rows_for_new_chunks, 0);
+}
+
+fn step(strategy: Strategy, rows: i64, decompression: i64) -> Step {
+    Step { idx: 0, chunk: chunk("c", "2024-01-01", 1), staging_rows: rows, strategy, decompression }
+}
+
+#[test]
+fn direct_steps_share_transactions_within_limits() {
+    use Strategy::*;
+    let steps = vec![
+        step(Direct, 100, 0),
+        step(Direct, 100, 0),
+        step(Decompress, 100, 0),
+        step(Direct, 60_000, 0),
+        step(Direct, 50_000, 0),
+        step(Direct, 10, 40_000),
+        step(Direct, 10, 20_000),
+        step(Insert, 10, 0),
+        step(Direct, 10, 0),
+    ];
+    assert_eq!(
+        batches(&steps, 100_000),
+        vec![vec![0, 1], vec![2], vec![3], vec![4, 5], vec![6], vec![7], vec![8]]
+    );
+    // without a decompression limit only rows and chunk counts bound a batch
+    assert_eq!(
+        batches(&steps, 0),
+        vec![vec![0, 1], vec![2], vec![3], vec![4, 5, 6], vec![7], vec![8]]
+    );
+    let many: Vec<Step> = (0..130).map(|_| step(Direct, 1, 0)).collect();
+    let b = batches(&many, 100_000);
+    assert_eq!(b.iter().map(|x| x.len()).collect::<Vec<_>>(), [64, 64, 2]);
+    assert!(batches(&[], 0).is_empty());
+}
+
+#[test]
+fn empty_plan() {
+    let p = plan(vec![], 0, StrategyChoice::Auto);
+    assert!(p.steps.is_empty());
+    assert_eq!(p.rows_for_new_chunks, 0);
+}
+
+fn est(chunk_rows: i64, meeting: i64, conflicts: bool, limit: i64) -> Estimate {
+    Estimate {
+        chunk_rows,
+        rows_meeting_batches: meeting,
+        conflicts_decompress: conflicts,
+        decompress_limit: limit,
+        merge_possible: false,
+    }
+}
+
+#[test]
+fn sparse_rows_go_in_directly() {
+    // a new device: no existing batch to decompress
+    let e = est(72_000, 0, true, 100_000);
+    assert_eq!(direct_decompression(&e), 0);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+    // not where a unique index compares by a nondeterministic collation
+    assert_eq!(
+        choose_strategy(allowed_choice(StrategyChoice::Auto, false), true, Some(&e)),
+        Strategy::Decompress
+    );
+    assert_eq!(allowed_choice(StrategyChoice::Direct, false), StrategyChoice::Decompress);
+    assert_eq!(allowed_choice(StrategyChoice::Direct, true), StrategyChoice::Direct);
+    // a few duplicates: some batches
+    let e = est(72_000, 30, true, 100_000);
+    assert_eq!(direct_decompression(&e), 30_000);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+    // no unique index, or DO NOTHING: nothing is ever decompressed
+    let e = est(72_000, 72_000, false, 100_000);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+}
+
+#[test]
+fn the_estimate_stops_counting_once_the_choice_is_made() {
+    assert_eq!(meeting_rows_that_decide(72_000, 100_000), 37);
+    assert_eq!(meeting_rows_that_decide(10_000_000, 100_000), 101);
+    assert_eq!(meeting_rows_that_decide(10_000_000, 0), 5001);
+    // one more than the cap flips the choice; the cap itself does not
+    for (rows, limit) in [(72_000, 100_000), (10_000_000, 100_000), (10_000_000, 0)] {
+        let k = meeting_rows_that_decide(rows, limit);
+        assert_eq!(
+            choose_strategy(StrategyChoice::Auto, true, Some(&est(rows, k, true, limit))),
+            Strategy::Decompress
+        );
+        assert_eq!(
+            choose_strategy(StrategyChoice::Auto, true, Some(&est(rows, k - 1, true, limit))),
+            Strategy::Direct
+        );
+    }
+}
+
+#[test]
+fn dense_rows_decompress_the_chunk() {
+    let e = est(72_000, 72_000, true, 100_000);
+    assert_eq!(direct_decompression(&e), 72_000);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Decompress);
+    // over half the chunk
+    let e = est(72_000, 37, true, 0);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Decompress);
+}
+
+#[test]
+fn dense_upserts_merge_where_they_can() {
+    let mut e = est(72_000, 72_000, true, 100_000);
+    e.merge_possible = true;
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Merge);
+    // sparse work still goes direct; a forced choice is kept
+    let mut sparse = est(72_000, 0, true, 100_000);
+    sparse.merge_possible = true;
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&sparse)), Strategy::Direct);
+    assert_eq!(choose_strategy(StrategyChoice::Decompress, true, Some(&e)), Strategy::Decompress);
+    assert_eq!(Strategy::Merge.as_str(), "merge");
+}
+
+#[test]
+fn the_decompression_limit_forces_decompress() {
+    let e = est(1_000_000, 200, true, 100_000);
+    assert_eq!(direct_decompression(&e), 200_000);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Decompress);
+    let e = est(1_000_000, 200, true, 0);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct, "no limit");
+}
+
+#[test]
+fn forced_and_uncompressed_strategies() {
+    let e = est(72_000, 0, true, 100_000);
+    assert_eq!(choose_strategy(StrategyChoice::Decompress, true, Some(&e)), Strategy::Decompress);
+    assert_eq!(choose_strategy(StrategyChoice::Direct, true, None), Strategy::Direct);
+    assert_eq!(choose_strategy(StrategyChoice::Direct, false, None), Strategy::Insert);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, false, Some(&e)), Strategy::Insert);
+    assert_eq!(StrategyChoice::parse(" AUTO "), Some(StrategyChoice::Auto));
+    assert_eq!(StrategyChoice::parse("decompress"), Some(StrategyChoice::Decompress));
+    assert_eq!(StrategyChoice::parse("fast"), None);
+    assert_eq!(Strategy::Direct.as_str(), "direct");
+}
+
+#[test]
+fn routing_only_when_scans_would_cost_more() {
+    assert!(!should_route(1, 50_000_000), "one chunk: one scan either way");
+    assert!(!should_route(5, 360_000), "a few chunks: scanning staging per step is cheaper");
+    assert!(!should_route(32, 374_000));
+    assert!(should_route(30, 2_160_000));
+    assert!(should_route(1000, 100_000));
+    assert!(!should_route(0, i64::MAX) && should_route(3, i64::MAX), "no overflow");
+}
+
+#[test]
+fn workers_filter_a_routed_plans_staging_only_while_that_stays_cheap() {
+    // 7 transactions of a 3.6M-row staging table: 25.2M row visits, under 2 x 20M
+    assert!(workers_may_filter(7, 3_600_000, 2));
+    assert!(!workers_may_filter(7, 3_600_000, 1));
+    // 100 transactions of 50M rows: the run keeps its routing and its session
+    assert!(!workers_may_filter(100, 50_000_000, 4));
+    assert!(workers_may_filter(0, i64::MAX, 2));
+}
+
+#[test]
+fn the_rest_is_cut_into_contiguous_slices_of_staging_blocks() {
+    assert!(rest_slices(&[], 10).is_empty(), "no rows, no transaction");
+    // everything fits: one slice, open at both ends (the statement of one transaction)
+    assert_eq!(rest_slices(&[(0, 4), (1, 4), (7, 2)], 10), [(None, None)]);
+    // 4 + 4 fit, 2 more would pass 9
+    assert_eq!(
+        rest_slices(&[(0, 4), (1, 4), (7, 2), (8, 9)], 9),
+        [(None, Some(7)), (Some(7), Some(8)), (Some(8), None)]
+    );
+    // a block with more rows than the limit is a slice of its own
+    assert_eq!(rest_slices(&[(3, 50), (4, 1)], 10), [(None, Some(4)), (Some(4), None)]);
+    // every block is in exactly one slice
+    let blocks: Vec<(i64, i64)> = (0..100).map(|b| (b * 2, 1 + b % 7)).collect();
+    let slices = rest_slices(&blocks, 25);
+    for &(b, _) in &blocks {
+        let n = slices
+            .iter()
+            .filter(|(f, t)| f.is_none_or(|f| b >= f) && t.is_none_or(|t| b < t))
+            .count();
+        assert_eq!(n, 1, "block {b}");
+    }
+    // and none holds more than the limit (no block here passes it alone)
+    for (f, t) in &slices {
+        let rows: i64 = blocks
+            .iter()
+            .filter(|(b, _)| f.is_none_or(|f| *b >= f) && t.is_none_or(|t| *b < t))
+            .map(|x| x.1)
+            .sum();
+        assert!(rows <= 25, "{f:?}..{t:?}: {rows}");
+    }
+}
