@@ -50,21 +50,54 @@ fn timescale_install_script(share: &Path) -> Option<(String, String)> {
 }
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(timescaledb)");
-    println!("cargo::rustc-check-cfg=cfg(columnstore_api)");
-    println!("cargo::rustc-check-cfg=cfg(create_table_with)");
-    println!("cargo::rustc-check-cfg=cfg(pg_cron)");
-    println!("cargo::rustc-check-cfg=cfg(previous_release)");
-    println!("cargo::rustc-check-cfg=cfg(package)");
-    println!("cargo::rustc-check-cfg=cfg(docker)");
-    println!("cargo::rustc-check-cfg=cfg(old_timescaledb)");
-    println!("cargo::rustc-check-cfg=cfg(debian_pg15)");
-    println!("cargo::rustc-check-cfg=cfg(icu)");
+    for cfg in [
+        "timescaledb",
+        "columnstore_api",
+        "create_table_with",
+        "pg_cron",
+        "previous_release",
+        "package",
+        "docker",
+        "old_timescaledb",
+        "debian_pg15",
+        "icu",
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+    }
     // a Docker engine that answers (scripts/test.sh starts one and says so), for the image test
     println!("cargo::rerun-if-env-changed=BACKFILL_DOCKER");
     if std::env::var("BACKFILL_DOCKER").is_ok_and(|v| v == "1") {
         println!("cargo::rustc-cfg=docker");
     }
+    let previous = versions();
+    println!("cargo::rerun-if-env-changed=PG_CONFIG");
+    println!("cargo::rerun-if-env-changed=BACKFILL_TIMESCALEDB_VERSION");
+    println!("cargo::rerun-if-env-changed=PATH");
+    let (Some(lib), Some(share)) = (pg_config("--pkglibdir"), pg_config("--sharedir")) else {
+        return;
+    };
+    let (lib, share) = (PathBuf::from(lib), PathBuf::from(share));
+    if pg_config("--configure").is_some_and(|c| !c.contains("--without-icu")) {
+        println!("cargo::rustc-cfg=icu");
+    }
+    if lib == Path::new("/usr/lib/postgresql/15/lib") {
+        println!("cargo::rustc-cfg=debian_pg15");
+    }
+    // a TimescaleDB or pg_cron installed later rebuilds the tests
+    println!("cargo::rerun-if-changed={}", lib.display());
+    println!("cargo::rerun-if-changed={}", share.join("extension").display());
+    timescaledb(&lib, &share);
+    if lib.join("pg_cron.so").exists() {
+        println!("cargo::rustc-cfg=pg_cron");
+    }
+    if share.join(format!("extension/backfill_ext--{previous}.sql")).exists() {
+        println!("cargo::rustc-cfg=previous_release");
+    }
+}
+
+/// The extension's version and the previous release's (returned), and the release
+/// package for this PostgreSQL (scripts/package.sh) where one was made.
+fn versions() -> String {
     let manifest = std::fs::read_to_string("../Cargo.toml").expect("the extension's Cargo.toml");
     let version = manifest
         .lines()
@@ -91,65 +124,48 @@ fn main() {
         })
         .expect("scripts/versions.sh names PREVIOUS_VERSION");
     println!("cargo::rustc-env=BACKFILL_PREVIOUS_VERSION={previous}");
-    println!("cargo::rerun-if-env-changed=PG_CONFIG");
-    println!("cargo::rerun-if-env-changed=BACKFILL_TIMESCALEDB_VERSION");
-    println!("cargo::rerun-if-env-changed=PATH");
-    let (Some(lib), Some(share)) = (pg_config("--pkglibdir"), pg_config("--sharedir")) else {
-        return;
-    };
-    let (lib, share) = (PathBuf::from(lib), PathBuf::from(share));
-    if pg_config("--configure").is_some_and(|c| !c.contains("--without-icu")) {
-        println!("cargo::rustc-cfg=icu");
-    }
-    if lib == Path::new("/usr/lib/postgresql/15/lib") {
-        println!("cargo::rustc-cfg=debian_pg15");
-    }
-    // a TimescaleDB or pg_cron installed later rebuilds the tests
-    println!("cargo::rerun-if-changed={}", lib.display());
-    println!("cargo::rerun-if-changed={}", share.join("extension").display());
-    let tsl = std::fs::read_dir(&lib)
+    previous
+}
+
+/// A full TimescaleDB in `lib` and `share`: the TimescaleDB tier, its API's generation,
+/// and an older TimescaleDB beside it.
+fn timescaledb(lib: &Path, share: &Path) {
+    let tsl = std::fs::read_dir(lib)
         .map(|d| {
             d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("timescaledb-tsl-"))
         })
         .unwrap_or(false);
-    if tsl {
-        println!("cargo::rustc-cfg=timescaledb");
-        // an older TimescaleDB installed side by side (its install script and library),
-        // below backfill_ext's minimum (src/capabilities.rs): the newest such one
-        let old = std::fs::read_dir(share.join("extension"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                let v = name.strip_prefix("timescaledb--")?.strip_suffix(".sql")?.to_string();
-                (!v.contains("--")
-                    && lib.join(format!("timescaledb-tsl-{v}.so")).exists()
-                    && !version_at_least(&v, (2, 23)))
-                .then_some(v)
-            })
-            .max_by_key(|v| {
-                v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>()
-            });
-        if let Some(v) = old {
-            println!("cargo::rustc-cfg=old_timescaledb");
-            println!("cargo::rustc-env=BACKFILL_OLD_TIMESCALEDB={v}");
-        }
-        if let Some((version, script)) = timescale_install_script(&share) {
-            if script.contains("add_columnstore_policy") {
-                println!("cargo::rustc-cfg=columnstore_api");
-                // the WITH clause is parsed in C, so nothing in SQL tells whether it
-                // takes tsdb.columnstore: it does from 2.21 on
-                if version_at_least(&version, (2, 21)) {
-                    println!("cargo::rustc-cfg=create_table_with");
-                }
+    if !tsl {
+        return;
+    }
+    println!("cargo::rustc-cfg=timescaledb");
+    // an older TimescaleDB installed side by side (its install script and library),
+    // below backfill_ext's minimum (src/timescale/capabilities.rs): the newest such one
+    let old = std::fs::read_dir(share.join("extension"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let v = name.strip_prefix("timescaledb--")?.strip_suffix(".sql")?.to_string();
+            (!v.contains("--")
+                && lib.join(format!("timescaledb-tsl-{v}.so")).exists()
+                && !version_at_least(&v, (2, 23)))
+            .then_some(v)
+        })
+        .max_by_key(|v| v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>());
+    if let Some(v) = old {
+        println!("cargo::rustc-cfg=old_timescaledb");
+        println!("cargo::rustc-env=BACKFILL_OLD_TIMESCALEDB={v}");
+    }
+    if let Some((version, script)) = timescale_install_script(share) {
+        if script.contains("add_columnstore_policy") {
+            println!("cargo::rustc-cfg=columnstore_api");
+            // the WITH clause is parsed in C, so nothing in SQL tells whether it
+            // takes tsdb.columnstore: it does from 2.21 on
+            if version_at_least(&version, (2, 21)) {
+                println!("cargo::rustc-cfg=create_table_with");
             }
         }
-    }
-    if lib.join("pg_cron.so").exists() {
-        println!("cargo::rustc-cfg=pg_cron");
-    }
-    if share.join(format!("extension/backfill_ext--{previous}.sql")).exists() {
-        println!("cargo::rustc-cfg=previous_release");
     }
 }
