@@ -34,6 +34,11 @@ fn pk() -> Vec<UniqueKey> {
         rules: KeyRules::default(),
     }]
 }
+/// `resolve_conflict` for a config of `extra` keys, against `dest()` and `names()`.
+fn resolve(extra: serde_json::Value, copied: &[String], keys: &[UniqueKey]) -> Result<Conflict> {
+    resolve_conflict(&cfg(extra), copied, &dest(), keys, &names())
+}
+
 fn cfg(extra: serde_json::Value) -> Config {
     let mut v = json!({"staging_table": "stage", "destination_hypertable": "event_data"});
     for (k, x) in extra.as_object().unwrap() {
@@ -102,26 +107,12 @@ fn generated_column_and_empty_staging() {
 #[test]
 fn default_target_for_each_action() {
     let copied: Vec<String> = ["time", "device_id", "value"].map(String::from).to_vec();
-    let c = resolve_conflict(&cfg(json!({})), &copied, &dest(), &pk(), &names()).unwrap();
+    let c = resolve(json!({}), &copied, &pk()).unwrap();
     assert!(c.target.is_empty(), "DO NOTHING takes every unique constraint");
-    let c = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "UPDATE"})),
-        &copied,
-        &dest(),
-        &pk(),
-        &names(),
-    )
-    .unwrap();
+    let c = resolve(json!({"on_conflict_action": "UPDATE"}), &copied, &pk()).unwrap();
     assert_eq!(c.target, ["device_id", "time"]);
     assert_eq!(c.update_columns, ["value"]);
-    let c = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "RESTRICT"})),
-        &copied,
-        &dest(),
-        &pk(),
-        &names(),
-    )
-    .unwrap();
+    let c = resolve(json!({"on_conflict_action": "RESTRICT"}), &copied, &pk()).unwrap();
     assert_eq!(c.target, ["device_id", "time"]);
     assert!(c.update_columns.is_empty());
 }
@@ -129,14 +120,7 @@ fn default_target_for_each_action() {
 #[test]
 fn update_without_unique_constraint() {
     let copied: Vec<String> = ["time", "device_id"].map(String::from).to_vec();
-    let e = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "UPDATE"})),
-        &copied,
-        &dest(),
-        &[],
-        &names(),
-    )
-    .unwrap_err();
+    let e = resolve(json!({"on_conflict_action": "UPDATE"}), &copied, &[]).unwrap_err();
     assert_eq!(e.code.sqlstate(), "42P10");
     assert_eq!(
         e.message,
@@ -150,14 +134,7 @@ fn restrict_or_keeping_staging_rows_without_unique_constraint_is_refused() {
     // RESTRICT could not see a duplicate; keeping staging rows would insert them again every
     // run
     let copied: Vec<String> = ["time", "device_id"].map(String::from).to_vec();
-    let e = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "RESTRICT"})),
-        &copied,
-        &dest(),
-        &[],
-        &names(),
-    )
-    .unwrap_err();
+    let e = resolve(json!({"on_conflict_action": "RESTRICT"}), &copied, &[]).unwrap_err();
     assert_eq!(e.code.sqlstate(), "42P10");
     assert_eq!(
         e.message,
@@ -168,14 +145,7 @@ fn restrict_or_keeping_staging_rows_without_unique_constraint_is_refused() {
         .hint
         .unwrap()
         .starts_with("add a primary key or unique constraint to the destination"));
-    let e = resolve_conflict(
-        &cfg(json!({"delete_from_staging": false})),
-        &copied,
-        &dest(),
-        &[],
-        &names(),
-    )
-    .unwrap_err();
+    let e = resolve(json!({"delete_from_staging": false}), &copied, &[]).unwrap_err();
     assert_eq!(e.code.sqlstate(), "42P10");
     assert_eq!(
         e.message,
@@ -184,23 +154,9 @@ fn restrict_or_keeping_staging_rows_without_unique_constraint_is_refused() {
     );
     assert!(e.hint.unwrap().contains("delete_from_staging: true"));
     // with a key both are fine; without one, DO NOTHING moving rows out of staging is too
-    assert!(resolve_conflict(
-        &cfg(json!({"on_conflict_action": "RESTRICT"})),
-        &copied,
-        &dest(),
-        &pk(),
-        &names()
-    )
-    .is_ok());
-    assert!(resolve_conflict(
-        &cfg(json!({"delete_from_staging": false})),
-        &copied,
-        &dest(),
-        &pk(),
-        &names()
-    )
-    .is_ok());
-    assert!(resolve_conflict(&cfg(json!({})), &copied, &dest(), &[], &names()).is_ok());
+    assert!(resolve(json!({"on_conflict_action": "RESTRICT"}), &copied, &pk()).is_ok());
+    assert!(resolve(json!({"delete_from_staging": false}), &copied, &pk()).is_ok());
+    assert!(resolve(json!({}), &copied, &[]).is_ok());
 }
 
 #[test]
@@ -220,27 +176,18 @@ fn several_unique_keys_need_a_choice() {
         },
     ];
     let copied: Vec<String> = ["time", "device_id", "note"].map(String::from).to_vec();
-    let e = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "UPDATE"})),
-        &copied,
-        &dest(),
-        &keys,
-        &names(),
-    )
-    .unwrap_err();
+    let e = resolve(json!({"on_conflict_action": "UPDATE"}), &copied, &keys).unwrap_err();
     assert_eq!(
         e.message,
         "destination public.event_data has 2 unique constraints and no \
         primary key; UPDATE needs to know which one to use"
     );
     assert!(e.hint.unwrap().contains("a_key (time, device_id); b_key (time, note)"));
-    assert!(resolve_conflict(&cfg(json!({})), &copied, &dest(), &keys, &names()).is_ok());
-    let c = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_target": "b_key"})),
+    assert!(resolve(json!({}), &copied, &keys).is_ok());
+    let c = resolve(
+        json!({"on_conflict_action": "UPDATE", "on_conflict_target": "b_key"}),
         &copied,
-        &dest(),
         &keys,
-        &names(),
     )
     .unwrap();
     assert_eq!(c.target, ["time", "note"]);
@@ -250,11 +197,11 @@ fn several_unique_keys_need_a_choice() {
 #[test]
 fn explicit_targets() {
     let copied: Vec<String> = ["time", "device_id", "value"].map(String::from).to_vec();
-    let resolve = |config| resolve_conflict(&cfg(config), &copied, &dest(), &pk(), &names());
     let explicit =
         json!({"on_conflict_action": "UPDATE", "on_conflict_target": ["time", "device_id"]});
-    assert_eq!(resolve(explicit).unwrap().target, ["device_id", "time"]);
-    let by_name = resolve(json!({"on_conflict_target": "event_data_pkey"})).unwrap();
+    assert_eq!(resolve(explicit, &copied, &pk()).unwrap().target, ["device_id", "time"]);
+    let by_name =
+        resolve(json!({"on_conflict_target": "event_data_pkey"}), &copied, &pk()).unwrap();
     assert_eq!(by_name.target, ["device_id", "time"]);
     let refused = [
         (
@@ -279,21 +226,14 @@ fn explicit_targets() {
         ),
     ];
     for (config, message) in refused {
-        assert_eq!(resolve(config).unwrap_err().message, message);
+        assert_eq!(resolve(config, &copied, &pk()).unwrap_err().message, message);
     }
 }
 
 #[test]
 fn target_column_missing_from_staging() {
     let copied: Vec<String> = ["time", "value"].map(String::from).to_vec();
-    let e = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "RESTRICT"})),
-        &copied,
-        &dest(),
-        &pk(),
-        &names(),
-    )
-    .unwrap_err();
+    let e = resolve(json!({"on_conflict_action": "RESTRICT"}), &copied, &pk()).unwrap_err();
     assert_eq!(
         e.message,
         "conflict target column \"device_id\" is missing from staging table public.stage"
@@ -303,12 +243,10 @@ fn target_column_missing_from_staging() {
 #[test]
 fn update_column_checks() {
     let copied: Vec<String> = ["time", "device_id", "value"].map(String::from).to_vec();
-    let e = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["zzz"]})),
+    let e = resolve(
+        json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["zzz"]}),
         &copied,
-        &dest(),
         &pk(),
-        &names(),
     )
     .unwrap_err();
     assert_eq!(
@@ -316,12 +254,10 @@ fn update_column_checks() {
         "column \"zzz\" in \"on_conflict_update_columns\" does not exist in \
         destination public.event_data"
     );
-    let e = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["note"]})),
+    let e = resolve(
+        json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["note"]}),
         &copied,
-        &dest(),
         &pk(),
-        &names(),
     )
     .unwrap_err();
     assert_eq!(
@@ -329,12 +265,10 @@ fn update_column_checks() {
         "column \"note\" in \"on_conflict_update_columns\" is missing from \
         staging table public.stage"
     );
-    let e = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["time"]})),
+    let e = resolve(
+        json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["time"]}),
         &copied,
-        &dest(),
         &pk(),
-        &names(),
     )
     .unwrap_err();
     assert_eq!(
@@ -342,12 +276,10 @@ fn update_column_checks() {
         "column \"time\" is in the conflict target and cannot be \
         in \"on_conflict_update_columns\""
     );
-    let c = resolve_conflict(
-        &cfg(json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["value"]})),
+    let c = resolve(
+        json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["value"]}),
         &copied,
-        &dest(),
         &pk(),
-        &names(),
     )
     .unwrap();
     assert_eq!(c.update_columns, ["value"]);

@@ -13,7 +13,7 @@
 use crate::columns::{attribute_map, Attribute};
 use crate::error::{BackfillError, Code};
 use pgrx::pg_sys;
-use pgrx::PgTupleDesc;
+use pgrx::{PgMemoryContexts, PgTupleDesc};
 use std::ffi::CStr;
 use std::ptr::null_mut;
 
@@ -62,6 +62,8 @@ pub fn write_array(chunk: pg_sys::Oid, rows: pg_sys::Datum) -> Result<i64, &'sta
                 };
                 w.push(&mut tuple);
             }
+            pg_sys::pfree(elements.cast());
+            pg_sys::pfree(nulls.cast());
         })
     }
 }
@@ -137,6 +139,10 @@ struct Writer {
     cid: pg_sys::CommandId,
     slots: Vec<*mut pg_sys::TupleTableSlot>,
     filled: usize,
+    /// What writing one batch allocates (its tuples as the heap stores them, their
+    /// pointers, the WAL record), emptied after each batch as `COPY` does: a chunk of
+    /// millions of rows takes no more memory than one batch.
+    batch: PgMemoryContexts,
     values: Vec<pg_sys::Datum>,
     isnull: Vec<bool>,
     written: i64,
@@ -186,6 +192,7 @@ impl Writer {
             cid: pg_sys::GetCurrentCommandId(true),
             slots: (0..BATCH).map(|_| pg_sys::table_slot_create(rel, null_mut())).collect(),
             filled: 0,
+            batch: PgMemoryContexts::new("backfill_ext bulk write batch"),
             values: vec![pg_sys::Datum::from(0usize); from.len()],
             isnull: vec![true; from.len()],
             written: 0,
@@ -228,17 +235,14 @@ impl Writer {
         if self.filled > 0 {
             let multi_insert =
                 (*(*self.rel).rd_tableam).multi_insert.expect("a heap table inserts in batches");
-            multi_insert(
-                self.rel,
-                self.slots.as_mut_ptr(),
-                self.filled as _,
-                self.cid,
-                0,
-                self.bistate,
-            );
+            let (rel, slots, cid, bistate) =
+                (self.rel, self.slots.as_mut_ptr(), self.cid, self.bistate);
+            let n = self.filled as _;
+            self.batch.switch_to(|_| multi_insert(rel, slots, n, cid, 0, bistate));
             for s in &self.slots[..self.filled] {
                 pg_sys::ExecClearTuple(*s);
             }
+            self.batch.reset();
             self.written += self.filled as i64;
             self.filled = 0;
         }
