@@ -356,6 +356,23 @@ pub fn segmentby(t: &Table) -> Vec<String> {
     })
 }
 
+/// The order TimescaleDB compresses `t`'s rows in: `(column, Some((asc, nulls first)))`
+/// for an orderby column, `(column, None)` for a segmentby one; segmentby first.
+pub fn compression_order(t: &Table) -> Vec<(String, Option<(bool, bool)>)> {
+    query(sql::lookups::COMPRESSION_ORDER, &[p(&t.name.schema), p(&t.name.name)], |r| {
+        let order = col::<bool>(r, 2).map(|asc| (asc, col::<bool>(r, 3).unwrap_or(!asc)));
+        (col::<String>(r, 1).unwrap_or_default(), order)
+    })
+}
+
+/// Whether hypertable `t` has continuous aggregates.
+pub fn has_continuous_aggregates(t: &Table) -> bool {
+    query_one(sql::lookups::HAS_CONTINUOUS_AGGREGATES, &[p(&t.name.schema), p(&t.name.name)], |r| {
+        col::<bool>(r, 1).unwrap_or(true)
+    })
+    .unwrap_or(true)
+}
+
 /// TimescaleDB's limit on rows one DML transaction may decompress (0: none).
 pub fn decompress_limit() -> i64 {
     query_one(sql::lookups::DECOMPRESS_LIMIT, &[], |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(0)

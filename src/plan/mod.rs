@@ -63,6 +63,11 @@ pub struct Estimate {
 /// Rows in a full compressed batch.
 pub const BATCH_ROWS: i64 = 1000;
 
+/// The fewest staging rows a step writes as compressed batches itself (TimescaleDB's
+/// direct compression): one batch's worth. Fewer rows make batches too small to keep;
+/// they go in as rows, and the chunk is compressed again.
+pub const COMPRESS_DIRECTLY_FROM_ROWS: i64 = BATCH_ROWS;
+
 /// Rows a direct insert would decompress, at most: a batch per staging row that meets
 /// existing batches, never more than the chunk.
 pub fn direct_decompression(e: &Estimate) -> i64 {

@@ -184,7 +184,8 @@ impl Run<'_> {
     /// stopped the run before the last of them.
     fn chunks(&self, plan: &Plan, totals: &mut Totals) -> bool {
         let prep = self.prep;
-        let batches = if prep.cfg.delete_from_staging {
+        // a direct compression writes one chunk's batches at a time
+        let batches = if prep.cfg.delete_from_staging && prep.compress_order.is_none() {
             plan::batches(&plan.steps, prep.decompress_limit)
         } else {
             (0..plan.steps.len()).map(|i| vec![i]).collect()

@@ -4,7 +4,7 @@
 
 use crate::catalog::{self, Table};
 use crate::columns::{self, Column, Conflict, Names, UniqueKey};
-use crate::config::{Config, ConflictAction};
+use crate::config::{Config, ConflictAction, StrategyChoice};
 use crate::error::{BackfillError, Code};
 use crate::ident::quote_ident;
 use crate::spi::{self, col, query_one, raise};
@@ -56,6 +56,9 @@ pub fn prepare(cfg: Config) -> Prepared {
     let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby)
         .filter(|_| checking_indexes == keys.len() as i64);
     let truncate_ok = merge.is_some() && catalog::chunks_can_be_rewritten(dest.oid);
+    let compress_order = (ht.is_some() && checking_indexes == 0)
+        .then(|| compress_order(&cfg, &dest, &spec.columns))
+        .flatten();
     Prepared {
         row_array_type: if truncate_ok { catalog::row_array_type(dest.oid) } else { 0 },
         push_interval: intervals.push_interval,
@@ -75,7 +78,22 @@ pub fn prepare(cfg: Config) -> Prepared {
         segmentby,
         merge,
         truncate_ok,
+        compress_order,
     }
+}
+
+/// The order a direct insert writes compressed batches in, where TimescaleDB's direct
+/// compression takes a destination with no unique or exclusion index: none where the
+/// config asks to decompress, or the hypertable has triggers or continuous aggregates
+/// (TimescaleDB's direct compression does not run them).
+fn compress_order(cfg: &Config, dest: &Table, copied: &[String]) -> Option<String> {
+    if cfg.strategy == StrategyChoice::Decompress
+        || catalog::has_user_triggers(dest.oid)
+        || catalog::has_continuous_aggregates(dest)
+    {
+        return None;
+    }
+    sql::moves::compression_order_by(&catalog::compression_order(dest), copied)
 }
 
 /// The segmentby columns with their collations (where their type has one).

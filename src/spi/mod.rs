@@ -189,6 +189,15 @@ pub fn execute(sql: &str, params: &[Param]) {
     query(sql, params, |_| ());
 }
 
+/// Runs a statement that returns no rows for its effect; returns how many rows it
+/// processed (an `INSERT`'s rows inserted).
+pub fn execute_counted(sql: &str, params: &[Param]) -> i64 {
+    let args = datums(params);
+    Spi::connect_mut(|client| {
+        client.update(sql, None, &args).unwrap_or_else(|e| spi_fail(sql, e)).len() as i64
+    })
+}
+
 /// Reads column `i` (1-based) of a row; SQL NULL is `None`.
 pub fn col<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, i: usize) -> Option<T> {
     row.get::<T>(i).unwrap_or_else(|e| {

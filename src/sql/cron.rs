@@ -91,7 +91,7 @@ pub fn unschedule(quoted_schema: &str) -> String {
 mod tests {
     use super::*;
     use crate::ident::quote_ident;
-    use crate::sql::lookups::checks::params;
+    use crate::sql::checks::params;
 
     #[test]
     fn schedules() {

@@ -104,7 +104,7 @@ pub const REFRESHED: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::lookups::checks::params;
+    use crate::sql::checks::params;
 
     /// The items of the first parenthesized list after `after` (split at its own commas).
     fn list_after<'a>(sql: &'a str, after: &str) -> Vec<&'a str> {

@@ -44,7 +44,7 @@ pub const JOB_DESTINATION: &str =
 mod tests {
     use super::*;
     use crate::ident::quote_ident;
-    use crate::sql::lookups::checks::params;
+    use crate::sql::checks::params;
 
     fn ts() -> Timescale {
         Timescale { schema: quote_ident("ts \"x\""), version: "2.18.0".into() }

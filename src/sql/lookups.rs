@@ -175,6 +175,20 @@ pub const SEGMENTBY: &str =
      WHERE hypertable_schema = $1 AND hypertable_name = $2 AND segmentby_column_index IS NOT NULL \
      ORDER BY segmentby_column_index";
 
+/// The order TimescaleDB compresses hypertable `$1`.`$2`'s rows in: its segmentby
+/// columns, then its orderby columns with their direction (`asc`, `nulls first`; NULL
+/// for a segmentby column).
+pub const COMPRESSION_ORDER: &str = "SELECT attname::text, orderby_asc, orderby_nullsfirst \
+     FROM timescaledb_information.compression_settings \
+     WHERE hypertable_schema = $1 AND hypertable_name = $2 \
+       AND (segmentby_column_index IS NOT NULL OR orderby_column_index IS NOT NULL) \
+     ORDER BY segmentby_column_index NULLS LAST, orderby_column_index";
+
+/// Whether hypertable `$1`.`$2` has continuous aggregates.
+pub const HAS_CONTINUOUS_AGGREGATES: &str = "SELECT EXISTS (SELECT 1 \
+     FROM timescaledb_information.continuous_aggregates \
+     WHERE hypertable_schema = $1 AND hypertable_name = $2)";
+
 /// TimescaleDB's limit on rows one DML transaction may decompress; 0 when unset or empty.
 pub const DECOMPRESS_LIMIT: &str = "SELECT coalesce(nullif(pg_catalog.current_setting(\
      'timescaledb.max_tuples_decompressed_per_dml_transaction', true), ''), '0')::int8";
@@ -221,69 +235,11 @@ pub const ROW_ARRAY_TYPE: &str =
 pub const COLUMN_TYPE: &str = "SELECT a.atttypid::regtype::text FROM pg_catalog.pg_attribute a \
      WHERE a.attrelid = $1::oid AND a.attname = $2 AND NOT a.attisdropped";
 
-/// Checks of statement text, for the unit tests of every `sql` file.
-#[cfg(test)]
-pub(crate) mod checks {
-    /// Every `$n` a statement uses with the casts it gets there (`$1::oid::regclass`),
-    /// once each, ordered by `n`; panics unless the numbers run from 1 without a gap.
-    pub fn params(sql: &str) -> Vec<String> {
-        let b = sql.as_bytes();
-        let mut found: Vec<(usize, String)> = vec![];
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] != b'$' || !b.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            i += 1;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            let n = sql[start + 1..i].parse().unwrap();
-            while sql[i..].starts_with("::") {
-                i += 2;
-                while b.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || b"_[]".contains(c)) {
-                    i += 1;
-                }
-            }
-            found.push((n, sql[start..i].to_string()));
-        }
-        found.sort();
-        found.dedup();
-        let mut numbers: Vec<usize> = found.iter().map(|(n, _)| *n).collect();
-        numbers.dedup();
-        assert_eq!(
-            numbers,
-            (1..=numbers.len()).collect::<Vec<_>>(),
-            "parameters with a gap: {sql}"
-        );
-        found.into_iter().map(|(_, s)| s).collect()
-    }
-
-    #[test]
-    fn params_are_read_with_their_casts() {
-        assert_eq!(
-            params("SELECT $2::text[], $1, $1::oid::regclass, $2::text[] < now()"),
-            ["$1", "$1::oid::regclass", "$2::text[]"]
-        );
-        let ten = (1..=10).map(|n| format!("${n}")).collect::<Vec<_>>();
-        assert_eq!(params(&format!("VALUES ({})", ten.join(", "))), ten);
-        assert_eq!(params("SELECT '$' || 1"), Vec::<String>::new());
-    }
-
-    #[test]
-    #[should_panic(expected = "parameters with a gap")]
-    fn params_must_not_skip_a_number() {
-        params("SELECT $1, $3");
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::checks::params;
     use super::*;
     use crate::ident::{quote_ident, QualifiedName};
+    use crate::sql::checks::params;
     use crate::sql::route::staging_span;
 
     #[test]
@@ -414,7 +370,13 @@ mod tests {
 
     #[test]
     fn hypertable_policies_and_settings() {
-        for q in [HYPERTABLE, COMPRESSION_POLICIES, SEGMENTBY] {
+        for q in [
+            HYPERTABLE,
+            COMPRESSION_POLICIES,
+            SEGMENTBY,
+            COMPRESSION_ORDER,
+            HAS_CONTINUOUS_AGGREGATES,
+        ] {
             assert_eq!(params(q), ["$1", "$2"], "{q}");
             assert!(
                 q.contains("hypertable_schema = $1 AND ") && q.contains("hypertable_name = $2"),

@@ -16,6 +16,8 @@
 //! - `cron`: scheduling with pg_cron.
 
 pub(crate) mod caggs;
+#[cfg(test)]
+pub(crate) mod checks;
 pub(crate) mod chunk;
 pub(crate) mod cron;
 pub(crate) mod history_rows;

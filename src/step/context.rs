@@ -46,6 +46,11 @@ pub struct Prepared {
     /// Whether a merge that touches every segment of a chunk may empty the chunk with
     /// TRUNCATE and rewrite it (see `catalog::chunks_can_be_rewritten`).
     pub truncate_ok: bool,
+    /// Where a direct insert writes compressed batches itself (TimescaleDB's direct
+    /// compression): the order its rows go in (`sql::moves::compression_order_by`). Only
+    /// for a hypertable with no unique or exclusion index (nothing to conflict with), no
+    /// triggers and no continuous aggregates, where TimescaleDB writes every row so.
+    pub compress_order: Option<String>,
     /// The array type of the destination's row type (a rewrite holds rows in one).
     pub row_array_type: u32,
 }

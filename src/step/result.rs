@@ -17,6 +17,8 @@ pub struct StepResult {
     pub updated: i64,
     pub decompressed: bool,
     pub recompressed: bool,
+    /// TimescaleDB wrote the rows as compressed batches (its direct compression).
+    pub compressed_directly: bool,
     /// A merge touched every segment and rewrote the whole chunk.
     pub rewrote: bool,
     /// It held the merged rows in a temporary table (they would not fit in memory).
@@ -36,6 +38,9 @@ impl StepResult {
     /// What was done to the chunk, for the NOTICE.
     pub fn describe(&self) -> String {
         let how = match (self.strategy, self.recompressed) {
+            (Some(Strategy::Direct), false) if self.compressed_directly => {
+                "written into the compressed chunk as compressed batches"
+            }
             (Some(Strategy::Direct), true) => "inserted into the compressed chunk, recompressed",
             (Some(Strategy::Direct), false) => "inserted into the compressed chunk",
             (Some(Strategy::Decompress), _) => "decompressed, recompressed",
@@ -127,5 +132,12 @@ mod tests {
             chunk has triggers), recompressed"
         );
         assert_eq!(StepResult::default().strategy_label(), "insert");
+        let r = StepResult {
+            strategy: Some(Strategy::Direct),
+            compressed_directly: true,
+            ..Default::default()
+        };
+        assert_eq!(r.describe(), "written into the compressed chunk as compressed batches");
+        assert_eq!(r.strategy_label(), "direct");
     }
 }

@@ -85,6 +85,13 @@ pub fn apply_merge_work_mem(cfg: &Config) {
     }
 }
 
+/// Turns TimescaleDB's direct compression of inserted rows on or off for the rest of
+/// the transaction (`strategy::direct`).
+pub fn direct_compress_insert(on: bool) {
+    let value = if on { "on" } else { "off" };
+    execute(sql::settings::SET_LOCAL, &[p("timescaledb.enable_direct_compress_insert"), p(value)]);
+}
+
 /// Sets the short `lock_timeout` a chunk rewrite waits for its lock with (a second,
 /// or the run's if shorter); `apply` puts the run's back.
 pub fn apply_rewrite_lock_timeout(cfg: &Config) {

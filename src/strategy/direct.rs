@@ -1,9 +1,16 @@
 //! An insert into the compressed chunk: TimescaleDB decompresses only the batches a
 //! conflict check needs; what became partial is compressed again. Consecutive direct
 //! inserts share one transaction (one statement moves their rows).
+//!
+//! Where nothing can conflict (no unique or exclusion index) and TimescaleDB's direct
+//! compression takes the hypertable (`Prepared::compress_order`), the insert writes
+//! the rows as new compressed batches, sorted by segment and order columns: no heap,
+//! no index, nothing to compress again. TimescaleDB marks the chunk unordered (its new
+//! batches overlap the old ones in time), which its queries and policy read as they
+//! read any compressed chunk.
 
 use super::source::{self, Moved, RowSource};
-use crate::plan::{Step, Strategy};
+use crate::plan::{self, Step, Strategy};
 use crate::spi::{self, col, p, query};
 use crate::sql::{self, RowFilter};
 use crate::step::settings;
@@ -13,17 +20,48 @@ use crate::timescale::{status, Chunk};
 use std::time::Instant;
 
 /// One chunk's direct insert.
-pub fn apply(prep: &Prepared, chunk: &Chunk, take: RowSource) -> StepResult {
+pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> StepResult {
     super::require_owner(prep);
+    let chunk = &step.chunk;
     let mut r = StepResult { strategy: Some(Strategy::Direct), ..Default::default() };
-    super::move_timed(prep, chunk, take, &mut r);
+    match &prep.compress_order {
+        Some(order) if step.staging_rows >= plan::COMPRESS_DIRECTLY_FROM_ROWS => {
+            compress_directly(prep, order, take, &mut r)
+        }
+        _ => super::move_timed(prep, chunk, take, &mut r),
+    }
     let t = Instant::now();
-    if !status::is_fully_compressed(super::chunk_status(&chunk.name)) {
+    let now = super::chunk_status(&chunk.name);
+    // rows TimescaleDB wrote as compressed batches leave the chunk compressed (and
+    // unordered); rows it wrote as rows (a step it would not compress directly) left it
+    // partial
+    r.compressed_directly =
+        r.compressed_directly && status::is_compressed(now) && !status::is_partial(now);
+    let left = if r.compressed_directly {
+        status::is_partial(now)
+    } else {
+        !status::is_fully_compressed(now)
+    };
+    if left {
         super::compress(prep, &chunk.name);
         r.recompressed = true;
     }
     r.recompress_ms = ms(t);
     r
+}
+
+/// Moves a step's rows with TimescaleDB's direct compression on, in `order`. Nothing
+/// conflicts without a unique or exclusion index, so every row moved is inserted (the
+/// direct path returns no rows for `RETURNING` to count).
+fn compress_directly(prep: &Prepared, order: &str, take: RowSource, r: &mut StepResult) {
+    let t = Instant::now();
+    settings::direct_compress_insert(true);
+    r.moved = source::compress_rows(prep, take, order);
+    settings::direct_compress_insert(false);
+    r.inserted = r.moved;
+    r.insert_ms = ms(t);
+    r.compressed_directly = true;
+    spi::pause_point("after_insert");
 }
 
 /// Moves the rows of several chunks in one statement, then compresses again each chunk

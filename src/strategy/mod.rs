@@ -68,7 +68,7 @@ pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
             or_decompress(prep, chunk, take, "a merge", || merge::apply(prep, m, step, take))
         }
         (Strategy::Direct, _) => {
-            or_decompress(prep, chunk, take, "a direct insert", || direct::apply(prep, chunk, take))
+            or_decompress(prep, chunk, take, "a direct insert", || direct::apply(prep, step, take))
         }
         (Strategy::Insert, _) => insert::apply(prep, chunk, take),
         (Strategy::Decompress | Strategy::Merge, _) => decompress::apply(prep, chunk, take),

@@ -49,14 +49,13 @@ pub fn move_rows(
     label: &str,
     probed: Option<&QualifiedName>,
 ) -> Moved {
-    if prep.spec.conflict.action == ConflictAction::Restrict
-        && !prep.spec.conflict.target.is_empty()
-    {
-        refuse_existing_keys(prep, filter, label, probed.unwrap_or(&prep.spec.destination));
+    let spec = &prep.spec;
+    if spec.conflict.action == ConflictAction::Restrict && !spec.conflict.target.is_empty() {
+        refuse_existing_keys(prep, filter, label, probed.unwrap_or(&spec.destination));
     }
     match take {
         RowSource::Filter(f) => {
-            let (q, params) = moves::move_rows(&prep.spec, f);
+            let (q, params) = moves::move_rows(spec, f);
             let (m, i, u) = query_one(&q, &spi::params(params), three_counts).unwrap();
             Moved { moved: vec![(0, m)], inserted: vec![(0, i, u)] }
         }
@@ -96,21 +95,42 @@ fn refuse_existing_keys(prep: &Prepared, filter: &RowFilter, label: &str, probed
     }
 }
 
+/// Moves one chunk's rows, taken by its filter or its routed rows, for TimescaleDB to
+/// write as compressed batches in `order` (`moves::compress_rows`); returns the rows
+/// moved, each of them inserted.
+pub fn compress_rows(prep: &Prepared, take: RowSource, order: &str) -> i64 {
+    let (cond, params) = match take {
+        RowSource::Filter(f) => {
+            let (cond, params) = f.render("s", 1);
+            (cond, spi::params(params))
+        }
+        RowSource::Routed(idxs) => (
+            sql::route::routed_where("r.idx = ANY ($1::int4[])"),
+            vec![idx_array(idxs.iter().copied())],
+        ),
+        RowSource::Chunks(_) | RowSource::Buckets(_) => {
+            unreachable!("a step of its own takes its rows by filter or route")
+        }
+    };
+    spi::execute_counted(&moves::compress_rows(&prep.spec, &cond, order), &params)
+}
+
 /// The rows of chunks told by number (routed, by filters or by time buckets).
 fn move_numbered(prep: &Prepared, take: RowSource) -> Moved {
+    let spec = &prep.spec;
     let (q, params): (String, Vec<Param>) = match take {
         RowSource::Routed(idxs) => {
-            (moves::move_routed_rows(&prep.spec), vec![idx_array(idxs.iter().copied())])
+            (moves::move_routed_rows(spec), vec![idx_array(idxs.iter().copied())])
         }
         RowSource::Chunks(chunks) => {
-            let (q, params) = moves::move_chunk_rows(&prep.spec, chunks);
+            let (q, params) = moves::move_chunk_rows(spec, chunks);
             (q, spi::params(params))
         }
         RowSource::Buckets(chunks) => {
             let ht = prep.ht.as_ref().expect("chunks belong to a hypertable");
             let mut params = spi::params(sql::route::bounds(chunks.iter().map(|(_, c)| *c)));
             params.push(idx_array(chunks.iter().map(|(i, _)| *i)));
-            (moves::move_bucketed_rows(&prep.spec, &ht.time_column, ht.kind), params)
+            (moves::move_bucketed_rows(spec, &ht.time_column, ht.kind), params)
         }
         RowSource::Filter(_) => unreachable!("a filter moves through moves::move_rows"),
     };

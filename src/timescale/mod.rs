@@ -50,6 +50,10 @@ pub(crate) mod status {
     pub fn is_compressed(s: i32) -> bool {
         s & COMPRESSED != 0
     }
+    /// Compressed, with rows beside the compressed batches.
+    pub fn is_partial(s: i32) -> bool {
+        s & PARTIAL != 0
+    }
     /// Compressed, with no uncompressed rows beside the compressed ones.
     pub fn is_fully_compressed(s: i32) -> bool {
         is_compressed(s) && s & (UNORDERED | PARTIAL) == 0

@@ -56,9 +56,11 @@ pub fn rows_per_block(
     )
 }
 
-fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
+/// The staging rows `cond` takes (alias `s`), deleted from staging unless the config
+/// keeps them, with their `ctid` as `backfill_src`.
+fn take_rows(spec: &MoveSpec, cond: &str) -> String {
     let scols = quote_list(&spec.columns, Some("s"));
-    let take = if spec.delete_from_staging {
+    if spec.delete_from_staging {
         format!(
             "DELETE FROM {} AS s WHERE {cond} RETURNING {scols}, s.ctid AS backfill_src",
             spec.staging.quoted()
@@ -68,7 +70,29 @@ fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
             "SELECT {scols}, s.ctid AS backfill_src FROM {} AS s WHERE {cond}",
             spec.staging.quoted()
         )
-    };
+    }
+}
+
+/// The statement that moves the staging rows `cond` takes (alias `s`) into a
+/// destination with nothing to conflict with, in `order`
+/// (`compression_order_by`), for TimescaleDB to write as compressed batches. The
+/// insert is the statement itself, with no `RETURNING` (TimescaleDB's direct
+/// compression returns no rows): its row count is the rows moved.
+pub fn compress_rows(spec: &MoveSpec, cond: &str, order: &str) -> String {
+    let cols = quote_list(&spec.columns, None);
+    // TimescaleDB compresses directly only where the planner expects 10 rows or more, and
+    // the planner cannot see through staging's filter: joined to one row it expects 100
+    // of, the rows are estimated at a hundred times what the filter lets through
+    format!(
+        "WITH moved AS ({}) INSERT INTO {} ({cols}) SELECT {cols} FROM moved, \
+         pg_catalog.json_array_elements('[0]') AS one(backfill_one) ORDER BY {order}",
+        take_rows(spec, cond),
+        spec.destination.quoted()
+    )
+}
+
+fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
+    let take = take_rows(spec, cond);
     let dest = spec.destination.quoted();
     let c = &spec.conflict;
     // inserted and updated rows: an updated row version has a transaction id in xmax
@@ -130,6 +154,29 @@ pub(super) fn insert_clause(spec: &MoveSpec, updated_expr: &str) -> (String, boo
         ),
         upsert,
     )
+}
+
+/// The `ORDER BY` list of rows compressed as TimescaleDB compresses `order`'s columns
+/// (`catalog::compression_order`: segmentby columns, then orderby columns with their
+/// direction), over the columns a step copies; None where it names none of them.
+pub fn compression_order_by(
+    order: &[(String, Option<(bool, bool)>)],
+    copied: &[String],
+) -> Option<String> {
+    let items: Vec<String> = order
+        .iter()
+        .filter(|(c, _)| copied.contains(c))
+        .map(|(c, dir)| match dir {
+            None => quote_ident(c),
+            Some((asc, nulls_first)) => format!(
+                "{} {} NULLS {}",
+                quote_ident(c),
+                if *asc { "ASC" } else { "DESC" },
+                if *nulls_first { "FIRST" } else { "LAST" }
+            ),
+        })
+        .collect();
+    (!items.is_empty()).then(|| items.join(", "))
 }
 
 /// Like `move_rows`, for the rows routed to the chunks numbered `$1` (an int4[] as
@@ -243,249 +290,4 @@ pub fn restrict_probe(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ident::QualifiedName;
-    use crate::sql::fixtures::*;
-    use crate::timescale::SpaceRange;
-
-    #[test]
-    fn move_do_nothing_with_target() {
-        let (sql, p) = move_rows(
-            &spec(ConflictAction::Nothing, &["device_id", "time"], &[], true),
-            &day_filter(TimeKind::TimestampTz),
-        );
-        assert_eq!(p.len(), 2);
-        assert!(
-            sql.starts_with(
-                "WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS \
-            s WHERE s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT \
-            $2::timestamptz) RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS \
-            backfill_src), "
-            ),
-            "{sql}"
-        );
-        assert!(
-            sql.contains(
-                "INSERT INTO \"public\".\"event_data\" AS d \
-            (\"time\", \"device_id\", \"value\") SELECT \"time\", \"device_id\", \"value\" FROM \
-            moved ON CONFLICT (\"device_id\", \"time\") DO NOTHING RETURNING"
-            ),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn move_do_nothing_without_unique_constraint() {
-        let (sql, _) = move_rows(
-            &spec(ConflictAction::Nothing, &[], &[], true),
-            &day_filter(TimeKind::TimestampTz),
-        );
-        assert!(sql.contains("FROM moved ON CONFLICT DO NOTHING RETURNING"), "{sql}");
-    }
-
-    #[test]
-    fn move_update_dedups_and_sets_columns() {
-        let (sql, _) = move_rows(
-            &spec(ConflictAction::Update, &["device_id", "time"], &["value"], true),
-            &day_filter(TimeKind::TimestampTz),
-        );
-        // one row per key, as the index compares keys (a key with a NULL is its own),
-        // the last staging row of a key winning
-        let one = "SELECT DISTINCT ON (\"device_id\", \"time\", CASE WHEN \"device_id\" IS NULL \
-            OR \"time\" IS NULL THEN backfill_src END) \"time\", \"device_id\", \"value\" FROM \
-            moved \
-                   ORDER BY \"device_id\", \"time\", CASE WHEN \"device_id\" IS NULL OR \"time\" \
-                   IS NULL THEN backfill_src END, backfill_src DESC";
-        assert!(
-            sql.contains(&format!(
-                "{one} ON CONFLICT (\"device_id\", \"time\") DO UPDATE \
-            SET \"value\" = EXCLUDED.\"value\" RETURNING"
-            )),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn move_update_with_nothing_to_update_is_do_nothing() {
-        let (sql, _) = move_rows(
-            &spec(ConflictAction::Update, &["device_id", "time"], &[], true),
-            &day_filter(TimeKind::TimestampTz),
-        );
-        assert!(
-            sql.contains("FROM moved ON CONFLICT (\"device_id\", \"time\") DO NOTHING"),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn move_counts_inserts_and_updates() {
-        let (sql, _) = move_rows(
-            &spec(ConflictAction::Nothing, &[], &[], true),
-            &day_filter(TimeKind::TimestampTz),
-        );
-        assert!(
-            sql.ends_with(
-                "SELECT (SELECT count(*) FROM moved)::bigint, (SELECT count(*) FROM \
-            ins)::bigint, 0::bigint"
-            ),
-            "{sql}"
-        );
-        let mut s = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
-        let (sql, _) = move_rows(&s, &day_filter(TimeKind::TimestampTz));
-        assert!(sql.contains("RETURNING (d.xmax::text <> '0') AS updated"), "{sql}");
-        s.dest_partitioned = true;
-        let (sql, _) = move_rows(&s, &day_filter(TimeKind::TimestampTz));
-        assert!(!sql.contains("xmax"), "{sql}");
-        assert!(
-            sql.contains(
-                "count(DISTINCT ROW(m.\"device_id\", m.\"time\")) FROM moved AS m \
-            WHERE EXISTS (SELECT 1 FROM \"public\".\"event_data\" AS e WHERE m.\"device_id\" = \
-            e.\"device_id\" AND m.\"time\" = e.\"time\")"
-            ),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn move_restrict_has_no_on_conflict() {
-        let (sql, _) = move_rows(
-            &spec(ConflictAction::Restrict, &["device_id", "time"], &[], true),
-            &day_filter(TimeKind::TimestampTz),
-        );
-        assert!(!sql.contains("ON CONFLICT"), "{sql}");
-    }
-
-    #[test]
-    fn move_keep_staging_selects() {
-        let (sql, _) = move_rows(
-            &spec(ConflictAction::Nothing, &[], &[], false),
-            &day_filter(TimeKind::TimestampTz),
-        );
-        assert!(
-            sql.starts_with(
-                "WITH moved AS (SELECT s.\"time\", s.\"device_id\", s.\"value\", \
-            s.ctid AS backfill_src FROM \"public\".\"backfill_event_data\" AS s WHERE"
-            ),
-            "{sql}"
-        );
-        assert!(!sql.contains("DELETE"));
-    }
-
-    #[test]
-    fn move_excluding_numbers_parameters_on() {
-        let mut a = day_filter(TimeKind::TimestampTz);
-        a.space = vec![SpaceRange { column: "d".into(), lo: Some(1), hi: None }];
-        let b = day_filter(TimeKind::TimestampTz);
-        let (sql, p) = move_rows_excluding(
-            &spec(ConflictAction::Nothing, &[], &[], false),
-            &RowFilter::everything("time", TimeKind::TimestampTz),
-            &[a, b],
-        );
-        assert!(
-            sql.contains(
-                "WHERE true AND NOT (s.\"time\" >= (SELECT $1::timestamptz) AND \
-            s.\"time\" < (SELECT $2::timestamptz) AND \
-            _timescaledb_functions.get_partition_hash(s.\"d\") >= (SELECT $3::integer)) AND NOT \
-            (s.\"time\" >= (SELECT $4::timestamptz) AND s.\"time\" < (SELECT \
-            $5::timestamptz))"
-            ),
-            "{sql}"
-        );
-        assert_eq!(p.len(), 5);
-    }
-
-    #[test]
-    fn the_rest_is_counted_per_block_of_staging() {
-        let s = spec(ConflictAction::Nothing, &[], &[], false);
-        let (sql, p) = rows_per_block(
-            &s,
-            &RowFilter::everything("time", TimeKind::TimestampTz),
-            &[day_filter(TimeKind::TimestampTz)],
-        );
-        assert_eq!(
-            sql,
-            "SELECT (s.ctid::text::point)[0]::int8 AS block, count(*)::int8 \
-             FROM \"public\".\"backfill_event_data\" AS s \
-             WHERE true AND NOT (s.\"time\" >= (SELECT $1::timestamptz) AND s.\"time\" < (SELECT \
-             $2::timestamptz)) GROUP BY 1 ORDER BY 1"
-        );
-        assert_eq!(p.len(), 2);
-        // a slice's move takes its blocks only
-        let (sql, p) = move_rows(
-            &spec(ConflictAction::Nothing, &[], &[], true),
-            &RowFilter::everything("time", TimeKind::TimestampTz).in_blocks((Some(3), None)),
-        );
-        assert!(
-            sql.contains(
-                "DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE s.ctid >= \
-            (SELECT $1::tid) RETURNING"
-            ),
-            "{sql}"
-        );
-        assert_eq!(p, ["(3,0)"]);
-    }
-
-    #[test]
-    fn hostile_names_stay_quoted() {
-        let mut s = spec(ConflictAction::Nothing, &["k\"; DROP TABLE x; --"], &[], true);
-        s.staging = QualifiedName::new("we\"ird", "x; DROP TABLE y");
-        let (sql, _) = move_rows(&s, &day_filter(TimeKind::TimestampTz));
-        assert!(sql.contains("DELETE FROM \"we\"\"ird\".\"x; DROP TABLE y\" AS s"), "{sql}");
-        assert!(sql.contains("ON CONFLICT (\"k\"\"; DROP TABLE x; --\")"), "{sql}");
-    }
-
-    #[test]
-    fn restrict_probe_text() {
-        let (sql, p) = restrict_probe(
-            &spec(ConflictAction::Restrict, &["device_id", "time"], &[], true),
-            &day_filter(TimeKind::TimestampTz),
-            &QualifiedName::new("public", "event_data"),
-        );
-        assert_eq!(p.len(), 2);
-        assert!(
-            sql.starts_with(
-                "SELECT '(device_id, time)=' || k FROM ((SELECT \
-            ROW(s.\"device_id\", s.\"time\")::text AS k FROM \"public\".\"backfill_event_data\" AS \
-            s WHERE"
-            ),
-            "{sql}"
-        );
-        assert!(
-            sql.contains(
-                "EXISTS (SELECT 1 FROM \"public\".\"event_data\" AS d WHERE \
-            s.\"device_id\" = d.\"device_id\" AND s.\"time\" = d.\"time\")"
-            ),
-            "{sql}"
-        );
-        // a key holding a NULL is no duplicate
-        assert!(
-            sql.contains(
-                "(SELECT min(ROW(s.\"device_id\", s.\"time\")::text) \
-            FROM \"public\".\"backfill_event_data\" AS s WHERE"
-            ),
-            "{sql}"
-        );
-        assert!(
-            sql.contains(
-                "AND s.\"device_id\" IS NOT NULL AND s.\"time\" IS NOT NULL GROUP BY \
-            s.\"device_id\", s.\"time\" HAVING count(*) > 1"
-            ),
-            "{sql}"
-        );
-        // the probe reads the relation it is given (a step's chunk)
-        let (sql, _) = restrict_probe(
-            &spec(ConflictAction::Restrict, &["device_id", "time"], &[], true),
-            &day_filter(TimeKind::TimestampTz),
-            &QualifiedName::new("_ti", "c1"),
-        );
-        assert!(sql.contains("EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS d WHERE"), "{sql}");
-        // a quote in a column name cannot end the label literal
-        let (sql, _) = restrict_probe(
-            &spec(ConflictAction::Restrict, &["o'k"], &[], true),
-            &day_filter(TimeKind::TimestampTz),
-            &QualifiedName::new("_ti", "c1"),
-        );
-        assert!(sql.starts_with("SELECT '(o''k)=' || k"), "{sql}");
-    }
-}
+mod tests;
