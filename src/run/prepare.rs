@@ -56,10 +56,10 @@ pub fn prepare(cfg: Config) -> Prepared {
     let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby)
         .filter(|_| checking_indexes == keys.len() as i64);
     let truncate_ok = merge.is_some() && catalog::chunks_can_be_rewritten(dest.oid);
-    let compress_order = (ht.is_some() && checking_indexes == 0)
-        .then(|| compress_order(&cfg, &dest, &spec.columns))
-        .flatten();
     Prepared {
+        compress_order: (ht.is_some() && checking_indexes == 0)
+            .then(|| compress_order(&cfg, &dest, &spec.columns))
+            .flatten(),
         row_array_type: if truncate_ok { catalog::row_array_type(dest.oid) } else { 0 },
         push_interval: intervals.push_interval,
         history_retention: intervals.history_retention,
@@ -78,7 +78,6 @@ pub fn prepare(cfg: Config) -> Prepared {
         segmentby,
         merge,
         truncate_ok,
-        compress_order,
     }
 }
 
