@@ -4,6 +4,22 @@
 
 pub mod fixtures;
 
+/// Tests that need a full TimescaleDB: each function becomes a `#[test]` that is
+/// ignored, with the reason, where none is installed for this PostgreSQL
+/// (`cfg(timescaledb)`, set by build.rs), so it is reported as skipped, never as passed.
+#[macro_export]
+macro_rules! timescale_test {
+    ($($(#[$attr:meta])* fn $name:ident() $body:block)*) => {$(
+        $(#[$attr])*
+        #[test]
+        #[cfg_attr(
+            not(timescaledb),
+            ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
+        )]
+        fn $name() $body
+    )*};
+}
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

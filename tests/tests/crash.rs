@@ -12,6 +12,7 @@ use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day,
     stage_late_rows, state, timescale_dataset, Dataset, State, START,
 };
+use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{scalar, wait_for, Client, Cluster, NoTls, Options};
 use std::time::Duration;
 
@@ -170,61 +171,50 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
     );
 }
 
+/// A kill test per step: a run on a hypertable (`timescale`, TimescaleDB-only) or on a
+/// plain table (`plain`) killed at that step.
 macro_rules! kill_tests {
-    ($($(#[$m:meta])* $name:ident: $ts:expr, $point:expr, $kill:expr;)*) => {$(
+    (timescale: $($name:ident: $point:expr, $kill:expr;)*) => {
+        timescale_test! {$(
+            fn $name() {
+                scenario(true, $point, $kill);
+            }
+        )*}
+    };
+    (plain: $($name:ident: $point:expr, $kill:expr;)*) => {$(
         #[test]
-        $(#[$m])*
         fn $name() {
-            scenario($ts, $point, $kill);
+            scenario(false, $point, $kill);
         }
     )*};
 }
 
 kill_tests! {
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_after_policy_postponed_terminate: true, "after_hold", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_after_policy_postponed_crash: true, "after_hold", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_after_decompress_terminate: true, "after_decompress", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_after_decompress_crash: true, "after_decompress", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_mid_insert_terminate: true, "mid_insert", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_mid_insert_crash: true, "mid_insert", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_after_insert_before_recompress_terminate: true, "after_insert", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_after_insert_before_recompress_crash: true, "after_insert", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_between_chunks_terminate: true, "between_chunks", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_between_chunks_crash: true, "between_chunks", Kill::Crash;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_before_policy_restored_terminate: true, "before_restore", Kill::Terminate;
-    #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed for \
-        this PostgreSQL")]
-    timescale_before_policy_restored_crash: true, "before_restore", Kill::Crash;
-    plain_after_start_terminate: false, "after_hold", Kill::Terminate;
-    plain_after_start_crash: false, "after_hold", Kill::Crash;
-    plain_mid_insert_terminate: false, "mid_insert", Kill::Terminate;
-    plain_mid_insert_crash: false, "mid_insert", Kill::Crash;
-    plain_after_insert_terminate: false, "after_insert", Kill::Terminate;
-    plain_after_insert_crash: false, "after_insert", Kill::Crash;
-    plain_before_restore_terminate: false, "before_restore", Kill::Terminate;
-    plain_before_restore_crash: false, "before_restore", Kill::Crash;
+    timescale:
+    timescale_after_policy_postponed_terminate: "after_hold", Kill::Terminate;
+    timescale_after_policy_postponed_crash: "after_hold", Kill::Crash;
+    timescale_after_decompress_terminate: "after_decompress", Kill::Terminate;
+    timescale_after_decompress_crash: "after_decompress", Kill::Crash;
+    timescale_mid_insert_terminate: "mid_insert", Kill::Terminate;
+    timescale_mid_insert_crash: "mid_insert", Kill::Crash;
+    timescale_after_insert_before_recompress_terminate: "after_insert", Kill::Terminate;
+    timescale_after_insert_before_recompress_crash: "after_insert", Kill::Crash;
+    timescale_between_chunks_terminate: "between_chunks", Kill::Terminate;
+    timescale_between_chunks_crash: "between_chunks", Kill::Crash;
+    timescale_before_policy_restored_terminate: "before_restore", Kill::Terminate;
+    timescale_before_policy_restored_crash: "before_restore", Kill::Crash;
+}
+
+kill_tests! {
+    plain:
+    plain_after_start_terminate: "after_hold", Kill::Terminate;
+    plain_after_start_crash: "after_hold", Kill::Crash;
+    plain_mid_insert_terminate: "mid_insert", Kill::Terminate;
+    plain_mid_insert_crash: "mid_insert", Kill::Crash;
+    plain_after_insert_terminate: "after_insert", Kill::Terminate;
+    plain_after_insert_crash: "after_insert", Kill::Crash;
+    plain_before_restore_terminate: "before_restore", Kill::Terminate;
+    plain_before_restore_crash: "before_restore", Kill::Crash;
 }
 
 /// A dense correction of a whole chunk merges by rewriting the chunk: it is emptied
@@ -298,22 +288,16 @@ fn rewrite_scenario(kill: Kill) {
     assert_compressed_and_policy_as_before(&before, &after, "kill during a rewrite, then a run");
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn timescale_kill_during_rewrite_terminate() {
-    rewrite_scenario(Kill::Terminate);
+timescale_test! {
+    fn timescale_kill_during_rewrite_terminate() {
+        rewrite_scenario(Kill::Terminate);
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn timescale_kill_during_rewrite_crash() {
-    rewrite_scenario(Kill::Crash);
+timescale_test! {
+    fn timescale_kill_during_rewrite_crash() {
+        rewrite_scenario(Kill::Crash);
+    }
 }
 
 /// A cancel (`pg_cancel_backend`) at a phase boundary or inside a step, of a run
@@ -394,14 +378,13 @@ fn cancel_scenario(point: &str) {
 }
 
 macro_rules! cancel_tests {
-    ($($name:ident: $point:expr;)*) => {$(
-        #[test]
-        #[cfg_attr(not(timescaledb), ignore = "no full TimescaleDB (timescaledb-tsl) is installed \
-            for this PostgreSQL")]
-        fn $name() {
-            cancel_scenario($point);
-        }
-    )*};
+    ($($name:ident: $point:expr;)*) => {
+        timescale_test! {$(
+            fn $name() {
+                cancel_scenario($point);
+            }
+        )*}
+    };
 }
 
 cancel_tests! {
@@ -412,51 +395,48 @@ cancel_tests! {
     cancel_before_policy_restored: "before_restore";
 }
 
-/// A run cancelled while it waits for another run on its destination holds nothing
-/// and records that it failed.
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn cancel_while_waiting_for_the_destination() {
-    let cl = Cluster::start(Options { timescale: true, ..Default::default() });
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    stage_late_rows(&mut c);
-    // another session holds the destination's lock, as a run does
-    let mut holder = cl.connect("t");
-    holder
-        .batch_execute(
-            "SELECT pg_advisory_lock(((x'6266696c'::int8 << 32) | \
+timescale_test! {
+    /// A run cancelled while it waits for another run on its destination holds nothing
+    /// and records that it failed.
+    fn cancel_while_waiting_for_the_destination() {
+        let cl = Cluster::start(Options { timescale: true, ..Default::default() });
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        stage_late_rows(&mut c);
+        // another session holds the destination's lock, as a run does
+        let mut holder = cl.connect("t");
+        holder
+            .batch_execute(
+                "SELECT pg_advisory_lock(((x'6266696c'::int8 << 32) | \
         'event_data'::regclass::oid::int8))",
-        )
-        .unwrap();
-    let conn = cl.conn_string("t");
-    let run = std::thread::spawn(move || {
-        let mut r = Client::connect(&conn, NoTls).unwrap();
-        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_wait":"5 minutes"}"#;
-        let err =
-            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap_err();
-        err.as_db_error().map(|e| e.code().code().to_string()).unwrap_or_else(|| err.to_string())
-    });
-    let pid = pid_of_run(&mut c, "PgSleep");
-    c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
-    assert_eq!(run.join().unwrap(), "57014");
-    let runs: Vec<(String, Option<String>, String)> = c
-        .query("SELECT status, sqlstate, destination FROM backfill_runs ORDER BY run_id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    assert_eq!(
-        runs,
-        [("failed".to_string(), Some("57014".to_string()), "public.event_data".to_string())]
-    );
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-    assert_eq!(
-        scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 99"),
-        0,
-        "nothing moved"
-    );
+            )
+            .unwrap();
+        let conn = cl.conn_string("t");
+        let run = std::thread::spawn(move || {
+            let mut r = Client::connect(&conn, NoTls).unwrap();
+            let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_wait":"5 minutes"}"#;
+            let err =
+                r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap_err();
+            err.as_db_error().map(|e| e.code().code().to_string()).unwrap_or_else(|| err.to_string())
+        });
+        let pid = pid_of_run(&mut c, "PgSleep");
+        c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+        assert_eq!(run.join().unwrap(), "57014");
+        let runs: Vec<(String, Option<String>, String)> = c
+            .query("SELECT status, sqlstate, destination FROM backfill_runs ORDER BY run_id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(
+            runs,
+            [("failed".to_string(), Some("57014".to_string()), "public.event_data".to_string())]
+        );
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+        assert_eq!(
+            scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 99"),
+            0,
+            "nothing moved"
+        );
+    }
 }

@@ -16,6 +16,7 @@
 //! (ignored, with the reason, elsewhere).
 
 use backfill_ext_client_tests::timescale_cluster;
+use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::Client;
 
 /// splitmix64: a small, seeded, portable generator.
@@ -697,38 +698,26 @@ fn run_seeds(first: u64) {
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn differential_cases_a() {
-    run_seeds(1);
+timescale_test! {
+    fn differential_cases_a() {
+        run_seeds(1);
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn differential_cases_b() {
-    run_seeds(2);
+timescale_test! {
+    fn differential_cases_b() {
+        run_seeds(2);
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn differential_cases_c() {
-    run_seeds(3);
+timescale_test! {
+    fn differential_cases_c() {
+        run_seeds(3);
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn differential_cases_d() {
-    run_seeds(4);
+timescale_test! {
+    fn differential_cases_d() {
+        run_seeds(4);
+    }
 }

@@ -3,9 +3,11 @@
 //! compression: no heap, no index, no recompression; the chunk ends compressed (and
 //! unordered, as TimescaleDB leaves it), with every row there once. Where a trigger, a
 //! continuous aggregate or a unique index stands in the way, or a chunk takes fewer rows
-//! than a batch holds, the rows take another way and the chunk is compressed again. Run where a full TimescaleDB is
+//! than a batch holds, the rows take another way and the chunk is compressed again. Run where a
+//! full TimescaleDB is
 //! installed (ignored, with the reason, elsewhere).
 
+use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{scalar, timescale_cluster, Client, Notices};
 
 /// Hypertable `m` (`extra` appended to its definition), two daily chunks of 4 devices
@@ -75,66 +77,60 @@ fn every_row_once_and_compressed(c: &mut Client, before: &[String], staged: &[St
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn rows_without_a_key_to_meet_are_written_as_compressed_batches() {
-    let cl = timescale_cluster();
-    let mut setup = cl.create_db("t");
-    tables(&mut setup, "");
-    let (mut c, notices) = cl.connect_with_notices("t");
-    let (before, staged) = (rows(&mut c, "m"), rows(&mut c, "st"));
-    let (chunk_notices, strategies) = backfill(&mut c, &notices);
-    every_row_once_and_compressed(&mut c, &before, &staged);
-    assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
-    for n in &chunk_notices {
-        assert!(
-            n.contains("written into the compressed chunk as compressed batches"),
-            "{n}: {:?}",
-            notices.lock().unwrap()
-        );
-    }
-    assert_eq!(strategies, ["direct", "direct"]);
-    // nothing was compressed again: the chunks were never partial
-    let recompressed: i64 =
-        scalar(&mut c, "SELECT count(*) FROM backfill_run_chunks WHERE recompressed");
-    assert_eq!(recompressed, 0);
-}
-
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_key_a_trigger_a_continuous_aggregate_or_few_rows_keep_rows_out_of_direct_compression() {
-    let cl = timescale_cluster();
-    let with_trigger = "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS \
-        $$BEGIN RETURN NEW; END$$; \
-        CREATE TRIGGER keep BEFORE INSERT ON m FOR EACH ROW EXECUTE FUNCTION keep();";
-    let with_cagg = "CREATE MATERIALIZED VIEW daily WITH (timescaledb.continuous) AS \
-        SELECT time_bucket('1 day', time) AS day, dev, count(*) FROM m GROUP BY 1, 2 WITH NO DATA;";
-    for (db, extra, after) in [
-        ("key", ", UNIQUE (time, dev)", ""),
-        ("trigger", "", with_trigger),
-        ("cagg", "", with_cagg),
-        // fewer rows than a compressed batch holds
-        ("few", "", "DELETE FROM st WHERE dev > 5"),
-    ] {
-        let mut setup = cl.create_db(db);
-        tables(&mut setup, extra);
-        setup.batch_execute(after).unwrap();
-        let (mut c, notices) = cl.connect_with_notices(db);
+timescale_test! {
+    fn rows_without_a_key_to_meet_are_written_as_compressed_batches() {
+        let cl = timescale_cluster();
+        let mut setup = cl.create_db("t");
+        tables(&mut setup, "");
+        let (mut c, notices) = cl.connect_with_notices("t");
         let (before, staged) = (rows(&mut c, "m"), rows(&mut c, "st"));
-        let (chunk_notices, _) = backfill(&mut c, &notices);
+        let (chunk_notices, strategies) = backfill(&mut c, &notices);
         every_row_once_and_compressed(&mut c, &before, &staged);
-        assert_eq!(chunk_notices.len(), 2, "{db}: {chunk_notices:?}");
+        assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
         for n in &chunk_notices {
             assert!(
-                !n.contains("as compressed batches") && n.contains("recompressed"),
-                "{db}: {n}"
+                n.contains("written into the compressed chunk as compressed batches"),
+                "{n}: {:?}",
+                notices.lock().unwrap()
             );
+        }
+        assert_eq!(strategies, ["direct", "direct"]);
+        // nothing was compressed again: the chunks were never partial
+        let recompressed: i64 =
+            scalar(&mut c, "SELECT count(*) FROM backfill_run_chunks WHERE recompressed");
+        assert_eq!(recompressed, 0);
+    }
+}
+
+timescale_test! {
+    fn a_key_a_trigger_a_continuous_aggregate_or_few_rows_keep_rows_out_of_direct_compression() {
+        let cl = timescale_cluster();
+        let with_trigger = "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS \
+        $$BEGIN RETURN NEW; END$$; \
+        CREATE TRIGGER keep BEFORE INSERT ON m FOR EACH ROW EXECUTE FUNCTION keep();";
+        let with_cagg = "CREATE MATERIALIZED VIEW daily WITH (timescaledb.continuous) AS \
+        SELECT time_bucket('1 day', time) AS day, dev, count(*) FROM m GROUP BY 1, 2 WITH NO DATA;";
+        for (db, extra, after) in [
+            ("key", ", UNIQUE (time, dev)", ""),
+            ("trigger", "", with_trigger),
+            ("cagg", "", with_cagg),
+            // fewer rows than a compressed batch holds
+            ("few", "", "DELETE FROM st WHERE dev > 5"),
+        ] {
+            let mut setup = cl.create_db(db);
+            tables(&mut setup, extra);
+            setup.batch_execute(after).unwrap();
+            let (mut c, notices) = cl.connect_with_notices(db);
+            let (before, staged) = (rows(&mut c, "m"), rows(&mut c, "st"));
+            let (chunk_notices, _) = backfill(&mut c, &notices);
+            every_row_once_and_compressed(&mut c, &before, &staged);
+            assert_eq!(chunk_notices.len(), 2, "{db}: {chunk_notices:?}");
+            for n in &chunk_notices {
+                assert!(
+                    !n.contains("as compressed batches") && n.contains("recompressed"),
+                    "{db}: {n}"
+                );
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! CONFLICT` does on a plain table with the same index. Run where a full TimescaleDB is
 //! installed (ignored, with the reason, elsewhere).
 
+use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{scalar, timescale_cluster, Client};
 
 /// Hypertable `m` (dev, tag nullable; unique on dev, tag, time), a day of rows, its
@@ -69,39 +70,33 @@ fn null_keys_arrive(unique: &str, action: &str, compressed: bool, workers: i32) 
 
 const UPSERT: &str = "DO UPDATE SET v = EXCLUDED.v";
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn staging_rows_whose_key_holds_a_null_all_arrive_as_insert_on_conflict_keeps_them() {
-    for (compressed, workers) in [(true, 1), (false, 1), (true, 2)] {
-        // NULLs distinct: all six rows arrive (before: three of them were lost)
-        null_keys_arrive("(dev, tag, time)", UPSERT, compressed, workers);
-        null_keys_arrive("(dev, tag, time)", "DO NOTHING", compressed, workers);
+timescale_test! {
+    fn staging_rows_whose_key_holds_a_null_all_arrive_as_insert_on_conflict_keeps_them() {
+        for (compressed, workers) in [(true, 1), (false, 1), (true, 2)] {
+            // NULLs distinct: all six rows arrive (before: three of them were lost)
+            null_keys_arrive("(dev, tag, time)", UPSERT, compressed, workers);
+            null_keys_arrive("(dev, tag, time)", "DO NOTHING", compressed, workers);
+        }
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn under_nulls_not_distinct_the_last_staging_row_of_a_key_wins() {
-    let cl = timescale_cluster();
-    let mut c = cl.create_db("t");
-    null_key_tables(&mut c, "(dev, tag, time) NULLS NOT DISTINCT", true);
-    c.batch_execute(r#"CALL backfill_on_schedule(0, '{"staging_table":"st","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#).unwrap();
-    // one row per key, the later value of each pair
-    let got = staged_rows_in(&mut c, "m");
-    assert_eq!(
-        got,
-        [
-            "(\"2026-01-02 05:00:00+00\",,a,2)",
-            "(\"2026-01-02 06:00:00+00\",,,4)",
-            "(\"2026-01-02 07:00:00+00\",2,,6)"
-        ]
-    );
+timescale_test! {
+    fn under_nulls_not_distinct_the_last_staging_row_of_a_key_wins() {
+        let cl = timescale_cluster();
+        let mut c = cl.create_db("t");
+        null_key_tables(&mut c, "(dev, tag, time) NULLS NOT DISTINCT", true);
+        c.batch_execute(r#"CALL backfill_on_schedule(0, '{"staging_table":"st","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#).unwrap();
+        // one row per key, the later value of each pair
+        let got = staged_rows_in(&mut c, "m");
+        assert_eq!(
+            got,
+            [
+                "(\"2026-01-02 05:00:00+00\",,a,2)",
+                "(\"2026-01-02 06:00:00+00\",,,4)",
+                "(\"2026-01-02 07:00:00+00\",2,,6)"
+            ]
+        );
+    }
 }
 
 /// Destination `m` keyed on (dev, tag, time) with `tag` of collation `dest_coll`,
@@ -121,85 +116,79 @@ fn collated_tables(c: &mut Client, dest_coll: &str, staging_coll: &str) {
     .unwrap();
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_staging_key_column_of_another_collation_merges_in_every_strategy() {
-    let cl = timescale_cluster();
-    let mut c = cl.create_db("t");
-    collated_tables(&mut c, "\"C\"", "\"POSIX\"");
-    for (round, (on_disk, strategy)) in
-        [(false, "auto"), (true, "auto"), (false, "direct"), (false, "decompress")]
-            .into_iter()
-            .enumerate()
-    {
-        // every row of device 1 corrected (a dense upsert), and one new tag
-        c.batch_execute(&format!(
-            "INSERT INTO st SELECT time, dev, tag, {v} FROM m WHERE dev = 1;
+timescale_test! {
+    fn a_staging_key_column_of_another_collation_merges_in_every_strategy() {
+        let cl = timescale_cluster();
+        let mut c = cl.create_db("t");
+        collated_tables(&mut c, "\"C\"", "\"POSIX\"");
+        for (round, (on_disk, strategy)) in
+            [(false, "auto"), (true, "auto"), (false, "direct"), (false, "decompress")]
+                .into_iter()
+                .enumerate()
+        {
+            // every row of device 1 corrected (a dense upsert), and one new tag
+            c.batch_execute(&format!(
+                "INSERT INTO st SELECT time, dev, tag, {v} FROM m WHERE dev = 1;
              INSERT INTO st VALUES ('2026-01-02 03:3{round}', 2, 'b', {v});
              SET backfill_ext.debug_rewrite_on_disk = {on_disk};",
-            v = round + 1
-        ))
-        .unwrap();
-        c.batch_execute(&format!(
-            "CALL backfill_on_schedule(0, \
+                v = round + 1
+            ))
+            .unwrap();
+            c.batch_execute(&format!(
+                "CALL backfill_on_schedule(0, \
              '{{\"staging_table\":\"st\",\"destination_hypertable\":\"m\",\"on_conflict_action\":\"UPDATE\",\"strategy\":\"{strategy}\"}}')"
-        ))
-        .unwrap();
-        assert_eq!(
-            scalar::<i64>(&mut c, &format!("SELECT count(*) FROM m WHERE v = {}", round + 1)),
-            25,
-            "{strategy}, on disk: {on_disk}"
-        );
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 72 + round as i64 + 1);
+            ))
+            .unwrap();
+            assert_eq!(
+                scalar::<i64>(&mut c, &format!("SELECT count(*) FROM m WHERE v = {}", round + 1)),
+                25,
+                "{strategy}, on disk: {on_disk}"
+            );
+            assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 72 + round as i64 + 1);
+        }
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-#[cfg_attr(
-    not(icu),
-    ignore = "this PostgreSQL is built without ICU, so it has no nondeterministic collation"
-)]
-fn a_nondeterministic_collation_of_the_key_is_followed_in_a_compressed_chunk() {
-    let cl = timescale_cluster();
-    let mut c = cl.create_db("t");
-    c.batch_execute(
-        "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
-    )
-    .unwrap();
-    collated_tables(&mut c, "ci", "\"C\"");
-    // 'A' is the key 'a' under the index's collation: two updates, one new row ('b')
-    c.batch_execute(
-        "INSERT INTO st VALUES ('2026-01-02 05:00', 1, 'A', 1), ('2026-01-02 05:00', 1, 'a', 2), \
+timescale_test! {
+    #[cfg_attr(
+        not(icu),
+        ignore = "this PostgreSQL is built without ICU, so it has no nondeterministic collation"
+    )]
+    fn a_nondeterministic_collation_of_the_key_is_followed_in_a_compressed_chunk() {
+        let cl = timescale_cluster();
+        let mut c = cl.create_db("t");
+        c.batch_execute(
+            "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+        )
+        .unwrap();
+        collated_tables(&mut c, "ci", "\"C\"");
+        // 'A' is the key 'a' under the index's collation: two updates, one new row ('b')
+        c.batch_execute(
+            "INSERT INTO st VALUES ('2026-01-02 05:00', 1, 'A', 1), ('2026-01-02 05:00', 1, 'a', 2), \
          ('2026-01-02 06:00', 2, 'A', 3), ('2026-01-02 06:00', 2, 'b', 4)",
-    )
-    .unwrap();
-    c.batch_execute(r#"CALL backfill_on_schedule(0, '{"staging_table":"st","destination_hypertable":"m","on_conflict_action":"UPDATE","strategy":"direct"}')"#).unwrap();
-    let got: Vec<String> = c
-        .query("SELECT ROW(time, dev, tag, v)::text FROM m WHERE v > 0 ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            "(\"2026-01-02 05:00:00+00\",1,a,2)",
-            "(\"2026-01-02 06:00:00+00\",2,a,3)",
-            "(\"2026-01-02 06:00:00+00\",2,b,4)"
-        ]
-    );
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 73);
-    let partial: i64 = scalar(
-        &mut c,
-        "SELECT count(*) FROM show_chunks('m') c WHERE \
+        )
+        .unwrap();
+        c.batch_execute(r#"CALL backfill_on_schedule(0, '{"staging_table":"st","destination_hypertable":"m","on_conflict_action":"UPDATE","strategy":"direct"}')"#).unwrap();
+        let got: Vec<String> = c
+            .query("SELECT ROW(time, dev, tag, v)::text FROM m WHERE v > 0 ORDER BY 1", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "(\"2026-01-02 05:00:00+00\",1,a,2)",
+                "(\"2026-01-02 06:00:00+00\",2,a,3)",
+                "(\"2026-01-02 06:00:00+00\",2,b,4)"
+            ]
+        );
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 73);
+        let partial: i64 = scalar(
+            &mut c,
+            "SELECT count(*) FROM show_chunks('m') c WHERE \
         _timescaledb_functions.chunk_status(c) & 9 <> 1",
-    );
-    assert_eq!(partial, 0, "every chunk compressed, none partial");
+        );
+        assert_eq!(partial, 0, "every chunk compressed, none partial");
+    }
 }

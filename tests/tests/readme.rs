@@ -10,6 +10,7 @@
 //!   is linked from the README.
 
 use backfill_ext_client_tests::fixtures::event_data_sql;
+use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{Cluster, Options};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -206,58 +207,55 @@ impl Story {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn the_examples_print_what_the_documents_say() {
-    // no background jobs: run_job runs the backfill job where the README does
-    let cl = Cluster::start(Options {
-        timescale: true,
-        extra_conf: vec!["timescaledb.max_background_workers = 0".into()],
-        ..Default::default()
-    });
-    cl.connect("postgres").batch_execute("CREATE DATABASE readme").unwrap();
-    let (examples, without_output) = examples();
-    let mut s = Story { cl, examples, checked: BTreeSet::new() };
+timescale_test! {
+    fn the_examples_print_what_the_documents_say() {
+        // no background jobs: run_job runs the backfill job where the README does
+        let cl = Cluster::start(Options {
+            timescale: true,
+            extra_conf: vec!["timescaledb.max_background_workers = 0".into()],
+            ..Default::default()
+        });
+        cl.connect("postgres").batch_execute("CREATE DATABASE readme").unwrap();
+        let (examples, without_output) = examples();
+        let mut s = Story { cl, examples, checked: BTreeSet::new() };
 
-    // the quick start's tables: 10 devices at 1-minute resolution over 5 days in daily
-    // chunks, all compressed; late rows of a new device on days 2 and 3, and one row
-    // after the last chunk
-    s.run("CREATE EXTENSION timescaledb;");
-    s.run(&event_data_sql(5, 10, 1, 1));
-    s.run(
-        "INSERT INTO backfill_event_data SELECT t, 11, 2 FROM \
+        // the quick start's tables: 10 devices at 1-minute resolution over 5 days in daily
+        // chunks, all compressed; late rows of a new device on days 2 and 3, and one row
+        // after the last chunk
+        s.run("CREATE EXTENSION timescaledb;");
+        s.run(&event_data_sql(5, 10, 1, 1));
+        s.run(
+            "INSERT INTO backfill_event_data SELECT t, 11, 2 FROM \
          generate_series('2024-01-02'::timestamptz, '2024-01-04'::timestamptz - interval '1 \
          minute', interval '1 minute') t;
          INSERT INTO backfill_event_data VALUES ('2024-03-01', 1, 2);",
-    );
-    // the quick start's first block sets up the extension and the job
-    let setup = without_output
-        .iter()
-        .find(|b| b.contains("CREATE EXTENSION backfill_ext"))
-        .expect("the quick start's set-up block");
-    s.run(&setup.replace("CREATE EXTENSION timescaledb;", ""));
-    // the hypertable's compression policy, which a run holds back while it works
-    s.run("SELECT add_compression_policy('event_data', interval '30 days');");
-    s.example("SELECT * FROM backfill_plan(");
-    s.example("CALL run_job(1000)");
-    // corrections for every row of day 5
-    s.run(
-        "INSERT INTO backfill_event_data SELECT time, device_id, 3 FROM event_data WHERE time >= \
+        );
+        // the quick start's first block sets up the extension and the job
+        let setup = without_output
+            .iter()
+            .find(|b| b.contains("CREATE EXTENSION backfill_ext"))
+            .expect("the quick start's set-up block");
+        s.run(&setup.replace("CREATE EXTENSION timescaledb;", ""));
+        // the hypertable's compression policy, which a run holds back while it works
+        s.run("SELECT add_compression_policy('event_data', interval '30 days');");
+        s.example("SELECT * FROM backfill_plan(");
+        s.example("CALL run_job(1000)");
+        // corrections for every row of day 5
+        s.run(
+            "INSERT INTO backfill_event_data SELECT time, device_id, 3 FROM event_data WHERE time >= \
         '2024-01-05' AND time < '2024-01-06';",
-    );
-    s.example("CALL decompress_backfill(");
-    s.example("SELECT run_id, job_id, status, rows_moved");
-    s.example("SELECT destination, run_id, status");
-    s.example("SELECT run_id, chunk, rows_moved");
-    s.example("SELECT add_job('backfill_on_schedule', '10 days',\n               config =>");
-    s.example("SELECT schedule_backfill(");
-    s.example("SELECT job_id, application_name");
+        );
+        s.example("CALL decompress_backfill(");
+        s.example("SELECT run_id, job_id, status, rows_moved");
+        s.example("SELECT destination, run_id, status");
+        s.example("SELECT run_id, chunk, rows_moved");
+        s.example("SELECT add_job('backfill_on_schedule', '10 days',\n               config =>");
+        s.example("SELECT schedule_backfill(");
+        s.example("SELECT job_id, application_name");
 
-    let unchecked = s.unchecked();
-    assert!(unchecked.is_empty(), "SQL examples with output that no test runs: {unchecked:#?}");
+        let unchecked = s.unchecked();
+        assert!(unchecked.is_empty(), "SQL examples with output that no test runs: {unchecked:#?}");
+    }
 }
 
 /// The part of `text` from the heading `heading` to the next heading of its level or above.

@@ -5,6 +5,7 @@
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, state, timescale_dataset, Dataset, State, START,
 };
+use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{expect_error, scalar, Client, Cluster, NoTls, Options};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,166 +48,154 @@ fn assert_clean(c: &mut Client, before: &State, moved_so_far: i64) {
     assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn statement_timeout_ends_the_run_cleanly() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    let staged = stage(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    // the second chunk is slow (paused after its decompression); the statement times out there
-    let mut r = cl.connect("t");
-    r.batch_execute(
-        "SET backfill_ext.debug_pause_at = 'after_decompress'; SET statement_timeout = '3s'",
-    )
-    .unwrap();
-    let decompress = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}"#;
-    let (code, msg, hint) =
-        expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{decompress}')"));
-    assert_eq!(code, "57014", "{msg}");
-    assert!(hint.as_deref().is_some_and(|h| h.contains("rolled back")), "{msg} {hint:?}");
-    assert_clean(&mut c, &before, 0);
-    assert_eq!(
-        scalar::<String>(&mut c, "SELECT status || ' ' || sqlstate FROM backfill_status"),
-        "failed 57014"
-    );
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
-    assert_clean(&mut c, &before, staged);
-}
-
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    let staged = stage(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    let second = chunk_of_day_2(&mut c);
-    // a long transaction holds a lock on the chunk of day 2 that writers must wait for
-    let mut long = cl.connect("t");
-    long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
-    // one transaction per chunk (direct inserts into several chunks would share one)
-    // in this session (`workers`: 1), so the chunk after the locked one never starts
-    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms", "strategy":"decompress", "workers": 1}"#;
-    let (code, msg, hint) =
-        expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
-    assert_eq!(code, "55P03", "{msg}");
-    assert!(hint.is_some());
-    // day 1 was done and committed; day 2 was rolled back
-    assert_clean(&mut c, &before, 144);
-    // a session's own lock_timeout, with none in the config, ends it the same way (and
-    // soon: the default of 5 minutes applies only where the session has none)
-    let mut r = cl.connect("t");
-    r.batch_execute("SET lock_timeout = '500ms'").unwrap();
-    let no_timeout = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress", "workers": 1}"#;
-    let t = std::time::Instant::now();
-    let (code, _, _) =
-        expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{no_timeout}')"));
-    assert_eq!(code, "55P03");
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(60),
-        "the session's 500ms, not the 5-minute default: {:?}",
-        t.elapsed()
-    );
-    assert_eq!(
-        scalar::<String>(&mut r, "SHOW lock_timeout"),
-        "500ms",
-        "the session keeps its setting"
-    );
-    assert_clean(&mut c, &before, 144);
-    long.batch_execute("COMMIT").unwrap();
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
-    assert_clean(&mut c, &before, staged);
-}
-
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn max_runtime_stops_between_chunks_and_the_next_run_continues() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    let staged = stage(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    // decompressing each chunk makes each its own transaction (direct inserts would share one)
-    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "max_runtime":"1 millisecond", "strategy":"decompress"}"#;
-    for run in 1..=3 {
-        let (mut r, notices) = cl.connect_with_notices("t");
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap();
-        let n = notices.lock().unwrap().clone();
-        let last = run == 3;
+timescale_test! {
+    fn statement_timeout_ends_the_run_cleanly() {
+        let cl = ts_cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        let staged = stage(&mut c);
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        // the second chunk is slow (paused after its decompression); the statement times out there
+        let mut r = cl.connect("t");
+        r.batch_execute(
+            "SET backfill_ext.debug_pause_at = 'after_decompress'; SET statement_timeout = '3s'",
+        )
+        .unwrap();
+        let decompress = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}"#;
+        let (code, msg, hint) =
+            expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{decompress}')"));
+        assert_eq!(code, "57014", "{msg}");
+        assert!(hint.as_deref().is_some_and(|h| h.contains("rolled back")), "{msg} {hint:?}");
+        assert_clean(&mut c, &before, 0);
         assert_eq!(
-            n.iter().any(|m| m.contains("max_runtime (1 millisecond) reached after 1 chunks")),
-            !last,
-            "run {run}: {n:#?}"
+            scalar::<String>(&mut c, "SELECT status || ' ' || sqlstate FROM backfill_status"),
+            "failed 57014"
         );
-        let moved = if last { staged } else { 144 * run };
-        assert_clean(&mut c, &before, moved);
-        let r = c.query_one("SELECT status, stopped_early FROM backfill_status", &[]).unwrap();
-        assert_eq!((r.get::<_, String>(0), r.get::<_, bool>(1)), ("succeeded".to_string(), !last));
+        c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        assert_clean(&mut c, &before, staged);
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn writers_on_both_tables_during_runs_lose_nothing() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    let staged = stage(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    let stop = Arc::new(AtomicBool::new(false));
-    // writer 1 adds late rows to staging across every day; writer 2 adds live rows
-    // to the destination after the last chunk; writer 3 reads the destination
-    let writer = |sql: &'static str| {
-        let conn = cl.conn_string("t");
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut w = Client::connect(&conn, NoTls).unwrap();
-            let mut n = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                w.execute(sql, &[&n]).unwrap();
-                n += 1;
-            }
-            n
-        })
-    };
-    let w1 = writer(
-        "INSERT INTO backfill_event_data (time, device_id, value)
+timescale_test! {
+    fn lock_timeout_and_a_long_transaction_on_a_chunk_end_the_run_cleanly() {
+        let cl = ts_cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        let staged = stage(&mut c);
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        let second = chunk_of_day_2(&mut c);
+        // a long transaction holds a lock on the chunk of day 2 that writers must wait for
+        let mut long = cl.connect("t");
+        long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
+        // one transaction per chunk (direct inserts into several chunks would share one)
+        // in this session (`workers`: 1), so the chunk after the locked one never starts
+        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms", "strategy":"decompress", "workers": 1}"#;
+        let (code, msg, hint) =
+            expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+        assert_eq!(code, "55P03", "{msg}");
+        assert!(hint.is_some());
+        // day 1 was done and committed; day 2 was rolled back
+        assert_clean(&mut c, &before, 144);
+        // a session's own lock_timeout, with none in the config, ends it the same way (and
+        // soon: the default of 5 minutes applies only where the session has none)
+        let mut r = cl.connect("t");
+        r.batch_execute("SET lock_timeout = '500ms'").unwrap();
+        let no_timeout = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress", "workers": 1}"#;
+        let t = std::time::Instant::now();
+        let (code, _, _) =
+            expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{no_timeout}')"));
+        assert_eq!(code, "55P03");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "the session's 500ms, not the 5-minute default: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            scalar::<String>(&mut r, "SHOW lock_timeout"),
+            "500ms",
+            "the session keeps its setting"
+        );
+        assert_clean(&mut c, &before, 144);
+        long.batch_execute("COMMIT").unwrap();
+        c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        assert_clean(&mut c, &before, staged);
+    }
+}
+
+timescale_test! {
+    fn max_runtime_stops_between_chunks_and_the_next_run_continues() {
+        let cl = ts_cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        let staged = stage(&mut c);
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        // decompressing each chunk makes each its own transaction (direct inserts would share one)
+        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "max_runtime":"1 millisecond", "strategy":"decompress"}"#;
+        for run in 1..=3 {
+            let (mut r, notices) = cl.connect_with_notices("t");
+            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap();
+            let n = notices.lock().unwrap().clone();
+            let last = run == 3;
+            assert_eq!(
+                n.iter().any(|m| m.contains("max_runtime (1 millisecond) reached after 1 chunks")),
+                !last,
+                "run {run}: {n:#?}"
+            );
+            let moved = if last { staged } else { 144 * run };
+            assert_clean(&mut c, &before, moved);
+            let r = c.query_one("SELECT status, stopped_early FROM backfill_status", &[]).unwrap();
+            assert_eq!((r.get::<_, String>(0), r.get::<_, bool>(1)), ("succeeded".to_string(), !last));
+        }
+    }
+}
+
+timescale_test! {
+    fn writers_on_both_tables_during_runs_lose_nothing() {
+        let cl = ts_cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        let staged = stage(&mut c);
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        let stop = Arc::new(AtomicBool::new(false));
+        // writer 1 adds late rows to staging across every day; writer 2 adds live rows
+        // to the destination after the last chunk; writer 3 reads the destination
+        let writer = |sql: &'static str| {
+            let conn = cl.conn_string("t");
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut w = Client::connect(&conn, NoTls).unwrap();
+                let mut n = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    w.execute(sql, &[&n]).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let w1 = writer(
+            "INSERT INTO backfill_event_data (time, device_id, value)
          VALUES (timestamptz '2024-01-01' + ($1::int8 % 5) * interval '1 day' + ($1::int8 / 5) * \
          interval '1 second', 1000, 1)",
-    );
-    let w2 = writer(
-        "INSERT INTO event_data (time, device_id, value) VALUES (timestamptz \
+        );
+        let w2 = writer(
+            "INSERT INTO event_data (time, device_id, value) VALUES (timestamptz \
         '2024-03-01' + $1::int8 * interval '1 second', 2000, 1)",
-    );
-    let w3 = writer("SELECT count(*) FROM event_data WHERE device_id = $1::int8::int % 5");
-    for _ in 0..4 {
+        );
+        let w3 = writer("SELECT count(*) FROM event_data WHERE device_id = $1::int8::int % 5");
+        for _ in 0..4 {
+            c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (n1, n2, _) = (w1.join().unwrap(), w2.join().unwrap(), w3.join().unwrap());
+        assert!(n1 > 0 && n2 > 0, "the writers wrote ({n1}, {n2})");
+        // rows written to staging during a run were moved by it or are left for the next
         c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        let after = state(&mut c, "event_data", "backfill_event_data");
+        assert_eq!(after.staging_rows, 0);
+        assert_eq!(after.dest_rows, before.dest_rows + staged + n1 + n2, "every row once");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 1000"), n1);
+        assert_compressed_and_policy_as_before(&before, &after, "with writers");
     }
-    stop.store(true, Ordering::Relaxed);
-    let (n1, n2, _) = (w1.join().unwrap(), w2.join().unwrap(), w3.join().unwrap());
-    assert!(n1 > 0 && n2 > 0, "the writers wrote ({n1}, {n2})");
-    // rows written to staging during a run were moved by it or are left for the next
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
-    let after = state(&mut c, "event_data", "backfill_event_data");
-    assert_eq!(after.staging_rows, 0);
-    assert_eq!(after.dest_rows, before.dest_rows + staged + n1 + n2, "every row once");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 1000"), n1);
-    assert_compressed_and_policy_as_before(&before, &after, "with writers");
 }
 
 fn plain_tables(c: &mut Client) {
@@ -311,217 +300,205 @@ fn a_non_superuser_installs_and_runs_it_and_missing_privileges_are_named_first()
     );
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_job_owner_who_does_not_own_the_hypertable_is_stopped_before_anything_changes() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    stage(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    c.batch_execute(
-        "CREATE ROLE bob LOGIN;
+timescale_test! {
+    fn a_job_owner_who_does_not_own_the_hypertable_is_stopped_before_anything_changes() {
+        let cl = ts_cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        stage(&mut c);
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        c.batch_execute(
+            "CREATE ROLE bob LOGIN;
          GRANT SELECT, DELETE ON backfill_event_data TO bob; GRANT SELECT, INSERT ON event_data TO \
          bob;",
-    )
-    .unwrap();
-    let mut bob = cl.connect_as("t", "bob");
-    let (code, msg, hint) =
-        expect_error(&mut bob, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
-    assert_eq!(code, "42501", "{msg}");
-    assert!(
-        msg.contains(
-            "role \"bob\" must own hypertable public.event_data to decompress and \
-        compress its chunks"
-        ),
-        "{msg}"
-    );
-    assert!(hint.is_some());
-    assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
-}
-
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_policy_schedule_changed_during_the_run_is_left_as_it_was_set() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    stage(&mut c);
-    let job: i32 = scalar(
-        &mut c,
-        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
-            'event_data' AND proc_name = 'policy_compression'",
-    );
-    let second = chunk_of_day_2(&mut c);
-    // the run waits for a long transaction on the chunk of day 2, its policy held
-    let mut long = cl.connect("t");
-    long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
-    let conn = cl.conn_string("t");
-    let run = std::thread::spawn(move || {
-        let mut r = Client::connect(&conn, NoTls).unwrap();
-        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"2 minutes", "strategy":"decompress", "workers": 1}"#;
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-            .map_err(|e| e.to_string())
-    });
-    backfill_ext_client_tests::wait_for(
-        "the run to wait for the chunk",
-        std::time::Duration::from_secs(60),
-        || {
-            c.query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL \
-                backfill_on_schedule%' AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .unwrap()
-            .map(|r| r.get::<_, i32>(0))
-        },
-    );
-    assert_eq!(
-        scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
-        1,
-        "the run holds the policy"
-    );
-    // an administrator moves the policy meanwhile
-    c.batch_execute(&format!("SELECT alter_job({job}, next_start => '2030-06-01 00:00:00+00')"))
-        .unwrap();
-    long.batch_execute("COMMIT").unwrap();
-    run.join().unwrap().unwrap();
-    assert_eq!(
-        scalar::<String>(
-            &mut c,
-            &format!(
-                "SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {job}"
-            )
-        ),
-        "2030-06-01 00:00:00+00",
-        "the administrator's schedule stays"
-    );
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
-}
-
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn unschedule_backfill_puts_back_a_policy_an_interrupted_run_left_held() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    stage(&mut c);
-    let job: i32 = scalar(
-        &mut c,
-        "SELECT schedule_backfill('backfill_event_data', 'event_data', interval '1 day', '{}', \
-         timestamptz '2099-01-01 00:00:00+00')",
-    );
-    let policy: i32 = scalar(
-        &mut c,
-        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
-            'event_data' AND proc_name = 'policy_compression'",
-    );
-    let next_start = |c: &mut Client| {
-        scalar::<String>(
-            c,
-            &format!(
-                "SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {policy}"
-            ),
         )
-    };
-    let original = next_start(&mut c);
-    // what a run of the job leaves when its backend ends mid-run: the hold, and the policy pushed
-    // out
-    c.batch_execute(&format!(
-        "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, \
+        .unwrap();
+        let mut bob = cl.connect_as("t", "bob");
+        let (code, msg, hint) =
+            expect_error(&mut bob, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
+        assert_eq!(code, "42501", "{msg}");
+        assert!(
+            msg.contains(
+                "role \"bob\" must own hypertable public.event_data to decompress and \
+        compress its chunks"
+            ),
+            "{msg}"
+        );
+        assert!(hint.is_some());
+        assert_eq!(state(&mut c, "event_data", "backfill_event_data"), before, "nothing changed");
+    }
+}
+
+timescale_test! {
+    fn a_policy_schedule_changed_during_the_run_is_left_as_it_was_set() {
+        let cl = ts_cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        stage(&mut c);
+        let job: i32 = scalar(
+            &mut c,
+            "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
+            'event_data' AND proc_name = 'policy_compression'",
+        );
+        let second = chunk_of_day_2(&mut c);
+        // the run waits for a long transaction on the chunk of day 2, its policy held
+        let mut long = cl.connect("t");
+        long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
+        let conn = cl.conn_string("t");
+        let run = std::thread::spawn(move || {
+            let mut r = Client::connect(&conn, NoTls).unwrap();
+            let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"2 minutes", "strategy":"decompress", "workers": 1}"#;
+            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
+                .map_err(|e| e.to_string())
+        });
+        backfill_ext_client_tests::wait_for(
+            "the run to wait for the chunk",
+            std::time::Duration::from_secs(60),
+            || {
+                c.query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL \
+                backfill_on_schedule%' AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .unwrap()
+                .map(|r| r.get::<_, i32>(0))
+            },
+        );
+        assert_eq!(
+            scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
+            1,
+            "the run holds the policy"
+        );
+        // an administrator moves the policy meanwhile
+        c.batch_execute(&format!("SELECT alter_job({job}, next_start => '2030-06-01 00:00:00+00')"))
+            .unwrap();
+        long.batch_execute("COMMIT").unwrap();
+        run.join().unwrap().unwrap();
+        assert_eq!(
+            scalar::<String>(
+                &mut c,
+                &format!(
+                    "SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {job}"
+                )
+            ),
+            "2030-06-01 00:00:00+00",
+            "the administrator's schedule stays"
+        );
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
+    }
+}
+
+timescale_test! {
+    fn unschedule_backfill_puts_back_a_policy_an_interrupted_run_left_held() {
+        let cl = ts_cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        stage(&mut c);
+        let job: i32 = scalar(
+            &mut c,
+            "SELECT schedule_backfill('backfill_event_data', 'event_data', interval '1 day', '{}', \
+         timestamptz '2099-01-01 00:00:00+00')",
+        );
+        let policy: i32 = scalar(
+            &mut c,
+            "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
+            'event_data' AND proc_name = 'policy_compression'",
+        );
+        let next_start = |c: &mut Client| {
+            scalar::<String>(
+                c,
+                &format!(
+                    "SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {policy}"
+                ),
+            )
+        };
+        let original = next_start(&mut c);
+        // what a run of the job leaves when its backend ends mid-run: the hold, and the policy pushed
+        // out
+        c.batch_execute(&format!(
+            "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, \
          original_scheduled, held_at)
            VALUES ({policy}, 'event_data', '{original}', true, now() - interval '1 hour');
          SELECT alter_job({policy}, next_start => now() + interval '1 day');"
-    ))
-    .unwrap();
-    assert_ne!(next_start(&mut c), original);
-    c.batch_execute(&format!("SELECT unschedule_backfill({job})")).unwrap();
-    assert_eq!(
-        scalar::<i64>(
-            &mut c,
-            &format!("SELECT count(*) FROM timescaledb_information.jobs WHERE job_id = {job}")
-        ),
-        0
-    );
-    assert_eq!(
-        scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
-        0,
-        "no hold outlives the job"
-    );
-    assert_eq!(
-        next_start(&mut c),
-        original,
-        "the policy's schedule is as before the interrupted run"
-    );
+        ))
+        .unwrap();
+        assert_ne!(next_start(&mut c), original);
+        c.batch_execute(&format!("SELECT unschedule_backfill({job})")).unwrap();
+        assert_eq!(
+            scalar::<i64>(
+                &mut c,
+                &format!("SELECT count(*) FROM timescaledb_information.jobs WHERE job_id = {job}")
+            ),
+            0
+        );
+        assert_eq!(
+            scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
+            0,
+            "no hold outlives the job"
+        );
+        assert_eq!(
+            next_start(&mut c),
+            original,
+            "the policy's schedule is as before the interrupted run"
+        );
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_run_longer_than_the_push_interval_keeps_the_policy_held_to_its_end() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset { days: 7, ..Dataset::default() });
-    c.batch_execute(&format!(
-        "INSERT INTO backfill_event_data (time, device_id, value)
+timescale_test! {
+    fn a_run_longer_than_the_push_interval_keeps_the_policy_held_to_its_end() {
+        let cl = ts_cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset { days: 7, ..Dataset::default() });
+        c.batch_execute(&format!(
+            "INSERT INTO backfill_event_data (time, device_id, value)
            SELECT t, 99, 1 FROM generate_series(timestamptz '{START}', timestamptz '{START}' + \
            interval '7 days' - interval '1 hour', interval '1 hour') t"
-    ))
-    .unwrap();
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    let job: i32 = scalar(
-        &mut c,
-        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
-            'event_data' AND proc_name = 'policy_compression'",
-    );
-    // seven chunk transactions with a second between each: about 6 s, three times the push interval
-    let conn = cl.conn_string("t");
-    let run = std::thread::spawn(move || {
-        let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute(
-            "SET backfill_ext.debug_pause_at = 'between_chunks'; SET \
-            backfill_ext.debug_pause_seconds = 1",
-        )
+        ))
         .unwrap();
-        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "compression_job_push_interval":"2 seconds", "strategy":"decompress"}"#;
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-            .map_err(|e| e.to_string())
-    });
-    let mut looks = 0;
-    while !run.is_finished() {
-        let held: Option<bool> = c
-            .query_opt(
-                "SELECT j.next_start > now() FROM timescaledb_information.jobs j JOIN \
-                 _backfill_ext.policy_hold h ON h.job_id = j.job_id WHERE j.job_id = $1",
-                &[&job],
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        let job: i32 = scalar(
+            &mut c,
+            "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
+            'event_data' AND proc_name = 'policy_compression'",
+        );
+        // seven chunk transactions with a second between each: about 6 s, three times the push interval
+        let conn = cl.conn_string("t");
+        let run = std::thread::spawn(move || {
+            let mut r = Client::connect(&conn, NoTls).unwrap();
+            r.batch_execute(
+                "SET backfill_ext.debug_pause_at = 'between_chunks'; SET \
+            backfill_ext.debug_pause_seconds = 1",
             )
-            .unwrap()
-            .map(|r| r.get(0));
-        if let Some(ahead) = held {
-            assert!(ahead, "the compression policy came due during the run (after {looks} looks)");
-            looks += 1;
+            .unwrap();
+            let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "compression_job_push_interval":"2 seconds", "strategy":"decompress"}"#;
+            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
+                .map_err(|e| e.to_string())
+        });
+        let mut looks = 0;
+        while !run.is_finished() {
+            let held: Option<bool> = c
+                .query_opt(
+                    "SELECT j.next_start > now() FROM timescaledb_information.jobs j JOIN \
+                 _backfill_ext.policy_hold h ON h.job_id = j.job_id WHERE j.job_id = $1",
+                    &[&job],
+                )
+                .unwrap()
+                .map(|r| r.get(0));
+            if let Some(ahead) = held {
+                assert!(ahead, "the compression policy came due during the run (after {looks} looks)");
+                looks += 1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        run.join().unwrap().unwrap();
+        assert!(looks >= 30, "the run held the policy for {looks} looks of 0.1 s only");
+        let after = state(&mut c, "event_data", "backfill_event_data");
+        assert_eq!(after.staging_rows, 0);
+        assert_eq!(after.dest_rows, before.dest_rows + before.staging_rows);
+        assert_compressed_and_policy_as_before(&before, &after, "after a long run");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
     }
-    run.join().unwrap().unwrap();
-    assert!(looks >= 30, "the run held the policy for {looks} looks of 0.1 s only");
-    let after = state(&mut c, "event_data", "backfill_event_data");
-    assert_eq!(after.staging_rows, 0);
-    assert_eq!(after.dest_rows, before.dest_rows + before.staging_rows);
-    assert_compressed_and_policy_as_before(&before, &after, "after a long run");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
 }
 
 /// The rows of `table` by the transaction that wrote them: how many transactions.
@@ -578,124 +555,121 @@ fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
     assert_eq!(writers(&mut c, "readings"), 1);
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn new_chunks_fill_in_slices_and_a_chunk_compressed_since_the_plan_waits_for_the_next_run() {
-    let cl = ts_cluster();
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    // 2000 rows on days 40 to 41 and 600 of device 1 on day 30: outside every chunk
-    c.batch_execute(&format!(
-        "INSERT INTO backfill_event_data (time, device_id, value)
+timescale_test! {
+    fn new_chunks_fill_in_slices_and_a_chunk_compressed_since_the_plan_waits_for_the_next_run() {
+        let cl = ts_cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        // 2000 rows on days 40 to 41 and 600 of device 1 on day 30: outside every chunk
+        c.batch_execute(&format!(
+            "INSERT INTO backfill_event_data (time, device_id, value)
            SELECT timestamptz '{START}' + interval '40 days' + i * interval '1 minute', 2, 2 FROM \
            generate_series(0, 1999) i;
          INSERT INTO backfill_event_data (time, device_id, value)
            SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 2 FROM \
            generate_series(0, 599) i;"
-    ))
-    .unwrap();
-    let before = state(&mut c, "event_data", "backfill_event_data");
-    // while the run is paused after its plan, a writer fills day 30 with the same keys and
-    // compresses it
-    let conn = cl.conn_string("t");
-    let run = std::thread::spawn(move || {
-        let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute(
-            "SET backfill_ext.debug_pause_at = 'after_hold'; SET backfill_ext.debug_pause_seconds \
+        ))
+        .unwrap();
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        // while the run is paused after its plan, a writer fills day 30 with the same keys and
+        // compresses it
+        let conn = cl.conn_string("t");
+        let run = std::thread::spawn(move || {
+            let mut r = Client::connect(&conn, NoTls).unwrap();
+            r.batch_execute(
+                "SET backfill_ext.debug_pause_at = 'after_hold'; SET backfill_ext.debug_pause_seconds \
              = 3;
              SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100",
-        )
-        .unwrap();
-        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "rest_batch_rows": 300}"#;
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-            .map_err(|e| e.to_string())
-    });
-    backfill_ext_client_tests::wait_for(
-        "the run to pause",
-        std::time::Duration::from_secs(60),
-        || {
-            c.query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL \
-                backfill_on_schedule%' AND wait_event = 'PgSleep'",
-                &[],
             )
-            .unwrap()
-            .map(|r| r.get::<_, i32>(0))
-        },
-    );
-    c.batch_execute(&format!(
-        "INSERT INTO event_data (time, device_id, value)
+            .unwrap();
+            let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "rest_batch_rows": 300}"#;
+            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
+                .map_err(|e| e.to_string())
+        });
+        backfill_ext_client_tests::wait_for(
+            "the run to pause",
+            std::time::Duration::from_secs(60),
+            || {
+                c.query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL \
+                backfill_on_schedule%' AND wait_event = 'PgSleep'",
+                    &[],
+                )
+                .unwrap()
+                .map(|r| r.get::<_, i32>(0))
+            },
+        );
+        c.batch_execute(&format!(
+            "INSERT INTO event_data (time, device_id, value)
            SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 1 FROM \
            generate_series(0, 599) i;
          SELECT count(compress_chunk(ch)) FROM show_chunks('event_data', newer_than => timestamptz \
          '{START}' + interval '29 days') ch;"
-    ))
-    .unwrap();
-    run.join().unwrap().unwrap();
-    // days 40 and 41 came in, in slices (but a slice that shares a block with day 30);
-    // day 30's rows wait in staging; nothing lost
-    let later = format!("time >= timestamptz '{START}' + interval '40 days'");
-    let moved: i64 = scalar(&mut c, &format!("SELECT count(*) FROM event_data WHERE {later}"));
-    assert!(moved >= 1500, "{moved} of 2000 rows of days 40 and 41 moved");
-    assert_eq!(
-        scalar::<i64>(&mut c, &format!("SELECT count(*) FROM backfill_event_data WHERE {later}")),
-        2000 - moved
-    );
-    assert!(writers(&mut c, &format!("event_data WHERE {later}")) >= 3);
-    assert_eq!(
-        scalar::<i64>(
-            &mut c,
-            &format!("SELECT count(*) FROM backfill_event_data WHERE NOT ({later})")
-        ),
-        600
-    );
-    let r = c.query_one("SELECT status, stopped_early FROM backfill_status", &[]).unwrap();
-    assert_eq!((r.get::<_, String>(0), r.get::<_, bool>(1)), ("succeeded".to_string(), true));
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-    // the next run moves them into the compressed chunk, chunk by chunk
-    let (mut r, notices) = cl.connect_with_notices("t");
-    r.batch_execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100").unwrap();
-    r.batch_execute(
-        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
-    )
-    .unwrap();
-    let n = notices.lock().unwrap().clone();
-    assert!(n.iter().any(|m| m.contains("600 rows moved, 600 conflicts")), "{n:#?}");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
-    assert_eq!(
-        scalar::<i64>(
-            &mut c,
-            "SELECT count(*) FROM backfill_status WHERE status = 'succeeded' AND NOT stopped_early"
-        ),
-        1
-    );
-    assert_eq!(
-        scalar::<f64>(
-            &mut c,
-            &format!(
-                "SELECT sum(value) FROM event_data WHERE time >= \
+        ))
+        .unwrap();
+        run.join().unwrap().unwrap();
+        // days 40 and 41 came in, in slices (but a slice that shares a block with day 30);
+        // day 30's rows wait in staging; nothing lost
+        let later = format!("time >= timestamptz '{START}' + interval '40 days'");
+        let moved: i64 = scalar(&mut c, &format!("SELECT count(*) FROM event_data WHERE {later}"));
+        assert!(moved >= 1500, "{moved} of 2000 rows of days 40 and 41 moved");
+        assert_eq!(
+            scalar::<i64>(&mut c, &format!("SELECT count(*) FROM backfill_event_data WHERE {later}")),
+            2000 - moved
+        );
+        assert!(writers(&mut c, &format!("event_data WHERE {later}")) >= 3);
+        assert_eq!(
+            scalar::<i64>(
+                &mut c,
+                &format!("SELECT count(*) FROM backfill_event_data WHERE NOT ({later})")
+            ),
+            600
+        );
+        let r = c.query_one("SELECT status, stopped_early FROM backfill_status", &[]).unwrap();
+        assert_eq!((r.get::<_, String>(0), r.get::<_, bool>(1)), ("succeeded".to_string(), true));
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+        // the next run moves them into the compressed chunk, chunk by chunk
+        let (mut r, notices) = cl.connect_with_notices("t");
+        r.batch_execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100").unwrap();
+        r.batch_execute(
+            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
+        )
+        .unwrap();
+        let n = notices.lock().unwrap().clone();
+        assert!(n.iter().any(|m| m.contains("600 rows moved, 600 conflicts")), "{n:#?}");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
+        assert_eq!(
+            scalar::<i64>(
+                &mut c,
+                "SELECT count(*) FROM backfill_status WHERE status = 'succeeded' AND NOT stopped_early"
+            ),
+            1
+        );
+        assert_eq!(
+            scalar::<f64>(
+                &mut c,
+                &format!(
+                    "SELECT sum(value) FROM event_data WHERE time >= \
         timestamptz '{START}' + interval '30 days'"
-            )
-        ),
-        2.0 * 2600.0
-    );
-    let after = state(&mut c, "event_data", "backfill_event_data");
-    assert_eq!(after.dest_rows, before.dest_rows + 2600);
-    let day_30 = format!(
-        "show_chunks('event_data', newer_than => timestamptz '{START}' + interval \
+                )
+            ),
+            2.0 * 2600.0
+        );
+        let after = state(&mut c, "event_data", "backfill_event_data");
+        assert_eq!(after.dest_rows, before.dest_rows + 2600);
+        let day_30 = format!(
+            "show_chunks('event_data', newer_than => timestamptz '{START}' + interval \
         '29 days', older_than => timestamptz '{START}' + interval '31 days')"
-    );
-    assert_eq!(
-        scalar::<String>(
-            &mut c,
-            &format!(
-                "SELECT \
+        );
+        assert_eq!(
+            scalar::<String>(
+                &mut c,
+                &format!(
+                    "SELECT \
         string_agg(_timescaledb_functions.chunk_status(ch)::text, ',') FROM {day_30} ch"
-            )
-        ),
-        "1"
-    );
+                )
+            ),
+            "1"
+        );
+    }
 }

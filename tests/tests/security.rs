@@ -5,6 +5,7 @@
 //! workers) where a full TimescaleDB is installed.
 
 use backfill_ext_client_tests::fixtures::{state, timescale_dataset, Dataset};
+use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{
     expect_error, scalar, timescale_cluster, wait_for, Client, Cluster, NoTls, Options,
 };
@@ -172,78 +173,75 @@ fn a_role_without_any_privilege_calls_every_public_function_and_nothing_is_writt
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 10);
 }
 
-/// A non-superuser owning a compressed hypertable runs with workers 1 and 2; while its
-/// workers wait, no role (not even the run's own) can read or change their tasks, or
-/// take over the run, and the run ends with every row moved once and no hold left.
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_non_superusers_run_with_workers_keeps_its_tasks_and_hold_to_itself() {
-    let cl = timescale_cluster();
-    let mut c = cl.create_db("t");
-    // the test hooks are set for the role (a setting a session sets before the library
-    // is loaded would be a placeholder)
-    c.batch_execute(
-        "CREATE ROLE t_owner LOGIN; CREATE ROLE t_writer LOGIN; GRANT CREATE ON SCHEMA public TO \
+timescale_test! {
+    /// A non-superuser owning a compressed hypertable runs with workers 1 and 2; while its
+    /// workers wait, no role (not even the run's own) can read or change their tasks, or
+    /// take over the run, and the run ends with every row moved once and no hold left.
+    fn a_non_superusers_run_with_workers_keeps_its_tasks_and_hold_to_itself() {
+        let cl = timescale_cluster();
+        let mut c = cl.create_db("t");
+        // the test hooks are set for the role (a setting a session sets before the library
+        // is loaded would be a placeholder)
+        c.batch_execute(
+            "CREATE ROLE t_owner LOGIN; CREATE ROLE t_writer LOGIN; GRANT CREATE ON SCHEMA public TO \
          t_owner;
          ALTER ROLE t_owner SET backfill_ext.debug_pause_at = 'after_insert'; ALTER ROLE t_owner \
          SET backfill_ext.debug_pause_seconds = 3;",
-    )
-    .unwrap();
-    let mut owner = cl.connect_as("t", "t_owner");
-    timescale_dataset(&mut owner, &Dataset::default());
-    owner.batch_execute("GRANT SELECT, INSERT ON event_data TO t_writer").unwrap();
-    for workers in [1, 2] {
-        owner
-            .batch_execute(
-                "INSERT INTO backfill_event_data SELECT time, device_id, value + 1 FROM event_data",
-            )
-            .unwrap();
-        let before = state(&mut owner, "event_data", "backfill_event_data");
-        let conn = cl.conn_string_as("t", "t_owner");
-        let cfg = format!(
-            r#"{{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE","workers":{workers}}}"#
-        );
-        let run = std::thread::spawn(move || {
-            let mut r = Client::connect(&conn, NoTls).unwrap();
-            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-                .map_err(|e| e.to_string())
-        });
-        wait_for("the run to pause", Duration::from_secs(60), || {
-            (run.is_finished()
-                || scalar::<i64>(
-                    &mut c,
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
-                ) > 0)
-                .then_some(())
-        });
-        assert!(
-            !run.is_finished(),
-            "workers {workers}: the run ended before it paused: {:?}",
-            run.join().unwrap()
-        );
-        for attacker in [&mut owner, &mut cl.connect_as("t", "t_writer")] {
-            for attack in [
-                "UPDATE _backfill_ext.run_task SET work = '{}'",
-                "DELETE FROM _backfill_ext.run_task",
-                "UPDATE _backfill_ext.run SET status = 'failed'",
-            ] {
-                let (code, msg, _) = expect_error(attacker, attack);
-                assert_eq!(code, "42501", "{attack}: {msg}");
+        )
+        .unwrap();
+        let mut owner = cl.connect_as("t", "t_owner");
+        timescale_dataset(&mut owner, &Dataset::default());
+        owner.batch_execute("GRANT SELECT, INSERT ON event_data TO t_writer").unwrap();
+        for workers in [1, 2] {
+            owner
+                .batch_execute(
+                    "INSERT INTO backfill_event_data SELECT time, device_id, value + 1 FROM event_data",
+                )
+                .unwrap();
+            let before = state(&mut owner, "event_data", "backfill_event_data");
+            let conn = cl.conn_string_as("t", "t_owner");
+            let cfg = format!(
+                r#"{{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE","workers":{workers}}}"#
+            );
+            let run = std::thread::spawn(move || {
+                let mut r = Client::connect(&conn, NoTls).unwrap();
+                r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
+                    .map_err(|e| e.to_string())
+            });
+            wait_for("the run to pause", Duration::from_secs(60), || {
+                (run.is_finished()
+                    || scalar::<i64>(
+                        &mut c,
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+                    ) > 0)
+                    .then_some(())
+            });
+            assert!(
+                !run.is_finished(),
+                "workers {workers}: the run ended before it paused: {:?}",
+                run.join().unwrap()
+            );
+            for attacker in [&mut owner, &mut cl.connect_as("t", "t_writer")] {
+                for attack in [
+                    "UPDATE _backfill_ext.run_task SET work = '{}'",
+                    "DELETE FROM _backfill_ext.run_task",
+                    "UPDATE _backfill_ext.run SET status = 'failed'",
+                ] {
+                    let (code, msg, _) = expect_error(attacker, attack);
+                    assert_eq!(code, "42501", "{attack}: {msg}");
+                }
             }
+            run.join().unwrap().unwrap();
+            let after = state(&mut owner, "event_data", "backfill_event_data");
+            assert_eq!(after.staging_rows, 0);
+            assert_eq!(after.dest_rows, before.dest_rows);
+            assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+            assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.run_task"), 0);
+            let last: String = scalar(
+                &mut c,
+                "SELECT run_by || ' ' || status FROM _backfill_ext.run ORDER BY id DESC LIMIT 1",
+            );
+            assert_eq!(last, "t_owner succeeded", "workers {workers}");
         }
-        run.join().unwrap().unwrap();
-        let after = state(&mut owner, "event_data", "backfill_event_data");
-        assert_eq!(after.staging_rows, 0);
-        assert_eq!(after.dest_rows, before.dest_rows);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.run_task"), 0);
-        let last: String = scalar(
-            &mut c,
-            "SELECT run_by || ' ' || status FROM _backfill_ext.run ORDER BY id DESC LIMIT 1",
-        );
-        assert_eq!(last, "t_owner succeeded", "workers {workers}");
     }
 }

@@ -5,6 +5,7 @@
 //! run history and the holds.
 
 use backfill_ext_client_tests::fixtures::{stage_late_rows, timescale_dataset, Dataset};
+use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{create_timescaledb, scalar, Client, Cluster, Options};
 
 const PREVIOUS: &str = env!("BACKFILL_PREVIOUS_VERSION");
@@ -113,146 +114,140 @@ fn make_state(c: &mut Client) -> i32 {
     job
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-#[cfg_attr(
-    all(timescaledb, not(previous_release)),
-    ignore = "the previous release's install script is not installed (scripts/previous-release.sh)"
-)]
-fn update_from_the_previous_release_keeps_history_holds_and_jobs_and_equals_a_fresh_install() {
-    let cl = Cluster::start(Options { timescale: true, ..Default::default() });
-    let mut admin = cl.connect("postgres");
-    for db in ["updated", "fresh", "updated_only"] {
-        admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-    }
-    let mut c = cl.connect("updated");
-    c.batch_execute(&format!(
-        "{}; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'",
-        create_timescaledb()
-    ))
-    .unwrap();
-    let job = make_state(&mut c);
-    let before = state(&mut c);
-    assert_eq!((before.0.len(), before.1.len()), (1, 1), "a run and a hold to keep: {before:?}");
-    assert!(before.2 > 0);
+timescale_test! {
+    #[cfg_attr(
+        all(timescaledb, not(previous_release)),
+        ignore = "the previous release's install script is not installed (scripts/previous-release.sh)"
+    )]
+    fn update_from_the_previous_release_keeps_history_holds_and_jobs_and_equals_a_fresh_install() {
+        let cl = Cluster::start(Options { timescale: true, ..Default::default() });
+        let mut admin = cl.connect("postgres");
+        for db in ["updated", "fresh", "updated_only"] {
+            admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        }
+        let mut c = cl.connect("updated");
+        c.batch_execute(&format!(
+            "{}; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'",
+            create_timescaledb()
+        ))
+        .unwrap();
+        let job = make_state(&mut c);
+        let before = state(&mut c);
+        assert_eq!((before.0.len(), before.1.len()), (1, 1), "a run and a hold to keep: {before:?}");
+        assert!(before.2 > 0);
 
-    c.batch_execute("ALTER EXTENSION backfill_ext UPDATE").unwrap();
-    let version: String =
-        scalar(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'backfill_ext'");
-    let default: String = scalar(
-        &mut c,
-        "SELECT default_version FROM pg_available_extensions WHERE name = 'backfill_ext'",
-    );
-    assert_eq!(version, default);
-    assert_ne!(version, PREVIOUS);
-    assert_eq!(state(&mut c), before, "history and holds kept");
-    // no role but the owner may write the state any more
-    let writable: i64 = scalar(
-        &mut c,
-        "SELECT count(*) FROM pg_catalog.pg_class AS t, unnest(ARRAY['INSERT', 'UPDATE', \
+        c.batch_execute("ALTER EXTENSION backfill_ext UPDATE").unwrap();
+        let version: String =
+            scalar(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'backfill_ext'");
+        let default: String = scalar(
+            &mut c,
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'backfill_ext'",
+        );
+        assert_eq!(version, default);
+        assert_ne!(version, PREVIOUS);
+        assert_eq!(state(&mut c), before, "history and holds kept");
+        // no role but the owner may write the state any more
+        let writable: i64 = scalar(
+            &mut c,
+            "SELECT count(*) FROM pg_catalog.pg_class AS t, unnest(ARRAY['INSERT', 'UPDATE', \
          'DELETE']) AS w(p) \
          WHERE t.relnamespace = '_backfill_ext'::regnamespace AND t.relkind = 'r' AND \
          pg_catalog.has_table_privilege('public', t.oid, w.p)",
-    );
-    assert_eq!(writable, 0, "PUBLIC keeps no write privilege on the state");
-    assert!(!scalar::<bool>(
-        &mut c,
-        "SELECT pg_catalog.has_sequence_privilege('public', '_backfill_ext.run_id_seq', 'USAGE')"
-    ));
+        );
+        assert_eq!(writable, 0, "PUBLIC keeps no write privilege on the state");
+        assert!(!scalar::<bool>(
+            &mut c,
+            "SELECT pg_catalog.has_sequence_privilege('public', '_backfill_ext.run_id_seq', 'USAGE')"
+        ));
 
-    // the same objects as a fresh install of the current version
-    let mut f = cl.connect("fresh");
-    f.batch_execute(&format!("{}; CREATE EXTENSION backfill_ext", create_timescaledb())).unwrap();
-    let mut uo = cl.connect("updated_only");
-    uo.batch_execute(&format!(
-        "{}; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'; ALTER \
+        // the same objects as a fresh install of the current version
+        let mut f = cl.connect("fresh");
+        f.batch_execute(&format!("{}; CREATE EXTENSION backfill_ext", create_timescaledb())).unwrap();
+        let mut uo = cl.connect("updated_only");
+        uo.batch_execute(&format!(
+            "{}; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'; ALTER \
         EXTENSION backfill_ext UPDATE",
-        create_timescaledb()
-    ))
-    .unwrap();
-    let (fresh, updated) =
-        (extension_objects(&cl, "fresh"), extension_objects(&cl, "updated_only"));
-    assert!(fresh.contains("backfill_on_schedule"), "the dump lists the extension's objects");
-    if fresh != updated {
-        let (f, u): (Vec<&str>, Vec<&str>) = (fresh.lines().collect(), updated.lines().collect());
-        let mut diff: Vec<String> = f
-            .iter()
-            .filter(|l| !u.contains(l))
-            .map(|l| format!("- {l}"))
-            .chain(u.iter().filter(|l| !f.contains(l)).map(|l| format!("+ {l}")))
-            .collect();
-        if diff.is_empty() {
-            // the same lines in another order: show where they part
-            let at = f.iter().zip(&u).position(|(a, b)| a != b).unwrap_or(f.len().min(u.len()));
-            diff = (at.saturating_sub(2)..(at + 4))
-                .flat_map(|i| {
-                    [f.get(i).map(|l| format!("- {l}")), u.get(i).map(|l| format!("+ {l}"))]
-                })
-                .flatten()
+            create_timescaledb()
+        ))
+        .unwrap();
+        let (fresh, updated) =
+            (extension_objects(&cl, "fresh"), extension_objects(&cl, "updated_only"));
+        assert!(fresh.contains("backfill_on_schedule"), "the dump lists the extension's objects");
+        if fresh != updated {
+            let (f, u): (Vec<&str>, Vec<&str>) = (fresh.lines().collect(), updated.lines().collect());
+            let mut diff: Vec<String> = f
+                .iter()
+                .filter(|l| !u.contains(l))
+                .map(|l| format!("- {l}"))
+                .chain(u.iter().filter(|l| !f.contains(l)).map(|l| format!("+ {l}")))
                 .collect();
+            if diff.is_empty() {
+                // the same lines in another order: show where they part
+                let at = f.iter().zip(&u).position(|(a, b)| a != b).unwrap_or(f.len().min(u.len()));
+                diff = (at.saturating_sub(2)..(at + 4))
+                    .flat_map(|i| {
+                        [f.get(i).map(|l| format!("- {l}")), u.get(i).map(|l| format!("+ {l}"))]
+                    })
+                    .flatten()
+                    .collect();
+            }
+            panic!("an updated install differs from a fresh one:\n{}", diff.join("\n"));
         }
-        panic!("an updated install differs from a fresh one:\n{}", diff.join("\n"));
-    }
 
-    // the job registered before the update runs on the scheduler, and restores the hold
-    c.batch_execute(&format!("SELECT alter_job({job}, next_start => now())")).unwrap();
-    assert_eq!(cl.wait_for_job(&mut c, job), 1, "the job ran after the update");
-    assert_eq!(
-        scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"),
-        0,
-        "the job moved the staged row"
-    );
-    assert_eq!(
-        scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
-        0,
-        "and restored the held policy"
-    );
-    let policy_next: String = scalar(
-        &mut c,
-        "SELECT next_start::text FROM timescaledb_information.jobs WHERE hypertable_name = \
+        // the job registered before the update runs on the scheduler, and restores the hold
+        c.batch_execute(&format!("SELECT alter_job({job}, next_start => now())")).unwrap();
+        assert_eq!(cl.wait_for_job(&mut c, job), 1, "the job ran after the update");
+        assert_eq!(
+            scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"),
+            0,
+            "the job moved the staged row"
+        );
+        assert_eq!(
+            scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
+            0,
+            "and restored the held policy"
+        );
+        let policy_next: String = scalar(
+            &mut c,
+            "SELECT next_start::text FROM timescaledb_information.jobs WHERE hypertable_name = \
          'event_data' AND proc_name = 'policy_compression'",
-    );
-    assert_eq!(
-        policy_next, "2099-01-01 00:00:00+00",
-        "the policy's schedule from before the interrupted run"
-    );
+        );
+        assert_eq!(
+            policy_next, "2099-01-01 00:00:00+00",
+            "the policy's schedule from before the interrupted run"
+        );
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn dump_and_restore_keep_the_run_history_and_the_policy_holds() {
-    let cl = Cluster::start(Options { timescale: true, ..Default::default() });
-    let mut c = cl.create_db("source");
-    let job = make_state(&mut c);
-    // a restored job's schedule is TimescaleDB's to recompute: keep it from running here
-    c.batch_execute(&format!("SELECT alter_job({job}, scheduled => false)")).unwrap();
-    let before = state(&mut c);
-    let file = cl.dir.join("source.dump");
-    cl.client_program("pg_dump", &["-Fc", "-f", file.to_str().unwrap(), "source"]);
+timescale_test! {
+    fn dump_and_restore_keep_the_run_history_and_the_policy_holds() {
+        let cl = Cluster::start(Options { timescale: true, ..Default::default() });
+        let mut c = cl.create_db("source");
+        let job = make_state(&mut c);
+        // a restored job's schedule is TimescaleDB's to recompute: keep it from running here
+        c.batch_execute(&format!("SELECT alter_job({job}, scheduled => false)")).unwrap();
+        let before = state(&mut c);
+        let file = cl.dir.join("source.dump");
+        cl.client_program("pg_dump", &["-Fc", "-f", file.to_str().unwrap(), "source"]);
 
-    cl.connect("postgres").batch_execute("CREATE DATABASE restored").unwrap();
-    let mut r = cl.connect("restored");
-    r.batch_execute(&format!("{}; SELECT timescaledb_pre_restore()", create_timescaledb()))
-        .unwrap();
-    cl.client_program("pg_restore", &["-d", "restored", file.to_str().unwrap()]);
-    let mut r = cl.connect("restored");
-    r.batch_execute("SELECT timescaledb_post_restore()").unwrap();
-    assert_eq!(state(&mut r), before, "run history and holds restored");
-    // new runs continue the numbering, and the restored hold is put back by the next run
-    r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
-    let runs: Vec<(i64, Option<i32>, String)> = r
-        .query("SELECT id, job_id, status FROM _backfill_ext.run ORDER BY id", &[])
-        .unwrap()
-        .iter()
-        .map(|x| (x.get(0), x.get(1), x.get(2)))
-        .collect();
-    assert_eq!(runs.len(), 2, "{runs:?}");
-    assert!(runs[1].0 > runs[0].0, "{runs:?}");
-    assert_eq!(scalar::<i64>(&mut r, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+        cl.connect("postgres").batch_execute("CREATE DATABASE restored").unwrap();
+        let mut r = cl.connect("restored");
+        r.batch_execute(&format!("{}; SELECT timescaledb_pre_restore()", create_timescaledb()))
+            .unwrap();
+        cl.client_program("pg_restore", &["-d", "restored", file.to_str().unwrap()]);
+        let mut r = cl.connect("restored");
+        r.batch_execute("SELECT timescaledb_post_restore()").unwrap();
+        assert_eq!(state(&mut r), before, "run history and holds restored");
+        // new runs continue the numbering, and the restored hold is put back by the next run
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        let runs: Vec<(i64, Option<i32>, String)> = r
+            .query("SELECT id, job_id, status FROM _backfill_ext.run ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|x| (x.get(0), x.get(1), x.get(2)))
+            .collect();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert!(runs[1].0 > runs[0].0, "{runs:?}");
+        assert_eq!(scalar::<i64>(&mut r, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+    }
 }

@@ -7,6 +7,7 @@ use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, state, timescale_dataset, Dataset, State, START,
 };
 use backfill_ext_client_tests::timescale_cluster as ts_cluster;
+use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster, NoTls};
 use std::time::Duration;
 
@@ -148,24 +149,18 @@ fn assert_nothing_left(c: &mut Client, before: &State) {
     assert_compressed_and_policy_as_before(before, &now, "after the run stopped");
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn workers_move_every_row_exactly_once_two_at_a_time() {
-    two_at_a_time(false);
+timescale_test! {
+    fn workers_move_every_row_exactly_once_two_at_a_time() {
+        two_at_a_time(false);
+    }
 }
 
-/// The plan routed the rows through the run's temporary table; the workers filter
-/// staging by their chunks' ranges.
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn workers_move_a_routed_plans_rows_exactly_once_two_at_a_time() {
-    two_at_a_time(true);
+timescale_test! {
+    /// The plan routed the rows through the run's temporary table; the workers filter
+    /// staging by their chunks' ranges.
+    fn workers_move_a_routed_plans_rows_exactly_once_two_at_a_time() {
+        two_at_a_time(true);
+    }
 }
 
 fn two_at_a_time(routed: bool) {
@@ -185,168 +180,153 @@ fn two_at_a_time(routed: bool) {
     assert_eq!(workers(c, None), 0);
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_cancel_of_the_run_stops_its_workers_and_leaves_nothing_held() {
-    let mut s = staged();
-    let run = start_paused(&s.cl, &mut s.c, 3600, false);
-    let c = &mut s.c;
-    let pid = run_backend(c);
-    c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
-    let (code, _) = run.join().unwrap().unwrap_err();
-    assert_eq!(code, "57014");
-    assert_nothing_left(c, &s.before);
-    assert_eq!(
-        scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"),
-        s.before.staging_rows,
-        "the paused chunks rolled back"
-    );
-    let r = c.query_one("SELECT status, sqlstate FROM backfill_status", &[]).unwrap();
-    assert_eq!(
-        (r.get::<_, String>(0), r.get::<_, String>(1)),
-        ("failed".to_string(), "57014".to_string())
-    );
-    assert_eq!(
-        scalar::<i64>(
-            c,
-            &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")
-        ),
-        0
-    );
+timescale_test! {
+    fn a_cancel_of_the_run_stops_its_workers_and_leaves_nothing_held() {
+        let mut s = staged();
+        let run = start_paused(&s.cl, &mut s.c, 3600, false);
+        let c = &mut s.c;
+        let pid = run_backend(c);
+        c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+        let (code, _) = run.join().unwrap().unwrap_err();
+        assert_eq!(code, "57014");
+        assert_nothing_left(c, &s.before);
+        assert_eq!(
+            scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"),
+            s.before.staging_rows,
+            "the paused chunks rolled back"
+        );
+        let r = c.query_one("SELECT status, sqlstate FROM backfill_status", &[]).unwrap();
+        assert_eq!(
+            (r.get::<_, String>(0), r.get::<_, String>(1)),
+            ("failed".to_string(), "57014".to_string())
+        );
+        assert_eq!(
+            scalar::<i64>(
+                c,
+                &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")
+            ),
+            0
+        );
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn terminating_the_run_stops_its_workers_and_the_next_run_finishes_exactly_once() {
-    let mut s = staged();
-    let run = start_paused(&s.cl, &mut s.c, 3600, false);
-    let c = &mut s.c;
-    let pid = run_backend(c);
-    c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
-    assert!(run.join().unwrap().is_err());
-    // the terminated run's backend stopped its workers as it exited
-    wait_for("the workers to stop", Duration::from_secs(60), || {
-        (workers(c, None) == 0).then_some(())
-    });
-    assert_eq!(
-        scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"),
-        s.before.staging_rows,
-        "the paused chunks rolled back"
-    );
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
-    s.assert_moved_once("after the next run");
-    assert_eq!(scalar::<i64>(&mut s.c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-    assert_eq!(
-        scalar::<i64>(&mut s.c, "SELECT count(*) FROM _backfill_ext.run_task"),
-        0,
-        "the terminated run's tasks are forgotten"
-    );
+timescale_test! {
+    fn terminating_the_run_stops_its_workers_and_the_next_run_finishes_exactly_once() {
+        let mut s = staged();
+        let run = start_paused(&s.cl, &mut s.c, 3600, false);
+        let c = &mut s.c;
+        let pid = run_backend(c);
+        c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+        assert!(run.join().unwrap().is_err());
+        // the terminated run's backend stopped its workers as it exited
+        wait_for("the workers to stop", Duration::from_secs(60), || {
+            (workers(c, None) == 0).then_some(())
+        });
+        assert_eq!(
+            scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"),
+            s.before.staging_rows,
+            "the paused chunks rolled back"
+        );
+        c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
+        s.assert_moved_once("after the next run");
+        assert_eq!(scalar::<i64>(&mut s.c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
+        assert_eq!(
+            scalar::<i64>(&mut s.c, "SELECT count(*) FROM _backfill_ext.run_task"),
+            0,
+            "the terminated run's tasks are forgotten"
+        );
+    }
 }
 
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_failed_task_fails_the_run_with_the_workers_error_and_the_next_run_finishes() {
-    let mut s = staged();
-    // a long transaction holds the chunk of day 2 against writers
-    let second: String = scalar(
-        &mut s.c,
-        "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks \
-         WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
-    );
-    let mut long = s.cl.connect("t");
-    long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
-    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "workers": 2, "lock_timeout": "500ms"}"#;
-    let (code, msg, hint) =
-        expect_error(&mut s.c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
-    assert_eq!(code, "55P03", "{msg}");
-    assert!(hint.is_some());
-    assert_nothing_left(&mut s.c, &s.before);
-    let r = s.c.query_one("SELECT status, sqlstate FROM backfill_status", &[]).unwrap();
-    assert_eq!(
-        (r.get::<_, String>(0), r.get::<_, String>(1)),
-        ("failed".to_string(), "55P03".to_string())
-    );
-    long.batch_execute("COMMIT").unwrap();
-    s.c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
-    s.assert_moved_once("after the next run");
-}
-
-/// A worker's task row removed while it works: the worker's transaction rolls back and
-/// the run moves those rows itself, once (recorded once per chunk).
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_task_removed_while_its_worker_works_is_done_once_by_the_run() {
-    let mut s = staged();
-    let run = start_paused(&s.cl, &mut s.c, 2, false);
-    assert_eq!(
-        scalar::<i64>(
+timescale_test! {
+    fn a_failed_task_fails_the_run_with_the_workers_error_and_the_next_run_finishes() {
+        let mut s = staged();
+        // a long transaction holds the chunk of day 2 against writers
+        let second: String = scalar(
             &mut s.c,
-            "WITH d AS (DELETE FROM _backfill_ext.run_task RETURNING 1) SELECT count(*) FROM d"
-        ),
-        2
-    );
-    run.join().unwrap().unwrap();
-    s.assert_moved_once("after tasks were removed under their workers");
-    let c = &mut s.c;
-    let r = c.query_one("SELECT status, rows_moved FROM backfill_status", &[]).unwrap();
-    assert_eq!(
-        (r.get::<_, String>(0), r.get::<_, i64>(1)),
-        ("succeeded".to_string(), s.corrections + s.new)
-    );
-    assert_eq!(
-        scalar::<i64>(c, "SELECT count(*) FROM backfill_run_chunks"),
-        5,
-        "each chunk recorded once"
-    );
-    assert_eq!(scalar::<i64>(c, "SELECT count(DISTINCT chunk) FROM backfill_run_chunks"), 5);
+            "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks \
+         WHERE hypertable_name = 'event_data' ORDER BY range_start OFFSET 2 LIMIT 1",
+        );
+        let mut long = s.cl.connect("t");
+        long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
+        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "workers": 2, "lock_timeout": "500ms"}"#;
+        let (code, msg, hint) =
+            expect_error(&mut s.c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+        assert_eq!(code, "55P03", "{msg}");
+        assert!(hint.is_some());
+        assert_nothing_left(&mut s.c, &s.before);
+        let r = s.c.query_one("SELECT status, sqlstate FROM backfill_status", &[]).unwrap();
+        assert_eq!(
+            (r.get::<_, String>(0), r.get::<_, String>(1)),
+            ("failed".to_string(), "55P03".to_string())
+        );
+        long.batch_execute("COMMIT").unwrap();
+        s.c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
+        s.assert_moved_once("after the next run");
+    }
 }
 
-/// Workers that do not answer a terminate for longer than a minute: the cancelled run
-/// waits for them before it puts anything back, so none of them outlives its hold.
-#[test]
-#[cfg_attr(
-    not(timescaledb),
-    ignore = "no full TimescaleDB (timescaledb-tsl) is installed for this PostgreSQL"
-)]
-fn a_cancelled_run_lets_go_of_nothing_while_a_worker_that_does_not_stop_could_commit() {
-    let mut s = staged();
-    let conn = s.cl.conn_string("t");
-    let run = std::thread::spawn(move || {
-        let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute(
-            "SET backfill_ext.debug_pause_at = 'worker_before_done'; SET \
+timescale_test! {
+    /// A worker's task row removed while it works: the worker's transaction rolls back and
+    /// the run moves those rows itself, once (recorded once per chunk).
+    fn a_task_removed_while_its_worker_works_is_done_once_by_the_run() {
+        let mut s = staged();
+        let run = start_paused(&s.cl, &mut s.c, 2, false);
+        assert_eq!(
+            scalar::<i64>(
+                &mut s.c,
+                "WITH d AS (DELETE FROM _backfill_ext.run_task RETURNING 1) SELECT count(*) FROM d"
+            ),
+            2
+        );
+        run.join().unwrap().unwrap();
+        s.assert_moved_once("after tasks were removed under their workers");
+        let c = &mut s.c;
+        let r = c.query_one("SELECT status, rows_moved FROM backfill_status", &[]).unwrap();
+        assert_eq!(
+            (r.get::<_, String>(0), r.get::<_, i64>(1)),
+            ("succeeded".to_string(), s.corrections + s.new)
+        );
+        assert_eq!(
+            scalar::<i64>(c, "SELECT count(*) FROM backfill_run_chunks"),
+            5,
+            "each chunk recorded once"
+        );
+        assert_eq!(scalar::<i64>(c, "SELECT count(DISTINCT chunk) FROM backfill_run_chunks"), 5);
+    }
+}
+
+timescale_test! {
+    /// Workers that do not answer a terminate for longer than a minute: the cancelled run
+    /// waits for them before it puts anything back, so none of them outlives its hold.
+    fn a_cancelled_run_lets_go_of_nothing_while_a_worker_that_does_not_stop_could_commit() {
+        let mut s = staged();
+        let conn = s.cl.conn_string("t");
+        let run = std::thread::spawn(move || {
+            let mut r = Client::connect(&conn, NoTls).unwrap();
+            r.batch_execute(
+                "SET backfill_ext.debug_pause_at = 'worker_before_done'; SET \
             backfill_ext.debug_pause_seconds = 65",
-        )
-        .unwrap();
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')"))
-            .map_err(|e| e.as_db_error().map(|d| d.code().code().to_string()))
-    });
-    let c = &mut s.c;
-    wait_for("two workers at once", Duration::from_secs(60), || {
-        (workers(c, None) == 2).then_some(())
-    });
-    let pid = run_backend(c);
-    c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
-    let code = run.join().unwrap().unwrap_err();
-    assert_eq!(code.as_deref(), Some("57014"));
-    // at the moment the run returns, no worker of it is left
-    assert_eq!(workers(c, None), 0, "the run returned while a worker of it was running");
-    assert_nothing_left(c, &s.before);
-    assert_eq!(
-        scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"),
-        s.before.staging_rows,
-        "the workers' chunks rolled back"
-    );
+            )
+            .unwrap();
+            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')"))
+                .map_err(|e| e.as_db_error().map(|d| d.code().code().to_string()))
+        });
+        let c = &mut s.c;
+        wait_for("two workers at once", Duration::from_secs(60), || {
+            (workers(c, None) == 2).then_some(())
+        });
+        let pid = run_backend(c);
+        c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+        let code = run.join().unwrap().unwrap_err();
+        assert_eq!(code.as_deref(), Some("57014"));
+        // at the moment the run returns, no worker of it is left
+        assert_eq!(workers(c, None), 0, "the run returned while a worker of it was running");
+        assert_nothing_left(c, &s.before);
+        assert_eq!(
+            scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"),
+            s.before.staging_rows,
+            "the workers' chunks rolled back"
+        );
+    }
 }
