@@ -107,7 +107,13 @@ pub fn timescale_dataset(c: &mut Client, d: &Dataset) {
         d.days, d.step_minutes, d.devices
     ))
     .unwrap();
-    match d.api {
+    compress_all(c, d.api);
+}
+
+/// Compresses every chunk of `event_data` with the API the dataset was set up with, and
+/// adds a compression policy that does not run during a test.
+fn compress_all(c: &mut Client, api: Api) {
+    match api {
         Api::Compression => {
             c.batch_execute("SELECT count(compress_chunk(ch)) FROM show_chunks('event_data') ch")
                 .unwrap();

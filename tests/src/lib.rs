@@ -144,17 +144,24 @@ impl Cluster {
                 "--locale=C",
             ],
         );
+        c.configure(opts.extra_conf);
+        c.first_start();
+        c
+    }
+
+    /// Writes the cluster's settings (and `extra_conf`) into its postgresql.conf.
+    fn configure(&self, extra_conf: Vec<String>) {
         let mut preload = vec![];
-        if c.timescale {
+        if self.timescale {
             preload.push("timescaledb");
         }
-        if c.pg_cron {
+        if self.pg_cron {
             preload.push("pg_cron");
         }
         let mut conf = vec![
-            format!("port = {}", c.port),
+            format!("port = {}", self.port),
             "listen_addresses = '127.0.0.1'".into(),
-            format!("unix_socket_directories = '{}'", c.dir.display()),
+            format!("unix_socket_directories = '{}'", self.dir.display()),
             format!("shared_preload_libraries = '{}'", preload.join(",")),
             "fsync = off".into(),
             // commits survive `pg_ctl stop -m immediate` (crash tests); fsync off only
@@ -170,15 +177,13 @@ impl Cluster {
             "timezone = 'UTC'".into(),
             "log_min_messages = warning".into(),
         ];
-        conf.extend(opts.extra_conf);
-        let path = c.data.join("postgresql.conf");
+        conf.extend(extra_conf);
+        let path = self.data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("\n# backfill_ext test cluster\n");
         text.push_str(&conf.join("\n"));
         text.push('\n');
         std::fs::write(&path, text).unwrap();
-        c.first_start();
-        c
     }
 
     /// Starts the new cluster. Its port was free when chosen, but another test's cluster

@@ -199,38 +199,8 @@ timescale_test! {
                 )
                 .unwrap();
             let before = state(&mut owner, "event_data", "backfill_event_data");
-            let conn = cl.conn_string_as("t", "t_owner");
-            let cfg = format!(
-                r#"{{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE","workers":{workers}}}"#
-            );
-            let run = std::thread::spawn(move || {
-                let mut r = Client::connect(&conn, NoTls).unwrap();
-                r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-                    .map_err(|e| e.to_string())
-            });
-            wait_for("the run to pause", Duration::from_secs(60), || {
-                (run.is_finished()
-                    || scalar::<i64>(
-                        &mut c,
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
-                    ) > 0)
-                    .then_some(())
-            });
-            assert!(
-                !run.is_finished(),
-                "workers {workers}: the run ended before it paused: {:?}",
-                run.join().unwrap()
-            );
-            for attacker in [&mut owner, &mut cl.connect_as("t", "t_writer")] {
-                for attack in [
-                    "UPDATE _backfill_ext.run_task SET work = '{}'",
-                    "DELETE FROM _backfill_ext.run_task",
-                    "UPDATE _backfill_ext.run SET status = 'failed'",
-                ] {
-                    let (code, msg, _) = expect_error(attacker, attack);
-                    assert_eq!(code, "42501", "{attack}: {msg}");
-                }
-            }
+            let run = paused_run(&cl, &mut c, workers);
+            attacks_fail(&cl, &mut owner);
             run.join().unwrap().unwrap();
             let after = state(&mut owner, "event_data", "backfill_event_data");
             assert_eq!(after.staging_rows, 0);
@@ -242,6 +212,52 @@ timescale_test! {
                 "SELECT run_by || ' ' || status FROM _backfill_ext.run ORDER BY id DESC LIMIT 1",
             );
             assert_eq!(last, "t_owner succeeded", "workers {workers}");
+        }
+    }
+}
+
+/// Starts a run of `t_owner`'s with `workers` in a thread of its own, and waits until it
+/// pauses (the role's `debug_pause_at`); returns the thread, which ends with the run.
+fn paused_run(
+    cl: &Cluster,
+    c: &mut Client,
+    workers: i32,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    let conn = cl.conn_string_as("t", "t_owner");
+    let cfg = format!(
+        r#"{{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE","workers":{workers}}}"#
+    );
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
+            .map_err(|e| e.to_string())
+    });
+    wait_for("the run to pause", Duration::from_secs(60), || {
+        (run.is_finished()
+            || scalar::<i64>(
+                c,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+            ) > 0)
+            .then_some(())
+    });
+    assert!(
+        !run.is_finished(),
+        "workers {workers}: the run ended before it paused: {:?}",
+        run.join().unwrap()
+    );
+    run
+}
+
+/// Neither the run's owner nor another role can change its tasks or its run row.
+fn attacks_fail(cl: &Cluster, owner: &mut Client) {
+    for attacker in [owner, &mut cl.connect_as("t", "t_writer")] {
+        for attack in [
+            "UPDATE _backfill_ext.run_task SET work = '{}'",
+            "DELETE FROM _backfill_ext.run_task",
+            "UPDATE _backfill_ext.run SET status = 'failed'",
+        ] {
+            let (code, msg, _) = expect_error(attacker, attack);
+            assert_eq!(code, "42501", "{attack}: {msg}");
         }
     }
 }

@@ -161,38 +161,7 @@ timescale_test! {
         ));
 
         // the same objects as a fresh install of the current version
-        let mut f = cl.connect("fresh");
-        f.batch_execute(&format!("{}; CREATE EXTENSION backfill_ext", create_timescaledb())).unwrap();
-        let mut uo = cl.connect("updated_only");
-        uo.batch_execute(&format!(
-            "{}; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'; ALTER \
-        EXTENSION backfill_ext UPDATE",
-            create_timescaledb()
-        ))
-        .unwrap();
-        let (fresh, updated) =
-            (extension_objects(&cl, "fresh"), extension_objects(&cl, "updated_only"));
-        assert!(fresh.contains("backfill_on_schedule"), "the dump lists the extension's objects");
-        if fresh != updated {
-            let (f, u): (Vec<&str>, Vec<&str>) = (fresh.lines().collect(), updated.lines().collect());
-            let mut diff: Vec<String> = f
-                .iter()
-                .filter(|l| !u.contains(l))
-                .map(|l| format!("- {l}"))
-                .chain(u.iter().filter(|l| !f.contains(l)).map(|l| format!("+ {l}")))
-                .collect();
-            if diff.is_empty() {
-                // the same lines in another order: show where they part
-                let at = f.iter().zip(&u).position(|(a, b)| a != b).unwrap_or(f.len().min(u.len()));
-                diff = (at.saturating_sub(2)..(at + 4))
-                    .flat_map(|i| {
-                        [f.get(i).map(|l| format!("- {l}")), u.get(i).map(|l| format!("+ {l}"))]
-                    })
-                    .flatten()
-                    .collect();
-            }
-            panic!("an updated install differs from a fresh one:\n{}", diff.join("\n"));
-        }
+        an_update_equals_a_fresh_install(&cl);
 
         // the job registered before the update runs on the scheduler, and restores the hold
         c.batch_execute(&format!("SELECT alter_job({job}, next_start => now())")).unwrap();
@@ -250,4 +219,44 @@ timescale_test! {
         assert!(runs[1].0 > runs[0].0, "{runs:?}");
         assert_eq!(scalar::<i64>(&mut r, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
     }
+}
+
+/// Installs the current version in database `fresh`, and the previous one updated to it
+/// in `updated_only`; their objects must be the same (`pg_dump`'s view of them).
+fn an_update_equals_a_fresh_install(cl: &Cluster) {
+    let mut f = cl.connect("fresh");
+    f.batch_execute(&format!("{}; CREATE EXTENSION backfill_ext", create_timescaledb())).unwrap();
+    let mut uo = cl.connect("updated_only");
+    uo.batch_execute(&format!(
+        "{}; CREATE EXTENSION backfill_ext VERSION '{PREVIOUS}'; ALTER \
+    EXTENSION backfill_ext UPDATE",
+        create_timescaledb()
+    ))
+    .unwrap();
+    let (fresh, updated) = (extension_objects(cl, "fresh"), extension_objects(cl, "updated_only"));
+    assert!(fresh.contains("backfill_on_schedule"), "the dump lists the extension's objects");
+    if fresh != updated {
+        panic!("an updated install differs from a fresh one:\n{}", difference(&fresh, &updated));
+    }
+}
+
+/// What differs between two dumps: lines only one has, or where they part when both hold
+/// the same lines in another order.
+fn difference(fresh: &str, updated: &str) -> String {
+    let (f, u): (Vec<&str>, Vec<&str>) = (fresh.lines().collect(), updated.lines().collect());
+    let mut diff: Vec<String> = f
+        .iter()
+        .filter(|l| !u.contains(l))
+        .map(|l| format!("- {l}"))
+        .chain(u.iter().filter(|l| !f.contains(l)).map(|l| format!("+ {l}")))
+        .collect();
+    if diff.is_empty() {
+        // the same lines in another order: show where they part
+        let at = f.iter().zip(&u).position(|(a, b)| a != b).unwrap_or(f.len().min(u.len()));
+        diff = (at.saturating_sub(2)..(at + 4))
+            .flat_map(|i| [f.get(i).map(|l| format!("- {l}")), u.get(i).map(|l| format!("+ {l}"))])
+            .flatten()
+            .collect();
+    }
+    diff.join("\n")
 }

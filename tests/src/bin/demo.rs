@@ -19,7 +19,10 @@ fn main() {
 }
 
 /// (chunk, day, rows in the chunk, staging rows for it, status)
-fn chunk_table(c: &mut Client) -> Vec<(String, String, i64, i64, i32)> {
+/// A chunk: name, first day, rows, staged rows, status.
+type ChunkRow = (String, String, i64, i64, i32);
+
+fn chunk_table(c: &mut Client) -> Vec<ChunkRow> {
     c.query(
         "SELECT chunk_name::text, to_char(range_start, 'YYYY-MM-DD'),
                 (SELECT count(*) FROM event_data e WHERE e.time >= c.range_start AND e.time < \
@@ -62,9 +65,37 @@ fn timescale_demo(cl: &Cluster) {
         d.devices,
         t.elapsed().as_secs_f64()
     );
-    // late rows: a device that was offline uploads days 10-12; corrections for a
-    // few hours already stored (duplicates of existing keys); and a week of rows
-    // from after the last chunk
+    stage_demo_rows(&mut c);
+    let before: State = state(&mut c, "event_data", "backfill_event_data");
+    let expected = expected_rows(&mut c);
+    let chunks_before = chunk_table(&mut c);
+    println!("staging table backfill_event_data: {} late rows\n", before.staging_rows);
+    run_job(&mut c);
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    let chunks_after = chunk_table(&mut c);
+    let untouched = print_chunks(&chunks_before, &chunks_after);
+    println!("({untouched} chunks without late rows were not touched)\n");
+    println!(
+        "rows in event_data:   {} -> {} (+{})",
+        before.dest_rows,
+        after.dest_rows,
+        after.dest_rows - before.dest_rows
+    );
+    println!("rows in staging:      {} -> {}", before.staging_rows, after.staging_rows);
+    report_rows(&expected, after.dest_rows - before.dest_rows);
+    let partial = after.chunks.iter().filter(|(_, s)| *s & 8 != 0).count();
+    println!("partial chunks:       {partial}");
+    println!(
+        "compression policy:   next_start {} before, {} after (pinned ahead for the demo; pushed \
+         out during the run)",
+        before.policies[0].0, after.policies[0].0
+    );
+}
+
+/// Late rows: a device that was offline uploads days 10-12; corrections for a few hours
+/// already stored (duplicates of existing keys); and a day of rows from after the last
+/// chunk.
+fn stage_demo_rows(c: &mut Client) {
     c.batch_execute(&format!(
         "INSERT INTO backfill_event_data (time, device_id, value)
            SELECT t, 21, 20 + random() FROM generate_series(timestamptz '{START}' + interval '10 \
@@ -81,14 +112,15 @@ fn timescale_demo(cl: &Cluster) {
                minute') t;"
     ))
     .unwrap();
-    let before: State = state(&mut c, "event_data", "backfill_event_data");
-    let expected = expected_rows(&mut c);
-    let chunks_before = chunk_table(&mut c);
-    println!("staging table backfill_event_data: {} late rows\n", before.staging_rows);
+}
+
+/// Schedules the backfill with `add_job` and waits for TimescaleDB's scheduler to run it;
+/// exits with the job's errors if it failed.
+fn run_job(c: &mut Client) {
     let sql = "SELECT add_job('backfill_on_schedule', '10 days', \
                '{\"staging_table\":\"backfill_event_data\",\"destination_hypertable\":\"event_data\"}', NOW())";
     println!("psql> {sql}");
-    let job: i32 = scalar(&mut c, sql);
+    let job: i32 = scalar(c, sql);
     let t = Instant::now();
     let (ok, failed): (i64, i64) =
         wait_for("the scheduler to run the job", Duration::from_secs(600), || {
@@ -119,15 +151,17 @@ fn timescale_demo(cl: &Cluster) {
         }
         std::process::exit(1);
     }
-    let after = state(&mut c, "event_data", "backfill_event_data");
-    let chunks_after = chunk_table(&mut c);
+}
+
+/// Prints the chunks a run touched, before and after; returns how many it did not touch.
+fn print_chunks(before: &[ChunkRow], after: &[ChunkRow]) -> usize {
     println!(
         "{:<20} {:<11} {:>8} {:>10} {:>10} {:>8}  {:<13} {:<13}",
         "chunk", "day", "staged", "rows", "after", "added", "status before", "status after"
     );
     let mut untouched = 0;
-    for (name, day, rows, _, st) in &chunks_after {
-        let prev = chunks_before.iter().find(|x| &x.0 == name);
+    for (name, day, rows, _, st) in after {
+        let prev = before.iter().find(|x| &x.0 == name);
         let (staged, rows_before, st_before) =
             prev.map(|p| (p.3, p.2, Some(p.4))).unwrap_or((*rows, 0, None)); // a new chunk: all its rows came from staging
         if staged == 0 && prev.is_some() {
@@ -146,22 +180,7 @@ fn timescale_demo(cl: &Cluster) {
             status_text(Some(*st))
         );
     }
-    println!("({untouched} chunks without late rows were not touched)\n");
-    println!(
-        "rows in event_data:   {} -> {} (+{})",
-        before.dest_rows,
-        after.dest_rows,
-        after.dest_rows - before.dest_rows
-    );
-    println!("rows in staging:      {} -> {}", before.staging_rows, after.staging_rows);
-    report_rows(&expected, after.dest_rows - before.dest_rows);
-    let partial = after.chunks.iter().filter(|(_, s)| *s & 8 != 0).count();
-    println!("partial chunks:       {partial}");
-    println!(
-        "compression policy:   next_start {} before, {} after (pinned ahead for the demo; pushed \
-         out during the run)",
-        before.policies[0].0, after.policies[0].0
-    );
+    untouched
 }
 
 fn plain_demo(cl: &Cluster) {
