@@ -1,0 +1,227 @@
+//! How each chunk takes its rows: the plan, auto's choice per chunk against forced
+//! strategies, and merging by segments where a rewrite must not happen.
+
+use backfill_ext_client_tests::fixtures::{
+    assert_compressed_and_policy_as_before, stage_correction_from_day, stage_late_rows, state,
+    timescale_dataset, Dataset, START,
+};
+use backfill_ext_client_tests::scalar;
+use backfill_ext_client_tests::timescale_cluster as cluster;
+use backfill_ext_client_tests::timescale_test;
+
+timescale_test! {
+    fn plans_only_chunks_that_receive_rows() {
+        let cl = cluster();
+        let mut c = cl.create_db("t");
+        c.batch_execute(
+            "CREATE TABLE h (time timestamp NOT NULL, d int NOT NULL, v int);
+         SELECT create_hypertable('h', 'time', chunk_time_interval => interval '1 day');
+         ALTER TABLE h SET (timescaledb.compress, timescaledb.compress_segmentby = 'd');
+         INSERT INTO h SELECT t, 1, 0 FROM generate_series('2024-01-01'::timestamp, \
+         '2024-01-05'::timestamp - interval '1 hour', '1 hour') t;
+         SELECT compress_chunk(c) FROM show_chunks('h') c ORDER BY c LIMIT 2;
+         CREATE TABLE s (LIKE h);
+         INSERT INTO s VALUES ('2024-01-02 05:00', 2, 0), ('2024-01-02 06:00', 2, 0), ('2024-01-04 \
+         23:59', 2, 0), ('2024-02-01', 2, 0);",
+        )
+        .unwrap();
+        let got: Vec<(Option<String>, Option<bool>, i64, String)> = c
+            .query(
+                "SELECT range_start, compressed, staging_rows, action FROM backfill_plan('s', 'h')",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        // day 2 is compressed (2 rows; no unique index, so nothing to decompress: direct),
+        // day 4 is not (1 row); the February row makes a new chunk. Chunk ranges read as
+        // TimescaleDB's chunks view gives them (timestamptz, in the session's UTC).
+        assert_eq!(
+            got,
+            [
+                (
+                    Some("2024-01-02 00:00:00+00".into()),
+                    Some(true),
+                    2,
+                    "insert into the compressed chunk, recompress what became partial".into()
+                ),
+                (Some("2024-01-04 00:00:00+00".into()), Some(false), 1, "insert".into()),
+                (None, None, 1, "insert, creating new chunks".into()),
+            ]
+        );
+    }
+}
+
+timescale_test! {
+    fn auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result() {
+        let cl = cluster();
+        let mut results = vec![];
+        // "r": auto again, with the staging rows routed through the row-id table, and a
+        // rewrite holding the merged rows in a temporary table, not in memory (what only a
+        // staging table or a chunk far bigger than a test's would get)
+        for (db, strategy) in [("a", "auto"), ("d", "direct"), ("x", "decompress"), ("r", "auto")] {
+            let mut c = cl.create_db(db);
+            timescale_dataset(&mut c, &Dataset::default());
+            stage_late_rows(&mut c);
+            // and a dense correction of day 4, with one new key in it
+            c.batch_execute(&format!(
+                "INSERT INTO backfill_event_data (time, device_id, value)
+               SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz \
+               '{START}' + interval '4 days';
+             INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz \
+             '{START}' + interval '4 days 5 minutes', 3, 42);"
+            ))
+            .unwrap();
+            let before = state(&mut c, "event_data", "backfill_event_data");
+            let (mut run, notices) = cl.connect_with_notices(db);
+            if db == "r" {
+                run.batch_execute(
+                    "SET backfill_ext.debug_always_route = on; SET \
+                backfill_ext.debug_rewrite_on_disk = on",
+                )
+                .unwrap();
+            }
+            run.batch_execute(&format!(
+                r#"CALL backfill_on_schedule(NULL, '{{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
+                                                 "on_conflict_action":"UPDATE","strategy":"{strategy}"}}')"#
+            ))
+            .unwrap();
+            let after = state(&mut c, "event_data", "backfill_event_data");
+            assert_eq!(after.staging_rows, 0);
+            assert!(before
+                .chunks
+                .iter()
+                .filter(|(_, s)| *s == 1)
+                .all(|(n, _)| after.chunks.iter().any(|(m, s)| m == n && *s == 1)));
+            let strategies: Vec<String> = c
+                .query("SELECT strategy FROM backfill_run_chunks ORDER BY chunk", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let digest: String = scalar(
+                &mut c,
+                "SELECT md5(string_agg(e::text, ',' ORDER BY time, device_id)) FROM event_data e",
+            );
+            let n = notices.lock().unwrap().clone();
+            let merges: Vec<String> =
+                n.iter().filter(|m| m.contains(" conflicts, merged")).cloned().collect();
+            results.push((strategy, strategies, digest, after.dest_rows, merges));
+        }
+        assert_eq!(
+            results[0].1,
+            ["merge", "direct", "direct", "merge"],
+            "auto: the upserts meeting existing batches merge, new devices go direct"
+        );
+        assert!(results[1].1.iter().all(|s| s == "direct"));
+        assert!(results[2].1.iter().all(|s| s == "decompress"));
+        assert_eq!(results[3].1, results[0].1, "routed or not, the same choices");
+        for (merges, rewrite) in [
+            (&results[0].4, "chunk rewritten, recompressed"),
+            (&results[3].4, "chunk rewritten (through a temporary table), recompressed"),
+        ] {
+            // day 0: 30 rows of one device of five; day 4: every device
+            assert_eq!(merges.len(), 2, "{merges:#?}");
+            assert!(
+                merges[0]
+                    .contains("30 rows moved, 30 conflicts, merged into its segments, \
+                        recompressed"),
+                "{merges:#?}"
+            );
+            assert!(
+                merges[1].contains(&format!("merged, every segment touched: {rewrite}")),
+                "{merges:#?}"
+            );
+        }
+        assert!(
+            results.windows(2).all(|w| w[0].2 == w[1].2 && w[0].3 == w[1].3),
+            "the same rows whatever the strategy"
+        );
+    }
+}
+
+timescale_test! {
+    fn a_dense_upsert_on_a_chunk_being_read_merges_by_segments_instead_of_waiting() {
+        let cl = cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        let staged = stage_correction_from_day(&mut c, 4);
+        let sum_after: f64 = scalar(&mut c, &format!("SELECT sum(value) + {staged} FROM \
+            event_data"));
+        let before = state(&mut c, "event_data", "backfill_event_data");
+        // a long report holds the chunk open
+        let mut reader = cl.connect("t");
+        reader
+            .batch_execute(&format!(
+                "BEGIN; SELECT count(*) FROM event_data WHERE time >= timestamptz \
+            '{START}' + interval '4 days';"
+            ))
+            .unwrap();
+        let (mut r, notices) = cl.connect_with_notices("t");
+        let t = std::time::Instant::now();
+        r.batch_execute(
+            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE"}')"#,
+        )
+        .unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "the run did not wait for the reader"
+        );
+        let n = notices.lock().unwrap().clone();
+        assert!(
+            n.iter().any(|m| m.contains("being read; merging by segments instead of rewriting it")),
+            "{n:#?}"
+        );
+        assert!(
+            n.iter().any(|m| m.contains(&format!(
+                "{staged} rows moved, {staged} conflicts, merged into its segments, recompressed"
+            ))),
+            "{n:#?}"
+        );
+        reader.batch_execute("COMMIT").unwrap();
+        let got: f64 = scalar(&mut c, "SELECT sum(value) FROM event_data");
+        assert!((got - sum_after).abs() < 1e-6, "{got} vs {sum_after}");
+        let after = state(&mut c, "event_data", "backfill_event_data");
+        assert_eq!(after.staging_rows, 0);
+        assert_compressed_and_policy_as_before(&before, &after, "a chunk being read");
+    }
+}
+
+timescale_test! {
+    fn a_foreign_key_to_the_hypertable_rules_out_the_rewrite() {
+        let cl = cluster();
+        let mut c = cl.create_db("t");
+        timescale_dataset(&mut c, &Dataset::default());
+        c.batch_execute(
+            "CREATE TABLE annotation (time timestamptz NOT NULL, device_id int NOT NULL, \
+        FOREIGN KEY (device_id, time) REFERENCES event_data)",
+        )
+        .unwrap();
+        let staged = stage_correction_from_day(&mut c, 4);
+        let sum_after: f64 = scalar(&mut c, &format!("SELECT sum(value) + {staged} FROM \
+            event_data"));
+        let (mut r, notices) = cl.connect_with_notices("t");
+        r.batch_execute(
+            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE"}')"#,
+        )
+        .unwrap();
+        let n = notices.lock().unwrap().clone();
+        assert!(
+            n.iter().any(|m| m.contains(&format!(
+                "{staged} rows moved, {staged} conflicts, merged into its segments, recompressed"
+            ))),
+            "{n:#?}"
+        );
+        let got: f64 = scalar(&mut c, "SELECT sum(value) FROM event_data");
+        assert!((got - sum_after).abs() < 1e-6, "{got} vs {sum_after}");
+        assert_eq!(
+            scalar::<i64>(
+                &mut c,
+                "SELECT count(*) FROM show_chunks('event_data') ch WHERE \
+        _timescaledb_functions.chunk_status(ch) <> 1"
+            ),
+            0
+        );
+    }
+}
