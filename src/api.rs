@@ -274,7 +274,8 @@ fn backfill_plan(
         _ => vec![],
     };
     spi::restore_search_path(&path);
-    let mut rows: Vec<PlanRow> = plan.steps.into_iter().map(step_row).collect();
+    let directly = prep.compress_order.is_some();
+    let mut rows: Vec<PlanRow> = plan.steps.into_iter().map(|s| step_row(s, directly)).collect();
     if plan.rows_for_new_chunks > 0 {
         let action = if prep.ht.is_some() { "insert, creating new chunks" } else { "insert" };
         rows.push((None, None, None, None, plan.rows_for_new_chunks, action.to_string()));
@@ -289,10 +290,14 @@ fn backfill_plan(
 /// A row of `backfill_plan`: chunk, range start and end, compressed, staging rows, action.
 type PlanRow = (Option<String>, Option<String>, Option<String>, Option<bool>, i64, String);
 
-/// `backfill_plan`'s row for one chunk step.
-fn step_row(s: crate::plan::Step) -> PlanRow {
-    use crate::plan::Strategy;
+/// `backfill_plan`'s row for one chunk step; `directly` where the destination takes rows
+/// through TimescaleDB's direct compression (`Prepared::compress_order`).
+fn step_row(s: crate::plan::Step, directly: bool) -> PlanRow {
+    use crate::plan::{Strategy, COMPRESS_DIRECTLY_FROM_ROWS};
     let action = match s.strategy {
+        Strategy::Direct if directly && s.staging_rows >= COMPRESS_DIRECTLY_FROM_ROWS => {
+            "write as compressed batches (direct compression)"
+        }
         Strategy::Decompress => "decompress, insert, recompress",
         Strategy::Direct => "insert into the compressed chunk, recompress what became partial",
         Strategy::Merge => "merge into the touched segments, recompress them",
