@@ -7,7 +7,7 @@ use backfill_ext_client_tests::fixtures::{
 };
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
-use backfill_ext_client_tests::{scalar, Cluster};
+use backfill_ext_client_tests::{scalar, Client, Cluster};
 
 timescale_test! {
     fn integer_time_hypertable() {
@@ -43,32 +43,93 @@ timescale_test! {
     }
 }
 
+/// In a Tokyo session: `daily` (a date time column, 7-day chunks, devices 1-3 daily
+/// through February 25), compressed, and `daily_late` (a new device for the week of
+/// 2024-01-15, one update of 2024-01-01); `small` (a smallint time column, chunks of
+/// 100), compressed, and `small_late` (a new device in [300, 400), a conflict, a new chunk).
+fn date_and_smallint_hypertables(c: &mut Client) {
+    c.batch_execute(
+        "ALTER DATABASE t SET timezone = 'Asia/Tokyo';
+     CREATE TABLE daily (day date NOT NULL, k int NOT NULL, v int, PRIMARY KEY (k, day));
+     SELECT create_hypertable('daily', 'day', chunk_time_interval => interval '7 days');
+     ALTER TABLE daily SET (timescaledb.compress, timescaledb.compress_segmentby = 'k');
+     INSERT INTO daily SELECT d::date, k, 0 FROM generate_series(date '2024-01-01', date \
+     '2024-02-25', interval '1 day') d, generate_series(1, 3) k;
+     SELECT count(compress_chunk(ch)) FROM show_chunks('daily') ch;
+     CREATE TABLE daily_late (LIKE daily);
+     INSERT INTO daily_late SELECT d::date, 9, 1 FROM generate_series(date '2024-01-15', date \
+     '2024-01-21', interval '1 day') d;
+     INSERT INTO daily_late VALUES ('2024-01-01', 1, 5);
+     CREATE TABLE small (t smallint NOT NULL, k int NOT NULL, v int, UNIQUE (k, t));
+     SELECT create_hypertable('small', 't', chunk_time_interval => 100);
+     ALTER TABLE small SET (timescaledb.compress, timescaledb.compress_segmentby = 'k');
+     INSERT INTO small SELECT t, 1, t FROM generate_series(0, 999) t;
+     SELECT count(compress_chunk(ch)) FROM show_chunks('small') ch;
+     CREATE TABLE small_late (LIKE small);
+     INSERT INTO small_late SELECT t, 2, 0 FROM generate_series(300, 399) t;
+     INSERT INTO small_late VALUES (5, 1, -1), (2000, 1, 0);",
+    )
+    .unwrap();
+}
+
+/// Each of `daily`'s chunks that took device 9 was reported with exactly the rows
+/// TimescaleDB placed in it.
+fn assert_reported_as_placed(c: &mut Client, chunk_lines: &[&String], n: &[String]) {
+    let placed: Vec<(String, i64)> = c
+        .query(
+            "SELECT tableoid::regclass::text, count(*) FROM daily WHERE k = 9 GROUP BY 1 ORDER \
+        BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(placed.len(), 2, "{placed:?}");
+    for (chunk, rows) in &placed {
+        assert!(
+            chunk_lines
+                .iter()
+                .any(|l| l.contains(&format!("chunk {chunk}: {rows} rows moved, 0 conflicts"))),
+            "{chunk} holds {rows} rows: {n:#?}"
+        );
+    }
+}
+
+/// The rows of `daily` and `small` after the runs, no chunk left partial, staging empty.
+fn assert_date_and_smallint_rows(c: &mut Client) {
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM daily"), 56 * 3 + 7);
+    assert_eq!(scalar::<i32>(c, "SELECT v FROM daily WHERE day = '2024-01-01' AND k = 1"), 5);
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM small"), 1000 + 100 + 1);
+    assert_eq!(
+        scalar::<i32>(c, "SELECT v FROM small WHERE t = 5 AND k = 1"),
+        5,
+        "DO NOTHING kept the existing row"
+    );
+    for table in ["daily", "small"] {
+        let partial: i64 = scalar(
+            c,
+            &format!(
+                "SELECT count(*) FROM show_chunks('{table}') ch WHERE \
+            _timescaledb_functions.chunk_status(ch) & 10 <> 0"
+            ),
+        );
+        assert_eq!(partial, 0, "{table}");
+    }
+    assert_eq!(
+        scalar::<i64>(
+            c,
+            "SELECT (SELECT count(*) FROM daily_late) + (SELECT count(*) FROM small_late)"
+        ),
+        0
+    );
+}
+
 timescale_test! {
     fn date_and_smallint_time_columns() {
         let cl = cluster();
         let mut c = cl.create_db("t");
-        c.batch_execute(
-            "ALTER DATABASE t SET timezone = 'Asia/Tokyo';
-         CREATE TABLE daily (day date NOT NULL, k int NOT NULL, v int, PRIMARY KEY (k, day));
-         SELECT create_hypertable('daily', 'day', chunk_time_interval => interval '7 days');
-         ALTER TABLE daily SET (timescaledb.compress, timescaledb.compress_segmentby = 'k');
-         INSERT INTO daily SELECT d::date, k, 0 FROM generate_series(date '2024-01-01', date \
-         '2024-02-25', interval '1 day') d, generate_series(1, 3) k;
-         SELECT count(compress_chunk(ch)) FROM show_chunks('daily') ch;
-         CREATE TABLE daily_late (LIKE daily);
-         INSERT INTO daily_late SELECT d::date, 9, 1 FROM generate_series(date '2024-01-15', date \
-         '2024-01-21', interval '1 day') d;
-         INSERT INTO daily_late VALUES ('2024-01-01', 1, 5);
-         CREATE TABLE small (t smallint NOT NULL, k int NOT NULL, v int, UNIQUE (k, t));
-         SELECT create_hypertable('small', 't', chunk_time_interval => 100);
-         ALTER TABLE small SET (timescaledb.compress, timescaledb.compress_segmentby = 'k');
-         INSERT INTO small SELECT t, 1, t FROM generate_series(0, 999) t;
-         SELECT count(compress_chunk(ch)) FROM show_chunks('small') ch;
-         CREATE TABLE small_late (LIKE small);
-         INSERT INTO small_late SELECT t, 2, 0 FROM generate_series(300, 399) t;
-         INSERT INTO small_late VALUES (5, 1, -1), (2000, 1, 0);",
-        )
-        .unwrap();
+        date_and_smallint_hypertables(&mut c);
         let (mut r, notices) = cl.connect_with_notices("t");
         r.batch_execute(
             r#"CALL backfill_on_schedule(NULL, '{"staging_table":"daily_late","destination_hypertable":"daily","on_conflict_action":"UPDATE"}');
@@ -88,52 +149,8 @@ timescale_test! {
             "{n:#?}"
         );
         assert!(chunk_lines.iter().any(|l| l.contains(": 100 rows moved, 0 conflicts")), "{n:#?}");
-        // each chunk was reported with exactly the rows TimescaleDB placed in it
-        let placed: Vec<(String, i64)> = c
-            .query(
-                "SELECT tableoid::regclass::text, count(*) FROM daily WHERE k = 9 GROUP BY 1 ORDER \
-            BY 1",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        assert_eq!(placed.len(), 2, "{placed:?}");
-        for (chunk, rows) in &placed {
-            assert!(
-                chunk_lines
-                    .iter()
-                    .any(|l| l.contains(&format!("chunk {chunk}: {rows} rows moved, 0 conflicts"))),
-                "{chunk} holds {rows} rows: {n:#?}"
-            );
-        }
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM daily"), 56 * 3 + 7);
-        assert_eq!(scalar::<i32>(&mut c, "SELECT v FROM daily WHERE day = '2024-01-01' AND k = \
-            1"), 5);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM small"), 1000 + 100 + 1);
-        assert_eq!(
-            scalar::<i32>(&mut c, "SELECT v FROM small WHERE t = 5 AND k = 1"),
-            5,
-            "DO NOTHING kept the existing row"
-        );
-        for table in ["daily", "small"] {
-            let partial: i64 = scalar(
-                &mut c,
-                &format!(
-                    "SELECT count(*) FROM show_chunks('{table}') ch WHERE \
-                _timescaledb_functions.chunk_status(ch) & 10 <> 0"
-                ),
-            );
-            assert_eq!(partial, 0, "{table}");
-        }
-        assert_eq!(
-            scalar::<i64>(
-                &mut c,
-                "SELECT (SELECT count(*) FROM daily_late) + (SELECT count(*) FROM small_late)"
-            ),
-            0
-        );
+        assert_reported_as_placed(&mut c, &chunk_lines, &n);
+        assert_date_and_smallint_rows(&mut c);
     }
 }
 

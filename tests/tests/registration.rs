@@ -8,7 +8,7 @@ use backfill_ext_client_tests::fixtures::{
 };
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
-use backfill_ext_client_tests::{expect_error, scalar, wait_for};
+use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client};
 use std::time::Duration;
 
 const CONFIG: &str =
@@ -76,6 +76,40 @@ timescale_test! {
     }
 }
 
+/// Job `job` runs `backfill_on_schedule` with the config asked for, checked by
+/// `backfill_check_config`, named for its tables where TimescaleDB names jobs.
+fn assert_registered_as_asked(c: &mut Client, job: i32) {
+    let r = c
+        .query_one(
+            "SELECT proc_name::text, check_name::text, schedule_interval::text, \
+         config->>'on_conflict_action',
+                config->>'staging_table', config->>'destination_hypertable', \
+                application_name::text
+         FROM timescaledb_information.jobs WHERE job_id = $1",
+            &[&job],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "backfill_on_schedule");
+    assert_eq!(r.get::<_, String>(1), "backfill_check_config");
+    assert_eq!(r.get::<_, String>(2), "1 day");
+    assert_eq!(r.get::<_, String>(3), "UPDATE");
+    assert_eq!(r.get::<_, String>(4), "backfill_event_data");
+    assert_eq!(r.get::<_, String>(5), "event_data");
+    // add_job names jobs from TimescaleDB 2.20 (job_name); before, the job keeps
+    // TimescaleDB's own name
+    let named: bool = scalar(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = \
+    'add_job' AND 'job_name' = ANY (proargnames))",
+    );
+    let expected = if named {
+        "backfill backfill_event_data -> event_data".to_string()
+    } else {
+        format!("User-Defined Action [{job}]")
+    };
+    assert!(r.get::<_, String>(6).contains(&expected), "{}", r.get::<_, String>(6));
+}
+
 timescale_test! {
     fn schedule_backfill_registers_a_named_checked_job() {
         let cl = cluster();
@@ -96,36 +130,7 @@ timescale_test! {
             .iter()
             .any(|n| n.contains(&format!("scheduled with TimescaleDB's job scheduler as job \
                 {job}"))));
-        let r = c
-            .query_one(
-                "SELECT proc_name::text, check_name::text, schedule_interval::text, \
-             config->>'on_conflict_action',
-                    config->>'staging_table', config->>'destination_hypertable', \
-                    application_name::text
-             FROM timescaledb_information.jobs WHERE job_id = $1",
-                &[&job],
-            )
-            .unwrap();
-        assert_eq!(r.get::<_, String>(0), "backfill_on_schedule");
-        assert_eq!(r.get::<_, String>(1), "backfill_check_config");
-        assert_eq!(r.get::<_, String>(2), "1 day");
-        assert_eq!(r.get::<_, String>(3), "UPDATE");
-        assert_eq!(r.get::<_, String>(4), "backfill_event_data");
-        assert_eq!(r.get::<_, String>(5), "event_data");
-        // add_job names jobs from TimescaleDB 2.20 (job_name); before, the job keeps TimescaleDB's
-        // own
-        // name
-        let named: bool = scalar(
-            &mut c,
-            "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = \
-        'add_job' AND 'job_name' = ANY (proargnames))",
-        );
-        let expected = if named {
-            "backfill backfill_event_data -> event_data".to_string()
-        } else {
-            format!("User-Defined Action [{job}]")
-        };
-        assert!(r.get::<_, String>(6).contains(&expected), "{}", r.get::<_, String>(6));
+        assert_registered_as_asked(&mut c, job);
         // a bad extra key is refused before anything is registered
         let (code, msg, _) = expect_error(
             &mut c,

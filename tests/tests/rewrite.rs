@@ -282,6 +282,35 @@ timescale_test! {
     }
 }
 
+/// `m` with two compressed chunks that number their columns differently, and `m_late`
+/// correcting both.
+fn chunks_before_and_after_a_dropped_column(c: &mut Client) {
+    // day 1's chunk keeps the dropped column; day 2's, made after the drop, never had
+    // it, so the two chunks and the hypertable number their columns differently
+    rewritable_chunk(c, "gone int, v int, note text DEFAULT 'old'");
+    c.batch_execute(
+        "ALTER TABLE m DROP COLUMN gone;
+     ALTER TABLE m ADD COLUMN added text DEFAULT 'added';
+     INSERT INTO m (time, dev, v, note)
+       SELECT t, d, 0, 'day 2' FROM generate_series(timestamptz '2024-01-02', timestamptz \
+       '2024-01-02 23:00', interval '1 hour') t, generate_series(1, 3) d;
+     SELECT count(compress_chunk(ch, if_not_compressed => true)) FROM show_chunks('m') ch;
+     INSERT INTO m_late SELECT time, dev, 2 FROM m WHERE time >= '2024-01-02';",
+    )
+    .unwrap();
+    let natts: Vec<i32> = c
+        .query(
+            "SELECT relnatts::int FROM pg_class WHERE oid IN (SELECT show_chunks('m')) \
+        ORDER BY relname",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_ne!(natts[0], natts[1], "the chunks' columns are numbered differently");
+}
+
 timescale_test! {
     fn a_rewrite_in_bulk_matches_columns_by_name_in_chunks_made_before_and_after_a_column_was_dropped()
     {
@@ -289,30 +318,7 @@ timescale_test! {
         for on_disk in [false, true] {
             let db = &format!("t_{on_disk}");
             let mut c = cl.create_db(db);
-            // day 1's chunk keeps the dropped column; day 2's, made after the drop, never had
-            // it, so the two chunks and the hypertable number their columns differently
-            rewritable_chunk(&mut c, "gone int, v int, note text DEFAULT 'old'");
-            c.batch_execute(
-                "ALTER TABLE m DROP COLUMN gone;
-             ALTER TABLE m ADD COLUMN added text DEFAULT 'added';
-             INSERT INTO m (time, dev, v, note)
-               SELECT t, d, 0, 'day 2' FROM generate_series(timestamptz '2024-01-02', timestamptz \
-               '2024-01-02 23:00', interval '1 hour') t, generate_series(1, 3) d;
-             SELECT count(compress_chunk(ch, if_not_compressed => true)) FROM show_chunks('m') ch;
-             INSERT INTO m_late SELECT time, dev, 2 FROM m WHERE time >= '2024-01-02';",
-            )
-            .unwrap();
-            let natts: Vec<i32> = c
-                .query(
-                    "SELECT relnatts::int FROM pg_class WHERE oid IN (SELECT show_chunks('m')) \
-                ORDER BY relname",
-                    &[],
-                )
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            assert_ne!(natts[0], natts[1], "the chunks' columns are numbered differently");
+            chunks_before_and_after_a_dropped_column(&mut c);
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
             // inside a transaction block, the run leaves the caller's settings as they were
             r.batch_execute(&format!(
@@ -454,29 +460,59 @@ timescale_test! {
     }
 }
 
+/// `m` and `m_late` as `rewritable_chunk` makes them, the primary key on (time, dev) and a
+/// plain index on (dev, time).
+fn rewritable_chunk_with_a_plain_index_to_compress_by(c: &mut Client) {
+    // the index TimescaleDB's compression would read (segmentby, then orderby) is
+    // not unique, so a rewrite leaves it unbuilt until compression truncates it
+    c.batch_execute(
+        "CREATE TABLE m (time timestamptz NOT NULL, dev int NOT NULL, v int, PRIMARY KEY \
+     (time, dev));
+     SELECT create_hypertable('m', 'time', chunk_time_interval => interval '1 day');
+     CREATE INDEX m_dev_time ON m (dev, time);
+     ALTER TABLE m SET (timescaledb.compress, timescaledb.compress_segmentby = 'dev', \
+     timescaledb.compress_orderby = 'time');
+     INSERT INTO m (time, dev, v)
+       SELECT t, d, 0 FROM generate_series(timestamptz '2024-01-01', timestamptz \
+       '2024-01-01 23:00', interval '1 hour') t, generate_series(1, 3) d;
+     SELECT count(compress_chunk(ch)) FROM show_chunks('m') ch;
+     CREATE TABLE m_late (time timestamptz, dev int, v int);
+     INSERT INTO m_late SELECT time, dev, 1 FROM m;",
+    )
+    .unwrap();
+}
+
+/// Decompressed, the chunk's indexes hold every row.
+fn assert_indexes_hold_every_row(c: &mut Client) {
+    c.batch_execute(
+        "SELECT count(decompress_chunk(ch)) FROM show_chunks('m') ch; SET \
+    enable_seqscan = off; SET enable_bitmapscan = off",
+    )
+    .unwrap();
+    let plan: Vec<String> = c
+        .query("EXPLAIN (COSTS OFF) SELECT count(*) FROM m WHERE dev = 2", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(plan.iter().any(|l| l.contains("Index")), "{plan:#?}");
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM m WHERE dev = 2"), 24);
+    assert_eq!(
+        scalar::<i64>(
+            c,
+            "SELECT count(*) FROM m WHERE time >= '2024-01-01 12:00' AND time < '2024-01-02'"
+        ),
+        36
+    );
+}
+
 timescale_test! {
     fn a_bulk_rewrite_is_compressed_without_its_unbuilt_indexes_where_compression_may_read_one() {
         let cl = cluster();
         for on_disk in [false, true] {
             let db = &format!("t_{on_disk}");
             let mut c = cl.create_db(db);
-            // the index TimescaleDB's compression would read (segmentby, then orderby) is
-            // not unique, so a rewrite leaves it unbuilt until compression truncates it
-            c.batch_execute(
-                "CREATE TABLE m (time timestamptz NOT NULL, dev int NOT NULL, v int, PRIMARY KEY \
-             (time, dev));
-             SELECT create_hypertable('m', 'time', chunk_time_interval => interval '1 day');
-             CREATE INDEX m_dev_time ON m (dev, time);
-             ALTER TABLE m SET (timescaledb.compress, timescaledb.compress_segmentby = 'dev', \
-             timescaledb.compress_orderby = 'time');
-             INSERT INTO m (time, dev, v)
-               SELECT t, d, 0 FROM generate_series(timestamptz '2024-01-01', timestamptz \
-               '2024-01-01 23:00', interval '1 hour') t, generate_series(1, 3) d;
-             SELECT count(compress_chunk(ch)) FROM show_chunks('m') ch;
-             CREATE TABLE m_late (time timestamptz, dev int, v int);
-             INSERT INTO m_late SELECT time, dev, 1 FROM m;",
-            )
-            .unwrap();
+            rewritable_chunk_with_a_plain_index_to_compress_by(&mut c);
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
             // the session lets compression read an index, outside a transaction block and inside one
             r.batch_execute("SET timescaledb.enable_compression_indexscan = on").unwrap();
@@ -510,27 +546,7 @@ timescale_test! {
             assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72);
             assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
             assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
-            // decompressed, the chunk's indexes hold every row
-            c.batch_execute(
-                "SELECT count(decompress_chunk(ch)) FROM show_chunks('m') ch; SET \
-            enable_seqscan = off; SET enable_bitmapscan = off",
-            )
-            .unwrap();
-            let plan: Vec<String> = c
-                .query("EXPLAIN (COSTS OFF) SELECT count(*) FROM m WHERE dev = 2", &[])
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            assert!(plan.iter().any(|l| l.contains("Index")), "{plan:#?}");
-            assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m WHERE dev = 2"), 24);
-            assert_eq!(
-                scalar::<i64>(
-                    &mut c,
-                    "SELECT count(*) FROM m WHERE time >= '2024-01-01 12:00' AND time < '2024-01-02'"
-                ),
-                36
-            );
+            assert_indexes_hold_every_row(&mut c);
         }
     }
 }

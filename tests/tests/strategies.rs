@@ -5,9 +5,9 @@ use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, stage_correction_from_day, stage_late_rows, state,
     timescale_dataset, Dataset, START,
 };
-use backfill_ext_client_tests::scalar;
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
+use backfill_ext_client_tests::{scalar, Cluster};
 
 timescale_test! {
     fn plans_only_chunks_that_receive_rows() {
@@ -53,89 +53,101 @@ timescale_test! {
     }
 }
 
+/// What one run with `strategy` did to late rows and a dense correction of day 4 (with
+/// one new key in it): the strategy of each chunk, a digest of the destination's rows,
+/// their count, and the NOTICEs of the chunks merged. Database `r` runs auto with the
+/// staging rows routed through the row-id table, and a rewrite holding the merged rows
+/// in a temporary table, not in memory (what only a staging table or a chunk far bigger
+/// than a test's would get).
+fn upsert_with_strategy(cl: &Cluster, db: &str, strategy: &str) -> StrategyResult {
+    let mut c = cl.create_db(db);
+    timescale_dataset(&mut c, &Dataset::default());
+    stage_late_rows(&mut c);
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+       SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz \
+       '{START}' + interval '4 days';
+     INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz \
+     '{START}' + interval '4 days 5 minutes', 3, 42);"
+    ))
+    .unwrap();
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    let (mut run, notices) = cl.connect_with_notices(db);
+    if db == "r" {
+        run.batch_execute(
+            "SET backfill_ext.debug_always_route = on; SET \
+        backfill_ext.debug_rewrite_on_disk = on",
+        )
+        .unwrap();
+    }
+    run.batch_execute(&format!(
+        r#"CALL backfill_on_schedule(NULL, '{{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
+                                         "on_conflict_action":"UPDATE","strategy":"{strategy}"}}')"#
+    ))
+    .unwrap();
+    let after = state(&mut c, "event_data", "backfill_event_data");
+    assert_eq!(after.staging_rows, 0);
+    assert!(before
+        .chunks
+        .iter()
+        .filter(|(_, s)| *s == 1)
+        .all(|(n, _)| after.chunks.iter().any(|(m, s)| m == n && *s == 1)));
+    let strategies: Vec<String> = c
+        .query("SELECT strategy FROM backfill_run_chunks ORDER BY chunk", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let digest: String = scalar(
+        &mut c,
+        "SELECT md5(string_agg(e::text, ',' ORDER BY time, device_id)) FROM event_data e",
+    );
+    let n = notices.lock().unwrap().clone();
+    let merges: Vec<String> =
+        n.iter().filter(|m| m.contains(" conflicts, merged")).cloned().collect();
+    (strategies, digest, after.dest_rows, merges)
+}
+
+/// The strategy of each chunk, a digest of the rows, their count, the merges' NOTICEs.
+type StrategyResult = (Vec<String>, String, i64, Vec<String>);
+
+/// Day 0 (30 rows of one device of five) merged into its segments; day 4 (every device)
+/// rewritten, as `rewrite` says.
+fn assert_merged_then_rewritten(merges: &[String], rewrite: &str) {
+    assert_eq!(merges.len(), 2, "{merges:#?}");
+    assert!(
+        merges[0].contains("30 rows moved, 30 conflicts, merged into its segments, recompressed"),
+        "{merges:#?}"
+    );
+    assert!(
+        merges[1].contains(&format!("merged, every segment touched: {rewrite}")),
+        "{merges:#?}"
+    );
+}
+
 timescale_test! {
     fn auto_chooses_per_chunk_and_forced_strategies_agree_on_the_result() {
         let cl = cluster();
-        let mut results = vec![];
-        // "r": auto again, with the staging rows routed through the row-id table, and a
-        // rewrite holding the merged rows in a temporary table, not in memory (what only a
-        // staging table or a chunk far bigger than a test's would get)
-        for (db, strategy) in [("a", "auto"), ("d", "direct"), ("x", "decompress"), ("r", "auto")] {
-            let mut c = cl.create_db(db);
-            timescale_dataset(&mut c, &Dataset::default());
-            stage_late_rows(&mut c);
-            // and a dense correction of day 4, with one new key in it
-            c.batch_execute(&format!(
-                "INSERT INTO backfill_event_data (time, device_id, value)
-               SELECT time, device_id, value + 1 FROM event_data WHERE time >= timestamptz \
-               '{START}' + interval '4 days';
-             INSERT INTO backfill_event_data (time, device_id, value) VALUES (timestamptz \
-             '{START}' + interval '4 days 5 minutes', 3, 42);"
-            ))
-            .unwrap();
-            let before = state(&mut c, "event_data", "backfill_event_data");
-            let (mut run, notices) = cl.connect_with_notices(db);
-            if db == "r" {
-                run.batch_execute(
-                    "SET backfill_ext.debug_always_route = on; SET \
-                backfill_ext.debug_rewrite_on_disk = on",
-                )
-                .unwrap();
-            }
-            run.batch_execute(&format!(
-                r#"CALL backfill_on_schedule(NULL, '{{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
-                                                 "on_conflict_action":"UPDATE","strategy":"{strategy}"}}')"#
-            ))
-            .unwrap();
-            let after = state(&mut c, "event_data", "backfill_event_data");
-            assert_eq!(after.staging_rows, 0);
-            assert!(before
-                .chunks
-                .iter()
-                .filter(|(_, s)| *s == 1)
-                .all(|(n, _)| after.chunks.iter().any(|(m, s)| m == n && *s == 1)));
-            let strategies: Vec<String> = c
-                .query("SELECT strategy FROM backfill_run_chunks ORDER BY chunk", &[])
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
+        let results: Vec<StrategyResult> =
+            [("a", "auto"), ("d", "direct"), ("x", "decompress"), ("r", "auto")]
+                .into_iter()
+                .map(|(db, strategy)| upsert_with_strategy(&cl, db, strategy))
                 .collect();
-            let digest: String = scalar(
-                &mut c,
-                "SELECT md5(string_agg(e::text, ',' ORDER BY time, device_id)) FROM event_data e",
-            );
-            let n = notices.lock().unwrap().clone();
-            let merges: Vec<String> =
-                n.iter().filter(|m| m.contains(" conflicts, merged")).cloned().collect();
-            results.push((strategy, strategies, digest, after.dest_rows, merges));
-        }
         assert_eq!(
-            results[0].1,
+            results[0].0,
             ["merge", "direct", "direct", "merge"],
             "auto: the upserts meeting existing batches merge, new devices go direct"
         );
-        assert!(results[1].1.iter().all(|s| s == "direct"));
-        assert!(results[2].1.iter().all(|s| s == "decompress"));
-        assert_eq!(results[3].1, results[0].1, "routed or not, the same choices");
-        for (merges, rewrite) in [
-            (&results[0].4, "chunk rewritten, recompressed"),
-            (&results[3].4, "chunk rewritten (through a temporary table), recompressed"),
-        ] {
-            // day 0: 30 rows of one device of five; day 4: every device
-            assert_eq!(merges.len(), 2, "{merges:#?}");
-            assert!(
-                merges[0]
-                    .contains("30 rows moved, 30 conflicts, merged into its segments, \
-                        recompressed"),
-                "{merges:#?}"
-            );
-            assert!(
-                merges[1].contains(&format!("merged, every segment touched: {rewrite}")),
-                "{merges:#?}"
-            );
-        }
+        assert!(results[1].0.iter().all(|s| s == "direct"));
+        assert!(results[2].0.iter().all(|s| s == "decompress"));
+        assert_eq!(results[3].0, results[0].0, "routed or not, the same choices");
+        assert_merged_then_rewritten(&results[0].3, "chunk rewritten, recompressed");
+        assert_merged_then_rewritten(
+            &results[3].3,
+            "chunk rewritten (through a temporary table), recompressed",
+        );
         assert!(
-            results.windows(2).all(|w| w[0].2 == w[1].2 && w[0].3 == w[1].3),
+            results.windows(2).all(|w| w[0].1 == w[1].1 && w[0].2 == w[1].2),
             "the same rows whatever the strategy"
         );
     }

@@ -6,7 +6,7 @@
 
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, not_fully_compressed, stage_late_rows, state,
-    timescale_dataset, Dataset, START,
+    timescale_dataset, Dataset, State, START,
 };
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
@@ -16,11 +16,7 @@ use std::time::Duration;
 const CONFIG: &str =
     r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
 
-fn assert_promises(
-    c: &mut Client,
-    before: &backfill_ext_client_tests::fixtures::State,
-    added: i64,
-) {
+fn assert_promises(c: &mut Client, before: &State, added: i64) {
     let after = state(c, "event_data", "backfill_event_data");
     assert_eq!(after.staging_rows, 0, "staging is empty");
     assert_eq!(
@@ -282,6 +278,83 @@ timescale_test! {
     }
 }
 
+/// What `backfill_plan` says for the default dataset with late rows staged: three
+/// compressed chunks taking rows in place and the new chunks; the plan changes nothing.
+fn planned_chunks(c: &mut Client, before: &State) -> Vec<(Option<String>, i64, String)> {
+    let plan: Vec<(Option<String>, i64, String)> = c
+        .query(
+            "SELECT chunk, staging_rows, action FROM backfill_plan('backfill_event_data', \
+        'event_data')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(plan.len(), 4, "{plan:?}");
+    assert!(
+        plan[..3]
+            .iter()
+            .all(|p| p.2 == "insert into the compressed chunk, recompress what became partial"),
+        "{plan:?}"
+    );
+    assert_eq!(plan[3], (None, 2, "insert, creating new chunks".to_string()));
+    assert_eq!(&state(c, "event_data", "backfill_event_data"), before, "the plan changed nothing");
+    plan
+}
+
+/// Waits for a run in flight to report two chunks done, and checks `backfill_status`
+/// counts them while it runs.
+fn assert_two_chunks_reported_live(c: &mut Client) {
+    let done: Vec<(String, i64)> = wait_for(
+        "two chunks to be reported while the run is in flight",
+        Duration::from_secs(60),
+        || {
+            let rows: Vec<(String, i64)> = c
+                .query("SELECT chunk, rows_moved FROM backfill_run_chunks ORDER BY finished", &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            (rows.len() == 2).then_some(rows)
+        },
+    );
+    let live =
+        c.query_one("SELECT status, rows_moved, chunks_done FROM backfill_status", &[]).unwrap();
+    assert_eq!(live.get::<_, String>(0), "running");
+    assert_eq!(live.get::<_, i64>(1), done.iter().map(|d| d.1).sum::<i64>());
+    assert_eq!(live.get::<_, i64>(2), 2);
+}
+
+/// The finished run touched exactly the planned chunks and its status counts them.
+fn assert_the_run_followed_the_plan(
+    c: &mut Client,
+    plan: &[(Option<String>, i64, String)],
+    added: i64,
+) {
+    // (background workers finish chunks in any order)
+    let touched: Vec<String> = c
+        .query("SELECT chunk FROM backfill_run_chunks ORDER BY chunk", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut planned: Vec<String> = plan[..3].iter().map(|p| p.0.clone().unwrap()).collect();
+    planned.sort();
+    assert_eq!(touched, planned, "the run touched exactly the planned chunks");
+    let r = c
+        .query_one(
+            "SELECT status, rows_moved, conflicts, chunks_decompressed, \
+    chunks_recompressed, new_chunks FROM backfill_status",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "succeeded");
+    assert_eq!(r.get::<_, i64>(1), added + 30);
+    assert_eq!(r.get::<_, i64>(2), 30);
+    assert_eq!((r.get::<_, i32>(3), r.get::<_, i32>(4), r.get::<_, i32>(5)), (3, 3, 2));
+}
+
 timescale_test! {
     fn progress_is_visible_live_and_the_plan_matches_the_run() {
         let cl = cluster();
@@ -289,29 +362,7 @@ timescale_test! {
         timescale_dataset(&mut c, &Dataset::default());
         let added = stage_late_rows(&mut c);
         let before = state(&mut c, "event_data", "backfill_event_data");
-        let plan: Vec<(Option<String>, i64, String)> = c
-            .query(
-                "SELECT chunk, staging_rows, action FROM backfill_plan('backfill_event_data', \
-            'event_data')",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
-        assert_eq!(plan.len(), 4, "{plan:?}");
-        assert!(
-            plan[..3]
-                .iter()
-                .all(|p| p.2 == "insert into the compressed chunk, recompress what became partial"),
-            "{plan:?}"
-        );
-        assert_eq!(plan[3], (None, 2, "insert, creating new chunks".to_string()));
-        assert_eq!(
-            state(&mut c, "event_data", "backfill_event_data"),
-            before,
-            "the plan changed nothing"
-        );
+        let plan = planned_chunks(&mut c, &before);
         // hold the third chunk so the run stops there, in flight, after committing two
         let third = plan[2].0.clone().unwrap();
         let mut locker = cl.connect("t");
@@ -327,50 +378,11 @@ timescale_test! {
                 r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}')"#,
             )
         });
-        let done: Vec<(String, i64)> = wait_for(
-            "two chunks to be reported while the run is in flight",
-            Duration::from_secs(60),
-            || {
-                let rows: Vec<(String, i64)> = c
-                    .query("SELECT chunk, rows_moved FROM backfill_run_chunks ORDER BY \
-                        finished", &[])
-                    .unwrap()
-                    .iter()
-                    .map(|r| (r.get(0), r.get(1)))
-                    .collect();
-                (rows.len() == 2).then_some(rows)
-            },
-        );
-        let live =
-            c.query_one("SELECT status, rows_moved, chunks_done FROM \
-                backfill_status", &[]).unwrap();
-        assert_eq!(live.get::<_, String>(0), "running");
-        assert_eq!(live.get::<_, i64>(1), done.iter().map(|d| d.1).sum::<i64>());
-        assert_eq!(live.get::<_, i64>(2), 2);
+        assert_two_chunks_reported_live(&mut c);
         locker.batch_execute("COMMIT").unwrap();
         run.join().unwrap().unwrap();
         assert_promises(&mut c, &before, added);
-        // (background workers finish chunks in any order)
-        let touched: Vec<String> = c
-            .query("SELECT chunk FROM backfill_run_chunks ORDER BY chunk", &[])
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let mut planned: Vec<String> = plan[..3].iter().map(|p| p.0.clone().unwrap()).collect();
-        planned.sort();
-        assert_eq!(touched, planned, "the run touched exactly the planned chunks");
-        let r = c
-            .query_one(
-                "SELECT status, rows_moved, conflicts, chunks_decompressed, \
-        chunks_recompressed, new_chunks FROM backfill_status",
-                &[],
-            )
-            .unwrap();
-        assert_eq!(r.get::<_, String>(0), "succeeded");
-        assert_eq!(r.get::<_, i64>(1), added + 30);
-        assert_eq!(r.get::<_, i64>(2), 30);
-        assert_eq!((r.get::<_, i32>(3), r.get::<_, i32>(4), r.get::<_, i32>(5)), (3, 3, 2));
+        assert_the_run_followed_the_plan(&mut c, &plan, added);
     }
 }
 
