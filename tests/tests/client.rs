@@ -1,7 +1,7 @@
 //! Client tests on plain PostgreSQL: the procedures over libpq against a real cluster,
 //! with COMMIT between steps. They run on any machine with PostgreSQL 15.
 
-use backfill_ext_client_tests::{expect_error, scalar, Cluster, Options};
+use backfill_ext_client_tests::{expect_error, scalar, Client, Cluster, Options};
 
 fn cluster() -> Cluster {
     Cluster::start(Options::default())
@@ -131,71 +131,54 @@ fn partitioned_destination_and_quoted_names() {
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM \"Odd Schema\".\"Metrics\""), 200);
 }
 
-#[test]
-fn bad_configs_are_rejected_before_anything_changes() {
-    let cl = cluster();
-    let mut c = cl.create_db("t");
-    c.batch_execute(PLAIN).unwrap();
-    c.batch_execute(
-        "INSERT INTO staging VALUES (1, '2030-01-01', 1); CREATE VIEW v AS SELECT * FROM staging;",
-    )
-    .unwrap();
-    let cases: &[(&str, &str, &str)] = &[
-        (
-            r#"{"destination_hypertable":"readings"}"#,
-            "22023",
-            "config key \"staging_table\" is required",
-        ),
-        (
-            r#"{"staging_table":"staging","destination_hypertable":"readings","stagin_table":"x"}"#,
-            "22023",
-            "unknown config key \"stagin_table\"",
-        ),
-        (
-            r#"{"staging_table":"nope","destination_hypertable":"readings"}"#,
-            "42P01",
-            "staging table \"nope\" (config key \"staging_table\") does not exist",
-        ),
-        (
-            r#"{"staging_table":"staging","destination_hypertable":"staging"}"#,
-            "22023",
-            "staging table and destination are the same table",
-        ),
-        (
-            r#"{"staging_table":"v","destination_hypertable":"readings"}"#,
-            "42809",
-            "staging table public.v is not a table (a view)",
-        ),
-        (
-            r#"{"staging_table":"x; DROP TABLE readings","destination_hypertable":"readings"}"#,
-            "42602",
-            "is not a valid table name",
-        ),
-        (
-            r#"{"staging_table":"staging","destination_hypertable":"readings","compression_job_push_interval":"soon"}"#,
-            "22023",
-            "config key \"compression_job_push_interval\" is not an interval",
-        ),
-        (
-            r#"{"staging_table":"staging","destination_hypertable":"readings","on_conflict_action":"UPDATE","on_conflict_update_columns":["nope"]}"#,
-            "42703",
-            "column \"nope\" in \"on_conflict_update_columns\" does not exist",
-        ),
-    ];
-    for (cfg, code, msg) in cases {
-        let (got_code, got_msg, hint) =
-            expect_error(&mut c, &format!("CALL backfill_on_schedule(1, '{cfg}')"));
-        assert_eq!(&got_code, code, "{cfg}: {got_msg}");
-        assert!(got_msg.contains(msg), "{cfg}: {got_msg}");
-        assert!(hint.is_some(), "{cfg} has a hint");
-    }
-    let (code, msg, _) = expect_error(&mut c, "CALL backfill_on_schedule(1, NULL)");
-    assert_eq!(
-        (code.as_str(), msg.as_str()),
-        ("22004", "backfill_ext: the backfill job's config is NULL")
-    );
+/// Configs `backfill_on_schedule` refuses: (config, SQLSTATE, part of the message).
+const BAD_CONFIGS: &[(&str, &str, &str)] = &[
+    (
+        r#"{"destination_hypertable":"readings"}"#,
+        "22023",
+        "config key \"staging_table\" is required",
+    ),
+    (
+        r#"{"staging_table":"staging","destination_hypertable":"readings","stagin_table":"x"}"#,
+        "22023",
+        "unknown config key \"stagin_table\"",
+    ),
+    (
+        r#"{"staging_table":"nope","destination_hypertable":"readings"}"#,
+        "42P01",
+        "staging table \"nope\" (config key \"staging_table\") does not exist",
+    ),
+    (
+        r#"{"staging_table":"staging","destination_hypertable":"staging"}"#,
+        "22023",
+        "staging table and destination are the same table",
+    ),
+    (
+        r#"{"staging_table":"v","destination_hypertable":"readings"}"#,
+        "42809",
+        "staging table public.v is not a table (a view)",
+    ),
+    (
+        r#"{"staging_table":"x; DROP TABLE readings","destination_hypertable":"readings"}"#,
+        "42602",
+        "is not a valid table name",
+    ),
+    (
+        r#"{"staging_table":"staging","destination_hypertable":"readings","compression_job_push_interval":"soon"}"#,
+        "22023",
+        "config key \"compression_job_push_interval\" is not an interval",
+    ),
+    (
+        r#"{"staging_table":"staging","destination_hypertable":"readings","on_conflict_action":"UPDATE","on_conflict_update_columns":["nope"]}"#,
+        "42703",
+        "column \"nope\" in \"on_conflict_update_columns\" does not exist",
+    ),
+];
+
+/// A staging column the destination lacks, or of another type, is refused by name.
+fn assert_mismatched_columns_are_rejected(c: &mut Client) {
     c.batch_execute("ALTER TABLE staging ADD COLUMN extra int").unwrap();
-    let (code, msg, _) = expect_error(&mut c, "CALL decompress_backfill('staging', 'readings')");
+    let (code, msg, _) = expect_error(c, "CALL decompress_backfill('staging', 'readings')");
     assert_eq!(code, "42703");
     assert!(
         msg.contains(
@@ -209,7 +192,7 @@ fn bad_configs_are_rejected_before_anything_changes() {
         COLUMN value TYPE point USING point(value, 0)",
     )
     .unwrap();
-    let (code, msg, _) = expect_error(&mut c, "CALL decompress_backfill('staging', 'readings')");
+    let (code, msg, _) = expect_error(c, "CALL decompress_backfill('staging', 'readings')");
     assert_eq!(code, "42804");
     assert!(
         msg.contains(
@@ -218,6 +201,30 @@ fn bad_configs_are_rejected_before_anything_changes() {
         ),
         "{msg}"
     );
+}
+
+#[test]
+fn bad_configs_are_rejected_before_anything_changes() {
+    let cl = cluster();
+    let mut c = cl.create_db("t");
+    c.batch_execute(PLAIN).unwrap();
+    c.batch_execute(
+        "INSERT INTO staging VALUES (1, '2030-01-01', 1); CREATE VIEW v AS SELECT * FROM staging;",
+    )
+    .unwrap();
+    for (cfg, code, msg) in BAD_CONFIGS {
+        let (got_code, got_msg, hint) =
+            expect_error(&mut c, &format!("CALL backfill_on_schedule(1, '{cfg}')"));
+        assert_eq!(&got_code, code, "{cfg}: {got_msg}");
+        assert!(got_msg.contains(msg), "{cfg}: {got_msg}");
+        assert!(hint.is_some(), "{cfg} has a hint");
+    }
+    let (code, msg, _) = expect_error(&mut c, "CALL backfill_on_schedule(1, NULL)");
+    assert_eq!(
+        (code.as_str(), msg.as_str()),
+        ("22004", "backfill_ext: the backfill job's config is NULL")
+    );
+    assert_mismatched_columns_are_rejected(&mut c);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 1);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 100);
 }
@@ -259,6 +266,40 @@ fn procedures_land_in_the_extension_schema_and_state_in_its_own() {
     );
 }
 
+/// A run that fails, on a conflict or on its config, is recorded with its SQLSTATE,
+/// and a failed run is the latest status.
+fn assert_failures_are_recorded(c: &mut Client) {
+    c.batch_execute(
+        "INSERT INTO staging VALUES (0, timestamptz '2024-01-01' + interval '5 hours', 5)",
+    )
+    .unwrap();
+    let (code, _, _) = expect_error(
+        c,
+        "CALL backfill_on_schedule(8, \
+         '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"on_conflict_action\":\"RESTRICT\"}')",
+    );
+    assert_eq!(code, "23505");
+    let r =
+        c.query_one("SELECT job_id, status, sqlstate, error FROM backfill_status", &[]).unwrap();
+    assert_eq!(r.get::<_, Option<i32>>(0), Some(8));
+    assert_eq!(r.get::<_, String>(1), "failed");
+    assert_eq!(r.get::<_, Option<String>>(2).as_deref(), Some("23505"));
+    assert!(r.get::<_, Option<String>>(3).unwrap().contains("already exists"));
+    // a config that fails validation is recorded too
+    let (code, _, _) = expect_error(
+        c,
+        "CALL backfill_on_schedule(9, \
+        '{\"staging_table\":\"nope\",\"destination_hypertable\":\"readings\"}')",
+    );
+    assert_eq!(code, "42P01");
+    let r =
+        c.query_one("SELECT status, sqlstate FROM backfill_runs WHERE job_id = 9", &[]).unwrap();
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, Option<String>>(1)),
+        ("failed".to_string(), Some("42P01".to_string()))
+    );
+}
+
 #[test]
 fn run_history_records_successes_failures_and_the_plan() {
     let cl = cluster();
@@ -281,7 +322,6 @@ fn run_history_records_successes_failures_and_the_plan() {
         10,
         "the plan changes nothing"
     );
-
     c.batch_execute(
         "CALL backfill_on_schedule(7, \
         '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')",
@@ -301,37 +341,7 @@ fn run_history_records_successes_failures_and_the_plan() {
     assert_eq!(r.get::<_, String>(4), "public.staging");
     assert_eq!(r.get::<_, String>(5), "public.readings");
     assert!(r.get::<_, bool>(6));
-
-    // a failing run is recorded with its SQLSTATE, and is the latest status
-    c.batch_execute(
-        "INSERT INTO staging VALUES (0, timestamptz '2024-01-01' + interval '5 hours', 5)",
-    )
-    .unwrap();
-    let (code, _, _) = expect_error(
-        &mut c,
-        "CALL backfill_on_schedule(8, \
-         '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"on_conflict_action\":\"RESTRICT\"}')",
-    );
-    assert_eq!(code, "23505");
-    let r =
-        c.query_one("SELECT job_id, status, sqlstate, error FROM backfill_status", &[]).unwrap();
-    assert_eq!(r.get::<_, Option<i32>>(0), Some(8));
-    assert_eq!(r.get::<_, String>(1), "failed");
-    assert_eq!(r.get::<_, Option<String>>(2).as_deref(), Some("23505"));
-    assert!(r.get::<_, Option<String>>(3).unwrap().contains("already exists"));
-    // a config that fails validation is recorded too
-    let (code, _, _) = expect_error(
-        &mut c,
-        "CALL backfill_on_schedule(9, \
-        '{\"staging_table\":\"nope\",\"destination_hypertable\":\"readings\"}')",
-    );
-    assert_eq!(code, "42P01");
-    let r =
-        c.query_one("SELECT status, sqlstate FROM backfill_runs WHERE job_id = 9", &[]).unwrap();
-    assert_eq!(
-        (r.get::<_, String>(0), r.get::<_, Option<String>>(1)),
-        ("failed".to_string(), Some("42P01".to_string()))
-    );
+    assert_failures_are_recorded(&mut c);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_runs"), 3);
 }
 
@@ -380,6 +390,28 @@ fn history_is_pruned_after_the_retention() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(jobs, [3, 4, 9]);
+}
+
+/// Job 2's run, which exited, is recorded as skipped, saying why; job 1's, as succeeded.
+fn assert_the_second_run_was_skipped(c: &mut Client) {
+    let runs: Vec<(i32, String, Option<String>)> = c
+        .query("SELECT job_id, status, error FROM backfill_runs ORDER BY run_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!((runs[0].0, runs[0].1.as_str()), (1, "succeeded"));
+    assert_eq!((runs[1].0, runs[1].1.as_str()), (2, "skipped"));
+    assert!(
+        runs[1]
+            .2
+            .as_deref()
+            .unwrap_or("")
+            .contains("is working on public.readings; this run of job 2 waited 1 second"),
+        "{runs:?}"
+    );
+    assert_eq!(scalar::<String>(c, "SELECT status FROM backfill_status"), "succeeded");
 }
 
 #[test]
@@ -436,26 +468,7 @@ fn a_second_run_waits_then_exits_naming_the_run_that_holds_the_destination() {
     first.join().unwrap().unwrap();
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 110);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 0);
-    // the run that exited is recorded as skipped, saying why; the status view shows the run that
-    // worked
-    let runs: Vec<(i32, String, Option<String>)> = c
-        .query("SELECT job_id, status, error FROM backfill_runs ORDER BY run_id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    assert_eq!(runs.len(), 2, "{runs:?}");
-    assert_eq!((runs[0].0, runs[0].1.as_str()), (1, "succeeded"));
-    assert_eq!((runs[1].0, runs[1].1.as_str()), (2, "skipped"));
-    assert!(
-        runs[1]
-            .2
-            .as_deref()
-            .unwrap_or("")
-            .contains("is working on public.readings; this run of job 2 waited 1 second"),
-        "{runs:?}"
-    );
-    assert_eq!(scalar::<String>(&mut c, "SELECT status FROM backfill_status"), "succeeded");
+    assert_the_second_run_was_skipped(&mut c);
 }
 
 #[test]
