@@ -70,27 +70,47 @@ fn config(refresh: bool) -> String {
     )
 }
 
+/// Without the refresh (database `off`), a scheduled run's backfilled history never
+/// reaches the aggregates.
+fn assert_aggregates_miss_the_rows_without_the_refresh(cl: &Cluster) {
+    let mut off = cl.create_db("off");
+    timescale_dataset(&mut off, &Dataset::default());
+    with_continuous_aggregates(&mut off);
+    stage_late_rows(&mut off);
+    let job: i32 = scalar(
+        &mut off,
+        &format!("SELECT add_job('backfill_on_schedule', '10 days', '{}', now())", config(false)),
+    );
+    assert_eq!(cl.wait_for_job(&mut off, job), 1);
+    let (hourly, daily) = stale_rows(&mut off);
+    assert!(
+        hourly > 0 && daily > 0,
+        "without a refresh the aggregates miss the rows: {hourly}, {daily}"
+    );
+    assert_eq!(scalar::<i64>(&mut off, "SELECT count(*) FROM backfill_run_refreshes"), 0);
+}
+
+/// The refreshes a run of the staged late rows makes, parents first: (aggregate, range
+/// start, range end, status); the staging rows span START - 3 days to START + 40 days.
+fn expected_refreshes(c: &mut Client) -> Vec<(String, String, String, String)> {
+    let mut tz = |s: &str| {
+        scalar::<String>(c, &format!("SELECT (timestamptz '{START}' + interval '{s}')::text"))
+    };
+    vec![
+        (
+            "public.event_hourly".to_string(),
+            tz("-3 days"),
+            tz("40 days 1 hour"),
+            "refreshed".to_string(),
+        ),
+        ("public.event_daily".to_string(), tz("-3 days"), tz("41 days"), "refreshed".to_string()),
+    ]
+}
+
 timescale_test! {
     fn a_scheduled_run_refreshes_the_aggregates_for_the_range_it_changed() {
         let cl = cluster();
-        // without the refresh, the backfilled history never reaches the aggregates
-        let mut off = cl.create_db("off");
-        timescale_dataset(&mut off, &Dataset::default());
-        with_continuous_aggregates(&mut off);
-        stage_late_rows(&mut off);
-        let job: i32 = scalar(
-            &mut off,
-            &format!("SELECT add_job('backfill_on_schedule', '10 days', '{}', \
-                now())", config(false)),
-        );
-        assert_eq!(cl.wait_for_job(&mut off, job), 1);
-        let (hourly, daily) = stale_rows(&mut off);
-        assert!(
-            hourly > 0 && daily > 0,
-            "without a refresh the aggregates miss the rows: {hourly}, {daily}"
-        );
-        assert_eq!(scalar::<i64>(&mut off, "SELECT count(*) FROM backfill_run_refreshes"), 0);
-
+        assert_aggregates_miss_the_rows_without_the_refresh(&cl);
         let mut c = cl.create_db("t");
         timescale_dataset(&mut c, &Dataset::default());
         with_continuous_aggregates(&mut c);
@@ -124,20 +144,7 @@ timescale_test! {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect();
-        let mut tz = |s: &str| {
-            scalar::<String>(&mut c, &format!("SELECT (timestamptz '{START}' + interval \
-                '{s}')::text"))
-        };
-        let expected = vec![
-            (
-                "public.event_hourly".to_string(),
-                tz("-3 days"),
-                tz("40 days 1 hour"),
-                "refreshed".to_string(),
-            ),
-            ("public.event_daily".to_string(), tz("-3 days"), tz("41 \
-              days"), "refreshed".to_string()),
-        ];
+        let expected = expected_refreshes(&mut c);
         assert_eq!(done, expected);
         let planned_expected: Vec<(String, String, String)> = expected
             .iter()
