@@ -147,18 +147,7 @@ timescale_test! {
         assert_ne!(version, PREVIOUS);
         assert_eq!(state(&mut c), before, "history and holds kept");
         // no role but the owner may write the state any more
-        let writable: i64 = scalar(
-            &mut c,
-            "SELECT count(*) FROM pg_catalog.pg_class AS t, unnest(ARRAY['INSERT', 'UPDATE', \
-         'DELETE']) AS w(p) \
-         WHERE t.relnamespace = '_backfill_ext'::regnamespace AND t.relkind = 'r' AND \
-         pg_catalog.has_table_privilege('public', t.oid, w.p)",
-        );
-        assert_eq!(writable, 0, "PUBLIC keeps no write privilege on the state");
-        assert!(!scalar::<bool>(
-            &mut c,
-            "SELECT pg_catalog.has_sequence_privilege('public', '_backfill_ext.run_id_seq', 'USAGE')"
-        ));
+        public_writes_nothing(&mut c);
 
         // the same objects as a fresh install of the current version
         an_update_equals_a_fresh_install(&cl);
@@ -259,4 +248,20 @@ fn difference(fresh: &str, updated: &str) -> String {
             .collect();
     }
     diff.join("\n")
+}
+
+/// PUBLIC keeps no write privilege on the extension's state, nor on its id sequence.
+fn public_writes_nothing(c: &mut Client) {
+    let writable: i64 = scalar(
+        c,
+        "SELECT count(*) FROM pg_catalog.pg_class AS t, unnest(ARRAY['INSERT', 'UPDATE', \
+     'DELETE']) AS w(p) \
+     WHERE t.relnamespace = '_backfill_ext'::regnamespace AND t.relkind = 'r' AND \
+     pg_catalog.has_table_privilege('public', t.oid, w.p)",
+    );
+    assert_eq!(writable, 0, "PUBLIC keeps no write privilege on the state");
+    assert!(!scalar::<bool>(
+        c,
+        "SELECT pg_catalog.has_sequence_privilege('public', '_backfill_ext.run_id_seq', 'USAGE')"
+    ));
 }
