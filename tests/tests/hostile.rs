@@ -44,6 +44,7 @@ fn tables(staging: &str, dest: &str) -> String {
 }
 
 fn cases() -> Vec<Case> {
+    // table-driven
     let c = |what, call: String, code| Case { what, call, code };
     vec![
         c("NULL config", "CALL backfill_on_schedule(1, NULL)".into(), "22004"),
