@@ -62,27 +62,17 @@ fn assert_no_test_hooks(cl: &Cluster, c: &mut Client, library: &Path) {
     assert_eq!(code, "42704", "{msg}");
 }
 
-#[test]
-#[cfg_attr(
-    not(package),
-    ignore = "no release package was built for this PostgreSQL (scripts/package.sh)"
-)]
-fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill() {
-    let package = PathBuf::from(PACKAGE.unwrap());
-    let major = pg_config("--version")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split('.')
-        .next()
-        .unwrap()
-        .to_string();
-    let root =
-        std::env::temp_dir().join(format!("backfill_ext_package_tree_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let bindir = copy_under(&root, &pg_config("--bindir"));
-    let libdir = copy_under(&root, &pg_config("--pkglibdir"));
-    let sharedir = copy_under(&root, &pg_config("--sharedir"));
+/// The running PostgreSQL's major version, as the package's folders name it.
+fn major_version() -> String {
+    pg_config("--version").split_whitespace().nth(1).unwrap().split('.').next().unwrap().to_string()
+}
+
+/// A copy of this PostgreSQL's programs, libraries and shared files under `root`, without
+/// backfill_ext. Returns its bindir, pkglibdir and sharedir.
+fn copy_tree(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let bindir = copy_under(root, &pg_config("--bindir"));
+    let libdir = copy_under(root, &pg_config("--pkglibdir"));
+    let sharedir = copy_under(root, &pg_config("--sharedir"));
     // the copy reports its own folders, and has no backfill_ext before the package
     let copy_config = |flag: &str| {
         let out = Command::new(bindir.join("pg_config")).arg(flag).output().unwrap();
@@ -94,26 +84,31 @@ fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill()
         !libdir.join("backfill_ext.so").exists()
             && !sharedir.join("extension/backfill_ext.control").exists()
     );
+    (bindir, libdir, sharedir)
+}
 
-    // install: the package's two folders into the tree's
+/// Install: the package's two folders into the tree's.
+fn install_package(package: &Path, root: &Path, libdir: &Path, sharedir: &Path) {
+    let major = major_version();
     let unpacked = root.join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
-    run(Command::new("tar").arg("-xzf").arg(&package).arg("-C").arg(&unpacked));
+    run(Command::new("tar").arg("-xzf").arg(package).arg("-C").arg(&unpacked));
     let pkg_lib = unpacked.join(format!("usr/lib/postgresql/{major}/lib"));
     let pkg_ext = unpacked.join(format!("usr/share/postgresql/{major}/extension"));
-    for (from, to) in [(&pkg_lib, libdir.clone()), (&pkg_ext, sharedir.join("extension"))] {
+    for (from, to) in [(&pkg_lib, libdir.to_path_buf()), (&pkg_ext, sharedir.join("extension"))] {
         for f in
             std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())).flatten()
         {
             std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
         }
     }
-    run(Command::new("chmod").args(["-R", "o+rX"]).arg(&root));
+    run(Command::new("chmod").args(["-R", "o+rX"]).arg(root));
+}
 
-    let cl = Cluster::start(Options { bindir: Some(bindir.clone()), ..Default::default() });
-    let mut c = cl.create_db("t");
+/// The installed version is this build's, and a backfill runs through.
+fn assert_a_backfill_runs(c: &mut Client) {
     let version: String =
-        scalar(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'backfill_ext'");
+        scalar(c, "SELECT extversion FROM pg_extension WHERE extname = 'backfill_ext'");
     assert_eq!(version, env!("BACKFILL_EXT_VERSION"));
     c.batch_execute(
         "CREATE TABLE readings (id int PRIMARY KEY, at timestamptz NOT NULL, v float8);
@@ -124,14 +119,32 @@ fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill()
          '{\"staging_table\":\"late\", \"destination_hypertable\":\"readings\"}');",
     )
     .unwrap();
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 250);
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM readings"), 250);
     assert_eq!(
-        scalar::<i64>(&mut c, "SELECT count(*) FROM readings WHERE v = 0"),
+        scalar::<i64>(c, "SELECT count(*) FROM readings WHERE v = 0"),
         100,
         "DO NOTHING kept the existing rows"
     );
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM late"), 0);
-    assert_eq!(scalar::<String>(&mut c, "SELECT status FROM backfill_runs"), "succeeded");
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM late"), 0);
+    assert_eq!(scalar::<String>(c, "SELECT status FROM backfill_runs"), "succeeded");
+}
+
+#[test]
+#[cfg_attr(
+    not(package),
+    ignore = "no release package was built for this PostgreSQL (scripts/package.sh)"
+)]
+fn a_release_package_installs_into_another_postgresql_tree_and_runs_a_backfill() {
+    let package = PathBuf::from(PACKAGE.unwrap());
+    let root =
+        std::env::temp_dir().join(format!("backfill_ext_package_tree_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (bindir, libdir, sharedir) = copy_tree(&root);
+    install_package(&package, &root, &libdir, &sharedir);
+
+    let cl = Cluster::start(Options { bindir: Some(bindir.clone()), ..Default::default() });
+    let mut c = cl.create_db("t");
+    assert_a_backfill_runs(&mut c);
     assert_no_test_hooks(&cl, &mut c, &libdir.join("backfill_ext.so"));
     drop(cl);
     let _ = std::fs::remove_dir_all(&root);
