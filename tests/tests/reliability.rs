@@ -208,13 +208,11 @@ fn plain_tables(c: &mut Client) {
     .unwrap();
 }
 
-#[test]
-fn a_non_superuser_installs_and_runs_it_and_missing_privileges_are_named_first() {
-    let cl = Cluster::start(Options::default());
-    let mut admin = cl.connect("postgres");
+/// The extension is trusted: alice, the database's owner, installs it without superuser
+/// and runs a backfill; 10 more rows wait in staging. Returns alice's session.
+fn alice_installs_and_runs_it(cl: &Cluster, admin: &mut Client) -> Client {
     admin.batch_execute("CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;").unwrap();
     admin.batch_execute("CREATE DATABASE t OWNER alice").unwrap();
-    // the extension is trusted: the database owner installs it without superuser
     let mut alice = cl.connect_as("t", "alice");
     alice.batch_execute("CREATE EXTENSION backfill_ext").unwrap();
     plain_tables(&mut alice);
@@ -228,8 +226,12 @@ fn a_non_superuser_installs_and_runs_it_and_missing_privileges_are_named_first()
     alice
         .batch_execute("INSERT INTO staging SELECT i, now(), i FROM generate_series(21, 30) i")
         .unwrap();
+    alice
+}
 
-    let mut bob = cl.connect_as("t", "bob");
+/// Each privilege bob lacks is named, one grant at a time, before anything changes; with
+/// them all, bob's run moves the rows.
+fn missing_privileges_are_named_first(alice: &mut Client, bob: &mut Client) {
     let call = "CALL backfill_on_schedule(2, \
         '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\"}')";
     let steps: &[(&str, &str)] = &[
@@ -247,19 +249,53 @@ fn a_non_superuser_installs_and_runs_it_and_missing_privileges_are_named_first()
         if !grant.is_empty() {
             alice.batch_execute(grant).unwrap();
         }
-        let (code, m, hint) = expect_error(&mut bob, call);
+        let (code, m, hint) = expect_error(bob, call);
         assert_eq!(code, "42501", "{m}");
         assert!(m.contains(msg), "{m}");
         assert!(hint.unwrap().starts_with("GRANT "));
-        assert_eq!(
-            scalar::<i64>(&mut alice, "SELECT count(*) FROM staging"),
-            10,
-            "nothing changed"
-        );
+        assert_eq!(scalar::<i64>(alice, "SELECT count(*) FROM staging"), 10, "nothing changed");
     }
     alice.batch_execute("GRANT INSERT ON readings TO bob").unwrap();
     bob.batch_execute(call).unwrap();
-    assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM readings"), 30);
+    assert_eq!(scalar::<i64>(alice, "SELECT count(*) FROM readings"), 30);
+}
+
+/// No role but the extension writes its tables: bob cannot plant a policy hold for alice's
+/// table, and no role (not even bob, who may insert into readings) can plant a "running"
+/// run on it, as if a run were working there.
+fn nobody_plants_holds_or_runs(
+    cl: &Cluster,
+    admin: &mut Client,
+    alice: &mut Client,
+    bob: &mut Client,
+) {
+    let (code, _, _) = expect_error(
+        bob,
+        "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable) VALUES (1, 'readings')",
+    );
+    assert_eq!(code, "42501");
+    admin.batch_execute("CREATE ROLE carol LOGIN").unwrap();
+    let mut carol = cl.connect_as("t", "carol");
+    let plant = "INSERT INTO _backfill_ext.run (staging, destination, destination_oid) VALUES \
+        ('public.staging', 'public.readings', 'readings'::regclass)";
+    for who in [&mut carol, bob] {
+        let (code, m, _) = expect_error(who, plant);
+        assert_eq!(code, "42501", "{m}");
+        assert!(m.contains("permission denied for table run"), "{m}");
+    }
+    assert_eq!(
+        scalar::<i64>(alice, "SELECT count(*) FROM backfill_runs WHERE status = 'running'"),
+        0
+    );
+}
+
+#[test]
+fn a_non_superuser_installs_and_runs_it_and_missing_privileges_are_named_first() {
+    let cl = Cluster::start(Options::default());
+    let mut admin = cl.connect("postgres");
+    let mut alice = alice_installs_and_runs_it(&cl, &mut admin);
+    let mut bob = cl.connect_as("t", "bob");
+    missing_privileges_are_named_first(&mut alice, &mut bob);
     // each sees the runs it made, and the owner of the destination sees all of them
     assert_eq!(
         scalar::<i64>(&mut bob, "SELECT count(*) FROM backfill_runs"),
@@ -267,27 +303,7 @@ fn a_non_superuser_installs_and_runs_it_and_missing_privileges_are_named_first()
         "its three refused runs and the one that worked"
     );
     assert_eq!(scalar::<i64>(&mut alice, "SELECT count(*) FROM backfill_runs"), 5);
-    // bob cannot plant a policy hold for alice's table
-    let (code, _, _) = expect_error(
-        &mut bob,
-        "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable) VALUES (1, 'readings')",
-    );
-    assert_eq!(code, "42501");
-    // nor can any role plant a "running" run on it (as if a run were working there):
-    // only the extension writes runs, not even bob, who may insert into readings
-    admin.batch_execute("CREATE ROLE carol LOGIN").unwrap();
-    let mut carol = cl.connect_as("t", "carol");
-    let plant = "INSERT INTO _backfill_ext.run (staging, destination, destination_oid) VALUES \
-        ('public.staging', 'public.readings', 'readings'::regclass)";
-    for who in [&mut carol, &mut bob] {
-        let (code, m, _) = expect_error(who, plant);
-        assert_eq!(code, "42501", "{m}");
-        assert!(m.contains("permission denied for table run"), "{m}");
-    }
-    assert_eq!(
-        scalar::<i64>(&mut alice, "SELECT count(*) FROM backfill_runs WHERE status = 'running'"),
-        0
-    );
+    nobody_plants_holds_or_runs(&cl, &mut admin, &mut alice, &mut bob);
     // nothing runs as SECURITY DEFINER
     assert_eq!(
         scalar::<i64>(
@@ -498,178 +514,5 @@ timescale_test! {
         assert_eq!(after.dest_rows, before.dest_rows + before.staging_rows);
         assert_compressed_and_policy_as_before(&before, &after, "after a long run");
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-    }
-}
-
-/// The rows of `table` by the transaction that wrote them: how many transactions.
-fn writers(c: &mut Client, table: &str) -> i64 {
-    scalar(c, &format!("SELECT count(DISTINCT xmin::text)::int8 FROM {table}"))
-}
-
-#[test]
-fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
-    let cl = Cluster::start(Options::default());
-    let mut c = cl.create_db("t");
-    plain_tables(&mut c);
-    c.batch_execute(
-        "TRUNCATE staging; INSERT INTO staging SELECT i, timestamptz '2024-01-01' + i \
-        * interval '1 minute', i FROM generate_series(1, 3000) i;",
-    )
-    .unwrap();
-    let blocks: i64 =
-        scalar(&mut c, "SELECT count(DISTINCT (ctid::text::point)[0])::int8 FROM staging");
-    assert!(blocks >= 10, "{blocks} blocks");
-    // rows stay in staging: copied in slices, once each
-    let keep = r#"{"staging_table":"staging", "destination_hypertable":"readings", "rest_batch_rows": 500, "delete_from_staging": false}"#;
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{keep}')")).unwrap();
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 3000);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 3000);
-    let slices = writers(&mut c, "readings");
-    assert!(
-        (6..=blocks).contains(&slices),
-        "3000 rows in slices of at most 500: {slices} transactions"
-    );
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{keep}')")).unwrap();
-    assert_eq!(
-        scalar::<i64>(&mut c, "SELECT count(*) FROM readings"),
-        3000,
-        "a second run adds nothing"
-    );
-    // moved: each slice deleted from staging and inserted together
-    c.batch_execute("TRUNCATE readings").unwrap();
-    let (mut r, notices) = cl.connect_with_notices("t");
-    r.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"staging", "destination_hypertable":"readings", "rest_batch_rows": 1000}')"#)
-        .unwrap();
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 3000);
-    assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 0);
-    assert!((3..=blocks).contains(&writers(&mut c, "readings")));
-    let n = notices.lock().unwrap().clone();
-    assert!(n.iter().any(|m| m.contains("rows outside existing chunks (slice 1 of ")), "{n:#?}");
-    assert_eq!(scalar::<i64>(&mut c, "SELECT rows_moved FROM backfill_status"), 3000);
-    // the default takes them in one transaction
-    c.batch_execute(
-        "TRUNCATE readings; INSERT INTO staging SELECT i, now(), i FROM generate_series(1, 3000) i",
-    )
-    .unwrap();
-    c.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"staging", "destination_hypertable":"readings"}')"#).unwrap();
-    assert_eq!(writers(&mut c, "readings"), 1);
-}
-
-timescale_test! {
-    fn new_chunks_fill_in_slices_and_a_chunk_compressed_since_the_plan_waits_for_the_next_run() {
-        let cl = ts_cluster();
-        let mut c = cl.create_db("t");
-        timescale_dataset(&mut c, &Dataset::default());
-        // 2000 rows on days 40 to 41 and 600 of device 1 on day 30: outside every chunk
-        c.batch_execute(&format!(
-            "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT timestamptz '{START}' + interval '40 days' + i * interval '1 minute', 2, 2 FROM \
-           generate_series(0, 1999) i;
-         INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 2 FROM \
-           generate_series(0, 599) i;"
-        ))
-        .unwrap();
-        let before = state(&mut c, "event_data", "backfill_event_data");
-        // while the run is paused after its plan, a writer fills day 30 with the same keys and
-        // compresses it
-        let conn = cl.conn_string("t");
-        let run = std::thread::spawn(move || {
-            let mut r = Client::connect(&conn, NoTls).unwrap();
-            r.batch_execute(
-                "SET backfill_ext.debug_pause_at = 'after_hold'; SET backfill_ext.debug_pause_seconds \
-             = 3;
-             SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100",
-            )
-            .unwrap();
-            let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "rest_batch_rows": 300}"#;
-            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-                .map_err(|e| e.to_string())
-        });
-        backfill_ext_client_tests::wait_for(
-            "the run to pause",
-            std::time::Duration::from_secs(60),
-            || {
-                c.query_opt(
-                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL \
-                backfill_on_schedule%' AND wait_event = 'PgSleep'",
-                    &[],
-                )
-                .unwrap()
-                .map(|r| r.get::<_, i32>(0))
-            },
-        );
-        c.batch_execute(&format!(
-            "INSERT INTO event_data (time, device_id, value)
-           SELECT timestamptz '{START}' + interval '30 days' + i * interval '1 minute', 1, 1 FROM \
-           generate_series(0, 599) i;
-         SELECT count(compress_chunk(ch)) FROM show_chunks('event_data', newer_than => timestamptz \
-         '{START}' + interval '29 days') ch;"
-        ))
-        .unwrap();
-        run.join().unwrap().unwrap();
-        // days 40 and 41 came in, in slices (but a slice that shares a block with day 30);
-        // day 30's rows wait in staging; nothing lost
-        let later = format!("time >= timestamptz '{START}' + interval '40 days'");
-        let moved: i64 = scalar(&mut c, &format!("SELECT count(*) FROM event_data WHERE {later}"));
-        assert!(moved >= 1500, "{moved} of 2000 rows of days 40 and 41 moved");
-        assert_eq!(
-            scalar::<i64>(&mut c, &format!("SELECT count(*) FROM backfill_event_data WHERE {later}")),
-            2000 - moved
-        );
-        assert!(writers(&mut c, &format!("event_data WHERE {later}")) >= 3);
-        assert_eq!(
-            scalar::<i64>(
-                &mut c,
-                &format!("SELECT count(*) FROM backfill_event_data WHERE NOT ({later})")
-            ),
-            600
-        );
-        let r = c.query_one("SELECT status, stopped_early FROM backfill_status", &[]).unwrap();
-        assert_eq!((r.get::<_, String>(0), r.get::<_, bool>(1)), ("succeeded".to_string(), true));
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-        // the next run moves them into the compressed chunk, chunk by chunk
-        let (mut r, notices) = cl.connect_with_notices("t");
-        r.batch_execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100").unwrap();
-        r.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
-        )
-        .unwrap();
-        let n = notices.lock().unwrap().clone();
-        assert!(n.iter().any(|m| m.contains("600 rows moved, 600 conflicts")), "{n:#?}");
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
-        assert_eq!(
-            scalar::<i64>(
-                &mut c,
-                "SELECT count(*) FROM backfill_status WHERE status = 'succeeded' AND NOT stopped_early"
-            ),
-            1
-        );
-        assert_eq!(
-            scalar::<f64>(
-                &mut c,
-                &format!(
-                    "SELECT sum(value) FROM event_data WHERE time >= \
-        timestamptz '{START}' + interval '30 days'"
-                )
-            ),
-            2.0 * 2600.0
-        );
-        let after = state(&mut c, "event_data", "backfill_event_data");
-        assert_eq!(after.dest_rows, before.dest_rows + 2600);
-        let day_30 = format!(
-            "show_chunks('event_data', newer_than => timestamptz '{START}' + interval \
-        '29 days', older_than => timestamptz '{START}' + interval '31 days')"
-        );
-        assert_eq!(
-            scalar::<String>(
-                &mut c,
-                &format!(
-                    "SELECT \
-        string_agg(_timescaledb_functions.chunk_status(ch)::text, ',') FROM {day_30} ch"
-                )
-            ),
-            "1"
-        );
     }
 }
