@@ -69,21 +69,8 @@ fn pid_of_run(c: &mut Client, waiting_on: &str) -> i32 {
     })
 }
 
-fn scenario(timescale: bool, point: &str, kill: Kill) {
-    let mut cl = Cluster::start(Options { timescale, ..Default::default() });
-    let mut c = cl.create_db("t");
-    if timescale {
-        timescale_dataset(&mut c, &Dataset::default());
-    } else {
-        plain_setup(&mut c);
-    }
-    // new rows in days 1-2, 30 duplicates, a row before the first chunk and one after the last
-    stage_late_rows(&mut c);
-    let expected = rows_accounted(&mut c);
-    let before: Option<State> =
-        timescale.then(|| state(&mut c, "event_data", "backfill_event_data"));
-
-    // stop the run at the step
+/// A run stopped at `point` (by the pause hook, or mid-insert by a lock), then killed.
+fn kill_a_run_at(cl: &mut Cluster, c: &mut Client, point: &str, kill: Kill) {
     let mut blocker = None;
     if point == "mid_insert" {
         // the move's DELETE from staging waits for this lock, inside the chunk's transaction
@@ -104,7 +91,7 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
         r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{config}')"))
             .map_err(|e| e.to_string())
     });
-    let pid = pid_of_run(&mut c, if point == "mid_insert" { "relation" } else { "PgSleep" });
+    let pid = pid_of_run(c, if point == "mid_insert" { "relation" } else { "PgSleep" });
     match kill {
         Kill::Terminate => {
             c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
@@ -114,7 +101,16 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
     let outcome = run.join().unwrap();
     assert!(outcome.is_err(), "the run was killed at {point}");
     drop(blocker);
+}
 
+/// After the kill: every row in staging or the destination once, and (on a hypertable)
+/// the chunk being worked on rolled back with its decompression.
+fn assert_nothing_lost_by_the_kill(
+    cl: &Cluster,
+    point: &str,
+    expected: i64,
+    before: &Option<State>,
+) {
     let mut c = cl.connect("t");
     c.batch_execute("ALTER DATABASE t RESET backfill_ext.debug_pause_at").unwrap();
     assert_eq!(
@@ -122,7 +118,7 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
         expected,
         "after the kill at {point}, every row is in staging or the destination, once"
     );
-    if let Some(before) = &before {
+    if let Some(before) = before {
         // the chunk being worked on was rolled back with its decompression
         let now = state(&mut c, "event_data", "backfill_event_data");
         let was_compressed: Vec<_> = not_fully_compressed(&now)
@@ -135,8 +131,10 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
             now.chunks
         );
     }
+}
 
-    // the next run repairs and finishes
+/// The next run repairs and finishes; the killed run is recorded as failed.
+fn assert_the_next_run_repairs(cl: &Cluster, point: &str, expected: i64, before: Option<State>) {
     let mut c = cl.connect("t");
     c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
     assert_eq!(
@@ -169,6 +167,24 @@ fn scenario(timescale: bool, point: &str, kill: Kill) {
         ["failed", "succeeded"],
         "the killed run is recorded as failed by the next one"
     );
+}
+
+fn scenario(timescale: bool, point: &str, kill: Kill) {
+    let mut cl = Cluster::start(Options { timescale, ..Default::default() });
+    let mut c = cl.create_db("t");
+    if timescale {
+        timescale_dataset(&mut c, &Dataset::default());
+    } else {
+        plain_setup(&mut c);
+    }
+    // new rows in days 1-2, 30 duplicates, a row before the first chunk and one after the last
+    stage_late_rows(&mut c);
+    let expected = rows_accounted(&mut c);
+    let before: Option<State> =
+        timescale.then(|| state(&mut c, "event_data", "backfill_event_data"));
+    kill_a_run_at(&mut cl, &mut c, point, kill);
+    assert_nothing_lost_by_the_kill(&cl, point, expected, &before);
+    assert_the_next_run_repairs(&cl, point, expected, before);
 }
 
 /// A kill test per step: a run on a hypertable (`timescale`, TimescaleDB-only) or on a
@@ -217,6 +233,38 @@ kill_tests! {
     plain_before_restore_crash: "before_restore", Kill::Crash;
 }
 
+/// A run stopped inside the rewrite of a chunk (it holds the chunk it emptied), then
+/// killed.
+fn kill_inside_the_rewrite(cl: &mut Cluster, c: &mut Client, kill: Kill) {
+    c.batch_execute("ALTER DATABASE t SET backfill_ext.debug_pause_at = 'after_insert'").unwrap();
+    let conn = cl.conn_string("t");
+    let run = std::thread::spawn(move || {
+        let mut r = Client::connect(&conn, NoTls).unwrap();
+        r.batch_execute(
+            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
+        )
+        .map_err(|e| e.to_string())
+    });
+    let pid = pid_of_run(c, "PgSleep");
+    // it stopped inside the rewrite: the emptied chunk is locked against everyone
+    let truncated: i64 = scalar(
+        c,
+        &format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class r ON r.oid = l.relation
+             WHERE l.pid = {pid} AND l.mode = 'AccessExclusiveLock' AND l.granted AND r.relname \
+             LIKE '\\_hyper\\_%\\_chunk'"
+        ),
+    );
+    assert!(truncated >= 1, "the run holds the chunk it emptied");
+    match kill {
+        Kill::Terminate => {
+            c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).map(|_| ()).unwrap()
+        }
+        Kill::Crash => cl.restart("immediate"),
+    }
+    assert!(run.join().unwrap().is_err(), "the run was killed");
+}
+
 /// A dense correction of a whole chunk merges by rewriting the chunk: it is emptied
 /// (TRUNCATE) and its merged rows written back before it is compressed again. Killed
 /// there, the chunk comes back whole and compressed, and the next run applies every
@@ -232,33 +280,7 @@ fn rewrite_scenario(kill: Kill) {
     let sum_after: String =
         scalar(&mut c, &format!("SELECT (sum(value::numeric) + {staged})::text FROM event_data"));
     let before = state(&mut c, "event_data", "backfill_event_data");
-    c.batch_execute("ALTER DATABASE t SET backfill_ext.debug_pause_at = 'after_insert'").unwrap();
-    let conn = cl.conn_string("t");
-    let run = std::thread::spawn(move || {
-        let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
-        )
-        .map_err(|e| e.to_string())
-    });
-    let pid = pid_of_run(&mut c, "PgSleep");
-    // it stopped inside the rewrite: the emptied chunk is locked against everyone
-    let truncated: i64 = scalar(
-        &mut c,
-        &format!(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class r ON r.oid = l.relation
-             WHERE l.pid = {pid} AND l.mode = 'AccessExclusiveLock' AND l.granted AND r.relname \
-             LIKE '\\_hyper\\_%\\_chunk'"
-        ),
-    );
-    assert!(truncated >= 1, "the run holds the chunk it emptied");
-    match kill {
-        Kill::Terminate => {
-            c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).map(|_| ()).unwrap()
-        }
-        Kill::Crash => cl.restart("immediate"),
-    }
-    assert!(run.join().unwrap().is_err(), "the run was killed");
+    kill_inside_the_rewrite(&mut cl, &mut c, kill);
 
     let mut c = cl.connect("t");
     c.batch_execute("ALTER DATABASE t RESET backfill_ext.debug_pause_at").unwrap();
@@ -300,18 +322,9 @@ timescale_test! {
     }
 }
 
-/// A cancel (`pg_cancel_backend`) at a phase boundary or inside a step, of a run
-/// called by an interactive session that lives on: the run ends with SQLSTATE 57014,
-/// and leaves no advisory lock in that session, no policy hold, the policy's schedule
-/// as before, every row in staging or the destination once, and its own history row
-/// saying it failed; the next run finishes the work.
-fn cancel_scenario(point: &str) {
-    let cl = Cluster::start(Options { timescale: true, ..Default::default() });
-    let mut c = cl.create_db("t");
-    timescale_dataset(&mut c, &Dataset::default());
-    stage_late_rows(&mut c);
-    let expected = rows_accounted(&mut c);
-    let before = state(&mut c, "event_data", "backfill_event_data");
+/// A run stopped at `point` in a session that lives on, cancelled: it ends with
+/// query_canceled and leaves no advisory lock in that session.
+fn cancel_a_run_at(cl: &Cluster, c: &mut Client, point: &str) {
     let (conn, at) = (cl.conn_string("t"), point.to_string());
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
@@ -333,11 +346,26 @@ fn cancel_scenario(point: &str) {
             .get(0);
         (code, locks)
     });
-    let pid = pid_of_run(&mut c, "PgSleep");
+    let pid = pid_of_run(c, "PgSleep");
     c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
     let (code, locks) = run.join().unwrap();
     assert_eq!(code, "57014", "the run cancelled at {point} ends with query_canceled");
     assert_eq!(locks, 0, "the session holds no advisory lock after a cancel at {point}");
+}
+
+/// A cancel (`pg_cancel_backend`) at a phase boundary or inside a step, of a run
+/// called by an interactive session that lives on: the run ends with SQLSTATE 57014,
+/// and leaves no advisory lock in that session, no policy hold, the policy's schedule
+/// as before, every row in staging or the destination once, and its own history row
+/// saying it failed; the next run finishes the work.
+fn cancel_scenario(point: &str) {
+    let cl = Cluster::start(Options { timescale: true, ..Default::default() });
+    let mut c = cl.create_db("t");
+    timescale_dataset(&mut c, &Dataset::default());
+    stage_late_rows(&mut c);
+    let expected = rows_accounted(&mut c);
+    let before = state(&mut c, "event_data", "backfill_event_data");
+    cancel_a_run_at(&cl, &mut c, point);
     assert_eq!(
         scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"),
         0,
