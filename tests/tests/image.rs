@@ -110,6 +110,153 @@ impl Drop for RemoveBuildCache {
     }
 }
 
+/// The local base image, and the release package's path inside the build context.
+fn base_image_and_package(repo: &Path) -> String {
+    ok(
+        Command::new("bash")
+            .arg(repo.join("tests/image/base-image.sh"))
+            .arg(BASE)
+            .output()
+            .unwrap(),
+        "base-image.sh",
+    );
+    Path::new(PACKAGE.unwrap())
+        .strip_prefix(&repo)
+        .expect("the package is inside the build context")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The Dockerfile built with the prebuilt package: the image is the base plus the
+/// extension's files, and nothing of the builder.
+fn build_image(repo: &Path, package: &str, tag: &str) {
+    docker(&[
+        "build",
+        "--network",
+        "none",
+        "--build-arg",
+        &format!("BASE_IMAGE={BASE}"),
+        "--build-arg",
+        "PG_MAJOR=15",
+        "--build-arg",
+        "PACKAGE_FROM=prebuilt",
+        "--build-arg",
+        &format!("PACKAGE={package}"),
+        "-t",
+        tag,
+        repo.to_str().unwrap(),
+    ]);
+    let added = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        tag,
+        "sh",
+        "-c",
+        "ls \
+        /usr/lib/postgresql/15/lib/backfill_ext.so \
+        /usr/share/postgresql/15/extension/backfill_ext.control; command -v cargo || true",
+    ]);
+    assert_eq!(added.lines().count(), 2, "{added}");
+}
+
+/// Waits until PostgreSQL accepts connections in the container `name`.
+fn wait_for_postgres(name: &str) {
+    let start = Instant::now();
+    while Command::new(DOCKER)
+        .args(["exec", name, "pg_isready", "-h", "/tmp", "-U", "postgres"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        let logs = || {
+            let o = Command::new(DOCKER).args(["logs", name]).output().unwrap();
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        };
+        assert_eq!(
+            docker(&["inspect", "-f", "{{.State.Running}}", name]),
+            "true",
+            "the container stopped: {}",
+            logs()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "PostgreSQL did not start in the container: {}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A backfill through add_job, on TimescaleDB's own scheduler: waits until the job has
+/// run once, and succeeded.
+fn backfill_through_add_job(name: &str) {
+    psql(name, "CREATE EXTENSION timescaledb; CREATE EXTENSION backfill_ext;");
+    psql(name, &event_data_sql(3, 5, 10, 0));
+    psql(
+        name,
+        "INSERT INTO backfill_event_data SELECT t, 9, 1 FROM \
+         generate_series('2024-01-02'::timestamptz, '2024-01-03'::timestamptz - interval '1 \
+         minute', interval '10 minutes') t;
+         INSERT INTO backfill_event_data SELECT time, device_id, 7 FROM event_data WHERE device_id \
+         = 1 LIMIT 10;",
+    );
+    let job = psql(
+        name,
+        r#"SELECT add_job('backfill_on_schedule', '10 days', '{"staging_table":"backfill_event_data","destination_hypertable":"event_data"}', now())"#,
+    );
+    let start = Instant::now();
+    loop {
+        let stats = psql(
+            name,
+            &format!(
+                "SELECT coalesce(total_successes, 0) || ' ' || \
+            coalesce(total_failures, 0) FROM timescaledb_information.job_stats WHERE job_id = \
+            {job}"
+            ),
+        );
+        if stats == "1 0" {
+            break;
+        }
+        assert!(
+            !stats.ends_with(" 1"),
+            "the job failed: {}",
+            psql(
+                name,
+                "SELECT string_agg(err_message, '; ') FROM timescaledb_information.job_errors"
+            )
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "the job did not run: {stats:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The job moved the staged rows, kept the existing ones and compressed every chunk again.
+fn assert_the_backfill_moved_the_rows(name: &str) {
+    assert_eq!(psql(name, "SELECT count(*) FROM backfill_event_data"), "0");
+    assert_eq!(psql(name, "SELECT count(*) FROM event_data"), (3 * 144 * 5 + 144).to_string());
+    assert_eq!(
+        psql(name, "SELECT count(*) FROM event_data WHERE value = 7"),
+        "0",
+        "DO NOTHING kept the existing rows"
+    );
+    assert_eq!(
+        psql(
+            name,
+            "SELECT count(*) FROM show_chunks('event_data') c WHERE \
+            _timescaledb_functions.chunk_status(c) <> 1"
+        ),
+        "0",
+        "every chunk compressed again"
+    );
+    assert_eq!(
+        psql(name, "SELECT status || ' ' || rows_moved FROM backfill_runs"),
+        "succeeded 154"
+    );
+}
+
 #[test]
 // one reason each, the first that applies
 #[cfg_attr(
@@ -131,139 +278,18 @@ impl Drop for RemoveBuildCache {
 )]
 fn the_dockerfile_builds_an_image_that_backfills_through_add_job() {
     let repo = repo();
-    ok(
-        Command::new("bash")
-            .arg(repo.join("tests/image/base-image.sh"))
-            .arg(BASE)
-            .output()
-            .unwrap(),
-        "base-image.sh",
-    );
-    let package = Path::new(PACKAGE.unwrap())
-        .strip_prefix(&repo)
-        .expect("the package is inside the build context")
-        .to_str()
-        .unwrap()
-        .to_string();
+    let package = base_image_and_package(&repo);
     let tag = format!("backfill_ext-test:{}", std::process::id());
     let cache = RemoveBuildCache(build_cache().expect("docker system df lists the build cache"));
     let image = Remove("rmi", tag.clone());
-    docker(&[
-        "build",
-        "--network",
-        "none",
-        "--build-arg",
-        &format!("BASE_IMAGE={BASE}"),
-        "--build-arg",
-        "PG_MAJOR=15",
-        "--build-arg",
-        "PACKAGE_FROM=prebuilt",
-        "--build-arg",
-        &format!("PACKAGE={package}"),
-        "-t",
-        &tag,
-        repo.to_str().unwrap(),
-    ]);
-    // the image is the base plus the extension's files, and nothing of the builder
-    let added = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &tag,
-        "sh",
-        "-c",
-        "ls \
-        /usr/lib/postgresql/15/lib/backfill_ext.so \
-        /usr/share/postgresql/15/extension/backfill_ext.control; command -v cargo || true",
-    ]);
-    assert_eq!(added.lines().count(), 2, "{added}");
+    build_image(&repo, &package, &tag);
 
     let name = format!("backfill_ext_test_{}", std::process::id());
     let container = Remove("rm", name.clone());
     docker(&["run", "-d", "--network", "none", "--name", &name, &tag]);
-    let start = Instant::now();
-    while Command::new(DOCKER)
-        .args(["exec", &name, "pg_isready", "-h", "/tmp", "-U", "postgres"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        let logs = || {
-            let o = Command::new(DOCKER).args(["logs", &name]).output().unwrap();
-            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-        };
-        assert_eq!(
-            docker(&["inspect", "-f", "{{.State.Running}}", &name]),
-            "true",
-            "the container stopped: {}",
-            logs()
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "PostgreSQL did not start in the container: {}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    psql(&name, "CREATE EXTENSION timescaledb; CREATE EXTENSION backfill_ext;");
-    psql(&name, &event_data_sql(3, 5, 10, 0));
-    psql(
-        &name,
-        "INSERT INTO backfill_event_data SELECT t, 9, 1 FROM \
-         generate_series('2024-01-02'::timestamptz, '2024-01-03'::timestamptz - interval '1 \
-         minute', interval '10 minutes') t;
-         INSERT INTO backfill_event_data SELECT time, device_id, 7 FROM event_data WHERE device_id \
-         = 1 LIMIT 10;",
-    );
-    let job = psql(
-        &name,
-        r#"SELECT add_job('backfill_on_schedule', '10 days', '{"staging_table":"backfill_event_data","destination_hypertable":"event_data"}', now())"#,
-    );
-    let start = Instant::now();
-    loop {
-        let stats = psql(
-            &name,
-            &format!(
-                "SELECT coalesce(total_successes, 0) || ' ' || \
-            coalesce(total_failures, 0) FROM timescaledb_information.job_stats WHERE job_id = \
-            {job}"
-            ),
-        );
-        if stats == "1 0" {
-            break;
-        }
-        assert!(
-            !stats.ends_with(" 1"),
-            "the job failed: {}",
-            psql(
-                &name,
-                "SELECT string_agg(err_message, '; ') FROM timescaledb_information.job_errors"
-            )
-        );
-        assert!(start.elapsed() < Duration::from_secs(120), "the job did not run: {stats:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    assert_eq!(psql(&name, "SELECT count(*) FROM backfill_event_data"), "0");
-    assert_eq!(psql(&name, "SELECT count(*) FROM event_data"), (3 * 144 * 5 + 144).to_string());
-    assert_eq!(
-        psql(&name, "SELECT count(*) FROM event_data WHERE value = 7"),
-        "0",
-        "DO NOTHING kept the existing rows"
-    );
-    assert_eq!(
-        psql(
-            &name,
-            "SELECT count(*) FROM show_chunks('event_data') c WHERE \
-            _timescaledb_functions.chunk_status(c) <> 1"
-        ),
-        "0",
-        "every chunk compressed again"
-    );
-    assert_eq!(
-        psql(&name, "SELECT status || ' ' || rows_moved FROM backfill_runs"),
-        "succeeded 154"
-    );
+    wait_for_postgres(&name);
+    backfill_through_add_job(&name);
+    assert_the_backfill_moved_the_rows(&name);
 
     // the test leaves nothing behind on the engine
     let before = cache.0.clone();
