@@ -33,16 +33,11 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> StepResult {
     let t = Instant::now();
     let now = super::chunk_status(&chunk.name);
     // rows TimescaleDB wrote as compressed batches leave the chunk compressed (and
-    // unordered); rows it wrote as rows (a step it would not compress directly) left it
-    // partial
+    // unordered), with nothing to compress again; rows it wrote as rows (a step it would
+    // not compress directly) left it partial
     r.compressed_directly =
         r.compressed_directly && status::is_compressed(now) && !status::is_partial(now);
-    let left = if r.compressed_directly {
-        status::is_partial(now)
-    } else {
-        !status::is_fully_compressed(now)
-    };
-    if left {
+    if !r.compressed_directly && !status::is_fully_compressed(now) {
         super::compress(prep, &chunk.name);
         r.recompressed = true;
     }
