@@ -2,6 +2,7 @@
 //! initdb in a temporary folder, a free port on 127.0.0.1, TimescaleDB (and pg_cron)
 //! preloaded when installed, removed when dropped.
 
+pub mod config;
 pub mod fixtures;
 
 /// Tests that need a full TimescaleDB: each function becomes a `#[test]` that is

@@ -1,7 +1,9 @@
 //! Client tests on plain PostgreSQL: the procedures over libpq against a real cluster,
 //! with COMMIT between steps. They run on any machine with PostgreSQL 15.
 
+use backfill_ext_client_tests::config::{call_backfill, call_backfill_job, config, literal};
 use backfill_ext_client_tests::{expect_error, scalar, Client, Cluster, Options};
+use serde_json::json;
 
 fn cluster() -> Cluster {
     Cluster::start(Options::default())
@@ -50,9 +52,8 @@ fn update_overwrites_and_restrict_stops_without_losing_rows() {
         hour', i FROM generate_series(1, 5) i",
     )
     .unwrap();
-    c.batch_execute("CALL backfill_on_schedule(NULL, \
-        '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"on_conflict_action\":\"UPDATE\"}')")
-        .unwrap();
+    let upsert = config("staging", "readings", json!({"on_conflict_action": "UPDATE"}));
+    c.batch_execute(&call_backfill(&upsert)).unwrap();
     assert_eq!(scalar::<f64>(&mut c, "SELECT value FROM readings WHERE id = 3"), -3.0);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 100);
 
@@ -63,8 +64,7 @@ fn update_overwrites_and_restrict_stops_without_losing_rows() {
     .unwrap();
     let (code, msg, hint) = expect_error(
         &mut c,
-        "CALL backfill_on_schedule(NULL, \
-         '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"on_conflict_action\":\"RESTRICT\"}')",
+        &call_backfill(&config("staging", "readings", json!({"on_conflict_action": "RESTRICT"}))),
     );
     assert_eq!(code, "23505");
     assert!(msg.contains("key (id, ts)=(7,\"2024-01-01 07:00:00+00\") already exists"), "{msg}");
@@ -112,9 +112,10 @@ fn partitioned_destination_and_quoted_names() {
          generate_series(1, 200) i;",
     )
     .unwrap();
-    c.batch_execute(
-        r#"CALL backfill_on_schedule(1, '{"staging_table":"\"late \"\"rows\"\"\"","destination_hypertable":"\"Odd Schema\".\"Metrics\""}')"#,
-    )
+    c.batch_execute(&call_backfill_job(
+        1,
+        &config(r#""late ""rows""""#, r#""Odd Schema"."Metrics""#, json!({})),
+    ))
     .unwrap();
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM \"Odd Schema\".\"Metrics\""), 200);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM \"Odd Schema\".m2025"), 94);
@@ -132,48 +133,44 @@ fn partitioned_destination_and_quoted_names() {
 }
 
 /// Configs `backfill_on_schedule` refuses: (config, SQLSTATE, part of the message).
-const BAD_CONFIGS: &[(&str, &str, &str)] = &[
-    (
-        r#"{"destination_hypertable":"readings"}"#,
-        "22023",
-        "config key \"staging_table\" is required",
-    ),
-    (
-        r#"{"staging_table":"staging","destination_hypertable":"readings","stagin_table":"x"}"#,
-        "22023",
-        "unknown config key \"stagin_table\"",
-    ),
-    (
-        r#"{"staging_table":"nope","destination_hypertable":"readings"}"#,
-        "42P01",
-        "staging table \"nope\" (config key \"staging_table\") does not exist",
-    ),
-    (
-        r#"{"staging_table":"staging","destination_hypertable":"staging"}"#,
-        "22023",
-        "staging table and destination are the same table",
-    ),
-    (
-        r#"{"staging_table":"v","destination_hypertable":"readings"}"#,
-        "42809",
-        "staging table public.v is not a table (a view)",
-    ),
-    (
-        r#"{"staging_table":"x; DROP TABLE readings","destination_hypertable":"readings"}"#,
-        "42602",
-        "is not a valid table name",
-    ),
-    (
-        r#"{"staging_table":"staging","destination_hypertable":"readings","compression_job_push_interval":"soon"}"#,
-        "22023",
-        "config key \"compression_job_push_interval\" is not an interval",
-    ),
-    (
-        r#"{"staging_table":"staging","destination_hypertable":"readings","on_conflict_action":"UPDATE","on_conflict_update_columns":["nope"]}"#,
-        "42703",
-        "column \"nope\" in \"on_conflict_update_columns\" does not exist",
-    ),
-];
+fn bad_configs() -> Vec<(String, &'static str, &'static str)> {
+    let readings = |staging: &str, extra| config(staging, "readings", extra);
+    let columns = json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["nope"]});
+    vec![
+        (
+            r#"{"destination_hypertable":"readings"}"#.to_string(),
+            "22023",
+            "config key \"staging_table\" is required",
+        ),
+        (
+            readings("staging", json!({"stagin_table": "x"})),
+            "22023",
+            "unknown config key \"stagin_table\"",
+        ),
+        (
+            readings("nope", json!({})),
+            "42P01",
+            "staging table \"nope\" (config key \"staging_table\") does not exist",
+        ),
+        (
+            config("staging", "staging", json!({})),
+            "22023",
+            "staging table and destination are the same table",
+        ),
+        (readings("v", json!({})), "42809", "staging table public.v is not a table (a view)"),
+        (readings("x; DROP TABLE readings", json!({})), "42602", "is not a valid table name"),
+        (
+            readings("staging", json!({"compression_job_push_interval": "soon"})),
+            "22023",
+            "config key \"compression_job_push_interval\" is not an interval",
+        ),
+        (
+            readings("staging", columns),
+            "42703",
+            "column \"nope\" in \"on_conflict_update_columns\" does not exist",
+        ),
+    ]
+}
 
 /// A staging column the destination lacks, or of another type, is refused by name.
 fn assert_mismatched_columns_are_rejected(c: &mut Client) {
@@ -212,10 +209,9 @@ fn bad_configs_are_rejected_before_anything_changes() {
         "INSERT INTO staging VALUES (1, '2030-01-01', 1); CREATE VIEW v AS SELECT * FROM staging;",
     )
     .unwrap();
-    for (cfg, code, msg) in BAD_CONFIGS {
-        let (got_code, got_msg, hint) =
-            expect_error(&mut c, &format!("CALL backfill_on_schedule(1, '{cfg}')"));
-        assert_eq!(&got_code, code, "{cfg}: {got_msg}");
+    for (cfg, code, msg) in bad_configs() {
+        let (got_code, got_msg, hint) = expect_error(&mut c, &call_backfill_job(1, &cfg));
+        assert_eq!(got_code, code, "{cfg}: {got_msg}");
         assert!(got_msg.contains(msg), "{cfg}: {got_msg}");
         assert!(hint.is_some(), "{cfg} has a hint");
     }
@@ -275,8 +271,10 @@ fn assert_failures_are_recorded(c: &mut Client) {
     .unwrap();
     let (code, _, _) = expect_error(
         c,
-        "CALL backfill_on_schedule(8, \
-         '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"on_conflict_action\":\"RESTRICT\"}')",
+        &call_backfill_job(
+            8,
+            &config("staging", "readings", json!({"on_conflict_action": "RESTRICT"})),
+        ),
     );
     assert_eq!(code, "23505");
     let r =
@@ -380,9 +378,8 @@ fn history_is_pruned_after_the_retention() {
         "the 40-day-old run of readings is pruned with the default 30 \
         days; another destination's is its own jobs' to prune"
     );
-    c.batch_execute("CALL backfill_on_schedule(4, \
-        '{\"staging_table\":\"staging\",\"destination_hypertable\":\"readings\",\"history_retention\":\"5 days\"}')")
-        .unwrap();
+    let retention = config("staging", "readings", json!({"history_retention": "5 days"}));
+    c.batch_execute(&call_backfill_job(4, &retention)).unwrap();
     let jobs: Vec<i32> = c
         .query("SELECT job_id FROM backfill_runs ORDER BY job_id", &[])
         .unwrap()
@@ -498,8 +495,7 @@ fn validation_refuses_what_would_double_rows_and_leaves_the_callers_settings() {
         assert!(hint
             .unwrap()
             .starts_with("add a primary key or unique constraint to the destination"));
-        let (code, _, _) =
-            expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+        let (code, _, _) = expect_error(&mut c, &call_backfill(&cfg));
         assert_eq!(code, "42P10");
     }
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM nokey"), 0);
@@ -507,10 +503,9 @@ fn validation_refuses_what_would_double_rows_and_leaves_the_callers_settings() {
 
     // validating in the caller's transaction leaves its lock_timeout and work_mem alone
     c.batch_execute("BEGIN; SET LOCAL lock_timeout = '7s'; SET LOCAL work_mem = '3MB'").unwrap();
-    c.batch_execute(
-        r#"SELECT backfill_check_config('{"staging_table":"staging","destination_hypertable":"readings","work_mem":"64MB","lock_timeout":"1 minute"}')"#,
-    )
-    .unwrap();
+    let settings = json!({"work_mem": "64MB", "lock_timeout": "1 minute"});
+    let check = literal(&config("staging", "readings", settings));
+    c.batch_execute(&format!("SELECT backfill_check_config({check})")).unwrap();
     c.query("SELECT * FROM backfill_plan('staging', 'readings')", &[]).unwrap();
     assert_eq!(scalar::<String>(&mut c, "SHOW lock_timeout"), "7s");
     assert_eq!(scalar::<String>(&mut c, "SHOW work_mem"), "3MB");
@@ -524,7 +519,10 @@ fn a_config_that_cannot_be_read_is_recorded_in_the_history() {
     c.batch_execute(PLAIN).unwrap();
     let (code, msg, _) = expect_error(
         &mut c,
-        r#"CALL backfill_on_schedule(7, '{"staging_table":"staging","destination_hypertable":"readings","on_conflict_acton":"UPDATE"}')"#,
+        &call_backfill_job(
+            7,
+            &config("staging", "readings", json!({"on_conflict_acton": "UPDATE"})),
+        ),
     );
     assert_eq!(code, "22023");
     let r = c

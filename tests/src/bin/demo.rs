@@ -3,8 +3,10 @@
 //! and the backfill job run by TimescaleDB's scheduler through `add_job`, exactly as
 //! users type it. Prints what moved. Without TimescaleDB, a partitioned table and CALL.
 
+use backfill_ext_client_tests::config::{event_config, literal};
 use backfill_ext_client_tests::fixtures::{state, timescale_dataset, Dataset, State, START};
 use backfill_ext_client_tests::{scalar, wait_for, Client, Cluster, Options};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -117,10 +119,10 @@ fn stage_demo_rows(c: &mut Client) {
 /// Schedules the backfill with `add_job` and waits for TimescaleDB's scheduler to run it;
 /// exits with the job's errors if it failed.
 fn run_job(c: &mut Client) {
-    let sql = "SELECT add_job('backfill_on_schedule', '10 days', \
-               '{\"staging_table\":\"backfill_event_data\",\"destination_hypertable\":\"event_data\"}', NOW())";
+    let config = literal(&event_config(json!({})));
+    let sql = format!("SELECT add_job('backfill_on_schedule', '10 days', {config}, NOW())");
     println!("psql> {sql}");
-    let job: i32 = scalar(c, sql);
+    let job: i32 = scalar(c, &sql);
     let t = Instant::now();
     let (ok, failed): (i64, i64) =
         wait_for("the scheduler to run the job", Duration::from_secs(600), || {
@@ -162,8 +164,9 @@ fn print_chunks(before: &[ChunkRow], after: &[ChunkRow]) -> usize {
     let mut untouched = 0;
     for (name, day, rows, _, st) in after {
         let prev = before.iter().find(|x| &x.0 == name);
+        // a new chunk: all its rows came from staging
         let (staged, rows_before, st_before) =
-            prev.map(|p| (p.3, p.2, Some(p.4))).unwrap_or((*rows, 0, None)); // a new chunk: all its rows came from staging
+            prev.map(|p| (p.3, p.2, Some(p.4))).unwrap_or((*rows, 0, None));
         if staged == 0 && prev.is_some() {
             untouched += 1;
             continue;
