@@ -2,11 +2,13 @@
 //! the destination up to date for the time range it changed, even where the
 //! aggregate's refresh policy covers only the last week.
 
+use backfill_ext_client_tests::config::event_config;
 use backfill_ext_client_tests::fixtures::{
     stage_correction_from_day, stage_late_rows, timescale_dataset, Dataset, START,
 };
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{scalar, Client, Cluster};
+use serde_json::json;
 
 fn cluster() -> Cluster {
     backfill_ext_client_tests::timescale_cluster()
@@ -65,9 +67,7 @@ fn stale_rows(c: &mut Client) -> (i64, i64) {
 }
 
 fn config(refresh: bool) -> String {
-    format!(
-        r#"{{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "refresh_continuous_aggregates":{refresh}}}"#
-    )
+    event_config(json!({"refresh_continuous_aggregates": refresh}))
 }
 
 /// Without the refresh (database `off`), a scheduled run's backfilled history never
@@ -128,8 +128,11 @@ timescale_test! {
             .collect();
         let job: i32 = scalar(
             &mut c,
-            &format!("SELECT add_job('backfill_on_schedule', '10 days', '{}', \
-                now())", config(true)),
+            &format!(
+                "SELECT add_job('backfill_on_schedule', '10 days', '{}', \
+                now())",
+                config(true)
+            ),
         );
         assert_eq!(cl.wait_for_job(&mut c, job), 1);
         assert_eq!(stale_rows(&mut c), (0, 0), "both aggregates equal a fresh computation");
@@ -148,8 +151,16 @@ timescale_test! {
         assert_eq!(done, expected);
         let planned_expected: Vec<(String, String, String)> = expected
             .iter()
-            .map(|(n, lo, hi, _)| (format!("refresh continuous aggregate \
-                {n}"), lo.clone(), hi.clone()))
+            .map(|(n, lo, hi, _)| {
+                (
+                    format!(
+                        "refresh continuous aggregate \
+                {n}"
+                    ),
+                    lo.clone(),
+                    hi.clone(),
+                )
+            })
             .collect();
         assert_eq!(planned, planned_expected);
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
@@ -192,9 +203,12 @@ timescale_test! {
         // the note gives the CALL that makes each refresh; parents first
         for (status, note) in &todo {
             assert_eq!(status, "not refreshed");
-            let call =
-                note.split("; to refresh it: ").nth(1).unwrap_or_else(|| panic!("no CALL in \
-                    {note}"));
+            let call = note.split("; to refresh it: ").nth(1).unwrap_or_else(|| {
+                panic!(
+                    "no CALL in \
+                    {note}"
+                )
+            });
             c.batch_execute(call).unwrap();
         }
         assert_eq!(stale_rows(&mut c), (0, 0));
@@ -217,10 +231,10 @@ timescale_test! {
         .unwrap();
         let notices = notices.lock().unwrap().clone();
         assert!(
-            notices
-                .iter()
-                .any(|n| n.contains("merged, every segment touched: chunk rewritten, \
-                    recompressed")),
+            notices.iter().any(|n| n.contains(
+                "merged, every segment touched: chunk rewritten, \
+                    recompressed"
+            )),
             "{notices:#?}"
         );
         assert_eq!(stale_rows(&mut c), (0, 0), "both aggregates equal a fresh computation");

@@ -8,12 +8,14 @@
 //! The TimescaleDB variants run when a full TimescaleDB is installed (and are reported
 //! as ignored, with the reason, elsewhere); the plain-PostgreSQL variants run everywhere.
 
+use backfill_ext_client_tests::config::{call_backfill, event_config};
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day,
     stage_late_rows, state, timescale_dataset, Dataset, State, START,
 };
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{scalar, wait_for, Client, Cluster, NoTls, Options};
+use serde_json::json;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
@@ -27,9 +29,13 @@ enum Kill {
 /// The run's own session does every chunk (`workers`: 1), so a pause at a step inside
 /// a chunk stops the backend these tests cancel, terminate or crash; runs with
 /// background workers have their own tests (`tests/tests/workers.rs`).
-const CONFIG: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "workers": 1}"#;
+fn run_config() -> String {
+    event_config(json!({"workers": 1}))
+}
 /// One transaction per chunk: the steps between and inside chunks exist in every run.
-const PER_CHUNK: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress", "workers": 1}"#;
+fn per_chunk_config() -> String {
+    event_config(json!({"strategy": "decompress", "workers": 1}))
+}
 
 /// Staging rows that are not (by key) in the destination, plus destination rows:
 /// constant while nothing is lost or doubled.
@@ -84,12 +90,14 @@ fn kill_a_run_at(cl: &mut Cluster, c: &mut Client, point: &str, kill: Kill) {
     let conn = cl.conn_string("t");
     // the direct strategy moves these chunks in one transaction; decompressing has a
     // transaction per chunk, with steps after a decompress and between chunks
-    let config =
-        if matches!(point, "after_decompress" | "between_chunks") { PER_CHUNK } else { CONFIG };
+    let config = if matches!(point, "after_decompress" | "between_chunks") {
+        per_chunk_config()
+    } else {
+        run_config()
+    };
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{config}')"))
-            .map_err(|e| e.to_string())
+        r.batch_execute(&call_backfill(&config)).map_err(|e| e.to_string())
     });
     let pid = pid_of_run(c, if point == "mid_insert" { "relation" } else { "PgSleep" });
     match kill {
@@ -136,7 +144,7 @@ fn assert_nothing_lost_by_the_kill(
 /// The next run repairs and finishes; the killed run is recorded as failed.
 fn assert_the_next_run_repairs(cl: &Cluster, point: &str, expected: i64, before: Option<State>) {
     let mut c = cl.connect("t");
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    c.batch_execute(&call_backfill(&run_config())).unwrap();
     assert_eq!(
         scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"),
         0,
@@ -240,10 +248,8 @@ fn kill_inside_the_rewrite(cl: &mut Cluster, c: &mut Client, kill: Kill) {
     let conn = cl.conn_string("t");
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
-        )
-        .map_err(|e| e.to_string())
+        r.batch_execute(&call_backfill(&event_config(json!({"on_conflict_action": "UPDATE"}))))
+            .map_err(|e| e.to_string())
     });
     let pid = pid_of_run(c, "PgSleep");
     // it stopped inside the rewrite: the emptied chunk is locked against everyone
@@ -299,10 +305,8 @@ fn rewrite_scenario(kill: Kill) {
     let now = state(&mut c, "event_data", "backfill_event_data");
     assert!(not_fully_compressed(&now).is_empty(), "every chunk compressed: {:?}", now.chunks);
 
-    c.batch_execute(
-        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
-    )
-    .unwrap();
+    c.batch_execute(&call_backfill(&event_config(json!({"on_conflict_action": "UPDATE"}))))
+        .unwrap();
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data"), rows);
     assert_eq!(scalar::<String>(&mut c, sum), sum_after, "every correction applied once");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
@@ -329,9 +333,7 @@ fn cancel_a_run_at(cl: &Cluster, c: &mut Client, point: &str) {
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
         r.batch_execute(&format!("SET backfill_ext.debug_pause_at = '{at}'")).unwrap();
-        let err = r
-            .batch_execute(&format!("CALL backfill_on_schedule(NULL, '{PER_CHUNK}')"))
-            .unwrap_err();
+        let err = r.batch_execute(&call_backfill(&per_chunk_config())).unwrap_err();
         let code = err
             .as_db_error()
             .map(|e| e.code().code().to_string())
@@ -392,7 +394,7 @@ fn cancel_scenario(point: &str) {
         [("failed".to_string(), Some("57014".to_string()))],
         "the cancelled run recorded itself"
     );
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    c.batch_execute(&call_backfill(&run_config())).unwrap();
     assert_eq!(
         scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"),
         0,
@@ -442,10 +444,11 @@ timescale_test! {
         let conn = cl.conn_string("t");
         let run = std::thread::spawn(move || {
             let mut r = Client::connect(&conn, NoTls).unwrap();
-            let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_wait":"5 minutes"}"#;
-            let err =
-                r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap_err();
-            err.as_db_error().map(|e| e.code().code().to_string()).unwrap_or_else(|| err.to_string())
+            let cfg = event_config(json!({"lock_wait": "5 minutes"}));
+            let err = r.batch_execute(&call_backfill(&cfg)).unwrap_err();
+            err.as_db_error()
+                .map(|e| e.code().code().to_string())
+                .unwrap_or_else(|| err.to_string())
         });
         let pid = pid_of_run(&mut c, "PgSleep");
         c.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();

@@ -5,10 +5,13 @@
 use backfill_ext_client_tests::{scalar, Client, Cluster, Options};
 
 const SETUP: &str = r#"
-    CREATE TABLE readings (id int NOT NULL, ts timestamptz NOT NULL, value double precision, PRIMARY KEY (id, ts));
-    INSERT INTO readings SELECT i, timestamptz '2024-01-01' + i * interval '1 hour', i FROM generate_series(1, 50) i;
+    CREATE TABLE readings (id int NOT NULL, ts timestamptz NOT NULL, value double precision,
+                           PRIMARY KEY (id, ts));
+    INSERT INTO readings SELECT i, timestamptz '2024-01-01' + i * interval '1 hour', i
+      FROM generate_series(1, 50) i;
     CREATE TABLE staging (LIKE readings);
-    INSERT INTO staging SELECT i, timestamptz '2024-01-01' + i * interval '1 hour', -i FROM generate_series(40, 60) i;
+    INSERT INTO staging SELECT i, timestamptz '2024-01-01' + i * interval '1 hour', -i
+      FROM generate_series(40, 60) i;
     CREATE VIEW staging_view AS SELECT * FROM staging;
     CREATE SEQUENCE a_sequence;
     CREATE MATERIALIZED VIEW a_matview AS SELECT * FROM readings;
@@ -271,7 +274,8 @@ fn odd_names_that_exist_work() {
     c.batch_execute(SETUP).unwrap();
     c.batch_execute(
         r#"INSERT INTO "Mixed Case" SELECT 500 + i, now(), i FROM generate_series(1, 5) i;
-           INSERT INTO "we""ird"."x; DROP TABLE readings" SELECT 600 + i, now(), i FROM generate_series(1, 7) i;"#,
+           INSERT INTO "we""ird"."x; DROP TABLE readings" SELECT 600 + i, now(), i
+             FROM generate_series(1, 7) i;"#,
     )
     .unwrap();
     c.batch_execute(&tables(r#""\"Mixed Case\"""#, r#""public.readings""#)).unwrap();

@@ -1,6 +1,7 @@
 //! Hypertables of other shapes: integer, smallint and date time columns, and hypertables
 //! set up with the columnstore API or CREATE TABLE … WITH, backfilled like the rest.
 
+use backfill_ext_client_tests::config::{call_backfill, config, event_config};
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, not_fully_compressed, stage_correction_from_day,
     stage_late_rows, state, timescale_dataset, Api, Dataset,
@@ -8,6 +9,7 @@ use backfill_ext_client_tests::fixtures::{
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{scalar, Client, Cluster};
+use serde_json::json;
 
 timescale_test! {
     fn integer_time_hypertable() {
@@ -26,10 +28,7 @@ timescale_test! {
         )
         .unwrap();
         let before = state(&mut c, "m", "s");
-        c.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"s","destination_hypertable":"m"}')"#,
-        )
-        .unwrap();
+        c.batch_execute(&call_backfill(&config("s", "m", json!({})))).unwrap();
         let after = state(&mut c, "m", "s");
         assert_eq!(after.staging_rows, 0);
         assert_eq!(after.dest_rows, before.dest_rows + 100 + 2);
@@ -131,11 +130,10 @@ timescale_test! {
         let mut c = cl.create_db("t");
         date_and_smallint_hypertables(&mut c);
         let (mut r, notices) = cl.connect_with_notices("t");
-        r.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"daily_late","destination_hypertable":"daily","on_conflict_action":"UPDATE"}');
-           CALL backfill_on_schedule(NULL, '{"staging_table":"small_late","destination_hypertable":"small"}');"#,
-        )
-        .unwrap();
+        let daily = config("daily_late", "daily", json!({"on_conflict_action": "UPDATE"}));
+        let small = config("small_late", "small", json!({}));
+        r.batch_execute(&format!("{};\n{};", call_backfill(&daily), call_backfill(&small)))
+            .unwrap();
         let n = notices.lock().unwrap().clone();
         let chunk_lines: Vec<&String> =
             n.iter().filter(|m| m.starts_with("backfill_ext: chunk ")).collect();
@@ -169,7 +167,7 @@ fn backfill_with_api(cl: &Cluster, db: &str, api: Api) -> (String, Vec<String>) 
         before.chunks
     );
     assert_eq!(before.policies.len(), 1, "{api:?}: one columnstore policy");
-    let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}"#;
+    let cfg = event_config(json!({"on_conflict_action": "UPDATE"}));
     let job: i32 = scalar(
         &mut c,
         &format!("SELECT add_job('backfill_on_schedule', '10 days', '{cfg}', NOW())"),

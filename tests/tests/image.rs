@@ -6,7 +6,9 @@
 //! of the image runs CREATE EXTENSION backfill_ext and a backfill through add_job, on
 //! TimescaleDB's own scheduler, and the result is checked inside it.
 
+use backfill_ext_client_tests::config::{event_config, literal};
 use backfill_ext_client_tests::fixtures::event_data_sql;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -205,7 +207,10 @@ fn backfill_through_add_job(name: &str) {
     );
     let job = psql(
         name,
-        r#"SELECT add_job('backfill_on_schedule', '10 days', '{"staging_table":"backfill_event_data","destination_hypertable":"event_data"}', now())"#,
+        &format!(
+            "SELECT add_job('backfill_on_schedule', '10 days', {}, now())",
+            literal(&event_config(json!({})))
+        ),
     );
     let start = Instant::now();
     loop {

@@ -4,8 +4,10 @@
 //! CONFLICT` does on a plain table with the same index. Run where a full TimescaleDB is
 //! installed (ignored, with the reason, elsewhere).
 
+use backfill_ext_client_tests::config::{call_backfill_job, config};
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{scalar, timescale_cluster, Client};
+use serde_json::json;
 
 /// Hypertable `m` (dev, tag nullable; unique on dev, tag, time), a day of rows, its
 /// chunks compressed segmented by dev when `compressed`; staging `st`.
@@ -59,11 +61,8 @@ fn null_keys_arrive(unique: &str, action: &str, compressed: bool, workers: i32) 
     null_key_tables(&mut c, unique, compressed);
     let want = reference(&mut c, unique, action);
     let verb = if action.starts_with("DO UPDATE") { "UPDATE" } else { "NOTHING" };
-    c.batch_execute(&format!(
-        "CALL backfill_on_schedule(0, \
-         '{{\"staging_table\":\"st\",\"destination_hypertable\":\"m\",\"on_conflict_action\":\"{verb}\",\"workers\":{workers}}}')"
-    ))
-    .unwrap();
+    let cfg = config("st", "m", json!({"on_conflict_action": verb, "workers": workers}));
+    c.batch_execute(&call_backfill_job(0, &cfg)).unwrap();
     assert_eq!(staged_rows_in(&mut c, "m"), want, "{unique} {action}, compressed: {compressed}");
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM st"), 0);
 }
@@ -85,7 +84,8 @@ timescale_test! {
         let cl = timescale_cluster();
         let mut c = cl.create_db("t");
         null_key_tables(&mut c, "(dev, tag, time) NULLS NOT DISTINCT", true);
-        c.batch_execute(r#"CALL backfill_on_schedule(0, '{"staging_table":"st","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#).unwrap();
+        let cfg = config("st", "m", json!({"on_conflict_action": "UPDATE"}));
+        c.batch_execute(&call_backfill_job(0, &cfg)).unwrap();
         // one row per key, the later value of each pair
         let got = staged_rows_in(&mut c, "m");
         assert_eq!(
@@ -134,11 +134,9 @@ timescale_test! {
                 v = round + 1
             ))
             .unwrap();
-            c.batch_execute(&format!(
-                "CALL backfill_on_schedule(0, \
-             '{{\"staging_table\":\"st\",\"destination_hypertable\":\"m\",\"on_conflict_action\":\"UPDATE\",\"strategy\":\"{strategy}\"}}')"
-            ))
-            .unwrap();
+            let cfg =
+                config("st", "m", json!({"on_conflict_action": "UPDATE", "strategy": strategy}));
+            c.batch_execute(&call_backfill_job(0, &cfg)).unwrap();
             assert_eq!(
                 scalar::<i64>(&mut c, &format!("SELECT count(*) FROM m WHERE v = {}", round + 1)),
                 25,
@@ -158,17 +156,20 @@ timescale_test! {
         let cl = timescale_cluster();
         let mut c = cl.create_db("t");
         c.batch_execute(
-            "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+            "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', \
+             deterministic = false)",
         )
         .unwrap();
         collated_tables(&mut c, "ci", "\"C\"");
         // 'A' is the key 'a' under the index's collation: two updates, one new row ('b')
         c.batch_execute(
-            "INSERT INTO st VALUES ('2026-01-02 05:00', 1, 'A', 1), ('2026-01-02 05:00', 1, 'a', 2), \
-         ('2026-01-02 06:00', 2, 'A', 3), ('2026-01-02 06:00', 2, 'b', 4)",
+            "INSERT INTO st VALUES ('2026-01-02 05:00', 1, 'A', 1), \
+             ('2026-01-02 05:00', 1, 'a', 2), ('2026-01-02 06:00', 2, 'A', 3), \
+             ('2026-01-02 06:00', 2, 'b', 4)",
         )
         .unwrap();
-        c.batch_execute(r#"CALL backfill_on_schedule(0, '{"staging_table":"st","destination_hypertable":"m","on_conflict_action":"UPDATE","strategy":"direct"}')"#).unwrap();
+        let cfg = config("st", "m", json!({"on_conflict_action": "UPDATE", "strategy": "direct"}));
+        c.batch_execute(&call_backfill_job(0, &cfg)).unwrap();
         let got: Vec<String> = c
             .query("SELECT ROW(time, dev, tag, v)::text FROM m WHERE v > 0 ORDER BY 1", &[])
             .unwrap()

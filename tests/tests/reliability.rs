@@ -2,11 +2,13 @@
 //! cases run when a full TimescaleDB is installed (ignored, with the reason, elsewhere);
 //! the plain ones everywhere.
 
+use backfill_ext_client_tests::config::{call_backfill, event_config};
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, state, timescale_dataset, Dataset, State, START,
 };
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{expect_error, scalar, Client, Cluster, NoTls, Options};
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -61,9 +63,8 @@ timescale_test! {
             "SET backfill_ext.debug_pause_at = 'after_decompress'; SET statement_timeout = '3s'",
         )
         .unwrap();
-        let decompress = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}"#;
-        let (code, msg, hint) =
-            expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{decompress}')"));
+        let decompress = event_config(json!({"strategy": "decompress"}));
+        let (code, msg, hint) = expect_error(&mut r, &call_backfill(&decompress));
         assert_eq!(code, "57014", "{msg}");
         assert!(hint.as_deref().is_some_and(|h| h.contains("rolled back")), "{msg} {hint:?}");
         assert_clean(&mut c, &before, 0);
@@ -71,7 +72,7 @@ timescale_test! {
             scalar::<String>(&mut c, "SELECT status || ' ' || sqlstate FROM backfill_status"),
             "failed 57014"
         );
-        c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        c.batch_execute(&call_backfill(CONFIG)).unwrap();
         assert_clean(&mut c, &before, staged);
     }
 }
@@ -89,9 +90,9 @@ timescale_test! {
         long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
         // one transaction per chunk (direct inserts into several chunks would share one)
         // in this session (`workers`: 1), so the chunk after the locked one never starts
-        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"500ms", "strategy":"decompress", "workers": 1}"#;
-        let (code, msg, hint) =
-            expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+        let cfg =
+            event_config(json!({"lock_timeout": "500ms", "strategy": "decompress", "workers": 1}));
+        let (code, msg, hint) = expect_error(&mut c, &call_backfill(&cfg));
         assert_eq!(code, "55P03", "{msg}");
         assert!(hint.is_some());
         // day 1 was done and committed; day 2 was rolled back
@@ -100,10 +101,9 @@ timescale_test! {
         // soon: the default of 5 minutes applies only where the session has none)
         let mut r = cl.connect("t");
         r.batch_execute("SET lock_timeout = '500ms'").unwrap();
-        let no_timeout = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress", "workers": 1}"#;
+        let no_timeout = event_config(json!({"strategy": "decompress", "workers": 1}));
         let t = std::time::Instant::now();
-        let (code, _, _) =
-            expect_error(&mut r, &format!("CALL backfill_on_schedule(NULL, '{no_timeout}')"));
+        let (code, _, _) = expect_error(&mut r, &call_backfill(&no_timeout));
         assert_eq!(code, "55P03");
         assert!(
             t.elapsed() < std::time::Duration::from_secs(60),
@@ -117,7 +117,7 @@ timescale_test! {
         );
         assert_clean(&mut c, &before, 144);
         long.batch_execute("COMMIT").unwrap();
-        c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        c.batch_execute(&call_backfill(CONFIG)).unwrap();
         assert_clean(&mut c, &before, staged);
     }
 }
@@ -130,10 +130,10 @@ timescale_test! {
         let staged = stage(&mut c);
         let before = state(&mut c, "event_data", "backfill_event_data");
         // decompressing each chunk makes each its own transaction (direct inserts would share one)
-        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "max_runtime":"1 millisecond", "strategy":"decompress"}"#;
+        let cfg = event_config(json!({"max_runtime": "1 millisecond", "strategy": "decompress"}));
         for run in 1..=3 {
             let (mut r, notices) = cl.connect_with_notices("t");
-            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')")).unwrap();
+            r.batch_execute(&call_backfill(&cfg)).unwrap();
             let n = notices.lock().unwrap().clone();
             let last = run == 3;
             assert_eq!(
@@ -144,7 +144,10 @@ timescale_test! {
             let moved = if last { staged } else { 144 * run };
             assert_clean(&mut c, &before, moved);
             let r = c.query_one("SELECT status, stopped_early FROM backfill_status", &[]).unwrap();
-            assert_eq!((r.get::<_, String>(0), r.get::<_, bool>(1)), ("succeeded".to_string(), !last));
+            assert_eq!(
+                (r.get::<_, String>(0), r.get::<_, bool>(1)),
+                ("succeeded".to_string(), !last)
+            );
         }
     }
 }
@@ -183,17 +186,20 @@ timescale_test! {
         );
         let w3 = writer("SELECT count(*) FROM event_data WHERE device_id = $1::int8::int % 5");
         for _ in 0..4 {
-            c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+            c.batch_execute(&call_backfill(CONFIG)).unwrap();
         }
         stop.store(true, Ordering::Relaxed);
         let (n1, n2, _) = (w1.join().unwrap(), w2.join().unwrap(), w3.join().unwrap());
         assert!(n1 > 0 && n2 > 0, "the writers wrote ({n1}, {n2})");
         // rows written to staging during a run were moved by it or are left for the next
-        c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        c.batch_execute(&call_backfill(CONFIG)).unwrap();
         let after = state(&mut c, "event_data", "backfill_event_data");
         assert_eq!(after.staging_rows, 0);
         assert_eq!(after.dest_rows, before.dest_rows + staged + n1 + n2, "every row once");
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 1000"), n1);
+        assert_eq!(
+            scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE device_id = 1000"),
+            n1
+        );
         assert_compressed_and_policy_as_before(&before, &after, "with writers");
     }
 }
@@ -330,8 +336,7 @@ timescale_test! {
         )
         .unwrap();
         let mut bob = cl.connect_as("t", "bob");
-        let (code, msg, hint) =
-            expect_error(&mut bob, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
+        let (code, msg, hint) = expect_error(&mut bob, &call_backfill(CONFIG));
         assert_eq!(code, "42501", "{msg}");
         assert!(
             msg.contains(
@@ -363,9 +368,10 @@ timescale_test! {
         let conn = cl.conn_string("t");
         let run = std::thread::spawn(move || {
             let mut r = Client::connect(&conn, NoTls).unwrap();
-            let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "lock_timeout":"2 minutes", "strategy":"decompress", "workers": 1}"#;
-            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-                .map_err(|e| e.to_string())
+            let cfg = event_config(
+                json!({"lock_timeout": "2 minutes", "strategy": "decompress", "workers": 1}),
+            );
+            r.batch_execute(&call_backfill(&cfg)).map_err(|e| e.to_string())
         });
         backfill_ext_client_tests::wait_for(
             "the run to wait for the chunk",
@@ -386,8 +392,10 @@ timescale_test! {
             "the run holds the policy"
         );
         // an administrator moves the policy meanwhile
-        c.batch_execute(&format!("SELECT alter_job({job}, next_start => '2030-06-01 00:00:00+00')"))
-            .unwrap();
+        c.batch_execute(&format!(
+            "SELECT alter_job({job}, next_start => '2030-06-01 00:00:00+00')"
+        ))
+        .unwrap();
         long.batch_execute("COMMIT").unwrap();
         run.join().unwrap().unwrap();
         assert_eq!(
@@ -425,13 +433,14 @@ timescale_test! {
             scalar::<String>(
                 c,
                 &format!(
-                    "SELECT next_start::text FROM timescaledb_information.jobs WHERE job_id = {policy}"
+                    "SELECT next_start::text FROM timescaledb_information.jobs \
+                     WHERE job_id = {policy}"
                 ),
             )
         };
         let original = next_start(&mut c);
-        // what a run of the job leaves when its backend ends mid-run: the hold, and the policy pushed
-        // out
+        // what a run of the job leaves when its backend ends mid-run: the hold, and the
+        // policy pushed out
         c.batch_execute(&format!(
             "INSERT INTO _backfill_ext.policy_hold (job_id, hypertable, original_next_start, \
          original_scheduled, held_at)
@@ -478,7 +487,8 @@ timescale_test! {
             "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = \
             'event_data' AND proc_name = 'policy_compression'",
         );
-        // seven chunk transactions with a second between each: about 6 s, three times the push interval
+        // seven chunk transactions with a second between each: about 6 s, three times the
+        // push interval
         let conn = cl.conn_string("t");
         let run = std::thread::spawn(move || {
             let mut r = Client::connect(&conn, NoTls).unwrap();
@@ -487,9 +497,10 @@ timescale_test! {
             backfill_ext.debug_pause_seconds = 1",
             )
             .unwrap();
-            let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "compression_job_push_interval":"2 seconds", "strategy":"decompress"}"#;
-            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-                .map_err(|e| e.to_string())
+            let cfg = event_config(
+                json!({"compression_job_push_interval": "2 seconds", "strategy": "decompress"}),
+            );
+            r.batch_execute(&call_backfill(&cfg)).map_err(|e| e.to_string())
         });
         let mut looks = 0;
         while !run.is_finished() {
@@ -502,7 +513,10 @@ timescale_test! {
                 .unwrap()
                 .map(|r| r.get(0));
             if let Some(ahead) = held {
-                assert!(ahead, "the compression policy came due during the run (after {looks} looks)");
+                assert!(
+                    ahead,
+                    "the compression policy came due during the run (after {looks} looks)"
+                );
                 looks += 1;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));

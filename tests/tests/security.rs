@@ -4,11 +4,13 @@
 //! The plain-PostgreSQL cases run anywhere; the TimescaleDB ones (a policy hold,
 //! workers) where a full TimescaleDB is installed.
 
+use backfill_ext_client_tests::config::{call_backfill, config, event_config};
 use backfill_ext_client_tests::fixtures::{state, timescale_dataset, Dataset};
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{
     expect_error, scalar, timescale_cluster, wait_for, Client, Cluster, NoTls, Options,
 };
+use serde_json::json;
 use std::time::Duration;
 
 /// Roles `t_owner` (owns table `m` and its staging `st`), `t_writer` (may INSERT into
@@ -81,7 +83,7 @@ fn no_role_writes_the_extensions_state_and_the_victims_runs_work() {
     owner
         .batch_execute("INSERT INTO st SELECT i, now(), i FROM generate_series(11, 20) i")
         .unwrap();
-    owner.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"st","destination_hypertable":"m"}')"#).unwrap();
+    owner.batch_execute(&call_backfill(&config("st", "m", json!({})))).unwrap();
     assert_eq!(scalar::<i64>(&mut owner, "SELECT count(*) FROM m"), 20);
     c.batch_execute("INSERT INTO st SELECT i, now(), i FROM generate_series(21, 25) i").unwrap();
     c.batch_execute(
@@ -132,7 +134,7 @@ fn a_superusers_run_over_another_roles_triggers_warns() {
     owner
         .batch_execute("INSERT INTO st SELECT i, now(), i FROM generate_series(13, 14) i")
         .unwrap();
-    owner.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"st","destination_hypertable":"m"}')"#).unwrap();
+    owner.batch_execute(&call_backfill(&config("st", "m", json!({})))).unwrap();
     assert_eq!(scalar::<i64>(&mut owner, "SELECT count(*) FROM m"), 14);
 }
 
@@ -183,10 +185,10 @@ timescale_test! {
         // the test hooks are set for the role (a setting a session sets before the library
         // is loaded would be a placeholder)
         c.batch_execute(
-            "CREATE ROLE t_owner LOGIN; CREATE ROLE t_writer LOGIN; GRANT CREATE ON SCHEMA public TO \
-         t_owner;
-         ALTER ROLE t_owner SET backfill_ext.debug_pause_at = 'after_insert'; ALTER ROLE t_owner \
-         SET backfill_ext.debug_pause_seconds = 3;",
+            "CREATE ROLE t_owner LOGIN; CREATE ROLE t_writer LOGIN;
+             GRANT CREATE ON SCHEMA public TO t_owner;
+             ALTER ROLE t_owner SET backfill_ext.debug_pause_at = 'after_insert';
+             ALTER ROLE t_owner SET backfill_ext.debug_pause_seconds = 3;",
         )
         .unwrap();
         let mut owner = cl.connect_as("t", "t_owner");
@@ -195,7 +197,8 @@ timescale_test! {
         for workers in [1, 2] {
             owner
                 .batch_execute(
-                    "INSERT INTO backfill_event_data SELECT time, device_id, value + 1 FROM event_data",
+                    "INSERT INTO backfill_event_data SELECT time, device_id, value + 1 \
+                     FROM event_data",
                 )
                 .unwrap();
             let before = state(&mut owner, "event_data", "backfill_event_data");
@@ -224,13 +227,10 @@ fn paused_run(
     workers: i32,
 ) -> std::thread::JoinHandle<Result<(), String>> {
     let conn = cl.conn_string_as("t", "t_owner");
-    let cfg = format!(
-        r#"{{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE","workers":{workers}}}"#
-    );
+    let cfg = event_config(json!({"on_conflict_action": "UPDATE", "workers": workers}));
     let run = std::thread::spawn(move || {
         let mut r = Client::connect(&conn, NoTls).unwrap();
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-            .map_err(|e| e.to_string())
+        r.batch_execute(&call_backfill(&cfg)).map_err(|e| e.to_string())
     });
     wait_for("the run to pause", Duration::from_secs(60), || {
         (run.is_finished()

@@ -3,9 +3,11 @@
 //! for the next run. The TimescaleDB case runs when a full TimescaleDB is installed
 //! (ignored, with the reason, elsewhere); the plain one everywhere.
 
+use backfill_ext_client_tests::config::{call_backfill, config, event_config};
 use backfill_ext_client_tests::fixtures::{state, timescale_dataset, Dataset, State, START};
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{scalar, Client, Cluster, NoTls, Options};
+use serde_json::json;
 
 use backfill_ext_client_tests::timescale_cluster as ts_cluster;
 
@@ -36,8 +38,12 @@ fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
     let mut c = cl.create_db("t");
     let blocks = plain_tables_of_3000_rows(&mut c);
     // rows stay in staging: copied in slices, once each
-    let keep = r#"{"staging_table":"staging", "destination_hypertable":"readings", "rest_batch_rows": 500, "delete_from_staging": false}"#;
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{keep}')")).unwrap();
+    let keep = config(
+        "staging",
+        "readings",
+        json!({"rest_batch_rows": 500, "delete_from_staging": false}),
+    );
+    c.batch_execute(&call_backfill(&keep)).unwrap();
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 3000);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 3000);
     let slices = writers(&mut c, "readings");
@@ -45,7 +51,7 @@ fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
         (6..=blocks).contains(&slices),
         "3000 rows in slices of at most 500: {slices} transactions"
     );
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{keep}')")).unwrap();
+    c.batch_execute(&call_backfill(&keep)).unwrap();
     assert_eq!(
         scalar::<i64>(&mut c, "SELECT count(*) FROM readings"),
         3000,
@@ -54,8 +60,12 @@ fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
     // moved: each slice deleted from staging and inserted together
     c.batch_execute("TRUNCATE readings").unwrap();
     let (mut r, notices) = cl.connect_with_notices("t");
-    r.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"staging", "destination_hypertable":"readings", "rest_batch_rows": 1000}')"#)
-        .unwrap();
+    r.batch_execute(&call_backfill(&config(
+        "staging",
+        "readings",
+        json!({"rest_batch_rows": 1000}),
+    )))
+    .unwrap();
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM readings"), 3000);
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM staging"), 0);
     assert!((3..=blocks).contains(&writers(&mut c, "readings")));
@@ -67,7 +77,7 @@ fn the_rest_moves_in_transactions_of_at_most_rest_batch_rows() {
         "TRUNCATE readings; INSERT INTO staging SELECT i, now(), i FROM generate_series(1, 3000) i",
     )
     .unwrap();
-    c.batch_execute(r#"CALL backfill_on_schedule(NULL, '{"staging_table":"staging", "destination_hypertable":"readings"}')"#).unwrap();
+    c.batch_execute(&call_backfill(&config("staging", "readings", json!({})))).unwrap();
     assert_eq!(writers(&mut c, "readings"), 1);
 }
 
@@ -99,9 +109,8 @@ fn start_a_run_that_pauses_after_its_plan(
              SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100",
         )
         .unwrap();
-        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "rest_batch_rows": 300}"#;
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{cfg}')"))
-            .map_err(|e| e.to_string())
+        let cfg = event_config(json!({"on_conflict_action": "UPDATE", "rest_batch_rows": 300}));
+        r.batch_execute(&call_backfill(&cfg)).map_err(|e| e.to_string())
     });
     backfill_ext_client_tests::wait_for(
         "the run to pause",
@@ -144,10 +153,8 @@ fn assert_days_40_and_41_moved_in_slices(c: &mut Client) {
 fn assert_the_next_run_moves_day_30(cl: &Cluster, c: &mut Client, before: &State) {
     let (mut r, notices) = cl.connect_with_notices("t");
     r.batch_execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 100").unwrap();
-    r.batch_execute(
-        r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE"}')"#,
-    )
-    .unwrap();
+    r.batch_execute(&call_backfill(&event_config(json!({"on_conflict_action": "UPDATE"}))))
+        .unwrap();
     let n = notices.lock().unwrap().clone();
     assert!(n.iter().any(|m| m.contains("600 rows moved, 600 conflicts")), "{n:#?}");
     assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM backfill_event_data"), 0);

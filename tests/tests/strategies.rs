@@ -1,6 +1,7 @@
 //! How each chunk takes its rows: the plan, auto's choice per chunk against forced
 //! strategies, and merging by segments where a rewrite must not happen.
 
+use backfill_ext_client_tests::config::{call_backfill, event_config};
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, stage_correction_from_day, stage_late_rows, state,
     timescale_dataset, Dataset, START,
@@ -8,6 +9,7 @@ use backfill_ext_client_tests::fixtures::{
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{scalar, Cluster};
+use serde_json::json;
 
 timescale_test! {
     fn plans_only_chunks_that_receive_rows() {
@@ -80,11 +82,8 @@ fn upsert_with_strategy(cl: &Cluster, db: &str, strategy: &str) -> StrategyResul
         )
         .unwrap();
     }
-    run.batch_execute(&format!(
-        r#"CALL backfill_on_schedule(NULL, '{{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
-                                         "on_conflict_action":"UPDATE","strategy":"{strategy}"}}')"#
-    ))
-    .unwrap();
+    let cfg = event_config(json!({"on_conflict_action": "UPDATE", "strategy": strategy}));
+    run.batch_execute(&call_backfill(&cfg)).unwrap();
     let after = state(&mut c, "event_data", "backfill_event_data");
     assert_eq!(after.staging_rows, 0);
     assert!(before
@@ -159,8 +158,13 @@ timescale_test! {
         let mut c = cl.create_db("t");
         timescale_dataset(&mut c, &Dataset::default());
         let staged = stage_correction_from_day(&mut c, 4);
-        let sum_after: f64 = scalar(&mut c, &format!("SELECT sum(value) + {staged} FROM \
-            event_data"));
+        let sum_after: f64 = scalar(
+            &mut c,
+            &format!(
+                "SELECT sum(value) + {staged} FROM \
+            event_data"
+            ),
+        );
         let before = state(&mut c, "event_data", "backfill_event_data");
         // a long report holds the chunk open
         let mut reader = cl.connect("t");
@@ -172,10 +176,8 @@ timescale_test! {
             .unwrap();
         let (mut r, notices) = cl.connect_with_notices("t");
         let t = std::time::Instant::now();
-        r.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE"}')"#,
-        )
-        .unwrap();
+        r.batch_execute(&call_backfill(&event_config(json!({"on_conflict_action": "UPDATE"}))))
+            .unwrap();
         assert!(
             t.elapsed() < std::time::Duration::from_secs(30),
             "the run did not wait for the reader"
@@ -211,13 +213,16 @@ timescale_test! {
         )
         .unwrap();
         let staged = stage_correction_from_day(&mut c, 4);
-        let sum_after: f64 = scalar(&mut c, &format!("SELECT sum(value) + {staged} FROM \
-            event_data"));
+        let sum_after: f64 = scalar(
+            &mut c,
+            &format!(
+                "SELECT sum(value) + {staged} FROM \
+            event_data"
+            ),
+        );
         let (mut r, notices) = cl.connect_with_notices("t");
-        r.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"UPDATE"}')"#,
-        )
-        .unwrap();
+        r.batch_execute(&call_backfill(&event_config(json!({"on_conflict_action": "UPDATE"}))))
+            .unwrap();
         let n = notices.lock().unwrap().clone();
         assert!(
             n.iter().any(|m| m.contains(&format!(

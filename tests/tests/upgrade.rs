@@ -4,6 +4,7 @@
 //! the same extension objects as a fresh install; `pg_dump` and `pg_restore` keep the
 //! run history and the holds.
 
+use backfill_ext_client_tests::config::call_backfill;
 use backfill_ext_client_tests::fixtures::{stage_late_rows, timescale_dataset, Dataset};
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{create_timescaledb, scalar, Client, Cluster, Options};
@@ -87,7 +88,7 @@ fn state(c: &mut Client) -> (Vec<String>, Vec<String>, i64) {
 fn make_state(c: &mut Client) -> i32 {
     timescale_dataset(c, &Dataset::default());
     stage_late_rows(c);
-    c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+    c.batch_execute(&call_backfill(CONFIG)).unwrap();
     c.batch_execute(
         "INSERT INTO backfill_event_data (time, device_id, value) VALUES ('2024-01-02 \
         00:05:00+00', 77, 1)",
@@ -117,7 +118,8 @@ fn make_state(c: &mut Client) -> i32 {
 timescale_test! {
     #[cfg_attr(
         all(timescaledb, not(previous_release)),
-        ignore = "the previous release's install script is not installed (scripts/previous-release.sh)"
+        ignore = "the previous release's install script is not installed \
+                  (scripts/previous-release.sh)"
     )]
     fn update_from_the_previous_release_keeps_history_holds_and_jobs_and_equals_a_fresh_install() {
         let cl = Cluster::start(Options { timescale: true, ..Default::default() });
@@ -133,7 +135,11 @@ timescale_test! {
         .unwrap();
         let job = make_state(&mut c);
         let before = state(&mut c);
-        assert_eq!((before.0.len(), before.1.len()), (1, 1), "a run and a hold to keep: {before:?}");
+        assert_eq!(
+            (before.0.len(), before.1.len()),
+            (1, 1),
+            "a run and a hold to keep: {before:?}"
+        );
         assert!(before.2 > 0);
 
         c.batch_execute("ALTER EXTENSION backfill_ext UPDATE").unwrap();
@@ -197,7 +203,7 @@ timescale_test! {
         r.batch_execute("SELECT timescaledb_post_restore()").unwrap();
         assert_eq!(state(&mut r), before, "run history and holds restored");
         // new runs continue the numbering, and the restored hold is put back by the next run
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        r.batch_execute(&call_backfill(CONFIG)).unwrap();
         let runs: Vec<(i64, Option<i32>, String)> = r
             .query("SELECT id, job_id, status FROM _backfill_ext.run ORDER BY id", &[])
             .unwrap()

@@ -3,12 +3,14 @@
 //! leaving no worker, no task, no hold and the rows accounted for. Run where a full
 //! TimescaleDB is installed (ignored, with the reason, elsewhere).
 
+use backfill_ext_client_tests::config::{call_backfill, event_config};
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, state, timescale_dataset, Dataset, State, START,
 };
 use backfill_ext_client_tests::timescale_cluster as ts_cluster;
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster, NoTls};
+use serde_json::json;
 use std::time::Duration;
 
 /// Upserts in five chunks (every row of days 0 to 4 corrected, and a new device), and
@@ -27,7 +29,9 @@ fn stage(c: &mut Client) -> i64 {
     5 * 24 + 1
 }
 
-const UPSERT: &str = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "workers": 2}"#;
+fn upsert() -> String {
+    event_config(json!({"on_conflict_action": "UPDATE", "workers": 2}))
+}
 
 /// A hypertable with staged upserts, and what every run must end with.
 struct Staged {
@@ -109,7 +113,7 @@ fn start_paused(
         ))
         .unwrap();
         r.batch_execute(&format!("SET backfill_ext.debug_always_route = {routed}")).unwrap();
-        r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).map_err(|e| {
+        r.batch_execute(&call_backfill(&upsert())).map_err(|e| {
             let db =
                 e.as_db_error().map(|d| (d.code().code().to_string(), d.message().to_string()));
             db.unwrap_or_else(|| ("".into(), e.to_string()))
@@ -203,7 +207,9 @@ timescale_test! {
         assert_eq!(
             scalar::<i64>(
                 c,
-                &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")
+                &format!(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}"
+                )
             ),
             0
         );
@@ -227,7 +233,7 @@ timescale_test! {
             s.before.staging_rows,
             "the paused chunks rolled back"
         );
-        c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
+        c.batch_execute(&call_backfill(&upsert())).unwrap();
         s.assert_moved_once("after the next run");
         assert_eq!(scalar::<i64>(&mut s.c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
         assert_eq!(
@@ -249,9 +255,10 @@ timescale_test! {
         );
         let mut long = s.cl.connect("t");
         long.batch_execute(&format!("BEGIN; LOCK TABLE {second} IN EXCLUSIVE MODE;")).unwrap();
-        let cfg = r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "on_conflict_action":"UPDATE", "workers": 2, "lock_timeout": "500ms"}"#;
-        let (code, msg, hint) =
-            expect_error(&mut s.c, &format!("CALL backfill_on_schedule(NULL, '{cfg}')"));
+        let cfg = event_config(
+            json!({"on_conflict_action": "UPDATE", "workers": 2, "lock_timeout": "500ms"}),
+        );
+        let (code, msg, hint) = expect_error(&mut s.c, &call_backfill(&cfg));
         assert_eq!(code, "55P03", "{msg}");
         assert!(hint.is_some());
         assert_nothing_left(&mut s.c, &s.before);
@@ -261,7 +268,7 @@ timescale_test! {
             ("failed".to_string(), "55P03".to_string())
         );
         long.batch_execute("COMMIT").unwrap();
-        s.c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')")).unwrap();
+        s.c.batch_execute(&call_backfill(&upsert())).unwrap();
         s.assert_moved_once("after the next run");
     }
 }
@@ -309,7 +316,7 @@ timescale_test! {
             backfill_ext.debug_pause_seconds = 65",
             )
             .unwrap();
-            r.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{UPSERT}')"))
+            r.batch_execute(&call_backfill(&upsert()))
                 .map_err(|e| e.as_db_error().map(|d| d.code().code().to_string()))
         });
         let c = &mut s.c;
