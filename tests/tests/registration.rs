@@ -2,6 +2,7 @@
 //! (`schedule_backfill`, `add_job` with `backfill_check_config`), and runs refused on a
 //! TimescaleDB lacking what they need, on NULL times or on an unreadable space constraint.
 
+use backfill_ext_client_tests::config::{call_backfill, config, event_config, literal};
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, stage_late_rows, state, timescale_dataset, Dataset,
     START,
@@ -9,10 +10,44 @@ use backfill_ext_client_tests::fixtures::{
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client};
+use serde_json::json;
 use std::time::Duration;
 
 const CONFIG: &str =
     r#"{"staging_table":"backfill_event_data", "destination_hypertable":"event_data"}"#;
+
+/// Configs `backfill_check_config` refuses at `add_job`: (config, SQLSTATE, part of the
+/// message).
+fn bad_configs() -> Vec<(String, &'static str, &'static str)> {
+    vec![
+        (
+            r#"{"destination_hypertable":"event_data"}"#.to_string(),
+            "22023",
+            "config key \"staging_table\" is required",
+        ),
+        (
+            event_config(json!({"on_conflict": "UPDATE"})),
+            "22023",
+            "unknown config key \"on_conflict\"",
+        ),
+        (
+            config("no_such_table", "event_data", json!({})),
+            "42P01",
+            "staging table \"no_such_table\" (config key \"staging_table\") does not exist",
+        ),
+        (
+            config("backfill_event_data", "plain_copy", json!({})),
+            "42809",
+            "destination public.plain_copy is not a hypertable",
+        ),
+        (
+            config("odd", "event_data", json!({})),
+            "42804",
+            "column \"device_id\" is text in staging table public.odd but integer in \
+             destination public.event_data",
+        ),
+    ]
+}
 
 timescale_test! {
     fn check_config_rejects_bad_configs_at_registration() {
@@ -30,18 +65,9 @@ timescale_test! {
             => 'backfill_check_config')"
             )
         };
-        let bad: &[(&str, &str, &str)] = &[
-            (r#"{"destination_hypertable":"event_data"}"#, "22023", "config key \"staging_table\" \
-                is \
-            required"),
-            (r#"{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict":"UPDATE"}"#, "22023", "unknown config key \"on_conflict\""),
-            (r#"{"staging_table":"no_such_table","destination_hypertable":"event_data"}"#, "42P01", "staging table \"no_such_table\" (config key \"staging_table\") does not exist"),
-            (r#"{"staging_table":"backfill_event_data","destination_hypertable":"plain_copy"}"#, "42809", "destination public.plain_copy is not a hypertable"),
-            (r#"{"staging_table":"odd","destination_hypertable":"event_data"}"#, "42804", "column \"device_id\" is text in staging table public.odd but integer in destination public.event_data"),
-        ];
-        for (cfg, code, msg) in bad {
-            let (got, m, hint) = expect_error(&mut c, &add(cfg));
-            assert_eq!(&got, code, "{cfg}: {m}");
+        for (cfg, code, msg) in bad_configs() {
+            let (got, m, hint) = expect_error(&mut c, &add(&cfg));
+            assert_eq!(got, code, "{cfg}: {m}");
             assert!(m.contains(msg), "{cfg}: {m}");
             assert!(hint.is_some(), "{cfg}");
         }
@@ -58,7 +84,8 @@ timescale_test! {
         let (code, msg, _) = expect_error(
             &mut c,
             &format!(
-                r#"SELECT alter_job({job}, config => '{{"staging_table":"backfill_event_data","destination_hypertable":"nope"}}')"#
+                "SELECT alter_job({job}, config => {})",
+                literal(&config("backfill_event_data", "nope", json!({})))
             ),
         );
         assert_eq!(code, "42P01", "{msg}");
@@ -124,12 +151,10 @@ timescale_test! {
             )
             .unwrap()
             .get(0);
-        assert!(notices
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|n| n.contains(&format!("scheduled with TimescaleDB's job scheduler as job \
-                {job}"))));
+        assert!(notices.lock().unwrap().iter().any(|n| n.contains(&format!(
+            "scheduled with TimescaleDB's job scheduler as job \
+                {job}"
+        ))));
         assert_registered_as_asked(&mut c, job);
         // a bad extra key is refused before anything is registered
         let (code, msg, _) = expect_error(
@@ -163,10 +188,7 @@ timescale_test! {
          INSERT INTO s VALUES (NULL, 1), (now(), 2);",
         )
         .unwrap();
-        let (code, msg, hint) = expect_error(
-            &mut c,
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"s", "destination_hypertable":"h"}')"#,
-        );
+        let (code, msg, hint) = expect_error(&mut c, &call_backfill(&config("s", "h", json!({}))));
         assert_eq!(
             (code.as_str(), msg.as_str()),
             (
@@ -199,8 +221,12 @@ timescale_test! {
         chunk_status_hidden",
         )
         .unwrap();
-        let err = c.batch_execute(&format!("CALL backfill_on_schedule(NULL, \
-            '{CONFIG}')")).unwrap_err();
+        let err = c
+            .batch_execute(&format!(
+                "CALL backfill_on_schedule(NULL, \
+            '{CONFIG}')"
+            ))
+            .unwrap_err();
         let db = err.as_db_error().unwrap();
         assert_eq!(db.code().code(), "0A000");
         assert_eq!(
@@ -268,7 +294,7 @@ fn a_timescaledb_older_than_the_minimum_is_refused_before_anything_changes() {
     timescale_dataset(&mut c, &Dataset::default());
     stage_late_rows(&mut c);
     let before = state(&mut c, "event_data", "backfill_event_data");
-    let err = c.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap_err();
+    let err = c.batch_execute(&call_backfill(CONFIG)).unwrap_err();
     let db = err.as_db_error().unwrap();
     assert_eq!(db.code().code(), "0A000");
     assert_eq!(
@@ -301,8 +327,7 @@ timescale_test! {
          (_timescaledb_functions.get_partition_hash(device_id) <> -1) NOT VALID"
         ))
         .unwrap();
-        let (code, msg, hint) =
-            expect_error(&mut c, &format!("CALL backfill_on_schedule(NULL, '{CONFIG}')"));
+        let (code, msg, hint) = expect_error(&mut c, &call_backfill(CONFIG));
         assert_eq!(code, "0A000", "{msg}");
         assert!(msg.contains("cannot read the space partition of chunk"), "{msg}");
         assert!(hint.is_some());

@@ -2,13 +2,17 @@
 //! rows held in memory or in a temporary table, written back in bulk or row by row, with
 //! every constraint, default, dropped column and index as the chunk has them.
 
+use backfill_ext_client_tests::config::{call_backfill, config};
 use backfill_ext_client_tests::fixtures::{assert_compressed_and_policy_as_before, state};
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{expect_error, scalar, Client, Cluster, Notices};
+use serde_json::json;
 
 /// The upsert of `m_late` into `m` that the rewrite tests run.
-const REWRITE_M: &str = r#"CALL backfill_on_schedule(NULL, '{"staging_table":"m_late","destination_hypertable":"m","on_conflict_action":"UPDATE"}')"#;
+fn rewrite_m() -> String {
+    call_backfill(&config("m_late", "m", json!({"on_conflict_action": "UPDATE"})))
+}
 
 /// How a rewrite's NOTICE ends, with the merged rows in memory or in a temporary table.
 fn rewritten(on_disk: bool) -> &'static str {
@@ -59,7 +63,7 @@ timescale_test! {
             )
             .unwrap();
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
-            r.batch_execute(REWRITE_M).unwrap();
+            r.batch_execute(&rewrite_m()).unwrap();
             let n = notices.lock().unwrap().clone();
             let how = rewritten(on_disk);
             assert!(
@@ -68,8 +72,13 @@ timescale_test! {
                 ))),
                 "{n:#?}"
             );
-            assert!(n.iter().any(|m| m.contains("(1 inserted, 72 updated, 72 \
-                conflicts)")), "{n:#?}");
+            assert!(
+                n.iter().any(|m| m.contains(
+                    "(1 inserted, 72 updated, 72 \
+                conflicts)"
+                )),
+                "{n:#?}"
+            );
             assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m"), 73);
             assert_eq!(scalar::<i64>(&mut c, "SELECT sum(v) FROM m"), 72 + 7);
             assert_eq!(
@@ -102,7 +111,7 @@ timescale_test! {
             )
             .unwrap();
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
-            r.batch_execute(REWRITE_M).unwrap();
+            r.batch_execute(&rewrite_m()).unwrap();
             let n = notices.lock().unwrap().clone();
             let how = rewritten(on_disk);
             assert!(
@@ -112,8 +121,13 @@ timescale_test! {
                 "{n:#?}"
             );
             // the second copy of device 4's row is a conflict within staging
-            assert!(n.iter().any(|m| m.contains("(2 inserted, 72 updated, 73 \
-                conflicts)")), "{n:#?}");
+            assert!(
+                n.iter().any(|m| m.contains(
+                    "(2 inserted, 72 updated, 73 \
+                conflicts)"
+                )),
+                "{n:#?}"
+            );
             let rows: Vec<(i32, i64, i64)> = c
                 .query("SELECT dev, count(*), sum(v) FROM m GROUP BY dev ORDER BY dev", &[])
                 .unwrap()
@@ -145,10 +159,15 @@ timescale_test! {
             )
             .unwrap();
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
-            r.batch_execute(REWRITE_M).unwrap();
+            r.batch_execute(&rewrite_m()).unwrap();
             let n = notices.lock().unwrap().clone();
-            assert!(n.iter().any(|m| m.contains("(1 inserted, 72 updated, 72 \
-                conflicts)")), "{n:#?}");
+            assert!(
+                n.iter().any(|m| m.contains(
+                    "(1 inserted, 72 updated, 72 \
+                conflicts)"
+                )),
+                "{n:#?}"
+            );
             let rows: Vec<(i64, i64, i64, i64)> = c
                 .query(
                     "SELECT count(*), sum(v), sum(backfill_old), count(*) FILTER (WHERE \
@@ -191,7 +210,7 @@ timescale_test! {
         let (mut r, notices) = cl.connect_with_notices("t");
         // 72 staging-sized rows fit in 1MB three times over; 72 rows of 8 kB do not
         r.batch_execute("SET maintenance_work_mem = '1MB'").unwrap();
-        r.batch_execute(REWRITE_M).unwrap();
+        r.batch_execute(&rewrite_m()).unwrap();
         let n = notices.lock().unwrap().clone();
         assert!(
             n.iter().any(|m| m.contains(
@@ -215,7 +234,7 @@ timescale_test! {
         )
         .unwrap();
         notices.lock().unwrap().clear();
-        r.batch_execute(REWRITE_M).unwrap();
+        r.batch_execute(&rewrite_m()).unwrap();
         let n = notices.lock().unwrap().clone();
         assert!(
             n.iter().any(|m| m.contains(
@@ -255,7 +274,9 @@ timescale_test! {
         // from a
         // temporary table
         let cases = [("chk", "500", "23514", "\"m_v_check\""), ("nn", "NULL", "23502", "\"v\"")];
-        for ((name, bad, code, names), on_disk) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
+        for ((name, bad, code, names), on_disk) in
+            cases.iter().flat_map(|c| [(c, false), (c, true)])
+        {
             let db = &format!("{name}_{on_disk}");
             let mut c = cl.create_db(db);
             rewritable_chunk(&mut c, "v int NOT NULL CHECK (v < 100)");
@@ -265,7 +286,7 @@ timescale_test! {
             .unwrap();
             let before = state(&mut c, "m", "m_late");
             let (got, message, hint) =
-                expect_error(&mut rewriting_session(&cl, db, on_disk).0, REWRITE_M);
+                expect_error(&mut rewriting_session(&cl, db, on_disk).0, &rewrite_m());
             assert_eq!(got, *code, "{message}");
             assert!(message.contains(names), "{message}");
             assert!(hint.is_some(), "{message}");
@@ -312,7 +333,7 @@ fn chunks_before_and_after_a_dropped_column(c: &mut Client) {
 }
 
 timescale_test! {
-    fn a_rewrite_in_bulk_matches_columns_by_name_in_chunks_made_before_and_after_a_column_was_dropped()
+    fn a_bulk_rewrite_matches_columns_by_name_in_chunks_made_before_and_after_a_column_was_dropped()
     {
         let cl = cluster();
         for on_disk in [false, true] {
@@ -322,7 +343,8 @@ timescale_test! {
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
             // inside a transaction block, the run leaves the caller's settings as they were
             r.batch_execute(&format!(
-                "BEGIN; SET LOCAL max_parallel_maintenance_workers = 1; {REWRITE_M}"
+                "BEGIN; SET LOCAL max_parallel_maintenance_workers = 1; {}",
+                rewrite_m()
             ))
             .unwrap();
             assert_eq!(scalar::<String>(&mut r, "SHOW max_parallel_maintenance_workers"), "1");
@@ -347,8 +369,19 @@ timescale_test! {
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
-            assert_eq!(rows, [("day \
-                2/added".to_string(), 72, 144), ("old/added".to_string(), 72, 72)]);
+            assert_eq!(
+                rows,
+                [
+                    (
+                        "day \
+                2/added"
+                            .to_string(),
+                        72,
+                        144
+                    ),
+                    ("old/added".to_string(), 72, 72)
+                ]
+            );
             assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
         }
     }
@@ -376,7 +409,7 @@ timescale_test! {
             )
             .unwrap();
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
-            r.batch_execute(REWRITE_M).unwrap();
+            r.batch_execute(&rewrite_m()).unwrap();
             let n = notices.lock().unwrap().clone();
             assert!(n.iter().any(|m| m.contains("49 rows moved, 48 conflicts, merged")), "{n:#?}");
             assert!(
@@ -389,7 +422,10 @@ timescale_test! {
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
-            assert_eq!(rows, [(Some(1), 24, 24), (Some(2), 24, 24), (Some(3), 24, 0), (None, 1, 7)]);
+            assert_eq!(
+                rows,
+                [(Some(1), 24, 24), (Some(2), 24, 24), (Some(3), 24, 0), (None, 1, 7)]
+            );
             assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM m_late"), 0);
             assert_eq!(uncompressed_chunks_of_m(&mut c), 0);
         }
@@ -407,7 +443,7 @@ timescale_test! {
             c.batch_execute(&format!("ALTER TABLE m_late ALTER COLUMN dev TYPE {staging_type}"))
                 .unwrap();
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
-            r.batch_execute(REWRITE_M).unwrap();
+            r.batch_execute(&rewrite_m()).unwrap();
             let n = notices.lock().unwrap().clone();
             let how = rewritten(on_disk);
             assert!(
@@ -440,7 +476,7 @@ timescale_test! {
             )
             .unwrap();
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
-            r.batch_execute(REWRITE_M).unwrap();
+            r.batch_execute(&rewrite_m()).unwrap();
             let n = notices.lock().unwrap().clone();
             let how = if on_disk { "through a temporary table, row by row" } else { "row by row" };
             assert!(
@@ -514,11 +550,13 @@ timescale_test! {
             let mut c = cl.create_db(db);
             rewritable_chunk_with_a_plain_index_to_compress_by(&mut c);
             let (mut r, notices) = rewriting_session(&cl, db, on_disk);
-            // the session lets compression read an index, outside a transaction block and inside one
+            // the session lets compression read an index, outside a transaction block and
+            // inside one
             r.batch_execute("SET timescaledb.enable_compression_indexscan = on").unwrap();
             if on_disk {
                 r.batch_execute(&format!(
-                    "BEGIN; SET LOCAL timescaledb.enable_compression_indexscan = on; {REWRITE_M}"
+                    "BEGIN; SET LOCAL timescaledb.enable_compression_indexscan = on; {}",
+                    rewrite_m()
                 ))
                 .unwrap();
                 assert_eq!(
@@ -527,9 +565,12 @@ timescale_test! {
                 );
                 r.batch_execute("COMMIT").unwrap();
             } else {
-                r.batch_execute(REWRITE_M).unwrap();
+                r.batch_execute(&rewrite_m()).unwrap();
             }
-            assert_eq!(scalar::<String>(&mut r, "SHOW timescaledb.enable_compression_indexscan"), "on");
+            assert_eq!(
+                scalar::<String>(&mut r, "SHOW timescaledb.enable_compression_indexscan"),
+                "on"
+            );
             let n = notices.lock().unwrap().clone();
             let how = rewritten(on_disk);
             assert!(

@@ -4,13 +4,15 @@
 //! Here: a run on the scheduler and by hand, chunk by chunk, with each conflict action,
 //! its live progress, two runs at once, and what it promises afterwards.
 
+use backfill_ext_client_tests::config::{call_backfill, event_config};
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, not_fully_compressed, stage_late_rows, state,
     timescale_dataset, Dataset, State, START,
 };
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
-use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client};
+use backfill_ext_client_tests::{expect_error, scalar, wait_for, Client, Cluster};
+use serde_json::json;
 use std::time::Duration;
 
 const CONFIG: &str =
@@ -93,11 +95,10 @@ timescale_test! {
             "{notices:#?}"
         );
         assert!(
-            notices
-                .iter()
-                .any(|n| n
-                    .contains("rows outside existing chunks: 2 rows moved, 0 conflicts, 2 new \
-                        chunks")),
+            notices.iter().any(|n| n.contains(
+                "rows outside existing chunks: 2 rows moved, 0 conflicts, 2 new \
+                        chunks"
+            )),
             "{notices:#?}"
         );
     }
@@ -116,17 +117,23 @@ timescale_test! {
         .unwrap();
         let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
         let before = state(&mut c, "event_data", "backfill_event_data");
-        c.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
-                                          "on_conflict_action":"UPDATE","on_conflict_update_columns":["value"]}')"#,
-        )
-        .unwrap();
+        let columns =
+            json!({"on_conflict_action": "UPDATE", "on_conflict_update_columns": ["value"]});
+        c.batch_execute(&call_backfill(&event_config(columns))).unwrap();
         assert_promises(&mut c, &before, 0);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value = \
-            -1"), staged);
+        assert_eq!(
+            scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value = -1"),
+            staged
+        );
         // only the listed column was overwritten
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE note IS NOT \
-            NULL"), 0);
+        assert_eq!(
+            scalar::<i64>(
+                &mut c,
+                "SELECT count(*) FROM event_data WHERE note IS NOT \
+            NULL"
+            ),
+            0
+        );
     }
 }
 
@@ -156,7 +163,7 @@ timescale_test! {
             // one chunk after another in this session: with workers, day 3 could be under way when
             // day
             // 2 fails
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"RESTRICT","workers":1}')"#,
+            &call_backfill(&event_config(json!({"on_conflict_action": "RESTRICT", "workers": 1}))),
         );
         assert_eq!(code, "23505");
         assert!(
@@ -178,10 +185,8 @@ timescale_test! {
         assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
         // with the conflict removed, the next run finishes the job
         c.batch_execute("DELETE FROM backfill_event_data WHERE device_id = 3").unwrap();
-        c.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data","on_conflict_action":"RESTRICT"}')"#,
-        )
-        .unwrap();
+        c.batch_execute(&call_backfill(&event_config(json!({"on_conflict_action": "RESTRICT"}))))
+            .unwrap();
         assert_promises(&mut c, &before, 24 * 4 + 1);
     }
 }
@@ -237,7 +242,7 @@ timescale_test! {
             assert_eq!(before.chunks.len(), 10);
             let (mut c2, notices) = cl.connect_with_notices(db);
             c2.batch_execute(&format!("SET backfill_ext.debug_always_route = {routed}")).unwrap();
-            c2.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+            c2.batch_execute(&call_backfill(CONFIG)).unwrap();
             let notices = notices.lock().unwrap().clone();
             let chunk_lines: Vec<&String> =
                 notices.iter().filter(|n| n.starts_with("backfill_ext: chunk ")).collect();
@@ -268,7 +273,7 @@ timescale_test! {
         .unwrap();
         let before = state(&mut c, "event_data", "backfill_event_data");
         let (mut c2, notices) = cl.connect_with_notices("t");
-        c2.batch_execute(&format!("CALL backfill_on_schedule(NULL, '{CONFIG}')")).unwrap();
+        c2.batch_execute(&call_backfill(CONFIG)).unwrap();
         let notices = notices.lock().unwrap().clone();
         let chunk_lines: Vec<&String> =
             notices.iter().filter(|n| n.starts_with("backfill_ext: chunk ")).collect();
@@ -374,9 +379,7 @@ timescale_test! {
                 backfill_ext_client_tests::Client::connect(&conn, backfill_ext_client_tests::NoTls)
                     .unwrap();
             // one transaction per chunk, so progress shows chunk by chunk
-            c1.batch_execute(
-                r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data", "destination_hypertable":"event_data", "strategy":"decompress"}')"#,
-            )
+            c1.batch_execute(&call_backfill(&event_config(json!({"strategy": "decompress"}))))
         });
         assert_two_chunks_reported_live(&mut c);
         locker.batch_execute("COMMIT").unwrap();
@@ -432,59 +435,67 @@ timescale_test! {
     }
 }
 
+/// Every existing row of day 1 again, corrected, in a database whose decompression limit
+/// is 50 rows a transaction: a direct upsert would decompress the whole chunk. Returns the
+/// rows staged.
+fn stage_day_one_past_the_decompression_limit(c: &mut Client) -> i64 {
+    c.batch_execute(
+        "ALTER DATABASE t SET timescaledb.max_tuples_decompressed_per_dml_transaction = 50",
+    )
+    .unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO backfill_event_data (time, device_id, value)
+           SELECT time, device_id, -1 FROM event_data
+           WHERE time >= timestamptz '{START}' + interval '1 day' AND time < timestamptz '{START}' \
+           + interval '2 days'"
+    ))
+    .unwrap();
+    scalar(c, "SELECT count(*) FROM backfill_event_data")
+}
+
+/// TimescaleDB's own upsert of the staged rows fails on the decompression limit.
+fn assert_timescaledbs_own_upsert_fails(cl: &Cluster) {
+    let mut plain = cl.connect("t");
+    let (code, _, _) = expect_error(
+        &mut plain,
+        "INSERT INTO event_data SELECT * FROM backfill_event_data \
+         ON CONFLICT (device_id, time) DO UPDATE SET value = excluded.value",
+    );
+    assert_eq!(code, "53400");
+}
+
 timescale_test! {
     fn direct_inserts_that_would_pass_the_decompression_limit_fall_back_and_never_fail() {
         let cl = cluster();
         let mut c = cl.create_db("t");
         timescale_dataset(&mut c, &Dataset::default());
-        c.batch_execute(
-            "ALTER DATABASE t SET timescaledb.max_tuples_decompressed_per_dml_transaction = 50",
-        )
-        .unwrap();
-        // every existing row of day 1 again, corrected: a direct upsert would decompress the whole
-        // chunk
-        c.batch_execute(&format!(
-            "INSERT INTO backfill_event_data (time, device_id, value)
-           SELECT time, device_id, -1 FROM event_data
-           WHERE time >= timestamptz '{START}' + interval '1 day' AND time < timestamptz '{START}' \
-           + interval '2 days'"
-        ))
-        .unwrap();
-        let staged: i64 = scalar(&mut c, "SELECT count(*) FROM backfill_event_data");
+        let staged = stage_day_one_past_the_decompression_limit(&mut c);
         let before = state(&mut c, "event_data", "backfill_event_data");
-        // TimescaleDB's own upsert fails here
-        let mut plain = cl.connect("t");
-        let (code, _, _) = expect_error(
-            &mut plain,
-            "INSERT INTO event_data SELECT * FROM backfill_event_data ON CONFLICT (device_id, \
-             time) DO \
-         UPDATE SET value = excluded.value",
-        );
-        assert_eq!(code, "53400");
+        assert_timescaledbs_own_upsert_fails(&cl);
         // forced direct: it hits the limit, rolls back and decompresses instead
         let (mut c2, notices) = cl.connect_with_notices("t");
-        c2.batch_execute(
-            r#"CALL backfill_on_schedule(NULL, '{"staging_table":"backfill_event_data","destination_hypertable":"event_data",
-                                          "on_conflict_action":"UPDATE","strategy":"direct"}')"#,
-        )
-        .unwrap();
+        let direct = event_config(json!({"on_conflict_action": "UPDATE", "strategy": "direct"}));
+        c2.batch_execute(&call_backfill(&direct)).unwrap();
         let n = notices.lock().unwrap().clone();
         assert!(
             n.iter().any(|m| m.contains(
-                "a direct insert would pass timescaledb.max_tuples_decompressed_per_dml_transaction"
+                "a direct insert would pass \
+                 timescaledb.max_tuples_decompressed_per_dml_transaction"
             )),
             "{n:#?}"
         );
         assert!(
             n.iter().any(|m| m.contains(
-                "decompressed, recompressed (the direct insert would have \
-        passed the decompression limit)"
+                "decompressed, recompressed (the direct insert would have passed the \
+                 decompression limit)"
             )),
             "{n:#?}"
         );
         assert_promises(&mut c, &before, 0);
-        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value = \
-            -1"), staged);
+        assert_eq!(
+            scalar::<i64>(&mut c, "SELECT count(*) FROM event_data WHERE value = -1"),
+            staged
+        );
         assert_eq!(
             scalar::<String>(&mut c, "SELECT strategy FROM backfill_run_chunks"),
             "decompress (fell back)"
