@@ -3,9 +3,8 @@
 //! - every source file under 500 lines, every test file at most 600, every function at
 //!   most 60 (a test file's table-driven data aside: a function whose body is mostly one
 //!   literal table of cases says so with a `// table-driven` line);
-//! - no source line over 100 characters (rustfmt's width; a `#[pg_test(error = "…")]`
-//!   line, whose message pgrx's attribute takes whole, aside); in the tests a statement or
-//!   expected text may run longer in one string, as rustfmt leaves it;
+//! - no line over 100 characters (rustfmt's width; a `#[pg_test(error = "…")]` line,
+//!   whose message pgrx's attribute takes whole, aside);
 //! - data flows one way, module by module: each file imports only files of its own room
 //!   (top-level module) or of rooms on lower floors (`FLOORS`), and no files import each
 //!   other around a cycle.
@@ -102,7 +101,7 @@ fn wide_lines(text: &str) -> Vec<usize> {
     text.lines().enumerate().filter(|(_, l)| wide(l)).map(|(i, _)| i + 1).collect()
 }
 
-fn size_problems(files: BTreeMap<PathBuf, String>, max_lines: usize, width: bool) -> Vec<String> {
+fn size_problems(files: BTreeMap<PathBuf, String>, max_lines: usize) -> Vec<String> {
     let mut problems = vec![];
     for (path, text) in files {
         let n = text.lines().count();
@@ -112,7 +111,7 @@ fn size_problems(files: BTreeMap<PathBuf, String>, max_lines: usize, width: bool
         for (f, len) in long_functions(&text, 60) {
             problems.push(format!("{}: {f} is {len} lines", path.display()));
         }
-        for line in wide_lines(&text).into_iter().filter(|_| width) {
+        for line in wide_lines(&text) {
             problems.push(format!("{}:{line} is over 100 characters", path.display()));
         }
     }
@@ -121,13 +120,13 @@ fn size_problems(files: BTreeMap<PathBuf, String>, max_lines: usize, width: bool
 
 #[test]
 fn source_files_and_functions_stay_small() {
-    let problems = size_problems(sources(), 499, true);
+    let problems = size_problems(sources(), 499);
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
 #[test]
 fn test_files_and_functions_stay_small() {
-    let problems = size_problems(test_sources(), 600, false);
+    let problems = size_problems(test_sources(), 600);
     assert!(problems.is_empty(), "{problems:#?}");
 }
 

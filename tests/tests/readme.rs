@@ -242,8 +242,8 @@ timescale_test! {
         s.example("CALL run_job(1000)");
         // corrections for every row of day 5
         s.run(
-            "INSERT INTO backfill_event_data SELECT time, device_id, 3 FROM event_data WHERE time >= \
-        '2024-01-05' AND time < '2024-01-06';",
+            "INSERT INTO backfill_event_data SELECT time, device_id, 3 FROM event_data \
+             WHERE time >= '2024-01-05' AND time < '2024-01-06';",
         );
         s.example("CALL decompress_backfill(");
         s.example("SELECT run_id, job_id, status, rows_moved");
