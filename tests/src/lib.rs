@@ -321,18 +321,7 @@ impl Cluster {
     /// Waits until TimescaleDB's scheduler has run `job` (up to 2 minutes) and returns its
     /// successes; panics with the job's errors and the server log if a run failed.
     pub fn wait_for_job(&self, c: &mut Client, job: i32) -> i64 {
-        let (ok, failed): (i64, i64) =
-            wait_for(&format!("the scheduler to run job {job}"), Duration::from_secs(120), || {
-                let r = c
-                    .query_opt(
-                        "SELECT total_successes, total_failures FROM \
-                    timescaledb_information.job_stats WHERE job_id = $1",
-                        &[&job],
-                    )
-                    .unwrap()?;
-                let (s, f): (i64, i64) = (r.get(0), r.get(1));
-                (s + f > 0).then_some((s, f))
-            });
+        let (ok, failed) = wait_for_job_run(c, job, Duration::from_secs(120));
         if failed > 0 {
             let errs: Vec<String> = c
                 .query(
@@ -391,6 +380,22 @@ pub fn create_timescaledb() -> String {
 pub type Notices = Arc<Mutex<Vec<String>>>;
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` naming `what`.
+/// Waits up to `timeout` until TimescaleDB's scheduler has run `job` at least once;
+/// returns its successes and failures.
+pub fn wait_for_job_run(c: &mut Client, job: i32, timeout: Duration) -> (i64, i64) {
+    wait_for(&format!("the scheduler to run job {job}"), timeout, || {
+        let r = c
+            .query_opt(
+                "SELECT total_successes, total_failures FROM timescaledb_information.job_stats \
+                 WHERE job_id = $1",
+                &[&job],
+            )
+            .unwrap()?;
+        let (s, f): (i64, i64) = (r.get(0), r.get(1));
+        (s + f > 0).then_some((s, f))
+    })
+}
+
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {

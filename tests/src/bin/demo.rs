@@ -5,7 +5,7 @@
 
 use backfill_ext_client_tests::config::{event_config, literal};
 use backfill_ext_client_tests::fixtures::{state, timescale_dataset, Dataset, State, START};
-use backfill_ext_client_tests::{scalar, wait_for, Client, Cluster, Options};
+use backfill_ext_client_tests::{scalar, wait_for_job_run, Client, Cluster, Options};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -124,18 +124,7 @@ fn run_job(c: &mut Client) {
     println!("psql> {sql}");
     let job: i32 = scalar(c, &sql);
     let t = Instant::now();
-    let (ok, failed): (i64, i64) =
-        wait_for("the scheduler to run the job", Duration::from_secs(600), || {
-            let r = c
-                .query_opt(
-                    "SELECT total_successes, total_failures FROM \
-                timescaledb_information.job_stats WHERE job_id = $1",
-                    &[&job],
-                )
-                .unwrap()?;
-            let (s, f): (i64, i64) = (r.get(0), r.get(1));
-            (s + f > 0).then_some((s, f))
-        });
+    let (ok, failed) = wait_for_job_run(c, job, Duration::from_secs(600));
     println!(
         "job {job} ran on TimescaleDB's scheduler: {ok} success, {failed} failures ({:.1} s)\n",
         t.elapsed().as_secs_f64()
