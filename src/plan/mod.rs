@@ -177,16 +177,17 @@ pub fn plan(candidates: Vec<Candidate>, total_rows: i64, choice: StrategyChoice)
     Plan { steps, rows_for_new_chunks: (total_rows - covered).max(0), routed: false, span: None }
 }
 
-/// Above this many row visits (staging rows times chunks that receive rows), a run
+/// Above this many row visits (staging rows times the chunks their span meets), a run
 /// routes the staging rows to their chunks once, into a temporary table of row ids,
 /// instead of each step filtering the staging table by its chunk's range. Below it the
 /// scans are cheaper than the table (about 40 bytes of disk a staging row).
 pub const ROUTE_ABOVE_ROW_VISITS: i64 = 20_000_000;
 
 /// Whether to route: see `ROUTE_ABOVE_ROW_VISITS`.
-pub fn should_route(chunks_with_rows: usize, staging_rows: i64) -> bool {
-    chunks_with_rows > 1
-        && (chunks_with_rows as i64).saturating_mul(staging_rows) > ROUTE_ABOVE_ROW_VISITS
+/// `chunks`: the chunks the staging rows' span meets (an upper bound of the chunks
+/// with rows, known before any scan of staging).
+pub fn should_route(chunks: usize, staging_rows: i64) -> bool {
+    chunks > 1 && (chunks as i64).saturating_mul(staging_rows) > ROUTE_ABOVE_ROW_VISITS
 }
 
 /// Limits of one transaction that inserts directly into several compressed chunks.

@@ -14,7 +14,6 @@ use crate::step::Prepared;
 use crate::timescale::{status, Chunk, Hypertable, TimeKind};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
-use pgrx::spi::SpiHeapTupleData;
 
 /// Staging rows and their time span.
 pub struct Span {
@@ -56,15 +55,17 @@ pub fn make_plan(prep: &Prepared) -> Plan {
         return plan::plan(vec![], span.rows, choice);
     };
     let chunks = catalog::chunks_overlapping(&prep.dest, ht, min, max);
-    let counts = if chunks.is_empty() { vec![] } else { count_by_chunk(prep, ht, &chunks) };
     // with rows leaving staging as they move, and many chunks to scan it for, route the
-    // rows to their chunks once
-    let with_rows = counts.iter().filter(|n| **n > 0).count();
+    // rows to their chunks once, counting them on the way; else count them in one scan
     let routed = prep.cfg.delete_from_staging
-        && (plan::should_route(with_rows, span.rows) || spi::always_route());
-    if routed {
-        route_rows(prep, ht, &chunks);
-    }
+        && (plan::should_route(chunks.len(), span.rows) || spi::always_route());
+    let counts = if chunks.is_empty() {
+        vec![]
+    } else if routed {
+        route_rows(prep, ht, &chunks)
+    } else {
+        count_by_chunk(prep, ht, &chunks)
+    };
     let candidates = chunks
         .into_iter()
         .zip(counts)
@@ -120,8 +121,9 @@ fn per_chunk_query(
 }
 
 /// Writes the route table (each staging row's ctid under its chunk number) from one
-/// scan of the staging table, in bounded slices (`route_slices`).
-fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
+/// scan of the staging table, in bounded slices (`route_slices`); returns the rows
+/// routed to each chunk, in chunk order (as `count_by_chunk`).
+fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
     crate::step::temp_tables::drop_all();
     execute(&sql::chunk::create_route_table(), &[]);
     let (q, params) =
@@ -129,15 +131,17 @@ fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) {
     let (slice, held) =
         if spi::always_route() { (3, 10) } else { (route_slices::SLICE, route_slices::HELD) };
     let mut slices = RouteSlices::new(slice, held);
-    let read = |r: &SpiHeapTupleData| {
-        (col::<i32>(r, 1).unwrap_or(0), col::<pg_sys::ItemPointerData>(r, 2))
-    };
-    spi::for_each_batch(&q, &params, 10_000, read, |rows| {
+    let mut counts = vec![0i64; chunks.len()];
+    spi::for_each_int4_tid_batch(&q, &params, 10_000, |rows| {
         for (idx, tid) in rows {
-            tid.into_iter().flat_map(|tid| slices.push(idx, tid)).for_each(write_route);
+            if let Some(n) = usize::try_from(idx - 1).ok().and_then(|i| counts.get_mut(i)) {
+                *n += 1;
+            }
+            slices.push(idx, tid).into_iter().for_each(write_route);
         }
     });
     slices.drain().into_iter().for_each(write_route);
+    counts
 }
 
 fn write_route((idx, tids): (i32, Vec<pg_sys::ItemPointerData>)) {

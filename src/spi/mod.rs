@@ -132,33 +132,59 @@ pub fn run_with_value(sql: &str, value: pg_sys::Datum, type_oid: pg_sys::Oid) {
     })
 }
 
-/// Runs a query through a cursor and hands `f` its rows `batch` at a time, each row
-/// read with `read` and the batch's tuple table freed before `f` sees it: for results
-/// too large to hold at once. `f` may run statements of its own.
-pub fn for_each_batch<T>(
+/// Runs a query of rows (int4, tid) through a cursor and hands `f` its rows `batch` at
+/// a time, read straight from the fetched tuples (no per-row allocation: the routing
+/// scan reads millions) and the batch's tuple table freed before `f` sees it. `f` may
+/// run statements of its own. Rows with a NULL in either column are skipped.
+pub fn for_each_int4_tid_batch(
     sql: &str,
     params: &[Param],
     batch: i64,
-    read: impl Fn(&SpiHeapTupleData) -> T,
-    mut f: impl FnMut(Vec<T>),
+    mut f: impl FnMut(Vec<(i32, pg_sys::ItemPointerData)>),
 ) {
     let args = datums(params);
     Spi::connect(|client| {
         let mut cursor = client.try_open_cursor(sql, &args).unwrap_or_else(|e| spi_fail(sql, e));
         loop {
-            let rows: Vec<T> = cursor
-                .fetch(batch)
-                .unwrap_or_else(|e| spi_fail(sql, e))
-                .map(|row| read(&row))
-                .collect();
-            // SAFETY: the fetch's own table, which nothing refers to any more
-            unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
+            drop(cursor.fetch(batch).unwrap_or_else(|e| spi_fail(sql, e)));
+            // SAFETY: the fetch's own table, read and then freed here
+            let rows = unsafe { int4_tid_rows(sql) };
             if rows.is_empty() {
                 break;
             }
             f(rows);
         }
     })
+}
+
+/// The rows of the last fetch's tuple table as (int4, tid), freeing the table.
+unsafe fn int4_tid_rows(sql: &str) -> Vec<(i32, pg_sys::ItemPointerData)> {
+    let table = pg_sys::SPI_tuptable;
+    if table.is_null() {
+        return vec![];
+    }
+    let desc = (*table).tupdesc;
+    let types = (pg_sys::SPI_gettypeid(desc, 1), pg_sys::SPI_gettypeid(desc, 2));
+    if (*desc).natts != 2 || types != (pg_sys::INT4OID, pg_sys::TIDOID) {
+        pg_sys::SPI_freetuptable(table);
+        raise(BackfillError::new(
+            Code::ObjectNotInPrerequisiteState,
+            format!("internal query does not return (int4, tid): {sql}"),
+        ));
+    }
+    let n = (*table).numvals as usize;
+    let mut rows = Vec::with_capacity(n);
+    for i in 0..n {
+        let tuple = *(*table).vals.add(i);
+        let (mut null_idx, mut null_tid) = (false, false);
+        let idx = pg_sys::SPI_getbinval(tuple, desc, 1, &mut null_idx);
+        let tid = pg_sys::SPI_getbinval(tuple, desc, 2, &mut null_tid);
+        if !null_idx && !null_tid {
+            rows.push((idx.value() as i32, *tid.cast_mut_ptr::<pg_sys::ItemPointerData>()));
+        }
+    }
+    pg_sys::SPI_freetuptable(table);
+    rows
 }
 
 /// Runs a statement whose typed parameters `args` makes inside the statement's SPI
