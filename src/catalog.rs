@@ -414,6 +414,24 @@ pub fn chunks_can_be_rewritten(oid: u32) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether a staging table may be emptied with TRUNCATE in place of deleting its rows
+/// (see `sql::lookups::STAGING_CAN_BE_TRUNCATED`).
+pub fn staging_can_be_truncated(oid: u32) -> bool {
+    query_one(sql::lookups::STAGING_CAN_BE_TRUNCATED, &[p(oid.to_string())], |r| {
+        col::<bool>(r, 1).unwrap_or(false)
+    })
+    .unwrap_or(false)
+}
+
+/// Every chunk of a hypertable, in range order.
+pub fn all_chunks(t: &Table, ht: &Hypertable) -> Vec<Chunk> {
+    let (min, max) = match ht.kind {
+        TimeKind::Integer => (i64::MIN.to_string(), i64::MAX.to_string()),
+        _ => ("-infinity".to_string(), "infinity".to_string()),
+    };
+    chunks_overlapping(t, ht, &min, &max)
+}
+
 /// The array type of a table's row type.
 pub fn row_array_type(oid: u32) -> u32 {
     query_one(sql::lookups::ROW_ARRAY_TYPE, &[p(oid.to_string())], |r| {

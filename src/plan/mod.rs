@@ -68,6 +68,37 @@ pub const BATCH_ROWS: i64 = 1000;
 /// they go in as rows, and the chunk is compressed again.
 pub const COMPRESS_DIRECTLY_FROM_ROWS: i64 = BATCH_ROWS;
 
+/// The staging rows grouped by the chunk their time falls in (numbered from 1 in the
+/// chunks' order; 0 before the first, `None` for rows without a time), with whether
+/// every row of the group is inside its chunk's range.
+pub struct ChunkGroup {
+    pub idx: Option<i32>,
+    pub rows: i64,
+    pub inside: bool,
+}
+
+/// Whether the whole staging table may go in one transaction as compressed batches
+/// (`strategy::whole`), from its rows grouped by chunk and the chunks' statuses (in
+/// chunk order): every row inside an existing chunk, each chunk that receives rows
+/// compressed and not frozen, and each receiving at least a batch's worth
+/// (`COMPRESS_DIRECTLY_FROM_ROWS`, the rule a direct step follows). Returns each
+/// chunk's rows, in chunk order.
+pub fn whole_staging(groups: &[ChunkGroup], statuses: &[i32]) -> Option<Vec<i64>> {
+    let mut rows = vec![0i64; statuses.len()];
+    for g in groups {
+        let i = usize::try_from(g.idx? - 1).ok().filter(|i| *i < statuses.len())?;
+        let fits = g.inside
+            && status::is_compressed(statuses[i])
+            && !status::is_frozen(statuses[i])
+            && g.rows >= COMPRESS_DIRECTLY_FROM_ROWS;
+        if !fits {
+            return None;
+        }
+        rows[i] += g.rows;
+    }
+    rows.iter().any(|n| *n > 0).then_some(rows)
+}
+
 /// Rows a direct insert would decompress, at most: a batch per staging row that meets
 /// existing batches, never more than the chunk.
 pub fn direct_decompression(e: &Estimate) -> i64 {

@@ -257,3 +257,30 @@ fn the_rest_is_cut_into_contiguous_slices_of_staging_blocks() {
         assert!(rows <= 25, "{f:?}..{t:?}: {rows}");
     }
 }
+
+fn group(idx: Option<i32>, rows: i64, inside: bool) -> ChunkGroup {
+    ChunkGroup { idx, rows, inside }
+}
+
+#[test]
+fn the_whole_staging_table_goes_at_once_only_where_every_row_fits_a_compressed_chunk() {
+    use crate::timescale::status::{COMPRESSED, FROZEN, PARTIAL, UNORDERED};
+    let statuses = [COMPRESSED, COMPRESSED | UNORDERED, COMPRESSED | PARTIAL, COMPRESSED];
+    let fit = [group(Some(1), 1000, true), group(Some(3), 72_000, true)];
+    assert_eq!(whole_staging(&fit, &statuses), Some(vec![1000, 0, 72_000, 0]));
+    let cases: [(&str, Vec<ChunkGroup>, [i32; 4]); 7] = [
+        ("rows before the first chunk", vec![group(Some(0), 5000, false)], statuses),
+        ("rows without a time", vec![group(None, 5000, false)], statuses),
+        ("rows past a chunk's end (a gap)", vec![group(Some(2), 5000, false)], statuses),
+        ("a chunk number past the last", vec![group(Some(5), 5000, true)], statuses),
+        ("fewer rows than a batch", vec![group(Some(1), 999, true)], statuses),
+        ("an uncompressed chunk", vec![group(Some(4), 5000, true)], [1, 1, 1, 0]),
+        ("a frozen chunk", vec![group(Some(1), 5000, true)], [COMPRESSED | FROZEN, 1, 1, 1]),
+    ];
+    for (why, groups, statuses) in cases {
+        let mut all = vec![group(Some(3), 72_000, true)];
+        all.extend(groups);
+        assert_eq!(whole_staging(&all, &statuses), None, "{why}");
+    }
+    assert_eq!(whole_staging(&[], &statuses), None, "an empty staging table");
+}

@@ -74,8 +74,13 @@ pub fn backfill(session: &Session, job_id: Option<i32>, cfg: Config) -> Totals {
         held: Cell::new(Instant::now()),
         done: Cell::new(0),
     };
-    let plan = run.plan_and_hold();
     let mut totals = Totals::default();
+    if run.whole_staging(&mut totals) {
+        run.finish(false);
+        report(&run, &totals);
+        return totals;
+    }
+    let plan = run.plan_and_hold();
     let stopped_early = run.chunks(&plan, &mut totals) || run.rest(&plan, &mut totals);
     run.finish(stopped_early);
     run.refresh_continuous_aggregates(&plan, &totals);
@@ -125,6 +130,32 @@ impl Run<'_> {
         self.session.commit();
         debug_elapsed(&self.started, name);
         v
+    }
+
+    /// The whole staging table in one transaction, before any plan, where it may
+    /// (`strategy::whole`); returns whether it went so. Nothing is held: the policy,
+    /// if it runs meanwhile, waits for the transaction's chunk locks.
+    fn whole_staging(&self, totals: &mut Totals) -> bool {
+        let prep = self.prep;
+        let done = self.phase("whole staging", || {
+            settings::apply(&prep.cfg);
+            let done = crate::strategy::whole::try_move(prep)?;
+            let finished: Vec<(&Chunk, &StepResult)> = done.iter().map(|(c, r)| (c, r)).collect();
+            crate::history::chunks(self.id, &finished);
+            Some(done)
+        });
+        let Some(done) = done else {
+            return false;
+        };
+        self.done.set(1);
+        notice!(
+            "backfill_ext: every staging row belonged in a compressed chunk: {} chunks took \
+             them as compressed batches in one transaction, and {} was emptied with TRUNCATE",
+            done.len(),
+            prep.staging.name
+        );
+        done.iter().for_each(|(c, r)| report_chunk(c, r, totals));
+        true
     }
 
     /// Plans, and holds the compression policy, in one transaction.
@@ -322,17 +353,20 @@ fn left_after(done: usize, plan: &Plan) -> String {
 
 /// Adds up the steps' results, with a NOTICE per chunk.
 fn report_chunks(steps: &[&Step], results: &[StepResult], totals: &mut Totals) {
-    for (s, r) in steps.iter().zip(results) {
-        totals.add_chunk(r);
-        notice!(
-            "backfill_ext: chunk {}: {} rows moved, {} conflicts, {}, {:.0} ms",
-            s.chunk.name,
-            r.moved,
-            r.conflicts(),
-            r.describe(),
-            r.total_ms()
-        );
-    }
+    steps.iter().zip(results).for_each(|(s, r)| report_chunk(&s.chunk, r, totals));
+}
+
+/// Adds up a chunk's result, with a NOTICE.
+fn report_chunk(c: &Chunk, r: &StepResult, totals: &mut Totals) {
+    totals.add_chunk(r);
+    notice!(
+        "backfill_ext: chunk {}: {} rows moved, {} conflicts, {}, {:.0} ms",
+        c.name,
+        r.moved,
+        r.conflicts(),
+        r.describe(),
+        r.total_ms()
+    );
 }
 
 /// The run's closing NOTICE.

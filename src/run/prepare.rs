@@ -198,7 +198,8 @@ fn require_privileges(cfg: &Config, staging: &Table, dest: &Table, action: Confl
     catalog::require_privileges(dest, "destination", d_privs);
 }
 
-/// Staging has the hypertable's time column, and no row without a time.
+/// Staging has the hypertable's time column, and no row without a time (declared NOT
+/// NULL, or none found).
 fn check_time_column(staging: &Table, dest: &Table, h: &Hypertable, copied: &[String]) {
     if !copied.contains(&h.time_column) {
         raise(
@@ -212,10 +213,17 @@ fn check_time_column(staging: &Table, dest: &Table, h: &Hypertable, copied: &[St
             .hint("add the time column to the staging table"),
         );
     }
-    let nulls = query_one(&sql::chunk::count_null_times(&staging.name, &h.time_column), &[], |r| {
-        col::<i64>(r, 1).unwrap_or(0)
-    })
-    .unwrap_or(0);
+    // a column declared NOT NULL needs no scan of staging
+    let declared =
+        catalog::columns(staging.oid).iter().any(|c| c.name == h.time_column && c.not_null);
+    let nulls = if declared {
+        0
+    } else {
+        query_one(&sql::chunk::count_null_times(&staging.name, &h.time_column), &[], |r| {
+            col::<i64>(r, 1).unwrap_or(0)
+        })
+        .unwrap_or(0)
+    };
     if nulls > 0 {
         raise(
             BackfillError::new(

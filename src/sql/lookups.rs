@@ -226,6 +226,18 @@ pub const CHUNKS_CAN_BE_REWRITTEN: &str =
         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid IN (SELECT oid FROM t) AND \
         relrowsecurity)";
 
+/// Whether staging table `$1` (an oid) may be emptied with TRUNCATE in place of
+/// deleting its rows: a plain table without inheritance or partitions, triggers, row
+/// security or foreign keys pointing at it, that the current user may truncate.
+pub const STAGING_CAN_BE_TRUNCATED: &str = "SELECT c.relkind = 'r' AND NOT c.relrowsecurity \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid OR \
+        i.inhrelid = c.oid) \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid) \
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.contype = 'f' AND \
+        k.confrelid = c.oid) \
+        AND pg_catalog.has_table_privilege(c.oid, 'TRUNCATE') \
+     FROM pg_catalog.pg_class c WHERE c.oid = $1::oid";
+
 /// The array type of table `$1`'s row type.
 pub const ROW_ARRAY_TYPE: &str =
     "SELECT t.typarray::int8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_type t ON t.oid = \
@@ -442,6 +454,17 @@ mod tests {
             "FROM pg_catalog.pg_trigger WHERE tgrelid = $1::oid AND \
             NOT tgisinternal AND tgname <> 'ts_insert_blocker'"
         ));
+        let q = STAGING_CAN_BE_TRUNCATED;
+        assert_eq!(params(q), ["$1::oid"]);
+        for part in [
+            "c.relkind = 'r' AND NOT c.relrowsecurity",
+            "pg_catalog.pg_inherits i WHERE i.inhparent = c.oid OR i.inhrelid = c.oid",
+            "pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid",
+            "k.contype = 'f' AND k.confrelid = c.oid",
+            "pg_catalog.has_table_privilege(c.oid, 'TRUNCATE')",
+        ] {
+            assert!(q.contains(part), "{part} in {q}");
+        }
         let q = CHUNKS_CAN_BE_REWRITTEN;
         assert_eq!(params(q), ["$1::oid"]);
         assert!(q.starts_with(

@@ -91,6 +91,21 @@ pub fn count_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind)
     )
 }
 
+/// The staging rows grouped by the chunk their time falls in (see `time_buckets`), in
+/// one scan: rows of (chunk number, rows, whether every one of them is inside the
+/// chunk's range). Rows before the first chunk have number 0, rows with no time NULL;
+/// neither is inside.
+pub fn count_in_chunks(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
+    let (with, _) = time_buckets(staging, time_column, kind);
+    let t = format!("s.{}", quote_ident(time_column));
+    format!(
+        "{with} SELECT x.b, x.n, COALESCE(x.b > 0 AND x.top < bounds.hi[x.b], false) FROM bounds, \
+         (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b, count(*)::int8 AS n, max({t}) AS \
+         top FROM bounds, {} AS s GROUP BY 1) AS x",
+        staging.quoted()
+    )
+}
+
 /// Each staging row's chunk number, testing each chunk's filter in turn
 /// (space-partitioned hypertables, where chunks share time ranges).
 fn filter_buckets(staging: &QualifiedName, filters: &[RowFilter]) -> (String, Vec<String>) {
@@ -280,6 +295,20 @@ mod tests {
         );
         assert_eq!(WRITE_ROUTE, "INSERT INTO pg_temp._backfill_rows (idx, tids) VALUES ($1, $2)");
         assert_eq!(p.len(), 4);
+    }
+
+    #[test]
+    fn counting_in_chunks_groups_by_chunk_number_and_checks_the_upper_bound() {
+        let c = count_in_chunks(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
+        assert!(c.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, "));
+        assert!(c.contains(
+            "SELECT x.b, x.n, COALESCE(x.b > 0 AND x.top < bounds.hi[x.b], false) FROM bounds, \
+             (SELECT pg_catalog.width_bucket(s.\"time\", bounds.lo) AS b, count(*)::int8 AS n, \
+             max(s.\"time\") AS top FROM bounds, \"public\".\"st\" AS s GROUP BY 1) AS x"
+        ));
+        assert_eq!(crate::sql::checks::params(&c), ["$1::timestamptz[]", "$2::timestamptz[]"]);
+        let i = count_in_chunks(&QualifiedName::new("public", "st"), "t", TimeKind::Integer);
+        assert!(i.contains("$1::int8[] AS lo, $2::int8[] AS hi"), "{i}");
     }
 
     #[test]

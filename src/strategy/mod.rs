@@ -11,7 +11,9 @@
 //! - `segments`: the touched segments read and written back, for both;
 //! - `rest`: the rows outside every existing chunk (new chunks, or a table that is
 //!   not a hypertable);
-//! - `source`: where a step's rows come from, and the statement that moves them.
+//! - `source`: where a step's rows come from, and the statement that moves them;
+//! - `whole`: the whole staging table in one transaction, where every row of it goes
+//!   into a compressed chunk as compressed batches (before any chunk step).
 //!
 //! A direct insert or a merge that would pass TimescaleDB's decompression limit
 //! (SQLSTATE 53400), or that meets a unique violation its `ON CONFLICT` should have
@@ -25,6 +27,7 @@ pub(crate) mod rest;
 pub(crate) mod rewrite;
 pub(crate) mod segments;
 pub(crate) mod source;
+pub(crate) mod whole;
 
 use crate::config::ConflictAction;
 use crate::ident::QualifiedName;

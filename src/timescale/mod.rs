@@ -45,10 +45,15 @@ pub struct SpaceRange {
 pub(crate) mod status {
     pub const COMPRESSED: i32 = 1;
     pub const UNORDERED: i32 = 2;
+    pub const FROZEN: i32 = 4;
     pub const PARTIAL: i32 = 8;
 
     pub fn is_compressed(s: i32) -> bool {
         s & COMPRESSED != 0
+    }
+    /// Frozen: TimescaleDB refuses every change to the chunk.
+    pub fn is_frozen(s: i32) -> bool {
+        s & FROZEN != 0
     }
     /// Compressed, with rows beside the compressed batches.
     pub fn is_partial(s: i32) -> bool {

@@ -3,12 +3,21 @@
 //! compression: no heap, no index, no recompression; the chunk ends compressed (and
 //! unordered, as TimescaleDB leaves it), with every row there once. Where a trigger, a
 //! continuous aggregate or a unique index stands in the way, or a chunk takes fewer rows
-//! than a batch holds, the rows take another way and the chunk is compressed again. Run where a
-//! full TimescaleDB is
-//! installed (ignored, with the reason, elsewhere).
+//! than a batch holds, the rows take another way and the chunk is compressed again.
+//! Where every staging row goes so and staging may be truncated, the whole table goes in
+//! one transaction, emptied with TRUNCATE; a writer holding staging, a trigger, row
+//! security, a foreign key or a missing TRUNCATE privilege keep the run chunk by chunk,
+//! and a run killed inside that transaction leaves both tables as they were. Run where a
+//! full TimescaleDB is installed (ignored, with the reason, elsewhere).
 
+use backfill_ext_client_tests::config::{call_backfill, config};
 use backfill_ext_client_tests::timescale_test;
-use backfill_ext_client_tests::{scalar, timescale_cluster, Client, Notices};
+use backfill_ext_client_tests::{scalar, timescale_cluster, wait_for, Client, Notices};
+use serde_json::json;
+use std::time::Duration;
+
+/// The NOTICE of a run that moved the whole staging table in one transaction.
+const WHOLE: &str = "in one transaction, and public.st was emptied with TRUNCATE";
 
 /// Hypertable `m` (`extra` appended to its definition), two daily chunks of 4 devices
 /// at 10-minute steps, compressed segmented by dev and ordered by time; staging `st`
@@ -77,28 +86,137 @@ fn every_row_once_and_compressed(c: &mut Client, before: &[String], staged: &[St
     }
 }
 
+/// The file node of staging: TRUNCATE gives it a new one, a DELETE keeps it.
+fn filenode(c: &mut Client) -> i64 {
+    scalar(c, "SELECT pg_relation_filenode('st')::int8")
+}
+
 timescale_test! {
     fn rows_without_a_key_to_meet_are_written_as_compressed_batches() {
         let cl = timescale_cluster();
-        let mut setup = cl.create_db("t");
-        tables(&mut setup, "");
-        let (mut c, notices) = cl.connect_with_notices("t");
-        let (before, staged) = (rows(&mut c, "m"), rows(&mut c, "st"));
-        let (chunk_notices, strategies) = backfill(&mut c, &notices);
-        every_row_once_and_compressed(&mut c, &before, &staged);
-        assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
-        for n in &chunk_notices {
-            assert!(
-                n.contains("written into the compressed chunk as compressed batches"),
-                "{n}: {:?}",
-                notices.lock().unwrap()
-            );
+        for db in ["whole", "chunked"] {
+            let mut setup = cl.create_db(db);
+            tables(&mut setup, "");
+            let (mut c, notices) = cl.connect_with_notices(db);
+            let (before, staged, node) = (rows(&mut c, "m"), rows(&mut c, "st"), filenode(&mut c));
+            // a writer inside a transaction on staging keeps the run chunk by chunk
+            let mut writer = cl.connect(db);
+            if db == "chunked" {
+                writer.batch_execute("BEGIN; INSERT INTO st VALUES ('2026-01-02', 99, 0)").unwrap();
+            }
+            let (chunk_notices, strategies) = backfill(&mut c, &notices);
+            let whole = notices.lock().unwrap().iter().any(|n| n.contains(WHOLE));
+            assert_eq!((whole, filenode(&mut c) != node), (db == "whole", db == "whole"), "{db}");
+            if db == "chunked" {
+                writer.batch_execute("ROLLBACK").unwrap();
+            }
+            every_row_once_and_compressed(&mut c, &before, &staged);
+            assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
+            for n in &chunk_notices {
+                assert!(
+                    n.contains("written into the compressed chunk as compressed batches"),
+                    "{n}: {:?}",
+                    notices.lock().unwrap()
+                );
+            }
+            assert_eq!(strategies, ["direct", "direct"]);
+            // nothing was compressed again: the chunks were never partial
+            let recompressed: i64 =
+                scalar(&mut c, "SELECT count(*) FROM backfill_run_chunks WHERE recompressed");
+            assert_eq!(recompressed, 0);
+            let moved: i64 = scalar(&mut c, "SELECT sum(rows_moved)::int8 FROM backfill_run_chunks");
+            assert_eq!(moved, staged.len() as i64, "{db}: the history counts every row");
         }
-        assert_eq!(strategies, ["direct", "direct"]);
-        // nothing was compressed again: the chunks were never partial
-        let recompressed: i64 =
-            scalar(&mut c, "SELECT count(*) FROM backfill_run_chunks WHERE recompressed");
-        assert_eq!(recompressed, 0);
+    }
+}
+
+timescale_test! {
+    fn staging_that_truncate_would_pass_by_goes_chunk_by_chunk() {
+        let cl = timescale_cluster();
+        let deletes = "CREATE TABLE deleted (n int); \
+            CREATE FUNCTION count_delete() RETURNS trigger LANGUAGE plpgsql AS \
+            $$BEGIN INSERT INTO deleted VALUES (1); RETURN OLD; END$$; \
+            CREATE TRIGGER count_delete BEFORE DELETE ON st FOR EACH ROW \
+            EXECUTE FUNCTION count_delete();";
+        let foreign_key = "ALTER TABLE st ADD UNIQUE (time, dev, v); \
+            CREATE TABLE refers (time timestamptz, dev int, v double precision, \
+            FOREIGN KEY (time, dev, v) REFERENCES st (time, dev, v));";
+        let no_truncate = "CREATE ROLE t_runner LOGIN; ALTER TABLE m OWNER TO t_runner; \
+            GRANT SELECT, DELETE ON st TO t_runner;";
+        for (db, after, user) in [
+            ("trigger", deletes, "postgres"),
+            ("security", "ALTER TABLE st ENABLE ROW LEVEL SECURITY", "postgres"),
+            ("foreign_key", foreign_key, "postgres"),
+            ("privilege", no_truncate, "t_runner"),
+        ] {
+            let mut setup = cl.create_db(db);
+            tables(&mut setup, "");
+            setup.batch_execute(after).unwrap();
+            let (before, staged) = (rows(&mut setup, "m"), rows(&mut setup, "st"));
+            let node = filenode(&mut setup);
+            let mut c = cl.connect_as(db, user);
+            c.batch_execute(&call_backfill(&config("st", "m", json!({"workers": 1})))).unwrap();
+            assert_eq!(filenode(&mut setup), node, "{db}: staging emptied row by row");
+            every_row_once_and_compressed(&mut setup, &before, &staged);
+            if db == "trigger" {
+                let fired: i64 = scalar(&mut setup, "SELECT count(*) FROM deleted");
+                assert_eq!(fired, staged.len() as i64, "every row deleted, its trigger fired");
+            }
+        }
+    }
+}
+
+timescale_test! {
+    fn a_run_killed_inside_the_whole_staging_transaction_leaves_both_tables_as_they_were() {
+        let cl = timescale_cluster();
+        let mut c = cl.create_db("t");
+        tables(&mut c, "");
+        c.batch_execute("ALTER DATABASE t SET backfill_ext.debug_pause_at = 'after_insert'")
+            .unwrap();
+        let (before, staged) = (rows(&mut c, "m"), rows(&mut c, "st"));
+        let conn = cl.conn_string("t");
+        let run = std::thread::spawn(move || {
+            let mut r = postgres::Client::connect(&conn, postgres::NoTls).unwrap();
+            r.batch_execute(&call_backfill(&config("st", "m", json!({})))).map_err(|e| e.to_string())
+        });
+        let pid: i32 = wait_for("the run to pause", Duration::from_secs(60), || {
+            c.query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
+                 AND query LIKE 'CALL backfill_on_schedule%'",
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get(0))
+        });
+        // TRUNCATE has run in the paused transaction: staging is locked against everyone
+        let held: i64 = scalar(
+            &mut c,
+            &format!(
+                "SELECT count(*) FROM pg_locks WHERE pid = {pid} AND relation = 'st'::regclass \
+                 AND mode = 'AccessExclusiveLock' AND granted"
+            ),
+        );
+        assert_eq!(held, 1);
+        c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+        assert!(run.join().unwrap().is_err(), "the run was ended");
+        c.batch_execute("ALTER DATABASE t RESET backfill_ext.debug_pause_at").unwrap();
+        assert_eq!((rows(&mut c, "m"), rows(&mut c, "st")), (before.clone(), staged.clone()));
+        let mut c = cl.connect("t");
+        c.batch_execute(&call_backfill(&config("st", "m", json!({})))).unwrap();
+        every_row_once_and_compressed(&mut c, &before, &staged);
+        let statuses: Vec<String> = c
+            .query("SELECT status FROM backfill_runs ORDER BY run_id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(statuses, ["failed", "succeeded"]);
+        let leftovers: i64 = scalar(
+            &mut c,
+            "SELECT (SELECT count(*) FROM _backfill_ext.policy_hold) + (SELECT count(*) FROM \
+             pg_locks WHERE relation = 'st'::regclass)",
+        );
+        assert_eq!(leftovers, 0, "no hold, no lock");
     }
 }
 

@@ -91,6 +91,30 @@ pub fn compress_rows(spec: &MoveSpec, cond: &str, order: &str) -> String {
     )
 }
 
+/// Moves every staging row into the destination in one statement, sorted by `order`
+/// (TimescaleDB's direct compression writes them as compressed batches); with
+/// `lock_staging` before it and `truncate_staging` after it, in one transaction (see
+/// `strategy::whole`).
+pub fn insert_all_sorted(spec: &MoveSpec, order: &str) -> String {
+    let cols = quote_list(&spec.columns, None);
+    format!(
+        "INSERT INTO {} ({cols}) SELECT {cols} FROM ONLY {} ORDER BY {order}",
+        spec.destination.quoted(),
+        spec.staging.quoted()
+    )
+}
+
+/// Locks staging against writers (reads go on), or fails at once (55P03) where one
+/// holds it.
+pub fn lock_staging(spec: &MoveSpec) -> String {
+    format!("LOCK TABLE ONLY {} IN EXCLUSIVE MODE NOWAIT", spec.staging.quoted())
+}
+
+/// Empties staging, every row of which `insert_all_sorted` moved.
+pub fn truncate_staging(spec: &MoveSpec) -> String {
+    format!("TRUNCATE ONLY {}", spec.staging.quoted())
+}
+
 fn move_rows_where(spec: &MoveSpec, cond: &str) -> String {
     let take = take_rows(spec, cond);
     let dest = spec.destination.quoted();

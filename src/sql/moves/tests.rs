@@ -266,3 +266,19 @@ fn rows_compressed_directly_go_in_by_segment_then_order_columns() {
     let kept = compress_rows(&spec(ConflictAction::Nothing, &[], &[], false), "true", &by);
     assert!(kept.starts_with("WITH moved AS (SELECT s.\"time\""), "{kept}");
 }
+
+#[test]
+fn the_whole_staging_table_moves_sorted_between_a_lock_and_a_truncate() {
+    let s = spec(ConflictAction::Nothing, &[], &[], true);
+    assert_eq!(
+        insert_all_sorted(&s, "\"device_id\", \"time\" ASC NULLS LAST"),
+        "INSERT INTO \"public\".\"event_data\" (\"time\", \"device_id\", \"value\") SELECT \
+         \"time\", \"device_id\", \"value\" FROM ONLY \"public\".\"backfill_event_data\" ORDER BY \
+         \"device_id\", \"time\" ASC NULLS LAST"
+    );
+    assert_eq!(
+        lock_staging(&s),
+        "LOCK TABLE ONLY \"public\".\"backfill_event_data\" IN EXCLUSIVE MODE NOWAIT"
+    );
+    assert_eq!(truncate_staging(&s), "TRUNCATE ONLY \"public\".\"backfill_event_data\"");
+}
