@@ -213,12 +213,8 @@ mod tests {
 
     #[test]
     fn routed_moves() {
-        let sql = move_routed_rows(&spec(
-            ConflictAction::Update,
-            &["device_id", "time"],
-            &["value"],
-            true,
-        ));
+        let update = spec(ConflictAction::Update, &["device_id", "time"], &["value"], true);
+        let sql = move_routed_rows(&update, false);
         assert!(
             sql.starts_with(
                 "WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS \
@@ -244,8 +240,18 @@ mod tests {
             ) && sql.contains("GROUP BY chunk_oid"),
             "{sql}"
         );
-        let sql = move_routed_rows(&spec(ConflictAction::Nothing, &[], &[], true));
+        let sql = move_routed_rows(&spec(ConflictAction::Nothing, &[], &[], true), false);
         assert!(sql.contains("ON CONFLICT DO NOTHING RETURNING false AS updated"), "{sql}");
+        // one chunk's rows are counted as they are, without the route table
+        let one = move_routed_rows(&update, true);
+        assert_eq!(one.matches("pg_temp._backfill_rows").count(), 1, "{one}");
+        assert!(
+            one.contains(
+                "SELECT 'moved'::text, ($1::int4[])[1]::int8, count(*)::int8, 0::int8 FROM moved \
+                 UNION ALL SELECT 'inserted'"
+            ),
+            "{one}"
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn move_numbered(prep: &Prepared, take: RowSource) -> Moved {
     let spec = &prep.spec;
     let (q, params): (String, Vec<Param>) = match take {
         RowSource::Routed(idxs) => {
-            (moves::move_routed_rows(spec), vec![idx_array(idxs.iter().copied())])
+            (moves::move_routed_rows(spec, idxs.len() == 1), vec![idx_array(idxs.iter().copied())])
         }
         RowSource::Chunks(chunks) => {
             let (q, params) = moves::move_chunk_rows(spec, chunks);

@@ -205,8 +205,10 @@ pub fn compression_order_by(
 
 /// Like `move_rows`, for the rows routed to the chunks numbered `$1` (an int4[] as
 /// text). Returns rows `(kind, key, a, b)`: `('moved', chunk number, rows taken, 0)`
-/// and `('inserted', chunk oid, rows inserted, rows updated)`.
-pub fn move_routed_rows(spec: &MoveSpec) -> String {
+/// and `('inserted', chunk oid, rows inserted, rows updated)`. With `one_chunk` (`$1`
+/// holds one number) the rows taken are counted as they are; else each is matched to
+/// its chunk number through the route table.
+pub fn move_routed_rows(spec: &MoveSpec, one_chunk: bool) -> String {
     let scols = quote_list(&spec.columns, Some("s"));
     let chunks = "r.idx = ANY ($1::int4[])";
     let take = format!(
@@ -215,14 +217,22 @@ pub fn move_routed_rows(spec: &MoveSpec) -> String {
         routed_where(chunks)
     );
     let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
+    let moved_counts = if one_chunk {
+        "SELECT 'moved'::text, ($1::int4[])[1]::int8, count(*)::int8, 0::int8 FROM moved"
+            .to_string()
+    } else {
+        format!(
+            "SELECT 'moved'::text, r.idx::int8, count(*)::int8, 0::int8 FROM moved AS m JOIN ({}) \
+             AS r ON r.src = m.backfill_src GROUP BY r.idx",
+            routed_rows(chunks)
+        )
+    };
     format!(
         "WITH moved AS ({take}), ins AS ({insert}, d.tableoid::oid::int8 AS chunk_oid) \
-         SELECT 'moved'::text, r.idx::int8, count(*)::int8, 0::int8 FROM moved AS m JOIN ({}) AS r \
-         ON r.src = m.backfill_src GROUP BY r.idx \
+         {moved_counts} \
          UNION ALL \
          SELECT 'inserted', chunk_oid, count(*) FILTER (WHERE NOT updated)::int8, count(*) FILTER \
-         (WHERE updated)::int8 FROM ins GROUP BY chunk_oid",
-        routed_rows(chunks)
+         (WHERE updated)::int8 FROM ins GROUP BY chunk_oid"
     )
 }
 
