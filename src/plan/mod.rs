@@ -238,15 +238,18 @@ pub fn workers_may_filter(transactions: usize, staging_rows: i64, workers: usize
 /// Groups the plan's steps into transactions. Consecutive direct inserts share one
 /// transaction (one statement moves their rows) while it stays small: at most
 /// `BATCH_MAX_ROWS` staging rows, `BATCH_MAX_CHUNKS` chunks, and half of
-/// TimescaleDB's decompression limit. Every other step is a transaction of its own.
-pub fn batches(steps: &[Step], decompress_limit: i64) -> Vec<Vec<usize>> {
+/// TimescaleDB's decompression limit. Every other step is a transaction of its own, and
+/// so is a direct step of `alone_from` rows or more (one a chunk's own way may take:
+/// `strategy::new_segments`).
+pub fn batches(steps: &[Step], decompress_limit: i64, alone_from: i64) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = vec![];
     let (mut rows, mut decomp) = (0i64, 0i64);
+    let batched = |s: &Step| s.strategy == Strategy::Direct && s.staging_rows < alone_from;
     for (i, s) in steps.iter().enumerate() {
-        let joinable = s.strategy == Strategy::Direct
+        let joinable = batched(s)
             && out.last().is_some_and(|b| {
                 let last = &steps[*b.last().unwrap()];
-                last.strategy == Strategy::Direct
+                batched(last)
                     && b.len() < BATCH_MAX_CHUNKS
                     && rows + s.staging_rows <= BATCH_MAX_ROWS
                     && (decompress_limit <= 0

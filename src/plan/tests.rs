@@ -88,18 +88,23 @@ fn direct_steps_share_transactions_within_limits() {
         step(Direct, 10, 0),
     ];
     assert_eq!(
-        batches(&steps, 100_000),
+        batches(&steps, 100_000, i64::MAX),
         vec![vec![0, 1], vec![2], vec![3], vec![4, 5], vec![6], vec![7], vec![8]]
     );
     // without a decompression limit only rows and chunk counts bound a batch
     assert_eq!(
-        batches(&steps, 0),
+        batches(&steps, 0, i64::MAX),
         vec![vec![0, 1], vec![2], vec![3], vec![4, 5, 6], vec![7], vec![8]]
     );
     let many: Vec<Step> = (0..130).map(|_| step(Direct, 1, 0)).collect();
-    let b = batches(&many, 100_000);
+    let b = batches(&many, 100_000, i64::MAX);
     assert_eq!(b.iter().map(|x| x.len()).collect::<Vec<_>>(), [64, 64, 2]);
-    assert!(batches(&[], 0).is_empty());
+    assert!(batches(&[], 0, i64::MAX).is_empty());
+    // direct steps of 1,000 rows or more alone (they may write new segments in bulk)
+    assert_eq!(
+        batches(&steps, 0, 1000),
+        vec![vec![0, 1], vec![2], vec![3], vec![4], vec![5, 6], vec![7], vec![8]]
+    );
 }
 
 #[test]

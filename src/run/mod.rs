@@ -217,7 +217,12 @@ impl Run<'_> {
         let prep = self.prep;
         // a direct compression writes one chunk's batches at a time
         let batches = if prep.cfg.delete_from_staging && prep.compress_order.is_none() {
-            plan::batches(&plan.steps, prep.decompress_limit)
+            // a step that may write new segments in bulk is a transaction of its own
+            let alone_from = match prep.new_segments {
+                Some(_) => plan::COMPRESS_DIRECTLY_FROM_ROWS,
+                None => i64::MAX,
+            };
+            plan::batches(&plan.steps, prep.decompress_limit, alone_from)
         } else {
             (0..plan.steps.len()).map(|i| vec![i]).collect()
         };

@@ -45,17 +45,27 @@ pub fn prepare(cfg: Config) -> Prepared {
         dest_partitioned: dest.relkind == "p",
     };
     // segments matter only where conflicts touch compressed rows (estimates, merges)
-    let segmentby = if ht.is_some() && spec.conflict.action != ConflictAction::Nothing {
-        catalog::segmentby(&dest)
-    } else {
-        vec![]
-    };
+    let segmentby =
+        if ht.is_some() && (spec.conflict.action != ConflictAction::Nothing || !keys.is_empty()) {
+            catalog::segmentby(&dest)
+        } else {
+            vec![]
+        };
     let checking_indexes = catalog::checking_index_count(dest.oid);
     // a unique index that is not a plain key (partial, or on expressions) may hold
     // rows of other segments: a merge of touched segments alone would not meet them
     let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby)
         .filter(|_| checking_indexes == keys.len() as i64);
     let truncate_ok = merge.is_some() && catalog::chunks_can_be_rewritten(dest.oid);
+    let new_segments = (ht.is_some()
+        && cfg.delete_from_staging
+        && cfg.strategy == StrategyChoice::Auto
+        && checking_indexes == 1)
+        .then(|| new_segments_spec(&spec, &d_cols, &keys, &segmentby))
+        .flatten()
+        .filter(|_| {
+            !catalog::has_user_triggers(dest.oid) && !catalog::has_continuous_aggregates(&dest)
+        });
     Prepared {
         compress_order: (ht.is_some() && checking_indexes == 0)
             .then(|| compress_order(&cfg, &dest, &spec.columns))
@@ -78,7 +88,39 @@ pub fn prepare(cfg: Config) -> Prepared {
         segmentby,
         merge,
         truncate_ok,
+        new_segments,
     }
+}
+
+/// Where rows of segments a chunk lacks may be written into it in bulk
+/// (`Prepared::new_segments`), the move that does it: the run's, with the key as its
+/// target. One unique key, a plain one that holds every segmentby column and is the
+/// conflict target (or there is none: `NOTHING` meets every unique key), compared as
+/// bytes compare; staging with every column of the destination; `NOTHING` or `UPDATE`.
+fn new_segments_spec(
+    spec: &MoveSpec,
+    d_cols: &[Column],
+    keys: &[UniqueKey],
+    segmentby: &[String],
+) -> Option<MoveSpec> {
+    let c = &spec.conflict;
+    let [key] = keys else {
+        return None;
+    };
+    let same_key = (c.target.is_empty() && c.action == ConflictAction::Nothing)
+        || (key.columns.len() == c.target.len()
+            && key.columns.iter().all(|k| c.target.contains(k)));
+    let allowed = matches!(c.action, ConflictAction::Nothing | ConflictAction::Update)
+        && same_key
+        && key.rules.deterministic
+        && !key.rules.nulls_not_distinct
+        && !segmentby.is_empty()
+        && segmentby.iter().all(|s| key.columns.contains(s))
+        && d_cols.iter().all(|d| spec.columns.contains(&d.name));
+    let mut s = spec.clone();
+    s.conflict.target = key.columns.clone();
+    s.conflict.rules = key.rules.clone();
+    allowed.then_some(s)
 }
 
 /// The order a direct insert writes compressed batches in, where TimescaleDB's direct

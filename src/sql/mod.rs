@@ -26,6 +26,7 @@ pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod lookups;
 pub(crate) mod moves;
+pub(crate) mod new_segments;
 pub(crate) mod route;
 pub(crate) mod segment_merge;
 pub(crate) mod settings;

@@ -144,7 +144,7 @@ pub fn count_by_filters(staging: &QualifiedName, filters: &[RowFilter]) -> (Stri
 /// A staging row's (`s`) segment is a chunk row's (`c`): each segmentby column (name,
 /// and the destination's collation where it has one) compared by the destination's
 /// collation, whatever staging's is.
-fn same_segment(segmentby: &[(String, Option<String>)]) -> String {
+pub(crate) fn same_segment(segmentby: &[(String, Option<String>)]) -> String {
     segmentby
         .iter()
         .map(|(c, coll)| {

@@ -51,6 +51,13 @@ pub struct Prepared {
     /// for a hypertable with no unique or exclusion index (nothing to conflict with), no
     /// triggers and no continuous aggregates, where TimescaleDB writes every row so.
     pub compress_order: Option<String>,
+    /// Where a direct step whose rows all belong to segments the chunk lacks writes them
+    /// in bulk (`strategy::new_segments`): one unique key, a plain one holding every
+    /// segmentby column, compared as bytes compare; staging with every destination
+    /// column; `NOTHING` or `UPDATE`; no triggers on the destination, no continuous
+    /// aggregates on it (rows written in bulk are not seen as changed by them).
+    /// The move it makes: the run's, with the unique key as its conflict target.
+    pub new_segments: Option<MoveSpec>,
     /// The array type of the destination's row type (a rewrite holds rows in one).
     pub row_array_type: u32,
 }

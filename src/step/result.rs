@@ -25,6 +25,8 @@ pub struct StepResult {
     pub rewrote_on_disk: bool,
     /// Why a rewrite wrote its rows back row by row, not in bulk.
     pub rewrote_by_insert: Option<String>,
+    /// A direct step's rows, all of segments the chunk lacked, were written in bulk.
+    pub wrote_in_bulk: bool,
     pub decompress_ms: f64,
     pub insert_ms: f64,
     pub recompress_ms: f64,
@@ -40,6 +42,9 @@ impl StepResult {
         let how = match (self.strategy, self.recompressed) {
             (Some(Strategy::Direct), false) if self.compressed_directly => {
                 "written into the compressed chunk as compressed batches"
+            }
+            (Some(Strategy::Direct), true) if self.wrote_in_bulk => {
+                "new segments written into the chunk in bulk, recompressed"
             }
             (Some(Strategy::Direct), true) => "inserted into the compressed chunk, recompressed",
             (Some(Strategy::Direct), false) => "inserted into the compressed chunk",

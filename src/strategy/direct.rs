@@ -23,6 +23,9 @@ use std::time::Instant;
 pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> StepResult {
     super::require_owner(prep);
     let chunk = &step.chunk;
+    if let Some(r) = super::new_segments::apply(prep, step, take) {
+        return r;
+    }
     let mut r = StepResult { strategy: Some(Strategy::Direct), ..Default::default() };
     match &prep.compress_order {
         Some(order) if step.staging_rows >= plan::COMPRESS_DIRECTLY_FROM_ROWS => {

@@ -7,6 +7,8 @@
 //!   chunks', then the partial chunks compressed again;
 //! - `decompress`: decompress the chunk, insert, compress it;
 //! - `merge`: a dense upsert merged into the touched segments;
+//! - `new_segments`: a direct step whose rows all belong to segments the chunk lacks,
+//!   written in bulk (with a unique key holding the segment column);
 //! - `rewrite`: a merge that touched every segment rewrites the whole chunk;
 //! - `segments`: the touched segments read and written back, for both;
 //! - `rest`: the rows outside every existing chunk (new chunks, or a table that is
@@ -23,6 +25,7 @@ pub(crate) mod decompress;
 pub(crate) mod direct;
 pub(crate) mod insert;
 pub(crate) mod merge;
+pub(crate) mod new_segments;
 pub(crate) mod rest;
 pub(crate) mod rewrite;
 pub(crate) mod segments;

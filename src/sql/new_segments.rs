@@ -1,0 +1,130 @@
+//! The statements of a direct step whose rows all belong to segments the chunk lacks
+//! (`strategy::new_segments`): the rows go, one per key, into a temporary table, one of
+//! them is inserted through the hypertable (TimescaleDB marks the chunk partial), the
+//! rest are written into the chunk in bulk and its indexes rebuilt, and the chunk is
+//! compressed.
+
+use super::keys::one_per_key;
+use super::moves::insert_clause;
+use super::MoveSpec;
+use crate::ident::{quote_list, QualifiedName};
+
+/// The temporary table the step's rows wait in.
+pub const BULK_NEW: &str = "pg_temp._backfill_new_segments";
+
+pub struct NewSegmentsSql {
+    /// Creates BULK_NEW, with the destination's columns.
+    pub create: String,
+    /// Moves the step's rows from staging into BULK_NEW, one per key; returns (taken, kept).
+    pub take: String,
+    /// Whether a row of BULK_NEW has a segment the chunk has (then the rows are inserted).
+    pub meets_chunk: String,
+    /// Inserts one row of BULK_NEW through the destination, and removes it from BULK_NEW.
+    pub insert_first: String,
+    /// Inserts every row of BULK_NEW through the destination, with the run's
+    /// `ON CONFLICT`; returns (inserted, updated).
+    pub insert_all: String,
+    /// Rebuilds the chunk's indexes after its rows were written in bulk.
+    pub reindex_chunk: String,
+    /// Drops BULK_NEW.
+    pub drop: String,
+}
+
+/// `take_where`: the condition (alias `s`, its parameters first) that takes the step's
+/// staging rows; `same_segment`: a row `s` of BULK_NEW and a row `c` of the chunk share
+/// their segment.
+pub fn new_segments_sql(
+    spec: &MoveSpec,
+    chunk: &QualifiedName,
+    take_where: &str,
+    same_segment: &str,
+) -> NewSegmentsSql {
+    let cols = quote_list(&spec.columns, None);
+    let scols = quote_list(&spec.columns, Some("s"));
+    let dest = spec.destination.quoted();
+    let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
+    NewSegmentsSql {
+        create: format!(
+            "CREATE TEMP TABLE {} (LIKE {dest})",
+            BULK_NEW.trim_start_matches("pg_temp.")
+        ),
+        take: format!(
+            "WITH moved AS (DELETE FROM {} AS s WHERE {take_where} RETURNING {scols}, s.ctid AS \
+             backfill_src), kept AS (INSERT INTO {BULK_NEW} ({cols}) {} RETURNING 1) \
+             SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
+            spec.staging.quoted(),
+            one_per_key(&spec.conflict, &cols, "moved", "backfill_src"),
+        ),
+        meets_chunk: format!(
+            "SELECT EXISTS (SELECT 1 FROM {BULK_NEW} AS s WHERE EXISTS (SELECT 1 FROM {} AS c \
+             WHERE {same_segment}))",
+            chunk.quoted()
+        ),
+        insert_first: format!(
+            "WITH f AS (DELETE FROM {BULK_NEW} AS b WHERE b.ctid = (SELECT ctid FROM {BULK_NEW} \
+             LIMIT 1) RETURNING {}) INSERT INTO {dest} ({cols}) SELECT {cols} FROM f",
+            quote_list(&spec.columns, Some("b"))
+        ),
+        insert_all: format!(
+            "WITH moved AS (SELECT {cols}, b.ctid AS backfill_src FROM {BULK_NEW} AS b), \
+             ins AS ({insert}) \
+             SELECT count(*) FILTER (WHERE NOT updated)::int8, count(*) FILTER (WHERE updated)::int8 \
+             FROM ins"
+        ),
+        reindex_chunk: format!("REINDEX TABLE {}", chunk.quoted()),
+        drop: format!("DROP TABLE {BULK_NEW}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConflictAction;
+    use crate::sql::fixtures::*;
+
+    #[test]
+    fn new_segments_wait_in_a_temporary_table_one_per_key() {
+        let s = spec(ConflictAction::Nothing, &["device_id", "time"], &[], true);
+        let chunk = QualifiedName::new("_ti", "c1");
+        let q =
+            new_segments_sql(&s, &chunk, "s.ctid = ANY ($1)", "c.\"device_id\" = s.\"device_id\"");
+        assert_eq!(
+            q.create,
+            "CREATE TEMP TABLE _backfill_new_segments (LIKE \"public\".\"event_data\")"
+        );
+        assert!(
+            q.take.starts_with(
+                "WITH moved AS (DELETE FROM \"public\".\"backfill_event_data\" AS s WHERE \
+                 s.ctid = ANY ($1) RETURNING s.\"time\", s.\"device_id\", s.\"value\", s.ctid AS \
+                 backfill_src), kept AS (INSERT INTO pg_temp._backfill_new_segments (\"time\", \
+                 \"device_id\", \"value\") SELECT DISTINCT ON ("
+            ),
+            "{}",
+            q.take
+        );
+        assert!(q.take.ends_with(
+            "SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8"
+        ));
+        assert_eq!(
+            q.meets_chunk,
+            "SELECT EXISTS (SELECT 1 FROM pg_temp._backfill_new_segments AS s WHERE EXISTS \
+             (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\"))"
+        );
+        assert!(q.insert_first.starts_with(
+            "WITH f AS (DELETE FROM pg_temp._backfill_new_segments AS b WHERE b.ctid = (SELECT \
+             ctid FROM pg_temp._backfill_new_segments LIMIT 1) RETURNING b.\"time\""
+        ));
+        assert!(q.insert_first.ends_with(
+            "INSERT INTO \"public\".\"event_data\" (\"time\", \"device_id\", \"value\") SELECT \
+             \"time\", \"device_id\", \"value\" FROM f"
+        ));
+        assert!(
+            q.insert_all.contains("ON CONFLICT (\"device_id\", \"time\") DO NOTHING"),
+            "{}",
+            q.insert_all
+        );
+        assert_eq!(q.reindex_chunk, "REINDEX TABLE \"_ti\".\"c1\"");
+        assert_eq!(q.drop, "DROP TABLE pg_temp._backfill_new_segments");
+        assert!(crate::sql::checks::params(&q.take) == ["$1"]);
+    }
+}

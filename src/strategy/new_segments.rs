@@ -1,0 +1,136 @@
+//! A direct step whose rows all belong to segments the compressed chunk lacks (rows of
+//! new devices, with a unique key holding the segment column): none of them can meet a
+//! row of the chunk, so none needs TimescaleDB's check against the compressed batches
+//! nor an insert of its own. Under a lock that keeps other writers out of the chunk
+//! (readers go on), the rows go, one per key, into a temporary table; one of them is
+//! inserted through the hypertable (TimescaleDB marks the chunk partial, so that its
+//! queries and its compression read the chunk's rows beside its batches); the rest are
+//! written into the chunk in bulk (`spi::bulk`), its indexes rebuilt (which checks the
+//! unique key among them), and the chunk compressed: TimescaleDB compresses the new
+//! segments' rows and leaves the others' batches as they are. One transaction.
+//!
+//! Where a row taken turns out to meet a segment of the chunk (staged after the check),
+//! or the chunk cannot be written in bulk (triggers, such as a continuous aggregate's),
+//! the rows are inserted through the hypertable instead, with the run's `ON CONFLICT`.
+
+use super::source::RowSource;
+use crate::plan::{self, Step, Strategy};
+use crate::spi::{self, col, execute, p, query_one, Param};
+use crate::sql::{self, new_segments, route};
+use crate::step::{ms, settings, temp_tables, Prepared, StepResult};
+use crate::timescale::status;
+use pgrx::pg_sys;
+use std::time::Instant;
+
+/// The step done so, or `None`, having changed nothing but its lock on the chunk, where
+/// it does not apply: the destination does not allow it (`Prepared::new_segments`), the
+/// step has fewer rows than a batch, the chunk is not fully compressed, or a staging row
+/// of the step has a segment the chunk has.
+pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult> {
+    let chunk = &step.chunk;
+    let spec = prep.new_segments.as_ref()?;
+    if step.staging_rows < plan::COMPRESS_DIRECTLY_FROM_ROWS {
+        return None;
+    }
+    execute(&sql::chunk::lock(&chunk.name, "EXCLUSIVE"), &[]);
+    if !status::is_fully_compressed(super::chunk_status(&chunk.name)) || meets(prep, step, take) {
+        return None;
+    }
+    let (take_where, take_params) = take_condition(take, step);
+    let same = route::same_segment(&prep.segments_collated);
+    let q = new_segments::new_segments_sql(spec, &chunk.name, &take_where, &same);
+    temp_tables::drop_named(&[new_segments::BULK_NEW]);
+    execute(&q.create, &[]);
+    let mut r = StepResult { strategy: Some(Strategy::Direct), ..Default::default() };
+    let t = Instant::now();
+    let (moved, kept) = query_one(&q.take, &take_params, |x| {
+        (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))
+    })
+    .unwrap();
+    r.moved = moved;
+    let meets = query_one(&q.meets_chunk, &[], |x| col::<bool>(x, 1).unwrap_or(true));
+    if meets.unwrap_or(true) || kept == 0 {
+        insert_all(&q, &mut r);
+    } else {
+        execute(&q.insert_first, &[]);
+        let written = spi::bulk::write_table(oid(&chunk.name), oid_of_temp());
+        match written {
+            Ok(n) => {
+                r.inserted = n + 1;
+                r.wrote_in_bulk = true;
+                settings::with_serial_index_build(|| execute(&q.reindex_chunk, &[]));
+            }
+            Err(_) => {
+                insert_all(&q, &mut r);
+                r.inserted += 1;
+            }
+        }
+    }
+    r.insert_ms = ms(t);
+    spi::pause_point("after_insert");
+    let t = Instant::now();
+    super::compress(prep, &chunk.name);
+    r.recompressed = true;
+    r.recompress_ms = ms(t);
+    execute(&q.drop, &[]);
+    Some(r)
+}
+
+/// Inserts the rows waiting in the temporary table through the hypertable.
+fn insert_all(q: &new_segments::NewSegmentsSql, r: &mut StepResult) {
+    let (inserted, updated) = query_one(&q.insert_all, &[], |x| {
+        (col::<i64>(x, 1).unwrap_or(0), col::<i64>(x, 2).unwrap_or(0))
+    })
+    .unwrap_or((0, 0));
+    r.inserted += inserted;
+    r.updated += updated;
+}
+
+/// Whether a staging row of the step has a segment the chunk has.
+fn meets(prep: &Prepared, step: &Step, take: RowSource) -> bool {
+    let chunk = &step.chunk.name;
+    let (q, params): (String, Vec<Param>) = match take {
+        RowSource::Routed(_) => (
+            route::count_routed_meeting_segments(
+                &prep.staging.name,
+                chunk,
+                &prep.segments_collated,
+            ),
+            vec![p(step.idx.to_string()), p("1")],
+        ),
+        _ => {
+            let (q, params) = route::count_rows_meeting_segments(
+                &prep.staging.name,
+                &prep.filter_for(&step.chunk),
+                chunk,
+                &prep.segments_collated,
+            );
+            let mut params = spi::params(params);
+            params.push(p("1"));
+            (q, params)
+        }
+    };
+    query_one(&q, &params, |x| col::<i64>(x, 1).unwrap_or(1)).unwrap_or(1) > 0
+}
+
+/// The condition (alias `s`) that takes the step's staging rows, and its parameters.
+fn take_condition(take: RowSource, step: &Step) -> (String, Vec<Param>) {
+    match take {
+        RowSource::Routed(_) => (route::routed_to_chunk(), vec![p(step.idx.to_string())]),
+        RowSource::Filter(f) => {
+            let (c, params) = f.render("s", 1);
+            (c, spi::params(params))
+        }
+        RowSource::Chunks(_) | RowSource::Buckets(_) => {
+            unreachable!("a step of new segments takes one chunk's rows")
+        }
+    }
+}
+
+fn oid(name: &crate::ident::QualifiedName) -> pg_sys::Oid {
+    pg_sys::Oid::from(crate::catalog::existing_oid(&name.quoted()))
+}
+
+fn oid_of_temp() -> pg_sys::Oid {
+    pg_sys::Oid::from(crate::catalog::existing_oid(new_segments::BULK_NEW))
+}

@@ -1,0 +1,164 @@
+//! A hypertable with a unique key that holds its segmentby column takes rows of
+//! segments a compressed chunk lacks (new devices) written into the chunk in bulk, then
+//! compressed: no row checked against the compressed batches, none inserted one by one.
+//! The end state is what `INSERT … ON CONFLICT` gives on a plain table (staging's
+//! repeated keys included, for `NOTHING` and `UPDATE`); a step with a row of a segment
+//! the chunk has, or a destination with a continuous aggregate, takes the ordinary way;
+//! a run killed after the bulk write leaves both tables as they were. Run where a full
+//! TimescaleDB is installed (ignored, with the reason, elsewhere).
+
+use backfill_ext_client_tests::config::{call_backfill, config};
+use backfill_ext_client_tests::timescale_test;
+use backfill_ext_client_tests::{scalar, timescale_cluster, wait_for, Client, Notices};
+use serde_json::json;
+use std::time::Duration;
+
+/// What the NOTICE of a chunk written so says.
+const IN_BULK: &str = "new segments written into the chunk in bulk, recompressed";
+
+/// Hypertable `m` with the key (dev, time), two daily chunks of 4 devices at 10-minute
+/// steps, compressed segmented by dev; its plain twin `twin` with the same rows and key;
+/// staging `st` with 8 new devices (1,152 rows a day), each of their rows twice (values
+/// -dev, then -dev - 100).
+fn tables(c: &mut Client) {
+    c.batch_execute(
+        "CREATE TABLE m (time timestamptz NOT NULL, dev int NOT NULL, v double precision,
+                         PRIMARY KEY (dev, time));
+         SELECT create_hypertable('m', 'time', chunk_time_interval => interval '1 day');
+         ALTER TABLE m SET (timescaledb.compress, timescaledb.compress_segmentby = 'dev',
+                            timescaledb.compress_orderby = 'time');
+         INSERT INTO m SELECT t, d, d FROM generate_series(timestamptz '2026-01-02',
+             '2026-01-03 23:50', interval '10 minutes') t, generate_series(1, 4) d;
+         SELECT compress_chunk(c) FROM show_chunks('m') c;
+         CREATE TABLE twin (LIKE m INCLUDING ALL);
+         INSERT INTO twin SELECT * FROM m;
+         CREATE TABLE st (time timestamptz NOT NULL, dev int NOT NULL, v double precision);
+         INSERT INTO st SELECT t, d, -d FROM generate_series(timestamptz '2026-01-02',
+             '2026-01-03 23:50', interval '10 minutes') t, generate_series(5, 12) d;
+         INSERT INTO st SELECT time, dev, v - 100 FROM st;",
+    )
+    .unwrap();
+}
+
+/// Every row of `table`, as text, sorted.
+fn rows(c: &mut Client, table: &str) -> Vec<String> {
+    let q = format!("SELECT ROW(time, dev, v)::text FROM {table} ORDER BY 1");
+    c.query(&q, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// The reference: `twin` after `INSERT … ON CONFLICT` of staging's rows, the first of
+/// each key kept (`NOTHING`) or the last applied (`UPDATE`), as the README says.
+fn reference(c: &mut Client, action: &str) -> Vec<String> {
+    let (order, set) = match action {
+        "UPDATE" => ("DESC", "DO UPDATE SET v = excluded.v"),
+        _ => ("", "DO NOTHING"),
+    };
+    c.batch_execute(&format!(
+        "INSERT INTO twin SELECT DISTINCT ON (dev, time) time, dev, v FROM st
+         ORDER BY dev, time, ctid {order} ON CONFLICT (dev, time) {set}"
+    ))
+    .unwrap();
+    rows(c, "twin")
+}
+
+/// Runs the backfill with `action`; returns the chunks' NOTICEs.
+fn backfill(c: &mut Client, notices: &Notices, action: &str) -> Vec<String> {
+    notices.lock().unwrap().clear();
+    let extra = json!({"workers": 1, "on_conflict_action": action});
+    c.batch_execute(&call_backfill(&config("st", "m", extra))).unwrap();
+    let all = notices.lock().unwrap();
+    all.iter().filter(|n| n.contains(": chunk ")).cloned().collect()
+}
+
+/// The destination holds `expected`, staging is empty, and every chunk is compressed
+/// with no rows beside its batches.
+fn as_expected_and_compressed(c: &mut Client, expected: &[String], what: &str) {
+    assert_eq!(rows(c, "m"), expected, "{what}: the rows INSERT … ON CONFLICT gives");
+    assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM st"), 0, "{what}");
+    let partial: i64 = scalar(
+        c,
+        "SELECT count(*) FROM show_chunks('m') ch \
+         WHERE _timescaledb_functions.chunk_status(ch) & 1 = 0 \
+            OR _timescaledb_functions.chunk_status(ch) & 8 <> 0",
+    );
+    assert_eq!(partial, 0, "{what}: every chunk compressed, none partial");
+}
+
+timescale_test! {
+    fn rows_of_new_segments_are_written_in_bulk_as_insert_on_conflict_would_leave_them() {
+        let cl = timescale_cluster();
+        for action in ["NOTHING", "UPDATE"] {
+            let db = action.to_lowercase();
+            let mut setup = cl.create_db(&db);
+            tables(&mut setup);
+            let expected = reference(&mut setup, action);
+            let (mut c, notices) = cl.connect_with_notices(&db);
+            let chunk_notices = backfill(&mut c, &notices, action);
+            as_expected_and_compressed(&mut c, &expected, action);
+            assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
+            for n in &chunk_notices {
+                assert!(n.contains(IN_BULK), "{action}: {n}");
+                // 2,304 taken, 1,152 kept: the repeated keys count as conflicts
+                assert!(n.contains("2304 rows moved, 1152 conflicts"), "{action}: {n}");
+            }
+            let inserted: i64 = scalar(&mut c, "SELECT sum(rows_moved - conflicts)::int8 FROM backfill_run_chunks");
+            assert_eq!(inserted, 2304, "the history counts every row kept");
+        }
+    }
+}
+
+timescale_test! {
+    fn a_segment_the_chunk_has_or_a_continuous_aggregate_keeps_the_ordinary_way() {
+        let cl = timescale_cluster();
+        let cagg = "CREATE MATERIALIZED VIEW daily WITH (timescaledb.continuous) AS \
+            SELECT time_bucket('1 day', time) AS day, dev, count(*) FROM m GROUP BY 1, 2 \
+            WITH NO DATA;";
+        // a row of device 1, which the first chunk has
+        let old_segment = "INSERT INTO st VALUES ('2026-01-02 00:05', 1, -1)";
+        for (db, after, in_bulk) in [("old", old_segment, 1), ("cagg", cagg, 0)] {
+            let mut setup = cl.create_db(db);
+            tables(&mut setup);
+            setup.batch_execute(after).unwrap();
+            let expected = reference(&mut setup, "NOTHING");
+            let (mut c, notices) = cl.connect_with_notices(db);
+            let chunk_notices = backfill(&mut c, &notices, "NOTHING");
+            as_expected_and_compressed(&mut c, &expected, db);
+            let bulk = chunk_notices.iter().filter(|n| n.contains(IN_BULK)).count();
+            assert_eq!(bulk, in_bulk, "{db}: {chunk_notices:?}");
+        }
+    }
+}
+
+timescale_test! {
+    fn a_run_killed_after_writing_new_segments_in_bulk_leaves_both_tables_as_they_were() {
+        let cl = timescale_cluster();
+        let mut c = cl.create_db("t");
+        tables(&mut c);
+        let expected = reference(&mut c, "NOTHING");
+        let (before, staged) = (rows(&mut c, "m"), rows(&mut c, "st"));
+        c.batch_execute("ALTER DATABASE t SET backfill_ext.debug_pause_at = 'after_insert'")
+            .unwrap();
+        let conn = cl.conn_string("t");
+        let run = std::thread::spawn(move || {
+            let mut r = postgres::Client::connect(&conn, postgres::NoTls).unwrap();
+            r.batch_execute(&call_backfill(&config("st", "m", json!({"workers": 1}))))
+                .map_err(|e| e.to_string())
+        });
+        let pid: i32 = wait_for("the run to pause", Duration::from_secs(60), || {
+            c.query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
+                 AND query LIKE 'CALL backfill_on_schedule%'",
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get(0))
+        });
+        c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+        assert!(run.join().unwrap().is_err(), "the run was ended");
+        c.batch_execute("ALTER DATABASE t RESET backfill_ext.debug_pause_at").unwrap();
+        assert_eq!((rows(&mut c, "m"), rows(&mut c, "st")), (before, staged));
+        let mut c = cl.connect("t");
+        c.batch_execute(&call_backfill(&config("st", "m", json!({"workers": 1})))).unwrap();
+        as_expected_and_compressed(&mut c, &expected, "after the kill, the next run");
+    }
+}
