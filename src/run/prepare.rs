@@ -20,7 +20,7 @@ struct Intervals {
 }
 
 /// Resolves and checks everything; raises (having changed nothing) on any problem.
-pub fn prepare(cfg: Config) -> Prepared {
+pub fn prepare(mut cfg: Config) -> Prepared {
     let (staging, dest) = resolve_tables(&cfg);
     let ts = catalog::timescale();
     let ht = ts.as_ref().and_then(|_| catalog::hypertable(&dest));
@@ -28,7 +28,6 @@ pub fn prepare(cfg: Config) -> Prepared {
         spi::check(catalog::timescale_capabilities(ts).check(&ts.version));
     }
     let (copied, d_cols, keys, conflict) = resolve_columns(&cfg, &staging, &dest);
-    let mut cfg = cfg;
     let intervals = check_intervals(&mut cfg);
     settings::validate(&cfg);
     require_privileges(&cfg, &staging, &dest, conflict.action);
@@ -44,28 +43,18 @@ pub fn prepare(cfg: Config) -> Prepared {
         delete_from_staging: cfg.delete_from_staging,
         dest_partitioned: dest.relkind == "p",
     };
-    // segments matter only where conflicts touch compressed rows (estimates, merges)
-    let segmentby =
-        if ht.is_some() && (spec.conflict.action != ConflictAction::Nothing || !keys.is_empty()) {
-            catalog::segmentby(&dest)
-        } else {
-            vec![]
-        };
+    // segments matter only where rows may meet compressed rows (estimates, merges, keys)
+    let meet = spec.conflict.action != ConflictAction::Nothing || !keys.is_empty();
+    let segmentby = if ht.is_some() && meet { catalog::segmentby(&dest) } else { vec![] };
     let checking_indexes = catalog::checking_index_count(dest.oid);
     // a unique index that is not a plain key (partial, or on expressions) may hold
     // rows of other segments: a merge of touched segments alone would not meet them
     let merge = merge_spec(&spec, &dest, &d_cols, &keys, &segmentby)
         .filter(|_| checking_indexes == keys.len() as i64);
     let truncate_ok = merge.is_some() && catalog::chunks_can_be_rewritten(dest.oid);
-    let new_segments = (ht.is_some()
-        && cfg.delete_from_staging
-        && cfg.strategy == StrategyChoice::Auto
-        && checking_indexes == 1)
-        .then(|| new_segments_spec(&spec, &d_cols, &keys, &segmentby))
-        .flatten()
-        .filter(|_| {
-            !catalog::has_user_triggers(dest.oid) && !catalog::has_continuous_aggregates(&dest)
-        });
+    let new_segments = (ht.is_some() && checking_indexes == 1)
+        .then(|| new_segments_spec(&cfg, &spec, &dest, (&d_cols, &keys), &segmentby))
+        .flatten();
     Prepared {
         compress_order: (ht.is_some() && checking_indexes == 0)
             .then(|| compress_order(&cfg, &dest, &spec.columns))
@@ -98,11 +87,15 @@ pub fn prepare(cfg: Config) -> Prepared {
 /// conflict target (or there is none: `NOTHING` meets every unique key), compared as
 /// bytes compare; staging with every column of the destination; `NOTHING` or `UPDATE`.
 fn new_segments_spec(
+    cfg: &Config,
     spec: &MoveSpec,
-    d_cols: &[Column],
-    keys: &[UniqueKey],
+    dest: &Table,
+    (d_cols, keys): (&[Column], &[UniqueKey]),
     segmentby: &[String],
 ) -> Option<MoveSpec> {
+    if !cfg.delete_from_staging || cfg.strategy != StrategyChoice::Auto {
+        return None;
+    }
     let c = &spec.conflict;
     let [key] = keys else {
         return None;
@@ -117,10 +110,14 @@ fn new_segments_spec(
         && !segmentby.is_empty()
         && segmentby.iter().all(|s| key.columns.contains(s))
         && d_cols.iter().all(|d| spec.columns.contains(&d.name));
+    if !allowed || catalog::has_user_triggers(dest.oid) || catalog::has_continuous_aggregates(dest)
+    {
+        return None;
+    }
     let mut s = spec.clone();
     s.conflict.target = key.columns.clone();
     s.conflict.rules = key.rules.clone();
-    allowed.then_some(s)
+    Some(s)
 }
 
 /// The order a direct insert writes compressed batches in, where TimescaleDB's direct

@@ -13,6 +13,9 @@ use crate::ident::{quote_list, QualifiedName};
 pub const BULK_NEW: &str = "pg_temp._backfill_new_segments";
 
 pub struct NewSegmentsSql {
+    /// Whether a staging row the step takes has a segment the chunk has (each segment
+    /// looked up once).
+    pub staging_meets_chunk: String,
     /// Creates BULK_NEW, with the destination's columns.
     pub create: String,
     /// Moves the step's rows from staging into BULK_NEW, one per key; returns (taken, kept).
@@ -31,19 +34,32 @@ pub struct NewSegmentsSql {
 }
 
 /// `take_where`: the condition (alias `s`, its parameters first) that takes the step's
-/// staging rows; `same_segment`: a row `s` of BULK_NEW and a row `c` of the chunk share
-/// their segment.
+/// staging rows; `segments`: the segmentby columns; `same_segment`: a row `s` and a row
+/// `c` of the chunk share their segment.
 pub fn new_segments_sql(
     spec: &MoveSpec,
     chunk: &QualifiedName,
     take_where: &str,
+    segments: &[String],
     same_segment: &str,
 ) -> NewSegmentsSql {
     let cols = quote_list(&spec.columns, None);
+    let meets = |from: &str| {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT {} {from}) AS s WHERE EXISTS \
+             (SELECT 1 FROM {} AS c WHERE {same_segment}))",
+            quote_list(segments, Some("s")),
+            chunk.quoted()
+        )
+    };
     let scols = quote_list(&spec.columns, Some("s"));
     let dest = spec.destination.quoted();
     let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
     NewSegmentsSql {
+        staging_meets_chunk: meets(&format!(
+            "FROM {} AS s WHERE {take_where}",
+            spec.staging.quoted()
+        )),
         create: format!(
             "CREATE TEMP TABLE {} (LIKE {dest})",
             BULK_NEW.trim_start_matches("pg_temp.")
@@ -55,11 +71,7 @@ pub fn new_segments_sql(
             spec.staging.quoted(),
             one_per_key(&spec.conflict, &cols, "moved", "backfill_src"),
         ),
-        meets_chunk: format!(
-            "SELECT EXISTS (SELECT 1 FROM {BULK_NEW} AS s WHERE EXISTS (SELECT 1 FROM {} AS c \
-             WHERE {same_segment}))",
-            chunk.quoted()
-        ),
+        meets_chunk: meets(&format!("FROM {BULK_NEW} AS s")),
         insert_first: format!(
             "WITH f AS (DELETE FROM {BULK_NEW} AS b WHERE b.ctid = (SELECT ctid FROM {BULK_NEW} \
              LIMIT 1) RETURNING {}) INSERT INTO {dest} ({cols}) SELECT {cols} FROM f",
@@ -68,8 +80,8 @@ pub fn new_segments_sql(
         insert_all: format!(
             "WITH moved AS (SELECT {cols}, b.ctid AS backfill_src FROM {BULK_NEW} AS b), \
              ins AS ({insert}) \
-             SELECT count(*) FILTER (WHERE NOT updated)::int8, count(*) FILTER (WHERE updated)::int8 \
-             FROM ins"
+             SELECT count(*) FILTER (WHERE NOT updated)::int8, \
+             count(*) FILTER (WHERE updated)::int8 FROM ins"
         ),
         reindex_chunk: format!("REINDEX TABLE {}", chunk.quoted()),
         drop: format!("DROP TABLE {BULK_NEW}"),
@@ -86,8 +98,8 @@ mod tests {
     fn new_segments_wait_in_a_temporary_table_one_per_key() {
         let s = spec(ConflictAction::Nothing, &["device_id", "time"], &[], true);
         let chunk = QualifiedName::new("_ti", "c1");
-        let q =
-            new_segments_sql(&s, &chunk, "s.ctid = ANY ($1)", "c.\"device_id\" = s.\"device_id\"");
+        let same = "c.\"device_id\" = s.\"device_id\"";
+        let q = new_segments_sql(&s, &chunk, "s.ctid = ANY ($1)", &["device_id".into()], same);
         assert_eq!(
             q.create,
             "CREATE TEMP TABLE _backfill_new_segments (LIKE \"public\".\"event_data\")"
@@ -107,8 +119,15 @@ mod tests {
         ));
         assert_eq!(
             q.meets_chunk,
-            "SELECT EXISTS (SELECT 1 FROM pg_temp._backfill_new_segments AS s WHERE EXISTS \
-             (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\"))"
+            "SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT s.\"device_id\" FROM \
+             pg_temp._backfill_new_segments AS s) AS s WHERE EXISTS (SELECT 1 FROM \
+             \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\"))"
+        );
+        assert_eq!(
+            q.staging_meets_chunk,
+            "SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT s.\"device_id\" FROM \
+             \"public\".\"backfill_event_data\" AS s WHERE s.ctid = ANY ($1)) AS s WHERE \
+             EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\"))"
         );
         assert!(q.insert_first.starts_with(
             "WITH f AS (DELETE FROM pg_temp._backfill_new_segments AS b WHERE b.ctid = (SELECT \

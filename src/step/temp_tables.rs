@@ -1,5 +1,6 @@
-//! The run's temporary tables (the route table, a merge's two tables, new segments'): dropped by name
-//! where they exist, by a step that makes them anew and at the end of a run.
+//! The run's temporary tables (the route table, a merge's two tables, new segments'):
+//! dropped by name where they exist, by a step that makes them anew and at the end of a
+//! run.
 
 use crate::spi::{col, execute, p, query_one};
 use crate::sql::{chunk, new_segments, route, segment_merge};

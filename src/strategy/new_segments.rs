@@ -33,12 +33,16 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult
         return None;
     }
     execute(&sql::chunk::lock(&chunk.name, "EXCLUSIVE"), &[]);
-    if !status::is_fully_compressed(super::chunk_status(&chunk.name)) || meets(prep, step, take) {
+    if !status::is_fully_compressed(super::chunk_status(&chunk.name)) {
         return None;
     }
     let (take_where, take_params) = take_condition(take, step);
     let same = route::same_segment(&prep.segments_collated);
-    let q = new_segments::new_segments_sql(spec, &chunk.name, &take_where, &same);
+    let q = new_segments::new_segments_sql(spec, &chunk.name, &take_where, &prep.segmentby, &same);
+    let meets = query_one(&q.staging_meets_chunk, &take_params, |x| col::<bool>(x, 1));
+    if meets.flatten().unwrap_or(true) {
+        return None;
+    }
     temp_tables::drop_named(&[new_segments::BULK_NEW]);
     execute(&q.create, &[]);
     let mut r = StepResult { strategy: Some(Strategy::Direct), ..Default::default() };
@@ -84,33 +88,6 @@ fn insert_all(q: &new_segments::NewSegmentsSql, r: &mut StepResult) {
     .unwrap_or((0, 0));
     r.inserted += inserted;
     r.updated += updated;
-}
-
-/// Whether a staging row of the step has a segment the chunk has.
-fn meets(prep: &Prepared, step: &Step, take: RowSource) -> bool {
-    let chunk = &step.chunk.name;
-    let (q, params): (String, Vec<Param>) = match take {
-        RowSource::Routed(_) => (
-            route::count_routed_meeting_segments(
-                &prep.staging.name,
-                chunk,
-                &prep.segments_collated,
-            ),
-            vec![p(step.idx.to_string()), p("1")],
-        ),
-        _ => {
-            let (q, params) = route::count_rows_meeting_segments(
-                &prep.staging.name,
-                &prep.filter_for(&step.chunk),
-                chunk,
-                &prep.segments_collated,
-            );
-            let mut params = spi::params(params);
-            params.push(p("1"));
-            (q, params)
-        }
-    };
-    query_one(&q, &params, |x| col::<i64>(x, 1).unwrap_or(1)).unwrap_or(1) > 0
 }
 
 /// The condition (alias `s`) that takes the step's staging rows, and its parameters.

@@ -124,7 +124,8 @@ timescale_test! {
             let recompressed: i64 =
                 scalar(&mut c, "SELECT count(*) FROM backfill_run_chunks WHERE recompressed");
             assert_eq!(recompressed, 0);
-            let moved: i64 = scalar(&mut c, "SELECT sum(rows_moved)::int8 FROM backfill_run_chunks");
+            let moved: i64 =
+                scalar(&mut c, "SELECT sum(rows_moved)::int8 FROM backfill_run_chunks");
             assert_eq!(moved, staged.len() as i64, "{db}: the history counts every row");
         }
     }
@@ -177,7 +178,8 @@ timescale_test! {
         let conn = cl.conn_string("t");
         let run = std::thread::spawn(move || {
             let mut r = postgres::Client::connect(&conn, postgres::NoTls).unwrap();
-            r.batch_execute(&call_backfill(&config("st", "m", json!({})))).map_err(|e| e.to_string())
+            let call = call_backfill(&config("st", "m", json!({})));
+            r.batch_execute(&call).map_err(|e| e.to_string())
         });
         let pid: i32 = wait_for("the run to pause", Duration::from_secs(60), || {
             c.query_opt(

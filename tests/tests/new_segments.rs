@@ -101,7 +101,8 @@ timescale_test! {
                 // 2,304 taken, 1,152 kept: the repeated keys count as conflicts
                 assert!(n.contains("2304 rows moved, 1152 conflicts"), "{action}: {n}");
             }
-            let inserted: i64 = scalar(&mut c, "SELECT sum(rows_moved - conflicts)::int8 FROM backfill_run_chunks");
+            let kept = "SELECT sum(rows_moved - conflicts)::int8 FROM backfill_run_chunks";
+            let inserted: i64 = scalar(&mut c, kept);
             assert_eq!(inserted, 2304, "the history counts every row kept");
         }
     }
