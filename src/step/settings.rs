@@ -75,11 +75,12 @@ pub fn apply(cfg: &Config) {
     }
 }
 
-/// For a merge step (a chunk's rows read, merged with staging's, and written back):
-/// unless the config sets `work_mem`, its sorts and hashes may use
-/// `maintenance_work_mem`, the memory a rewrite already budgets its rows in, so that
-/// they do not spill to temporary files.
-pub fn apply_merge_work_mem(cfg: &Config) {
+/// For a step that sorts or hashes a chunk's rows (a merge, a move of rows sorted for
+/// compressed batches, new segments taken one per key): unless the config sets
+/// `work_mem`, its sorts and hashes may use `maintenance_work_mem`, the memory a
+/// rewrite already budgets its rows in and compression sorts in, so that they do not
+/// spill to temporary files.
+pub fn apply_sort_work_mem(cfg: &Config) {
     if cfg.work_mem.is_none() {
         execute(sql::settings::RAISE_WORK_MEM_TO_MAINTENANCE, &[]);
     }

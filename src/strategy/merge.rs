@@ -20,7 +20,7 @@ use std::time::Instant;
 pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> StepResult {
     let chunk = &step.chunk;
     super::require_owner(prep);
-    crate::step::settings::apply_merge_work_mem(&prep.cfg);
+    crate::step::settings::apply_sort_work_mem(&prep.cfg);
     let (take_where, take_params) = take_condition(take, step);
     let q = sql::segment_merge::merge_sql(&prep.spec, m, &chunk.name, &take_where);
     execute(&sql::chunk::lock(&chunk.name, "EXCLUSIVE"), &[]);

@@ -43,6 +43,7 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult
     if meets.flatten().unwrap_or(true) {
         return None;
     }
+    settings::apply_sort_work_mem(&prep.cfg);
     temp_tables::drop_named(&[new_segments::BULK_NEW]);
     execute(&q.create, &[]);
     let mut r = StepResult { strategy: Some(Strategy::Direct), ..Default::default() };
