@@ -8,6 +8,7 @@ use crate::config::{Config, ConflictAction, StrategyChoice};
 use crate::error::{BackfillError, Code};
 use crate::ident::quote_ident;
 use crate::spi::{self, col, query_one, raise};
+use crate::sql::moves::CompressOrder;
 use crate::sql::{self, segment_merge::MergeSpec, MoveSpec};
 use crate::step::{settings, CheckedInterval, Prepared};
 use crate::timescale::Hypertable;
@@ -57,7 +58,7 @@ pub fn prepare(mut cfg: Config) -> Prepared {
         .flatten();
     Prepared {
         compress_order: (ht.is_some() && checking_indexes == 0)
-            .then(|| compress_order(&cfg, &dest, &spec.columns))
+            .then(|| compress_order(&cfg, &dest, &spec.columns, &d_cols))
             .flatten(),
         row_array_type: if truncate_ok { catalog::row_array_type(dest.oid) } else { 0 },
         push_interval: intervals.push_interval,
@@ -124,14 +125,20 @@ fn new_segments_spec(
 /// compression takes a destination with no unique or exclusion index: none where the
 /// config asks to decompress, or the hypertable has triggers or continuous aggregates
 /// (TimescaleDB's direct compression does not run them).
-fn compress_order(cfg: &Config, dest: &Table, copied: &[String]) -> Option<String> {
+fn compress_order(
+    cfg: &Config,
+    dest: &Table,
+    copied: &[String],
+    d_cols: &[Column],
+) -> Option<CompressOrder> {
     if cfg.strategy == StrategyChoice::Decompress
         || catalog::has_user_triggers(dest.oid)
         || catalog::has_continuous_aggregates(dest)
     {
         return None;
     }
-    sql::moves::compression_order_by(&catalog::compression_order(dest), copied)
+    let collation = |c: &str| d_cols.iter().find(|d| d.name == c)?.collation.clone();
+    sql::moves::compression_order_by(&catalog::compression_order(dest), copied, &collation)
 }
 
 /// The segmentby columns with their collations (where their type has one).

@@ -3,6 +3,7 @@
 
 use crate::catalog::Table;
 use crate::config::Config;
+use crate::sql::moves::CompressOrder;
 use crate::sql::{segment_merge::MergeSpec, MoveSpec, RowFilter};
 use crate::timescale::{Chunk, Hypertable, Timescale, HASH_FN};
 
@@ -50,7 +51,7 @@ pub struct Prepared {
     /// compression): the order its rows go in (`sql::moves::compression_order_by`). Only
     /// for a hypertable with no unique or exclusion index (nothing to conflict with), no
     /// triggers and no continuous aggregates, where TimescaleDB writes every row so.
-    pub compress_order: Option<String>,
+    pub compress_order: Option<CompressOrder>,
     /// Where a direct step whose rows all belong to segments the chunk lacks writes them
     /// in bulk (`strategy::new_segments`): one unique key, a plain one holding every
     /// segmentby column, compared as bytes compare; staging with every destination

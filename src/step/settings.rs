@@ -87,10 +87,17 @@ pub fn apply_sort_work_mem(cfg: &Config) {
 }
 
 /// Turns TimescaleDB's direct compression of inserted rows on or off for the rest of
-/// the transaction (`strategy::direct`).
-pub fn direct_compress_insert(on: bool) {
+/// the transaction (`strategy::direct`). `presorted`: the rows come sorted as
+/// TimescaleDB sorts a batch (`CompressOrder::complete`), so it is told not to sort
+/// them again while it is on (and back to its default after).
+pub fn direct_compress_insert(on: bool, presorted: bool) {
     let value = if on { "on" } else { "off" };
     execute(sql::settings::SET_LOCAL, &[p("timescaledb.enable_direct_compress_insert"), p(value)]);
+    if presorted {
+        let sort = if on { "off" } else { "on" };
+        let name = "timescaledb.enable_direct_compress_insert_sort_batches";
+        execute(sql::settings::SET_LOCAL, &[p(name), p(sort)]);
+    }
 }
 
 /// Sets the short `lock_timeout` a chunk rewrite waits for its lock with (a second,

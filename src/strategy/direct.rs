@@ -12,6 +12,7 @@
 use super::source::{self, Moved, RowSource};
 use crate::plan::{self, Step, Strategy};
 use crate::spi::{self, col, p, query};
+use crate::sql::moves::CompressOrder;
 use crate::sql::{self, RowFilter};
 use crate::step::settings;
 use crate::step::Prepared;
@@ -51,12 +52,12 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> StepResult {
 /// Moves a step's rows with TimescaleDB's direct compression on, in `order`. Nothing
 /// conflicts without a unique or exclusion index, so every row moved is inserted (the
 /// direct path returns no rows for `RETURNING` to count).
-fn compress_directly(prep: &Prepared, order: &str, take: RowSource, r: &mut StepResult) {
+fn compress_directly(prep: &Prepared, order: &CompressOrder, take: RowSource, r: &mut StepResult) {
     let t = Instant::now();
     settings::apply_sort_work_mem(&prep.cfg);
-    settings::direct_compress_insert(true);
-    r.moved = source::compress_rows(prep, take, order);
-    settings::direct_compress_insert(false);
+    settings::direct_compress_insert(true, order.complete);
+    r.moved = source::compress_rows(prep, take, &order.by);
+    settings::direct_compress_insert(false, order.complete);
     r.inserted = r.moved;
     r.insert_ms = ms(t);
     r.compressed_directly = true;

@@ -18,7 +18,8 @@ use crate::config::StrategyChoice;
 use crate::error::{BackfillError, Code};
 use crate::plan::{self, ChunkGroup, Strategy};
 use crate::spi::{self, col, execute, execute_counted, query, raise};
-use crate::sql::{moves, route};
+use crate::sql::moves::{self, CompressOrder};
+use crate::sql::route;
 use crate::step::{ms, settings, Prepared, StepResult};
 use crate::timescale::{status, Chunk};
 use std::time::Instant;
@@ -66,16 +67,16 @@ fn lock_staging(prep: &Prepared) -> bool {
 /// it did not write as batches) compressed again; one result per chunk with rows.
 fn move_all(
     prep: &Prepared,
-    order: &str,
+    order: &CompressOrder,
     chunks: Vec<Chunk>,
     rows: Vec<i64>,
 ) -> Vec<(Chunk, StepResult)> {
     let expected: i64 = rows.iter().sum();
     let t = Instant::now();
     settings::apply_sort_work_mem(&prep.cfg);
-    settings::direct_compress_insert(true);
-    let moved = execute_counted(&moves::insert_all_sorted(&prep.spec, order), &[]);
-    settings::direct_compress_insert(false);
+    settings::direct_compress_insert(true, order.complete);
+    let moved = execute_counted(&moves::insert_all_sorted(&prep.spec, &order.by), &[]);
+    settings::direct_compress_insert(false, order.complete);
     if moved != expected {
         raise(BackfillError::new(
             Code::ObjectNotInPrerequisiteState,

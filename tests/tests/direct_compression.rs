@@ -74,6 +74,14 @@ fn every_row_once_and_compressed(c: &mut Client, before: &[String], staged: &[St
     expected.sort();
     assert_eq!(rows(c, "m"), expected, "every row of m and of staging, once");
     assert_eq!(scalar::<i64>(c, "SELECT count(*) FROM st"), 0);
+    // a device's rows in time order as TimescaleDB reads its batches (the order is pushed
+    // down to them): the batches written directly are sorted inside
+    let in_order: bool = scalar(
+        c,
+        "SELECT bool_and(t >= p) FROM (SELECT time AS t, lag(time, 1, '-infinity') OVER () AS p \
+         FROM (SELECT time FROM m WHERE dev = 5 ORDER BY time) AS o) AS x",
+    );
+    assert!(in_order, "rows of a device come back in time order");
     let statuses: Vec<i32> = c
         .query("SELECT _timescaledb_functions.chunk_status(c) FROM show_chunks('m') c", &[])
         .unwrap()

@@ -180,27 +180,45 @@ pub(super) fn insert_clause(spec: &MoveSpec, updated_expr: &str) -> (String, boo
     )
 }
 
+/// The order rows go in as compressed batches (`compression_order_by`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressOrder {
+    /// The `ORDER BY` list.
+    pub by: String,
+    /// Whether it holds every column TimescaleDB sorts a batch by: rows sorted so come
+    /// as TimescaleDB would sort them, and it need not sort them again.
+    pub complete: bool,
+}
+
 /// The `ORDER BY` list of rows compressed as TimescaleDB compresses `order`'s columns
 /// (`catalog::compression_order`: segmentby columns, then orderby columns with their
-/// direction), over the columns a step copies; None where it names none of them.
+/// direction), each compared by the destination column's collation (`collation`), over
+/// the columns a step copies; None where it names none of them.
 pub fn compression_order_by(
     order: &[(String, Option<(bool, bool)>)],
     copied: &[String],
-) -> Option<String> {
+    collation: &dyn Fn(&str) -> Option<String>,
+) -> Option<CompressOrder> {
     let items: Vec<String> = order
         .iter()
         .filter(|(c, _)| copied.contains(c))
-        .map(|(c, dir)| match dir {
-            None => quote_ident(c),
-            Some((asc, nulls_first)) => format!(
-                "{} {} NULLS {}",
-                quote_ident(c),
-                if *asc { "ASC" } else { "DESC" },
-                if *nulls_first { "FIRST" } else { "LAST" }
-            ),
+        .map(|(c, dir)| {
+            let col = match collation(c) {
+                Some(coll) => format!("{} COLLATE {coll}", quote_ident(c)),
+                None => quote_ident(c),
+            };
+            match dir {
+                None => col,
+                Some((asc, nulls_first)) => format!(
+                    "{col} {} NULLS {}",
+                    if *asc { "ASC" } else { "DESC" },
+                    if *nulls_first { "FIRST" } else { "LAST" }
+                ),
+            }
         })
         .collect();
-    (!items.is_empty()).then(|| items.join(", "))
+    let complete = items.len() == order.len();
+    (!items.is_empty()).then(|| CompressOrder { by: items.join(", "), complete })
 }
 
 /// Like `move_rows`, for the rows routed to the chunks numbered `$1` (an int4[] as

@@ -248,10 +248,17 @@ fn rows_compressed_directly_go_in_by_segment_then_order_columns() {
         ("time".to_string(), Some((false, true))),
         ("note".to_string(), Some((true, false))),
     ];
-    // a column the step does not copy cannot order it
-    let by = compression_order_by(&order, &copied).unwrap();
-    assert_eq!(by, "\"device_id\", \"time\" DESC NULLS FIRST");
-    assert_eq!(compression_order_by(&order[2..], &copied), None);
+    // a column the step does not copy cannot order it, and then TimescaleDB sorts again
+    let none = |_: &str| None;
+    let o = compression_order_by(&order, &copied, &none).unwrap();
+    let by = o.by.clone();
+    assert_eq!((by.as_str(), o.complete), ("\"device_id\", \"time\" DESC NULLS FIRST", false));
+    assert_eq!(compression_order_by(&order[2..], &copied, &none), None);
+    // text compares by the destination column's collation, whatever staging's is
+    let c = |col: &str| (col == "device_id").then(|| "pg_catalog.\"C\"".to_string());
+    let o = compression_order_by(&order[..2], &copied, &c).unwrap();
+    assert_eq!(o.by, "\"device_id\" COLLATE pg_catalog.\"C\", \"time\" DESC NULLS FIRST");
+    assert!(o.complete);
     let sql = compress_rows(&spec(ConflictAction::Nothing, &[], &[], true), "s.x = $1", &by);
     assert_eq!(
         sql,
