@@ -21,7 +21,7 @@ pub struct Expect {
 fn digest_sql(table: &str) -> String {
     format!(
         "SELECT count(*)::text || ':' || sum(('x' || substr(md5(ROW(time, device_id, \
-         value)::text), 1, 15))::bit(60)::int8)::text FROM {table} AS r"
+         value)::text), 1, 15))::bit(60)::int8)::text FROM {table}"
     )
 }
 
