@@ -141,7 +141,25 @@ fn normalize(text: &str) -> Vec<String> {
             !l.is_empty()
                 && !(l.starts_with('(') && (l.ends_with(" rows)") || l.ends_with(" row)")))
         })
+        .collect::<Vec<String>>()
+        .chunk_by(|a, b| is_chunk_notice(a) == is_chunk_notice(b))
+        .flat_map(sorted_if_chunk_notices)
         .collect()
+}
+
+/// A run's NOTICE of one chunk: with workers they come as the chunks' transactions end,
+/// in either order.
+fn is_chunk_notice(line: &str) -> bool {
+    line.starts_with("NOTICE: backfill_ext: chunk ")
+}
+
+/// A run of consecutive chunk NOTICEs, sorted; other lines as they are.
+fn sorted_if_chunk_notices(lines: &[String]) -> Vec<String> {
+    let mut v = lines.to_vec();
+    if v.first().is_some_and(|l| is_chunk_notice(l)) {
+        v.sort();
+    }
+    v
 }
 
 /// psql running `sql` as `psql -c` does: notices, errors and results in order, and
