@@ -78,8 +78,9 @@ fn split_for(prep: &Prepared, m: &MergeSpec, step: &Step) -> Option<SplitSql> {
     ((on_disk || spi::rewrite_on_disk()) && splittable).then_some(s)
 }
 
-/// The condition (alias `s`) that takes the step's staging rows, and its parameters.
-fn take_condition(take: RowSource, step: &Step) -> (String, Vec<Param>) {
+/// The condition (alias `s`) that takes the step's staging rows, and its parameters
+/// (one chunk's: a merge's, or new segments').
+pub(super) fn take_condition(take: RowSource, step: &Step) -> (String, Vec<Param>) {
     match take {
         RowSource::Routed(_) => (sql::route::routed_to_chunk(), vec![p(step.idx.to_string())]),
         RowSource::Filter(f) => {
@@ -87,7 +88,7 @@ fn take_condition(take: RowSource, step: &Step) -> (String, Vec<Param>) {
             (c, spi::params(params))
         }
         RowSource::Chunks(_) | RowSource::Buckets(_) => {
-            unreachable!("a merge takes one chunk's rows")
+            unreachable!("a merge or new segments take one chunk's rows")
         }
     }
 }

@@ -15,7 +15,7 @@
 
 use super::source::RowSource;
 use crate::plan::{self, Step, Strategy};
-use crate::spi::{self, col, execute, p, query_one, Param};
+use crate::spi::{self, col, execute, query_one};
 use crate::sql::{self, new_segments, route};
 use crate::step::{ms, settings, temp_tables, Prepared, StepResult};
 use crate::timescale::status;
@@ -36,7 +36,7 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult
     if !status::is_fully_compressed(super::chunk_status(&chunk.name)) {
         return None;
     }
-    let (take_where, take_params) = take_condition(take, step);
+    let (take_where, take_params) = super::merge::take_condition(take, step);
     let same = route::same_segment(&prep.segments_collated);
     let q = new_segments::new_segments_sql(spec, &chunk.name, &take_where, &prep.segmentby, &same);
     let meets = query_one(&q.staging_meets_chunk, &take_params, |x| col::<bool>(x, 1));
@@ -89,20 +89,6 @@ fn insert_all(q: &new_segments::NewSegmentsSql, r: &mut StepResult) {
     .unwrap_or((0, 0));
     r.inserted += inserted;
     r.updated += updated;
-}
-
-/// The condition (alias `s`) that takes the step's staging rows, and its parameters.
-fn take_condition(take: RowSource, step: &Step) -> (String, Vec<Param>) {
-    match take {
-        RowSource::Routed(_) => (route::routed_to_chunk(), vec![p(step.idx.to_string())]),
-        RowSource::Filter(f) => {
-            let (c, params) = f.render("s", 1);
-            (c, spi::params(params))
-        }
-        RowSource::Chunks(_) | RowSource::Buckets(_) => {
-            unreachable!("a step of new segments takes one chunk's rows")
-        }
-    }
 }
 
 fn oid(name: &crate::ident::QualifiedName) -> pg_sys::Oid {

@@ -424,3 +424,26 @@ pub fn expect_error(c: &mut Client, sql: &str) -> (String, String, Option<String
         }
     }
 }
+
+/// The pid of a `CALL backfill_on_schedule` waiting on `waiting_on` (`PgSleep`: stopped
+/// by the pause hook), waited for up to a minute.
+pub fn pid_of_run(c: &mut Client, waiting_on: &str) -> i32 {
+    wait_for(&format!("the run to stop at {waiting_on}"), Duration::from_secs(60), || {
+        c.query_opt(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND \
+             wait_event = $1",
+            &[&waiting_on],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+    })
+}
+
+/// The status of every run in the history, in run order.
+pub fn run_statuses(c: &mut Client) -> Vec<String> {
+    c.query("SELECT status FROM backfill_runs ORDER BY run_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}

@@ -14,9 +14,10 @@ use backfill_ext_client_tests::fixtures::{
     stage_late_rows, state, timescale_dataset, Dataset, State, START,
 };
 use backfill_ext_client_tests::timescale_test;
-use backfill_ext_client_tests::{scalar, wait_for, Client, Cluster, NoTls, Options};
+use backfill_ext_client_tests::{
+    pid_of_run, run_statuses, scalar, Client, Cluster, NoTls, Options,
+};
 use serde_json::json;
-use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
 enum Kill {
@@ -61,18 +62,6 @@ fn plain_setup(c: &mut Client) {
          CREATE TABLE backfill_event_data (LIKE event_data);"
     ))
     .unwrap();
-}
-
-fn pid_of_run(c: &mut Client, waiting_on: &str) -> i32 {
-    wait_for(&format!("the run to stop at {waiting_on}"), Duration::from_secs(60), || {
-        c.query_opt(
-            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL backfill_on_schedule%' AND \
-             wait_event = $1",
-            &[&waiting_on],
-        )
-        .unwrap()
-        .map(|r| r.get(0))
-    })
 }
 
 /// A run stopped at `point` (by the pause hook, or mid-insert by a lock), then killed.
@@ -164,14 +153,8 @@ fn assert_the_next_run_repairs(cl: &Cluster, point: &str, expected: i64, before:
         );
     }
     assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM _backfill_ext.policy_hold"), 0);
-    let statuses: Vec<String> = c
-        .query("SELECT status FROM backfill_runs ORDER BY run_id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
     assert_eq!(
-        statuses,
+        run_statuses(&mut c),
         ["failed", "succeeded"],
         "the killed run is recorded as failed by the next one"
     );

@@ -12,9 +12,10 @@
 
 use backfill_ext_client_tests::config::{call_backfill, config};
 use backfill_ext_client_tests::timescale_test;
-use backfill_ext_client_tests::{scalar, timescale_cluster, wait_for, Client, Notices};
+use backfill_ext_client_tests::{
+    pid_of_run, run_statuses, scalar, timescale_cluster, Client, Notices,
+};
 use serde_json::json;
-use std::time::Duration;
 
 /// The NOTICE of a run that moved the whole staging table in one transaction.
 const WHOLE: &str = "in one transaction, and public.st was emptied with TRUNCATE";
@@ -189,15 +190,7 @@ timescale_test! {
             let call = call_backfill(&config("st", "m", json!({})));
             r.batch_execute(&call).map_err(|e| e.to_string())
         });
-        let pid: i32 = wait_for("the run to pause", Duration::from_secs(60), || {
-            c.query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
-                 AND query LIKE 'CALL backfill_on_schedule%'",
-                &[],
-            )
-            .unwrap()
-            .map(|r| r.get(0))
-        });
+        let pid = pid_of_run(&mut c, "PgSleep");
         // TRUNCATE has run in the paused transaction: staging is locked against everyone
         let held: i64 = scalar(
             &mut c,
@@ -214,13 +207,7 @@ timescale_test! {
         let mut c = cl.connect("t");
         c.batch_execute(&call_backfill(&config("st", "m", json!({})))).unwrap();
         every_row_once_and_compressed(&mut c, &before, &staged);
-        let statuses: Vec<String> = c
-            .query("SELECT status FROM backfill_runs ORDER BY run_id", &[])
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(statuses, ["failed", "succeeded"]);
+        assert_eq!(run_statuses(&mut c), ["failed", "succeeded"]);
         let leftovers: i64 = scalar(
             &mut c,
             "SELECT (SELECT count(*) FROM _backfill_ext.policy_hold) + (SELECT count(*) FROM \

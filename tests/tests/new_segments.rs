@@ -9,9 +9,8 @@
 
 use backfill_ext_client_tests::config::{call_backfill, config};
 use backfill_ext_client_tests::timescale_test;
-use backfill_ext_client_tests::{scalar, timescale_cluster, wait_for, Client, Notices};
+use backfill_ext_client_tests::{pid_of_run, scalar, timescale_cluster, Client, Notices};
 use serde_json::json;
-use std::time::Duration;
 
 /// What the NOTICE of a chunk written so says.
 const IN_BULK: &str = "new segments written into the chunk in bulk, recompressed";
@@ -145,15 +144,7 @@ timescale_test! {
             r.batch_execute(&call_backfill(&config("st", "m", json!({"workers": 1}))))
                 .map_err(|e| e.to_string())
         });
-        let pid: i32 = wait_for("the run to pause", Duration::from_secs(60), || {
-            c.query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' \
-                 AND query LIKE 'CALL backfill_on_schedule%'",
-                &[],
-            )
-            .unwrap()
-            .map(|r| r.get(0))
-        });
+        let pid = pid_of_run(&mut c, "PgSleep");
         c.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
         assert!(run.join().unwrap().is_err(), "the run was ended");
         c.batch_execute("ALTER DATABASE t RESET backfill_ext.debug_pause_at").unwrap();
