@@ -4,8 +4,7 @@
 //! rest are written into the chunk in bulk and its indexes rebuilt, and the chunk is
 //! compressed.
 
-use super::keys::one_per_key;
-use super::moves::insert_clause;
+use super::moves::{insert_clause, take_one_per_key};
 use super::MoveSpec;
 use crate::ident::{quote_list, QualifiedName};
 
@@ -52,7 +51,6 @@ pub fn new_segments_sql(
             chunk.quoted()
         )
     };
-    let scols = quote_list(&spec.columns, Some("s"));
     let dest = spec.destination.quoted();
     let (insert, _) = insert_clause(spec, "(d.xmax::text <> '0')");
     NewSegmentsSql {
@@ -64,13 +62,7 @@ pub fn new_segments_sql(
             "CREATE TEMP TABLE {} (LIKE {dest})",
             BULK_NEW.trim_start_matches("pg_temp.")
         ),
-        take: format!(
-            "WITH moved AS (DELETE FROM {} AS s WHERE {take_where} RETURNING {scols}, s.ctid AS \
-             backfill_src), kept AS (INSERT INTO {BULK_NEW} ({cols}) {} RETURNING 1) \
-             SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
-            spec.staging.quoted(),
-            one_per_key(&spec.conflict, &cols, "moved", "backfill_src"),
-        ),
+        take: take_one_per_key(spec, take_where, BULK_NEW),
         meets_chunk: meets(&format!("FROM {BULK_NEW} AS s")),
         insert_first: format!(
             "WITH f AS (DELETE FROM {BULK_NEW} AS b WHERE b.ctid = (SELECT ctid FROM {BULK_NEW} \

@@ -19,7 +19,6 @@ use crate::spi::{self, col, execute, query_one};
 use crate::sql::{self, new_segments, route};
 use crate::step::{ms, settings, temp_tables, Prepared, StepResult};
 use crate::timescale::status;
-use pgrx::pg_sys;
 use std::time::Instant;
 
 /// The step done so, or `None`, having changed nothing but its lock on the chunk, where
@@ -58,7 +57,10 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult
         insert_all(&q, &mut r);
     } else {
         execute(&q.insert_first, &[]);
-        let written = spi::bulk::write_table(oid(&chunk.name), oid_of_temp());
+        let written = spi::bulk::write_table(
+            super::rewrite::chunk_oid(chunk),
+            super::rewrite::existing(new_segments::BULK_NEW),
+        );
         match written {
             Ok(n) => {
                 r.inserted = n + 1;
@@ -89,12 +91,4 @@ fn insert_all(q: &new_segments::NewSegmentsSql, r: &mut StepResult) {
     .unwrap_or((0, 0));
     r.inserted += inserted;
     r.updated += updated;
-}
-
-fn oid(name: &crate::ident::QualifiedName) -> pg_sys::Oid {
-    pg_sys::Oid::from(crate::catalog::existing_oid(&name.quoted()))
-}
-
-fn oid_of_temp() -> pg_sys::Oid {
-    pg_sys::Oid::from(crate::catalog::existing_oid(new_segments::BULK_NEW))
 }

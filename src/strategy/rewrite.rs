@@ -148,7 +148,8 @@ fn write_rows(
     }
 }
 
-fn chunk_oid(chunk: &Chunk) -> pg_sys::Oid {
+/// A chunk's oid (looked up where the plan did not read it).
+pub(super) fn chunk_oid(chunk: &Chunk) -> pg_sys::Oid {
     pg_sys::Oid::from(match chunk.oid {
         0 => crate::catalog::existing_oid(&chunk.name.quoted()),
         oid => oid,
@@ -202,7 +203,8 @@ pub fn on_disk(
     indexes
 }
 
-fn existing(table: &str) -> pg_sys::Oid {
+/// The oid of an existing table (a run's temporary table).
+pub(super) fn existing(table: &str) -> pg_sys::Oid {
     pg_sys::Oid::from(crate::catalog::existing_oid(table))
 }
 

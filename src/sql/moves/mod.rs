@@ -91,6 +91,22 @@ pub fn compress_rows(spec: &MoveSpec, cond: &str, order: &str) -> String {
     )
 }
 
+/// Moves the staging rows `take_where` selects (alias `s`) into the temporary table
+/// `into`, one per key (`one_per_key`); returns (rows taken, rows kept). A merge's and
+/// new segments' first statement.
+pub fn take_one_per_key(spec: &MoveSpec, take_where: &str, into: &str) -> String {
+    let cols = quote_list(&spec.columns, None);
+    format!(
+        "WITH moved AS (DELETE FROM {} AS s WHERE {take_where} RETURNING {}, s.ctid AS \
+         backfill_src), \
+         kept AS (INSERT INTO {into} ({cols}) {} RETURNING 1) \
+         SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
+        spec.staging.quoted(),
+        quote_list(&spec.columns, Some("s")),
+        one_per_key(&spec.conflict, &cols, "moved", "backfill_src"),
+    )
+}
+
 /// Moves every staging row into the destination in one statement, sorted by `order`
 /// (TimescaleDB's direct compression writes them as compressed batches); with
 /// `lock_staging` before it and `truncate_staging` after it, in one transaction (see

@@ -1,7 +1,7 @@
 //! A dense upsert's merge by segments and whole-chunk rewrite: the statements, in
 //! the order the merge strategy runs them.
 
-use super::keys::{keys_match, one_per_key};
+use super::keys::keys_match;
 use super::moves::insert_clause;
 use super::MoveSpec;
 use crate::ident::{quote_ident, quote_list, QualifiedName};
@@ -160,7 +160,6 @@ pub(super) struct Parts<'a> {
     pub(super) chunk: String,
     /// The copied columns, bare and of staging (`s`).
     pub(super) cols: String,
-    scols: String,
     /// Every destination column.
     all: String,
     pub(super) seg: String,
@@ -185,7 +184,6 @@ impl<'a> Parts<'a> {
             m,
             chunk: chunk.quoted(),
             cols: quote_list(&spec.columns, None),
-            scols: quote_list(&spec.columns, Some("s")),
             all: quote_list(&m.dest_columns, None),
             seg: quote_ident(&m.segment),
             seg_values: format!("ANY ($1::text::{}[]{})", m.segment_type, collate(m)),
@@ -239,16 +237,7 @@ impl<'a> Parts<'a> {
     }
 
     fn take(&self, take_where: &str) -> String {
-        format!(
-            "WITH moved AS (DELETE FROM {st} AS s WHERE {take_where} RETURNING {scols}, s.ctid AS \
-             backfill_src), \
-             kept AS (INSERT INTO {MERGE_NEW} ({cols}) {one} RETURNING 1) \
-             SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8",
-            st = self.spec.staging.quoted(),
-            scols = self.scols,
-            cols = self.cols,
-            one = one_per_key(&self.spec.conflict, &self.cols, "moved", "backfill_src"),
-        )
+        super::moves::take_one_per_key(self.spec, take_where, MERGE_NEW)
     }
 
     fn read_old(&self) -> String {
