@@ -54,6 +54,10 @@ pub struct Estimate {
     /// unique index and UPDATE or RESTRICT. (DO NOTHING checks compressed batches in
     /// place and decompresses nothing.)
     pub conflicts_decompress: bool,
+    /// Whether a staging row that meets batches makes TimescaleDB read them (each
+    /// decompressed in memory) to check its key: with a unique index, under every
+    /// action, `NOTHING` included.
+    pub checks_batches: bool,
     /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: no limit).
     pub decompress_limit: i64,
     /// Whether the chunk's segments can be merged (see `Strategy::Merge`).
@@ -108,6 +112,15 @@ pub fn direct_decompression(e: &Estimate) -> i64 {
     e.rows_meeting_batches.saturating_mul(BATCH_ROWS).min(e.chunk_rows)
 }
 
+/// Rows a direct insert would decompress in memory to check keys, at most: a batch per
+/// staging row that meets existing batches, never more than the chunk.
+pub fn direct_batch_reads(e: &Estimate) -> i64 {
+    if !e.checks_batches {
+        return 0;
+    }
+    e.rows_meeting_batches.saturating_mul(BATCH_ROWS).min(e.chunk_rows)
+}
+
 /// How many staging rows meeting existing batches settle the choice for decompressing:
 /// counting beyond this changes nothing, so the estimate query stops there.
 pub fn meeting_rows_that_decide(chunk_rows: i64, decompress_limit: i64) -> i64 {
@@ -118,8 +131,11 @@ pub fn meeting_rows_that_decide(chunk_rows: i64, decompress_limit: i64) -> i64 {
 
 /// Chooses how a chunk's rows go in. A direct insert wins when it would decompress at
 /// most half the chunk and stay within TimescaleDB's decompression limit; otherwise
-/// the chunk is decompressed whole. (A direct insert that hits the limit anyway falls
-/// back to decompressing; see `run`.)
+/// the chunk is merged where it can be, else decompressed whole. (A direct insert that
+/// hits the limit anyway falls back to decompressing; see `run`.) Under `NOTHING`,
+/// which decompresses nothing to disk, a chunk that can be merged is merged where a
+/// direct insert would read more than half of it in memory, batch by batch, to check
+/// its rows' keys.
 pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Estimate>) -> Strategy {
     if !compressed {
         return Strategy::Insert;
@@ -132,8 +148,13 @@ pub fn choose_strategy(choice: StrategyChoice, compressed: bool, e: Option<&Esti
             Some(e) => {
                 let d = direct_decompression(e);
                 let within_limit = e.decompress_limit <= 0 || d <= e.decompress_limit;
+                let reads = direct_batch_reads(e);
                 if within_limit && d.saturating_mul(2) <= e.chunk_rows {
-                    Strategy::Direct
+                    if e.merge_possible && reads.saturating_mul(2) > e.chunk_rows {
+                        Strategy::Merge
+                    } else {
+                        Strategy::Direct
+                    }
                 } else if e.merge_possible {
                     Strategy::Merge
                 } else {

@@ -119,6 +119,7 @@ fn est(chunk_rows: i64, meeting: i64, conflicts: bool, limit: i64) -> Estimate {
         chunk_rows,
         rows_meeting_batches: meeting,
         conflicts_decompress: conflicts,
+        checks_batches: conflicts,
         decompress_limit: limit,
         merge_possible: false,
     }
@@ -186,6 +187,31 @@ fn dense_upserts_merge_where_they_can() {
     assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&sparse)), Strategy::Direct);
     assert_eq!(choose_strategy(StrategyChoice::Decompress, true, Some(&e)), Strategy::Decompress);
     assert_eq!(Strategy::Merge.as_str(), "merge");
+}
+
+#[test]
+fn rows_that_would_read_most_batches_merge_under_nothing() {
+    // DO NOTHING with a key: nothing decompressed to disk, but each row meeting batches
+    // reads one in memory
+    let mut e = est(54_000, 18_000, false, 100_000);
+    e.checks_batches = true;
+    assert_eq!(direct_decompression(&e), 0);
+    assert_eq!(direct_batch_reads(&e), 54_000);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+    e.merge_possible = true;
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Merge);
+    // a few rows meeting batches, or none: direct
+    e.rows_meeting_batches = 27;
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+    e.rows_meeting_batches = 28;
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Merge);
+    // no key: no check, no read
+    e.checks_batches = false;
+    assert_eq!(direct_batch_reads(&e), 0);
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
+    // a forced choice is kept
+    e.checks_batches = true;
+    assert_eq!(choose_strategy(StrategyChoice::Direct, true, Some(&e)), Strategy::Direct);
 }
 
 #[test]

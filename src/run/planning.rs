@@ -157,6 +157,7 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         chunk_rows: 0,
         rows_meeting_batches: 0,
         conflicts_decompress,
+        checks_batches: prep.has_unique,
         decompress_limit: prep.decompress_limit,
         // a partial chunk is not merged: some TimescaleDB releases (2.23) left a
         // touched segment's compressed batches in place beside its rows written back
@@ -164,13 +165,15 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
             && prep.merge.is_some()
             && status::is_fully_compressed(chunk.status),
     };
-    if !conflicts_decompress {
+    // without a decompression to fear, the rows meeting batches matter only to a merge
+    if !conflicts_decompress && !(e.checks_batches && e.merge_possible) {
         return e;
     }
     e.chunk_rows =
         query_one(&sql::chunk::count_rows(&chunk.name), &[], |r| col::<i64>(r, 1).unwrap_or(0))
             .unwrap_or(0);
-    let cap = plan::meeting_rows_that_decide(e.chunk_rows, e.decompress_limit);
+    let limit = if conflicts_decompress { e.decompress_limit } else { 0 };
+    let cap = plan::meeting_rows_that_decide(e.chunk_rows, limit);
     e.rows_meeting_batches = if prep.segmentby.is_empty() {
         staging_rows
     } else if routed {

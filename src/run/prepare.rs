@@ -115,10 +115,7 @@ fn new_segments_spec(
     {
         return None;
     }
-    let mut s = spec.clone();
-    s.conflict.target = key.columns.clone();
-    s.conflict.rules = key.rules.clone();
-    Some(s)
+    Some(with_key_as_target(spec, key))
 }
 
 /// The order a direct insert writes compressed batches in, where TimescaleDB's direct
@@ -299,23 +296,27 @@ fn warn_of_others_triggers(staging: &Table, dest: &Table) {
     }
 }
 
-/// Whether a dense upsert may merge segments instead of decompressing the chunk: an
-/// UPDATE on one segmentby column that every unique key contains (so conflicts stay
-/// inside a segment), no generated or identity columns, and no triggers of the user's
-/// (rows of a touched segment are written again).
+/// Whether dense rows may be merged by segments instead of decompressing the chunk: an
+/// UPDATE, or a `NOTHING` with a target (or one unique key, which then is the target),
+/// on one segmentby column that every unique key contains (so conflicts stay inside a
+/// segment), no generated or identity columns, and no triggers of the user's (rows of a
+/// touched segment are written again). Returns the merge and the move it makes (the
+/// run's, with the target filled in).
 fn merge_spec(
     spec: &MoveSpec,
     dest: &Table,
     d_cols: &[Column],
     keys: &[UniqueKey],
     segmentby: &[String],
-) -> Option<MergeSpec> {
-    let c = &spec.conflict;
-    if c.action != ConflictAction::Update
-        || c.target.is_empty()
-        || c.update_columns.is_empty()
-        || segmentby.len() != 1
-    {
+) -> Option<(MergeSpec, MoveSpec)> {
+    let keyed = match (spec.conflict.action, keys) {
+        (ConflictAction::Update, _) if !spec.conflict.update_columns.is_empty() => spec.clone(),
+        (ConflictAction::Nothing, _) if !spec.conflict.target.is_empty() => spec.clone(),
+        (ConflictAction::Nothing, [key]) => with_key_as_target(spec, key),
+        _ => return None,
+    };
+    let c = &keyed.conflict;
+    if c.target.is_empty() || segmentby.len() != 1 {
         return None;
     }
     let segment = &segmentby[0];
@@ -331,12 +332,22 @@ fn merge_spec(
     if d_cols.iter().any(|c| c.generated || c.identity) || catalog::has_user_triggers(dest.oid) {
         return None;
     }
-    Some(MergeSpec {
+    let m = MergeSpec {
         dest_columns: d_cols.iter().map(|c| c.name.clone()).collect(),
         segment: segment.clone(),
         segment_type: catalog::column_type(dest.oid, segment)?,
         segment_collation: c.rules.collations.get(at).cloned().flatten(),
-    })
+    };
+    Some((m, keyed))
+}
+
+/// The run's move with `key` as its conflict target: the same for `NOTHING` without a
+/// target where `key` is the destination's only unique key.
+fn with_key_as_target(spec: &MoveSpec, key: &UniqueKey) -> MoveSpec {
+    let mut s = spec.clone();
+    s.conflict.target = key.columns.clone();
+    s.conflict.rules = key.rules.clone();
+    s
 }
 
 fn relkind_name(k: &str) -> &'static str {

@@ -42,8 +42,9 @@ pub struct Prepared {
     pub segments_collated: Vec<(String, Option<String>)>,
     /// `timescaledb.max_tuples_decompressed_per_dml_transaction` (0: none).
     pub decompress_limit: i64,
-    /// Set when dense upserts can merge segments (see `Strategy::Merge`).
-    pub merge: Option<MergeSpec>,
+    /// Set when dense rows can merge segments (see `Strategy::Merge`): the merge, and the
+    /// move it makes (the run's, its conflict target filled in).
+    pub merge: Option<(MergeSpec, MoveSpec)>,
     /// Whether a merge that touches every segment of a chunk may empty the chunk with
     /// TRUNCATE and rewrite it (see `catalog::chunks_can_be_rewritten`).
     pub truncate_ok: bool,

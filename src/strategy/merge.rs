@@ -8,24 +8,33 @@
 
 use super::source::RowSource;
 use super::{rewrite, segments};
+use crate::config::ConflictAction;
 use crate::plan::{Step, Strategy};
 use crate::spi::{self, col, execute, p, query_one, Param};
 use crate::sql::segment_merge::{MergeSpec, MergeSql};
-use crate::sql::{self, split::SplitSql};
+use crate::sql::{self, split::SplitSql, MoveSpec};
 use crate::step::temp_tables;
 use crate::step::Prepared;
 use crate::step::{ms, StepResult};
 use std::time::Instant;
 
-pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> StepResult {
+/// Merges the step's rows by `m`, moving them as `spec` does (the run's move, its
+/// conflict target filled in).
+pub fn apply(
+    prep: &Prepared,
+    m: &MergeSpec,
+    spec: &MoveSpec,
+    step: &Step,
+    take: RowSource,
+) -> StepResult {
     let chunk = &step.chunk;
     super::require_owner(prep);
     crate::step::settings::apply_sort_work_mem(&prep.cfg);
     let (take_where, take_params) = take_condition(take, step);
-    let q = sql::segment_merge::merge_sql(&prep.spec, m, &chunk.name, &take_where);
+    let q = sql::segment_merge::merge_sql(spec, m, &chunk.name, &take_where);
     execute(&sql::chunk::lock(&chunk.name, "EXCLUSIVE"), &[]);
     temp_tables::drop_named(&[sql::segment_merge::MERGE_NEW, sql::segment_merge::MERGE_OLD]);
-    let split = split_for(prep, m, step);
+    let split = split_for(prep, m, spec, step);
     for create in split.as_ref().map_or(&q.create[..], |s| &s.create[..]) {
         execute(create, &[]);
     }
@@ -52,6 +61,10 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
         by_segments(&q, &segments, kept, &mut r, t);
         rewrite::Indexes::Built
     };
+    if spec.conflict.action == ConflictAction::Nothing {
+        // the rows a staging row met were kept as they were
+        r.updated = 0;
+    }
     spi::pause_point("after_insert");
     let t = Instant::now();
     rewrite::compress(prep, chunk, indexes);
@@ -64,8 +77,8 @@ pub fn apply(prep: &Prepared, m: &MergeSpec, step: &Step, take: RowSource) -> St
 /// The statements of a rewrite split by segments (`sql::split`), where the chunk can
 /// be rewritten and its rows would not fit in memory, so that a rewrite would go
 /// through its temporary tables.
-fn split_for(prep: &Prepared, m: &MergeSpec, step: &Step) -> Option<SplitSql> {
-    let s = sql::split::split_sql(&prep.spec, m, &step.chunk.name).filter(|_| prep.truncate_ok)?;
+fn split_for(prep: &Prepared, m: &MergeSpec, spec: &MoveSpec, step: &Step) -> Option<SplitSql> {
+    let s = sql::split::split_sql(spec, m, &step.chunk.name).filter(|_| prep.truncate_ok)?;
     let params = [
         p(&m.segment_type),
         p(prep.spec.staging.quoted()),

@@ -70,8 +70,8 @@ pub fn run_step(prep: &Prepared, step: &Step, routed: bool) -> StepResult {
     let idx = [step.idx];
     let take = if routed { RowSource::Routed(&idx) } else { RowSource::Filter(&filter) };
     match (strategy, &prep.merge) {
-        (Strategy::Merge, Some(m)) => {
-            or_decompress(prep, chunk, take, "a merge", || merge::apply(prep, m, step, take))
+        (Strategy::Merge, Some((m, spec))) => {
+            or_decompress(prep, chunk, take, "a merge", || merge::apply(prep, m, spec, step, take))
         }
         (Strategy::Direct, _) => {
             or_decompress(prep, chunk, take, "a direct insert", || direct::apply(prep, step, take))

@@ -4,8 +4,10 @@
 //! The end state is what `INSERT … ON CONFLICT` gives on a plain table (staging's
 //! repeated keys included, for `NOTHING` and `UPDATE`); a step with a row of a segment
 //! the chunk has, or a destination with a continuous aggregate, takes the ordinary way;
-//! a run killed after the bulk write leaves both tables as they were. Run where a full
-//! TimescaleDB is installed (ignored, with the reason, elsewhere).
+//! a run killed after the bulk write leaves both tables as they were. Rows of segments
+//! the chunk has, under `NOTHING`, merge it (an outage replay), also as `INSERT … ON
+//! CONFLICT` would leave it. Run where a full TimescaleDB is installed (ignored, with
+//! the reason, elsewhere).
 
 use backfill_ext_client_tests::config::{call_backfill, config};
 use backfill_ext_client_tests::timescale_test;
@@ -152,5 +154,36 @@ timescale_test! {
         let mut c = cl.connect("t");
         c.batch_execute(&call_backfill(&config("st", "m", json!({"workers": 1})))).unwrap();
         as_expected_and_compressed(&mut c, &expected, "after the kill, the next run");
+    }
+}
+
+timescale_test! {
+    fn an_outage_replay_under_nothing_is_merged_as_insert_on_conflict_would_leave_it() {
+        let cl = timescale_cluster();
+        let mut setup = cl.create_db("outage");
+        tables(&mut setup);
+        // the chunks' own devices: each 5-minute key twice (new keys), each 10-minute
+        // key once (keys the chunks have, with other values)
+        setup
+            .batch_execute(
+                "TRUNCATE st;
+                 INSERT INTO st SELECT t + interval '5 minutes', d, -d
+                   FROM generate_series(timestamptz '2026-01-02', '2026-01-03 23:50',
+                                        interval '10 minutes') t, generate_series(1, 4) d;
+                 INSERT INTO st SELECT time, dev, v - 100 FROM st;
+                 INSERT INTO st SELECT time, dev, -1000 FROM m;",
+            )
+            .unwrap();
+        let expected = reference(&mut setup, "NOTHING");
+        let (mut c, notices) = cl.connect_with_notices("outage");
+        let chunk_notices = backfill(&mut c, &notices, "NOTHING");
+        as_expected_and_compressed(&mut c, &expected, "outage");
+        assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
+        for n in &chunk_notices {
+            // every segment touched: the chunk rewritten, not checked row by row
+            assert!(n.contains("merged, every segment touched"), "{n}");
+            // 1,728 taken a day, 576 inserted: repeated keys and existing ones conflict
+            assert!(n.contains("1728 rows moved, 1152 conflicts"), "{n}");
+        }
     }
 }
