@@ -80,3 +80,17 @@ CREATE TABLE _backfill_ext.run_task (
 -- no role but the owner reads or writes tasks: a worker reads its own through the
 -- extension, only while its run is running
 ALTER TABLE _backfill_ext.run_task ENABLE ROW LEVEL SECURITY;
+
+-- The staging rows of a task's chunks, where the run routed them (`tids`: the row ids
+-- of chunk number `idx`, in slices): written by the run with its task, read by the
+-- worker into its own temporary route table. Gone with the task.
+CREATE TABLE _backfill_ext.run_task_rows (
+    run_id bigint NOT NULL,
+    task   integer NOT NULL,
+    idx    integer NOT NULL,
+    tids   tid[] NOT NULL,
+    FOREIGN KEY (run_id, task) REFERENCES _backfill_ext.run_task (run_id, task) ON DELETE CASCADE
+);
+CREATE INDEX ON _backfill_ext.run_task_rows (run_id, task);
+-- as the tasks: no role but the owner reads or writes them
+ALTER TABLE _backfill_ext.run_task_rows ENABLE ROW LEVEL SECURITY;

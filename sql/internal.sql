@@ -118,6 +118,20 @@ CREATE TABLE _backfill_ext.run_task (
 -- extension, only while its run is running
 ALTER TABLE _backfill_ext.run_task ENABLE ROW LEVEL SECURITY;
 
+-- The staging rows of a task's chunks, where the run routed them (`tids`: the row ids
+-- of chunk number `idx`, in slices): written by the run with its task, read by the
+-- worker into its own temporary route table. Gone with the task.
+CREATE TABLE _backfill_ext.run_task_rows (
+    run_id bigint NOT NULL,
+    task   integer NOT NULL,
+    idx    integer NOT NULL,
+    tids   tid[] NOT NULL,
+    FOREIGN KEY (run_id, task) REFERENCES _backfill_ext.run_task (run_id, task) ON DELETE CASCADE
+);
+CREATE INDEX ON _backfill_ext.run_task_rows (run_id, task);
+-- as the tasks: no role but the owner reads or writes them
+ALTER TABLE _backfill_ext.run_task_rows ENABLE ROW LEVEL SECURITY;
+
 -- pg_dump keeps the run history and the policy holds with the database's data
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.policy_hold', '');
 SELECT pg_catalog.pg_extension_config_dump('_backfill_ext.run', '');

@@ -14,6 +14,9 @@ pub struct Conflict {
     pub update_columns: Vec<String>,
     /// How the target's unique index tells two keys apart.
     pub rules: KeyRules,
+    /// The copied columns staging declares NOT NULL: a staged key of these alone holds
+    /// no NULL (filled in by the caller; empty: none known).
+    pub not_null_in_staging: Vec<String>,
 }
 
 /// How a unique index compares keys: NULLs are distinct unless the index says `NULLS NOT
@@ -206,10 +209,17 @@ pub fn resolve_conflict(
             target: vec![],
             update_columns,
             rules: KeyRules::default(),
+            not_null_in_staging: vec![],
         });
     }
     let rules = key.map(|k| k.rules.clone()).unwrap_or_default();
-    Ok(Conflict { action: cfg.on_conflict, target, update_columns, rules })
+    Ok(Conflict {
+        action: cfg.on_conflict,
+        target,
+        update_columns,
+        rules,
+        not_null_in_staging: vec![],
+    })
 }
 
 /// The unique key the config's target names (None: none).

@@ -121,6 +121,22 @@ pub fn direct_batch_reads(e: &Estimate) -> i64 {
     e.rows_meeting_batches.saturating_mul(BATCH_ROWS).min(e.chunk_rows)
 }
 
+/// The staging rows a sampled count looks at for a `NOTHING` merge's choice (where a
+/// wrong guess costs time, never a row): the first of the chunk's rows, not all.
+pub const MEETING_SAMPLE_ROWS: i64 = 1000;
+
+/// The staging rows meeting existing batches, from a count of `meeting` among `looked_at`
+/// rows (None: an exact count) of the chunk's `staging_rows`, rounded up.
+pub fn scaled_meeting(meeting: i64, looked_at: Option<i64>, staging_rows: i64) -> i64 {
+    match looked_at {
+        Some(n) if n > 0 && n < staging_rows => {
+            let scaled = (meeting as i128 * staging_rows as i128 + n as i128 - 1) / n as i128;
+            scaled.min(staging_rows as i128) as i64
+        }
+        _ => meeting,
+    }
+}
+
 /// How many staging rows meeting existing batches settle the choice for decompressing:
 /// counting beyond this changes nothing, so the estimate query stops there.
 pub fn meeting_rows_that_decide(chunk_rows: i64, decompress_limit: i64) -> i64 {
@@ -245,16 +261,6 @@ pub fn should_route(chunks: usize, staging_rows: i64) -> bool {
 /// Limits of one transaction that inserts directly into several compressed chunks.
 pub const BATCH_MAX_ROWS: i64 = 100_000;
 pub const BATCH_MAX_CHUNKS: usize = 64;
-
-/// Whether a plan whose rows were routed (see `ROUTE_ABOVE_ROW_VISITS`) may still run
-/// its `transactions` in `workers` background workers. A worker cannot read the run's
-/// temporary table of row ids, so each of its transactions filters staging by its
-/// chunks' ranges again: one scan of `staging_rows` a transaction, spread over the
-/// workers. They may while those scans stay under the routing threshold per worker.
-pub fn workers_may_filter(transactions: usize, staging_rows: i64, workers: usize) -> bool {
-    (transactions as i64).saturating_mul(staging_rows)
-        <= ROUTE_ABOVE_ROW_VISITS.saturating_mul(workers as i64)
-}
 
 /// Groups the plan's steps into transactions. Consecutive direct inserts share one
 /// transaction (one statement moves their rows) while it stays small: at most

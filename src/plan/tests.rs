@@ -215,6 +215,18 @@ fn rows_that_would_read_most_batches_merge_under_nothing() {
 }
 
 #[test]
+fn a_sampled_count_is_scaled_to_the_chunks_rows() {
+    assert_eq!(scaled_meeting(7, None, 100_000), 7, "an exact count");
+    assert_eq!(scaled_meeting(1000, Some(1000), 18_000), 18_000, "every row meets");
+    assert_eq!(scaled_meeting(0, Some(1000), 72_000), 0, "none meets");
+    assert_eq!(scaled_meeting(2, Some(1000), 18_000), 36, "2 in 1,000");
+    assert_eq!(scaled_meeting(1, Some(1000), 1001), 2, "rounded up");
+    assert_eq!(scaled_meeting(3, Some(500), 500), 3, "the sample was every row");
+    assert_eq!(scaled_meeting(0, Some(0), 0), 0);
+    assert_eq!(scaled_meeting(1000, Some(1000), i64::MAX), i64::MAX, "no overflow");
+}
+
+#[test]
 fn the_decompression_limit_forces_decompress() {
     let e = est(1_000_000, 200, true, 100_000);
     assert_eq!(direct_decompression(&e), 200_000);
@@ -244,16 +256,6 @@ fn routing_only_when_scans_would_cost_more() {
     assert!(should_route(30, 2_160_000));
     assert!(should_route(1000, 100_000));
     assert!(!should_route(0, i64::MAX) && should_route(3, i64::MAX), "no overflow");
-}
-
-#[test]
-fn workers_filter_a_routed_plans_staging_only_while_that_stays_cheap() {
-    // 7 transactions of a 3.6M-row staging table: 25.2M row visits, under 2 x 20M
-    assert!(workers_may_filter(7, 3_600_000, 2));
-    assert!(!workers_may_filter(7, 3_600_000, 1));
-    // 100 transactions of 50M rows: the run keeps its routing and its session
-    assert!(!workers_may_filter(100, 50_000_000, 4));
-    assert!(workers_may_filter(0, i64::MAX, 2));
 }
 
 #[test]

@@ -19,6 +19,7 @@ use crate::plan::{Plan, Step};
 use crate::spi::{self, col, p, query, query_one, state_execute, state_query_one};
 use crate::sql;
 use crate::step::StepResult;
+use pgrx::datum::DatumWithOid;
 
 /// An error a worker reported: SQLSTATE, message, detail, hint.
 type Failure = (String, String, Option<String>, Option<String>);
@@ -35,11 +36,9 @@ enum Outcome {
 /// `workers`, else the server's CPUs (at most `MAX_AUTO_WORKERS`), never more than
 /// there are transactions. 1 (none: the session does them) where workers cannot see
 /// what the run sees: a call that does not commit as it goes, and, before PostgreSQL
-/// 17, a role that cannot log in; before `ALTER EXTENSION backfill_ext UPDATE` has made
-/// the task table; and where the rows were routed through the session's temporary
-/// table and filtering staging again in each worker would cost more than the routing
-/// saved (`plan::workers_may_filter`).
-pub(super) fn worker_count(run: &Run, plan: &Plan, transactions: usize) -> usize {
+/// 17, a role that cannot log in; and before `ALTER EXTENSION backfill_ext UPDATE` has
+/// made the task tables.
+pub(super) fn worker_count(run: &Run, transactions: usize) -> usize {
     let wanted = run.prep.cfg.workers.map(|w| w as usize).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -47,12 +46,7 @@ pub(super) fn worker_count(run: &Run, plan: &Plan, transactions: usize) -> usize
             .min(MAX_AUTO_WORKERS as usize)
     });
     let workers = wanted.min(transactions);
-    let staging_rows =
-        plan.steps.iter().map(|s| s.staging_rows).sum::<i64>() + plan.rows_for_new_chunks;
-    if workers <= 1
-        || !run.session.nonatomic()
-        || (plan.routed && !crate::plan::workers_may_filter(transactions, staging_rows, workers))
-    {
+    if workers <= 1 || !run.session.nonatomic() {
         return 1;
     }
     if !role_can_connect() || !crate::history::has_task_table() {
@@ -80,14 +74,15 @@ impl Run<'_> {
         workers: usize,
         totals: &mut Totals,
     ) -> bool {
-        let settings = self.phase("settings", || settings_for_workers(plan.routed));
+        let settings = self.phase("settings", settings_for_workers);
         let steps_of =
             |b: usize| -> Vec<&Step> { batches[b].iter().map(|i| &plan.steps[*i]).collect() };
+        let routed = plan.routed;
         let mut pool = Pool::new(workers);
         let (mut failure, mut done, mut stopped) = (None, 0, false);
         for b in 0..batches.len() {
             if pool.is_full() {
-                self.collect(&mut pool, &steps_of, totals, &mut failure);
+                self.collect(&mut pool, &steps_of, routed, totals, &mut failure);
             }
             if failure.is_some() {
                 break;
@@ -101,16 +96,14 @@ impl Run<'_> {
                 config: self.prep.cfg.clone(),
                 steps: steps.iter().map(|s| (*s).clone()).collect(),
                 settings: settings.clone(),
+                routed: plan.routed,
             };
-            let json = serde_json::to_string(&work).expect("work serializes");
-            self.phase("task", || {
-                state_execute(sql::tasks::ADD, &[p(self.id.to_string()), p(b.to_string()), p(json)])
-            });
+            self.phase("task", || add_task(self.id, b as i32, &work));
             if !pool.start(self.id, b as i32) {
                 // no worker slot free on the server: this session does it
                 let results = self.phase("batch", || {
                     take_task(self.id, b as i32);
-                    self.batch_here(&steps, false)
+                    self.batch_here(&steps, plan.routed)
                 });
                 report_chunks(&steps, &results, totals);
             }
@@ -118,7 +111,7 @@ impl Run<'_> {
             done += steps.len();
         }
         while !pool.is_empty() {
-            self.collect(&mut pool, &steps_of, totals, &mut failure);
+            self.collect(&mut pool, &steps_of, routed, totals, &mut failure);
         }
         if let Some((state, msg, detail, hint)) = failure {
             self.phase("failed task", || {
@@ -128,11 +121,13 @@ impl Run<'_> {
         stopped
     }
 
-    /// Waits for a worker to stop, and takes the outcome of each that has.
+    /// Waits for a worker to stop, and takes the outcome of each that has (a task no
+    /// worker did, this session does: by its route where the plan is `routed`).
     fn collect<'p>(
         &self,
         pool: &mut Pool,
         steps_of: &dyn Fn(usize) -> Vec<&'p Step>,
+        routed: bool,
         totals: &mut Totals,
         failure: &mut Option<Failure>,
     ) {
@@ -145,12 +140,30 @@ impl Run<'_> {
                     failure.get_or_insert(f);
                 }
                 Outcome::NotDone if failure.is_none() => {
-                    let results = self.phase("batch", || self.batch_here(&steps, false));
+                    let results = self.phase("batch", || self.batch_here(&steps, routed));
                     report_chunks(&steps, &results, totals);
                 }
                 Outcome::NotDone => {}
             }
         }
+    }
+}
+
+/// Writes task `task` of run `run_id`; where the plan routed the staging rows, with its
+/// chunks' rows from the route table (the worker cannot read this session's temporary
+/// table: it takes them into its own).
+fn add_task(run_id: i64, task: i32, work: &Work) {
+    let json = serde_json::to_string(work).expect("work serializes");
+    state_execute(sql::tasks::ADD, &[p(run_id.to_string()), p(task.to_string()), p(json)]);
+    if !work.routed {
+        return;
+    }
+    let idxs: Vec<String> = work.steps.iter().map(|s| s.idx.to_string()).collect();
+    let idxs = format!("{{{}}}", idxs.join(","));
+    for (idx, tids) in query(sql::route::ROUTE_OF_CHUNKS, &[p(idxs)], super::planning::route_row) {
+        spi::state_run_typed(sql::tasks::ADD_ROWS, || {
+            vec![run_id.into(), task.into(), idx.into(), DatumWithOid::from(tids)]
+        });
     }
 }
 
@@ -181,13 +194,8 @@ fn take_task(run_id: i64, task: i32) -> Outcome {
     }
 }
 
-/// The run's settings its workers take over, read in the run's session. Workers take
-/// their rows by the chunks' ranges: a routed plan's route table goes now, its space
-/// with it.
-fn settings_for_workers(routed: bool) -> Vec<(String, String)> {
-    if routed {
-        crate::step::temp_tables::drop_named(&[crate::sql::route::ROUTE_TABLE]);
-    }
+/// The run's settings its workers take over, read in the run's session.
+fn settings_for_workers() -> Vec<(String, String)> {
     let names: Vec<String> = worker::inherited_settings().map(String::from).collect();
     let names = crate::sql::array_literal(&names);
     query(sql::tasks::SETTINGS, &[p(names)], |r| {

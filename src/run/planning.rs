@@ -9,7 +9,8 @@ use crate::ident::QualifiedName;
 use crate::plan::{self, Candidate, Estimate, Plan};
 use crate::route_slices::{self, RouteSlices};
 use crate::spi::{self, col, execute, p, query, query_one, Param};
-use crate::sql::{self, route, RowFilter};
+use crate::sql::route::{self, Meeting};
+use crate::sql::{self, RowFilter};
 use crate::step::Prepared;
 use crate::timescale::{status, Chunk, Hypertable, TimeKind};
 use pgrx::datum::DatumWithOid;
@@ -144,8 +145,17 @@ fn route_rows(prep: &Prepared, ht: &Hypertable, chunks: &[Chunk]) -> Vec<i64> {
     counts
 }
 
-fn write_route((idx, tids): (i32, Vec<pg_sys::ItemPointerData>)) {
+/// A row of the route table: a chunk number and a slice of its staging rows' ids.
+pub(super) type RouteRow = (i32, Vec<pg_sys::ItemPointerData>);
+
+/// Writes a row of the route table.
+pub(super) fn write_route((idx, tids): RouteRow) {
     spi::run_typed(route::WRITE_ROUTE, || vec![DatumWithOid::from(idx), DatumWithOid::from(tids)]);
+}
+
+/// Reads a route row (chunk number, row ids) of a query's result.
+pub(super) fn route_row(r: &pgrx::spi::SpiHeapTupleData) -> RouteRow {
+    (col::<i32>(r, 1).unwrap_or(0), col::<Vec<pg_sys::ItemPointerData>>(r, 2).unwrap_or_default())
 }
 
 /// What choosing a strategy for a compressed chunk needs: its rows, and the staging
@@ -172,28 +182,37 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
     e.chunk_rows =
         query_one(&sql::chunk::count_rows(&chunk.name), &[], |r| col::<i64>(r, 1).unwrap_or(0))
             .unwrap_or(0);
-    let limit = if conflicts_decompress { e.decompress_limit } else { 0 };
-    let cap = plan::meeting_rows_that_decide(e.chunk_rows, limit);
-    e.rows_meeting_batches = if prep.segmentby.is_empty() {
-        staging_rows
-    } else if routed {
-        let q = route::count_routed_meeting_segments(
-            &prep.staging.name,
-            &chunk.name,
-            &prep.segments_collated,
-        );
-        query_one(&q, &[p(idx.to_string()), p(cap.to_string())], |r| col::<i64>(r, 1).unwrap_or(0))
-            .unwrap_or(staging_rows)
+    // under NOTHING a wrong guess costs time, never a row: a sample of the routed rows
+    // decides (a filter scans staging for them anyway)
+    let (how, limit) = if conflicts_decompress || !routed {
+        let limit = if conflicts_decompress { e.decompress_limit } else { 0 };
+        (Meeting::UpTo, plan::meeting_rows_that_decide(e.chunk_rows, limit))
     } else {
+        (Meeting::Sampled, plan::MEETING_SAMPLE_ROWS)
+    };
+    let segments = &prep.segments_collated;
+    let read = |r: &pgrx::spi::SpiHeapTupleData| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2));
+    let counted = if prep.segmentby.is_empty() {
+        None
+    } else if routed {
+        let q =
+            route::count_routed_meeting_segments(&prep.staging.name, &chunk.name, segments, how);
+        query_one(&q, &[p(idx.to_string()), p(limit.to_string())], read)
+    } else {
+        let filter = prep.filter_for(chunk);
         let (q, params) = route::count_rows_meeting_segments(
             &prep.staging.name,
-            &prep.filter_for(chunk),
+            &filter,
             &chunk.name,
-            &prep.segments_collated,
+            segments,
+            how,
         );
         let mut params = spi::params(params);
-        params.push(p(cap.to_string()));
-        query_one(&q, &params, |r| col::<i64>(r, 1).unwrap_or(0)).unwrap_or(staging_rows)
+        params.push(p(limit.to_string()));
+        query_one(&q, &params, read)
     };
+    e.rows_meeting_batches = counted.map_or(staging_rows, |(meeting, looked_at)| {
+        plan::scaled_meeting(meeting, looked_at, staging_rows)
+    });
     e
 }

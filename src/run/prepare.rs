@@ -154,14 +154,15 @@ fn resolve_columns(
     let (names_s, names_d) = (staging.name.to_string(), dest.name.to_string());
     let names = Names { staging: &names_s, destination: &names_d };
     let d_cols = catalog::columns(dest.oid);
-    let copied = spi::check(columns::match_columns(
-        &catalog::columns(staging.oid),
-        &d_cols,
-        &names,
-        &catalog::castable,
-    ));
+    let s_cols = catalog::columns(staging.oid);
+    let copied = spi::check(columns::match_columns(&s_cols, &d_cols, &names, &catalog::castable));
     let keys = catalog::unique_keys(dest.oid);
-    let conflict = spi::check(columns::resolve_conflict(cfg, &copied, &d_cols, &keys, &names));
+    let mut conflict = spi::check(columns::resolve_conflict(cfg, &copied, &d_cols, &keys, &names));
+    conflict.not_null_in_staging = s_cols
+        .iter()
+        .filter(|c| c.not_null && copied.contains(&c.name))
+        .map(|c| c.name.clone())
+        .collect();
     (copied, d_cols, keys, conflict)
 }
 

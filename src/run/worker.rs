@@ -28,6 +28,9 @@ pub struct Work {
     pub steps: Vec<Step>,
     /// The run's session settings (`inherited_settings`), as `(name, value)`.
     pub settings: Vec<(String, String)>,
+    /// Whether the run routed the staging rows: the task then holds its chunks' rows
+    /// (`sql::tasks::ROWS`), which the worker takes into a route table of its own.
+    pub routed: bool,
 }
 
 unsafe extern "C-unwind" {
@@ -84,7 +87,7 @@ fn do_task(run_id: i64, task: i32) {
     report_activity(run_id, &work.steps);
     take_over_settings(run_id, task, &work.settings);
     spi::harden_search_path();
-    match spi::in_subtransaction(AssertUnwindSafe(|| work_through(run_id, &work))) {
+    match spi::in_subtransaction(AssertUnwindSafe(|| work_through(run_id, task, &work))) {
         Ok(results) => {
             spi::unresponsive_point("worker_before_done");
             mark_done(run_id, task, &results);
@@ -142,14 +145,27 @@ fn mark_done(run_id: i64, task: i32, results: &[StepResult]) {
 }
 
 /// The task's chunk transaction, and its chunks in the run's history.
-fn work_through(run_id: i64, work: &Work) -> Vec<StepResult> {
+fn work_through(run_id: i64, task: i32, work: &Work) -> Vec<StepResult> {
     let prep = prepare(work.config.clone());
     let steps: Vec<&Step> = work.steps.iter().collect();
-    let results = crate::strategy::run_transaction(&prep, &steps, false);
+    if work.routed {
+        take_over_route(run_id, task);
+    }
+    let results = crate::strategy::run_transaction(&prep, &steps, work.routed);
     let finished: Vec<(&Chunk, &StepResult)> =
         steps.iter().map(|s| &s.chunk).zip(&results).collect();
     crate::history::chunks(run_id, &finished);
     results
+}
+
+/// Writes the task's routed rows into this worker's own route table, as the run's
+/// session routed them.
+fn take_over_route(run_id: i64, task: i32) {
+    let key = [p(run_id.to_string()), p(task.to_string())];
+    let rows = state_query(sql::tasks::ROWS, &key, super::planning::route_row);
+    crate::step::temp_tables::drop_named(&[sql::route::ROUTE_TABLE]);
+    spi::execute(&sql::chunk::create_route_table(), &[]);
+    rows.into_iter().for_each(super::planning::write_route);
 }
 
 /// What `pg_stat_activity` shows for the worker.

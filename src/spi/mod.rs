@@ -19,7 +19,7 @@ mod tx;
 #[cfg(feature = "test_hooks")]
 pub use hooks::register as register_test_hooks;
 pub use hooks::{always_route, pause_point, rewrite_on_disk, unresponsive_point, TEST_HOOKS};
-pub use state::{state_execute, state_query, state_query_one};
+pub use state::{state_execute, state_query, state_query_one, state_run_typed};
 pub use tx::{
     call_nonatomic, caught_message, caught_parts, caught_sqlstate, harden_search_path,
     in_subtransaction, raise_as, reraise_with_hint, restore_search_path, Session,

@@ -11,6 +11,7 @@
 //! matters, since inside the switch `current_user` is the owner).
 
 use super::{col, query, query_one, Param};
+use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::spi::SpiHeapTupleData;
 
@@ -36,10 +37,20 @@ pub fn state_query<T>(
     params: &[Param],
     f: impl FnMut(&SpiHeapTupleData) -> T,
 ) -> Vec<T> {
-    let Some(owner) = query_one(OWNER, &[], |r| col::<i64>(r, 1)).flatten() else {
-        // no state table (an extension older than its library): nothing to write
-        return vec![];
-    };
+    as_owner(|| query(sql, params, f)).unwrap_or_default()
+}
+
+/// Runs `sql` as the state's owner for its effect, with typed arguments (an array of
+/// row ids, which text would cost a conversion per id).
+pub fn state_run_typed(sql: &'static str, args: impl FnOnce() -> Vec<DatumWithOid<'static>>) {
+    as_owner(|| super::run_typed(sql, args));
+}
+
+/// Calls `f` with the current user switched to the state's owner and `search_path`
+/// pinned; None (nothing called) where there is no state table (an extension older
+/// than its library: nothing to write).
+fn as_owner<T>(f: impl FnOnce() -> T) -> Option<T> {
+    let owner = query_one(OWNER, &[], |r| col::<i64>(r, 1)).flatten()?;
     let (mut user, mut context) = (pg_sys::Oid::INVALID, 0i32);
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
     let _restore = Restore { user, context };
@@ -58,9 +69,9 @@ pub fn state_query<T>(
         |r| col::<String>(r, 1).unwrap_or_default(),
     )
     .unwrap_or_default();
-    let rows = query(sql, params, f);
+    let v = f();
     super::restore_search_path(&path);
-    rows
+    Some(v)
 }
 
 /// The first row of `state_query`, if any.

@@ -56,11 +56,13 @@ pub fn keys_match(c: &Conflict, staged_alias: &str, stored_alias: &str) -> Strin
 
 /// One row per key of the rows of `from` (columns `cols`; `src` is each row's place in
 /// staging, its ctid). A key holding a NULL is a key of its own unless NULLs are not
-/// distinct. Of several rows with one key, UPDATE keeps the last in staging's order
-/// and the others the first, as applying them one by one in that order would.
+/// distinct (or staging declares every key column NOT NULL: none can). Of several rows
+/// with one key, UPDATE keeps the last in staging's order and the others the first, as
+/// applying them one by one in that order would.
 pub fn one_per_key(c: &Conflict, cols: &str, from: &str, src: &str) -> String {
     let mut key: Vec<String> = (0..c.target.len()).map(|i| staged(c, i, "")).collect();
-    if !c.rules.nulls_not_distinct {
+    let may_be_null = !c.target.iter().all(|k| c.not_null_in_staging.contains(k));
+    if !c.rules.nulls_not_distinct && may_be_null {
         let any_null = c
             .target
             .iter()
@@ -85,6 +87,7 @@ mod tests {
             target: vec!["dev".into(), "tag".into()],
             update_columns: vec!["v".into()],
             rules,
+            not_null_in_staging: vec![],
         }
     }
 
@@ -129,6 +132,20 @@ mod tests {
              FROM moved ORDER BY \"dev\", \"tag\" COLLATE public.\"ci\", CASE WHEN \"dev\" IS NULL \
              OR \"tag\" IS NULL THEN backfill_src END, backfill_src DESC"
         );
+    }
+
+    #[test]
+    fn one_per_key_needs_no_null_test_where_staging_declares_the_key_not_null() {
+        let mut c = conflict(ConflictAction::Nothing, text_key(false));
+        c.not_null_in_staging = vec!["dev".into(), "tag".into(), "v".into()];
+        assert_eq!(
+            one_per_key(&c, "a", "t", "s"),
+            "SELECT DISTINCT ON (\"dev\", \"tag\" COLLATE public.\"ci\") a FROM t ORDER \
+             BY \"dev\", \"tag\" COLLATE public.\"ci\", s"
+        );
+        // one key column that may be NULL: the test stays
+        c.not_null_in_staging = vec!["dev".into()];
+        assert!(one_per_key(&c, "a", "t", "s").contains("CASE WHEN \"dev\" IS NULL OR \"tag\""));
     }
 
     #[test]

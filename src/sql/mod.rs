@@ -174,6 +174,7 @@ pub(crate) mod fixtures {
                 target: target.iter().map(|s| s.to_string()).collect(),
                 update_columns: update.iter().map(|s| s.to_string()).collect(),
                 rules: Default::default(),
+                not_null_in_staging: vec![],
             },
             delete_from_staging: delete,
             dest_partitioned: false,

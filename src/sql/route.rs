@@ -20,6 +20,10 @@ pub fn bounds<'a>(chunks: impl Iterator<Item = &'a Chunk> + Clone) -> Vec<String
 /// Writes one row of the route table: `$1` a chunk number, `$2` a tid[].
 pub const WRITE_ROUTE: &str = "INSERT INTO pg_temp._backfill_rows (idx, tids) VALUES ($1, $2)";
 
+/// The route table's rows (chunk number, row ids) of chunk numbers `$1` (an int4[]).
+pub const ROUTE_OF_CHUNKS: &str =
+    "SELECT r.idx, r.tids FROM pg_temp._backfill_rows AS r WHERE r.idx = ANY ($1::int4[])";
+
 /// The routed ctids (`u.src`) of the chunks `cond` takes (on `r.idx`).
 fn routed_from(cond: &str) -> String {
     format!("FROM {ROUTE_TABLE} AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE {cond}")
@@ -155,42 +159,68 @@ pub(crate) fn same_segment(segmentby: &[(String, Option<String>)]) -> String {
         .join(" AND ")
 }
 
-/// Counts, up to `$2`, the routed rows of chunk `$1` whose segment already has batches in `chunk`.
+/// How the staging rows meeting a chunk's segments are counted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Meeting {
+    /// Exactly, up to the last parameter (the count that settles the choice): returns
+    /// (rows meeting, NULL).
+    UpTo,
+    /// Among the first rows only, as many as the last parameter: returns (rows
+    /// meeting, rows looked at), for the plan to scale (`plan::scaled_meeting`).
+    Sampled,
+}
+
+/// Counts the routed rows of chunk `$1` whose segment (segmentby values) already has
+/// batches in `chunk` (see `Meeting`; its limit is `$2`).
 pub fn count_routed_meeting_segments(
     staging: &QualifiedName,
     chunk: &QualifiedName,
     segmentby: &[(String, Option<String>)],
+    how: Meeting,
 ) -> String {
-    let join = same_segment(segmentby);
-    format!(
-        "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s \
-         WHERE {} AND EXISTS (SELECT 1 FROM {} AS c WHERE {join}) LIMIT $2::int8) AS m",
-        staging.quoted(),
-        routed_to_chunk(),
-        chunk.quoted()
-    )
+    // a sample takes its first routed ids, not the chunk's every id
+    let cond = match how {
+        Meeting::UpTo => routed_to_chunk(),
+        Meeting::Sampled => routed_where("r.idx = $1::int4 LIMIT $2::int8"),
+    };
+    meeting_sql(staging, &cond, chunk, segmentby, how, 2)
 }
 
-/// Counts, up to the last parameter, the staging rows a filter takes whose segment
-/// (segmentby values) already has compressed batches in `chunk`.
+/// Counts the staging rows a filter takes whose segment (segmentby values) already has
+/// compressed batches in `chunk` (see `Meeting`; its limit is the last parameter).
 pub fn count_rows_meeting_segments(
     staging: &QualifiedName,
     filter: &RowFilter,
     chunk: &QualifiedName,
     segmentby: &[(String, Option<String>)],
+    how: Meeting,
 ) -> (String, Vec<String>) {
     let (cond, params) = filter.render("s", 1);
-    let join = same_segment(segmentby);
-    (
-        format!(
-            "SELECT count(*)::bigint FROM (SELECT 1 FROM {} AS s WHERE {cond} AND EXISTS (SELECT 1 \
-             FROM {} AS c WHERE {join}) LIMIT ${}::int8) AS m",
-            staging.quoted(),
-            chunk.quoted(),
-            params.len() + 1
+    let q = meeting_sql(staging, &cond, chunk, segmentby, how, params.len() + 1);
+    (q, params)
+}
+
+fn meeting_sql(
+    staging: &QualifiedName,
+    cond: &str,
+    chunk: &QualifiedName,
+    segmentby: &[(String, Option<String>)],
+    how: Meeting,
+    limit: usize,
+) -> String {
+    let meets =
+        format!("EXISTS (SELECT 1 FROM {} AS c WHERE {})", chunk.quoted(), same_segment(segmentby));
+    let st = staging.quoted();
+    match how {
+        Meeting::UpTo => format!(
+            "SELECT count(*)::int8, NULL::int8 FROM (SELECT 1 FROM {st} AS s WHERE {cond} AND \
+             {meets} LIMIT ${limit}::int8) AS m"
         ),
-        params,
-    )
+        Meeting::Sampled => format!(
+            "SELECT (count(*) FILTER (WHERE {meets}))::int8, count(*)::int8 FROM (SELECT s.* \
+             FROM {st} AS s WHERE {cond} LIMIT ${limit}::int8) AS s"
+        ),
+    }
 }
 
 /// The staging table's time span and its rows with a NULL time, as text.
@@ -208,6 +238,7 @@ mod tests {
     use super::*;
     use crate::config::ConflictAction;
     use crate::sql::array_literal;
+    use crate::sql::checks::params;
     use crate::sql::fixtures::*;
     use crate::sql::moves::*;
 
@@ -408,29 +439,45 @@ mod tests {
             &QualifiedName::new("public", "st"),
             &QualifiedName::new("_ti", "c1"),
             &[("device_id".into(), None)],
+            Meeting::UpTo,
         );
-        assert!(
-            q.contains(
-                "FROM \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT u.src \
-            FROM pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = \
-            $1::int4)) AND EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = \
-            s.\"device_id\") LIMIT $2::int8) AS m"
-            ),
-            "{q}"
+        assert_eq!(
+            q,
+            "SELECT count(*)::int8, NULL::int8 FROM (SELECT 1 FROM \"public\".\"st\" AS s WHERE \
+             s.ctid = ANY (ARRAY(SELECT u.src FROM pg_temp._backfill_rows AS r, \
+             pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = $1::int4)) AND EXISTS (SELECT 1 \
+             FROM \"_ti\".\"c1\" AS c WHERE c.\"device_id\" = s.\"device_id\") LIMIT $2::int8) \
+             AS m"
         );
+        assert_eq!(params(&q), ["$1::int4", "$2::int8"]);
+        // a sample: the first rows, each tested
+        let q = count_routed_meeting_segments(
+            &QualifiedName::new("public", "st"),
+            &QualifiedName::new("_ti", "c1"),
+            &[("device_id".into(), None)],
+            Meeting::Sampled,
+        );
+        assert_eq!(
+            q,
+            "SELECT (count(*) FILTER (WHERE EXISTS (SELECT 1 FROM \"_ti\".\"c1\" AS c WHERE \
+             c.\"device_id\" = s.\"device_id\")))::int8, count(*)::int8 FROM (SELECT s.* FROM \
+             \"public\".\"st\" AS s WHERE s.ctid = ANY (ARRAY(SELECT u.src FROM \
+             pg_temp._backfill_rows AS r, pg_catalog.unnest(r.tids) AS u(src) WHERE r.idx = \
+             $1::int4 LIMIT $2::int8)) LIMIT $2::int8) AS s"
+        );
+        assert_eq!(params(&q), ["$1::int4", "$2::int8"]);
     }
 
     #[test]
     fn rows_meeting_segments() {
-        let (q, p) = count_rows_meeting_segments(
-            &QualifiedName::new("public", "st"),
-            &day_filter(TimeKind::TimestampTz),
-            &QualifiedName::new("_timescaledb_internal", "_hyper_1_1_chunk"),
-            &[
-                ("device_id".to_string(), None),
-                ("site".to_string(), Some("pg_catalog.\"C\"".to_string())),
-            ],
-        );
+        let segments = [
+            ("device_id".to_string(), None),
+            ("site".to_string(), Some("pg_catalog.\"C\"".to_string())),
+        ];
+        let chunk = QualifiedName::new("_timescaledb_internal", "_hyper_1_1_chunk");
+        let st = QualifiedName::new("public", "st");
+        let filter = day_filter(TimeKind::TimestampTz);
+        let (q, p) = count_rows_meeting_segments(&st, &filter, &chunk, &segments, Meeting::UpTo);
         // a text segment compares by the destination's collation, whatever staging's is
         assert!(
             q.ends_with(
@@ -441,6 +488,10 @@ mod tests {
             ),
             "{q}"
         );
+        assert_eq!(p.len(), 2);
+        let (q, p) = count_rows_meeting_segments(&st, &filter, &chunk, &segments, Meeting::Sampled);
+        assert!(q.ends_with("LIMIT $3::int8) AS s"), "{q}");
+        assert!(q.contains("s.\"site\" COLLATE pg_catalog.\"C\")))::int8, count(*)::int8"), "{q}");
         assert_eq!(p.len(), 2);
     }
 }

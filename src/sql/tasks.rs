@@ -15,6 +15,16 @@ pub const WORK: &str = "SELECT t.work::text FROM _backfill_ext.run_task AS t JOI
      WHERE t.run_id = $1::int8 AND t.task = $2::int4 AND t.status = 'queued' \
        AND r.status = 'running' AND r.run_by = $3::name AND r.pid = $4::int";
 
+/// Adds to task `$2` of run `$1` the routed staging rows of its chunk number `$3`:
+/// `$4`, a slice of their row ids (`tid[]`).
+pub const ADD_ROWS: &str = "INSERT INTO _backfill_ext.run_task_rows (run_id, task, idx, tids) \
+    VALUES ($1, $2, $3, $4)";
+
+/// The routed staging rows of task `$2` of run `$1`, read by its worker in the
+/// transaction that read its work (`WORK`): chunk numbers and row ids.
+pub const ROWS: &str = "SELECT w.idx, w.tids FROM _backfill_ext.run_task_rows AS w \
+     WHERE w.run_id = $1::int8 AND w.task = $2::int4";
+
 /// Task `$2` of run `$1` done, with its results (`$3`, JSON); returns the task marked
 /// (exactly one, or the worker's transaction must not commit).
 pub const DONE: &str = "UPDATE _backfill_ext.run_task SET status = 'done', results = $3::jsonb \
@@ -46,9 +56,10 @@ pub const SETTINGS: &str = "SELECT n, v FROM (SELECT n, pg_catalog.current_setti
     FROM pg_catalog.unnest($1::text[]) AS n) AS s \
      WHERE v IS NOT NULL";
 
-/// Whether the task table exists (not before `ALTER EXTENSION backfill_ext UPDATE`
+/// Whether the task tables exist (not before `ALTER EXTENSION backfill_ext UPDATE`
 /// when the library is newer than the extension's objects).
-pub const HAS_TABLE: &str = "SELECT pg_catalog.to_regclass('_backfill_ext.run_task') IS NOT NULL";
+pub const HAS_TABLE: &str = "SELECT pg_catalog.to_regclass('_backfill_ext.run_task') IS NOT NULL \
+    AND pg_catalog.to_regclass('_backfill_ext.run_task_rows') IS NOT NULL";
 
 /// Whether the current role may log in (a worker connects as it; before PostgreSQL 17
 /// a worker cannot connect as a role that may not).

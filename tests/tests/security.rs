@@ -59,6 +59,9 @@ const ATTACKS: &[&str] = &[
     // reading or changing worker tasks
     "SELECT count(*) FROM _backfill_ext.run_task",
     "UPDATE _backfill_ext.run_task SET work = '{}'",
+    // reading or planting the row ids a worker takes
+    "SELECT count(*) FROM _backfill_ext.run_task_rows",
+    "INSERT INTO _backfill_ext.run_task_rows VALUES (1, 0, 1, '{\"(0,1)\"}')",
 ];
 
 #[test]

@@ -160,18 +160,42 @@ timescale_test! {
 }
 
 timescale_test! {
-    /// The plan routed the rows through the run's temporary table; the workers filter
-    /// staging by their chunks' ranges.
+    /// The plan routed the rows through the run's temporary table; each task carries its
+    /// chunks' row ids, and its worker takes exactly those: a row staged for a later
+    /// chunk after the plan is left to the rows outside every chunk step, moved last.
     fn workers_move_a_routed_plans_rows_exactly_once_two_at_a_time() {
         two_at_a_time(true);
     }
 }
 
+/// Day 4, a chunk whose task has not started while the first two chunks' workers are
+/// paused: a row staged then, and the staging rows it had before.
+const LATE: &str = "INSERT INTO backfill_event_data (time, device_id, value) VALUES \
+    (timestamptz '2024-01-05 00:30+00', 98, 7)";
+const DAY_4: &str = "time >= timestamptz '2024-01-05' AND time < timestamptz '2024-01-06'";
+
 fn two_at_a_time(routed: bool) {
     let mut s = staged();
+    let day_4: i64 =
+        scalar(&mut s.c, &format!("SELECT count(*) FROM backfill_event_data WHERE {DAY_4}"));
     // two chunk transactions are seen under way at once, each in a worker
     let run = start_paused(&s.cl, &mut s.c, 2, routed);
+    if routed {
+        let rows = "SELECT count(*) FROM _backfill_ext.run_task_rows";
+        assert!(scalar::<i64>(&mut s.c, rows) > 0, "the tasks carry their row ids");
+        s.c.batch_execute(LATE).unwrap();
+        s.new += 1;
+    }
     run.join().unwrap().unwrap();
+    if routed {
+        let q = "SELECT rows_moved FROM backfill_run_chunks \
+                 WHERE range_start::timestamptz = '2024-01-05'";
+        assert_eq!(scalar::<i64>(&mut s.c, q), day_4, "day 4's step took its routed rows only");
+        let q = "SELECT count(*) FROM event_data WHERE device_id = 98";
+        assert_eq!(scalar::<i64>(&mut s.c, q), 1, "the late row is moved, once");
+        let left = "SELECT count(*) FROM _backfill_ext.run_task_rows";
+        assert_eq!(scalar::<i64>(&mut s.c, left), 0, "no row id is left");
+    }
     s.assert_moved_once("after a run with workers");
     let c = &mut s.c;
     let r = c.query_one("SELECT status, rows_moved FROM backfill_status", &[]).unwrap();
