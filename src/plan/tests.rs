@@ -120,6 +120,7 @@ fn est(chunk_rows: i64, meeting: i64, conflicts: bool, limit: i64) -> Estimate {
         rows_meeting_batches: meeting,
         conflicts_decompress: conflicts,
         checks_batches: conflicts,
+        staging_rows: 0,
         decompress_limit: limit,
         merge_possible: false,
     }
@@ -190,28 +191,35 @@ fn dense_upserts_merge_where_they_can() {
 }
 
 #[test]
-fn rows_that_would_read_most_batches_merge_under_nothing() {
-    // DO NOTHING with a key: nothing decompressed to disk, but each row meeting batches
-    // reads one in memory
+fn rows_whose_checks_would_read_more_than_a_merge_writes_merge_under_nothing() {
+    // an outage replay: 18,000 rows, each meeting its device's batches, into 54,000
     let mut e = est(54_000, 18_000, false, 100_000);
     e.checks_batches = true;
-    assert_eq!(direct_decompression(&e), 0);
-    assert_eq!(direct_batch_reads(&e), 54_000);
+    e.staging_rows = 18_000;
+    assert_eq!(direct_decompression(&e), 0, "NOTHING decompresses nothing to disk");
+    assert!(reads_outweigh_a_merge(&e));
     assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
     e.merge_possible = true;
     assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Merge);
-    // a few rows meeting batches, or none: direct
-    e.rows_meeting_batches = 27;
-    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
-    e.rows_meeting_batches = 28;
+    // the count that settles it: 100 x 72,000 rows written / 1,000 read a row
+    let k = meeting_rows_that_outweigh(54_000, 18_000);
+    assert_eq!(k, 7_201);
+    e.rows_meeting_batches = k;
     assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Merge);
-    // no key: no check, no read
-    e.checks_batches = false;
-    assert_eq!(direct_batch_reads(&e), 0);
+    e.rows_meeting_batches = k - 1;
     assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
-    // a forced choice is kept
+    // a few duplicates in a small chunk: a batch is at most the chunk
+    let mut small = est(1_440, 30, false, 100_000);
+    (small.checks_batches, small.merge_possible, small.staging_rows) = (true, true, 30);
+    assert!(!reads_outweigh_a_merge(&small));
+    assert_eq!(meeting_rows_that_outweigh(1_440, 30), 148, "100 x 1,470 / 1,000 + 1");
+    // no key: no check, no read; a forced choice is kept
+    e.rows_meeting_batches = 18_000;
+    e.checks_batches = false;
+    assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
     e.checks_batches = true;
     assert_eq!(choose_strategy(StrategyChoice::Direct, true, Some(&e)), Strategy::Direct);
+    assert_eq!(meeting_rows_that_outweigh(0, 0), 1, "an empty chunk");
 }
 
 #[test]

@@ -168,6 +168,7 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         rows_meeting_batches: 0,
         conflicts_decompress,
         checks_batches: prep.has_unique,
+        staging_rows,
         decompress_limit: prep.decompress_limit,
         // a partial chunk is not merged: some TimescaleDB releases (2.23) left a
         // touched segment's compressed batches in place beside its rows written back
@@ -185,8 +186,12 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
     // under NOTHING a wrong guess costs time, never a row: a sample of the routed rows
     // decides (a filter scans staging for them anyway)
     let (how, limit) = if conflicts_decompress || !routed {
-        let limit = if conflicts_decompress { e.decompress_limit } else { 0 };
-        (Meeting::UpTo, plan::meeting_rows_that_decide(e.chunk_rows, limit))
+        let cap = if conflicts_decompress {
+            plan::meeting_rows_that_decide(e.chunk_rows, e.decompress_limit)
+        } else {
+            plan::meeting_rows_that_outweigh(e.chunk_rows, staging_rows)
+        };
+        (Meeting::UpTo, cap)
     } else {
         (Meeting::Sampled, plan::MEETING_SAMPLE_ROWS)
     };
