@@ -48,8 +48,9 @@ pub struct Estimate {
     /// Rows in the chunk.
     pub chunk_rows: i64,
     /// Staging rows whose segment (segmentby values) already has batches in the chunk:
-    /// each may make a conflict check decompress a batch.
-    pub rows_meeting_batches: i64,
+    /// each may make a conflict check decompress a batch. None where they were not
+    /// counted (nothing depends on them).
+    pub rows_meeting_batches: Option<i64>,
     /// Whether a conflict makes TimescaleDB decompress the batch it meets: with a
     /// unique index and UPDATE or RESTRICT. (DO NOTHING checks compressed batches in
     /// place and decompresses nothing.)
@@ -111,7 +112,7 @@ pub fn direct_decompression(e: &Estimate) -> i64 {
     if !e.conflicts_decompress {
         return 0;
     }
-    e.rows_meeting_batches.saturating_mul(BATCH_ROWS).min(e.chunk_rows)
+    e.rows_meeting_batches.unwrap_or(0).saturating_mul(BATCH_ROWS).min(e.chunk_rows)
 }
 
 /// What reading a row costs a direct insert's key check (a batch decompressed in memory
@@ -125,7 +126,7 @@ pub const ROWS_READ_PER_ROW_WRITTEN: i64 = 100;
 /// the chunk) for each staging row meeting its segment, against the chunk's and the
 /// staging rows written once.
 pub fn reads_outweigh_a_merge(e: &Estimate) -> bool {
-    let reads = e.rows_meeting_batches.saturating_mul(BATCH_ROWS.min(e.chunk_rows));
+    let reads = e.rows_meeting_batches.unwrap_or(0).saturating_mul(BATCH_ROWS.min(e.chunk_rows));
     let writes = e.chunk_rows.saturating_add(e.staging_rows);
     e.checks_batches
         && !e.conflicts_decompress
@@ -222,6 +223,10 @@ pub struct Step {
     pub strategy: Strategy,
     /// Rows a direct insert is expected to decompress (0 when unknown or none).
     pub decompression: i64,
+    /// Staging rows the plan found meeting the chunk's batches (None: not counted;
+    /// from a sample under `NOTHING` where the rows were routed).
+    #[serde(default)]
+    pub rows_meeting: Option<i64>,
 }
 
 /// The whole run: one step per chunk that receives rows, in time order, then the rows
@@ -248,12 +253,14 @@ pub fn plan(candidates: Vec<Candidate>, total_rows: i64, choice: StrategyChoice)
             let compressed = status::is_compressed(c.chunk.status);
             let strategy = choose_strategy(choice, compressed, c.estimate.as_ref());
             let decompression = c.estimate.as_ref().map(direct_decompression).unwrap_or(0);
+            let rows_meeting = c.estimate.as_ref().and_then(|e| e.rows_meeting_batches);
             Step {
                 idx: c.idx,
                 strategy,
                 staging_rows: c.staging_rows,
                 chunk: c.chunk,
                 decompression,
+                rows_meeting,
             }
         })
         .collect();

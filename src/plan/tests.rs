@@ -70,7 +70,8 @@ fn integer_ranges_sort_numerically() {
 }
 
 fn step(strategy: Strategy, rows: i64, decompression: i64) -> Step {
-    Step { idx: 0, chunk: chunk("c", "2024-01-01", 1), staging_rows: rows, strategy, decompression }
+    let c = chunk("c", "2024-01-01", 1);
+    Step { idx: 0, chunk: c, staging_rows: rows, strategy, decompression, rows_meeting: None }
 }
 
 #[test]
@@ -117,7 +118,7 @@ fn empty_plan() {
 fn est(chunk_rows: i64, meeting: i64, conflicts: bool, limit: i64) -> Estimate {
     Estimate {
         chunk_rows,
-        rows_meeting_batches: meeting,
+        rows_meeting_batches: Some(meeting),
         conflicts_decompress: conflicts,
         checks_batches: conflicts,
         staging_rows: 0,
@@ -204,9 +205,9 @@ fn rows_whose_checks_would_read_more_than_a_merge_writes_merge_under_nothing() {
     // the count that settles it: 100 x 72,000 rows written / 1,000 read a row
     let k = meeting_rows_that_outweigh(54_000, 18_000);
     assert_eq!(k, 7_201);
-    e.rows_meeting_batches = k;
+    e.rows_meeting_batches = Some(k);
     assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Merge);
-    e.rows_meeting_batches = k - 1;
+    e.rows_meeting_batches = Some(k - 1);
     assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
     // a few duplicates in a small chunk: a batch is at most the chunk
     let mut small = est(1_440, 30, false, 100_000);
@@ -214,7 +215,7 @@ fn rows_whose_checks_would_read_more_than_a_merge_writes_merge_under_nothing() {
     assert!(!reads_outweigh_a_merge(&small));
     assert_eq!(meeting_rows_that_outweigh(1_440, 30), 148, "100 x 1,470 / 1,000 + 1");
     // no key: no check, no read; a forced choice is kept
-    e.rows_meeting_batches = 18_000;
+    e.rows_meeting_batches = Some(18_000);
     e.checks_batches = false;
     assert_eq!(choose_strategy(StrategyChoice::Auto, true, Some(&e)), Strategy::Direct);
     e.checks_batches = true;

@@ -165,7 +165,7 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         prep.has_unique && prep.spec.conflict.action != ConflictAction::Nothing;
     let mut e = Estimate {
         chunk_rows: 0,
-        rows_meeting_batches: 0,
+        rows_meeting_batches: None,
         conflicts_decompress,
         checks_batches: prep.has_unique,
         staging_rows,
@@ -216,8 +216,8 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         params.push(p(limit.to_string()));
         query_one(&q, &params, read)
     };
-    e.rows_meeting_batches = counted.map_or(staging_rows, |(meeting, looked_at)| {
+    e.rows_meeting_batches = Some(counted.map_or(staging_rows, |(meeting, looked_at)| {
         plan::scaled_meeting(meeting, looked_at, staging_rows)
-    });
+    }));
     e
 }

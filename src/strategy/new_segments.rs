@@ -24,7 +24,8 @@ use std::time::Instant;
 /// The step done so, or `None`, having changed nothing but its lock on the chunk, where
 /// it does not apply: the destination does not allow it (`Prepared::new_segments`), the
 /// step has fewer rows than a batch, the chunk is not fully compressed, or a staging row
-/// of the step has a segment the chunk has.
+/// of the step has a segment the chunk has (looked for first unless the plan counted
+/// none).
 pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult> {
     let chunk = &step.chunk;
     let spec = prep.new_segments.as_ref()?;
@@ -38,9 +39,13 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult
     let (take_where, take_params) = super::merge::take_condition(take, step);
     let same = route::same_segment(&prep.segments_collated);
     let q = new_segments::new_segments_sql(spec, &chunk.name, &take_where, &prep.segmentby, &same);
-    let meets = query_one(&q.staging_meets_chunk, &take_params, |x| col::<bool>(x, 1));
-    if meets.flatten().unwrap_or(true) {
-        return None;
+    // where the plan found no row meeting the chunk's segments, the check after taking
+    // the rows is enough (a row that does goes in with the run's ON CONFLICT)
+    if step.rows_meeting != Some(0) {
+        let meets = query_one(&q.staging_meets_chunk, &take_params, |x| col::<bool>(x, 1));
+        if meets.flatten().unwrap_or(true) {
+            return None;
+        }
     }
     settings::apply_sort_work_mem(&prep.cfg);
     temp_tables::drop_named(&[new_segments::BULK_NEW]);
@@ -54,6 +59,11 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult
     r.moved = moved;
     let meets = query_one(&q.meets_chunk, &[], |x| col::<bool>(x, 1).unwrap_or(true));
     if meets.unwrap_or(true) || kept == 0 {
+        pgrx::debug1!(
+            "backfill_ext: chunk {}: a row taken meets a segment of the chunk; the rows go in \
+             with ON CONFLICT",
+            chunk.name
+        );
         insert_all(&q, &mut r);
     } else {
         execute(&q.insert_first, &[]);
