@@ -163,6 +163,9 @@ pub(super) fn route_row(r: &pgrx::spi::SpiHeapTupleData) -> RouteRow {
 fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows: i64) -> Estimate {
     let conflicts_decompress =
         prep.has_unique && prep.spec.conflict.action != ConflictAction::Nothing;
+    // under NOTHING, a direct step writes the rows with new keys in bulk where it may
+    // (`strategy::new_segments`): cheaper than a merge, which rewrites the chunk's rows
+    let new_keys_in_bulk = !conflicts_decompress && prep.new_segments.is_some();
     let mut e = Estimate {
         chunk_rows: 0,
         rows_meeting_batches: None,
@@ -174,7 +177,8 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
         // touched segment's compressed batches in place beside its rows written back
         merge_possible: prep.cfg.delete_from_staging
             && prep.merge.is_some()
-            && status::is_fully_compressed(chunk.status),
+            && status::is_fully_compressed(chunk.status)
+            && !new_keys_in_bulk,
     };
     // without a decompression to fear, the rows meeting batches matter only to a merge
     if !conflicts_decompress && !(e.checks_batches && e.merge_possible) {
@@ -195,29 +199,36 @@ fn estimate(prep: &Prepared, chunk: &Chunk, idx: i32, routed: bool, staging_rows
     } else {
         (Meeting::Sampled, plan::MEETING_SAMPLE_ROWS)
     };
-    let segments = &prep.segments_collated;
-    let read = |r: &pgrx::spi::SpiHeapTupleData| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2));
-    let counted = if prep.segmentby.is_empty() {
-        None
-    } else if routed {
-        let q =
-            route::count_routed_meeting_segments(&prep.staging.name, &chunk.name, segments, how);
-        query_one(&q, &[p(idx.to_string()), p(limit.to_string())], read)
-    } else {
-        let filter = prep.filter_for(chunk);
-        let (q, params) = route::count_rows_meeting_segments(
-            &prep.staging.name,
-            &filter,
-            &chunk.name,
-            segments,
-            how,
-        );
-        let mut params = spi::params(params);
-        params.push(p(limit.to_string()));
-        query_one(&q, &params, read)
-    };
+    let counted = count_meeting(prep, chunk, (idx, routed), how, limit);
     e.rows_meeting_batches = Some(counted.map_or(staging_rows, |(meeting, looked_at)| {
         plan::scaled_meeting(meeting, looked_at, staging_rows)
     }));
     e
+}
+
+/// The staging rows of chunk number `idx` meeting its segments, counted `how` up to
+/// `limit`: (rows meeting, rows looked at where sampled); None without segments.
+fn count_meeting(
+    prep: &Prepared,
+    chunk: &Chunk,
+    (idx, routed): (i32, bool),
+    how: Meeting,
+    limit: i64,
+) -> Option<(i64, Option<i64>)> {
+    let segments = &prep.segments_collated;
+    let read = |r: &pgrx::spi::SpiHeapTupleData| (col::<i64>(r, 1).unwrap_or(0), col::<i64>(r, 2));
+    if prep.segmentby.is_empty() {
+        return None;
+    }
+    let staging = &prep.staging.name;
+    if routed {
+        let q = route::count_routed_meeting_segments(staging, &chunk.name, segments, how);
+        return query_one(&q, &[p(idx.to_string()), p(limit.to_string())], read);
+    }
+    let filter = prep.filter_for(chunk);
+    let (q, params) =
+        route::count_rows_meeting_segments(staging, &filter, &chunk.name, segments, how);
+    let mut params = spi::params(params);
+    params.push(p(limit.to_string()));
+    query_one(&q, &params, read)
 }

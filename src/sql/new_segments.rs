@@ -1,9 +1,11 @@
-//! The statements of a direct step whose rows all belong to segments the chunk lacks
+//! The statements of a direct step whose rows all belong to segments the chunk lacks,
+//! or (`NOTHING`) whose rows with keys the chunk has are left out
 //! (`strategy::new_segments`): the rows go, one per key, into a temporary table, one of
 //! them is inserted through the hypertable (TimescaleDB marks the chunk partial), the
 //! rest are written into the chunk in bulk and its indexes rebuilt, and the chunk is
 //! compressed.
 
+use super::keys::keys_match;
 use super::moves::{insert_clause, take_one_per_key};
 use super::MoveSpec;
 use crate::ident::{quote_list, QualifiedName};
@@ -21,6 +23,9 @@ pub struct NewSegmentsSql {
     pub take: String,
     /// Whether a row of BULK_NEW has a segment the chunk has (then the rows are inserted).
     pub meets_chunk: String,
+    /// Removes the rows of BULK_NEW whose key the chunk has (under `NOTHING` they are
+    /// conflicts; the others cannot meet a row of the chunk); returns how many.
+    pub drop_existing_keys: String,
     /// Inserts one row of BULK_NEW through the destination, and removes it from BULK_NEW.
     pub insert_first: String,
     /// Inserts every row of BULK_NEW through the destination, with the run's
@@ -64,6 +69,12 @@ pub fn new_segments_sql(
         ),
         take: take_one_per_key(spec, take_where, BULK_NEW),
         meets_chunk: meets(&format!("FROM {BULK_NEW} AS s")),
+        drop_existing_keys: format!(
+            "WITH d AS (DELETE FROM {BULK_NEW} AS n WHERE EXISTS (SELECT 1 FROM {} AS o WHERE \
+             {}) RETURNING 1) SELECT count(*)::int8 FROM d",
+            chunk.quoted(),
+            keys_match(&spec.conflict, "n", "o")
+        ),
         insert_first: format!(
             "WITH f AS (DELETE FROM {BULK_NEW} AS b WHERE b.ctid = (SELECT ctid FROM {BULK_NEW} \
              LIMIT 1) RETURNING {}) INSERT INTO {dest} ({cols}) SELECT {cols} FROM f",
@@ -109,6 +120,13 @@ mod tests {
         assert!(q.take.ends_with(
             "SELECT (SELECT count(*) FROM moved)::int8, (SELECT count(*) FROM kept)::int8"
         ));
+        assert_eq!(
+            q.drop_existing_keys,
+            "WITH d AS (DELETE FROM pg_temp._backfill_new_segments AS n WHERE EXISTS (SELECT 1 \
+             FROM \"_ti\".\"c1\" AS o WHERE n.\"device_id\" = o.\"device_id\" AND n.\"time\" = \
+             o.\"time\") RETURNING 1) SELECT count(*)::int8 FROM d"
+        );
+        assert!(crate::sql::checks::params(&q.drop_existing_keys).is_empty());
         assert_eq!(
             q.meets_chunk,
             "SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT s.\"device_id\" FROM \

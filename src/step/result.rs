@@ -27,6 +27,8 @@ pub struct StepResult {
     pub rewrote_by_insert: Option<String>,
     /// A direct step's rows, all of segments the chunk lacked, were written in bulk.
     pub wrote_in_bulk: bool,
+    /// Some of them were of segments the chunk had (`NOTHING`: their keys it lacked).
+    pub met_segments: bool,
     pub decompress_ms: f64,
     pub insert_ms: f64,
     pub recompress_ms: f64,
@@ -42,6 +44,9 @@ impl StepResult {
         let how = match (self.strategy, self.recompressed) {
             (Some(Strategy::Direct), false) if self.compressed_directly => {
                 "written into the compressed chunk as compressed batches"
+            }
+            (Some(Strategy::Direct), true) if self.wrote_in_bulk && self.met_segments => {
+                "new keys written into the chunk in bulk, recompressed"
             }
             (Some(Strategy::Direct), true) if self.wrote_in_bulk => {
                 "new segments written into the chunk in bulk, recompressed"

@@ -248,7 +248,7 @@ fn procedures_land_in_the_extension_schema_and_state_in_its_own() {
     );
     assert_eq!(
         scalar::<i64>(&mut c, "SELECT count(*) FROM pg_tables WHERE schemaname = '_backfill_ext'"),
-        5
+        6
     );
     // the procedures must be callable non-atomically: no SET clause, not SECURITY DEFINER
     assert_eq!(

@@ -1,21 +1,23 @@
 //! A hypertable with a unique key that holds its segmentby column takes rows of
 //! segments a compressed chunk lacks (new devices) written into the chunk in bulk, then
 //! compressed: no row checked against the compressed batches, none inserted one by one.
-//! The end state is what `INSERT … ON CONFLICT` gives on a plain table (staging's
-//! repeated keys included, for `NOTHING` and `UPDATE`); a step with a row of a segment
-//! the chunk has, or a destination with a continuous aggregate, takes the ordinary way;
-//! a run killed after the bulk write leaves both tables as they were. Rows of segments
-//! the chunk has, under `NOTHING`, merge it (an outage replay), also as `INSERT … ON
-//! CONFLICT` would leave it. Run where a full TimescaleDB is installed (ignored, with
-//! the reason, elsewhere).
+//! Under `NOTHING` rows of segments the chunk has go in bulk too, their keys the chunk
+//! has left out (an outage replay). The end state is what `INSERT … ON CONFLICT` gives
+//! on a plain table (staging's repeated keys included, for `NOTHING` and `UPDATE`); under
+//! `UPDATE` a step with a row of a segment the chunk has takes the ordinary way, and
+//! with a continuous aggregate every step does (an outage replay is merged); a run
+//! killed after the bulk write leaves both tables as they were. Run where a full
+//! TimescaleDB is installed (ignored, with the reason, elsewhere).
 
 use backfill_ext_client_tests::config::{call_backfill, config};
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{pid_of_run, scalar, timescale_cluster, Client, Notices};
 use serde_json::json;
 
-/// What the NOTICE of a chunk written so says.
+/// What the NOTICE of a chunk written so says: rows of new segments alone, or (under
+/// `NOTHING`) rows of existing segments too, their keys the chunk has left out.
 const IN_BULK: &str = "new segments written into the chunk in bulk, recompressed";
+const NEW_KEYS: &str = "new keys written into the chunk in bulk, recompressed";
 
 /// Hypertable `m` with the key (dev, time), two daily chunks of 4 devices at 10-minute
 /// steps, compressed segmented by dev; its plain twin `twin` with the same rows and key;
@@ -110,29 +112,32 @@ timescale_test! {
 }
 
 timescale_test! {
-    fn a_segment_the_chunk_has_or_a_continuous_aggregate_keeps_the_ordinary_way() {
+    fn a_segment_the_chunk_has_takes_new_keys_or_the_ordinary_way() {
         let cl = timescale_cluster();
         let cagg = "CREATE MATERIALIZED VIEW daily WITH (timescaledb.continuous) AS \
             SELECT time_bucket('1 day', time) AS day, dev, count(*) FROM m GROUP BY 1, 2 \
             WITH NO DATA;";
-        // a row of device 1, which the first chunk has, staged last: routed, the plan's
-        // sample of the first 1,000 rows misses it, and the check after the take meets it
-        let old_segment = "INSERT INTO st VALUES ('2026-01-02 00:05', 1, -1)";
-        let cases = [("old", old_segment, 1, false), ("routed", old_segment, 1, true)];
-        for (db, after, in_bulk, routed) in cases.into_iter().chain([("cagg", cagg, 0, false)]) {
+        // a row of device 1, which the first chunk has, staged last (routed, the plan's
+        // sample of the first 1,000 rows misses it): under NOTHING the first chunk's rows
+        // go in bulk all the same (new keys); under UPDATE it takes the ordinary way
+        let old = "INSERT INTO st VALUES ('2026-01-02 00:05', 1, -1)";
+        let cases = [
+            ("old", old, "NOTHING", false, (1, 1)),
+            ("routed", old, "NOTHING", true, (1, 1)),
+            ("update", old, "UPDATE", true, (1, 0)),
+            ("cagg", cagg, "NOTHING", false, (0, 0)),
+        ];
+        for (db, after, action, routed, in_bulk) in cases {
             let mut setup = cl.create_db(db);
             tables(&mut setup);
             setup.batch_execute(after).unwrap();
-            let expected = reference(&mut setup, "NOTHING");
+            let expected = reference(&mut setup, action);
             let (mut c, notices) = cl.connect_with_notices(db);
             c.batch_execute(&format!("SET backfill_ext.debug_always_route = {routed}")).unwrap();
-            c.batch_execute("SET client_min_messages = debug1").unwrap();
-            let chunk_notices = backfill(&mut c, &notices, "NOTHING");
-            let met = notices.lock().unwrap().iter().any(|n| n.contains("meets a segment"));
-            assert_eq!(met, routed, "{db}: only the routed run finds the row after the take");
+            let chunk_notices = backfill(&mut c, &notices, action);
             as_expected_and_compressed(&mut c, &expected, db);
-            let bulk = chunk_notices.iter().filter(|n| n.contains(IN_BULK)).count();
-            assert_eq!(bulk, in_bulk, "{db}: {chunk_notices:?}");
+            let count = |text: &str| chunk_notices.iter().filter(|n| n.contains(text)).count();
+            assert_eq!((count(IN_BULK), count(NEW_KEYS)), in_bulk, "{db}: {chunk_notices:?}");
         }
     }
 }
@@ -164,32 +169,44 @@ timescale_test! {
 }
 
 timescale_test! {
-    fn an_outage_replay_under_nothing_is_merged_as_insert_on_conflict_would_leave_it() {
+    fn an_outage_replay_under_nothing_goes_in_bulk_or_merged_as_insert_on_conflict_would() {
         let cl = timescale_cluster();
-        let mut setup = cl.create_db("outage");
-        tables(&mut setup);
-        // the chunks' own devices: each 5-minute key twice (new keys), each 10-minute
-        // key once (keys the chunks have, with other values)
-        setup
-            .batch_execute(
-                "TRUNCATE st;
-                 INSERT INTO st SELECT t + interval '5 minutes', d, -d
-                   FROM generate_series(timestamptz '2026-01-02', '2026-01-03 23:50',
-                                        interval '10 minutes') t, generate_series(1, 4) d;
-                 INSERT INTO st SELECT time, dev, v - 100 FROM st;
-                 INSERT INTO st SELECT time, dev, -1000 FROM m;",
-            )
-            .unwrap();
-        let expected = reference(&mut setup, "NOTHING");
-        let (mut c, notices) = cl.connect_with_notices("outage");
-        let chunk_notices = backfill(&mut c, &notices, "NOTHING");
-        as_expected_and_compressed(&mut c, &expected, "outage");
-        assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
-        for n in &chunk_notices {
-            // every segment touched: the chunk rewritten, not checked row by row
-            assert!(n.contains("merged, every segment touched"), "{n}");
-            // 1,728 taken a day, 576 inserted: repeated keys and existing ones conflict
-            assert!(n.contains("1728 rows moved, 1152 conflicts"), "{n}");
+        // with a continuous aggregate nothing is written in bulk past its trigger: merged
+        for (db, cagg, how) in [("outage", false, NEW_KEYS), ("cagg", true, "merged, every")] {
+            let mut setup = cl.create_db(db);
+            tables(&mut setup);
+            // the chunks' own devices: each 5-minute key twice (new keys), each 10-minute
+            // key once (keys the chunks have, with other values)
+            setup
+                .batch_execute(
+                    "TRUNCATE st;
+                     INSERT INTO st SELECT t + interval '5 minutes', d, -d
+                       FROM generate_series(timestamptz '2026-01-02', '2026-01-03 23:50',
+                                            interval '10 minutes') t, generate_series(1, 4) d;
+                     INSERT INTO st SELECT time, dev, v - 100 FROM st;
+                     INSERT INTO st SELECT time, dev, -1000 FROM m;",
+                )
+                .unwrap();
+            if cagg {
+                setup
+                    .batch_execute(
+                        "CREATE MATERIALIZED VIEW daily WITH (timescaledb.continuous) AS SELECT \
+                         time_bucket('1 day', time) AS day, dev, count(*) FROM m GROUP BY 1, 2 \
+                         WITH NO DATA",
+                    )
+                    .unwrap();
+            }
+            let expected = reference(&mut setup, "NOTHING");
+            let (mut c, notices) = cl.connect_with_notices(db);
+            let chunk_notices = backfill(&mut c, &notices, "NOTHING");
+            as_expected_and_compressed(&mut c, &expected, db);
+            assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
+            for n in &chunk_notices {
+                // no row checked against the batches one by one
+                assert!(n.contains(how), "{db}: {n}");
+                // 1,728 taken a day, 576 inserted: repeated keys and existing ones conflict
+                assert!(n.contains("1728 rows moved, 1152 conflicts"), "{db}: {n}");
+            }
         }
     }
 }
