@@ -261,7 +261,8 @@ fn forced_and_uncompressed_strategies() {
 fn routing_only_when_scans_would_cost_more() {
     assert!(!should_route(1, 50_000_000), "one chunk: one scan either way");
     assert!(!should_route(5, 360_000), "a few chunks: scanning staging per step is cheaper");
-    assert!(!should_route(32, 374_000));
+    assert!(!should_route(32, 300_000));
+    assert!(should_route(30, 540_000), "an outage replay: 16.2 million row visits");
     assert!(should_route(30, 2_160_000));
     assert!(should_route(1000, 100_000));
     assert!(!should_route(0, i64::MAX) && should_route(3, i64::MAX), "no overflow");
