@@ -159,8 +159,8 @@ fn add_task(run_id: i64, task: i32, work: &Work) {
         return;
     }
     let idxs: Vec<String> = work.steps.iter().map(|s| s.idx.to_string()).collect();
-    let idxs = format!("{{{}}}", idxs.join(","));
-    for (idx, tids) in query(sql::route::ROUTE_OF_CHUNKS, &[p(idxs)], super::planning::route_row) {
+    let idxs = p(sql::array_literal(&idxs));
+    for (idx, tids) in query(sql::route::ROUTE_OF_CHUNKS, &[idxs], super::planning::route_row) {
         spi::state_run_typed(sql::tasks::ADD_ROWS, || {
             vec![run_id.into(), task.into(), idx.into(), DatumWithOid::from(tids)]
         });
