@@ -10,7 +10,8 @@ use crate::timescale::{Chunk, TimeKind};
 /// staging table.
 pub const ROUTE_TABLE: &str = "pg_temp._backfill_rows";
 
-/// The chunks' lower and upper bounds as two array texts (`time_buckets`'s `$1`, `$2`).
+/// The chunks' lower and upper bounds as two array texts (the `$1`, `$2` of
+/// `route_by_time`, `count_by_time`, `count_in_chunks` and `moves::move_bucketed_rows`).
 pub fn bounds<'a>(chunks: impl Iterator<Item = &'a Chunk> + Clone) -> Vec<String> {
     let lows: Vec<String> = chunks.clone().map(|c| c.lo.clone().unwrap_or_default()).collect();
     let highs: Vec<String> = chunks.map(|c| c.hi.clone().unwrap_or_default()).collect();
@@ -45,67 +46,74 @@ pub fn routed_to_chunk() -> String {
     routed_where("r.idx = $1::int4")
 }
 
-/// The bounds and the per-row chunk number of `route_by_time` and `count_by_time`:
-/// `$1`, `$2` are the chunks' lower and upper bounds as array text, sorted and not
-/// overlapping (no space dimension); each row gets the number of the chunk it falls in
-/// by binary search. Returns (WITH clause, FROM-WHERE clause).
-pub(super) fn time_buckets(
-    staging: &QualifiedName,
-    time_column: &str,
-    kind: TimeKind,
-) -> (String, String) {
-    let t = format!("s.{}", quote_ident(time_column));
-    let typed = |param: usize| match kind {
+/// `$1` or `$2`, the chunks' lower or upper bounds as array text (see `bounds`), as an
+/// array of the time column's type.
+fn typed_bounds(kind: TimeKind, param: usize) -> String {
+    match kind {
         TimeKind::TimestampTz => format!("${param}::timestamptz[]"),
         TimeKind::Timestamp | TimeKind::Date => format!(
             "ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM pg_catalog.unnest(${param}::timestamptz[]) \
              WITH ORDINALITY AS b(v, o) ORDER BY b.o)"
         ),
         TimeKind::Integer => format!("${param}::int8[]"),
-    };
-    // the bounds are cast once (a materialized CTE), not once per staging row
-    (
-        format!("WITH bounds AS MATERIALIZED (SELECT {} AS lo, {} AS hi)", typed(1), typed(2)),
-        format!(
-            "FROM bounds, {st} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b) \
-             AS w WHERE w.b > 0 AND {t} < bounds.hi[w.b]",
-            st = staging.quoted()
-        ),
+    }
+}
+
+/// The bounds of `move_bucketed_rows` as a CTE `bounds` (`lo`, `hi`), cast once.
+pub(super) fn bounds_cte(kind: TimeKind) -> String {
+    format!(
+        "WITH bounds AS MATERIALIZED (SELECT {} AS lo, {} AS hi)",
+        typed_bounds(kind, 1),
+        typed_bounds(kind, 2)
     )
 }
 
-/// Each staging row's chunk number and ctid (`idx`, `src`), in one scan of staging (see
-/// `time_buckets`): what the route table is written from.
-pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
-    let (with, from) = time_buckets(staging, time_column, kind);
-    format!("{with} SELECT w.b, s.ctid {from}")
+/// The lower and upper bounds of the reading queries below, each an uncorrelated
+/// subquery: cast once (an initplan), not once per staging row, and, unlike a CTE,
+/// they let the scan of staging run in parallel. The bounds are sorted and do not
+/// overlap (no space dimension); each row gets the number of the chunk it falls in by
+/// binary search (`width_bucket` on the lower bounds).
+fn bound_subqueries(kind: TimeKind) -> (String, String) {
+    (format!("(SELECT {})", typed_bounds(kind, 1)), format!("(SELECT {})", typed_bounds(kind, 2)))
 }
 
-/// Counts the staging rows of each chunk in one scan (see `time_buckets`): rows of
-/// (chunk number, rows).
-pub fn count_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
-    let (with, _) = time_buckets(staging, time_column, kind);
+/// Each staging row's chunk number and ctid (`idx`, `src`), in one scan of staging (see
+/// `bound_subqueries`): what the route table is written from.
+pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
+    let (lo, hi) = bound_subqueries(kind);
     let t = format!("s.{}", quote_ident(time_column));
-    // the bucket computed once per row (cheaper than the routing form's lateral subquery)
     format!(
-        "{with} SELECT x.b, count(*) FILTER (WHERE x.t < x.hi[x.b])::int8 FROM \
-         (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b, {t} AS t, bounds.hi FROM bounds, {} \
-         AS s) AS x WHERE x.b > 0 GROUP BY x.b",
+        "SELECT w.b, s.ctid FROM {} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, {lo}) AS \
+         b) AS w WHERE w.b > 0 AND {t} < {hi}[w.b]",
         staging.quoted()
     )
 }
 
-/// The staging rows grouped by the chunk their time falls in (see `time_buckets`), in
-/// one scan: rows of (chunk number, rows, whether every one of them is inside the
+/// Counts the staging rows of each chunk in one scan (see `bound_subqueries`): rows of
+/// (chunk number, rows).
+pub fn count_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
+    let (lo, hi) = bound_subqueries(kind);
+    let t = format!("s.{}", quote_ident(time_column));
+    // the bucket computed once per row (cheaper than the routing form's lateral subquery)
+    format!(
+        "SELECT x.b, count(*) FILTER (WHERE x.t < {hi}[x.b])::int8 FROM (SELECT \
+         pg_catalog.width_bucket({t}, {lo}) AS b, {t} AS t FROM {} AS s) AS x WHERE x.b > 0 \
+         GROUP BY x.b",
+        staging.quoted()
+    )
+}
+
+/// The staging rows grouped by the chunk their time falls in (see `bound_subqueries`),
+/// in one scan: rows of (chunk number, rows, whether every one of them is inside the
 /// chunk's range). Rows before the first chunk have number 0, rows with no time NULL;
 /// neither is inside.
 pub fn count_in_chunks(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
-    let (with, _) = time_buckets(staging, time_column, kind);
+    let (lo, hi) = bound_subqueries(kind);
     let t = format!("s.{}", quote_ident(time_column));
     format!(
-        "{with} SELECT x.b, x.n, COALESCE(x.b > 0 AND x.top < bounds.hi[x.b], false) FROM bounds, \
-         (SELECT pg_catalog.width_bucket({t}, bounds.lo) AS b, count(*)::int8 AS n, max({t}) AS \
-         top FROM bounds, {} AS s GROUP BY 1) AS x",
+        "SELECT x.b, x.n, COALESCE(x.b > 0 AND x.top < {hi}[x.b], false) FROM (SELECT \
+         pg_catalog.width_bucket({t}, {lo}) AS b, count(*)::int8 AS n, max({t}) AS top FROM {} \
+         AS s GROUP BY 1) AS x",
         staging.quoted()
     )
 }
@@ -288,27 +296,24 @@ mod tests {
     #[test]
     fn routing_by_time_finds_each_rows_chunk_by_binary_search() {
         let r = route_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
-        assert!(
-            r.starts_with(
-                "WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, \
-            $2::timestamptz[] AS hi) SELECT w.b, s.ctid FROM bounds, \"public\".\"st\" AS s, \
-            LATERAL"
-            ),
-            "{r}"
+        assert_eq!(
+            r,
+            "SELECT w.b, s.ctid FROM \"public\".\"st\" AS s, LATERAL (SELECT \
+             pg_catalog.width_bucket(s.\"time\", (SELECT $1::timestamptz[])) AS b) AS w WHERE \
+             w.b > 0 AND s.\"time\" < (SELECT $2::timestamptz[])[w.b]"
         );
-        assert!(
-            r.contains("pg_catalog.width_bucket(s.\"time\", bounds.lo)")
-                && r.contains("s.\"time\" < bounds.hi[w.b]"),
-            "{r}"
-        );
+        // no CTE: a CTE scan would keep the scan of staging from running in parallel
+        assert!(!r.contains("WITH"), "{r}");
         let r = route_by_time(&QualifiedName::new("public", "st"), "t", TimeKind::Date);
         assert!(
             r.contains(
-                "ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM \
-            pg_catalog.unnest($1::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o)"
+                "(SELECT ARRAY(SELECT b.v AT TIME ZONE 'UTC' FROM \
+            pg_catalog.unnest($1::timestamptz[]) WITH ORDINALITY AS b(v, o) ORDER BY b.o))"
             ),
             "{r}"
         );
+        let with = bounds_cte(TimeKind::Integer);
+        assert_eq!(with, "WITH bounds AS MATERIALIZED (SELECT $1::int8[] AS lo, $2::int8[] AS hi)");
     }
 
     #[test]
@@ -337,36 +342,27 @@ mod tests {
     #[test]
     fn counting_in_chunks_groups_by_chunk_number_and_checks_the_upper_bound() {
         let c = count_in_chunks(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
-        assert!(c.starts_with("WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, "));
-        assert!(c.contains(
-            "SELECT x.b, x.n, COALESCE(x.b > 0 AND x.top < bounds.hi[x.b], false) FROM bounds, \
-             (SELECT pg_catalog.width_bucket(s.\"time\", bounds.lo) AS b, count(*)::int8 AS n, \
-             max(s.\"time\") AS top FROM bounds, \"public\".\"st\" AS s GROUP BY 1) AS x"
-        ));
+        assert_eq!(
+            c,
+            "SELECT x.b, x.n, COALESCE(x.b > 0 AND x.top < (SELECT $2::timestamptz[])[x.b], \
+             false) FROM (SELECT pg_catalog.width_bucket(s.\"time\", (SELECT \
+             $1::timestamptz[])) AS b, count(*)::int8 AS n, max(s.\"time\") AS top FROM \
+             \"public\".\"st\" AS s GROUP BY 1) AS x"
+        );
         assert_eq!(crate::sql::checks::params(&c), ["$1::timestamptz[]", "$2::timestamptz[]"]);
         let i = count_in_chunks(&QualifiedName::new("public", "st"), "t", TimeKind::Integer);
-        assert!(i.contains("$1::int8[] AS lo, $2::int8[] AS hi"), "{i}");
+        assert!(i.contains("(SELECT $1::int8[])") && i.contains("(SELECT $2::int8[])[x.b]"));
     }
 
     #[test]
     fn counting_uses_the_same_chunk_numbers() {
         // counting uses the same chunk numbers, without the table
         let c = count_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
-        assert!(
-            c.starts_with(
-                "WITH bounds AS MATERIALIZED (SELECT $1::timestamptz[] AS lo, \
-            $2::timestamptz[] AS hi) SELECT x.b, count(*) FILTER (WHERE x.t < x.hi[x.b])::int8 \
-            FROM"
-            ),
-            "{c}"
-        );
-        assert!(
-            c.ends_with(
-                "(SELECT pg_catalog.width_bucket(s.\"time\", bounds.lo) AS b, \
-            s.\"time\" AS t, bounds.hi FROM bounds, \"public\".\"st\" AS s) AS x WHERE x.b > 0 \
-            GROUP BY x.b"
-            ),
-            "{c}"
+        assert_eq!(
+            c,
+            "SELECT x.b, count(*) FILTER (WHERE x.t < (SELECT $2::timestamptz[])[x.b])::int8 \
+             FROM (SELECT pg_catalog.width_bucket(s.\"time\", (SELECT $1::timestamptz[])) AS b, \
+             s.\"time\" AS t FROM \"public\".\"st\" AS s) AS x WHERE x.b > 0 GROUP BY x.b"
         );
         let (c, p) = count_by_filters(
             &QualifiedName::new("public", "st"),

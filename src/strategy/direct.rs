@@ -54,7 +54,6 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> StepResult {
 /// direct path returns no rows for `RETURNING` to count).
 fn compress_directly(prep: &Prepared, order: &CompressOrder, take: RowSource, r: &mut StepResult) {
     let t = Instant::now();
-    settings::apply_sort_work_mem(&prep.cfg);
     settings::direct_compress_insert(true, order.complete);
     r.moved = source::compress_rows(prep, take, &order.by);
     settings::direct_compress_insert(false, order.complete);

@@ -73,7 +73,6 @@ fn move_all(
 ) -> Vec<(Chunk, StepResult)> {
     let expected: i64 = rows.iter().sum();
     let t = Instant::now();
-    settings::apply_sort_work_mem(&prep.cfg);
     settings::direct_compress_insert(true, order.complete);
     let moved = execute_counted(&moves::insert_all_sorted(&prep.spec, &order.by), &[]);
     settings::direct_compress_insert(false, order.complete);

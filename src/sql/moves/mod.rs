@@ -3,7 +3,7 @@
 //! in both; and the RESTRICT probe that runs before.
 
 use super::keys::{can_meet, keys_match, one_per_key, staged_key};
-use super::route::{routed_rows, routed_where, time_buckets};
+use super::route::{bounds_cte, routed_rows, routed_where};
 use super::{MoveSpec, RowFilter};
 use crate::config::ConflictAction;
 use crate::ident::{quote_ident, quote_list, QualifiedName};
@@ -275,7 +275,7 @@ pub fn move_routed_rows(spec: &MoveSpec, one_chunk: bool) -> String {
 /// overlapping), `$3` their chunk numbers (int4[] text). Each staging row is matched
 /// to its chunk by one binary search, in one scan of staging.
 pub fn move_bucketed_rows(spec: &MoveSpec, time_column: &str, kind: TimeKind) -> String {
-    let (with, _) = time_buckets(&spec.staging, time_column, kind);
+    let with = bounds_cte(kind);
     let t = format!("s.{}", quote_ident(time_column));
     let scols = quote_list(&spec.columns, Some("s"));
     let b = format!("pg_catalog.width_bucket({t}, bounds.lo)");
