@@ -284,6 +284,35 @@ pub fn should_route(chunks: usize, staging_rows: i64) -> bool {
     chunks > 1 && (chunks as i64).saturating_mul(staging_rows) > ROUTE_ABOVE_ROW_VISITS
 }
 
+/// The work, in rows written, from which a plan is worth more than one session: a
+/// background worker takes about 45 ms to start and prepare (measured on the
+/// benchmark's sparse additions), the time a direct insert takes for about 6,000 rows,
+/// so two workers, each starting while it takes half of the work, save time only from
+/// twice that.
+pub const ROWS_WORTH_WORKERS: i64 = 12_000;
+
+/// What reading a row costs a direct insert's key check against what inserting a row
+/// directly costs (about 12 ns against 7 µs with its share of compressing again, the
+/// sparse additions' 4,320 rows into 29 chunks).
+pub const ROWS_READ_PER_ROW_INSERTED: i64 = 500;
+
+/// Whether the plan's steps are work enough for background workers (see
+/// `ROWS_WORTH_WORKERS`): any step that rewrites or decompresses a chunk is; so are
+/// ordinary and direct inserts whose rows, with their key checks' reads
+/// (`ROWS_READ_PER_ROW_INSERTED`), add up to it.
+pub fn worth_workers(steps: &[Step]) -> bool {
+    let mut work = 0i64;
+    for s in steps {
+        if !matches!(s.strategy, Strategy::Insert | Strategy::Direct) {
+            return true;
+        }
+        work = work
+            .saturating_add(s.staging_rows)
+            .saturating_add(s.decompression / ROWS_READ_PER_ROW_INSERTED);
+    }
+    work >= ROWS_WORTH_WORKERS
+}
+
 /// Limits of one transaction that inserts directly into several compressed chunks.
 pub const BATCH_MAX_ROWS: i64 = 100_000;
 pub const BATCH_MAX_CHUNKS: usize = 64;

@@ -327,3 +327,25 @@ fn the_whole_staging_table_goes_at_once_only_where_every_row_fits_a_compressed_c
     }
     assert_eq!(whole_staging(&[], &statuses), None, "an empty staging table");
 }
+
+#[test]
+fn workers_start_only_for_work_that_outweighs_their_start() {
+    // the benchmark's sparse additions: 29 chunks of 144 rows, one of 1,144 with 1,000
+    // key checks reading a batch each
+    let mut sparse: Vec<Step> = (0..29).map(|_| step(Strategy::Direct, 144, 0)).collect();
+    sparse.push(step(Strategy::Direct, 1144, 1_000_000));
+    assert!(!worth_workers(&sparse));
+    // the same rows twice over are worth two workers
+    let twice: Vec<Step> = sparse.iter().chain(sparse.iter()).cloned().collect();
+    assert!(worth_workers(&twice));
+    assert!(worth_workers(&[step(Strategy::Insert, ROWS_WORTH_WORKERS, 0)]));
+    assert!(!worth_workers(&[step(Strategy::Insert, ROWS_WORTH_WORKERS - 1, 0)]));
+    // reads count a fraction of an inserted row
+    let reads = ROWS_READ_PER_ROW_INSERTED * ROWS_WORTH_WORKERS;
+    assert!(!worth_workers(&[step(Strategy::Direct, 0, reads - ROWS_READ_PER_ROW_INSERTED)]));
+    assert!(worth_workers(&[step(Strategy::Direct, 0, reads)]));
+    // a rewrite or a decompression is worth a worker, whatever its rows
+    assert!(worth_workers(&[step(Strategy::Merge, 1, 0)]));
+    assert!(worth_workers(&[step(Strategy::Decompress, 1, 0)]));
+    assert!(!worth_workers(&[]));
+}

@@ -226,7 +226,7 @@ impl Run<'_> {
         } else {
             (0..plan.steps.len()).map(|i| vec![i]).collect()
         };
-        let workers = parallel::worker_count(self, batches.len());
+        let workers = parallel::worker_count(self, &plan.steps, batches.len());
         if workers > 1 {
             return self.chunks_in_workers(plan, &batches, workers, totals);
         }

@@ -32,14 +32,18 @@ enum Outcome {
     NotDone,
 }
 
-/// How many workers a run uses for `transactions` chunk transactions: the config's
-/// `workers`, else the server's CPUs (at most `MAX_AUTO_WORKERS`), never more than
-/// there are transactions. 1 (none: the session does them) where workers cannot see
+/// How many workers a run uses for `transactions` chunk transactions of the plan's
+/// `steps`: the config's `workers`, else the server's CPUs (at most
+/// `MAX_AUTO_WORKERS`) where the steps are worth it (`plan::worth_workers`), never
+/// more than there are transactions. 1 (none: the session does them) where workers cannot see
 /// what the run sees: a call that does not commit as it goes, and, before PostgreSQL
 /// 17, a role that cannot log in; and before `ALTER EXTENSION backfill_ext UPDATE` has
 /// made the task tables.
-pub(super) fn worker_count(run: &Run, transactions: usize) -> usize {
+pub(super) fn worker_count(run: &Run, steps: &[Step], transactions: usize) -> usize {
     let wanted = run.prep.cfg.workers.map(|w| w as usize).unwrap_or_else(|| {
+        if !crate::plan::worth_workers(steps) {
+            return 1;
+        }
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)

@@ -24,7 +24,9 @@ pub struct NewSegmentsSql {
     /// Whether a row of BULK_NEW has a segment the chunk has (then the rows are inserted).
     pub meets_chunk: String,
     /// Removes the rows of BULK_NEW whose key the chunk has (under `NOTHING` they are
-    /// conflicts; the others cannot meet a row of the chunk); returns how many.
+    /// conflicts; the others cannot meet a row of the chunk); returns how many. A join,
+    /// not a semi-join: the chunk holds a key once, and a semi-join would have the
+    /// planner make the chunk's rows unique first.
     pub drop_existing_keys: String,
     /// Inserts one row of BULK_NEW through the destination, and removes it from BULK_NEW.
     pub insert_first: String,
@@ -70,8 +72,8 @@ pub fn new_segments_sql(
         take: take_one_per_key(spec, take_where, BULK_NEW),
         meets_chunk: meets(&format!("FROM {BULK_NEW} AS s")),
         drop_existing_keys: format!(
-            "WITH d AS (DELETE FROM {BULK_NEW} AS n WHERE EXISTS (SELECT 1 FROM {} AS o WHERE \
-             {}) RETURNING 1) SELECT count(*)::int8 FROM d",
+            "WITH d AS (DELETE FROM {BULK_NEW} AS n USING {} AS o WHERE {} RETURNING 1) SELECT \
+             count(*)::int8 FROM d",
             chunk.quoted(),
             keys_match(&spec.conflict, "n", "o")
         ),
@@ -122,9 +124,9 @@ mod tests {
         ));
         assert_eq!(
             q.drop_existing_keys,
-            "WITH d AS (DELETE FROM pg_temp._backfill_new_segments AS n WHERE EXISTS (SELECT 1 \
-             FROM \"_ti\".\"c1\" AS o WHERE n.\"device_id\" = o.\"device_id\" AND n.\"time\" = \
-             o.\"time\") RETURNING 1) SELECT count(*)::int8 FROM d"
+            "WITH d AS (DELETE FROM pg_temp._backfill_new_segments AS n USING \"_ti\".\"c1\" \
+             AS o WHERE n.\"device_id\" = o.\"device_id\" AND n.\"time\" = o.\"time\" RETURNING \
+             1) SELECT count(*)::int8 FROM d"
         );
         assert!(crate::sql::checks::params(&q.drop_existing_keys).is_empty());
         assert_eq!(

@@ -22,6 +22,11 @@ pub const SERIAL_INDEX_BUILD: &str =
     "SELECT pg_catalog.current_setting('max_parallel_maintenance_workers'), \
      pg_catalog.set_config('max_parallel_maintenance_workers', '0', true)";
 
+/// Joins without a merge join until the end of the transaction; returns the setting it
+/// replaced.
+pub const WITHOUT_MERGE_JOIN: &str = "SELECT pg_catalog.current_setting('enable_mergejoin'), \
+     pg_catalog.set_config('enable_mergejoin', 'off', true)";
+
 /// TimescaleDB's compression reads a chunk with a sequential scan and a sort, never
 /// through one of its indexes, until the end of the transaction; returns the setting
 /// it replaced, or NULL (and sets nothing) where this TimescaleDB has no such setting.
@@ -67,6 +72,9 @@ mod tests {
         assert!(RAISE_WORK_MEM_TO_MAINTENANCE.contains(", true) WHERE "));
         assert!(RAISE_WORK_MEM_TO_MAINTENANCE
             .ends_with("> pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem'))"));
+        for q in [SERIAL_INDEX_BUILD, WITHOUT_MERGE_JOIN] {
+            assert!(q.contains(", true)"), "is_local must be true: {q}");
+        }
         for q in [SET_LOCAL] {
             assert!(q.starts_with("SELECT pg_catalog.set_config("), "{q}");
             assert!(q.ends_with(", true)"), "is_local must be true: {q}");

@@ -70,8 +70,9 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult
     let mut meets =
         query_one(&q.meets_chunk, &[], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true);
     if meets && nothing {
-        kept -=
-            query_one(&q.drop_existing_keys, &[], |x| col::<i64>(x, 1).unwrap_or(0)).unwrap_or(0);
+        kept -= settings::without_merge_join(|| {
+            query_one(&q.drop_existing_keys, &[], |x| col::<i64>(x, 1).unwrap_or(0)).unwrap_or(0)
+        });
         (meets, r.met_segments) = (false, true);
     }
     if meets || kept == 0 {
