@@ -99,3 +99,21 @@ fn bad_work_mem_is_rejected() {
     .unwrap();
     run::prepare(cfg);
 }
+
+#[pg_test]
+fn validation_leaves_jit_alone_and_the_run_turns_it_off() {
+    setup_plain();
+    Spi::run("SET LOCAL jit = on; SET LOCAL work_mem = '5MB'").unwrap();
+    let cfg = Config::from_json(Some(&serde_json::json!({
+        "staging_table": "stage", "destination_hypertable": "\"My Schema\".\"Dest\"",
+        "work_mem": "7MB"
+    })))
+    .unwrap();
+    let prep = run::prepare(cfg);
+    let setting = |name: &str| {
+        Spi::get_one::<String>(&format!("SELECT current_setting('{name}')")).unwrap().unwrap()
+    };
+    assert_eq!((setting("jit"), setting("work_mem")), ("on".into(), "5MB".into()));
+    crate::step::settings::apply(&prep.cfg);
+    assert_eq!((setting("jit"), setting("work_mem")), ("off".into(), "7MB".into()));
+}
