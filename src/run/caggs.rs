@@ -33,11 +33,7 @@ pub struct Refresh {
 /// the cost of one index lookup, where no view reads the destination.
 pub fn plan(prep: &Prepared, span: &(String, String)) -> Vec<Refresh> {
     let (Some(ts), Some(ht)) = (&prep.ts, &prep.ht) else { return vec![] };
-    if !query_one(sql::caggs::ANY_VIEW_READS, &[p(prep.dest.oid.to_string())], |r| {
-        col::<bool>(r, 1).unwrap_or(true)
-    })
-    .unwrap_or(true)
-    {
+    if !crate::catalog::any_view_reads(prep.dest.oid) {
         return vec![];
     }
     let (bucket_info, hypertable_info) = query_one(sql::caggs::FUNCTIONS, &[], |r| {

@@ -82,9 +82,11 @@ fn bound_subqueries(kind: TimeKind) -> (String, String) {
 pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
     let (lo, hi) = bound_subqueries(kind);
     let t = format!("s.{}", quote_ident(time_column));
+    // read through a cursor, which never runs in parallel: the bucket is computed once a
+    // row (OFFSET 0 keeps the subquery from being flattened into three computations)
     format!(
-        "SELECT w.b, s.ctid FROM {} AS s, LATERAL (SELECT pg_catalog.width_bucket({t}, {lo}) AS \
-         b) AS w WHERE w.b > 0 AND {t} < {hi}[w.b]",
+        "SELECT x.b, x.src FROM (SELECT pg_catalog.width_bucket({t}, {lo}) AS b, {t} AS t, \
+         s.ctid AS src FROM {} AS s OFFSET 0) AS x WHERE x.b > 0 AND x.t < {hi}[x.b]",
         staging.quoted()
     )
 }
@@ -298,9 +300,9 @@ mod tests {
         let r = route_by_time(&QualifiedName::new("public", "st"), "time", TimeKind::TimestampTz);
         assert_eq!(
             r,
-            "SELECT w.b, s.ctid FROM \"public\".\"st\" AS s, LATERAL (SELECT \
-             pg_catalog.width_bucket(s.\"time\", (SELECT $1::timestamptz[])) AS b) AS w WHERE \
-             w.b > 0 AND s.\"time\" < (SELECT $2::timestamptz[])[w.b]"
+            "SELECT x.b, x.src FROM (SELECT pg_catalog.width_bucket(s.\"time\", (SELECT \
+             $1::timestamptz[])) AS b, s.\"time\" AS t, s.ctid AS src FROM \"public\".\"st\" AS \
+             s OFFSET 0) AS x WHERE x.b > 0 AND x.t < (SELECT $2::timestamptz[])[x.b]"
         );
         // no CTE: a CTE scan would keep the scan of staging from running in parallel
         assert!(!r.contains("WITH"), "{r}");
