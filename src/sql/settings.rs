@@ -27,6 +27,11 @@ pub const SERIAL_INDEX_BUILD: &str =
 pub const WITHOUT_MERGE_JOIN: &str = "SELECT pg_catalog.current_setting('enable_mergejoin'), \
      pg_catalog.set_config('enable_mergejoin', 'off', true)";
 
+/// Joins without a nested loop until the end of the transaction; returns the setting it
+/// replaced.
+pub const WITHOUT_NESTED_LOOP: &str = "SELECT pg_catalog.current_setting('enable_nestloop'), \
+     pg_catalog.set_config('enable_nestloop', 'off', true)";
+
 /// TimescaleDB's compression reads a chunk with a sequential scan and a sort, never
 /// through one of its indexes, until the end of the transaction; returns the setting
 /// it replaced, or NULL (and sets nothing) where this TimescaleDB has no such setting.
@@ -72,7 +77,7 @@ mod tests {
         assert!(RAISE_WORK_MEM_TO_MAINTENANCE.contains(", true) WHERE "));
         assert!(RAISE_WORK_MEM_TO_MAINTENANCE
             .ends_with("> pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem'))"));
-        for q in [SERIAL_INDEX_BUILD, WITHOUT_MERGE_JOIN] {
+        for q in [SERIAL_INDEX_BUILD, WITHOUT_MERGE_JOIN, WITHOUT_NESTED_LOOP] {
             assert!(q.contains(", true)"), "is_local must be true: {q}");
         }
         for q in [SET_LOCAL] {

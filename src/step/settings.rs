@@ -121,13 +121,18 @@ pub fn with_serial_index_build(f: impl FnOnce()) {
     with_setting(sql::settings::SERIAL_INDEX_BUILD, "max_parallel_maintenance_workers", f);
 }
 
-/// Runs `f` without merge joins: a join of the rows a step took with a compressed
-/// chunk's rows is cheapest as a hash of the rows taken, probed by the chunk's rows as
-/// they are decompressed; the planner, which cannot tell how many rows a compressed
-/// chunk holds, would otherwise sort every one of them (measured: 4 ms against 18 ms
-/// for 1,144 rows taken and a chunk of 72,000).
-pub fn without_merge_join<T>(f: impl FnOnce() -> T) -> T {
-    with_setting(sql::settings::WITHOUT_MERGE_JOIN, "enable_mergejoin", f)
+/// Runs `f` with hash joins only (no merge join, no nested loop): a join of the rows a
+/// step took with a compressed chunk's rows is cheapest as a hash of the rows taken,
+/// probed by the chunk's rows as they are decompressed. The planner cannot tell how
+/// many rows a compressed chunk holds: it sorted every one of them for a merge join
+/// (measured: 4 ms against 18 ms for 1,144 rows taken and a chunk of 72,000), or, for
+/// 180,000 rows and a chunk of 540,000, looked each row up in the chunk, decompressing
+/// a batch each time (three times the whole run's time). A join a hash cannot do
+/// (keys compared with `IS NOT DISTINCT FROM`) still runs as the planner chooses.
+pub fn hash_joins_only<T>(f: impl FnOnce() -> T) -> T {
+    with_setting(sql::settings::WITHOUT_MERGE_JOIN, "enable_mergejoin", || {
+        with_setting(sql::settings::WITHOUT_NESTED_LOOP, "enable_nestloop", f)
+    })
 }
 
 /// Runs `f` after `set` (a statement that sets `name` for the transaction and returns

@@ -70,7 +70,7 @@ pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult
     let mut meets =
         query_one(&q.meets_chunk, &[], |x| col::<bool>(x, 1).unwrap_or(true)).unwrap_or(true);
     if meets && nothing {
-        kept -= settings::without_merge_join(|| {
+        kept -= settings::hash_joins_only(|| {
             query_one(&q.drop_existing_keys, &[], |x| col::<i64>(x, 1).unwrap_or(0)).unwrap_or(0)
         });
         (meets, r.met_segments) = (false, true);
