@@ -96,7 +96,9 @@ pub fn route_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind)
 pub fn count_by_time(staging: &QualifiedName, time_column: &str, kind: TimeKind) -> String {
     let (lo, hi) = bound_subqueries(kind);
     let t = format!("s.{}", quote_ident(time_column));
-    // the bucket computed once per row (cheaper than the routing form's lateral subquery)
+    // the bucket is computed more than once a row here (the subquery is flattened), but
+    // the scan may run in parallel, which the routing form's OFFSET 0 rules out: 205 ms
+    // against 274 ms for 2.16 million rows
     format!(
         "SELECT x.b, count(*) FILTER (WHERE x.t < {hi}[x.b])::int8 FROM (SELECT \
          pg_catalog.width_bucket({t}, {lo}) AS b, {t} AS t FROM {} AS s) AS x WHERE x.b > 0 \
