@@ -109,6 +109,15 @@ fn direct_steps_share_transactions_within_limits() {
 }
 
 #[test]
+fn direct_steps_below_the_bulk_way_join_the_batch() {
+    use Strategy::*;
+    let n = NEW_SEGMENTS_FROM_ROWS;
+    let steps =
+        vec![step(Direct, 100, 0), step(Direct, n - 1, 0), step(Direct, n, 0), step(Direct, 1, 0)];
+    assert_eq!(batches(&steps, 0, n), vec![vec![0, 1], vec![2], vec![3]]);
+}
+
+#[test]
 fn empty_plan() {
     let p = plan(vec![], 0, StrategyChoice::Auto);
     assert!(p.steps.is_empty());

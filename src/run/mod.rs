@@ -219,7 +219,7 @@ impl Run<'_> {
         let batches = if prep.cfg.delete_from_staging && prep.compress_order.is_none() {
             // a step that may write new segments in bulk is a transaction of its own
             let alone_from = match prep.new_segments {
-                Some(_) => plan::COMPRESS_DIRECTLY_FROM_ROWS,
+                Some(_) => plan::NEW_SEGMENTS_FROM_ROWS,
                 None => i64::MAX,
             };
             plan::batches(&plan.steps, prep.decompress_limit, alone_from)

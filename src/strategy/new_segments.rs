@@ -31,13 +31,13 @@ use std::time::Instant;
 
 /// The step done so, or `None`, having changed nothing but its lock on the chunk, where
 /// it does not apply: the destination does not allow it (`Prepared::new_segments`), the
-/// step has fewer rows than a batch, the chunk is not fully compressed, or (under
-/// `UPDATE`) a staging row of the step has a segment the chunk has (looked for first
-/// unless the plan counted none).
+/// step has fewer rows than `plan::NEW_SEGMENTS_FROM_ROWS`, the chunk is not fully
+/// compressed, or (under `UPDATE`) a staging row of the step has a segment the chunk
+/// has (looked for first unless the plan counted none).
 pub fn apply(prep: &Prepared, step: &Step, take: RowSource) -> Option<StepResult> {
     let chunk = &step.chunk;
     let spec = prep.new_segments.as_ref()?;
-    if step.staging_rows < plan::COMPRESS_DIRECTLY_FROM_ROWS {
+    if step.staging_rows < plan::NEW_SEGMENTS_FROM_ROWS {
         return None;
     }
     execute(&sql::chunk::lock(&chunk.name, "EXCLUSIVE"), &[]);

@@ -112,6 +112,32 @@ timescale_test! {
 }
 
 timescale_test! {
+    /// A chunk taking fewer rows than the bulk way pays for (1,152 rows of new devices;
+    /// `plan::NEW_SEGMENTS_FROM_ROWS` is 2,000) takes them with the batch of direct
+    /// inserts the other chunks share, inserted into the compressed chunk.
+    fn a_few_rows_of_new_segments_go_with_the_batch_of_direct_inserts() {
+        let cl = timescale_cluster();
+        let mut setup = cl.create_db("few");
+        tables(&mut setup);
+        setup.batch_execute("DELETE FROM st WHERE v < -100").unwrap();
+        let expected = reference(&mut setup, "NOTHING");
+        let (mut c, notices) = cl.connect_with_notices("few");
+        c.batch_execute("SET client_min_messages = debug1").unwrap();
+        let chunk_notices = backfill(&mut c, &notices, "NOTHING");
+        as_expected_and_compressed(&mut c, &expected, "few");
+        assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
+        for n in &chunk_notices {
+            assert!(
+                n.contains("1152 rows moved, 0 conflicts, inserted into the compressed chunk"),
+                "{n}"
+            );
+        }
+        let batches = notices.lock().unwrap().iter().filter(|n| n.contains("batch done")).count();
+        assert_eq!(batches, 1, "both chunks in one transaction");
+    }
+}
+
+timescale_test! {
     fn a_segment_the_chunk_has_takes_new_keys_or_the_ordinary_way() {
         let cl = timescale_cluster();
         let cagg = "CREATE MATERIALIZED VIEW daily WITH (timescaledb.continuous) AS \
@@ -175,8 +201,8 @@ timescale_test! {
         for (db, cagg, how) in [("outage", false, NEW_KEYS), ("cagg", true, "merged, every")] {
             let mut setup = cl.create_db(db);
             tables(&mut setup);
-            // the chunks' own devices: each 5-minute key twice (new keys), each 10-minute
-            // key once (keys the chunks have, with other values)
+            // the chunks' own devices: each 5-minute key three times (new keys), each
+            // 10-minute key once (keys the chunks have, with other values)
             setup
                 .batch_execute(
                     "TRUNCATE st;
@@ -184,6 +210,7 @@ timescale_test! {
                        FROM generate_series(timestamptz '2026-01-02', '2026-01-03 23:50',
                                             interval '10 minutes') t, generate_series(1, 4) d;
                      INSERT INTO st SELECT time, dev, v - 100 FROM st;
+                     INSERT INTO st SELECT time, dev, v - 200 FROM st WHERE v > -100;
                      INSERT INTO st SELECT time, dev, -1000 FROM m;",
                 )
                 .unwrap();
@@ -204,8 +231,8 @@ timescale_test! {
             for n in &chunk_notices {
                 // no row checked against the batches one by one
                 assert!(n.contains(how), "{db}: {n}");
-                // 1,728 taken a day, 576 inserted: repeated keys and existing ones conflict
-                assert!(n.contains("1728 rows moved, 1152 conflicts"), "{db}: {n}");
+                // 2,304 taken a day, 576 inserted: repeated keys and existing ones conflict
+                assert!(n.contains("2304 rows moved, 1728 conflicts"), "{db}: {n}");
             }
         }
     }

@@ -364,8 +364,8 @@ timescale_test! {
 
 timescale_test! {
     /// Without a `workers` key, a plan of little work goes in the session: two chunk
-    /// transactions (a new device's day in bulk, four hours of it later) of 1,536 rows
-    /// start no worker, which the same staging with `"workers": 2` does.
+    /// transactions (two new devices' day in bulk, four days of hourly rows later) of
+    /// 2,976 rows start no worker, which the same staging with `"workers": 2` does.
     fn a_plan_of_little_work_goes_in_the_session_unless_workers_are_asked_for() {
         let cl = ts_cluster();
         for (workers, in_workers) in [(None, false), (Some(2), true)] {
@@ -373,9 +373,9 @@ timescale_test! {
             let mut c = cl.create_db(db);
             timescale_dataset(&mut c, &Dataset::default());
             c.batch_execute(&format!(
-                "INSERT INTO backfill_event_data (time, device_id, value) SELECT t, 97, 1 FROM \
+                "INSERT INTO backfill_event_data (time, device_id, value) SELECT t, d, 1 FROM \
                  generate_series(timestamptz '{START}', timestamptz '{START}' + interval '1 day' \
-                 - interval '1 minute', interval '1 minute') t;
+                 - interval '1 minute', interval '1 minute') t, generate_series(97, 98) d;
                  INSERT INTO backfill_event_data (time, device_id, value) SELECT t, 97, 2 FROM \
                  generate_series(timestamptz '{START}' + interval '1 day', timestamptz '{START}' \
                  + interval '5 days' - interval '1 hour', interval '1 hour') t;"
@@ -392,8 +392,8 @@ timescale_test! {
             let waited = n.iter().any(|m| m.starts_with("backfill_ext: wait for workers done"));
             let here = n.iter().any(|m| m.starts_with("backfill_ext: batch done"));
             assert_eq!((waited, here), (in_workers, !in_workers), "{workers:?}: {n:#?}");
-            let moved = "SELECT count(*) FROM event_data WHERE device_id = 97";
-            assert_eq!(scalar::<i64>(&mut c, moved), 1440 + 96, "{workers:?}");
+            let moved = "SELECT count(*) FROM event_data WHERE device_id IN (97, 98)";
+            assert_eq!(scalar::<i64>(&mut c, moved), 2 * 1440 + 96, "{workers:?}");
             assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM backfill_event_data"), 0);
         }
     }
