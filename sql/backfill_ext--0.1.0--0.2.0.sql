@@ -97,3 +97,9 @@ CREATE INDEX ON _backfill_ext.run_task_rows (run_id, task);
 ALTER TABLE _backfill_ext.run_task_rows ALTER COLUMN tids SET STORAGE EXTERNAL;
 -- as the tasks: no role but the owner reads or writes them
 ALTER TABLE _backfill_ext.run_task_rows ENABLE ROW LEVEL SECURITY;
+
+-- the dry run of a job's config: its conflict action and other keys decide the plan
+CREATE FUNCTION @extschema@.backfill_plan(config jsonb)
+RETURNS TABLE (chunk text, range_start text, range_end text, compressed boolean, staging_rows bigint, action text)
+LANGUAGE c AS 'MODULE_PATHNAME', 'backfill_plan_of_config_wrapper';
+COMMENT ON FUNCTION @extschema@.backfill_plan(jsonb) IS 'What a backfill run with this config would do, chunk by chunk; changes nothing';

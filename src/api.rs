@@ -231,8 +231,9 @@ fn unschedule_backfill(job_id: Option<i32>) {
     spi::restore_search_path(&path);
 }
 
-/// `backfill_plan(staging_table, destination)`: a dry run. One row per chunk a run
-/// would touch, and one for the rows that would create new chunks. Changes nothing.
+/// `backfill_plan(staging_table, destination)`: a dry run with the default config. One
+/// row per chunk a run would touch, and one for the rows that would create new chunks.
+/// Changes nothing.
 #[pg_extern(sql = "
 CREATE FUNCTION backfill_plan(staging_table regclass, destination regclass)
 RETURNS TABLE (chunk text, range_start text, range_end text, compressed boolean, staging_rows \
@@ -265,6 +266,41 @@ fn backfill_plan(
     let cfg = spi::check(Config::from_json(Some(
         &serde_json::json!({"staging_table": staging, "destination_hypertable": dest}),
     )));
+    TableIterator::new(plan_rows(cfg))
+}
+
+/// `backfill_plan(config)`: the dry run of a job's config (the one given to `add_job`):
+/// its conflict action, strategy and the other keys decide the plan as they decide the
+/// run's. Changes nothing.
+#[pg_extern(sql = "
+CREATE FUNCTION backfill_plan(config jsonb)
+RETURNS TABLE (chunk text, range_start text, range_end text, compressed boolean, staging_rows \
+bigint, action text)
+LANGUAGE c AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION backfill_plan(jsonb) IS 'What a backfill run with this config would do, chunk \
+by chunk; changes nothing';
+")]
+#[allow(clippy::type_complexity)]
+fn backfill_plan_of_config(
+    config: Option<JsonB>,
+) -> TableIterator<
+    'static,
+    (
+        name!(chunk, Option<String>),
+        name!(range_start, Option<String>),
+        name!(range_end, Option<String>),
+        name!(compressed, Option<bool>),
+        name!(staging_rows, i64),
+        name!(action, String),
+    ),
+> {
+    let json = required(config, "config", "backfill_plan");
+    TableIterator::new(plan_rows(spi::check(Config::from_json(Some(&json.0)))))
+}
+
+/// The rows of `backfill_plan` for a run with `cfg`: a step's, then the rows for new
+/// chunks, then the continuous aggregates' refreshes.
+fn plan_rows(cfg: Config) -> Vec<PlanRow> {
     let path = spi::harden_search_path();
     let prep = crate::run::prepare(cfg);
     let plan = crate::run::make_plan(&prep);
@@ -274,8 +310,12 @@ fn backfill_plan(
         _ => vec![],
     };
     spi::restore_search_path(&path);
-    let directly = prep.compress_order.is_some();
-    let mut rows: Vec<PlanRow> = plan.steps.into_iter().map(|s| step_row(s, directly)).collect();
+    let ways = crate::plan::DirectWays {
+        compressed_batches: prep.compress_order.is_some(),
+        in_bulk: prep.new_segments.is_some(),
+        nothing: prep.spec.conflict.action == crate::config::ConflictAction::Nothing,
+    };
+    let mut rows: Vec<PlanRow> = plan.steps.into_iter().map(|s| step_row(s, ways)).collect();
     if plan.rows_for_new_chunks > 0 {
         let action = if prep.ht.is_some() { "insert, creating new chunks" } else { "insert" };
         rows.push((None, None, None, None, plan.rows_for_new_chunks, action.to_string()));
@@ -284,24 +324,26 @@ fn backfill_plan(
         let (lo, hi) = r.window.map(|(lo, hi)| (Some(lo), Some(hi))).unwrap_or((None, None));
         rows.push((None, lo, hi, None, 0, format!("refresh continuous aggregate {}", r.name)));
     }
-    TableIterator::new(rows)
+    rows
 }
 
 /// A row of `backfill_plan`: chunk, range start and end, compressed, staging rows, action.
 type PlanRow = (Option<String>, Option<String>, Option<String>, Option<bool>, i64, String);
 
-/// `backfill_plan`'s row for one chunk step; `directly` where the destination takes rows
-/// through TimescaleDB's direct compression (`Prepared::compress_order`).
-fn step_row(s: crate::plan::Step, directly: bool) -> PlanRow {
-    use crate::plan::{Strategy, COMPRESS_DIRECTLY_FROM_ROWS};
-    let action = match s.strategy {
-        Strategy::Direct if directly && s.staging_rows >= COMPRESS_DIRECTLY_FROM_ROWS => {
-            "write as compressed batches (direct compression)"
+/// `backfill_plan`'s row for one chunk step, given what the destination lets a direct
+/// step do.
+fn step_row(s: crate::plan::Step, ways: crate::plan::DirectWays) -> PlanRow {
+    use crate::plan::{Strategy, Way};
+    let action = match crate::plan::way(&s, ways) {
+        Way::CompressedBatches => "write as compressed batches (direct compression)",
+        Way::NewSegmentsInBulk => "write the new segments into the chunk in bulk, recompress",
+        Way::NewKeysInBulk => {
+            "write the rows whose keys the chunk lacks into it in bulk, recompress"
         }
-        Strategy::Decompress => "decompress, insert, recompress",
-        Strategy::Direct => "insert into the compressed chunk, recompress what became partial",
-        Strategy::Merge => "merge into the touched segments, recompress them",
-        Strategy::Insert => "insert",
+        Way::Decompress => "decompress, insert, recompress",
+        Way::Direct => "insert into the compressed chunk, recompress what became partial",
+        Way::Merge => "merge into the touched segments, recompress them",
+        Way::Insert => "insert",
     };
     let compressed = s.strategy != Strategy::Insert;
     (

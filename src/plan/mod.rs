@@ -239,6 +239,62 @@ pub struct Step {
     pub rows_meeting: Option<i64>,
 }
 
+/// How a step takes its rows, as far as the plan can tell (`backfill_plan` says it; the
+/// run looks again under the chunk's lock, so rows staged after the plan may change it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    Insert,
+    /// TimescaleDB's insert into the compressed chunk, then what became partial compressed.
+    Direct,
+    /// TimescaleDB's direct compression writes the rows as new compressed batches.
+    CompressedBatches,
+    /// Rows of segments the chunk lacks, written into it in bulk (`strategy::new_segments`).
+    NewSegmentsInBulk,
+    /// Under `NOTHING`: the rows whose key the chunk lacks, written into it in bulk.
+    NewKeysInBulk,
+    Merge,
+    Decompress,
+}
+
+/// What a destination lets a direct step do besides TimescaleDB's insert
+/// (`step::Prepared`'s `compress_order` and `new_segments`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DirectWays {
+    /// Rows go in as compressed batches (no unique or exclusion index).
+    pub compressed_batches: bool,
+    /// Rows of new segments (and, under `NOTHING`, of new keys) go in bulk.
+    pub in_bulk: bool,
+    /// The action is `NOTHING`.
+    pub nothing: bool,
+}
+
+/// The way step `s` takes its rows: a direct step of `COMPRESS_DIRECTLY_FROM_ROWS` rows
+/// or more as compressed batches where the destination allows it; one of
+/// `NEW_SEGMENTS_FROM_ROWS` or more into a fully compressed chunk in bulk where it
+/// allows that, under `NOTHING` whatever segments the rows have (the conflicts are left
+/// out), else only where the plan found no row meeting the chunk's segments.
+pub fn way(s: &Step, ways: DirectWays) -> Way {
+    match s.strategy {
+        Strategy::Insert => Way::Insert,
+        Strategy::Merge => Way::Merge,
+        Strategy::Decompress => Way::Decompress,
+        Strategy::Direct => {
+            let in_bulk = ways.in_bulk
+                && s.staging_rows >= NEW_SEGMENTS_FROM_ROWS
+                && status::is_fully_compressed(s.chunk.status);
+            if in_bulk && s.rows_meeting == Some(0) {
+                Way::NewSegmentsInBulk
+            } else if in_bulk && ways.nothing {
+                Way::NewKeysInBulk
+            } else if ways.compressed_batches && s.staging_rows >= COMPRESS_DIRECTLY_FROM_ROWS {
+                Way::CompressedBatches
+            } else {
+                Way::Direct
+            }
+        }
+    }
+}
+
 /// The whole run: one step per chunk that receives rows, in time order, then the rows
 /// that belong in no existing chunk (ordinary inserts that create new chunks).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -118,6 +118,44 @@ fn direct_steps_below_the_bulk_way_join_the_batch() {
 }
 
 #[test]
+fn the_plan_names_the_way_a_direct_step_takes_its_rows() {
+    let n = NEW_SEGMENTS_FROM_ROWS;
+    let with = |rows: i64, status: i32, meeting: Option<i64>| Step {
+        chunk: chunk("c", "2024-01-01", status),
+        rows_meeting: meeting,
+        ..step(Strategy::Direct, rows, 0)
+    };
+    let batches = DirectWays { compressed_batches: true, ..Default::default() };
+    let update = DirectWays { in_bulk: true, ..Default::default() };
+    let nothing = DirectWays { in_bulk: true, nothing: true, ..Default::default() };
+    let cases = [
+        // no key: compressed batches from a batch's worth
+        (with(COMPRESS_DIRECTLY_FROM_ROWS, 1, None), batches, Way::CompressedBatches),
+        (with(COMPRESS_DIRECTLY_FROM_ROWS - 1, 1, None), batches, Way::Direct),
+        // a key holding the segment: in bulk from NEW_SEGMENTS_FROM_ROWS rows
+        (with(n, 1, Some(0)), update, Way::NewSegmentsInBulk),
+        (with(n - 1, 1, Some(0)), update, Way::Direct),
+        (with(n, 1, Some(3)), update, Way::Direct),
+        (with(n, 1, None), update, Way::Direct),
+        (with(n, 1, None), nothing, Way::NewKeysInBulk),
+        (with(n, 1, Some(3)), nothing, Way::NewKeysInBulk),
+        (with(n, 1, Some(0)), nothing, Way::NewSegmentsInBulk),
+        // a partial or unordered chunk is not written in bulk
+        (with(n, 1 | 8, Some(0)), update, Way::Direct),
+        (with(n, 1 | 2, None), nothing, Way::Direct),
+        (with(n, 1, Some(0)), DirectWays::default(), Way::Direct),
+    ];
+    for (i, (s, ways, expected)) in cases.into_iter().enumerate() {
+        assert_eq!(way(&s, ways), expected, "case {i}");
+    }
+    use Strategy::{Decompress, Insert, Merge};
+    for (strategy, expected) in [(Insert, Way::Insert), (Merge, Way::Merge)] {
+        assert_eq!(way(&step(strategy, n, 0), nothing), expected);
+    }
+    assert_eq!(way(&step(Decompress, n, 0), nothing), Way::Decompress);
+}
+
+#[test]
 fn empty_plan() {
     let p = plan(vec![], 0, StrategyChoice::Auto);
     assert!(p.steps.is_empty());

@@ -9,7 +9,7 @@
 //! killed after the bulk write leaves both tables as they were. Run where a full
 //! TimescaleDB is installed (ignored, with the reason, elsewhere).
 
-use backfill_ext_client_tests::config::{call_backfill, config};
+use backfill_ext_client_tests::config::{call_backfill, config, literal};
 use backfill_ext_client_tests::timescale_test;
 use backfill_ext_client_tests::{pid_of_run, scalar, timescale_cluster, Client, Notices};
 use serde_json::json;
@@ -18,6 +18,13 @@ use serde_json::json;
 /// `NOTHING`) rows of existing segments too, their keys the chunk has left out.
 const IN_BULK: &str = "new segments written into the chunk in bulk, recompressed";
 const NEW_KEYS: &str = "new keys written into the chunk in bulk, recompressed";
+/// What `backfill_plan` of the run's config says of a chunk whose rows go so: under
+/// `NOTHING` whatever their segments, under `UPDATE` where none has a segment of the
+/// chunk; and of one whose rows TimescaleDB inserts into the compressed chunk.
+const PLANNED_NEW_KEYS: &str =
+    "write the rows whose keys the chunk lacks into it in bulk, recompress";
+const PLANNED_NEW_SEGMENTS: &str = "write the new segments into the chunk in bulk, recompress";
+const PLANNED_DIRECT: &str = "insert into the compressed chunk, recompress what became partial";
 
 /// Hypertable `m` with the key (dev, time), two daily chunks of 4 devices at 10-minute
 /// steps, compressed segmented by dev; its plain twin `twin` with the same rows and key;
@@ -64,6 +71,19 @@ fn reference(c: &mut Client, action: &str) -> Vec<String> {
     rows(c, "twin")
 }
 
+/// `backfill_plan`'s action for each chunk of `m`, in time order, for the config of a
+/// run with `action` (the default config's where `action` is `NOTHING`, its default).
+fn planned(c: &mut Client, action: &str) -> Vec<String> {
+    let q = match action {
+        "NOTHING" => "SELECT action FROM backfill_plan('st', 'm') WHERE chunk IS NOT NULL".into(),
+        _ => format!(
+            "SELECT action FROM backfill_plan({}::jsonb) WHERE chunk IS NOT NULL",
+            literal(&config("st", "m", json!({"workers": 1, "on_conflict_action": action})))
+        ),
+    };
+    c.query(&q, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+}
+
 /// Runs the backfill with `action`; returns the chunks' NOTICEs.
 fn backfill(c: &mut Client, notices: &Notices, action: &str) -> Vec<String> {
     notices.lock().unwrap().clear();
@@ -96,6 +116,11 @@ timescale_test! {
             tables(&mut setup);
             let expected = reference(&mut setup, action);
             let (mut c, notices) = cl.connect_with_notices(&db);
+            let planned_how = match action {
+                "NOTHING" => PLANNED_NEW_KEYS,
+                _ => PLANNED_NEW_SEGMENTS,
+            };
+            assert_eq!(planned(&mut c, action), [planned_how; 2], "{action}: the plan says so");
             let chunk_notices = backfill(&mut c, &notices, action);
             as_expected_and_compressed(&mut c, &expected, action);
             assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");
@@ -122,6 +147,7 @@ timescale_test! {
         setup.batch_execute("DELETE FROM st WHERE v < -100").unwrap();
         let expected = reference(&mut setup, "NOTHING");
         let (mut c, notices) = cl.connect_with_notices("few");
+        assert_eq!(planned(&mut c, "NOTHING"), [PLANNED_DIRECT; 2], "the plan says so");
         c.batch_execute("SET client_min_messages = debug1").unwrap();
         let chunk_notices = backfill(&mut c, &notices, "NOTHING");
         as_expected_and_compressed(&mut c, &expected, "few");
@@ -160,10 +186,14 @@ timescale_test! {
             let expected = reference(&mut setup, action);
             let (mut c, notices) = cl.connect_with_notices(db);
             c.batch_execute(&format!("SET backfill_ext.debug_always_route = {routed}")).unwrap();
+            let plan = planned(&mut c, action);
             let chunk_notices = backfill(&mut c, &notices, action);
             as_expected_and_compressed(&mut c, &expected, db);
             let count = |text: &str| chunk_notices.iter().filter(|n| n.contains(text)).count();
             assert_eq!((count(IN_BULK), count(NEW_KEYS)), in_bulk, "{db}: {chunk_notices:?}");
+            // the plan names the chunks that go in bulk
+            let in_bulk_planned = plan.iter().filter(|a| a.contains(" in bulk,")).count();
+            assert_eq!(in_bulk_planned, in_bulk.0 + in_bulk.1, "{db}: {plan:?}");
         }
     }
 }
@@ -198,7 +228,10 @@ timescale_test! {
     fn an_outage_replay_under_nothing_goes_in_bulk_or_merged_as_insert_on_conflict_would() {
         let cl = timescale_cluster();
         // with a continuous aggregate nothing is written in bulk past its trigger: merged
-        for (db, cagg, how) in [("outage", false, NEW_KEYS), ("cagg", true, "merged, every")] {
+        let merge = "merge into the touched segments, recompress them";
+        let cases =
+            [("outage", false, NEW_KEYS, PLANNED_NEW_KEYS), ("cagg", true, "merged, every", merge)];
+        for (db, cagg, how, planned_how) in cases {
             let mut setup = cl.create_db(db);
             tables(&mut setup);
             // the chunks' own devices: each 5-minute key three times (new keys), each
@@ -225,6 +258,7 @@ timescale_test! {
             }
             let expected = reference(&mut setup, "NOTHING");
             let (mut c, notices) = cl.connect_with_notices(db);
+            assert_eq!(planned(&mut c, "NOTHING"), [planned_how; 2], "{db}: the plan says so");
             let chunk_notices = backfill(&mut c, &notices, "NOTHING");
             as_expected_and_compressed(&mut c, &expected, db);
             assert_eq!(chunk_notices.len(), 2, "{chunk_notices:?}");

@@ -257,6 +257,7 @@ timescale_test! {
         // the hypertable's compression policy, which a run holds back while it works
         s.run("SELECT add_compression_policy('event_data', interval '30 days');");
         s.example("SELECT * FROM backfill_plan(");
+        s.example("SELECT p.chunk, p.staging_rows, p.action FROM timescaledb_information.jobs");
         s.example("CALL run_job(1000)");
         // corrections for every row of day 5
         s.run(

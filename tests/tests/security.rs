@@ -152,6 +152,7 @@ fn a_role_without_any_privilege_calls_every_public_function_and_nothing_is_writt
         r#"CALL backfill_on_schedule(NULL, '{"staging_table":"st","destination_hypertable":"m"}')"#,
         "CALL decompress_backfill('st', 'm')",
         "SELECT * FROM backfill_plan('st', 'm')",
+        r#"SELECT * FROM backfill_plan('{"staging_table":"st","destination_hypertable":"m"}')"#,
         r#"SELECT backfill_check_config('{"staging_table":"st","destination_hypertable":"m"}')"#,
     ] {
         let (code, msg, _) = expect_error(&mut nobody, call);

@@ -1,22 +1,21 @@
 //! How each chunk takes its rows: the plan, auto's choice per chunk against forced
 //! strategies, and merging by segments where a rewrite must not happen.
 
-use backfill_ext_client_tests::config::{call_backfill, event_config};
+use backfill_ext_client_tests::config::{call_backfill, config, event_config, literal};
 use backfill_ext_client_tests::fixtures::{
     assert_compressed_and_policy_as_before, stage_correction_from_day, stage_late_rows, state,
     timescale_dataset, Dataset, START,
 };
 use backfill_ext_client_tests::timescale_cluster as cluster;
 use backfill_ext_client_tests::timescale_test;
-use backfill_ext_client_tests::{scalar, Cluster};
+use backfill_ext_client_tests::{expect_error, scalar, Client, Cluster};
 use serde_json::json;
 
-timescale_test! {
-    fn plans_only_chunks_that_receive_rows() {
-        let cl = cluster();
-        let mut c = cl.create_db("t");
-        c.batch_execute(
-            "CREATE TABLE h (time timestamp NOT NULL, d int NOT NULL, v int);
+/// Hypertable `h` of device 1 hourly over four days, the first two compressed; staging
+/// `s` with two rows for day 2, one for day 4 and one for February (no chunk).
+fn plan_tables(c: &mut Client) {
+    c.batch_execute(
+        "CREATE TABLE h (time timestamp NOT NULL, d int NOT NULL, v int);
          SELECT create_hypertable('h', 'time', chunk_time_interval => interval '1 day');
          ALTER TABLE h SET (timescaledb.compress, timescaledb.compress_segmentby = 'd');
          INSERT INTO h SELECT t, 1, 0 FROM generate_series('2024-01-01'::timestamp, \
@@ -25,8 +24,15 @@ timescale_test! {
          CREATE TABLE s (LIKE h);
          INSERT INTO s VALUES ('2024-01-02 05:00', 2, 0), ('2024-01-02 06:00', 2, 0), ('2024-01-04 \
          23:59', 2, 0), ('2024-02-01', 2, 0);",
-        )
-        .unwrap();
+    )
+    .unwrap();
+}
+
+timescale_test! {
+    fn plans_only_chunks_that_receive_rows() {
+        let cl = cluster();
+        let mut c = cl.create_db("t");
+        plan_tables(&mut c);
         let got: Vec<(Option<String>, Option<bool>, i64, String)> = c
             .query(
                 "SELECT range_start, compressed, staging_rows, action FROM backfill_plan('s', 'h')",
@@ -52,6 +58,42 @@ timescale_test! {
                 (None, None, 1, "insert, creating new chunks".into()),
             ]
         );
+    }
+}
+
+timescale_test! {
+    fn the_plan_of_a_config_follows_its_keys_and_refuses_what_a_run_would() {
+        let cl = cluster();
+        let mut c = cl.create_db("t");
+        plan_tables(&mut c);
+        let actions = |c: &mut Client, extra: serde_json::Value| -> Vec<String> {
+            let cfg = literal(&config("s", "h", extra));
+            let q = format!("SELECT action FROM backfill_plan({cfg}::jsonb)");
+            c.query(&q, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+        };
+        let default: Vec<String> = (c.query("SELECT action FROM backfill_plan('s', 'h')", &[]))
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(default.len(), 3, "{default:?}");
+        assert_eq!(actions(&mut c, json!({})), default);
+        let forced = actions(&mut c, json!({"strategy": "decompress"}));
+        assert_eq!(forced[0], "decompress, insert, recompress");
+        assert_eq!(forced[1..], default[1..]);
+        // and refuses what a run would refuse, with the run's SQLSTATE and hint
+        let (code, msg, hint) = expect_error(
+            &mut c,
+            &format!(
+                "SELECT * FROM backfill_plan({}::jsonb)",
+                literal(&config("s", "h", json!({"strategy": "fastest"})))
+            ),
+        );
+        assert_eq!(code, "22023", "{msg}");
+        assert!(hint.is_some_and(|h| h.contains("auto")), "{msg}");
+        let (code, msg, _) = expect_error(&mut c, "SELECT * FROM backfill_plan(NULL::jsonb)");
+        assert_eq!((code.as_str(), msg.contains("config")), ("22004", true), "{msg}");
+        assert_eq!(scalar::<i64>(&mut c, "SELECT count(*) FROM s"), 4, "the plan changed nothing");
     }
 }
 

@@ -152,9 +152,9 @@ timescale_test! {
         assert_eq!(version, default);
         assert_ne!(version, PREVIOUS);
         assert_eq!(state(&mut c), before, "history and holds kept");
-        // no role but the owner may write the state any more
+        // no role but the owner may write the state any more; the job's config plans
         public_writes_nothing(&mut c);
-
+        plans_the_jobs_config(&mut c, job);
         // the same objects as a fresh install of the current version
         an_update_equals_a_fresh_install(&cl);
 
@@ -218,6 +218,19 @@ timescale_test! {
 
 /// Installs the current version in database `fresh`, and the previous one updated to it
 /// in `updated_only`; their objects must be the same (`pg_dump`'s view of them).
+/// After the update, the job's config has its dry run (`backfill_plan(config)`, new in
+/// 0.2.0): the staged row's chunk.
+fn plans_the_jobs_config(c: &mut Client, job: i32) {
+    let planned: i64 = scalar(
+        c,
+        &format!(
+            "SELECT sum(p.staging_rows)::int8 FROM timescaledb_information.jobs j, \
+             backfill_plan(j.config) p WHERE j.job_id = {job}"
+        ),
+    );
+    assert_eq!(planned, 1, "backfill_plan of the job's config after the update");
+}
+
 fn an_update_equals_a_fresh_install(cl: &Cluster) {
     let mut f = cl.connect("fresh");
     f.batch_execute(&format!("{}; CREATE EXTENSION backfill_ext", create_timescaledb())).unwrap();
