@@ -216,8 +216,6 @@ timescale_test! {
     }
 }
 
-/// Installs the current version in database `fresh`, and the previous one updated to it
-/// in `updated_only`; their objects must be the same (`pg_dump`'s view of them).
 /// After the update, the job's config has its dry run (`backfill_plan(config)`, new in
 /// 0.2.0): the staged row's chunk.
 fn plans_the_jobs_config(c: &mut Client, job: i32) {
@@ -231,6 +229,8 @@ fn plans_the_jobs_config(c: &mut Client, job: i32) {
     assert_eq!(planned, 1, "backfill_plan of the job's config after the update");
 }
 
+/// Installs the current version in database `fresh`, and the previous one updated to it
+/// in `updated_only`; their objects must be the same (`pg_dump`'s view of them).
 fn an_update_equals_a_fresh_install(cl: &Cluster) {
     let mut f = cl.connect("fresh");
     f.batch_execute(&format!("{}; CREATE EXTENSION backfill_ext", create_timescaledb())).unwrap();
